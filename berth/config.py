@@ -1,0 +1,150 @@
+"""One typed Settings object for every Berth process.
+
+Values come from, in order of precedence: keyword arguments, ``BERTH_*``
+environment variables, then a YAML file named by ``BERTH_CONFIG``. The object
+is built once at process start and passed in; nothing reads it globally.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["Settings", "load_settings"]
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the optional YAML file named by ``BERTH_CONFIG``."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("BERTH_CONFIG")
+        if not path:
+            return {}
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the config file must hold a mapping")
+        return data
+
+
+class Settings(BaseSettings):
+    """Everything a Berth process can be told. Safe defaults: all-in-one needs none."""
+
+    model_config = SettingsConfigDict(env_prefix="BERTH_", extra="forbid")
+
+    # -- where state lives
+    data_dir: Path = Field(default=Path(".berth"), description="state directory")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite in data_dir"
+    )
+
+    # -- the API process
+    bind_host: str = "127.0.0.1"
+    port: int = 9517
+    public_url: str | None = Field(
+        default=None, description="base URL put in the catalog; default http://bind_host:port"
+    )
+    region: str = "RegionOne"
+    policy_file: Path | None = None
+
+    # -- identity
+    admin_username: str = "admin"
+    admin_project: str = "admin"
+    admin_password: str | None = Field(
+        default=None, description="first-start admin password; generated when unset"
+    )
+    token_ttl_seconds: int = 3600 * 8
+
+    # -- container API defaults (Zun's names and values)
+    default_cpu: float = 1.0
+    default_memory: int = 512
+    minimum_cpus: float = 0.1
+    maximum_cpus: float = 16.0
+    minimum_memory: int = 4
+    maximum_memory: int = 8192
+    minimum_disk: int = 1
+    maximum_disk: int = 160
+    max_limit: int = 1000
+    unique_container_name_scope: Literal["", "project", "global"] = ""
+    default_availability_zone: str = "nova"
+    default_schedule_zone: str | None = None
+    container_runtime: str = "runc"
+    image_driver_list: list[str] = Field(default_factory=lambda: ["glance", "docker"])
+    default_image_driver: str = "docker"
+    execute_timeout: float = 5.0
+
+    # -- quotas
+    quota_containers: int = 40
+    quota_memory: int = 51200
+    quota_cpu: int = 20
+    quota_disk: int = 100
+
+    # -- services and heartbeats
+    service_down_time: float = 180.0
+    heartbeat_interval: float = 10.0
+    reconcile_interval: float = 5.0
+
+    # -- scheduler
+    cpu_allocation_ratio: float = 16.0
+    ram_allocation_ratio: float = 1.5
+    disk_allocation_ratio: float = 1.0
+    weigher: Literal["spread", "binpack"] = "spread"
+
+    # -- the agent
+    agent_host: str = Field(default_factory=socket.gethostname)
+    agent_availability_zone: str | None = None
+    agent_labels: dict[str, str] = Field(default_factory=dict)
+    agent_bind_host: str = "127.0.0.1"
+    agent_port: int = 9518
+    agent_url: str | None = Field(default=None, description="URL the API uses to reach this agent")
+    control_url: str | None = Field(default=None, description="control plane URL the agent calls")
+    agent_password: str | None = Field(
+        default=None, description="service credential shared by agents; generated when unset"
+    )
+    docker_url: str = "unix:///var/run/docker.sock"
+    all_in_one: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'berth.db'}"
+
+    @property
+    def effective_public_url(self) -> str:
+        """Base URL (scheme://host:port) that clients are told to use."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.bind_host}:{self.port}"
+
+    @property
+    def effective_agent_url(self) -> str:
+        """URL at which the API reaches this process's agent."""
+        if self.agent_url:
+            return self.agent_url.rstrip("/")
+        return f"http://{self.agent_bind_host}:{self.agent_port}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment and the optional config file."""
+    return Settings(**overrides)

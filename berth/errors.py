@@ -1,0 +1,139 @@
+"""The domain error tree. Only ``berth.api`` maps these to HTTP.
+
+    BerthError                       code, user-facing message
+    ├── Invalid                      bad input (400)
+    │   ├── InvalidParamInVersion
+    │   ├── NoInteractiveFlag
+    │   └── ImageNotFound
+    ├── Unauthorized                 no or bad credentials (401)
+    ├── Forbidden                    (403)
+    │   ├── PolicyNotAuthorized
+    │   └── OverQuota
+    ├── NotFound                     (404): ContainerNotFound, ProjectNotFound, ...
+    ├── NotAcceptable                microversion problems (406)
+    ├── Conflict                     (409)
+    │   └── InvalidStateException
+    ├── UnsupportedMediaType         (415)
+    └── HostUnavailable              the host of a resource does not answer (503)
+
+Each class's kebab-cased name is its Zun error code (``container.container-not-found``).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "BerthError",
+    "Conflict",
+    "ContainerNotFound",
+    "Forbidden",
+    "HostNotFound",
+    "HostUnavailable",
+    "ImageNotFound",
+    "Invalid",
+    "InvalidParamInVersion",
+    "InvalidStateException",
+    "NoInteractiveFlag",
+    "NotAcceptable",
+    "NotFound",
+    "OverQuota",
+    "PolicyNotAuthorized",
+    "ResourceNotFound",
+    "ServiceNotFound",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "error_code",
+]
+
+
+class BerthError(Exception):
+    """A failure a user can act on: it carries the message shown to them."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Invalid(BerthError):
+    """The request is malformed or asks for something impossible."""
+
+
+class InvalidParamInVersion(Invalid):
+    """A parameter is newer than the requested microversion."""
+
+
+class NoInteractiveFlag(Invalid):
+    """Attach needs a container created with ``interactive``."""
+
+
+class ImageNotFound(Invalid):
+    """The image does not exist where it was looked for."""
+
+
+class Unauthorized(BerthError):
+    """Credentials are missing, wrong or expired."""
+
+
+class Forbidden(BerthError):
+    """The caller is known but may not do this."""
+
+
+class PolicyNotAuthorized(Forbidden):
+    """A policy rule denied the action."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(f"Policy doesn't allow {rule} to be performed.")
+        self.rule = rule
+
+
+class OverQuota(Forbidden):
+    """The request would exceed a project quota."""
+
+
+class NotFound(BerthError):
+    """The resource does not exist or is not visible to the caller."""
+
+
+class ContainerNotFound(NotFound):
+    pass
+
+
+class HostNotFound(NotFound):
+    pass
+
+
+class ServiceNotFound(NotFound):
+    pass
+
+
+class ResourceNotFound(NotFound):
+    pass
+
+
+class NotAcceptable(BerthError):
+    """The requested API version or representation cannot be served."""
+
+
+class Conflict(BerthError):
+    """The request conflicts with the resource's current state."""
+
+
+class InvalidStateException(Conflict):
+    """The action is not allowed in the resource's current status."""
+
+
+class UnsupportedMediaType(BerthError):
+    """The request body has the wrong content type."""
+
+
+class HostUnavailable(BerthError):
+    """The host that runs the resource cannot be reached right now."""
+
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def error_code(exc: BerthError) -> str:
+    """Zun's error code suffix: the class name in kebab case."""
+    return _CAMEL.sub("-", type(exc).__name__).lower()

@@ -1,0 +1,69 @@
+"""The scheduler's nouns: a host snapshot, a request, a verdict and a decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Decision", "HostState", "PlacementRequest", "Verdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """One host as the scheduler sees it at the moment of the snapshot."""
+
+    hostname: str
+    cpus: int
+    cpu_used: float
+    mem_total: int
+    mem_used: int
+    disk_total: int = 0
+    disk_used: int = 0
+    runtimes: tuple[str, ...] = ("runc",)
+    labels: tuple[tuple[str, str], ...] = ()
+    availability_zone: str | None = None
+    enabled: bool = True
+    up: bool = True
+    generation: int = 0
+    total_containers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementRequest:
+    cpu: float
+    memory: int
+    disk: int = 0
+    runtime: str | None = None
+    availability_zone: str | None = None
+    requested_host: str | None = None
+    hints: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    reason: str = ""
+
+
+PASS = Verdict(True)
+
+
+@dataclass(slots=True)
+class Decision:
+    """The chosen host (or None) and why: rejections per host, scores of the rest."""
+
+    host: HostState | None
+    rejections: dict[str, str] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def explain(self) -> str:
+        """A one-line account of why no host fits, grouped by reason with host counts."""
+        if not self.rejections:
+            return "There are not enough hosts available: no host is registered."
+        by_reason: dict[str, int] = {}
+        for reason in self.rejections.values():
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+        parts = [
+            f"{n} host{'s' if n > 1 else ''}: {reason}"
+            for reason, n in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        return "There are not enough hosts available. " + "; ".join(parts) + "."

@@ -1,0 +1,180 @@
+"""Container queries. Every lookup goes through a Scope: other projects' rows are invisible."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.store.scope import Scope
+from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow
+
+__all__ = [
+    "SORT_KEYS",
+    "get",
+    "get_action",
+    "list_actions",
+    "list_page",
+    "name_taken",
+    "project_usage",
+]
+
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+
+SORT_KEYS = frozenset(
+    {
+        "id",
+        "uuid",
+        "name",
+        "image",
+        "project_id",
+        "user_id",
+        "memory",
+        "cpu",
+        "host",
+        "status",
+        "task_state",
+        "created_at",
+        "updated_at",
+    }
+)
+
+
+def _scoped(stmt: Select[ContainerRow], scope: Scope) -> Select[ContainerRow]:
+    if scope.all_projects:
+        return stmt
+    return stmt.where(ContainerRow.project_id == scope.project_id)
+
+
+async def get(
+    session: AsyncSession, scope: Scope, ident: str, *, for_update: bool = False
+) -> ContainerRow:
+    """The container named by UUID or name; ContainerNotFound if invisible or absent.
+
+    A UUID-shaped identifier is looked up by UUID only; anything else by name
+    (several visible containers with that name is a Conflict, as in Zun).
+    """
+    stmt = _scoped(select(ContainerRow), scope)
+    if _UUID.match(ident):
+        stmt = stmt.where(ContainerRow.uuid == ident.lower())
+    else:
+        stmt = stmt.where(ContainerRow.name == ident)
+    if for_update:
+        stmt = stmt.with_for_update()
+    rows = (await session.execute(stmt.limit(2))).scalars().all()
+    if not rows:
+        raise errors.ContainerNotFound(f"Container {ident} could not be found.")
+    if len(rows) > 1:
+        raise errors.Conflict(
+            f"Multiple containers exist with same name {ident}. Please use the container uuid."
+        )
+    return rows[0]
+
+
+async def list_page(
+    session: AsyncSession,
+    scope: Scope,
+    *,
+    filters: dict[str, Any],
+    limit: int,
+    marker: str | None,
+    sort_key: str,
+    sort_dir: str,
+) -> Sequence[ContainerRow]:
+    """One page of containers, ordered by ``sort_key`` then id, after ``marker``."""
+    stmt = _scoped(select(ContainerRow), scope)
+    for key, value in filters.items():
+        stmt = stmt.where(getattr(ContainerRow, key) == value)
+    column = getattr(ContainerRow, sort_key)
+    order = (
+        [column.desc(), ContainerRow.id.desc()]
+        if sort_dir == "desc"
+        else [column.asc(), ContainerRow.id.asc()]
+    )
+    if marker:
+        mark = (
+            await session.execute(
+                _scoped(select(ContainerRow), scope).where(ContainerRow.uuid == marker)
+            )
+        ).scalar_one_or_none()
+        if mark is None:
+            raise errors.Invalid(f"Marker {marker} could not be found.")
+        mval = getattr(mark, sort_key)
+        if sort_dir == "desc":
+            stmt = stmt.where((column < mval) | ((column == mval) & (ContainerRow.id < mark.id)))
+        else:
+            stmt = stmt.where((column > mval) | ((column == mval) & (ContainerRow.id > mark.id)))
+    stmt = stmt.order_by(*order).limit(limit)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def name_taken(
+    session: AsyncSession, name: str, project_id: str | None, exclude_uuid: str | None = None
+) -> bool:
+    """Whether a container called ``name`` exists (in ``project_id``, or anywhere if None)."""
+    stmt = select(func.count()).select_from(ContainerRow).where(ContainerRow.name == name)
+    if project_id is not None:
+        stmt = stmt.where(ContainerRow.project_id == project_id)
+    if exclude_uuid:
+        stmt = stmt.where(ContainerRow.uuid != exclude_uuid)
+    return bool((await session.execute(stmt)).scalar_one())
+
+
+async def project_usage(session: AsyncSession, project_id: str) -> dict[str, float]:
+    """What a project's containers use: count, cpu, memory (MiB) and disk (GiB)."""
+    stmt = select(
+        func.count(ContainerRow.id),
+        func.coalesce(func.sum(ContainerRow.cpu), 0),
+        func.coalesce(func.sum(ContainerRow.memory), 0),
+        func.coalesce(func.sum(ContainerRow.disk), 0),
+    ).where(ContainerRow.project_id == project_id)
+    count, cpu, memory, disk = (await session.execute(stmt)).one()
+    return {
+        "containers": float(count or 0),
+        "cpu": float(cpu or 0),
+        "memory": float(memory or 0),
+        "disk": float(disk or 0),
+    }
+
+
+async def list_actions(session: AsyncSession, container_uuid: str) -> Sequence[ContainerActionRow]:
+    """Every action recorded for a container, newest first."""
+    stmt = (
+        select(ContainerActionRow)
+        .where(ContainerActionRow.container_uuid == container_uuid)
+        .order_by(ContainerActionRow.id.desc())
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def get_action(
+    session: AsyncSession, container_uuid: str, request_id: str
+) -> tuple[ContainerActionRow, Sequence[ActionEventRow]]:
+    """One action and its events; ResourceNotFound if absent."""
+    stmt = select(ContainerActionRow).where(
+        ContainerActionRow.container_uuid == container_uuid,
+        ContainerActionRow.request_id == request_id,
+    )
+    action = (await session.execute(stmt.limit(1))).scalar_one_or_none()
+    if action is None:
+        raise errors.ResourceNotFound(
+            f"Action {request_id} for container {container_uuid} could not be found."
+        )
+    events = (
+        (
+            await session.execute(
+                select(ActionEventRow)
+                .where(ActionEventRow.action_id == action.id)
+                .order_by(ActionEventRow.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return action, events

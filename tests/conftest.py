@@ -1,0 +1,102 @@
+"""Fixtures shared by every layer of tests.
+
+``db_url`` runs a test once on SQLite and once on PostgreSQL (a fresh database
+per test, dropped afterwards). ``app``/``client`` build the real ASGI app with
+its lifespan; every app records the 5xx it served and the test fails if any.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from berth.api.app import create_app
+from berth.config import Settings
+
+PG_ADMIN_DSN = os.environ.get("BERTH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_PASSWORD = "admin-secret-pw"
+AGENT_PASSWORD = "agent-secret-pw"
+
+
+def _pg_exec(sql: str) -> None:
+    import psycopg  # test-only: a sync driver to create and drop databases
+
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL of a fresh, empty database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'berth.db'}"
+        return
+    name = f"berth_test_{uuid.uuid4().hex[:12]}"
+    try:
+        _pg_exec(f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    host = PG_ADMIN_DSN.split("@", 1)[1].rsplit("/", 1)[0]
+    user = PG_ADMIN_DSN.split("//", 1)[1].split("@", 1)[0]
+    yield f"postgresql+asyncpg://{user}@{host}/{name}"
+    _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        admin_password=ADMIN_PASSWORD,
+        agent_password=AGENT_PASSWORD,
+        all_in_one=False,
+        agent_host="test-host",
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, run_workers=False)
+    async with application.router.lifespan_context(application):
+        yield application
+    errors = application.state.berth.saw_server_error
+    assert not errors, f"the API answered 5xx: {errors}"
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+async def issue_token(client: httpx.AsyncClient, user: str, password: str, project: str) -> str:
+    """Password-authenticate like keystoneauth does and return the token."""
+    body: dict[str, Any] = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {"name": user, "domain": {"name": "Default"}, "password": password}
+                },
+            },
+            "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
+        }
+    }
+    r = await client.post("/identity/v3/auth/tokens", json=body)
+    assert r.status_code == 201, r.text
+    return r.headers["x-subject-token"]
+
+
+@pytest.fixture
+async def admin_token(client: httpx.AsyncClient) -> str:
+    return await issue_token(client, "admin", ADMIN_PASSWORD, "admin")
