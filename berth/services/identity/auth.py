@@ -1,0 +1,375 @@
+"""Tokens: authenticate (password, token), validate on every request, inspect, revoke.
+
+Tokens are checked against the database on every request (two indexed
+queries, no cache), so a revocation, a removed role or a disabled user or
+project takes effect at once on every API process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.config import Settings
+from berth.domain.context import RequestContext
+from berth.identity import catalog, tokens
+from berth.identity import roles as rules
+from berth.identity.models import (
+    AuthRequest,
+    IssuedToken,
+    PasswordCredentials,
+    ScopeRequest,
+    TokenInfo,
+)
+from berth.services.identity._common import (
+    AUTH_REQUIRED,
+    DEFAULT_DOMAIN_ID,
+    all_domains,
+    effective_role_rows,
+    require_admin_or_self,
+    role_names,
+    to_project,
+    to_user,
+    verify_password,
+)
+from berth.store.base import utcnow
+from berth.store.db import Database
+from berth.store.tables.identity import (
+    DomainRow,
+    ProjectRow,
+    TokenRow,
+    UserRow,
+)
+
+__all__ = [
+    "EXTRA_CATALOG_SERVICES",
+    "authenticate",
+    "prune_tokens",
+    "revoke_token",
+    "token_catalog",
+    "token_info",
+    "validate_token",
+]
+
+log = logging.getLogger(__name__)
+
+# Services added to every catalog beside identity and container. Add
+# catalog.CONTAINER_INFRA here once the Magnum-compatible API is mounted.
+EXTRA_CATALOG_SERVICES: tuple[catalog.CatalogService, ...] = ()
+
+# Verified against when the user does not exist, so a wrong user name costs
+# as long as a wrong password and timing does not reveal which names exist.
+_DUMMY_HASH = "scrypt$16384$8$1$TO9+G4HTC/un07sMt5kHwA$UIO50BkBJcp5B1TCVvqC0hGyfECBzuMV42jqoSABvgU"
+_MAX_TOKEN_CHARS = 1024
+
+
+# -- tokens ------------------------------------------------------------------
+
+
+async def validate_token(db: Database, token: str) -> RequestContext:
+    """The caller a token stands for, with its effective roles; ``Unauthorized`` if not valid now.
+
+    Unknown, expired and revoked tokens fail, and so do tokens of disabled users,
+    of disabled projects, and scoped tokens whose user no longer holds any role there.
+    """
+    if not token or len(token) > _MAX_TOKEN_CHARS:
+        raise errors.Unauthorized(AUTH_REQUIRED)
+    stmt = (
+        select(TokenRow, UserRow.name, ProjectRow.name, ProjectRow.domain_id, ProjectRow.enabled)
+        .join(UserRow, UserRow.id == TokenRow.user_id)
+        .outerjoin(ProjectRow, ProjectRow.id == TokenRow.project_id)
+        .where(TokenRow.digest == tokens.token_digest(token), UserRow.enabled.is_(True))
+    )
+    async with db.read() as s:
+        found = (await s.execute(stmt)).one_or_none()
+        if found is None or not _live(found[0]) or (found[0].project_id and not found[4]):
+            raise errors.Unauthorized(AUTH_REQUIRED)
+        row: TokenRow = found[0]
+        scoped = bool(row.project_id or row.domain_id)
+        names = await role_names(s, row.user_id, row.project_id, row.domain_id) if scoped else []
+    if scoped and not names:
+        raise errors.Unauthorized(AUTH_REQUIRED)
+    return RequestContext(
+        user_id=row.user_id,
+        user_name=found[1],
+        project_id=row.project_id,
+        project_name=found[2],
+        roles=rules.effective_roles(names),
+        domain_id=found[3] or row.domain_id or DEFAULT_DOMAIN_ID,
+        audit_id=row.audit_id,
+    )
+
+
+def _live(row: TokenRow, now: dt.datetime | None = None) -> bool:
+    return not row.revoked and row.expires_at > (now or utcnow())
+
+
+async def _live_token(s: AsyncSession, token: str) -> TokenRow | None:
+    if not token or len(token) > _MAX_TOKEN_CHARS:
+        return None
+    row = await s.get(TokenRow, tokens.token_digest(token))
+    return row if row is not None and _live(row) else None
+
+
+async def authenticate(
+    db: Database, settings: Settings, request: AuthRequest, *, with_catalog: bool = True
+) -> IssuedToken:
+    """Check every requested method's credentials and issue a token for the requested scope.
+
+    Wrong credentials, a disabled user, or a scope the user holds no role on
+    give ``Unauthorized``. A token obtained with the token method keeps the
+    expiry of the token it was obtained with.
+    """
+    now = utcnow()
+    expires = now + dt.timedelta(seconds=settings.token_ttl_seconds)
+    methods: list[str] = []
+    user_id: str | None = None
+    for method in request.methods:
+        if method == "password" and request.password is not None:
+            found = await _password_user(db, request.password)
+        elif method == "token" and request.token is not None:
+            parent = await _token_parent(db, request.token)
+            found, expires = parent.user_id, min(expires, parent.expires_at)
+            methods.extend(m for m in parent.methods if isinstance(m, str))
+        else:
+            raise errors.Unauthorized(f"Unsupported authentication method: {method}.")
+        if user_id not in (None, found):
+            raise errors.Unauthorized(AUTH_REQUIRED)
+        user_id, methods = found, [method, *methods]
+    if user_id is None:
+        raise errors.Unauthorized(AUTH_REQUIRED)
+    return await _issue(
+        db, settings, user_id, request.scope, _dedupe(methods), now, expires, with_catalog
+    )
+
+
+def _dedupe(items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+async def _password_user(db: Database, cred: PasswordCredentials) -> str:
+    """The id of the enabled user these credentials prove; ``Unauthorized`` otherwise."""
+    stmt = select(UserRow)
+    if cred.user_id is not None:
+        stmt = stmt.where(UserRow.id == cred.user_id)
+    else:
+        stmt = stmt.join(DomainRow, DomainRow.id == UserRow.domain_id).where(
+            UserRow.name == cred.user_name
+        )
+        if cred.domain_id is not None:
+            stmt = stmt.where(DomainRow.id == cred.domain_id)
+        else:
+            stmt = stmt.where(DomainRow.name == cred.domain_name)
+    async with db.read() as s:
+        row = await s.scalar(stmt)
+    encoded = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
+    matched = await verify_password(cred.password, encoded)
+    if row is None or not row.enabled or not row.password_hash or not matched:
+        raise errors.Unauthorized(AUTH_REQUIRED)
+    return row.id
+
+
+async def _token_parent(db: Database, token: str) -> TokenRow:
+    async with db.read() as s:
+        row = await _live_token(s, token)
+        user = await s.get(UserRow, row.user_id) if row is not None else None
+    if row is None or user is None or not user.enabled:
+        raise errors.Unauthorized(AUTH_REQUIRED)
+    return row
+
+
+async def _issue(
+    db: Database,
+    settings: Settings,
+    user_id: str,
+    scope: ScopeRequest,
+    methods: tuple[str, ...],
+    now: dt.datetime,
+    expires: dt.datetime,
+    with_catalog: bool,
+) -> IssuedToken:
+    secret = tokens.new_token()
+    async with db.transaction() as s:
+        user = await s.get(UserRow, user_id)
+        if user is None:
+            raise errors.Unauthorized(AUTH_REQUIRED)
+        project_id, domain_id = await _resolve_scope(s, user, scope)
+        row = TokenRow(
+            digest=tokens.token_digest(secret),
+            audit_id=tokens.new_audit_id(),
+            user_id=user_id,
+            project_id=project_id,
+            domain_id=domain_id,
+            methods=list(methods),
+            issued_at=now,
+            expires_at=expires,
+            revoked=False,
+        )
+        s.add(row)
+        info = await _load_info(s, settings, row, with_catalog)
+    await _prune_quietly(db, now)
+    return IssuedToken(secret, info)
+
+
+async def prune_tokens(db: Database, now: dt.datetime | None = None) -> int:
+    """Delete tokens that expired before ``now``; return how many went.
+
+    Expired tokens can never be used again. Token issuing calls this as it
+    goes; a garbage-collection loop may call it too.
+    """
+    async with db.transaction() as s:
+        result = await s.execute(delete(TokenRow).where(TokenRow.expires_at < (now or utcnow())))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def _prune_quietly(db: Database, now: dt.datetime) -> None:
+    # In its own transaction, after the new token is committed: a lock conflict
+    # between two concurrent prunes must never fail an authentication.
+    try:
+        await prune_tokens(db, now)
+    except DBAPIError as exc:
+        log.info("expired-token pruning skipped: %s", exc.orig)
+
+
+async def _resolve_scope(
+    s: AsyncSession, user: UserRow, scope: ScopeRequest
+) -> tuple[str | None, str | None]:
+    """(project_id, domain_id) of the requested scope, checked against the user's roles."""
+    if scope.kind == "unscoped":
+        return None, None
+    if scope.kind == "default":
+        project = await s.get(ProjectRow, user.default_project_id or "")
+        if project is None or not project.enabled:
+            return None, None
+        has_roles = await role_names(s, user.id, project.id, None)
+        return (project.id, None) if has_roles else (None, None)
+    if scope.kind == "domain":
+        domain = await _find_domain_row(s, scope.id, scope.name)
+        if (
+            domain is None
+            or not domain.enabled
+            or not await role_names(s, user.id, None, domain.id)
+        ):
+            raise errors.Unauthorized(
+                f"User {user.id} has no access to domain {scope.id or scope.name}."
+            )
+        return None, domain.id
+    project = await _find_scope_project(s, scope)
+    if project is None or not project.enabled or not await role_names(s, user.id, project.id, None):
+        raise errors.Unauthorized(
+            f"User {user.id} has no access to project {scope.id or scope.name}."
+        )
+    return project.id, None
+
+
+async def _find_domain_row(s: AsyncSession, key: str | None, name: str | None) -> DomainRow | None:
+    if key is not None:
+        return await s.get(DomainRow, key)
+    return await s.scalar(select(DomainRow).where(DomainRow.name == name))
+
+
+async def _find_scope_project(s: AsyncSession, scope: ScopeRequest) -> ProjectRow | None:
+    if scope.id is not None:
+        return await s.get(ProjectRow, scope.id)
+    domain = await _find_domain_row(s, scope.domain_id, scope.domain_name)
+    if domain is None:
+        return None
+    stmt = select(ProjectRow).where(
+        ProjectRow.domain_id == domain.id, ProjectRow.name == scope.name
+    )
+    return await s.scalar(stmt)
+
+
+async def _load_info(
+    s: AsyncSession, settings: Settings, row: TokenRow, with_catalog: bool
+) -> TokenInfo:
+    """What the token grants now; ``Unauthorized`` when it no longer grants anything."""
+    user = await s.get(UserRow, row.user_id)
+    project = await s.get(ProjectRow, row.project_id) if row.project_id else None
+    domains = await all_domains(s)
+    if (
+        user is None
+        or not user.enabled
+        or (row.project_id and (project is None or not project.enabled))
+    ):
+        raise errors.Unauthorized(AUTH_REQUIRED)
+    names = await role_names(s, row.user_id, row.project_id, row.domain_id)
+    scope: Literal["project", "domain", "unscoped"] = (
+        "project" if project else "domain" if row.domain_id else "unscoped"
+    )
+    if scope != "unscoped" and not names:
+        raise errors.Unauthorized(AUTH_REQUIRED)
+    scope_domain = domains.get(project.domain_id if project else row.domain_id or "")
+    return TokenInfo(
+        user=to_user(user),
+        user_domain=domains[user.domain_id],
+        scope=scope,
+        project=to_project(project) if project else None,
+        domain=scope_domain,
+        roles=await effective_role_rows(s, names),
+        methods=tuple(str(m) for m in row.methods),
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        audit_ids=(row.audit_id,),
+        catalog=_catalog(settings) if with_catalog and scope != "unscoped" else None,
+    )
+
+
+def _catalog(settings: Settings) -> list[dict[str, Any]]:
+    return catalog.build_catalog(
+        settings.effective_public_url, settings.region, EXTRA_CATALOG_SERVICES
+    )
+
+
+async def token_info(
+    db: Database,
+    settings: Settings,
+    caller: RequestContext,
+    subject_token: str,
+    *,
+    with_catalog: bool = True,
+) -> TokenInfo:
+    """What ``subject_token`` grants; ``NotFound`` if it is not valid now.
+
+    Admins and services may inspect any token, other users only their own.
+    """
+    async with db.read() as s:
+        row = await _live_token(s, subject_token)
+        if row is None:
+            raise errors.NotFound("Could not find token.")
+        _require_admin_or_self_or_service(caller, row.user_id, "validate_token")
+        try:
+            return await _load_info(s, settings, row, with_catalog)
+        except errors.Unauthorized as exc:
+            raise errors.NotFound("Could not find token.") from exc
+
+
+def _require_admin_or_self_or_service(caller: RequestContext, user_id: str, action: str) -> None:
+    if not caller.is_service:
+        require_admin_or_self(caller, user_id, action)
+
+
+async def revoke_token(db: Database, caller: RequestContext, subject_token: str) -> None:
+    """Revoke ``subject_token`` at once; ``NotFound`` if it is not valid now."""
+    async with db.transaction() as s:
+        row = await _live_token(s, subject_token)
+        if row is None:
+            raise errors.NotFound("Could not find token.")
+        _require_admin_or_self_or_service(caller, row.user_id, "revoke_token")
+        row.revoked = True
+
+
+async def token_catalog(
+    db: Database, settings: Settings, caller: RequestContext
+) -> list[dict[str, Any]]:
+    """The catalog for a scoped caller; ``Forbidden`` for an unscoped token."""
+    if caller.project_id is None and not caller.roles:
+        raise errors.Forbidden("A scoped token is required to see the catalog.")
+    return _catalog(settings)

@@ -1,0 +1,204 @@
+"""First start: the Default domain, the built-in roles, the admin and the agent accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth.config import Settings
+from berth.identity import roles as rules
+from berth.identity.models import (
+    BootstrapResult,
+)
+from berth.services.identity._common import (
+    DEFAULT_DOMAIN_ID,
+    DEFAULT_DOMAIN_NAME,
+    hash_password,
+    new_id,
+    verify_password,
+)
+from berth.store.db import Database
+from berth.store.tables.identity import (
+    DomainRow,
+    ProjectRow,
+    RoleAssignmentRow,
+    RoleRow,
+    UserRow,
+)
+
+__all__ = [
+    "AGENT_USERNAME",
+    "SERVICE_PROJECT",
+    "bootstrap",
+]
+
+log = logging.getLogger(__name__)
+
+SERVICE_PROJECT = "service"
+AGENT_USERNAME = "berth-agent"
+
+
+# -- bootstrap ---------------------------------------------------------------
+
+
+async def bootstrap(db: Database, settings: Settings) -> BootstrapResult:
+    """Make sure the Default domain, the built-in roles and the admin and agent accounts exist.
+
+    Idempotent and safe when several processes start at once. A password is
+    chosen (``settings.admin_password`` / ``settings.agent_password`` or a
+    generated one) and written to ``data_dir/admin-password`` /
+    ``data_dir/agent-password`` (mode 0600) only when the user is created. An
+    existing user's password is never reset: a different ``BERTH_ADMIN_PASSWORD``
+    on a later start is ignored with a warning; change it with
+    ``openstack user set --password``. The result holds, per account, the
+    password known to work (see ``BootstrapResult``).
+    """
+    admin_pw = settings.admin_password or secrets.token_urlsafe(18)
+    agent_pw = settings.agent_password or secrets.token_urlsafe(18)
+    for attempt in range(3):
+        try:
+            async with db.transaction() as s:
+                admin, agent = await _bootstrap_rows(s, settings, admin_pw, agent_pw)
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            log.info("identity bootstrap raced another process; retrying")
+    admin_known = await _settle_password(
+        settings, "admin-password", admin, admin_pw, settings.admin_password
+    )
+    agent_known = await _settle_password(
+        settings, "agent-password", agent, agent_pw, settings.agent_password
+    )
+    return BootstrapResult(admin_known, agent_known, admin[1], agent[1])
+
+
+async def _bootstrap_rows(
+    s: AsyncSession, settings: Settings, admin_pw: str, agent_pw: str
+) -> tuple[tuple[str, bool], tuple[str, bool]]:
+    """Create what is missing; return (stored password hash, created now) per account."""
+    if await s.get(DomainRow, DEFAULT_DOMAIN_ID) is None:
+        s.add(
+            DomainRow(id=DEFAULT_DOMAIN_ID, name=DEFAULT_DOMAIN_NAME, description="", enabled=True)
+        )
+        await s.flush()
+    role_ids = {name: await _ensure_role(s, name) for name in rules.BUILTIN_ROLES}
+    admin_project = await _ensure_project(s, settings.admin_project, "Bootstrap project")
+    service_project = await _ensure_project(s, SERVICE_PROJECT, "Berth services")
+    admin = await _ensure_user(s, settings.admin_username, admin_project, admin_pw)
+    agent = await _ensure_user(s, AGENT_USERNAME, service_project, agent_pw)
+    await _ensure_grant(s, admin[0].id, admin_project, role_ids[rules.ADMIN])
+    for name in (rules.ADMIN, rules.SERVICE):
+        await _ensure_grant(s, agent[0].id, service_project, role_ids[name])
+    return (admin[0].password_hash or "", admin[1]), (agent[0].password_hash or "", agent[1])
+
+
+async def _ensure_role(s: AsyncSession, name: str) -> str:
+    row = await s.scalar(select(RoleRow).where(RoleRow.name == name))
+    if row is None:
+        row = RoleRow(id=new_id(), name=name, domain_id=None, description="")
+        s.add(row)
+        await s.flush()
+    return row.id
+
+
+async def _ensure_project(s: AsyncSession, name: str, description: str) -> str:
+    stmt = select(ProjectRow).where(
+        ProjectRow.domain_id == DEFAULT_DOMAIN_ID, ProjectRow.name == name
+    )
+    row = await s.scalar(stmt)
+    if row is None:
+        row = ProjectRow(
+            id=new_id(),
+            name=name,
+            domain_id=DEFAULT_DOMAIN_ID,
+            description=description,
+            enabled=True,
+            extra={},
+        )
+        s.add(row)
+        await s.flush()
+    return row.id
+
+
+async def _ensure_user(
+    s: AsyncSession, name: str, project_id: str, password: str
+) -> tuple[UserRow, bool]:
+    stmt = select(UserRow).where(UserRow.domain_id == DEFAULT_DOMAIN_ID, UserRow.name == name)
+    row = await s.scalar(stmt)
+    if row is not None:
+        return row, False
+    row = UserRow(
+        id=new_id(),
+        name=name,
+        domain_id=DEFAULT_DOMAIN_ID,
+        password_hash=await hash_password(password),
+        default_project_id=project_id,
+        enabled=True,
+        extra={},
+        description="",
+    )
+    s.add(row)
+    await s.flush()
+    return row, True
+
+
+async def _ensure_grant(s: AsyncSession, user_id: str, project_id: str, role_id: str) -> None:
+    stmt = select(RoleAssignmentRow.id).where(
+        RoleAssignmentRow.user_id == user_id,
+        RoleAssignmentRow.project_id == project_id,
+        RoleAssignmentRow.role_id == role_id,
+    )
+    if await s.scalar(stmt) is None:
+        s.add(RoleAssignmentRow(user_id=user_id, project_id=project_id, role_id=role_id))
+        await s.flush()
+
+
+async def _settle_password(
+    settings: Settings,
+    filename: str,
+    account: tuple[str, bool],
+    chosen: str,
+    configured: str | None,
+) -> str:
+    """Write the password file for a new account; else find which known password works."""
+    stored_hash, created = account
+    path = settings.data_dir / filename
+    if created:
+        await asyncio.to_thread(_write_secret, path, chosen)
+        return chosen
+    on_file = await asyncio.to_thread(_read_secret, path)
+    for candidate in (configured, on_file):
+        if candidate and await verify_password(candidate, stored_hash):
+            return candidate
+    if configured:
+        log.warning(
+            "%s: the configured password differs from the stored one and is NOT applied "
+            "(the password of an existing user is never reset at start; use "
+            "`openstack user set --password`)",
+            filename,
+        )
+    return configured or on_file or ""
+
+
+def _write_secret(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    os.replace(tmp, path)
+
+
+def _read_secret(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None

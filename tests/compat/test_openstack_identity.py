@@ -1,0 +1,139 @@
+"""The unmodified ``openstack`` CLI (openstackclient + keystoneauth1) against a live berth-api."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.live import live_server
+
+pytestmark = pytest.mark.compat
+
+ADMIN_PASSWORD = "compat-admin-pw"
+OPENSTACK = Path(sys.executable).parent / "openstack"
+
+
+class Cli:
+    """Runs ``openstack`` as a given user with a clean ``OS_*`` environment."""
+
+    def __init__(self, base_url: str, home: Path) -> None:
+        self.base_url = base_url
+        self.home = home
+
+    def env(self, user: str, password: str, project: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "BERTH_"))}
+        env.update(
+            HOME=str(self.home),  # no stray clouds.yaml
+            OS_AUTH_URL=f"{self.base_url}/identity/v3",
+            OS_USERNAME=user,
+            OS_PASSWORD=password,
+            OS_PROJECT_NAME=project,
+            OS_USER_DOMAIN_NAME="Default",
+            OS_PROJECT_DOMAIN_NAME="Default",
+            OS_IDENTITY_API_VERSION="3",
+        )
+        return env
+
+    def run(
+        self,
+        *args: str,
+        user: str = "admin",
+        password: str = ADMIN_PASSWORD,
+        project: str = "admin",
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(OPENSTACK), *args],
+            env=self.env(user, password, project),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.home,
+        )
+        if check:
+            assert proc.returncode == 0, f"openstack {' '.join(args)}:\n{proc.stderr}"
+        return proc
+
+    def json(self, *args: str, **kwargs: Any) -> Any:
+        return json.loads(self.run(*args, "-f", "json", **kwargs).stdout)
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    if not OPENSTACK.exists():
+        pytest.fail(f"{OPENSTACK} is missing: install the test extras")
+    work = tmp_path_factory.mktemp("compat-identity")
+    env = {
+        "BERTH_DATA_DIR": str(work / "data"),
+        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
+        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
+    with live_server(env) as base_url:
+        yield Cli(base_url, work)
+
+
+def test_token_issue_and_catalog(cli: Cli) -> None:
+    token = cli.json("token", "issue")
+    assert token["id"] and token["project_id"] and token["user_id"] and token["expires"]
+    services = {s["Type"] for s in cli.json("catalog", "list")}
+    assert {"identity", "container"} <= services
+
+
+def test_wrong_password_fails(cli: Cli) -> None:
+    proc = cli.run("token", "issue", password="not-the-password", check=False)
+    assert proc.returncode != 0
+    assert "401" in proc.stderr or "authentication" in proc.stderr.lower()
+
+
+def test_project_user_role_lifecycle(cli: Cli) -> None:
+    project = cli.json("project", "create", "compat-proj", "--description", "from the CLI")
+    assert project["name"] == "compat-proj" and project["enabled"] is True
+    assert "compat-proj" in {p["Name"] for p in cli.json("project", "list")}
+    shown = cli.json("project", "show", "compat-proj")
+    assert shown["id"] == project["id"] and shown["description"] == "from the CLI"
+
+    user = cli.json(
+        "user", "create", "--project", "compat-proj", "--password", "first-pw", "compat-user"
+    )
+    assert user["name"] == "compat-user" and user["default_project_id"] == project["id"]
+    assert "compat-user" in {u["Name"] for u in cli.json("user", "list")}
+    assert cli.json("user", "show", "compat-user")["id"] == user["id"]
+
+    cli.run("role", "add", "--user", "compat-user", "--project", "compat-proj", "member")
+    rows = cli.json(
+        "role",
+        "assignment",
+        "list",
+        "--user",
+        "compat-user",
+        "--project",
+        "compat-proj",
+        "--names",
+    )
+    assert [(r["Role"], r["User"], r["Project"]) for r in rows] == [
+        ("member", "compat-user@Default", "compat-proj@Default")
+    ]
+    as_user = {"user": "compat-user", "project": "compat-proj"}
+    assert cli.json("token", "issue", password="first-pw", **as_user)["project_id"] == project["id"]
+
+    cli.run("user", "set", "--password", "second-pw", "compat-user")
+    assert cli.json("token", "issue", password="second-pw", **as_user)["user_id"] == user["id"]
+    assert cli.run("token", "issue", password="first-pw", check=False, **as_user).returncode != 0
+
+    cli.run("role", "remove", "--user", "compat-user", "--project", "compat-proj", "member")
+    rows = cli.json(
+        "role", "assignment", "list", "--user", "compat-user", "--project", "compat-proj", "--names"
+    )
+    assert rows == []
+
+    cli.run("user", "delete", "compat-user")
+    assert "compat-user" not in {u["Name"] for u in cli.json("user", "list")}
+    cli.run("project", "delete", "compat-proj")
+    assert "compat-proj" not in {p["Name"] for p in cli.json("project", "list")}

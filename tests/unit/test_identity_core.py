@@ -1,0 +1,76 @@
+"""The pure identity core: token secrets and the service catalog."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib
+
+import pytest
+
+from berth.identity import catalog, tokens
+
+
+def test_tokens_are_random_and_stored_as_sha256() -> None:
+    a, b = tokens.new_token(), tokens.new_token()
+    assert a != b and len(a) >= 43
+    assert tokens.token_digest(a) == hashlib.sha256(a.encode()).hexdigest()
+    assert len(tokens.new_audit_id()) == 22
+
+
+def test_time_format_is_keystones() -> None:
+    moment = dt.datetime(2026, 11, 21, 15, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert tokens.format_time(moment) == "2026-11-21T14:00:00.000000Z"
+    with pytest.raises(ValueError):
+        tokens.format_time(dt.datetime(2026, 1, 1))
+
+
+def _urls(entries: list[dict[str, object]]) -> dict[str, set[str]]:
+    result: dict[str, set[str]] = {}
+    for e in entries:
+        endpoints = e["endpoints"]
+        assert isinstance(endpoints, list)
+        result[str(e["type"])] = {str(ep["url"]) for ep in endpoints}
+    return result
+
+
+def test_catalog_has_identity_and_container_on_three_interfaces() -> None:
+    entries = catalog.build_catalog("https://cloud.example/", "RegionTwo")
+    assert _urls(entries) == {
+        "identity": {"https://cloud.example/identity/v3"},
+        "container": {"https://cloud.example/container/v1"},
+    }
+    for entry in entries:
+        endpoints = entry["endpoints"]
+        assert sorted(ep["interface"] for ep in endpoints) == ["admin", "internal", "public"]
+        assert all(ep["region_id"] == ep["region"] == "RegionTwo" for ep in endpoints)
+        assert entry["id"] and entry["name"]
+
+
+def test_catalog_takes_extra_services_and_is_stable() -> None:
+    entries = catalog.build_catalog("http://h:1", "R", [catalog.CONTAINER_INFRA, catalog.IDENTITY])
+    assert [e["type"] for e in entries] == ["identity", "container", "container-infra"]
+    assert _urls(entries)["container-infra"] == {"http://h:1/container-infra/v1"}
+    assert entries == catalog.build_catalog("http://h:1", "R", [catalog.CONTAINER_INFRA])
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "berth.identity",
+        "berth.identity.catalog",
+        "berth.identity.models",
+        "berth.identity.passwords",
+        "berth.identity.roles",
+        "berth.identity.tokens",
+        "berth.services.identity",
+        "berth.api.identity.router",
+        "berth.api.identity.schemas",
+        "berth.api.identity.views",
+    ],
+)
+def test_public_surface_is_listed(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert mod.__all__, module
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name}"
