@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# Shared set-up functions for Berth's scripts (up, down, test).
+#
+# Source it:   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# Or run one or more functions directly:
+#              scripts/lib.sh ensure_docker build_test_images
+#
+# Every function is idempotent: it checks first and only acts when something
+# is missing or out of date.
+set -euo pipefail
+
+BERTH_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BERTH_VENV="$BERTH_REPO/.venv"
+BERTH_DOCKERD_LOG="/var/log/berth-dockerd.log"
+BERTH_DOCKER_SOCKET="unix:///var/run/docker.sock"
+BERTH_TEST_IMAGE_REPO="berth-test/busybox"
+BERTH_IMAGE_HASH_LABEL="org.berth.content-hash"
+
+# The Debian packages every Berth script needs. python3-venv is added by
+# ensure_base_packages only when the chosen python cannot create a venv.
+BERTH_APT_BASE=(docker.io busybox-static docker-registry iptables procps curl git)
+
+_BERTH_APT_UPDATED=0
+
+# -- messages ---------------------------------------------------------------
+
+say() { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+die() {
+    printf 'ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# Run a command as root (directly, or through sudo when available).
+as_root() {
+    if [[ $EUID -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "'$*' needs root: run this script as root (or install sudo)."
+    fi
+}
+
+# pid_alive PID: the process exists and is not a zombie (PID 1 may not reap).
+pid_alive() {
+    local state
+    [[ $1 =~ ^[0-9]+$ ]] || return 1
+    state="$(ps -o stat= -p "$1" 2>/dev/null || true)"
+    [[ -n $state && $state != Z* ]]
+}
+
+# -- apt ----------------------------------------------------------------------
+
+_apt_installed() {
+    [[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" == installed ]]
+}
+
+# ensure_apt_packages pkg...: install the Debian packages that are missing.
+ensure_apt_packages() {
+    command -v dpkg-query >/dev/null 2>&1 \
+        || die "dpkg-query not found: these scripts expect Debian 12 (bookworm)."
+    local pkg missing=()
+    for pkg in "$@"; do
+        # docker-ce (Docker's own packages) conflicts with docker.io and does the same job.
+        if [[ $pkg == docker.io ]] && _apt_installed docker-ce; then
+            continue
+        fi
+        _apt_installed "$pkg" || missing+=("$pkg")
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        return 0
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    if [[ $_BERTH_APT_UPDATED -eq 0 ]]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q \
+            || die "apt-get update failed: check the network and /etc/apt/sources.list*."
+        _BERTH_APT_UPDATED=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${missing[@]}" \
+        || die "apt-get install ${missing[*]} failed: see the apt output above."
+}
+
+# ensure_base_packages [extra-pkg...]: the Berth base set, plus extras.
+ensure_base_packages() {
+    local pkgs=("${BERTH_APT_BASE[@]}" "$@")
+    local py
+    py="$(_find_python 2>/dev/null || echo python3)"
+    if ! _python_can_venv "$py"; then
+        pkgs+=(python3-venv)
+    fi
+    ensure_apt_packages "${pkgs[@]}"
+}
+
+# -- python / venv ------------------------------------------------------------
+
+_python_ok() { # python >= 3.11?
+    "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1
+}
+
+_python_can_venv() {
+    "$1" -c 'import venv, ensurepip' >/dev/null 2>&1
+}
+
+# Print the first python >= 3.11: $BERTH_PYTHON, python3 on PATH, then versioned names.
+_find_python() {
+    local candidate
+    for candidate in ${BERTH_PYTHON:-} python3 python3.13 python3.12 python3.11 /usr/bin/python3; do
+        if command -v "$candidate" >/dev/null 2>&1 && _python_ok "$candidate"; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+_pyproject_sha() {
+    sha256sum "$BERTH_REPO/pyproject.toml" | cut -d' ' -f1
+}
+
+# ensure_venv [extras]: .venv exists with python >= 3.11 and `pip install -e ".[extras]"`
+# has run since pyproject.toml last changed. The stamp file holds one line per
+# installed extras set ("<sha256 of pyproject.toml> <extras>"); an install with
+# extras also satisfies a later call without extras.
+ensure_venv() {
+    local extras="${1:-}"
+    local stamp="$BERTH_VENV/.berth-install-stamp"
+    local py sha spec
+
+    if [[ -x $BERTH_VENV/bin/python ]] && ! _python_ok "$BERTH_VENV/bin/python"; then
+        warn "$BERTH_VENV is broken or older than Python 3.11: recreating it."
+        rm -rf "$BERTH_VENV"
+    fi
+    if [[ ! -x $BERTH_VENV/bin/python ]]; then
+        py="$(_find_python)" \
+            || die "no Python >= 3.11 found: install one (Debian 12: apt-get install python3) or set BERTH_PYTHON=/path/to/python3.11."
+        if ! _python_can_venv "$py"; then
+            ensure_apt_packages python3-venv
+            _python_can_venv "$py" \
+                || die "$py cannot create a virtualenv (no venv/ensurepip): install python3-venv for it."
+        fi
+        say "creating $BERTH_VENV with $py ($("$py" -c 'import platform; print(platform.python_version())'))"
+        "$py" -m venv "$BERTH_VENV" || die "'$py -m venv $BERTH_VENV' failed: see above."
+        rm -f "$stamp"
+    fi
+
+    sha="$(_pyproject_sha)"
+    if [[ -f $stamp ]]; then
+        if [[ -z $extras ]] && grep -q "^$sha " "$stamp"; then
+            return 0
+        fi
+        if [[ -n $extras ]] && grep -qx "$sha $extras" "$stamp"; then
+            return 0
+        fi
+    fi
+
+    spec="."
+    [[ -n $extras ]] && spec=".[$extras]"
+    say "installing Berth into .venv: pip install -e \"$spec\" (pyproject.toml changed or first run)"
+    # pip's (and setuptools') chatter goes to a log, shown only when the install fails.
+    local log="$BERTH_VENV/berth-pip-install.log"
+    if ! (cd "$BERTH_REPO" \
+        && "$BERTH_VENV/bin/python" -m pip install --disable-pip-version-check -e "$spec") \
+        >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        die "pip install -e \"$spec\" failed: see the last lines of $log above (network to PyPI? a broken pyproject.toml?)."
+    fi
+    {
+        if [[ -f $stamp ]]; then
+            grep "^$sha " "$stamp" | grep -vx "$sha $extras" || true
+        fi
+        echo "$sha $extras"
+    } >"$stamp.tmp"
+    mv "$stamp.tmp" "$stamp"
+}
+
+# -- docker -------------------------------------------------------------------
+
+_docker() { docker -H "$BERTH_DOCKER_SOCKET" "$@"; }
+
+# ensure_docker: the Docker engine answers on the default socket; start dockerd if not.
+ensure_docker() {
+    command -v docker >/dev/null 2>&1 \
+        || die "the docker CLI is missing: run 'apt-get install docker.io' (or scripts/up, which does)."
+    if _docker info >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v dockerd >/dev/null 2>&1 \
+        || die "dockerd is missing: run 'apt-get install docker.io' (or scripts/up, which does)."
+
+    local p running=0
+    for p in $(pgrep -x dockerd 2>/dev/null || true); do
+        pid_alive "$p" && running=1
+    done
+    if ((running)); then
+        say "dockerd is running but not answering yet; waiting for it"
+    elif [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+        say "starting the Docker engine with systemctl"
+        as_root systemctl start docker || warn "systemctl start docker failed; see 'journalctl -u docker'."
+    else
+        [[ $EUID -eq 0 ]] || die "the Docker engine is not running and starting dockerd needs root: run as root."
+        say "starting dockerd in the background (log: $BERTH_DOCKERD_LOG)"
+        # setsid: its own session, so it outlives this script and its terminal.
+        setsid dockerd >>"$BERTH_DOCKERD_LOG" 2>&1 </dev/null &
+    fi
+
+    local waited=0
+    until _docker info >/dev/null 2>&1; do
+        if ((waited >= 60)); then
+            [[ -f $BERTH_DOCKERD_LOG ]] && tail -n 20 "$BERTH_DOCKERD_LOG" >&2
+            die "the Docker engine did not answer on $BERTH_DOCKER_SOCKET within 60 s: see $BERTH_DOCKERD_LOG (last lines above)."
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    say "Docker engine is up ($(_docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+}
+
+# -- test images ----------------------------------------------------------------
+
+# The path of the static busybox binary from Debian's busybox-static package.
+_busybox_static() {
+    local path
+    path="$(dpkg -L busybox-static 2>/dev/null | grep -E '/bin/busybox$' | head -n1 || true)"
+    [[ -n $path && -x $path ]] \
+        || die "busybox-static is not installed: run 'apt-get install busybox-static' (scripts/test does)."
+    echo "$path"
+}
+
+# Hash of a build context: every file in it (sorted by path) plus extra inputs.
+_context_hash() {
+    local dir="$1"
+    shift
+    {
+        (cd "$dir" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+        printf '%s\n' "$@"
+    } | sha256sum | cut -d' ' -f1
+}
+
+_image_label() { # image label -> value (empty when the image is missing)
+    _docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
+}
+
+# build_busybox_image: berth-test/busybox:latest and :1, FROM scratch with busybox-static.
+build_busybox_image() {
+    local ctx="$BERTH_REPO/images/busybox"
+    local latest="$BERTH_TEST_IMAGE_REPO:latest" one="$BERTH_TEST_IMAGE_REPO:1"
+    local src hash
+    [[ -f $ctx/Dockerfile ]] || die "$ctx/Dockerfile is missing: restore it from git."
+    src="$(_busybox_static)"
+    mkdir -p "$ctx/bin"
+    if ! cmp -s "$src" "$ctx/bin/busybox"; then
+        cp "$src" "$ctx/bin/busybox"
+    fi
+    hash="$(_context_hash "$ctx")"
+
+    if [[ "$(_image_label "$latest" "$BERTH_IMAGE_HASH_LABEL")" != "$hash" ]]; then
+        say "building $latest (context images/busybox changed or image missing)"
+        local log
+        log="$(mktemp)"
+        if ! DOCKER_BUILDKIT=0 _docker build --label "$BERTH_IMAGE_HASH_LABEL=$hash" \
+            -t "$latest" -t "$one" "$ctx" >"$log" 2>&1; then
+            cat "$log" >&2
+            rm -f "$log"
+            die "docker build of $latest failed: see the build output above."
+        fi
+        rm -f "$log"
+        _docker run --rm "$latest" sh -c 'test -x /bin/ps && test -x /bin/top' \
+            || die "$latest was built but 'sh' does not run in it: is $src really static?"
+    else
+        say "$latest is up to date"
+    fi
+    if [[ "$(_image_label "$one" "$BERTH_IMAGE_HASH_LABEL")" != "$hash" ]]; then
+        _docker tag "$latest" "$one"
+    fi
+}
+
+# build_test_images: every local image the tests use (nothing comes from Docker Hub).
+build_test_images() {
+    ensure_docker
+    build_busybox_image
+}
+
+# Run as a program: call the functions named on the command line, in order.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    [[ $# -gt 0 ]] || die "usage: $0 FUNCTION... (e.g. ensure_docker build_test_images)"
+    for _berth_fn in "$@"; do
+        declare -F "$_berth_fn" >/dev/null || die "$0: no function named '$_berth_fn'"
+        "$_berth_fn"
+    done
+fi
