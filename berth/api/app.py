@@ -1,0 +1,99 @@
+"""The ASGI application factory: one app serves identity, the container API and internals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+
+from berth.api.errors import install_error_handlers
+from berth.api.identity import router as identity_router
+from berth.api.internal import router as internal_router
+from berth.api.middleware import RequestIdMiddleware
+from berth.api.state import AppState
+from berth.api.zun import router as zun_router
+from berth.api.zun.microversions import ZunPathMiddleware
+from berth.config import Settings
+from berth.services import identity as identity_service
+from berth.services import worker
+from berth.services.agents import AgentCalls
+from berth.services.env import build_env
+from berth.services.notify import Notifier
+from berth.store.db import Database
+
+__all__ = ["Extension", "create_app"]
+
+log = logging.getLogger(__name__)
+
+# Something to run for the app's lifetime beside the API (the embedded agent in
+# all-in-one mode). It receives the app and its state once the API can serve.
+Extension = Callable[[FastAPI, AppState], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    extensions: list[Extension] | None = None,
+    run_workers: bool = True,
+    migrate: bool = True,
+) -> FastAPI:
+    """Build the API app. Nothing touches the database until the app starts."""
+    db = Database(settings.effective_database_url)
+    notifier = Notifier()
+    env = build_env(settings, db, notifier, AgentCalls(api_key=settings.agent_password or ""))
+    state = AppState(settings=settings, db=db, notifier=notifier, env=env)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await state.db.migrate()
+        boot = await identity_service.bootstrap(state.db, settings)
+        env.agents.api_key = boot.agent_password
+        tasks: list[asyncio.Task[None]] = []
+        if run_workers:
+            tasks.append(asyncio.create_task(_forever("worker", worker.run, state)))
+        async with contextlib.AsyncExitStack() as stack:
+            for ext in extensions or []:
+                await stack.enter_async_context(ext(app, state))
+            try:
+                yield
+            finally:
+                for t in tasks:
+                    t.cancel()
+                for t in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
+        await state.db.close()
+
+    app = FastAPI(
+        title="Berth",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+    )
+    app.state.berth = state
+    install_error_handlers(app)
+    app.add_middleware(ZunPathMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(identity_router.router, prefix="/identity")
+    app.include_router(zun_router.router, prefix="/container")
+    app.include_router(internal_router.router, prefix="/internal")
+    return app
+
+
+async def _forever(name: str, loop: Callable[[AppState], Awaitable[None]], state: AppState) -> None:
+    """Run a background loop; a crash is logged and the loop restarted, never silently lost."""
+    while True:
+        try:
+            await loop(state)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background loop %s crashed; restarting in 1 s", name)
+            await asyncio.sleep(1)

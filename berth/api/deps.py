@@ -1,0 +1,45 @@
+"""Dependencies declared once as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from berth import errors
+from berth.api.state import AppState
+from berth.domain.context import RequestContext
+from berth.services import identity as identity_service
+
+__all__ = ["Caller", "State", "get_caller", "get_state"]
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.berth
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+async def get_caller(request: Request) -> RequestContext:
+    """The authenticated caller from ``X-Auth-Token`` (401 when missing or invalid)."""
+    token = request.headers.get("x-auth-token")
+    if not token:
+        raise errors.Unauthorized("The request you have made requires authentication.")
+    state = get_state(request)
+    ctx = await identity_service.validate_token(state.db, token)
+    rid: str = getattr(request.state, "request_id", "")
+    return RequestContext(
+        user_id=ctx.user_id,
+        user_name=ctx.user_name,
+        project_id=ctx.project_id,
+        project_name=ctx.project_name,
+        roles=ctx.roles,
+        request_id=rid,
+        domain_id=ctx.domain_id,
+        audit_id=ctx.audit_id,
+    )
+
+
+Caller = Annotated[RequestContext, Depends(get_caller)]

@@ -1,0 +1,96 @@
+"""Zun's parameter quirks: bool-ish strings, ``None`` strings, query merged with body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from berth import errors
+
+__all__ = ["action_params", "json_body", "parse_bool", "parse_int", "reject_unknown"]
+
+_TRUE = {"true", "True"}
+_FALSE = {"false", "False"}
+_EXT_TRUE = {"true", "1", "on", "yes"}
+_EXT_FALSE = {"false", "0", "off", "no"}
+
+
+def parse_bool(value: Any, name: str, *, extended: bool = False, default: bool = False) -> bool:
+    """A Zun boolean: JSON bool or True/False strings; ``extended`` adds 1/0, on/off, yes/no."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value)
+    if extended:
+        if text.lower() in _EXT_TRUE:
+            return True
+        if text.lower() in _EXT_FALSE:
+            return False
+    elif text in _TRUE:
+        return True
+    elif text in _FALSE:
+        return False
+    raise errors.Invalid(
+        f"Invalid input for field/attribute {name}. Value: {value}. "
+        f"'{value}' is not a valid boolean value."
+    )
+
+
+def parse_int(value: Any, name: str, *, minimum: int | None = None) -> int | None:
+    """An integer from JSON or a digit string; ``None``/``"None"`` mean absent."""
+    if value is None or value == "None":
+        return None
+    if isinstance(value, bool):
+        raise errors.Invalid(f"Invalid input for field/attribute {name}. Value: {value}.")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise errors.Invalid(
+            f"Invalid input for field/attribute {name}. Value: {value}. It must be an integer."
+        ) from None
+    if minimum is not None and number < minimum:
+        raise errors.Invalid(
+            f"Invalid input for field/attribute {name}. Value: {value}. "
+            f"It must be at least {minimum}."
+        )
+    return number
+
+
+async def json_body(request: Request, *, required: bool) -> dict[str, Any]:
+    """The JSON object in the body; 415 without a JSON content type when ``required``."""
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "")
+    if required and "application/json" not in ctype:
+        raise errors.UnsupportedMediaType(
+            "The server could not comply with the request since it is either malformed or "
+            "otherwise incorrect: send the body as JSON with Content-Type: application/json."
+        )
+    if not raw.strip():
+        if required:
+            raise errors.Invalid("The request body is empty: send a JSON object.")
+        return {}
+    if "application/json" not in ctype and not required:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise errors.Invalid(f"Malformed JSON in request body: {exc}.") from None
+    if not isinstance(data, dict):
+        raise errors.Invalid("The request body must be a JSON object.")
+    return data
+
+
+async def action_params(request: Request) -> dict[str, Any]:
+    """Action parameters: the query string, overlaid by a JSON body if one was sent."""
+    params: dict[str, Any] = dict(request.query_params)
+    params.update(await json_body(request, required=False))
+    return params
+
+
+def reject_unknown(params: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise errors.Invalid(f"Unknown parameters: {', '.join(unknown)}")

@@ -1,0 +1,79 @@
+"""The container API (Zun v1): version documents plus the resource routers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from berth.api.zun import admin, containers
+from berth.api.zun.microversions import MAX_VERSION, MIN_VERSION
+
+__all__ = ["router"]
+
+router = APIRouter()
+router.include_router(containers.router)
+router.include_router(admin.router)
+
+_RESOURCES = (
+    "services",
+    "containers",
+    "images",
+    "networks",
+    "hosts",
+    "capsules",
+    "availability_zones",
+    "quotas",
+    "quota_classes",
+    "registries",
+)
+
+
+def _version(base: str) -> dict[str, Any]:
+    return {
+        "id": "v1",
+        "status": "CURRENT",
+        "min_version": str(MIN_VERSION),
+        "max_version": str(MAX_VERSION),
+        "links": [{"href": f"{base}/v1/", "rel": "self"}],
+    }
+
+
+@router.get("")
+async def root(request: Request) -> dict[str, Any]:
+    """The version list the stock client reads first (public)."""
+    base = str(request.base_url).rstrip("/") + "/container"
+    version = _version(base)
+    return {
+        "name": "OpenStack Zun API",
+        "description": "Berth container service: containers as first-class resources "
+        "on a pool of hosts (Zun-compatible).",
+        "versions": [version],
+        "default_version": version,
+    }
+
+
+@router.get("/v1")
+async def v1(request: Request) -> dict[str, Any]:
+    """The v1 document with links to every collection (public)."""
+    base = str(request.base_url).rstrip("/")
+    doc: dict[str, Any] = {
+        "id": "v1",
+        "media_types": [
+            {"base": "application/json", "type": "application/vnd.openstack.zun.v1+json"}
+        ],
+        "links": [
+            {"href": f"{base}/v1/", "rel": "self"},
+            {
+                "href": "https://docs.openstack.org/developer/zun/dev/api-spec-v1.html",
+                "rel": "describedby",
+                "type": "text/html",
+            },
+        ],
+    }
+    for res in _RESOURCES:
+        doc[res] = [
+            {"href": f"{base}/v1/{res}/", "rel": "self"},
+            {"href": f"{base}/{res}/", "rel": "bookmark"},
+        ]
+    return doc

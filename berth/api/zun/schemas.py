@@ -1,0 +1,223 @@
+"""Request bodies of the container API, per microversion, as Pydantic models."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from berth import errors
+from berth.api.zun.microversions import APIVersion
+from berth.config import Settings
+
+__all__ = [
+    "FIELD_MIN_VERSION",
+    "ContainerCreate",
+    "ContainerPatch",
+    "check_limits",
+    "command_list",
+    "int_in",
+    "number_in",
+    "parse_model",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9-._]*$")
+IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]")
+
+# The microversion each create field appeared in (absent = 1.1).
+FIELD_MIN_VERSION: dict[str, APIVersion] = {
+    "nets": APIVersion(1, 2),
+    "auto_remove": APIVersion(1, 3),
+    "runtime": APIVersion(1, 5),
+    "hostname": APIVersion(1, 9),
+    "mounts": APIVersion(1, 11),
+    "privileged": APIVersion(1, 21),
+    "healthcheck": APIVersion(1, 22),
+    "exposed_ports": APIVersion(1, 24),
+    "registry": APIVersion(1, 31),
+    "tty": APIVersion(1, 36),
+    "host": APIVersion(1, 39),
+    "entrypoint": APIVersion(1, 40),
+}
+
+
+def _name(value: str | None) -> str | None:
+    if value is not None and (not 2 <= len(value) <= 255 or not NAME_RE.match(value)):
+        raise ValueError(
+            "must be 2-255 characters of letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+class RestartPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    Name: Literal["no", "always", "on-failure", "unless-stopped"]
+    MaximumRetryCount: int | str = 0
+
+    @field_validator("MaximumRetryCount")
+    @classmethod
+    def _count(cls, v: int | str) -> int | str:
+        if isinstance(v, str) and not v.isdigit():
+            raise ValueError("must be a non-negative integer")
+        if isinstance(v, int) and v < 0:
+            raise ValueError("must be a non-negative integer")
+        return v
+
+
+class Healthcheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cmd: str | None = None
+    interval: int | None = Field(default=None, ge=0)
+    retries: int | None = Field(default=None, ge=0)
+    timeout: int | None = Field(default=None, ge=0)
+
+
+class ContainerCreate(BaseModel):
+    """POST /v1/containers (unknown fields are refused, as Zun's schema does)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(min_length=2, max_length=255)
+    name: str | None = None
+    command: list[str] | str | None = None
+    entrypoint: list[str] | None = None
+    cpu: float | str | None = None
+    cpu_policy: Literal["dedicated", "shared"] | None = None
+    memory: int | str | None = None
+    disk: int | str | None = None
+    workdir: str | None = None
+    labels: dict[str, str] | None = None
+    environment: dict[str, str] | None = None
+    restart_policy: RestartPolicy | None = None
+    interactive: bool | None = None
+    tty: bool | None = None
+    image_driver: str | None = None
+    image_pull_policy: str | None = None
+    security_groups: list[str] | None = None
+    hints: dict[str, Any] | None = None
+    nets: list[dict[str, Any]] | None = None
+    mounts: list[dict[str, Any]] | None = None
+    runtime: str | None = None
+    hostname: str | None = Field(default=None, min_length=1, max_length=63)
+    auto_remove: bool | None = None
+    auto_heal: bool | None = None
+    availability_zone: str | None = Field(default=None, min_length=1, max_length=255)
+    privileged: bool | None = None
+    healthcheck: Healthcheck | None = None
+    exposed_ports: dict[str, Any] | None = None
+    registry: str | None = None
+    host: str | None = Field(default=None, min_length=1, max_length=255)
+
+    _n = field_validator("name")(lambda cls, v: _name(v))  # type: ignore[misc]
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not IMAGE_RE.search(v) or any(c.isspace() for c in v):
+            raise ValueError("is not a valid image reference")
+        return v
+
+    @field_validator("hostname", "host")
+    @classmethod
+    def _hostname(cls, v: str | None) -> str | None:
+        if v is not None and not HOSTNAME_RE.match(v):
+            raise ValueError("may only hold letters, digits, '-', '.' and '_'")
+        return v
+
+    @field_validator("image_pull_policy")
+    @classmethod
+    def _pull(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        lowered = v.lower()
+        if lowered not in ("never", "always", "ifnotpresent"):
+            raise ValueError("must be one of never, always, ifnotpresent")
+        return lowered
+
+
+class ContainerPatch(BaseModel):
+    """PATCH /v1/containers/{id}: the fields that may change on a live container."""
+
+    model_config = ConfigDict(extra="forbid")
+    cpu: float | str | None = None
+    memory: int | str | None = None
+    name: str | None = None
+    auto_heal: bool | None = None
+
+    _n = field_validator("name")(lambda cls, v: _name(v))  # type: ignore[misc]
+
+
+def parse_model(model: type[M], data: dict[str, Any]) -> M:
+    """Validate ``data`` into ``model``; a clear 400 naming the bad field otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise errors.Invalid(
+                f"Additional properties are not allowed ('{loc}' was unexpected)."
+            ) from None
+        raise errors.Invalid(f"Invalid input for field '{loc}': {first['msg']}.") from None
+
+
+def number_in(value: float | str | None, name: str, low: float, high: float) -> float | None:
+    """A float from a number or numeric string, within [low, high]."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise errors.Invalid(
+            f"Invalid input for field '{name}': {value!r} is not a number."
+        ) from None
+    if not low <= number <= high:
+        raise errors.Invalid(
+            f"Invalid input for field '{name}': {value} is out of range [{low:g}, {high:g}]."
+        )
+    return number
+
+
+def int_in(value: int | str | None, name: str, low: int, high: int) -> int | None:
+    """An integer from a number or digit string, within [low, high]."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not re.fullmatch(r"-?\d+", text):
+        raise errors.Invalid(f"Invalid input for field '{name}': {value!r} is not an integer.")
+    number = int(text)
+    if not low <= number <= high:
+        raise errors.Invalid(
+            f"Invalid input for field '{name}': {value} is out of range [{low}, {high}]."
+        )
+    return number
+
+
+def command_list(value: list[str] | str | None, version: APIVersion) -> list[str]:
+    """Zun ``command``: a string (shell-split) below 1.20, a list from 1.20 on."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        if version >= APIVersion(1, 20):
+            raise errors.Invalid("Invalid input for field 'command': must be a list from 1.20.")
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise errors.Invalid(f"Invalid input for field 'command': {exc}.") from None
+    return list(value)
+
+
+def check_limits(
+    settings: Settings, body: ContainerCreate
+) -> tuple[float | None, int | None, int | None]:
+    """cpu, memory and disk validated against the configured bounds."""
+    cpu = number_in(body.cpu, "cpu", settings.minimum_cpus, settings.maximum_cpus)
+    memory = int_in(body.memory, "memory", settings.minimum_memory, settings.maximum_memory)
+    disk = int_in(body.disk, "disk", settings.minimum_disk, settings.maximum_disk)
+    return cpu, memory, disk

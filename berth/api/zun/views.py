@@ -1,0 +1,164 @@
+"""Response bodies of the container API, shaped exactly as Zun renders them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from berth.domain.context import RequestContext
+from berth.services.env import Env
+from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow, HostRow, ServiceRow
+
+__all__ = ["action_view", "container_view", "host_view", "links", "service_view", "zun_time"]
+
+_ADMIN_FIELDS = ("host", "image_pull_policy", "privileged", "runtime")
+
+
+def zun_time(value: dt.datetime | None) -> str | None:
+    """Containers' ``str(datetime)`` rendering: ``2019-05-18 21:02:12.304734``."""
+    return str(value.replace(tzinfo=None)) if value else None
+
+
+def iso_time(value: dt.datetime | None) -> str | None:
+    """Services' and actions' rendering: ``%Y-%m-%dT%H:%M:%S.%f``."""
+    return value.replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S.%f") if value else None
+
+
+def links(base: str, collection: str, ident: str) -> list[dict[str, str]]:
+    return [
+        {"href": f"{base}/v1/{collection}/{ident}", "rel": "self"},
+        {"href": f"{base}/{collection}/{ident}", "rel": "bookmark"},
+    ]
+
+
+def _restart_policy(value: dict[str, Any] | None) -> dict[str, str] | None:
+    if not value:
+        return None
+    return {
+        "Name": str(value.get("Name", "")),
+        "MaximumRetryCount": str(value.get("MaximumRetryCount", "0")),
+    }
+
+
+def _healthcheck(value: dict[str, Any] | None) -> dict[str, Any]:
+    if not value:
+        return {}
+    return {
+        "test": value.get("cmd"),
+        "interval": value.get("interval"),
+        "retries": value.get("retries"),
+        "timeout": value.get("timeout"),
+    }
+
+
+def container_view(
+    env: Env, ctx: RequestContext, row: ContainerRow, base: str, *, with_links: bool = True
+) -> dict[str, Any]:
+    """One container as Zun shows it; admin-only fields stripped by policy."""
+    view: dict[str, Any] = {"uuid": row.uuid}
+    if with_links:
+        view["links"] = links(base, "containers", row.uuid)
+    view.update(
+        name=row.name,
+        user_id=row.user_id,
+        project_id=row.project_id,
+        image=row.image,
+        image_driver=row.image_driver,
+        image_pull_policy=row.image_pull_policy,
+        command=list(row.command or []),
+        entrypoint=row.entrypoint,
+        cpu=float(row.cpu),
+        cpu_policy=row.cpu_policy,
+        memory=str(row.memory) if row.memory is not None else None,
+        disk=row.disk or 0,
+        workdir=row.workdir,
+        environment=row.environment or {},
+        labels=row.labels or {},
+        restart_policy=_restart_policy(row.restart_policy),
+        status=row.status,
+        status_reason=row.status_reason,
+        status_detail=row.status_detail,
+        task_state=row.task_state,
+        host=row.host,
+        addresses=row.addresses or {},
+        ports=row.ports,
+        hostname=row.hostname,
+        interactive=row.interactive,
+        tty=row.tty,
+        security_groups=row.security_groups or [],
+        auto_remove=row.auto_remove,
+        auto_heal=row.auto_heal,
+        runtime=row.runtime,
+        privileged=row.privileged,
+        healthcheck=_healthcheck(row.healthcheck),
+        registry_id=row.registry_id,
+        created_at=zun_time(row.created_at),
+        updated_at=zun_time(row.updated_at),
+    )
+    for field in _ADMIN_FIELDS:
+        if not env.allowed(ctx, f"container:get_one:{field}", row.project_id):
+            view.pop(field, None)
+    return view
+
+
+def action_view(act: ContainerActionRow) -> dict[str, Any]:
+    return {
+        "action": act.action,
+        "container_uuid": act.container_uuid,
+        "request_id": act.request_id,
+        "user_id": act.user_id,
+        "project_id": act.project_id,
+        "start_time": iso_time(act.start_time),
+        "finish_time": iso_time(act.finish_time),
+        "message": act.message,
+    }
+
+
+def event_view(ev: ActionEventRow, show_traceback: bool) -> dict[str, Any]:
+    return {
+        "event": ev.event,
+        "start_time": iso_time(ev.start_time),
+        "finish_time": iso_time(ev.finish_time),
+        "result": ev.result,
+        "traceback": ev.traceback if show_traceback else None,
+    }
+
+
+def host_view(row: HostRow, base: str) -> dict[str, Any]:
+    return {
+        "uuid": row.uuid,
+        "links": links(base, "hosts", row.uuid),
+        "hostname": row.hostname,
+        "mem_total": row.mem_total,
+        "mem_used": row.mem_used,
+        "cpus": row.cpus,
+        "cpu_used": float(row.cpu_used),
+        "disk_total": row.disk_total,
+        "disk_used": row.disk_used,
+        "disk_quota_supported": row.disk_quota_supported,
+        "total_containers": row.total_containers,
+        "architecture": row.architecture,
+        "os_type": row.os_type,
+        "os": row.os,
+        "kernel_version": row.kernel_version,
+        "labels": row.labels or {},
+        "runtimes": row.runtimes or [],
+        "enable_cpu_pinning": row.enable_cpu_pinning,
+    }
+
+
+def service_view(row: ServiceRow, state: str, default_zone: str) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "host": row.host,
+        "binary": row.binary,
+        "state": state,
+        "disabled": row.disabled,
+        "disabled_reason": row.disabled_reason,
+        "forced_down": row.forced_down,
+        "last_seen_up": iso_time(row.last_seen_up),
+        "report_count": row.report_count,
+        "availability_zone": row.availability_zone or default_zone,
+        "created_at": iso_time(row.created_at),
+        "updated_at": iso_time(row.updated_at),
+    }

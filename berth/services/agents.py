@@ -1,0 +1,64 @@
+"""Synchronous calls from the control plane to the agent that runs a container."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from berth import errors
+
+__all__ = ["AgentCalls"]
+
+
+class AgentCalls:
+    """Reaches agents over HTTP, or in memory for an agent embedded in this process."""
+
+    def __init__(self, api_key: str, timeout: float = 60.0) -> None:
+        self.api_key = api_key
+        self.timeout = timeout
+        self.local: dict[str, httpx.AsyncBaseTransport] = {}
+
+    async def call(
+        self,
+        hostname: str,
+        agent_url: str | None,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """Call ``path`` on the host's agent and return its JSON; domain errors on failure."""
+        transport = self.local.get(hostname)
+        base = "http://agent" if transport else agent_url
+        if base is None:
+            raise errors.HostUnavailable(f"Host {hostname} has no agent address registered.")
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        try:
+            async with httpx.AsyncClient(
+                transport=transport, base_url=base, timeout=self.timeout, headers=headers
+            ) as client:
+                resp = await client.request(method, path, params=params, json=json)
+        except httpx.HTTPError as exc:
+            raise errors.HostUnavailable(
+                f"The agent on host {hostname} did not answer ({exc.__class__.__name__}); "
+                "check that berth-agent runs there."
+            ) from exc
+        if resp.status_code < 400:
+            return resp.json()
+        raise _error_from(resp, hostname)
+
+
+def _error_from(resp: httpx.Response, hostname: str) -> errors.BerthError:
+    try:
+        message = str(resp.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = resp.text or f"agent on {hostname} answered {resp.status_code}"
+    if resp.status_code == 404:
+        return errors.ContainerNotFound(message)
+    if resp.status_code == 409:
+        return errors.Conflict(message)
+    if resp.status_code == 400:
+        return errors.Invalid(message)
+    return errors.HostUnavailable(f"The agent on host {hostname} failed: {message}")

@@ -1,0 +1,196 @@
+"""Hosts and their agents: registration, heartbeats, desired state and observations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.domain.context import RequestContext
+from berth.domain.hostsync import DesiredContainer, DesiredHost, HostReport, Observation, PendingOp
+from berth.services.env import Env
+from berth.services.observations import apply_observation
+from berth.services.placement import AGENT_BINARY
+from berth.store.base import new_uuid, utcnow
+from berth.store.tables import ContainerRow, HostRow, ServiceRow
+
+__all__ = [
+    "agent_url",
+    "desired_for",
+    "heartbeat",
+    "record_observations",
+    "register",
+]
+
+
+def _require_service(env: Env, ctx: RequestContext) -> None:
+    env.enforce(ctx, "berth:internal")
+
+
+async def register(env: Env, ctx: RequestContext, report: HostReport) -> HostRow:
+    """Create or refresh a host and its agent service from an agent's report."""
+    _require_service(env, ctx)
+    now = utcnow()
+    async with env.db.transaction() as session:
+        host = (
+            await session.execute(select(HostRow).where(HostRow.hostname == report.hostname))
+        ).scalar_one_or_none()
+        if host is None:
+            host = HostRow(
+                uuid=new_uuid(),
+                hostname=report.hostname,
+                created_at=now,
+                generation=0,
+                cpu_used=0.0,
+                mem_used=0,
+                disk_used=0,
+                total_containers=0,
+            )
+            session.add(host)
+        for name in (
+            "cpus",
+            "mem_total",
+            "disk_total",
+            "runtimes",
+            "agent_url",
+            "labels",
+            "availability_zone",
+            "architecture",
+            "os_type",
+            "os",
+            "kernel_version",
+            "enable_cpu_pinning",
+            "disk_quota_supported",
+        ):
+            setattr(host, name, getattr(report, name))
+        host.updated_at = now
+        host.generation += 1
+        svc = await _service(session, report.hostname)
+        if svc is None:
+            svc = ServiceRow(
+                host=report.hostname,
+                binary=AGENT_BINARY,
+                created_at=now,
+                report_count=0,
+                disabled=False,
+                forced_down=False,
+            )
+            session.add(svc)
+        svc.availability_zone = report.availability_zone
+        svc.last_seen_up = now
+        svc.report_count += 1
+        svc.updated_at = now
+    return host
+
+
+async def _service(session: AsyncSession, hostname: str) -> ServiceRow | None:
+    return (
+        await session.execute(
+            select(ServiceRow).where(ServiceRow.host == hostname, ServiceRow.binary == AGENT_BINARY)
+        )
+    ).scalar_one_or_none()
+
+
+async def heartbeat(env: Env, ctx: RequestContext, hostname: str) -> None:
+    """Record that the agent of ``hostname`` is alive."""
+    _require_service(env, ctx)
+    async with env.db.transaction() as session:
+        svc = await _service(session, hostname)
+        if svc is None:
+            raise errors.HostNotFound(f"Host {hostname} is not registered; restart its agent.")
+        svc.last_seen_up = utcnow()
+        svc.report_count += 1
+
+
+async def agent_url(env: Env, hostname: str) -> str | None:
+    """Where the API reaches the agent of ``hostname``."""
+    async with env.db.read() as session:
+        host = (
+            await session.execute(select(HostRow).where(HostRow.hostname == hostname))
+        ).scalar_one_or_none()
+    if host is None:
+        raise errors.HostUnavailable(f"Host {hostname} is not registered.")
+    return host.agent_url
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _desired(row: ContainerRow) -> DesiredContainer:
+    hc = row.healthcheck
+    return DesiredContainer(
+        uuid=row.uuid,
+        name=row.name,
+        project_id=row.project_id,
+        image=row.image,
+        desired_state=row.desired_state,  # type: ignore[arg-type]
+        spec_version=row.spec_version,
+        command=list(row.command or []),
+        entrypoint=row.entrypoint,
+        cpu=row.cpu,
+        cpuset=row.cpuset,
+        memory=row.memory,
+        workdir=row.workdir,
+        environment=dict(row.environment or {}),
+        labels=dict(row.labels or {}),
+        hostname=row.hostname,
+        restart_policy=row.restart_policy,
+        auto_remove=row.auto_remove,
+        auto_heal=row.auto_heal,
+        healthcheck=hc or None,
+        interactive=row.interactive,
+        tty=row.tty,
+        image_pull_policy=row.image_pull_policy,
+        runtime=row.runtime,
+        privileged=row.privileged,
+        pending_ops=[
+            PendingOp(id=o["id"], op=o["op"], args=o.get("args", {})) for o in row.pending_ops or []
+        ],
+        stop_timeout=row.stop_timeout,
+        desired_since=_iso(row.desired_since),
+        applied_spec_version=row.observed_spec_version,
+        runtime_id=row.runtime_id,
+        held=row.held,
+    )
+
+
+async def desired_for(
+    env: Env, ctx: RequestContext, hostname: str, generation: int | None, wait: float
+) -> DesiredHost:
+    """Everything assigned to ``hostname``; long-polls while nothing changed."""
+    _require_service(env, ctx)
+    seen = env.notifier.generation(hostname)
+    if generation is not None and generation == seen and wait > 0:
+        seen = await env.notifier.wait(hostname, seen, min(wait, 60.0))
+    async with env.db.read() as session:
+        rows: Sequence[ContainerRow] = (
+            (await session.execute(select(ContainerRow).where(ContainerRow.host == hostname)))
+            .scalars()
+            .all()
+        )
+    return DesiredHost(hostname=hostname, generation=seen, containers=[_desired(r) for r in rows])
+
+
+async def record_observations(
+    env: Env, ctx: RequestContext, hostname: str, observations: list[Observation]
+) -> None:
+    """Fold what the agent saw into each container's status, finishing actions."""
+    _require_service(env, ctx)
+    touched = False
+    async with env.db.transaction() as session:
+        for obs in observations:
+            row = (
+                await session.execute(
+                    select(ContainerRow).where(
+                        ContainerRow.uuid == obs.uuid, ContainerRow.host == hostname
+                    )
+                )
+            ).scalar_one_or_none()
+            if row is not None:
+                touched = await apply_observation(session, row, obs) or touched
+    if touched:
+        await env.notifier.touch(hostname)

@@ -1,0 +1,175 @@
+"""Quotas and quota classes: limits per project, usage from the project's containers."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.domain.context import RequestContext
+from berth.services.env import Env
+from berth.store import containers as container_repo
+from berth.store.tables import QuotaClassRow, QuotaRow
+
+__all__ = [
+    "RESOURCES",
+    "check_container",
+    "class_limits",
+    "default_limits",
+    "defaults",
+    "delete_project",
+    "project_limits",
+    "project_usage",
+    "update_class",
+    "update_project",
+]
+
+RESOURCES = ("containers", "memory", "cpu", "disk")
+DEFAULT_CLASS = "default"
+
+
+def defaults(env: Env) -> dict[str, int]:
+    """The configured default limits."""
+    s = env.settings
+    return {
+        "containers": s.quota_containers,
+        "memory": s.quota_memory,
+        "cpu": s.quota_cpu,
+        "disk": s.quota_disk,
+    }
+
+
+async def _class_limits(env: Env, session: AsyncSession, name: str) -> dict[str, int]:
+    limits = defaults(env)
+    rows = (
+        (await session.execute(select(QuotaClassRow).where(QuotaClassRow.class_name == name)))
+        .scalars()
+        .all()
+    )
+    limits.update({r.resource: r.hard_limit for r in rows})
+    return limits
+
+
+async def _project_limits(env: Env, session: AsyncSession, project_id: str) -> dict[str, int]:
+    limits = await _class_limits(env, session, DEFAULT_CLASS)
+    rows = (
+        (await session.execute(select(QuotaRow).where(QuotaRow.project_id == project_id)))
+        .scalars()
+        .all()
+    )
+    limits.update({r.resource: r.hard_limit for r in rows})
+    return limits
+
+
+async def check_container(
+    env: Env,
+    session: AsyncSession,
+    project_id: str,
+    cpu: float,
+    memory: int,
+    disk: int,
+    count: int = 1,
+) -> None:
+    """Raise OverQuota if adding this much would exceed a project limit (-1 = unlimited)."""
+    limits = await _project_limits(env, session, project_id)
+    usage = await container_repo.project_usage(session, project_id)
+    asked = {"containers": count, "cpu": cpu, "memory": memory, "disk": disk}
+    over = [
+        r for r in RESOURCES if asked[r] > 0 and limits[r] >= 0 and usage[r] + asked[r] > limits[r]
+    ]
+    if over:
+        detail = ", ".join(
+            f"{r} (limit {limits[r]}, in use {usage[r]:g}, asked {asked[r]:g})" for r in over
+        )
+        raise errors.OverQuota(
+            f"Quota exceeded for resources: {detail}. "
+            "Delete containers or ask an admin to raise the quota."
+        )
+
+
+def _target(env: Env, ctx: RequestContext, rule: str, project_id: str) -> None:
+    env.enforce(ctx, rule, project_id)
+
+
+async def project_limits(env: Env, ctx: RequestContext, project_id: str) -> dict[str, int]:
+    _target(env, ctx, "quota:get", project_id)
+    async with env.db.read() as session:
+        return await _project_limits(env, session, project_id)
+
+
+async def project_usage(
+    env: Env, ctx: RequestContext, project_id: str
+) -> dict[str, dict[str, float]]:
+    """Limits with usage, as ``{"cpu": {"limit": 20, "in_use": 1.0}, ...}``."""
+    _target(env, ctx, "quota:get", project_id)
+    async with env.db.read() as session:
+        limits = await _project_limits(env, session, project_id)
+        usage = await container_repo.project_usage(session, project_id)
+    return {r: {"limit": limits[r], "in_use": _num(usage[r])} for r in RESOURCES}
+
+
+def _num(v: float) -> float:
+    return int(v) if float(v).is_integer() else v
+
+
+async def update_project(
+    env: Env, ctx: RequestContext, project_id: str, values: dict[str, int]
+) -> dict[str, int]:
+    _target(env, ctx, "quota:update", project_id)
+    async with env.db.transaction() as session:
+        existing = {
+            r.resource: r
+            for r in (
+                await session.execute(select(QuotaRow).where(QuotaRow.project_id == project_id))
+            )
+            .scalars()
+            .all()
+        }
+        for resource, limit in values.items():
+            if resource in existing:
+                existing[resource].hard_limit = limit
+            else:
+                session.add(QuotaRow(project_id=project_id, resource=resource, hard_limit=limit))
+        await session.flush()
+        return await _project_limits(env, session, project_id)
+
+
+async def delete_project(env: Env, ctx: RequestContext, project_id: str) -> None:
+    _target(env, ctx, "quota:delete", project_id)
+    async with env.db.transaction() as session:
+        await session.execute(sa_delete(QuotaRow).where(QuotaRow.project_id == project_id))
+
+
+async def default_limits(env: Env, ctx: RequestContext, project_id: str) -> dict[str, int]:
+    _target(env, ctx, "quota:get_default", project_id)
+    async with env.db.read() as session:
+        return await _class_limits(env, session, DEFAULT_CLASS)
+
+
+async def class_limits(env: Env, ctx: RequestContext, name: str) -> dict[str, int]:
+    env.enforce(ctx, "quota_class:get")
+    async with env.db.read() as session:
+        return await _class_limits(env, session, name)
+
+
+async def update_class(
+    env: Env, ctx: RequestContext, name: str, values: dict[str, int]
+) -> dict[str, int]:
+    env.enforce(ctx, "quota_class:update")
+    async with env.db.transaction() as session:
+        existing = {
+            r.resource: r
+            for r in (
+                await session.execute(select(QuotaClassRow).where(QuotaClassRow.class_name == name))
+            )
+            .scalars()
+            .all()
+        }
+        for resource, limit in values.items():
+            if resource in existing:
+                existing[resource].hard_limit = limit
+            else:
+                session.add(QuotaClassRow(class_name=name, resource=resource, hard_limit=limit))
+        await session.flush()
+        return await _class_limits(env, session, name)

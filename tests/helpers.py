@@ -1,0 +1,85 @@
+"""Small helpers shared by API tests: identity set-up and a scripted agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.conftest import AGENT_PASSWORD, issue_token
+
+ZUN = {"OpenStack-API-Version": "container 1.40"}
+
+
+async def make_member(
+    client: httpx.AsyncClient, admin: str, project: str, user: str, password: str = "pw-" + "x" * 8
+) -> str:
+    """Create ``project`` and ``user`` with the member role; return the user's token."""
+    h = {"X-Auth-Token": admin}
+    r = await client.post(
+        "/identity/v3/projects",
+        headers=h,
+        json={"project": {"name": project, "domain_id": "default"}},
+    )
+    assert r.status_code == 201, r.text
+    pid = r.json()["project"]["id"]
+    r = await client.post(
+        "/identity/v3/users",
+        headers=h,
+        json={
+            "user": {
+                "name": user,
+                "domain_id": "default",
+                "password": password,
+                "default_project_id": pid,
+            }
+        },
+    )
+    assert r.status_code == 201, r.text
+    uid = r.json()["user"]["id"]
+    roles = (await client.get("/identity/v3/roles?name=member", headers=h)).json()["roles"]
+    r = await client.put(
+        f"/identity/v3/projects/{pid}/users/{uid}/roles/{roles[0]['id']}", headers=h
+    )
+    assert r.status_code == 204, r.text
+    return await issue_token(client, user, password, project)
+
+
+class ScriptedAgent:
+    """Plays an agent over the internal API so API tests need no engine."""
+
+    def __init__(self, client: httpx.AsyncClient, hostname: str = "test-host") -> None:
+        self.client = client
+        self.hostname = hostname
+        self.token = ""
+
+    async def register(self, **overrides: Any) -> None:
+        self.token = await issue_token(self.client, "berth-agent", AGENT_PASSWORD, "service")
+        report = {
+            "hostname": self.hostname,
+            "cpus": 4,
+            "mem_total": 8192,
+            "disk_total": 100,
+            "runtimes": ["runc"],
+            "agent_url": "http://127.0.0.1:1",
+            **overrides,
+        }
+        r = await self.client.post("/internal/v1/hosts", json=report, headers=self._h())
+        assert r.status_code == 200, r.text
+
+    def _h(self) -> dict[str, str]:
+        return {"X-Auth-Token": self.token}
+
+    async def desired(self) -> dict[str, Any]:
+        r = await self.client.get(f"/internal/v1/hosts/{self.hostname}/desired", headers=self._h())
+        assert r.status_code == 200, r.text
+        return {c["uuid"]: c for c in r.json()["containers"]}
+
+    async def observe(self, uuid: str, state: str, **extra: Any) -> None:
+        obs = {"uuid": uuid, "state": state, "spec_version": extra.pop("spec_version", 1), **extra}
+        r = await self.client.post(
+            f"/internal/v1/hosts/{self.hostname}/observations",
+            json={"observations": [obs]},
+            headers=self._h(),
+        )
+        assert r.status_code == 200, r.text
