@@ -1,0 +1,156 @@
+"""Run a plan against a runtime driver and say what came of it.
+
+``apply_plan`` never raises for a failed step: it stops at the first failure,
+turns it into the Observation's ``error`` (text that tells the user what to
+do), re-inspects, and returns what is there now.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from berth import errors
+from berth.agent.diff import (
+    Acknowledge,
+    Action,
+    Create,
+    EnsureImage,
+    Kill,
+    Pause,
+    Remove,
+    Restart,
+    Start,
+    Stop,
+    Unpause,
+    Update,
+)
+from berth.domain.hostsync import DesiredContainer, Observation
+from berth.runtimes.base import RuntimeContainer, RuntimeDriver
+
+__all__ = ["apply_plan", "describe_failure", "observe"]
+
+log = logging.getLogger(__name__)
+
+_VERBS: dict[type, str] = {
+    EnsureImage: "prepare the image for",
+    Create: "create",
+    Start: "start",
+    Stop: "stop",
+    Pause: "pause",
+    Unpause: "unpause",
+    Kill: "kill",
+    Restart: "reboot",
+    Update: "update",
+    Remove: "delete",
+    Acknowledge: "acknowledge an operation on",
+}
+
+
+async def apply_plan(
+    runtime: RuntimeDriver,
+    uuid: str,
+    actions: list[Action],
+    desired: DesiredContainer | None,
+    *,
+    done_ops: Iterable[str] = (),
+) -> Observation:
+    """Run ``actions`` in order for ``uuid`` and return the observation that follows.
+
+    ``done_ops`` are ops completed earlier, still to be reported; the ops this
+    plan completes are added.
+    """
+    done = list(done_ops)
+    error: str | None = None
+    updated = False
+    for action in actions:
+        try:
+            await _run(runtime, uuid, action)
+        except Exception as exc:
+            error = describe_failure(action, exc)
+            if not isinstance(exc, errors.BerthError):
+                log.exception("%s of container %s failed unexpectedly", action, uuid)
+            break
+        if isinstance(action, Kill | Restart | Acknowledge):
+            done.append(action.op_id)
+        updated = updated or isinstance(action, Update)
+    try:
+        container = await runtime.inspect(uuid)
+    except errors.BerthError as exc:
+        return Observation(uuid, "absent", 0, error=error or f"cannot inspect: {exc.message}")
+    spec_version = desired.spec_version if (updated and desired) else None
+    return observe(uuid, desired, container, error=error, done_ops=done, spec_version=spec_version)
+
+
+def observe(
+    uuid: str,
+    desired: DesiredContainer | None,
+    container: RuntimeContainer | None,
+    *,
+    error: str | None = None,
+    done_ops: Iterable[str] = (),
+    spec_version: int | None = None,
+) -> Observation:
+    """The Observation reporting ``container`` (None: absent) for ``desired``.
+
+    Its ``spec_version`` is the newest the container reflects: the label
+    written at create, or what the control plane already recorded as applied.
+    """
+    if spec_version is None:
+        spec_version = desired.applied_spec_version if desired else 0
+        if container is not None:
+            spec_version = max(spec_version, container.spec_version)
+    removed = container is None and desired is not None and desired.desired_state == "deleted"
+    if container is None:
+        return Observation(
+            uuid, "absent", spec_version, error=error, done_ops=list(done_ops), removed=removed
+        )
+    return Observation(
+        uuid=uuid,
+        state=container.state,
+        spec_version=spec_version,
+        runtime_id=container.runtime_id,
+        status_detail=container.status_detail,
+        error=error,
+        exit_code=container.exit_code,
+        started_at=container.started_at,
+        addresses=container.addresses or None,
+        done_ops=list(done_ops),
+    )
+
+
+def describe_failure(action: Action, exc: BaseException) -> str:
+    """A status_reason a user can act on, for ``action`` failing with ``exc``."""
+    message = exc.message if isinstance(exc, errors.BerthError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, errors.ImageNotFound):
+        return message  # drivers word it for the user: which image, what to check
+    if isinstance(exc, errors.HostUnavailable):
+        return f"cannot reach the container engine on this host: {message}"
+    verb = _VERBS.get(type(action), "change")
+    return f"could not {verb} the container: {message}"
+
+
+async def _run(runtime: RuntimeDriver, uuid: str, action: Action) -> None:
+    match action:
+        case EnsureImage(image=image, pull_policy=policy):
+            await runtime.ensure_image(image, policy)
+        case Create(spec=spec):
+            await runtime.create(spec)
+        case Start():
+            await runtime.start(uuid)
+        case Stop(timeout=timeout):
+            await runtime.stop(uuid, timeout)
+        case Pause():
+            await runtime.pause(uuid)
+        case Unpause():
+            await runtime.unpause(uuid)
+        case Kill(signal=signal):
+            await runtime.kill(uuid, signal)
+        case Restart(timeout=timeout):
+            await runtime.restart(uuid, timeout)
+        case Update(cpu=cpu, memory=memory):
+            await runtime.update(uuid, cpu, memory)
+        case Remove(force=force):
+            await runtime.remove(uuid, force)
+        case Acknowledge():
+            pass

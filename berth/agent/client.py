@@ -1,0 +1,140 @@
+"""The agent's HTTP client to the control plane's internal API.
+
+It authenticates as keystone clients do (password method, project scope,
+token in ``X-Subject-Token``), sends the token as ``X-Auth-Token`` and, when a
+token expires (401), authenticates again once and retries. The httpx client is
+handed in: over the network for a standalone agent, or ``httpx.ASGITransport``
+to the API app itself in all-in-one mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import TypeAdapter
+
+from berth import errors
+from berth.domain.hostsync import DesiredHost, HostReport, Observation
+
+__all__ = ["ControlClient", "ControlPlaneError"]
+
+_REPORT = TypeAdapter(HostReport)
+_DESIRED = TypeAdapter(DesiredHost)
+_OBSERVATIONS = TypeAdapter(list[Observation])
+# The long poll may legitimately hold a request for ``wait`` seconds; this much more
+# is the allowance for the answer itself.
+_POLL_MARGIN = 15.0
+
+
+class ControlPlaneError(errors.BerthError):
+    """The control plane did not answer, or answered with an error (``status``)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ControlClient:
+    """Typed calls to ``/internal/v1``, authenticated with the agents' service credential."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        password: str,
+        *,
+        username: str = "berth-agent",
+        project: str = "service",
+        domain: str = "Default",
+    ) -> None:
+        self._http = http
+        self._auth_body: dict[str, Any] = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {"name": username, "domain": {"name": domain}, "password": password}
+                    },
+                },
+                "scope": {"project": {"name": project, "domain": {"name": domain}}},
+            }
+        }
+        self._token: str | None = None
+        self._auth_lock = asyncio.Lock()
+
+    async def register(self, report: HostReport) -> None:
+        """Register (or refresh) this host with its capacity and capabilities."""
+        await self._call(
+            "POST", "/internal/v1/hosts", json=_REPORT.dump_python(report, mode="json")
+        )
+
+    async def heartbeat(self, hostname: str) -> None:
+        """Tell the control plane this host's agent is alive."""
+        await self._call("POST", f"/internal/v1/hosts/{quote(hostname, safe='')}/heartbeat")
+
+    async def desired(self, hostname: str, generation: int, wait: float) -> DesiredHost:
+        """The host's desired state: at once if ``generation`` is stale, else within ``wait`` s."""
+        response = await self._call(
+            "GET",
+            f"/internal/v1/hosts/{quote(hostname, safe='')}/desired",
+            params={"generation": generation, "wait": wait},
+            read_timeout=wait + _POLL_MARGIN,
+        )
+        return _DESIRED.validate_python(response.json())
+
+    async def report(self, hostname: str, observations: list[Observation]) -> None:
+        """Send a batch of observations."""
+        body = {"observations": _OBSERVATIONS.dump_python(observations, mode="json")}
+        await self._call(
+            "POST", f"/internal/v1/hosts/{quote(hostname, safe='')}/observations", json=body
+        )
+
+    async def _call(
+        self, method: str, path: str, *, read_timeout: float | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        token = await self._ensure_token(None)
+        response = await self._send(method, path, token, read_timeout, **kwargs)
+        if response.status_code == 401:
+            token = await self._ensure_token(stale=token)
+            response = await self._send(method, path, token, read_timeout, **kwargs)
+        if response.status_code >= 400:
+            raise ControlPlaneError(
+                f"{method} {path} answered {response.status_code}: {response.text[:300]}",
+                response.status_code,
+            )
+        return response
+
+    async def _send(
+        self, method: str, path: str, token: str, read_timeout: float | None, **kwargs: Any
+    ) -> httpx.Response:
+        extra: dict[str, Any] = {} if read_timeout is None else {"timeout": read_timeout}
+        try:
+            return await self._http.request(
+                method, path, headers={"X-Auth-Token": token}, **kwargs, **extra
+            )
+        except httpx.HTTPError as exc:
+            raise ControlPlaneError(f"{method} {path} failed: {exc!r}") from exc
+
+    async def _ensure_token(self, stale: str | None) -> str:
+        """The current token; a new one if there is none or ``stale`` was refused."""
+        async with self._auth_lock:
+            # Concurrent callers that saw the same 401 authenticate only once.
+            if self._token is None or self._token == stale:
+                self._token = await self._authenticate()
+            return self._token
+
+    async def _authenticate(self) -> str:
+        try:
+            response = await self._http.post("/identity/v3/auth/tokens", json=self._auth_body)
+        except httpx.HTTPError as exc:
+            raise ControlPlaneError(f"authentication failed: {exc!r}") from exc
+        token: str | None = response.headers.get("X-Subject-Token")
+        if response.status_code not in (200, 201) or not token:
+            raise ControlPlaneError(
+                f"authentication as the agent service user was refused "
+                f"({response.status_code}): {response.text[:300]}",
+                response.status_code,
+            )
+        return token

@@ -1,0 +1,359 @@
+"""The agent: register, heartbeat, and reconcile the host with the control plane.
+
+One pass: long-poll the desired state (it answers at once when something
+changed), list the managed containers with one cheap call, and hand every
+container that needs attention to its own worker task: plan, apply, report.
+One worker per container UUID at a time, so two operations never race on one
+container, and a slow image pull holds up nothing else. Observations go to a
+reporter that sends whatever has queued in one batch, without waiting.
+
+Nothing here is durable: a restarted agent finds its containers by label and
+name, and the plans converge from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from berth import errors
+from berth.agent.apply import apply_plan, observe
+from berth.agent.client import ControlClient, ControlPlaneError
+from berth.agent.diff import (
+    Acknowledge,
+    Action,
+    History,
+    Kill,
+    Restart,
+    Start,
+    needs_detail,
+    plan,
+)
+from berth.config import Settings
+from berth.domain.hostsync import DesiredContainer, DesiredHost, HostReport, Observation
+from berth.runtimes.base import HostFacts, RuntimeContainer, RuntimeDriver
+
+__all__ = ["Agent"]
+
+log = logging.getLogger(__name__)
+
+_MAX_STEPS = 4  # plan/apply rounds per wake-up: ops first, then level changes
+_RETRY_FIRST, _RETRY_MAX = 10.0, 300.0  # back-off of a failed plan, seconds
+_HEALTH = re.compile(r"\((health: \w+|healthy|unhealthy)\)")
+
+
+@dataclass(slots=True)
+class _Memory:
+    """What the agent remembers about one container between passes (in memory only)."""
+
+    done_ops: set[str] = field(default_factory=set)
+    started_for: str | None = None
+    requested_since: str | None = None
+    seen: bool = False  # whether last_since holds anything yet
+    last_since: str | None = None
+    error: str | None = None
+    error_intent: tuple[Any, ...] | None = None
+    failures: int = 0
+    retry_at: float = 0.0
+    reported: tuple[Any, ...] | None = None
+
+    def history(self) -> History:
+        return History(frozenset(self.done_ops), self.started_for, self.requested_since)
+
+    def note(self, desired: DesiredContainer, observed: RuntimeContainer | None) -> None:
+        """Record the request time, telling a new request (seen arriving) from the first sight."""
+        since = desired.desired_since
+        if self.seen and self.last_since != since:
+            if observed is not None and observed.state in ("running", "paused", "restarting"):
+                self.started_for = since  # asked while it runs: nothing left to start
+            else:
+                self.requested_since = since
+        self.seen, self.last_since = True, since
+
+
+def _intent(desired: DesiredContainer | None) -> tuple[Any, ...] | None:
+    """What the user asked, as a value: a change of it resets errors and forces a report."""
+    if desired is None:
+        return None
+    ops = tuple(op.id for op in desired.pending_ops)
+    return (desired.desired_state, desired.desired_since, desired.spec_version, ops)
+
+
+def _report_key(obs: Observation, desired: DesiredContainer | None) -> tuple[Any, ...]:
+    # Not all of status_detail or started_at: "Up 3 minutes" turning into "Up 4
+    # minutes" is not news, but "(healthy)" turning into "(unhealthy)" is.
+    addresses = sorted((obs.addresses or {}).items(), key=lambda kv: kv[0])
+    health = _HEALTH.search(obs.status_detail or "")
+    return (
+        obs.state, obs.exit_code, obs.runtime_id, obs.spec_version, repr(addresses),
+        health.group(0) if health else None, obs.error, obs.removed, tuple(obs.done_ops),
+        _intent(desired),
+    )  # fmt: skip
+
+
+class _Backoff:
+    """Exponential back-off with jitter, for the slow paths only."""
+
+    def __init__(self, first: float = 0.2, limit: float = 30.0) -> None:
+        self.first, self.limit, self.delay = first, limit, first
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.delay * random.uniform(0.8, 1.2))
+        self.delay = min(self.limit, self.delay * 2)
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+class Agent:
+    """Makes the runtime match the control plane's desired state for this host."""
+
+    def __init__(self, settings: Settings, control: ControlClient, runtime: RuntimeDriver) -> None:
+        self._settings = settings
+        self._control = control
+        self._runtime = runtime
+        self.hostname = settings.agent_host
+        self._desired: dict[str, DesiredContainer] = {}
+        self._observed: dict[str, RuntimeContainer] = {}
+        self._memory: dict[str, _Memory] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+        self._outbox: asyncio.Queue[tuple[Observation, tuple[Any, ...]]] = asyncio.Queue()
+        self._tasks: asyncio.TaskGroup | None = None
+
+    async def run(self) -> None:
+        """Register, then heartbeat, reconcile and report until cancelled."""
+        await self.register()
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            tasks.create_task(self._heartbeat_loop(), name="berth-agent-heartbeat")
+            tasks.create_task(self._report_loop(), name="berth-agent-report")
+            tasks.create_task(self._reconcile_loop(), name="berth-agent-reconcile")
+
+    async def register(self) -> None:
+        """Register this host, retrying with back-off until the control plane answers."""
+        backoff = _Backoff(0.5, 30.0)
+        while True:
+            try:
+                facts = await self._runtime.host_facts()
+                await self._control.register(self._host_report(facts))
+                log.info("agent registered host %s", self.hostname)
+                return
+            except Exception as exc:
+                log.warning("cannot register host %s yet: %s", self.hostname, exc)
+                await backoff.sleep()
+
+    def _host_report(self, facts: HostFacts) -> HostReport:
+        s = self._settings
+        return HostReport(
+            hostname=self.hostname,
+            cpus=facts.cpus,
+            mem_total=facts.mem_total,
+            disk_total=facts.disk_total,
+            runtimes=list(facts.runtimes),
+            agent_url=s.effective_agent_url,
+            availability_zone=s.agent_availability_zone,
+            labels=dict(s.agent_labels),
+            architecture=facts.architecture,
+            os_type=facts.os_type,
+            os=facts.os,
+            kernel_version=facts.kernel_version,
+        )
+
+    # -- the three loops
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_interval)
+            try:
+                await self._control.heartbeat(self.hostname)
+            except ControlPlaneError as exc:
+                log.warning("heartbeat failed: %s", exc.message)
+                if exc.status == 404:  # the control plane forgot us: introduce ourselves again
+                    await self.register()
+            except Exception:
+                log.exception("heartbeat failed unexpectedly")
+
+    async def _reconcile_loop(self) -> None:
+        generation, backoff = -1, _Backoff()
+        wait = self._settings.reconcile_interval
+        while True:
+            try:
+                host = await self._control.desired(self.hostname, generation, wait)
+                await self._pass(host)
+            except ControlPlaneError as exc:
+                log.warning("cannot fetch the desired state: %s", exc.message)
+                if exc.status == 404:
+                    await self.register()
+                await backoff.sleep()
+                continue
+            except errors.BerthError as exc:
+                log.warning("cannot list the runtime's containers: %s", exc.message)
+                await backoff.sleep()
+                continue
+            except Exception:
+                log.exception("reconcile pass failed unexpectedly")
+                await backoff.sleep()
+                continue
+            generation = host.generation
+            backoff.reset()
+
+    async def _report_loop(self) -> None:
+        backoff = _Backoff(0.5, 10.0)
+        while True:
+            batch = [await self._outbox.get()]
+            while not self._outbox.empty():  # whatever queued meanwhile rides along
+                batch.append(self._outbox.get_nowait())
+            try:
+                await self._control.report(self.hostname, [obs for obs, _ in batch])
+                backoff.reset()
+            except Exception as exc:
+                log.warning("cannot report %d observations: %s", len(batch), exc)
+                for obs, key in batch:  # level-triggered: the next pass reports them again
+                    memory = self._memory.get(obs.uuid)
+                    if memory is not None and memory.reported == key:
+                        memory.reported = None
+                await backoff.sleep()
+
+    # -- one pass over the host
+
+    async def _pass(self, host: DesiredHost) -> None:
+        """Fold in the desired state and a fresh listing; start workers where needed."""
+        self._desired = {c.uuid: c for c in host.containers}
+        listing = await self._runtime.list_managed()
+        self._observed = {c.uuid: c for c in listing if c.uuid}
+        for uuid in self._desired.keys() | self._observed.keys():
+            memory = self._memory.setdefault(uuid, _Memory())
+            if uuid in self._desired:
+                memory.note(self._desired[uuid], self._observed.get(uuid))
+            if uuid in self._workers:
+                self._dirty.add(uuid)  # the worker looks again when it is done
+            elif self._needs_attention(uuid):
+                self._spawn(uuid)
+        for uuid in list(self._memory):
+            gone = uuid not in self._desired and uuid not in self._observed
+            if gone and uuid not in self._workers:
+                del self._memory[uuid]
+
+    def _needs_attention(self, uuid: str) -> bool:
+        desired, observed = self._desired.get(uuid), self._observed.get(uuid)
+        memory = self._memory.setdefault(uuid, _Memory())
+        actions = plan(desired, observed, authoritative=True, history=memory.history())
+        if actions and not self._held(memory, desired):
+            return True
+        if desired is None:
+            return False
+        error, done = self._sticky_error(memory, desired), self._done_ops(memory, desired)
+        provisional = observe(uuid, desired, observed, error=error, done_ops=done)
+        return _report_key(provisional, desired) != memory.reported
+
+    def _spawn(self, uuid: str) -> None:
+        assert self._tasks is not None
+        self._workers[uuid] = self._tasks.create_task(self._work(uuid), name=f"berth-{uuid}")
+
+    async def _work(self, uuid: str) -> None:
+        """The only place that acts on ``uuid``; re-runs while passes marked it dirty."""
+        observed: RuntimeContainer | None = self._observed.get(uuid)
+        try:
+            while True:
+                self._dirty.discard(uuid)
+                await self._converge(uuid, observed)
+                if uuid not in self._dirty:
+                    return
+                # A pass listed while we acted: its view may predate our own work.
+                observed = await self._runtime.inspect(uuid)
+        except errors.BerthError as exc:
+            log.warning("container %s: %s", uuid, exc.message)
+        except Exception:
+            log.exception("container %s: unexpected failure", uuid)
+        finally:
+            del self._workers[uuid]
+
+    async def _converge(self, uuid: str, observed: RuntimeContainer | None) -> None:
+        memory = self._memory.setdefault(uuid, _Memory())
+        for _ in range(_MAX_STEPS):
+            desired = self._desired.get(uuid)
+            actions = plan(desired, observed, authoritative=True, history=memory.history())
+            if needs_detail(actions, observed):
+                observed = await self._runtime.inspect(uuid)
+                actions = plan(desired, observed, authoritative=True, history=memory.history())
+                if desired and observed and observed.state == "stopped" and not actions:
+                    # It ran after the user asked and exited on its own: settled for
+                    # this request, so later passes need not inspect it again.
+                    memory.started_for = desired.desired_since
+            if not actions or self._held(memory, desired):
+                await self._report_if_news(uuid, desired, observed, memory)
+                return
+            if desired is None:
+                log.info("removing container %s: the control plane no longer has it", uuid)
+            obs = await apply_plan(
+                self._runtime, uuid, actions, desired, done_ops=self._done_ops(memory, desired)
+            )
+            self._remember(memory, desired, actions, obs)
+            if desired is not None:
+                self._send(obs, desired, memory)
+            if obs.error or not any(isinstance(a, Kill | Restart | Acknowledge) for a in actions):
+                return
+            observed = await self._runtime.inspect(uuid)  # ops ran alone: plan the rest
+
+    async def _report_if_news(
+        self,
+        uuid: str,
+        desired: DesiredContainer | None,
+        observed: RuntimeContainer | None,
+        memory: _Memory,
+    ) -> None:
+        if desired is None:
+            return  # garbage we may not touch: nothing to tell anyone
+        error, done = self._sticky_error(memory, desired), self._done_ops(memory, desired)
+        obs = observe(uuid, desired, observed, error=error, done_ops=done)
+        if _report_key(obs, desired) == memory.reported:
+            return
+        if observed is not None and not observed.detailed:
+            observed = await self._runtime.inspect(uuid)  # report the full picture
+            obs = observe(uuid, desired, observed, error=error, done_ops=done)
+        self._send(obs, desired, memory)
+
+    def _send(self, obs: Observation, desired: DesiredContainer, memory: _Memory) -> None:
+        key = _report_key(obs, desired)
+        memory.reported = key
+        self._outbox.put_nowait((obs, key))
+
+    # -- memory
+
+    @staticmethod
+    def _done_ops(memory: _Memory, desired: DesiredContainer | None) -> list[str]:
+        # Reported until the control plane stops listing them: a lost report loses nothing.
+        pending = desired.pending_ops if desired else []
+        return [op.id for op in pending if op.id in memory.done_ops]
+
+    @staticmethod
+    def _sticky_error(memory: _Memory, desired: DesiredContainer | None) -> str | None:
+        return memory.error if memory.error_intent == _intent(desired) else None
+
+    @staticmethod
+    def _held(memory: _Memory, desired: DesiredContainer | None) -> bool:
+        """A plan that failed for this same intent waits out its back-off."""
+        same = memory.error is not None and memory.error_intent == _intent(desired)
+        return same and time.monotonic() < memory.retry_at
+
+    @staticmethod
+    def _remember(
+        memory: _Memory, desired: DesiredContainer | None, actions: list[Action], obs: Observation
+    ) -> None:
+        memory.done_ops.update(obs.done_ops)
+        if obs.error is None:
+            memory.error, memory.error_intent, memory.failures = None, None, 0
+            if desired is not None and any(isinstance(a, Start) for a in actions):
+                memory.started_for = desired.desired_since
+            return
+        intent = _intent(desired)
+        memory.failures = memory.failures + 1 if memory.error_intent == intent else 1
+        memory.error, memory.error_intent = obs.error, intent
+        delay = min(_RETRY_MAX, _RETRY_FIRST * 2 ** (memory.failures - 1))
+        memory.retry_at = time.monotonic() + delay

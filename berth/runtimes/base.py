@@ -1,0 +1,233 @@
+"""The runtime driver contract: what the agent needs from a container engine.
+
+A driver addresses containers by their Berth UUID, never by the engine's id:
+the engine object is named ``berth-<uuid>`` and labelled ``berth.uuid``, so a
+restarted agent finds whatever exists and nothing is ever created twice.
+Drivers do no bookkeeping of their own and never talk to the control plane.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+# typing_extensions: pydantic (FastAPI responses) accepts only its TypedDict on 3.11.
+from typing_extensions import TypedDict
+
+from berth.domain.hostsync import DesiredContainer, ObservedStateName
+
+__all__ = [
+    "LABEL_OWNER",
+    "LABEL_PROJECT",
+    "LABEL_SPEC_VERSION",
+    "LABEL_UUID",
+    "PULL_POLICIES",
+    "HostFacts",
+    "RuntimeContainer",
+    "RuntimeDriver",
+    "TopResult",
+    "ZunStats",
+    "container_name",
+    "effective_pull_policy",
+    "parse_instant",
+]
+
+LABEL_UUID = "berth.uuid"
+LABEL_PROJECT = "berth.project"
+LABEL_SPEC_VERSION = "berth.spec_version"
+# Which agent manages the object: several Berth deployments (or test runs) can
+# share one engine, and an agent must never garbage-collect another's containers.
+LABEL_OWNER = "berth.owner"
+
+PULL_POLICIES = ("always", "ifnotpresent", "never")
+
+ZunStats = TypedDict(
+    "ZunStats",
+    {
+        "CONTAINER": str,
+        "CPU %": float,
+        "MEM USAGE(MiB)": float,
+        "MEM LIMIT(MiB)": float,
+        "MEM %": float,
+        "BLOCK I/O(B)": str,
+        "NET I/O(B)": str,
+    },
+)
+"""Zun's ``GET /containers/{id}/stats`` body, key for key."""
+
+
+class TopResult(TypedDict):
+    """Zun's ``GET /containers/{id}/top`` body (the engine's ``ps`` table)."""
+
+    Titles: list[str]
+    Processes: list[list[str]]
+
+
+@dataclass(slots=True)
+class RuntimeContainer:
+    """One managed container as the engine sees it right now.
+
+    ``started_at`` is an ISO 8601 UTC timestamp of the last start, or None when
+    the container never started. A sparse listing cannot tell (``detailed`` is
+    False there and ``started_at`` is None): inspect before relying on it.
+    """
+
+    uuid: str
+    runtime_id: str
+    state: ObservedStateName
+    status_detail: str
+    spec_version: int
+    exit_code: int | None = None
+    started_at: str | None = None
+    addresses: dict[str, Any] = field(default_factory=dict)
+    detailed: bool = True
+
+
+@dataclass(slots=True)
+class HostFacts:
+    """A host's capacity and capabilities, as the engine reports them."""
+
+    cpus: int
+    mem_total: int  # MiB
+    disk_total: int  # GiB
+    runtimes: list[str]
+    architecture: str | None = None
+    os_type: str | None = None
+    os: str | None = None
+    kernel_version: str | None = None
+
+
+def container_name(uuid: str) -> str:
+    """The engine-side name of a Berth container: unique, and found again after a crash."""
+    return f"berth-{uuid}"
+
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def parse_instant(value: str | None) -> datetime | None:
+    """An ISO 8601 / RFC 3339 timestamp as aware UTC; None when unset or Go's zero time.
+
+    Accepts what engines and Zun write: nanoseconds, a space for the "T", no
+    zone (meaning UTC). Raises ValueError on anything else.
+    """
+    if not value or value.startswith("0001-01-01"):
+        return None
+    text = value.strip().replace(" ", "T", 1)
+    # Engines give nanoseconds; Python keeps microseconds.
+    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def effective_pull_policy(policy: str | None) -> str:
+    """Normalise a pull policy; None means ``ifnotpresent``.
+
+    Zun effectively pulls always, but that makes every create wait on (and
+    fail without) a registry; Berth uses what is present and pulls otherwise.
+    Ask for ``always`` explicitly to refresh a moving tag such as ``latest``.
+    """
+    if policy is None:
+        return "ifnotpresent"
+    normalised = policy.strip().lower()
+    if normalised not in PULL_POLICIES:
+        raise ValueError(f"unknown image pull policy {policy!r}: use one of {PULL_POLICIES}")
+    return normalised
+
+
+@runtime_checkable
+class RuntimeDriver(Protocol):
+    """A container engine, addressed by Berth UUID. Every method is async.
+
+    Operations on a missing container raise ``errors.ContainerNotFound``; an
+    operation the container's state forbids raises ``errors.InvalidStateException``.
+    ``timeout`` arguments are the engine's own (a stop's grace period, an exec's
+    deadline), hence the ASYNC109 exemptions.
+    """
+
+    async def host_facts(self) -> HostFacts:
+        """Describe the host: CPUs, memory, disk and the OCI runtimes available."""
+        ...
+
+    async def list_managed(self) -> list[RuntimeContainer]:
+        """Every container this driver manages, from one cheap listing (not detailed)."""
+        ...
+
+    async def inspect(self, uuid: str) -> RuntimeContainer | None:
+        """The detailed view of one container, or None when it does not exist."""
+        ...
+
+    async def ensure_image(self, image: str, pull_policy: str | None) -> None:
+        """Make ``image`` available locally per the policy, or raise ``errors.ImageNotFound``."""
+        ...
+
+    async def create(self, spec: DesiredContainer) -> str:
+        """Create the container (not started) and return its runtime id; idempotent."""
+        ...
+
+    async def start(self, uuid: str) -> None:
+        """Start the container; starting a running container is a no-op."""
+        ...
+
+    async def stop(self, uuid: str, timeout: int) -> None:
+        """Stop it, killing it after ``timeout`` seconds; stopping a stopped one is a no-op."""
+        ...
+
+    async def pause(self, uuid: str) -> None:
+        """Freeze every process of a running container."""
+        ...
+
+    async def unpause(self, uuid: str) -> None:
+        """Thaw a paused container."""
+        ...
+
+    async def kill(self, uuid: str, signal: str | int | None = None) -> None:
+        """Send ``signal`` (default SIGKILL) to the main process."""
+        ...
+
+    async def restart(self, uuid: str, timeout: int) -> None:
+        """Stop (with ``timeout``) and start again."""
+        ...
+
+    async def remove(self, uuid: str, force: bool = True) -> None:
+        """Remove the container and its anonymous volumes; an absent container is success."""
+        ...
+
+    async def update(self, uuid: str, cpu: float | None, memory: int | None) -> None:
+        """Change the CPU (cores) and memory (MiB) limits of a live container."""
+        ...
+
+    async def logs(
+        self,
+        uuid: str,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        timestamps: bool = False,
+        tail: int | None = None,
+        since: float | None = None,
+    ) -> str:
+        """The container's output: ``tail`` last lines (None: all), since an epoch time."""
+        ...
+
+    async def execute(
+        self,
+        uuid: str,
+        command: list[str],
+        timeout: float,
+    ) -> tuple[str, int]:
+        """Run ``command`` inside; return (output, exit code) or raise ``errors.Conflict``
+        if it runs longer than ``timeout`` seconds."""
+        ...
+
+    async def top(self, uuid: str, ps_args: str | None = None) -> TopResult:
+        """The processes running in the container, as ``ps`` shows them."""
+        ...
+
+    async def stats(self, uuid: str) -> ZunStats:
+        """A one-shot resource usage sample in Zun's shape."""
+        ...

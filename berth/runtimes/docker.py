@@ -1,0 +1,397 @@
+"""The reference runtime driver: the local Docker Engine through the docker SDK.
+
+Two layers, as in docker-py itself: ``_Engine`` is the thin low-level part (it
+owns the SDK client, runs every blocking call in a thread pool and turns SDK
+exceptions into Berth errors); ``DockerDriver`` maps Berth's verbs onto it, with
+the JSON translations kept pure in ``dockermap``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import select
+import shutil
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests
+
+from berth import errors
+from berth.domain.hostsync import DesiredContainer
+from berth.runtimes import dockermap
+from berth.runtimes.base import (
+    LABEL_OWNER,
+    LABEL_UUID,
+    HostFacts,
+    RuntimeContainer,
+    TopResult,
+    ZunStats,
+    container_name,
+    effective_pull_policy,
+)
+
+__all__ = ["DockerDriver"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_MIB = 1024 * 1024
+_GIB = 1024 * _MIB
+
+
+class _Engine:
+    """The docker SDK's APIClient, called off the event loop, with errors translated."""
+
+    def __init__(self, base_url: str, threads: int) -> None:
+        self.base_url = base_url
+        # A pool of its own: stops, pulls and execs block a thread for seconds, and
+        # must not starve asyncio's small default pool (or each other).
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="berth-docker")
+        self._api: Any = None
+        self._lock = threading.Lock()
+
+    def _client(self) -> Any:
+        # Built lazily (in a worker thread): negotiating the API version is I/O.
+        with self._lock:
+            if self._api is None:
+                self._api = docker.APIClient(
+                    base_url=self.base_url, version="auto", max_pool_size=32
+                )
+            return self._api
+
+    async def raw(self, call: Callable[[Any], T]) -> T:
+        """Run ``call(api_client)`` in the pool; SDK exceptions pass through untouched."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: call(self._client()))
+
+    async def run(self, call: Callable[[Any], T]) -> T:
+        """Run ``call(api_client)`` in the pool, raising Berth errors instead of SDK ones."""
+        try:
+            return await self.raw(call)
+        except docker.errors.NotFound as exc:
+            raise errors.ContainerNotFound(_explain(exc)) from exc
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise errors.InvalidStateException(_explain(exc)) from exc
+            if exc.status_code == 400:
+                raise errors.Invalid(_explain(exc)) from exc
+            raise errors.BerthError(f"docker engine error: {_explain(exc)}") from exc
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise errors.HostUnavailable(
+                f"the docker engine at {self.base_url} does not answer: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        """Release the connection pool and the threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._api is not None:
+            self._api.close()
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc)
+
+
+class DockerDriver:
+    """RuntimeDriver over a Docker Engine (``unix:///var/run/docker.sock`` by default).
+
+    ``owner`` (pass ``settings.agent_host``; default: this machine's host name)
+    is written as a label on every container created and restricts
+    ``list_managed`` to those, so agents of different Berth deployments (or
+    test runs) sharing one engine never garbage-collect each other's work.
+    """
+
+    def __init__(
+        self,
+        base_url: str = "unix:///var/run/docker.sock",
+        *,
+        owner: str | None = None,
+        threads: int = 64,
+    ) -> None:
+        self._engine = _Engine(base_url, threads)
+        self._owner = owner or socket.gethostname()
+
+    async def close(self) -> None:
+        """Release the engine connection; the driver is unusable afterwards."""
+        self._engine.close()
+
+    # -- the host
+
+    async def host_facts(self) -> HostFacts:
+        """Describe the host from the engine's ``info``, plus the size of its data disk."""
+        info: dict[str, Any] = await self._engine.run(lambda api: api.info())
+        disk_total = await asyncio.to_thread(_disk_total, Path(info.get("DockerRootDir") or "/"))
+        # io.containerd.* are the shims behind runc, not runtimes a user can ask for.
+        runtimes = sorted(
+            r for r in info.get("Runtimes") or {} if not r.startswith("io.containerd")
+        )
+        return HostFacts(
+            cpus=int(info.get("NCPU") or 1),
+            mem_total=int(info.get("MemTotal") or 0) // _MIB,
+            disk_total=disk_total,
+            runtimes=runtimes or ["runc"],
+            architecture=info.get("Architecture"),
+            os_type=info.get("OSType"),
+            os=info.get("OperatingSystem"),
+            kernel_version=info.get("KernelVersion"),
+        )
+
+    # -- observing
+
+    async def list_managed(self) -> list[RuntimeContainer]:
+        """Every Berth container of this owner, from one sparse listing call."""
+        wanted = [LABEL_UUID, f"{LABEL_OWNER}={self._owner}"]
+        entries: list[dict[str, Any]] = await self._engine.run(
+            lambda api: api.containers(all=True, filters={"label": wanted})
+        )
+        return [dockermap.from_listing(entry) for entry in entries]
+
+    async def inspect(self, uuid: str) -> RuntimeContainer | None:
+        """The detailed view of ``berth-<uuid>``, or None when it does not exist."""
+        try:
+            data = await self._engine.run(lambda api: api.inspect_container(container_name(uuid)))
+        except errors.ContainerNotFound:
+            return None
+        return dockermap.from_inspect(data)
+
+    # -- images
+
+    async def ensure_image(self, image: str, pull_policy: str | None) -> None:
+        """Make ``image`` present per its policy (None: ``ifnotpresent``) or raise ImageNotFound."""
+        policy = effective_pull_policy(pull_policy)
+        present = await self._image_present(image)
+        if policy == "never" and not present:
+            raise errors.ImageNotFound(
+                f"image {image!r} not found on this host, and its pull policy is 'never': "
+                "load it on the host or allow pulling"
+            )
+        if policy == "always" or not present:
+            await self._pull(image)
+
+    async def _image_present(self, image: str) -> bool:
+        try:
+            await self._engine.raw(lambda api: api.inspect_image(image))
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    async def _pull(self, image: str) -> None:
+        repository, tag = dockermap.split_image(image)
+
+        def pull(api: Any) -> None:
+            # Streamed: some failures arrive as an "error" line inside a 200 answer.
+            for line in api.pull(repository, tag=tag, stream=True, decode=True):
+                if isinstance(line, dict) and line.get("error"):
+                    raise docker.errors.APIError(str(line["error"]))
+
+        try:
+            await self._engine.raw(pull)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            reason = _explain(exc) if isinstance(exc, docker.errors.APIError) else str(exc)
+            raise errors.ImageNotFound(
+                f"image {image!r} not found: check the name or the registry (pull failed: {reason})"
+            ) from exc
+
+    # -- lifecycle
+
+    async def create(self, spec: DesiredContainer) -> str:
+        """Create ``berth-<uuid>`` (not started); if it already exists, return its id."""
+        existing = await self.inspect(spec.uuid)
+        if existing is not None:
+            return existing.runtime_id
+        config, host = dockermap.create_params(spec, self._owner)
+
+        def create(api: Any) -> dict[str, Any]:
+            host_config = api.create_host_config(**host)
+            result: dict[str, Any] = api.create_container(
+                host_config=host_config, use_config_proxy=False, **config
+            )
+            return result
+
+        try:
+            created = await self._engine.run(create)
+        except errors.ContainerNotFound as exc:  # a 404 on create is about the image
+            raise errors.ImageNotFound(
+                f"image {spec.image!r} not found on this host: {exc.message}"
+            ) from exc
+        except errors.InvalidStateException:
+            # 409: a concurrent create got there first; its container answers
+            # inspect only once the engine finished registering it.
+            return await self._await_existing(spec.uuid)
+        return str(created["Id"])
+
+    async def _await_existing(self, uuid: str, within: float = 10.0) -> str:
+        deadline = time.monotonic() + within
+        while (found := await self.inspect(uuid)) is None:
+            if time.monotonic() > deadline:
+                raise errors.InvalidStateException(
+                    f"the name {container_name(uuid)} is taken but no container answers to it"
+                )
+            await asyncio.sleep(0.05)
+        return found.runtime_id
+
+    async def start(self, uuid: str) -> None:
+        """Start it (a running container answers 304, which is success)."""
+        await self._engine.run(lambda api: api.start(container_name(uuid)))
+
+    async def stop(self, uuid: str, timeout: int) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        await self._engine.run(lambda api: api.stop(container_name(uuid), timeout=timeout))
+
+    async def pause(self, uuid: str) -> None:
+        """Freeze the container's processes (cgroup freezer)."""
+        await self._engine.run(lambda api: api.pause(container_name(uuid)))
+
+    async def unpause(self, uuid: str) -> None:
+        """Thaw the container's processes."""
+        await self._engine.run(lambda api: api.unpause(container_name(uuid)))
+
+    async def kill(self, uuid: str, signal: str | int | None = None) -> None:
+        """Send a signal (Zun's forms accepted: None, 9, "kill", "SIGKILL")."""
+        sig = dockermap.signal_name(signal)
+        await self._engine.run(lambda api: api.kill(container_name(uuid), signal=sig))
+
+    async def restart(self, uuid: str, timeout: int) -> None:
+        """Stop with ``timeout`` then start again (starts a stopped container too)."""
+        await self._engine.run(lambda api: api.restart(container_name(uuid), timeout=timeout))
+
+    async def remove(self, uuid: str, force: bool = True) -> None:
+        """Remove it with its anonymous volumes; absent, or already being removed, is success."""
+        try:
+            await self._engine.run(
+                lambda api: api.remove_container(container_name(uuid), v=True, force=force)
+            )
+        except errors.ContainerNotFound:
+            return
+        except errors.InvalidStateException as exc:
+            if "already in progress" not in exc.message:
+                raise
+
+    async def update(self, uuid: str, cpu: float | None, memory: int | None) -> None:
+        """Apply new CPU/memory limits live (memswap follows memory)."""
+        body: dict[str, Any] = {}
+        if cpu:
+            body["NanoCpus"] = round(cpu * 1_000_000_000)
+        if memory:
+            body["Memory"] = body["MemorySwap"] = memory * _MIB
+        if not body:
+            return
+
+        def update(api: Any) -> None:
+            # update_container() cannot set NanoCpus, and a container created with
+            # NanoCpus refuses CpuQuota: post the engine's own body instead.
+            res = api._post_json(
+                api._url("/containers/{0}/update", container_name(uuid)), data=body
+            )
+            api._result(res, True)
+
+        await self._engine.run(update)
+
+    # -- synchronous operations
+
+    async def logs(
+        self,
+        uuid: str,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        timestamps: bool = False,
+        tail: int | None = None,
+        since: float | None = None,
+    ) -> str:
+        """The container's output as text (undecodable bytes replaced)."""
+        options: dict[str, Any] = {
+            "stdout": stdout,
+            "stderr": stderr,
+            "timestamps": timestamps,
+            "tail": "all" if tail is None else tail,
+        }
+        if since:
+            options["since"] = float(since)
+        data: bytes = await self._engine.run(lambda api: api.logs(container_name(uuid), **options))
+        return data.decode("utf-8", errors="replace")
+
+    async def execute(
+        self,
+        uuid: str,
+        command: list[str],
+        timeout: float,
+    ) -> tuple[str, int]:
+        """Run ``command`` in the container; Conflict if it outlives ``timeout`` seconds."""
+        name = container_name(uuid)
+        exec_id: str = (
+            await self._engine.run(lambda api: api.exec_create(name, command, stdout=True))
+        )["Id"]
+        try:
+            output = await self._engine.run(functools.partial(_exec_output, exec_id, timeout))
+        except TimeoutError as exc:
+            raise errors.Conflict(
+                f"the command {' '.join(command)!r} did not finish within {timeout:g} seconds"
+            ) from exc
+        info: dict[str, Any] = await self._engine.run(lambda api: api.exec_inspect(exec_id))
+        return output.decode("utf-8", errors="replace"), int(info.get("ExitCode") or 0)
+
+    async def top(self, uuid: str, ps_args: str | None = None) -> TopResult:
+        """The container's processes, as ``ps`` (with ``ps_args``) shows them."""
+        args = None if ps_args in (None, "", "None") else ps_args
+        raw: dict[str, Any] = await self._engine.run(
+            lambda api: api.top(container_name(uuid), ps_args=args)
+        )
+        return {"Titles": raw.get("Titles") or [], "Processes": raw.get("Processes") or []}
+
+    async def stats(self, uuid: str) -> ZunStats:
+        """One resource sample (about a second: the engine measures CPU over an interval)."""
+        name = container_name(uuid)
+        raw: dict[str, Any] = await self._engine.run(lambda api: api.stats(name, stream=False))
+        return dockermap.zun_stats(raw, str(raw.get("name") or name).lstrip("/"))
+
+
+def _disk_total(root: Path) -> int:
+    """GiB of the file system holding the engine's data (the agent runs on that host)."""
+    return shutil.disk_usage(root if root.exists() else Path("/")).total // _GIB
+
+
+def _exec_output(exec_id: str, timeout: float, api: Any) -> bytes:
+    """Start an exec and read its multiplexed output until EOF, or raise TimeoutError.
+
+    The SDK's own reader waits forever; this one gives up at the deadline and
+    closes the connection (the process inside keeps running, as with Zun).
+    """
+    deadline = time.monotonic() + timeout
+    sock = api.exec_start(exec_id, socket=True)
+    raw = bytearray()
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+                raise TimeoutError(exec_id)
+            chunk = sock.read(65536) if hasattr(sock, "read") else sock.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    finally:
+        sock.close()
+        inner = getattr(sock, "_sock", None)
+        if inner is not None:
+            inner.close()
+    return _demultiplex(bytes(raw))
+
+
+def _demultiplex(raw: bytes) -> bytes:
+    """Join the payloads of Docker's stdout/stderr frames (8-byte headers) in order."""
+    out = bytearray()
+    pos = 0
+    while pos + 8 <= len(raw):
+        (size,) = struct.unpack(">I", raw[pos + 4 : pos + 8])
+        out += raw[pos + 8 : pos + 8 + size]
+        pos += 8 + size
+    return bytes(out)

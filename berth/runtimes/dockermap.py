@@ -1,0 +1,296 @@
+"""Pure translations between Berth's objects and the Docker Engine API's JSON.
+
+No I/O here: ``docker.py`` calls the engine and hands the raw dicts to these
+functions, so the mapping is tested without an engine.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from berth.domain.hostsync import DesiredContainer, ObservedStateName
+from berth.runtimes.base import (
+    LABEL_OWNER,
+    LABEL_PROJECT,
+    LABEL_SPEC_VERSION,
+    LABEL_UUID,
+    RuntimeContainer,
+    ZunStats,
+    container_name,
+    parse_instant,
+)
+
+__all__ = [
+    "create_params",
+    "from_inspect",
+    "from_listing",
+    "healthcheck",
+    "human_duration",
+    "restart_policy",
+    "signal_name",
+    "split_image",
+    "status_text",
+    "zun_stats",
+]
+
+_NS = 1_000_000_000
+_MIB = 1024 * 1024
+_STATES: dict[str, ObservedStateName] = {
+    "created": "created",
+    "running": "running",
+    "paused": "paused",
+    "restarting": "restarting",
+    "removing": "removing",
+    "exited": "stopped",
+    "dead": "dead",
+}
+_EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
+
+
+def create_params(
+    spec: DesiredContainer, owner: str | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``create_container`` and ``create_host_config`` keyword arguments for a spec."""
+    labels = dict(spec.labels)
+    labels.update(
+        {
+            LABEL_UUID: spec.uuid,
+            LABEL_PROJECT: spec.project_id,
+            LABEL_SPEC_VERSION: str(spec.spec_version),
+        }
+    )
+    if owner:
+        labels[LABEL_OWNER] = owner
+    config: dict[str, Any] = {
+        "image": spec.image,
+        "name": container_name(spec.uuid),
+        "labels": labels,
+        "command": list(spec.command) or None,
+        "entrypoint": spec.entrypoint,
+        "working_dir": spec.workdir,
+        "environment": [f"{k}={v}" for k, v in spec.environment.items()] or None,
+        "hostname": spec.hostname,
+        "stdin_open": spec.interactive,
+        "tty": spec.tty,
+        "healthcheck": healthcheck(spec.healthcheck),
+    }
+    host: dict[str, Any] = {
+        "auto_remove": spec.auto_remove,
+        "privileged": spec.privileged,
+        "restart_policy": restart_policy(spec.restart_policy),
+    }
+    if spec.cpu:
+        host["nano_cpus"] = round(spec.cpu * _NS)
+    if spec.memory:
+        # memswap equal to memory: otherwise the container may swap past its limit.
+        host["mem_limit"] = host["memswap_limit"] = spec.memory * _MIB
+    if spec.cpuset:
+        host["cpuset_cpus"] = ",".join(str(c) for c in spec.cpuset)
+    if spec.runtime and spec.runtime != "runc":
+        host["runtime"] = spec.runtime
+    return {k: v for k, v in config.items() if v is not None}, host
+
+
+def restart_policy(policy: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Docker's RestartPolicy from Zun's, whose retry count may arrive as a string."""
+    if not policy or not policy.get("Name"):
+        return None
+    name = str(policy["Name"])
+    count = int(policy.get("MaximumRetryCount") or 0)
+    if name == "on-failure":
+        return {"Name": name, "MaximumRetryCount": count}
+    return {"Name": name}
+
+
+def healthcheck(check: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Docker's Healthcheck (CMD-SHELL, nanoseconds) from Zun's ``{test|cmd, interval, ...}``."""
+    if not check:
+        return None
+    command = check.get("test") or check.get("cmd")
+    if not command:
+        return None
+    result: dict[str, Any] = {"test": ["CMD-SHELL", str(command)]}
+    for key in ("interval", "timeout"):
+        if check.get(key):
+            result[key] = int(float(check[key]) * _NS)
+    if check.get("retries"):
+        result["retries"] = int(check["retries"])
+    return result
+
+
+def human_duration(seconds: float) -> str:
+    """Docker's ``units.HumanDuration``: "Less than a second", "3 minutes", "About an hour"."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = math.floor(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds // 3600) // 24 // 365} years"
+
+
+def status_text(state: dict[str, Any], now: datetime | None = None) -> str:
+    """What ``docker ps`` shows in STATUS for an inspected ``State`` (Docker's State.String)."""
+    now = now or datetime.now(UTC)
+    started = parse_instant(state.get("StartedAt"))
+    finished = parse_instant(state.get("FinishedAt"))
+    if state.get("Running"):
+        if state.get("Paused"):
+            return f"Up {human_duration(_since(started, now))} (Paused)"
+        if state.get("Restarting"):
+            ago = human_duration(_since(finished, now))
+            return f"Restarting ({state.get('ExitCode', 0)}) {ago} ago"
+        health = (state.get("Health") or {}).get("Status")
+        suffix = {"starting": " (health: starting)", "healthy": " (healthy)"}.get(
+            health or "", " (unhealthy)" if health == "unhealthy" else ""
+        )
+        return f"Up {human_duration(_since(started, now))}{suffix}"
+    if state.get("Status") == "removing":
+        return "Removal In Progress"
+    if state.get("Dead"):
+        return "Dead"
+    if started is None:
+        return "Created"
+    if finished is None:
+        return ""
+    return f"Exited ({state.get('ExitCode', 0)}) {human_duration(_since(finished, now))} ago"
+
+
+def _since(moment: datetime | None, now: datetime) -> float:
+    return max(0.0, (now - moment).total_seconds()) if moment else 0.0
+
+
+def from_inspect(data: dict[str, Any]) -> RuntimeContainer:
+    """A detailed RuntimeContainer from ``inspect_container`` output."""
+    state = data.get("State") or {}
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    started = parse_instant(state.get("StartedAt"))
+    observed = _STATES.get(str(state.get("Status")), "dead")
+    # An exit code means something only once the container has exited (and a
+    # listing, which parses it from "Exited (N) ...", must agree with this).
+    finished = observed == "stopped"
+    return RuntimeContainer(
+        uuid=labels.get(LABEL_UUID, ""),
+        runtime_id=str(data.get("Id")),
+        state=observed,
+        status_detail=status_text(state),
+        spec_version=_int(labels.get(LABEL_SPEC_VERSION)),
+        exit_code=state.get("ExitCode") if finished else None,
+        started_at=started.isoformat() if started else None,
+        addresses=_addresses((data.get("NetworkSettings") or {}).get("Networks")),
+        detailed=True,
+    )
+
+
+def from_listing(entry: dict[str, Any]) -> RuntimeContainer:
+    """A sparse RuntimeContainer from one ``containers(all=True)`` entry (no start time)."""
+    labels = entry.get("Labels") or {}
+    status = str(entry.get("Status") or "")
+    match = _EXIT_CODE.match(status)
+    return RuntimeContainer(
+        uuid=labels.get(LABEL_UUID, ""),
+        runtime_id=str(entry.get("Id")),
+        state=_STATES.get(str(entry.get("State")), "dead"),
+        status_detail=status,
+        spec_version=_int(labels.get(LABEL_SPEC_VERSION)),
+        exit_code=int(match.group(1)) if match else None,
+        addresses=_addresses((entry.get("NetworkSettings") or {}).get("Networks")),
+        detailed=False,
+    )
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _addresses(networks: dict[str, Any] | None) -> dict[str, Any]:
+    """``{network: [{"addr", "version"}]}``: the Zun shape, minus Neutron-only fields."""
+    result: dict[str, Any] = {}
+    for name, net in (networks or {}).items():
+        addrs = [
+            {"addr": addr, "version": version}
+            for addr, version in ((net.get("IPAddress"), 4), (net.get("GlobalIPv6Address"), 6))
+            if addr
+        ]
+        if addrs:
+            result[name] = addrs
+    return result
+
+
+def split_image(image: str) -> tuple[str, str | None]:
+    """(repository, tag-or-digest) for a pull; a bare name means tag ``latest``."""
+    if "@" in image:
+        repo, digest = image.split("@", 1)
+        return repo, digest
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon + 1 :]
+    return image, "latest"
+
+
+def signal_name(signal: str | int | None) -> str | int:
+    """Docker's kill signal from Zun's forms: None, 9, "9", "kill", "SIGKILL"."""
+    if signal is None or signal == "" or str(signal) == "None":
+        return "SIGKILL"
+    if isinstance(signal, int) or str(signal).isdigit():
+        return int(signal)
+    name = str(signal).upper()
+    return name if name.startswith("SIG") else f"SIG{name}"
+
+
+def zun_stats(raw: dict[str, Any], name: str) -> ZunStats:
+    """Zun's stats dict from one ``stats(stream=False)`` sample (CPU % as ``docker stats``)."""
+    cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
+    cpu_delta = _usage(cpu) - _usage(pre)
+    system_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
+    online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [1])
+    cpu_percent = cpu_delta / system_delta * online * 100.0 if system_delta > 0 else 0.0
+    memory = raw.get("memory_stats") or {}
+    # Like `docker stats`: page cache the kernel can reclaim is not "usage".
+    inactive = (memory.get("stats") or {}).get("total_inactive_file") or 0
+    usage = max(0, (memory.get("usage") or 0) - inactive) / _MIB
+    limit = (memory.get("limit") or 0) / _MIB
+    io_read = io_write = 0
+    for item in (raw.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []:
+        op = str(item.get("op", "")).lower()
+        io_read += item.get("value", 0) if op == "read" else 0
+        io_write += item.get("value", 0) if op == "write" else 0
+    rx = sum(n.get("rx_bytes", 0) for n in (raw.get("networks") or {}).values())
+    tx = sum(n.get("tx_bytes", 0) for n in (raw.get("networks") or {}).values())
+    return {
+        "CONTAINER": name,
+        "CPU %": round(cpu_percent, 2),
+        "MEM USAGE(MiB)": round(usage, 2),
+        "MEM LIMIT(MiB)": round(limit, 2),
+        "MEM %": round(usage / limit * 100.0, 2) if limit else 0.0,
+        "BLOCK I/O(B)": f"{io_read}/{io_write}",
+        "NET I/O(B)": f"{rx}/{tx}",
+    }
+
+
+def _usage(sample: dict[str, Any]) -> int:
+    return int((sample.get("cpu_usage") or {}).get("total_usage") or 0)

@@ -1,0 +1,67 @@
+"""Real-engine test support: reach the engine (fail in CI, skip elsewhere), the
+test image, and removal of everything a test created."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+__all__ = ["DOCKER_URL", "TEST_IMAGE", "engine_or_skip", "ensure_test_image", "remove_owned"]
+
+DOCKER_URL = os.environ.get("BERTH_DOCKER_URL", "unix:///var/run/docker.sock")
+TEST_IMAGE = "berth-test/busybox:latest"
+
+_DOCKERFILE = """FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+CMD ["sh"]
+"""
+
+
+def engine_or_skip() -> Any:
+    """A low-level client of the engine; without one, fail in CI and skip elsewhere."""
+    try:
+        api = docker.APIClient(base_url=DOCKER_URL, version="auto", timeout=60)
+        api.ping()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a Docker engine at {DOCKER_URL}: {exc}")
+        pytest.skip(f"no Docker engine at {DOCKER_URL}: {exc}")
+    return api
+
+
+def ensure_test_image(api: Any) -> str:
+    """The busybox test image, built from the host's static busybox if missing."""
+    try:
+        api.inspect_image(TEST_IMAGE)
+        return TEST_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(busybox, Path(tmp) / "busybox")
+        (Path(tmp) / "Dockerfile").write_text(_DOCKERFILE)
+        for line in api.build(path=tmp, tag=TEST_IMAGE, rm=True, decode=True):
+            if "error" in line:
+                raise RuntimeError(f"building {TEST_IMAGE} failed: {line['error']}")
+    return TEST_IMAGE
+
+
+def remove_owned(api: Any, owner: str, *names: str) -> None:
+    """Force-remove the named containers and every container labelled with ``owner``."""
+    found = api.containers(all=True, filters={"label": f"berth.owner={owner}"})
+    for ident in [*names, *(c["Id"] for c in found)]:
+        try:
+            api.remove_container(ident, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:  # already being removed (auto_remove)
+            if exc.status_code != 409:
+                raise

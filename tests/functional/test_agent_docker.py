@@ -1,0 +1,150 @@
+"""The agent on the real engine: Agent + DockerDriver + an in-memory control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid as uuidlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from berth.agent.client import ControlClient
+from berth.agent.fake_control import FakeControlPlane, now_iso
+from berth.agent.loop import Agent
+from berth.config import Settings
+from berth.domain.hostsync import DesiredContainer
+from berth.runtimes.base import container_name
+from berth.runtimes.docker import DockerDriver
+from tests.functional.docker_engine import (
+    DOCKER_URL,
+    engine_or_skip,
+    ensure_test_image,
+    remove_owned,
+)
+
+pytestmark = pytest.mark.docker
+
+PASSWORD = "agent-secret"
+
+
+@dataclass
+class Site:
+    """A control plane, a driver scoped to this test, and the engine to check on them."""
+
+    api: Any
+    control: FakeControlPlane
+    driver: DockerDriver
+    settings: Settings
+    image: str
+
+    def container(self, **kw: Any) -> DesiredContainer:
+        values: dict[str, Any] = {
+            "uuid": f"t{uuidlib.uuid4().hex[:16]}",
+            "name": "web",
+            "project_id": "proj-1",
+            "image": self.image,
+            "desired_state": "running",
+            "spec_version": 1,
+            "command": ["sleep", "300"],
+            "desired_since": now_iso(),
+            "memory": 64,
+            **kw,
+        }
+        return DesiredContainer(**values)
+
+    def engine_state(self, uuid: str) -> str | None:
+        found = self.api.containers(all=True, filters={"name": f"^/{container_name(uuid)}$"})
+        return found[0]["State"] if found else None
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[Any]:
+    client = engine_or_skip()
+    ensure_test_image(client)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def site(api: Any) -> AsyncIterator[Site]:
+    owner = f"agent-test-{uuidlib.uuid4().hex[:12]}"
+    driver = DockerDriver(DOCKER_URL, owner=owner)
+    settings = Settings(
+        agent_host=owner, reconcile_interval=0.5, heartbeat_interval=1.0, agent_password=PASSWORD
+    )
+    try:
+        yield Site(api, FakeControlPlane(PASSWORD), driver, settings, ensure_test_image(api))
+    finally:
+        await driver.close()
+        remove_owned(api, owner)
+
+
+@contextlib.asynccontextmanager
+async def agent(site: Site) -> AsyncIterator[None]:
+    async with site.control.client() as http:
+        task = asyncio.create_task(
+            Agent(site.settings, ControlClient(http, PASSWORD), site.driver).run()
+        )
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_create_runs_within_seconds_then_delete_leaves_nothing(site: Site) -> None:
+    spec = site.container()
+    async with agent(site):
+        await site.control.wait_for(lambda: bool(site.control.hosts))
+        started = time.monotonic()
+        await site.control.put(spec)
+        await site.control.wait_for(lambda: site.control.state_of(spec.uuid) == "running")
+        elapsed = time.monotonic() - started
+        assert elapsed < 5, f"create → running took {elapsed:.2f}s"
+        assert site.engine_state(spec.uuid) == "running"
+        obs = site.control.latest[spec.uuid]
+        assert obs.runtime_id and obs.status_detail and obs.status_detail.startswith("Up")
+
+        await site.control.change(spec.uuid, desired_state="deleted")
+        await site.control.wait_for(lambda: spec.uuid not in site.control.containers)
+    assert site.engine_state(spec.uuid) is None
+    assert await site.driver.list_managed() == []
+
+
+async def test_exited_container_is_reported_and_left_alone(site: Site) -> None:
+    spec = site.container(command=["sh", "-c", "exit 3"])
+    async with agent(site):
+        await site.control.put(spec)
+        await site.control.wait_for(lambda: site.control.state_of(spec.uuid) == "stopped")
+        first_start = site.api.inspect_container(container_name(spec.uuid))["State"]["StartedAt"]
+        await asyncio.sleep(4 * site.settings.reconcile_interval)
+    assert site.control.latest[spec.uuid].exit_code == 3
+    state = site.api.inspect_container(container_name(spec.uuid))["State"]
+    assert (state["Status"], state["StartedAt"]) == ("exited", first_start)
+
+
+async def test_agent_killed_after_create_converges(site: Site) -> None:
+    spec = site.container()
+    await site.driver.create(spec)  # what a killed agent left behind
+    await site.control.put(spec)
+    async with agent(site):
+        await site.control.wait_for(lambda: site.control.state_of(spec.uuid) == "running")
+    managed = [c for c in await site.driver.list_managed() if c.uuid == spec.uuid]
+    assert len(managed) == 1 and managed[0].state == "running"
+
+
+async def test_stop_and_start_through_desired_state(site: Site) -> None:
+    spec = site.container()
+    async with agent(site):
+        await site.control.put(spec)
+        await site.control.wait_for(lambda: site.control.state_of(spec.uuid) == "running")
+        await site.control.change(spec.uuid, desired_state="stopped", stop_timeout=1)
+        await site.control.wait_for(lambda: site.control.state_of(spec.uuid) == "stopped")
+        await site.control.change(spec.uuid, desired_state="running")
+        await site.control.wait_for(lambda: site.control.state_of(spec.uuid) == "running")
+    assert site.engine_state(spec.uuid) == "running"

@@ -1,0 +1,325 @@
+"""DockerDriver against the real engine: every spec field, every verb.
+
+Each test works on its own ``berth-<uuid>`` container (owner label unique to
+the test) and removes it, whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid as uuidlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+
+from berth import errors
+from berth.domain.hostsync import DesiredContainer
+from berth.runtimes.base import RuntimeDriver, container_name
+from berth.runtimes.docker import DockerDriver
+from tests.functional.docker_engine import (
+    DOCKER_URL,
+    engine_or_skip,
+    ensure_test_image,
+    remove_owned,
+)
+
+pytestmark = pytest.mark.docker
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Box:
+    """One test's engine handle, driver, container UUID and test image."""
+
+    api: Any
+    driver: DockerDriver
+    uuid: str
+    image: str
+
+    def spec(self, **kw: Any) -> DesiredContainer:
+        base = DesiredContainer(
+            uuid=self.uuid,
+            name="web",
+            project_id="proj-1",
+            image=self.image,
+            desired_state="running",
+            spec_version=1,
+            command=["sleep", "300"],
+        )
+        return replace(base, **kw)
+
+    def inspect(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.api.inspect_container(container_name(self.uuid))
+        return data
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[Any]:
+    client = engine_or_skip()
+    ensure_test_image(client)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def box(api: Any) -> AsyncIterator[Box]:
+    uuid = f"t{uuidlib.uuid4().hex[:16]}"
+    owner = f"test-{uuid}"
+    driver = DockerDriver(DOCKER_URL, owner=owner)
+    try:
+        yield Box(api, driver, uuid, ensure_test_image(api))
+    finally:
+        await driver.close()
+        remove_owned(api, owner, container_name(uuid))
+
+
+async def test_driver_honours_the_protocol(box: Box) -> None:
+    assert isinstance(box.driver, RuntimeDriver)
+
+
+async def test_host_facts(box: Box) -> None:
+    facts = await box.driver.host_facts()
+    assert facts.cpus >= 1 and facts.mem_total > 0 and facts.disk_total > 0
+    assert "runc" in facts.runtimes
+    assert not any(r.startswith("io.containerd") for r in facts.runtimes)
+    assert facts.os_type == "linux" and facts.kernel_version
+
+
+async def test_create_applies_the_whole_spec(box: Box) -> None:
+    spec = box.spec(
+        entrypoint=["/bin/sh", "-c"],
+        command=["echo hi; sleep 300"],
+        cpu=0.5,
+        cpuset=[0],
+        memory=64,
+        workdir="/tmp",
+        environment={"GREETING": "hello"},
+        labels={"tier": "web"},
+        hostname="webhost",
+        restart_policy={"Name": "on-failure", "MaximumRetryCount": "3"},
+        healthcheck={"test": "true", "interval": 5, "retries": 2, "timeout": 3},
+        interactive=True,
+        tty=True,
+        spec_version=7,
+    )
+    runtime_id = await box.driver.create(spec)
+    data = box.inspect()
+    host, config = data["HostConfig"], data["Config"]
+    assert data["Id"] == runtime_id and data["Name"] == f"/berth-{box.uuid}"
+    assert host["NanoCpus"] == 500_000_000
+    assert host["Memory"] == host["MemorySwap"] == 64 * MIB
+    assert host["CpusetCpus"] == "0"
+    assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert host["Privileged"] is False and host["AutoRemove"] is False
+    assert "GREETING=hello" in config["Env"]
+    assert (config["WorkingDir"], config["Hostname"]) == ("/tmp", "webhost")
+    assert config["Entrypoint"] == ["/bin/sh", "-c"]
+    assert config["Cmd"] == ["echo hi; sleep 300"]
+    assert (config["Tty"], config["OpenStdin"]) == (True, True)
+    assert config["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "true"],
+        "Interval": 5_000_000_000,
+        "Timeout": 3_000_000_000,
+        "Retries": 2,
+    }
+    labels = config["Labels"]
+    assert labels["tier"] == "web" and labels["berth.uuid"] == box.uuid
+    assert (labels["berth.project"], labels["berth.spec_version"]) == ("proj-1", "7")
+    observed = await box.driver.inspect(box.uuid)
+    assert observed is not None
+    assert (observed.state, observed.status_detail, observed.spec_version) == (
+        "created",
+        "Created",
+        7,
+    )
+    assert observed.started_at is None
+
+
+async def test_create_is_idempotent(box: Box) -> None:
+    first = await box.driver.create(box.spec())
+    again = await box.driver.create(box.spec(command=["sleep", "1"]))
+    assert again == first
+    managed = [c for c in await box.driver.list_managed() if c.uuid == box.uuid]
+    assert [c.runtime_id for c in managed] == [first]
+
+
+async def test_concurrent_creates_make_one_container(box: Box) -> None:
+    ids = await asyncio.gather(*(box.driver.create(box.spec()) for _ in range(4)))
+    assert len(set(ids)) == 1
+    assert len(box.api.containers(all=True, filters={"name": f"berth-{box.uuid}"})) == 1
+
+
+async def test_list_managed_sees_only_its_owner(box: Box) -> None:
+    await box.driver.create(box.spec())
+    stranger = DockerDriver(DOCKER_URL, owner=f"someone-else-{box.uuid}")
+    try:
+        assert box.uuid not in {c.uuid for c in await stranger.list_managed()}
+    finally:
+        await stranger.close()
+    (listed,) = [c for c in await box.driver.list_managed() if c.uuid == box.uuid]
+    assert (listed.state, listed.detailed) == ("created", False)
+
+
+async def test_lifecycle(box: Box) -> None:
+    d, u = box.driver, box.uuid
+    await d.create(box.spec())
+    await d.start(u)
+    await d.start(u)  # already running: fine
+    running = await d.inspect(u)
+    assert running is not None and running.state == "running"
+    assert running.started_at is not None and running.status_detail.startswith("Up ")
+
+    await d.pause(u)
+    paused = await d.inspect(u)
+    assert paused is not None and paused.state == "paused"
+    assert paused.status_detail.endswith("(Paused)")
+    with pytest.raises(errors.InvalidStateException):
+        await d.pause(u)
+    await d.unpause(u)
+    assert box.inspect()["State"]["Status"] == "running"
+
+    await d.stop(u, 1)
+    stopped = await d.inspect(u)
+    assert stopped is not None and stopped.state == "stopped" and stopped.exit_code == 137
+    assert stopped.status_detail.startswith("Exited (137)")
+
+    await d.restart(u, 1)
+    assert box.inspect()["State"]["Status"] == "running"
+
+    await d.kill(u, "SIGKILL")
+    await _until(lambda: box.inspect()["State"]["Status"] == "exited")
+    assert box.inspect()["State"]["ExitCode"] == 137
+
+    await d.remove(u)
+    assert await d.inspect(u) is None
+    await d.remove(u)  # absent is success
+
+
+async def test_missing_container_errors(box: Box) -> None:
+    with pytest.raises(errors.ContainerNotFound):
+        await box.driver.start(box.uuid)
+    with pytest.raises(errors.ContainerNotFound):
+        await box.driver.logs(box.uuid)
+    assert await box.driver.inspect(box.uuid) is None
+
+
+async def test_update_changes_limits_live(box: Box) -> None:
+    await box.driver.create(box.spec(cpu=0.5, memory=64))
+    await box.driver.start(box.uuid)
+    await box.driver.update(box.uuid, 1.0, 128)
+    host = box.inspect()["HostConfig"]
+    assert host["NanoCpus"] == 1_000_000_000
+    assert host["Memory"] == host["MemorySwap"] == 128 * MIB
+
+
+async def test_logs(box: Box) -> None:
+    # stdout and stderr reach the log file through separate copiers: the pause keeps
+    # their order fixed, which `tail` (counted before the stream filter) depends on.
+    script = "echo err1 >&2; sleep 0.3; echo out1; echo out2; sleep 300"
+    await box.driver.create(box.spec(command=["sh", "-c", script]))
+    before = time.time() - 1
+    await box.driver.start(box.uuid)
+    d, u = box.driver, box.uuid
+    await _until_async(lambda: d.logs(u), lambda text: "out2" in text)
+    assert await d.logs(u, stderr=False) == "out1\nout2\n"
+    assert await d.logs(u, stdout=False) == "err1\n"
+    assert await d.logs(u, stderr=False, tail=1) == "out2\n"
+    stamped = (await d.logs(u, stderr=False, timestamps=True)).splitlines()
+    assert len(stamped) == 2 and stamped[0].split(" ", 1)[1] == "out1"
+    assert stamped[0][:4].isdigit() and "T" in stamped[0].split(" ", 1)[0]
+    assert "out1" in await d.logs(u, since=before)
+    assert await d.logs(u, since=time.time() + 3600) == ""
+
+
+async def test_execute(box: Box) -> None:
+    await box.driver.create(box.spec())
+    await box.driver.start(box.uuid)
+    output, code = await box.driver.execute(
+        box.uuid, ["sh", "-c", "echo a; sleep 0.2; echo b >&2; exit 4"], 5
+    )
+    assert (output, code) == ("a\nb\n", 4)
+    started = time.monotonic()
+    with pytest.raises(errors.Conflict, match="did not finish within 1 seconds"):
+        await box.driver.execute(box.uuid, ["sleep", "30"], 1)
+    assert time.monotonic() - started < 5
+
+
+async def test_execute_in_a_stopped_container_is_a_state_error(box: Box) -> None:
+    await box.driver.create(box.spec())
+    with pytest.raises(errors.InvalidStateException):
+        await box.driver.execute(box.uuid, ["true"], 5)
+
+
+async def test_top(box: Box) -> None:
+    await box.driver.create(box.spec())
+    await box.driver.start(box.uuid)
+    plain = await box.driver.top(box.uuid)
+    assert "PID" in plain["Titles"]
+    assert any("sleep 300" in " ".join(p) for p in plain["Processes"])
+    custom = await box.driver.top(box.uuid, "-o pid,comm")
+    assert custom["Titles"] == ["PID", "COMMAND"]
+
+
+async def test_stats(box: Box) -> None:
+    await box.driver.create(box.spec(memory=64))
+    await box.driver.start(box.uuid)
+    stats = await box.driver.stats(box.uuid)
+    assert stats["CONTAINER"] == f"berth-{box.uuid}"
+    assert stats["MEM LIMIT(MiB)"] == 64.0
+    assert 0 <= stats["MEM %"] <= 100 and stats["CPU %"] >= 0
+    for key in ("BLOCK I/O(B)", "NET I/O(B)"):
+        read, write = str(stats[key]).split("/")
+        assert read.isdigit() and write.isdigit()
+
+
+async def test_ensure_image_policies(box: Box) -> None:
+    d = box.driver
+    await d.ensure_image(box.image, "never")
+    await d.ensure_image(box.image, "IfNotPresent")
+    await d.ensure_image(box.image, None)  # present: no registry needed
+    missing = f"berth-test/absent-{box.uuid}:1"
+    with pytest.raises(errors.ImageNotFound, match="pull policy is 'never'"):
+        await d.ensure_image(missing, "never")
+    with pytest.raises(errors.ImageNotFound, match="check the name or the registry"):
+        await d.ensure_image(missing, "ifnotpresent")
+    with pytest.raises(ValueError, match="unknown image pull policy"):
+        await d.ensure_image(box.image, "sometimes")
+
+
+async def test_create_with_a_missing_image(box: Box) -> None:
+    with pytest.raises(errors.ImageNotFound):
+        await box.driver.create(box.spec(image=f"berth-test/absent-{box.uuid}:1"))
+
+
+async def test_auto_remove(box: Box) -> None:
+    await box.driver.create(box.spec(command=["true"], auto_remove=True))
+    assert box.inspect()["HostConfig"]["AutoRemove"] is True
+    await box.driver.start(box.uuid)
+    await _until_async(lambda: box.driver.inspect(box.uuid), lambda seen: seen is None)
+    await box.driver.remove(box.uuid)  # already gone (or going): still success
+
+
+async def test_failed_start_leaves_a_created_container(box: Box) -> None:
+    await box.driver.create(box.spec(command=["no-such-binary"]))
+    with pytest.raises(errors.BerthError, match="no-such-binary"):
+        await box.driver.start(box.uuid)
+    seen = await box.driver.inspect(box.uuid)
+    assert seen is not None and seen.state == "created" and seen.started_at is None
+
+
+async def _until(predicate: Any, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def _until_async(fetch: Any, check: Any, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check(await fetch()):
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)

@@ -1,0 +1,284 @@
+"""The agent end to end in memory: Agent + FakeDriver + an in-memory control plane."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+
+from berth.agent.apply import apply_plan
+from berth.agent.client import ControlClient
+from berth.agent.diff import Create, EnsureImage, Start
+from berth.agent.fake_control import FakeControlPlane, now_iso
+from berth.agent.loop import Agent
+from berth.config import Settings
+from berth.domain.hostsync import DesiredContainer, PendingOp
+from berth.runtimes.fake import FakeDriver
+
+PASSWORD = "agent-secret"
+IMAGE = "busybox:1"
+
+
+@dataclass
+class Rig:
+    control: FakeControlPlane
+    runtime: FakeDriver
+    settings: Settings
+
+
+@pytest.fixture
+def rig() -> Rig:
+    settings = Settings(
+        agent_host="host-1",
+        reconcile_interval=0.2,
+        heartbeat_interval=0.1,
+        agent_password=PASSWORD,
+    )
+    return Rig(FakeControlPlane(PASSWORD), FakeDriver(images={IMAGE}), settings)
+
+
+@contextlib.asynccontextmanager
+async def running(rig: Rig) -> AsyncIterator[asyncio.Task[None]]:
+    """An Agent task over the rig; cancelled (like a killed agent) on exit."""
+    async with rig.control.client() as http:
+        agent = Agent(rig.settings, ControlClient(http, PASSWORD), rig.runtime)
+        task = asyncio.create_task(agent.run())
+        try:
+            yield task
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def container(uuid: str = "c1", state: str = "running", **kw: Any) -> DesiredContainer:
+    base = DesiredContainer(
+        uuid=uuid,
+        name=f"name-{uuid}",
+        project_id="p1",
+        image=IMAGE,
+        desired_state=state,  # type: ignore[arg-type]
+        spec_version=1,
+        desired_since=now_iso(),
+    )
+    return replace(base, **kw)
+
+
+async def test_registers_and_heartbeats(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.wait_for(lambda: rig.control.heartbeats.get("host-1", 0) >= 2)
+    report = rig.control.hosts["host-1"]
+    assert (report.cpus, report.runtimes) == (4, ["runc"])
+    assert report.agent_url == rig.settings.effective_agent_url
+
+
+async def test_create_is_reported_running(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container())
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+    obs = rig.control.latest["c1"]
+    assert obs.runtime_id == rig.runtime.containers["c1"].runtime_id
+    assert obs.error is None and obs.started_at is not None
+    assert rig.control.containers["c1"].runtime_id == obs.runtime_id
+
+
+async def test_killed_agent_converges_to_exactly_one_container(rig: Rig) -> None:
+    rig.runtime.gates["start"] = asyncio.Event()  # the first agent dies between create and start
+    await rig.control.put(container())
+    async with running(rig):
+        await rig.runtime.wait_for(lambda: rig.runtime.count("start") == 1)
+    assert rig.runtime.snapshot() == {"c1": "created"}
+
+    rig.runtime.gates.clear()
+    async with running(rig):
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+    assert rig.runtime.snapshot() == {"c1": "running"}
+
+
+async def test_deleted_is_removed_and_reported(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container())
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+        await rig.control.change("c1", desired_state="deleted")
+        await rig.control.wait_for(lambda: "c1" not in rig.control.containers)
+    assert rig.runtime.containers == {}
+    assert rig.control.latest["c1"].removed
+
+
+async def test_exited_container_is_reported_not_restarted(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container())
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+        rig.runtime.exit("c1", 3)
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "stopped")
+        await asyncio.sleep(4 * rig.settings.reconcile_interval)  # several periodic passes
+        assert rig.runtime.count("start", "c1") == 1
+        assert rig.control.latest["c1"].exit_code == 3
+
+        await rig.control.change("c1", desired_state="running")  # the user starts it again
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+    assert rig.runtime.count("start", "c1") == 2
+
+
+async def test_a_new_request_starts_even_with_a_clock_behind(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container())
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+        # The control plane's clock lags the host's: its request times predate the start.
+        await rig.control.change("c1", desired_state="stopped", desired_since="2000-01-01T00:00:01")
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "stopped")
+        await rig.control.change("c1", desired_state="running", desired_since="2000-01-01T00:00:02")
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+    assert rig.runtime.count("start", "c1") == 2
+
+
+async def test_new_agent_does_not_restart_an_exited_container(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container())
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+    rig.runtime.exit("c1", 0)
+    async with running(rig):  # no memory: only the start time tells
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "stopped")
+        await asyncio.sleep(3 * rig.settings.reconcile_interval)
+    assert rig.runtime.count("start", "c1") == 1
+
+
+async def test_garbage_is_removed_after_the_first_fetch(rig: Rig) -> None:
+    await rig.runtime.create(container("orphan"))
+    async with running(rig):
+        await rig.runtime.wait_for(lambda: not rig.runtime.containers)
+    assert "orphan" not in rig.control.latest  # nothing to tell about unknown containers
+
+
+async def test_stop_pause_and_resume(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container())
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+        for state in ("paused", "running", "stopped", "running"):
+            await rig.control.change("c1", desired_state=state)
+            await rig.control.wait_for(lambda s=state: rig.control.state_of("c1") == s)  # type: ignore[misc]
+
+
+async def test_reboot_runs_once_and_is_acknowledged(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container())
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+        await rig.control.change("c1", pending_ops=[PendingOp("r1", "reboot")])
+        await rig.control.wait_for(lambda: not rig.control.containers["c1"].pending_ops)
+        await asyncio.sleep(3 * rig.settings.reconcile_interval)
+    assert rig.runtime.count("restart", "c1") == 1
+    assert "r1" in rig.control.latest["c1"].done_ops or any(
+        "r1" in obs.done_ops for obs in rig.control.observations
+    )
+
+
+async def test_kill_stops_and_stays_stopped(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container())
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+        kill = PendingOp("k1", "kill", {"signal": "SIGKILL"})
+        await rig.control.change("c1", pending_ops=[kill])
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "stopped")
+        await asyncio.sleep(3 * rig.settings.reconcile_interval)
+    assert rig.runtime.snapshot() == {"c1": "stopped"}
+    assert rig.runtime.count("kill", "c1") == 1
+
+
+async def test_spec_change_updates_live(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container(cpu=1.0, memory=128))
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+        await rig.control.change("c1", spec_version=2, cpu=0.5, memory=64)
+        await rig.control.wait_for(lambda: rig.control.containers["c1"].applied_spec_version == 2)
+    assert (rig.runtime.containers["c1"].cpu, rig.runtime.containers["c1"].memory) == (0.5, 64)
+    assert rig.runtime.count("update", "c1") == 1
+
+
+async def test_vanished_container_is_reported_absent_or_healed(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container("plain"))
+        await rig.control.put(container("healed", auto_heal=True))
+        await rig.control.wait_for(
+            lambda: all(rig.control.state_of(u) == "running" for u in ("plain", "healed"))
+        )
+        first = rig.runtime.containers["healed"].runtime_id
+        rig.runtime.vanish("plain")
+        rig.runtime.vanish("healed")
+        await rig.control.wait_for(lambda: rig.control.state_of("plain") == "absent")
+        await rig.control.wait_for(
+            lambda: (
+                rig.control.state_of("healed") == "running"
+                and rig.control.latest["healed"].runtime_id != first
+            )
+        )
+    assert "plain" not in rig.runtime.containers
+
+
+async def test_missing_image_is_a_clear_error_not_a_retry_storm(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container(image="nope:1"))
+        await rig.control.wait_for(lambda: rig.control.latest.get("c1") is not None)
+        await asyncio.sleep(3 * rig.settings.reconcile_interval)
+    obs = rig.control.latest["c1"]
+    assert obs.state == "absent"
+    assert obs.error is not None and "image 'nope:1' not found" in obs.error
+    assert rig.runtime.count("ensure_image", "nope:1") == 1
+
+
+async def test_held_container_is_left_alone(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.put(container(held=True))
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "absent")
+        await asyncio.sleep(3 * rig.settings.reconcile_interval)
+        assert {method for method, _ in rig.runtime.calls} <= {"host_facts", "list_managed"}
+        await rig.control.change("c1", held=False, desired_state="running")  # the user asks again
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+
+
+async def test_slow_pull_does_not_hold_up_other_containers(rig: Rig) -> None:
+    rig.runtime.pullable.add("big:1")
+    rig.runtime.gates["ensure_image:big:1"] = asyncio.Event()
+    async with running(rig):
+        await rig.control.put(container("slow", image="big:1"))
+        await rig.runtime.wait_for(lambda: rig.runtime.count("ensure_image", "big:1") == 1)
+        await rig.control.put(container("fast"))
+        await rig.control.wait_for(lambda: rig.control.state_of("fast") == "running")
+        assert "slow" not in rig.runtime.containers
+        rig.runtime.gates["ensure_image:big:1"].set()
+        await rig.control.wait_for(lambda: rig.control.state_of("slow") == "running")
+    assert rig.runtime.count("create", "slow") == 1
+
+
+async def test_expired_token_is_renewed(rig: Rig) -> None:
+    async with running(rig):
+        await rig.control.wait_for(lambda: rig.control.heartbeats.get("host-1", 0) >= 1)
+        rig.control.expire_tokens()
+        await rig.control.put(container())
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+    assert rig.control.auth_count >= 2
+
+
+async def test_reports_are_batched(rig: Rig) -> None:
+    async with running(rig):
+        for n in range(20):
+            await rig.control.put(container(f"c{n}"))
+        await rig.control.wait_for(
+            lambda: all(rig.control.state_of(f"c{n}") == "running" for n in range(20))
+        )
+    assert rig.control.reports < len(rig.control.observations)
+
+
+async def test_apply_plan_turns_failures_into_an_error() -> None:
+    runtime = FakeDriver(images=set())
+    desired = container(image="ghost:2")
+    obs = await apply_plan(
+        runtime, "c1", [EnsureImage("ghost:2", None), Create(desired), Start()], desired
+    )
+    assert obs.state == "absent"
+    assert obs.error is not None
+    assert obs.error.startswith("image 'ghost:2' not found: check the name or the registry")
+    assert runtime.count("create") == 0
