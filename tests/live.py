@@ -22,13 +22,8 @@ import httpx
 
 __all__ = ["free_port", "live_server"]
 
-_SERVE = (
-    "import uvicorn\n"
-    "from berth.api.app import create_app\n"
-    "from berth.config import Settings\n"
-    "s = Settings()\n"
-    "uvicorn.run(create_app(s), host='127.0.0.1', port=s.port, log_level='info')\n"
-)
+# The real entry point, so BERTH_ALL_IN_ONE=true also runs the embedded agent.
+_SERVE = "from berth.cli.serve import api_main\napi_main()\n"
 _STARTUP_SECONDS = 60.0
 
 

@@ -243,4 +243,5 @@ async def top(env: Env, ctx: RequestContext, ident: str, ps_args: str | None) ->
 async def stats(env: Env, ctx: RequestContext, ident: str) -> dict[str, Any]:
     row = await _running(env, ctx, ident, "stats")
     result: dict[str, Any] = await _host_call(env, row, "GET", "stats")
+    result["CONTAINER"] = row.name  # the agent only knows the runtime name
     return result

@@ -2,67 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.compat.oscli import ADMIN_PASSWORD, OPENSTACK, Cli
 from tests.live import live_server
 
 pytestmark = pytest.mark.compat
-
-ADMIN_PASSWORD = "compat-admin-pw"
-OPENSTACK = Path(sys.executable).parent / "openstack"
-
-
-class Cli:
-    """Runs ``openstack`` as a given user with a clean ``OS_*`` environment."""
-
-    def __init__(self, base_url: str, home: Path) -> None:
-        self.base_url = base_url
-        self.home = home
-
-    def env(self, user: str, password: str, project: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "BERTH_"))}
-        env.update(
-            HOME=str(self.home),  # no stray clouds.yaml
-            OS_AUTH_URL=f"{self.base_url}/identity/v3",
-            OS_USERNAME=user,
-            OS_PASSWORD=password,
-            OS_PROJECT_NAME=project,
-            OS_USER_DOMAIN_NAME="Default",
-            OS_PROJECT_DOMAIN_NAME="Default",
-            OS_IDENTITY_API_VERSION="3",
-        )
-        return env
-
-    def run(
-        self,
-        *args: str,
-        user: str = "admin",
-        password: str = ADMIN_PASSWORD,
-        project: str = "admin",
-        check: bool = True,
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(OPENSTACK), *args],
-            env=self.env(user, password, project),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=self.home,
-        )
-        if check:
-            assert proc.returncode == 0, f"openstack {' '.join(args)}:\n{proc.stderr}"
-        return proc
-
-    def json(self, *args: str, **kwargs: Any) -> Any:
-        return json.loads(self.run(*args, "-f", "json", **kwargs).stdout)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,119 @@
+"""Process entry points: ``berth-api`` (all-in-one), ``berth-agent``, ``berth-worker``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from berth.agent.client import ControlClient
+from berth.agent.loop import Agent
+from berth.agent.server import create_agent_app
+from berth.api.app import Extension, create_app
+from berth.api.state import AppState
+from berth.config import Settings, load_settings
+from berth.runtimes.docker import DockerDriver
+
+__all__ = ["agent_main", "api_main", "embedded_agent", "worker_main"]
+
+log = logging.getLogger("berth")
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def embedded_agent(settings: Settings) -> Extension:
+    """The all-in-one agent: reaches the API in memory and is reached in memory."""
+
+    @asynccontextmanager
+    async def run(app: FastAPI, state: AppState) -> AsyncIterator[None]:
+        runtime = DockerDriver(settings.docker_url, owner=settings.agent_host)
+        password = state.env.agents.api_key
+        state.env.agents.local[settings.agent_host] = httpx.ASGITransport(
+            app=create_agent_app(runtime, password)
+        )
+        http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://berth", timeout=90.0
+        )
+        control = ControlClient(http, password=password)
+        agent = Agent(settings, control, runtime)
+        task = asyncio.create_task(agent.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await http.aclose()
+
+    return run
+
+
+def api_main() -> None:
+    """Run berth-api; with BERTH_ALL_IN_ONE (default) it also runs one agent for this host."""
+    _logging()
+    settings = load_settings()
+    extensions = [embedded_agent(settings)] if settings.all_in_one else []
+    app = create_app(settings, extensions=extensions)
+    uvicorn.run(
+        app, host=settings.bind_host, port=settings.port, log_level="info", access_log=False
+    )
+
+
+def _agent_password(settings: Settings) -> str:
+    if settings.agent_password:
+        return settings.agent_password
+    path = Path(settings.data_dir) / "agent-password"
+    if path.exists():
+        return path.read_text().strip()
+    raise SystemExit(
+        "berth-agent needs its service password: set BERTH_AGENT_PASSWORD "
+        f"or put it in {path} (berth-api writes it there on first start)."
+    )
+
+
+async def _agent(settings: Settings) -> None:
+    password = _agent_password(settings)
+    if not settings.control_url:
+        raise SystemExit("berth-agent needs BERTH_CONTROL_URL (the berth-api base URL).")
+    runtime = DockerDriver(settings.docker_url, owner=settings.agent_host)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_agent_app(runtime, password),
+            host=settings.agent_bind_host,
+            port=settings.agent_port,
+            log_level="warning",
+        )
+    )
+    async with httpx.AsyncClient(base_url=settings.control_url, timeout=90.0) as http:
+        agent = Agent(settings, ControlClient(http, password=password), runtime)
+        await asyncio.gather(server.serve(), agent.run())
+
+
+def agent_main() -> None:
+    """Run a standalone agent for this host (talks to BERTH_CONTROL_URL over HTTP)."""
+    _logging()
+    asyncio.run(_agent(load_settings()))
+
+
+def worker_main() -> None:
+    """Run the control plane's background loops without serving the API."""
+    _logging()
+    settings = load_settings()
+    app = create_app(settings)
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            await asyncio.Event().wait()
+
+    asyncio.run(run())
