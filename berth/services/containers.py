@@ -238,7 +238,9 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: dict[str, Any
             row.name = patch["name"]
         if "auto_heal" in patch:
             row.auto_heal = bool(patch["auto_heal"])
-        resized: dict[str, Any] = {k: patch[k] for k in ("cpu", "memory") if k in patch and patch[k] is not None}
+        resized: dict[str, Any] = {
+            k: patch[k] for k in ("cpu", "memory") if k in patch and patch[k] is not None
+        }
         if resized:
             await _resize(env, session, row, resized)
             await start_action(session, ctx, row, "update")
