@@ -1,0 +1,146 @@
+"""The whole control loop in memory: real app, real Agent loop, FakeDriver runtime.
+
+These cover the synchronous agent calls (logs, exec, top, stats) and the
+reconcile round trips through the API, on SQLite and PostgreSQL, in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from berth.agent.client import ControlClient
+from berth.agent.loop import Agent
+from berth.agent.server import create_agent_app
+from berth.config import Settings
+from berth.runtimes.fake import FakeDriver
+from tests.conftest import AGENT_PASSWORD
+
+IMAGE = "berth-test/busybox:latest"
+
+
+@pytest.fixture
+async def runtime(
+    app: FastAPI, settings: Settings, client: httpx.AsyncClient, admin_token: str
+) -> AsyncIterator[FakeDriver]:
+    driver = FakeDriver(images={IMAGE})
+    state = app.state.berth
+    state.env.agents.local[settings.agent_host] = httpx.ASGITransport(
+        app=create_agent_app(driver, AGENT_PASSWORD)
+    )
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://berth")
+    fast = settings.model_copy(update={"heartbeat_interval": 0.5, "reconcile_interval": 0.5})
+    task = asyncio.create_task(Agent(fast, ControlClient(http, AGENT_PASSWORD), driver).run())
+    for _ in range(200):  # until the agent has registered its host
+        hosts = (await client.get("/container/v1/hosts", headers=h(admin_token))).json()
+        if hosts["hosts"]:
+            break
+        await asyncio.sleep(0.05)
+    yield driver
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await http.aclose()
+
+
+def h(token: str) -> dict[str, str]:
+    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
+
+
+async def wait_status(
+    client: httpx.AsyncClient, token: str, ident: str, want: str, within: float = 10.0
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for _ in range(int(within / 0.05)):
+        r = await client.get(f"/container/v1/containers/{ident}", headers=h(token))
+        if r.status_code == 404 and want == "gone":
+            return {}
+        body = r.json()
+        if body.get("status") == want:
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{ident} never reached {want}: {body}")
+
+
+async def run(client: httpx.AsyncClient, token: str, **body: Any) -> dict[str, Any]:
+    body.setdefault("image", IMAGE)
+    r = await client.post("/container/v1/containers?run=true", json=body, headers=h(token))
+    assert r.status_code == 202, r.text
+    created: dict[str, Any] = r.json()
+    return await wait_status(client, token, created["uuid"], "Running")
+
+
+async def test_logs_exec_top_stats_through_the_agent(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    c = await run(client, admin_token, name="svc", memory=64)
+    runtime.containers[c["uuid"]].logs.extend(["one\n", "two\n", "three\n"])
+    url = f"/container/v1/containers/{c['uuid']}"
+    r = await client.get(
+        f"{url}/logs?stdout=True&stderr=True&timestamps=False&tail=2", headers=h(admin_token)
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert r.json() == "two\nthree\n"
+    r = await client.post(f'{url}/execute?command="echo" "a b"', headers=h(admin_token))
+    assert r.json() == {"output": "echo a b\n", "exit_code": 0, "exec_id": None, "proxy_url": None}
+    r = await client.post(f"{url}/execute?command=sleep 60", headers=h(admin_token))
+    assert r.status_code == 409
+    assert (await client.get(f"{url}/top?ps_args=None", headers=h(admin_token))).json()[
+        "Titles"
+    ] == ["PID", "CMD"]
+    stats = (await client.get(f"{url}/stats", headers=h(admin_token))).json()
+    assert stats["CONTAINER"] == "svc" and stats["MEM LIMIT(MiB)"] == 64.0
+
+
+async def test_lifecycle_round_trips(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    c = await run(client, admin_token)
+    url = f"/container/v1/containers/{c['uuid']}"
+    for action, status in (
+        ("stop", "Stopped"),
+        ("start", "Running"),
+        ("pause", "Paused"),
+        ("unpause", "Running"),
+        ("reboot", "Running"),
+        ("kill?signal=SIGKILL", "Stopped"),
+    ):
+        r = await client.post(f"{url}/{action}", headers=h(admin_token))
+        assert r.status_code == 202, (action, r.text)
+        await wait_status(client, admin_token, c["uuid"], status)
+    assert runtime.count("restart", c["uuid"]) == 1
+    assert (await client.delete(url, headers=h(admin_token))).status_code == 204
+    await wait_status(client, admin_token, c["uuid"], "gone")
+    assert c["uuid"] not in runtime.containers
+    host = (await client.get("/container/v1/hosts/test-host", headers=h(admin_token))).json()
+    assert host["mem_used"] == 0 and host["total_containers"] == 0
+
+
+async def test_exited_container_is_stopped_and_stays_stopped(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    c = await run(client, admin_token)
+    runtime.exit(c["uuid"], code=0)
+    await wait_status(client, admin_token, c["uuid"], "Stopped")
+    await asyncio.sleep(1.2)  # two reconcile passes: nothing restarts it
+    assert runtime.count("start", c["uuid"]) == 1
+
+
+async def test_logs_of_unreachable_agent_is_503_not_500(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin_token: str,
+    runtime: FakeDriver,
+    settings: Settings,
+) -> None:
+    c = await run(client, admin_token)
+    app.state.berth.env.agents.local.pop(settings.agent_host)
+    r = await client.get(f"/container/v1/containers/{c['uuid']}/logs", headers=h(admin_token))
+    assert r.status_code == 503
+    assert "agent" in r.json()["errors"][0]["detail"]
