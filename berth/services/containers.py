@@ -19,9 +19,19 @@ from berth.services.placement import place, reclaim, release
 from berth.store import containers as repo
 from berth.store.base import new_uuid, utcnow
 from berth.store.scope import Scope
-from berth.store.tables import ContainerRow
+from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow
 
-__all__ = ["NewContainer", "create", "delete", "get", "list_containers", "scope_for", "update"]
+__all__ = [
+    "NewContainer",
+    "create",
+    "delete",
+    "get",
+    "get_action",
+    "list_actions",
+    "list_containers",
+    "scope_for",
+    "update",
+]
 
 
 @dataclass
@@ -306,3 +316,20 @@ async def delete(
         row.task_state = TaskState.DELETING
         emit(session, row, "container.delete", ctx.request_id)
     await env.notifier.touch(row.host)
+
+
+async def list_actions(env: Env, ctx: RequestContext, ident: str) -> Sequence[ContainerActionRow]:
+    """The container's recorded actions, newest first."""
+    row = await get(env, ctx, ident, rule="container:actions")
+    async with env.db.read() as session:
+        return await repo.list_actions(session, row.uuid)
+
+
+async def get_action(
+    env: Env, ctx: RequestContext, ident: str, request_id: str
+) -> tuple[ContainerActionRow, Sequence[ActionEventRow], bool]:
+    """One action with its events, and whether the caller may see event tracebacks."""
+    row = await get(env, ctx, ident, rule="container:actions")
+    async with env.db.read() as session:
+        action, events = await repo.get_action(session, row.uuid, request_id)
+    return action, events, env.allowed(ctx, "container:action:events", row.project_id)

@@ -25,7 +25,6 @@ from berth.api.zun.views import action_view, container_view, event_view
 from berth.services import container_ops as ops
 from berth.services import containers as svc
 from berth.services.containers import NewContainer
-from berth.store import containers as repo
 
 __all__ = ["router"]
 
@@ -356,16 +355,11 @@ async def stats(ident: str, caller: Caller, state: State) -> dict[str, Any]:
 
 @router.get("/v1/containers/{ident}/container_actions")
 async def list_actions(ident: str, caller: Caller, state: State) -> dict[str, Any]:
-    row = await svc.get(state.env, caller, ident, rule="container:actions")
-    async with state.db.read() as session:
-        actions = await repo.list_actions(session, row.uuid)
+    actions = await svc.list_actions(state.env, caller, ident)
     return {"containerActions": [action_view(a) for a in actions]}
 
 
 @router.get("/v1/containers/{ident}/container_actions/{request_id}")
 async def show_action(ident: str, request_id: str, caller: Caller, state: State) -> dict[str, Any]:
-    row = await svc.get(state.env, caller, ident, rule="container:actions")
-    async with state.db.read() as session:
-        action, events = await repo.get_action(session, row.uuid, request_id)
-    tracebacks = state.env.allowed(caller, "container:action:events", row.project_id)
+    action, events, tracebacks = await svc.get_action(state.env, caller, ident, request_id)
     return {**action_view(action), "events": [event_view(e, tracebacks) for e in events]}
