@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,25 +115,32 @@ def _num(v: float) -> float:
     return int(v) if float(v).is_integer() else v
 
 
+async def _set_limits(
+    session: AsyncSession,
+    table: type[QuotaRow] | type[QuotaClassRow],
+    owner: dict[str, str],
+    values: dict[str, int],
+) -> None:
+    """Insert or update one limit row per resource for the owner (project or class)."""
+    ((key, value),) = owner.items()
+    stmt = select(table).where(getattr(table, key) == value)
+    rows: Sequence[QuotaRow | QuotaClassRow] = (await session.execute(stmt)).scalars().all()
+    existing = {r.resource: r for r in rows}
+    for resource, limit in values.items():
+        if resource in existing:
+            existing[resource].hard_limit = limit
+        else:
+            session.add(table(**owner, resource=resource, hard_limit=limit))
+    await session.flush()
+
+
 async def update_project(
     env: Env, ctx: RequestContext, project_id: str, values: dict[str, int]
 ) -> dict[str, int]:
+    """Set some of a project's limits; returns all of them."""
     _target(env, ctx, "quota:update", project_id)
     async with env.db.transaction() as session:
-        existing = {
-            r.resource: r
-            for r in (
-                await session.execute(select(QuotaRow).where(QuotaRow.project_id == project_id))
-            )
-            .scalars()
-            .all()
-        }
-        for resource, limit in values.items():
-            if resource in existing:
-                existing[resource].hard_limit = limit
-            else:
-                session.add(QuotaRow(project_id=project_id, resource=resource, hard_limit=limit))
-        await session.flush()
+        await _set_limits(session, QuotaRow, {"project_id": project_id}, values)
         return await _project_limits(env, session, project_id)
 
 
@@ -156,20 +165,8 @@ async def class_limits(env: Env, ctx: RequestContext, name: str) -> dict[str, in
 async def update_class(
     env: Env, ctx: RequestContext, name: str, values: dict[str, int]
 ) -> dict[str, int]:
+    """Set some of a quota class's limits; returns all of them."""
     env.enforce(ctx, "quota_class:update")
     async with env.db.transaction() as session:
-        existing = {
-            r.resource: r
-            for r in (
-                await session.execute(select(QuotaClassRow).where(QuotaClassRow.class_name == name))
-            )
-            .scalars()
-            .all()
-        }
-        for resource, limit in values.items():
-            if resource in existing:
-                existing[resource].hard_limit = limit
-            else:
-                session.add(QuotaClassRow(class_name=name, resource=resource, hard_limit=limit))
-        await session.flush()
+        await _set_limits(session, QuotaClassRow, {"class_name": name}, values)
         return await _class_limits(env, session, name)
