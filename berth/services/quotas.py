@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
@@ -124,7 +125,8 @@ async def _set_limits(
     """Insert or update one limit row per resource for the owner (project or class)."""
     ((key, value),) = owner.items()
     stmt = select(table).where(getattr(table, key) == value)
-    rows: Sequence[QuotaRow | QuotaClassRow] = (await session.execute(stmt)).scalars().all()
+    found = (await session.execute(stmt)).scalars().all()
+    rows = cast(Sequence[QuotaRow | QuotaClassRow], found)
     existing = {r.resource: r for r in rows}
     for resource, limit in values.items():
         if resource in existing:
