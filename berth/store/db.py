@@ -81,7 +81,7 @@ class Database:
             cfg = Config()
             cfg.set_main_option("script_location", str(_MIGRATIONS))
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
 
         async with self.engine.begin() as conn:
             await conn.run_sync(upgrade)
