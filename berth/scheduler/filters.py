@@ -8,15 +8,18 @@ from typing import Protocol
 from berth.scheduler.model import PASS, HostState, PlacementRequest, Verdict
 
 __all__ = [
+    "AffinityFilter",
     "AvailabilityZoneFilter",
     "ComputeFilter",
     "CpuFilter",
+    "CpuPinningFilter",
     "DiskFilter",
     "Filter",
     "LabelFilter",
     "RamFilter",
     "RequestedHostFilter",
     "RuntimeFilter",
+    "TenantExclusiveFilter",
 ]
 
 
@@ -120,3 +123,51 @@ class DiskFilter:
         if req.disk <= free:
             return PASS
         return Verdict(False, f"not enough disk (need {req.disk} GiB, {max(free, 0)} free)")
+
+
+class CpuPinningFilter:
+    """``dedicated`` needs a pinning host with enough unpinned cores; ``shared`` avoids them.
+
+    As in Zun, a host with CPU pinning enabled serves dedicated containers only,
+    so a shared container can never run on a core that was promised exclusively.
+    """
+
+    name = "cpu_pinning"
+
+    def __call__(self, req: PlacementRequest, host: HostState) -> Verdict:
+        if req.cpu_policy != "dedicated":
+            if host.enable_cpu_pinning:
+                return Verdict(False, "host reserved for dedicated CPUs")
+            return PASS
+        if not host.enable_cpu_pinning:
+            return Verdict(False, "no CPU pinning on host")
+        free = len(host.free_cores())
+        if free >= req.dedicated_cores:
+            return PASS
+        return Verdict(False, f"not enough free cores (need {req.dedicated_cores}, {free} free)")
+
+
+@dataclass(frozen=True)
+class TenantExclusiveFilter:
+    """A host serves one project at a time (when the operator turns it on)."""
+
+    enabled: bool
+    name: str = "tenant_exclusive"
+
+    def __call__(self, req: PlacementRequest, host: HostState) -> Verdict:
+        if not self.enabled or not host.projects or host.projects == {req.project_id}:
+            return PASS
+        return Verdict(False, "host serves another project")
+
+
+class AffinityFilter:
+    """``same_host`` / ``different_host`` hints: next to, or away from, given containers."""
+
+    name = "affinity"
+
+    def __call__(self, req: PlacementRequest, host: HostState) -> Verdict:
+        if req.same_host and host.hostname not in req.same_host:
+            return Verdict(False, "not the host of the same_host containers")
+        if host.hostname in req.different_host:
+            return Verdict(False, "runs a different_host container")
+        return PASS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 __all__ = ["Decision", "HostState", "PlacementRequest", "Verdict"]
@@ -25,6 +26,14 @@ class HostState:
     up: bool = True
     generation: int = 0
     total_containers: int = 0
+    enable_cpu_pinning: bool = False
+    pinned_cpus: frozenset[int] = frozenset()
+    projects: frozenset[str] = frozenset()
+    images: frozenset[str] = frozenset()
+
+    def free_cores(self) -> list[int]:
+        """Core ids not pinned to a dedicated container, lowest first."""
+        return [c for c in range(self.cpus) if c not in self.pinned_cpus]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +45,16 @@ class PlacementRequest:
     availability_zone: str | None = None
     requested_host: str | None = None
     hints: tuple[tuple[str, str], ...] = ()
+    cpu_policy: str = "shared"
+    project_id: str = ""
+    image: str = ""
+    same_host: frozenset[str] = frozenset()
+    different_host: frozenset[str] = frozenset()
+
+    @property
+    def dedicated_cores(self) -> int:
+        """Whole cores a ``dedicated`` request pins (cpu rounded up)."""
+        return max(1, math.ceil(self.cpu - 1e-9)) if self.cpu_policy == "dedicated" else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,18 +6,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from berth.scheduler.filters import (
+    AffinityFilter,
     AvailabilityZoneFilter,
     ComputeFilter,
     CpuFilter,
+    CpuPinningFilter,
     DiskFilter,
     Filter,
     LabelFilter,
     RamFilter,
     RequestedHostFilter,
     RuntimeFilter,
+    TenantExclusiveFilter,
 )
 from berth.scheduler.model import Decision, HostState, PlacementRequest
-from berth.scheduler.weighers import BinpackWeigher, SpreadWeigher, Weigher
+from berth.scheduler.weighers import (
+    BinpackWeigher,
+    ImageLocalityWeigher,
+    SpreadWeigher,
+    Weigher,
+)
 
 __all__ = ["Pipeline", "build_pipeline"]
 
@@ -64,23 +72,29 @@ def build_pipeline(
     disk_ratio: float,
     default_zone: str,
     weigher: str = "spread",
+    tenant_exclusive: bool = False,
 ) -> Pipeline:
     """The standard pipeline, in the order that rejects most cheaply first.
 
     A requested host and the service state are a field compare each, so they
-    go first; zone, runtime and labels next (set lookups); resources last,
-    because their reasons ("need 512 MiB, 100 free") are the most useful ones
-    to show for hosts that passed everything else.
+    go first; zone, runtime, affinity, tenancy and labels next (set lookups);
+    resources last, because their reasons ("need 512 MiB, 100 free") are the
+    most useful ones to show for hosts that passed everything else. Weighers:
+    load balance (spread or binpack) counts twice as much as image locality.
     """
     filters: list[Filter] = [
         RequestedHostFilter(),
         ComputeFilter(),
         AvailabilityZoneFilter(default_zone),
         RuntimeFilter(),
+        AffinityFilter(),
+        TenantExclusiveFilter(tenant_exclusive),
         LabelFilter(),
+        CpuPinningFilter(),
         CpuFilter(cpu_ratio),
         RamFilter(ram_ratio),
         DiskFilter(disk_ratio),
     ]
-    weighers: list[Weigher] = [BinpackWeigher() if weigher == "binpack" else SpreadWeigher()]
+    balance: Weigher = BinpackWeigher() if weigher == "binpack" else SpreadWeigher()
+    weighers: list[Weigher] = [balance, ImageLocalityWeigher()]
     return Pipeline(filters=filters, weighers=weighers)

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from berth.scheduler.model import HostState, PlacementRequest
 
-__all__ = ["BinpackWeigher", "SpreadWeigher", "Weigher"]
+__all__ = ["BinpackWeigher", "ImageLocalityWeigher", "SpreadWeigher", "Weigher"]
 
 
 class Weigher(Protocol):
@@ -38,3 +38,18 @@ class BinpackWeigher:
 
     def __call__(self, req: PlacementRequest, host: HostState) -> float:
         return 1.0 - _free_fraction(host)
+
+
+class ImageLocalityWeigher:
+    """Prefers hosts that already hold the image (no pull). Worth less than load balance."""
+
+    name = "image_locality"
+    weight = 0.5
+
+    def __call__(self, req: PlacementRequest, host: HostState) -> float:
+        return self.weight if _with_tag(req.image) in host.images else 0.0
+
+
+def _with_tag(image: str) -> str:
+    last = image.rsplit("/", 1)[-1]
+    return image if ":" in last or "@" in last else f"{image}:latest"

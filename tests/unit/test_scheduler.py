@@ -87,3 +87,51 @@ def test_explain_groups_reasons_with_counts() -> None:
 
 def test_no_hosts_at_all() -> None:
     assert "no host is registered" in pipeline().place(req(), []).explain()
+
+
+def test_dedicated_needs_pinning_host_with_free_cores() -> None:
+    pinning = dataclasses.replace(
+        BASE, hostname="pin", enable_cpu_pinning=True, pinned_cpus=frozenset({0, 1, 2})
+    )
+    plain = dataclasses.replace(BASE, hostname="plain")
+    decision = pipeline().place(req(cpu=1.5, cpu_policy="dedicated"), [pinning, plain])
+    assert decision.host is None
+    assert decision.rejections == {
+        "pin": "not enough free cores (need 2, 1 free)",
+        "plain": "no CPU pinning on host",
+    }
+    assert pipeline().place(req(cpu=1, cpu_policy="dedicated"), [pinning, plain]).host == pinning
+    # shared containers stay off hosts whose cores are promised exclusively
+    assert pipeline().place(req(), [pinning, plain]).host == plain
+    assert pinning.free_cores() == [3]
+
+
+def test_tenant_exclusive_hosts() -> None:
+    taken = dataclasses.replace(BASE, hostname="taken", projects=frozenset({"p1"}))
+    free = dataclasses.replace(BASE, hostname="free", mem_used=3000)
+    strict = build_pipeline(
+        cpu_ratio=1, ram_ratio=1, disk_ratio=1, default_zone="nova", tenant_exclusive=True
+    )
+    assert strict.place(req(project_id="p2"), [taken, free]).host == free
+    assert strict.place(req(project_id="p1"), [taken, free]).host == taken
+    assert strict.place(req(project_id="p2"), [taken]).rejections == {
+        "taken": "host serves another project"
+    }
+    assert pipeline().place(req(project_id="p2"), [taken, free]).host == taken
+
+
+def test_affinity_hints() -> None:
+    a, b = dataclasses.replace(BASE, hostname="a"), dataclasses.replace(BASE, hostname="b")
+    assert pipeline().place(req(same_host=frozenset({"b"})), [a, b]).host == b
+    assert pipeline().place(req(different_host=frozenset({"a"})), [a, b]).host == b
+    assert pipeline().place(req(different_host=frozenset({"a", "b"})), [a, b]).host is None
+
+
+def test_image_locality_breaks_near_ties_but_not_load() -> None:
+    cached = dataclasses.replace(
+        BASE, hostname="cached", images=frozenset({"img:latest"}), mem_used=100
+    )
+    empty = dataclasses.replace(BASE, hostname="empty")
+    assert pipeline().place(req(image="img"), [cached, empty]).host == cached
+    loaded = dataclasses.replace(cached, mem_used=4000, cpu_used=3.5)
+    assert pipeline().place(req(image="img", memory=64), [loaded, empty]).host == empty
