@@ -97,11 +97,17 @@ class Settings(BaseSettings):
     ram_allocation_ratio: float = 1.5
     disk_allocation_ratio: float = 1.0
     weigher: Literal["spread", "binpack"] = "spread"
+    tenant_exclusive_hosts: bool = Field(
+        default=False, description="a host serves one project at a time"
+    )
 
     # -- the agent
     agent_host: str = Field(default_factory=socket.gethostname)
     agent_availability_zone: str | None = None
     agent_labels: dict[str, str] = Field(default_factory=dict)
+    agent_cpu_pinning: bool = Field(
+        default=False, description="this host serves cpu_policy=dedicated containers only"
+    )
     agent_bind_host: str = "127.0.0.1"
     agent_port: int = 9518
     agent_url: str | None = Field(default=None, description="URL the API uses to reach this agent")

@@ -269,6 +269,11 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: dict[str, Any
 async def _resize(
     env: Env, session: AsyncSession, row: ContainerRow, resized: dict[str, Any]
 ) -> None:
+    if row.cpu_policy == "dedicated" and "cpu" in resized:
+        raise errors.Invalid(
+            "The cpu of a cpu_policy=dedicated container is pinned to whole cores and cannot "
+            "change live; create a new container with the cpu you need."
+        )
     cpu = float(resized.get("cpu", row.cpu))
     memory = int(resized.get("memory", row.memory or 0))
     await quotas.check_container(

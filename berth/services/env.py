@@ -60,5 +60,6 @@ def build_env(settings: Settings, db: Database, notifier: Notifier, agents: Agen
         disk_ratio=settings.disk_allocation_ratio,
         default_zone=settings.default_availability_zone,
         weigher=settings.weigher,
+        tenant_exclusive=settings.tenant_exclusive_hosts,
     )
     return Env(settings, db, notifier, load_policy(settings.policy_file), agents, pipeline)

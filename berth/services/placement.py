@@ -29,6 +29,7 @@ async def snapshot(session: AsyncSession, service_down_time: float) -> list[Host
         )
     ).all()
     cutoff = utcnow() - dt.timedelta(seconds=service_down_time)
+    projects = await _projects_by_host(session)
     hosts = []
     for host, svc in rows:
         up = bool(svc and not svc.forced_down and svc.last_seen_up and svc.last_seen_up >= cutoff)
@@ -48,12 +49,46 @@ async def snapshot(session: AsyncSession, service_down_time: float) -> list[Host
                 up=up,
                 generation=host.generation,
                 total_containers=host.total_containers,
+                enable_cpu_pinning=host.enable_cpu_pinning,
+                pinned_cpus=frozenset(int(c) for c in host.pinned_cpus or []),
+                projects=frozenset(projects.get(host.hostname, ())),
+                images=frozenset(str(i) for i in host.images or []),
             )
         )
     return hosts
 
 
-def request_for(row: ContainerRow) -> PlacementRequest:
+async def _projects_by_host(session: AsyncSession) -> dict[str, set[str]]:
+    """Which projects have claimed resources on each host (for tenant exclusivity)."""
+    stmt = (
+        select(ContainerRow.host, ContainerRow.project_id)
+        .where(ContainerRow.claimed.is_(True))
+        .distinct()
+    )
+    found: dict[str, set[str]] = {}
+    for host, project in (await session.execute(stmt)).all():
+        if host:
+            found.setdefault(host, set()).add(project)
+    return found
+
+
+async def _hosts_of(session: AsyncSession, project_id: str, value: object) -> frozenset[str]:
+    """The hosts of the containers a same_host/different_host hint names (UUIDs or names)."""
+    idents = value if isinstance(value, list) else str(value).split(",")
+    names = [str(i).strip() for i in idents if str(i).strip()]
+    if not names:
+        return frozenset()
+    stmt = select(ContainerRow.host).where(
+        ContainerRow.project_id == project_id,
+        (ContainerRow.uuid.in_(names)) | (ContainerRow.name.in_(names)),
+        ContainerRow.host.is_not(None),
+    )
+    return frozenset(h for h in (await session.execute(stmt)).scalars().all() if h)
+
+
+async def request_for(session: AsyncSession, row: ContainerRow) -> PlacementRequest:
+    """The scheduler's view of ``row`` (affinity hints resolved to host names)."""
+    hints = row.hints or {}
     return PlacementRequest(
         cpu=row.cpu,
         memory=row.memory or 0,
@@ -61,16 +96,30 @@ def request_for(row: ContainerRow) -> PlacementRequest:
         runtime=row.runtime,
         availability_zone=row.availability_zone,
         requested_host=row.requested_host,
-        hints=tuple(sorted((str(k), str(v)) for k, v in (row.hints or {}).items())),
+        hints=tuple(sorted((str(k), str(v)) for k, v in hints.items())),
+        cpu_policy=row.cpu_policy,
+        project_id=row.project_id,
+        image=row.image,
+        same_host=await _hosts_of(session, row.project_id, hints.get("same_host", "")),
+        different_host=await _hosts_of(session, row.project_id, hints.get("different_host", "")),
     )
 
 
-async def claim(session: AsyncSession, row: ContainerRow, host: HostState) -> bool:
-    """Reserve ``row``'s resources on ``host`` if the host is unchanged since the snapshot."""
+async def claim(
+    session: AsyncSession, row: ContainerRow, host: HostState, req: PlacementRequest
+) -> bool:
+    """Reserve ``row``'s resources on ``host`` if the host is unchanged since the snapshot.
+
+    A dedicated request also takes the lowest free cores: they go into the
+    container's cpuset and the host's pinned set in the same conditional update.
+    """
+    cores = host.free_cores()[: req.dedicated_cores] if req.dedicated_cores else []
+    pinned = sorted(host.pinned_cpus | set(cores))
     result = await session.execute(
         update(HostRow)
         .where(HostRow.hostname == host.hostname, HostRow.generation == host.generation)
         .values(
+            pinned_cpus=pinned,
             cpu_used=HostRow.cpu_used + row.cpu,
             mem_used=HostRow.mem_used + (row.memory or 0),
             disk_used=HostRow.disk_used + (row.disk or 0),
@@ -78,7 +127,10 @@ async def claim(session: AsyncSession, row: ContainerRow, host: HostState) -> bo
             generation=HostRow.generation + 1,
         )
     )
-    return bool(getattr(result, "rowcount", 0) == 1)
+    if getattr(result, "rowcount", 0) != 1:
+        return False
+    row.cpuset = cores or None
+    return True
 
 
 async def place(
@@ -86,12 +138,13 @@ async def place(
 ) -> Decision:
     """Place ``row`` and claim its host; retried when another placement raced us."""
     decision = Decision(host=None)
+    req = await request_for(session, row)
     for _ in range(_MAX_ATTEMPTS):
         hosts = await snapshot(session, service_down_time)
-        decision = pipeline.place(request_for(row), hosts)
+        decision = pipeline.place(req, hosts)
         if decision.host is None:
             return decision
-        if await claim(session, row, decision.host):
+        if await claim(session, row, decision.host, req):
             row.host = decision.host.hostname
             row.claimed = True
             return decision
@@ -104,6 +157,8 @@ async def release(session: AsyncSession, row: ContainerRow) -> None:
     """Return ``row``'s claimed resources to its host (idempotent)."""
     if not row.claimed or row.host is None:
         return
+    if row.cpuset:
+        await _unpin(session, row.host, set(row.cpuset))
     await session.execute(
         update(HostRow)
         .where(HostRow.hostname == row.host)
@@ -134,3 +189,11 @@ async def reclaim(session: AsyncSession, row: ContainerRow) -> None:
         )
     )
     row.claimed = True
+
+
+async def _unpin(session: AsyncSession, hostname: str, cores: set[int]) -> None:
+    host = (
+        await session.execute(select(HostRow).where(HostRow.hostname == hostname).with_for_update())
+    ).scalar_one_or_none()
+    if host is not None:
+        host.pinned_cpus = [c for c in host.pinned_cpus or [] if c not in cores]

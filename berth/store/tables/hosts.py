@@ -35,6 +35,7 @@ class HostRow(Base):
     runtimes: Mapped[list[Any]] = mapped_column(default=list)
     enable_cpu_pinning: Mapped[bool] = mapped_column(default=False)
     pinned_cpus: Mapped[list[Any]] = mapped_column(default=list)
+    images: Mapped[list[Any]] = mapped_column(default=list)
     agent_url: Mapped[str | None] = mapped_column(String(255), default=None)
     availability_zone: Mapped[str | None] = mapped_column(String(255), default=None)
     generation: Mapped[int] = mapped_column(default=0)
