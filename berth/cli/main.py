@@ -1,35 +1,35 @@
-"""The ``berth`` command (grows with the dashboard/CLI issue)."""
+"""The ``berth`` command: ``up``/``down``/``status``, ``container …``, ``migrate``, ``version``.
+
+Commands that talk to Berth use its HTTP API with the openstack CLI's
+credentials (``OS_*`` variables or ``OS_CLOUD``), so they work against any
+Berth, local or remote. ``berth cluster …`` and ``berth image upload`` come
+with the cluster and image-store issues.
+"""
 
 from __future__ import annotations
 
 import typer
 
+from berth.cli import containers, local
 from berth.config import load_settings
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Berth: a Zun-compatible container platform.", no_args_is_help=True)
+app = typer.Typer(
+    help="Berth: a Zun-compatible container platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(containers.app, name="container")
+app.command()(local.up)
+app.command()(local.down)
+app.command()(local.status)
 
 
 @app.command()
 def version() -> None:
     """Print Berth's version."""
     typer.echo("berth 0.1.0")
-
-
-@app.command()
-def status() -> None:
-    """Say whether the local Berth API answers."""
-    import httpx
-
-    settings = load_settings()
-    url = f"{settings.effective_public_url}/identity/v3"
-    try:
-        r = httpx.get(url, timeout=5)
-    except httpx.HTTPError as exc:
-        typer.echo(f"Berth does not answer at {url} ({exc}). Start it with ./scripts/up.")
-        raise typer.Exit(1) from exc
-    typer.echo(f"Berth answers at {settings.effective_public_url} (HTTP {r.status_code}).")
 
 
 @app.command()

@@ -1,0 +1,221 @@
+"""Container pages: the list with live status, the create form, the detail page with its live
+status, logs, actions and action history. Every read and change goes through
+``berth.services.containers`` / ``container_ops``, so policy and tenancy are the API's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from berth import errors
+from berth.dashboard.forms import RESTART_POLICIES, blank_form, container_from_form
+from berth.dashboard.pages import explain, redirect
+from berth.dashboard.render import env_of, fragment, page
+from berth.dashboard.session import Flash, Session, check_csrf, read_form
+from berth.domain.containers import action_allowed
+from berth.services import container_ops as ops
+from berth.services import containers as svc
+from berth.services import quotas
+from berth.store.tables import ContainerRow
+
+__all__ = [
+    "ACTIONS",
+    "container_action",
+    "container_detail",
+    "container_live",
+    "container_logs",
+    "container_rows",
+    "containers_page",
+    "create_container",
+    "new_container",
+]
+
+# (form value, label, the state-table action that decides whether to offer it)
+ACTIONS: tuple[tuple[str, str, str], ...] = (
+    ("start", "Start", "start"),
+    ("stop", "Stop", "stop"),
+    ("reboot", "Restart", "reboot"),
+    ("pause", "Pause", "pause"),
+    ("unpause", "Unpause", "unpause"),
+    ("kill", "Kill", "kill"),
+    ("delete", "Delete", "delete_stop"),
+)
+_LOG_TAIL = "200"
+
+
+def _all_projects(request: Request, session: Session) -> bool:
+    wanted = request.query_params.get("all_projects") == "1"
+    return wanted and env_of(request).allowed(session.ctx, "container:get_all_all_projects")
+
+
+async def _rows(request: Request, session: Session) -> dict[str, Any]:
+    all_projects = _all_projects(request, session)
+    rows, _ = await svc.list_containers(
+        env_of(request),
+        session.ctx,
+        all_projects=all_projects,
+        filters={},
+        limit=None,
+        marker=None,
+        sort_key="created_at",
+        sort_dir="desc",
+    )
+    return {"containers": rows, "all_projects": all_projects}
+
+
+async def _usage(request: Request, session: Session) -> dict[str, dict[str, float]] | None:
+    try:
+        return await quotas.project_usage(
+            env_of(request), session.ctx, session.ctx.project_id or ""
+        )
+    except errors.Forbidden:
+        return None
+
+
+async def containers_page(request: Request, session: Session) -> Response:
+    """The project's containers; the table body refreshes itself every two seconds."""
+    env = env_of(request)
+    return await page(
+        request,
+        "containers.html",
+        session,
+        usage=await _usage(request, session),
+        may_all=env.allowed(session.ctx, "container:get_all_all_projects"),
+        **await _rows(request, session),
+    )
+
+
+async def container_rows(request: Request, session: Session) -> Response:
+    """The table body alone, for htmx polling."""
+    return fragment("container_rows.html", **await _rows(request, session))
+
+
+def _form_page_values(request: Request, session: Session) -> dict[str, Any]:
+    env = env_of(request)
+    return {
+        "policies": RESTART_POLICIES,
+        "runtime_allowed": env.allowed(session.ctx, "container:create:runtime"),
+        "limits": env.settings,
+    }
+
+
+async def new_container(request: Request, session: Session) -> Response:
+    """The empty create form."""
+    values = _form_page_values(request, session)
+    return await page(request, "container_new.html", session, form=blank_form(), **values)
+
+
+async def create_container(request: Request, session: Session) -> Response:
+    """Create from the form; on an error the form comes back filled in, with the reason."""
+    form = await read_form(request)
+    check_csrf(request, session, form)
+    values = _form_page_values(request, session)
+    env = env_of(request)
+    try:
+        new, run = container_from_form(
+            env.settings, form, runtime_allowed=values["runtime_allowed"]
+        )
+        row = await svc.create(env, session.ctx, new, run)
+    except errors.Unauthorized:
+        raise
+    except errors.BerthError as exc:
+        shown = {**blank_form(), **form, "run": form.get("run", "")}
+        return await page(
+            request,
+            "container_new.html",
+            session,
+            status=400 if isinstance(exc, errors.Invalid) else 403,
+            flash=Flash("error", explain(exc, session)),
+            form=shown,
+            **values,
+        )
+    level = "error" if row.status == "Error" else "ok"
+    text = (
+        f"Container {row.name} could not be placed: {row.status_reason}"
+        if level == "error"
+        else f"Container {row.name} is being created on {row.host or 'a host'}."
+    )
+    return redirect(f"/containers/{row.uuid}", (level, text))
+
+
+def _offered(row: ContainerRow) -> list[tuple[str, str]]:
+    return [(value, label) for value, label, rule in ACTIONS if action_allowed(rule, row.status)]
+
+
+async def _live_values(request: Request, session: Session, ident: str) -> dict[str, Any]:
+    env = env_of(request)
+    row = await svc.get(env, session.ctx, ident)
+    actions = await svc.list_actions(env, session.ctx, row.uuid)
+    return {
+        "c": row,
+        "offered": _offered(row),
+        "force_delete": action_allowed("delete_force", row.status)
+        and not action_allowed("delete_stop", row.status),
+        "history": actions[:20],
+        "show_host": env.allowed(session.ctx, "container:get_one:host", row.project_id),
+        "csrf": session.csrf,
+    }
+
+
+async def container_detail(request: Request, session: Session) -> Response:
+    """One container: its spec, live status and actions, logs and action history."""
+    ident = request.path_params["ident"]
+    values = await _live_values(request, session, ident)
+    return await page(request, "container_detail.html", session, **values)
+
+
+async def container_live(request: Request, session: Session) -> Response:
+    """The live part of the detail page (status, actions, history), for htmx polling."""
+    values = await _live_values(request, session, request.path_params["ident"])
+    return fragment("container_live.html", **values)
+
+
+async def container_logs(request: Request, session: Session) -> Response:
+    """The last lines of the container's output."""
+    ident = request.path_params["ident"]
+    env = env_of(request)
+    try:
+        text = await ops.logs(
+            env,
+            session.ctx,
+            ident,
+            stdout=True,
+            stderr=True,
+            timestamps=False,
+            tail=_LOG_TAIL,
+            since=None,
+        )
+    except (errors.InvalidStateException, errors.HostUnavailable) as exc:
+        return fragment("logs.html", logs=None, message=explain(exc, session), tail=_LOG_TAIL)
+    return fragment("logs.html", logs=text, message=None, tail=_LOG_TAIL)
+
+
+async def container_action(request: Request, session: Session, form: dict[str, str]) -> Response:
+    """Start, stop, restart, pause, unpause, kill or delete, then back to the detail page."""
+    ident = request.path_params["ident"]
+    env, ctx = env_of(request), session.ctx
+    action = form.get("action", "")
+    if action == "delete":
+        await svc.delete(env, ctx, ident, force=False, stop=True, all_projects=False)
+        return redirect("/containers", ("ok", f"Deleting container {form.get('name', ident)}."))
+    if action == "force_delete":
+        await svc.delete(env, ctx, ident, force=True, stop=False, all_projects=False)
+        return redirect("/containers", ("ok", f"Deleting container {form.get('name', ident)}."))
+    if action == "start":
+        await ops.start(env, ctx, ident)
+    elif action == "stop":
+        await ops.stop(env, ctx, ident, None)
+    elif action == "reboot":
+        await ops.reboot(env, ctx, ident, None)
+    elif action == "pause":
+        await ops.pause(env, ctx, ident)
+    elif action == "unpause":
+        await ops.unpause(env, ctx, ident)
+    elif action == "kill":
+        await ops.kill(env, ctx, ident, form.get("signal") or None)
+    else:
+        raise errors.Invalid(f"Unknown action {action!r}: use one of the buttons on the page.")
+    label = {v: lbl for v, lbl, _ in ACTIONS}.get(action, action)
+    return redirect(f"/containers/{ident}", ("ok", f"{label} requested."))
