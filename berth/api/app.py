@@ -18,12 +18,14 @@ from berth.api.state import AppState
 from berth.api.zun import router as zun_router
 from berth.api.zun.microversions import ZunPathMiddleware
 from berth.config import Settings
+from berth.dashboard import build_router as build_dashboard_router
 from berth.services import identity as identity_service
 from berth.services import worker
 from berth.services.agents import AgentCalls
 from berth.services.env import build_env
 from berth.services.notify import Notifier
 from berth.store.db import Database
+from berth.store.listen import PgListener, pg_notify
 
 __all__ = ["Extension", "create_app"]
 
@@ -57,6 +59,8 @@ def create_app(
         if run_workers:
             tasks.append(asyncio.create_task(_forever("worker", worker.run, state)))
         async with contextlib.AsyncExitStack() as stack:
+            if not state.db.is_sqlite:
+                await stack.enter_async_context(_cross_process_notifications(state))
             for ext in extensions or []:
                 await stack.enter_async_context(ext(app, state))
             try:
@@ -84,7 +88,21 @@ def create_app(
     app.include_router(identity_router.router, prefix="/identity")
     app.include_router(zun_router.router, prefix="/container")
     app.include_router(internal_router.router, prefix="/internal")
+    app.include_router(build_dashboard_router())
     return app
+
+
+@asynccontextmanager
+async def _cross_process_notifications(state: AppState) -> AsyncIterator[None]:
+    """Several API processes over PostgreSQL wake each other's long-polling agents."""
+    listener = PgListener(state.db.url, state.notifier.received)
+    await listener.start()
+    state.notifier.bridge(lambda host: pg_notify(state.db, host))
+    try:
+        yield
+    finally:
+        state.notifier.bridge(None)
+        await listener.close()
 
 
 async def _forever(name: str, loop: Callable[[AppState], Awaitable[None]], state: AppState) -> None:

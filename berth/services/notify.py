@@ -1,19 +1,31 @@
-"""Wakes agents that long-poll for their desired state when it changes."""
+"""Wakes agents that long-poll for their desired state when it changes.
+
+In one process the counters live here. With several API processes over
+PostgreSQL, ``touch`` publishes through a bridge (LISTEN/NOTIFY, see
+``berth.store.listen``) and every process bumps its counters when the
+notification arrives, so an agent long-polling any API process wakes at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 __all__ = ["Notifier"]
 
 
 class Notifier:
-    """Per-host change counters with waiters (in-process; PostgreSQL deployments poll too)."""
+    """Per-host change counters with waiters."""
 
     def __init__(self) -> None:
         self._generation: dict[str, int] = defaultdict(int)
         self._cond = asyncio.Condition()
+        self._publish: Callable[[str], Awaitable[None]] | None = None
+
+    def bridge(self, publish: Callable[[str], Awaitable[None]] | None) -> None:
+        """Send changes through ``publish`` (which must end in ``received``) instead."""
+        self._publish = publish
 
     def generation(self, host: str) -> int:
         return self._generation[host]
@@ -22,6 +34,13 @@ class Notifier:
         """Record that something assigned to ``host`` changed and wake its waiters."""
         if host is None:
             return
+        if self._publish is not None:
+            await self._publish(host)
+        else:
+            await self.received(host)
+
+    async def received(self, host: str) -> None:
+        """Bump ``host``'s counter in this process and wake its waiters."""
         async with self._cond:
             self._generation[host] += 1
             self._cond.notify_all()

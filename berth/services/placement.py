@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import random
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.scheduler import Decision, HostState, Pipeline, PlacementRequest
@@ -14,18 +16,24 @@ from berth.store.tables import ContainerRow, HostRow, ServiceRow
 __all__ = ["AGENT_BINARY", "claim", "place", "reclaim", "release", "snapshot"]
 
 AGENT_BINARY = "berth-agent"
-_MAX_ATTEMPTS = 5
+# Every lost race means another placement won, so retries are bounded by the
+# number of concurrent placements; a short jittered pause spreads them out.
+_MAX_ATTEMPTS = 32
 
 
 async def snapshot(session: AsyncSession, service_down_time: float) -> list[HostState]:
     """Every registered host with its service state, as the scheduler sees it now."""
     rows = (
         await session.execute(
-            select(HostRow, ServiceRow).join(
+            select(HostRow, ServiceRow)
+            .join(
                 ServiceRow,
                 (ServiceRow.host == HostRow.hostname) & (ServiceRow.binary == AGENT_BINARY),
                 isouter=True,
             )
+            # A retry must see the hosts as they are now, not as this session
+            # first loaded them (the identity map would hand back stale rows).
+            .execution_options(populate_existing=True)
         )
     ).all()
     cutoff = utcnow() - dt.timedelta(seconds=service_down_time)
@@ -114,12 +122,11 @@ async def claim(
     container's cpuset and the host's pinned set in the same conditional update.
     """
     cores = host.free_cores()[: req.dedicated_cores] if req.dedicated_cores else []
-    pinned = sorted(host.pinned_cpus | set(cores))
-    result = await session.execute(
+    stmt = (
         update(HostRow)
         .where(HostRow.hostname == host.hostname, HostRow.generation == host.generation)
         .values(
-            pinned_cpus=pinned,
+            pinned_cpus=sorted(host.pinned_cpus | set(cores)),
             cpu_used=HostRow.cpu_used + row.cpu,
             mem_used=HostRow.mem_used + (row.memory or 0),
             disk_used=HostRow.disk_used + (row.disk or 0),
@@ -127,7 +134,12 @@ async def claim(
             generation=HostRow.generation + 1,
         )
     )
-    if getattr(result, "rowcount", 0) != 1:
+    if session.get_bind().dialect.name == "sqlite":
+        # One writer at a time (Database's write lock): no race to lose.
+        won = getattr(await session.execute(stmt), "rowcount", 0) == 1
+    else:
+        won = await _claim_in_savepoint(session, stmt)
+    if not won:
         return False
     row.cpuset = cores or None
     return True
@@ -139,7 +151,7 @@ async def place(
     """Place ``row`` and claim its host; retried when another placement raced us."""
     decision = Decision(host=None)
     req = await request_for(session, row)
-    for _ in range(_MAX_ATTEMPTS):
+    for attempt in range(_MAX_ATTEMPTS):
         hosts = await snapshot(session, service_down_time)
         decision = pipeline.place(req, hosts)
         if decision.host is None:
@@ -148,6 +160,7 @@ async def place(
             row.host = decision.host.hostname
             row.claimed = True
             return decision
+        await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
     decision.host = None
     decision.rejections = {"*": "hosts changed too often while placing; try again"}
     return decision
@@ -171,6 +184,24 @@ async def release(session: AsyncSession, row: ContainerRow) -> None:
         )
     )
     row.claimed = False
+
+
+class _Lost(Exception):
+    """The host changed since the snapshot: undo the savepoint."""
+
+
+async def _claim_in_savepoint(session: AsyncSession, stmt: Update) -> bool:
+    # On PostgreSQL an UPDATE that waited for a concurrent claim and then no
+    # longer matches still leaves the row locked until the transaction ends;
+    # a retry on another host could then deadlock with a peer doing the
+    # opposite. Rolling back to a savepoint releases that lock at once.
+    try:
+        async with session.begin_nested():
+            if getattr(await session.execute(stmt), "rowcount", 0) != 1:
+                raise _Lost
+    except _Lost:
+        return False
+    return True
 
 
 async def reclaim(session: AsyncSession, row: ContainerRow) -> None:
