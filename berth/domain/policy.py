@@ -88,6 +88,7 @@ DEFAULT_RULES: Final[dict[str, str]] = {
     "image:search": _OWNER,
     "host:get_all": _ADMIN,
     "host:get": _ADMIN,
+    "host:evacuate": _ADMIN,
     "zun-service:get_all": _ADMIN,
     "zun-service:delete": _ADMIN,
     "zun-service:enable": _ADMIN,

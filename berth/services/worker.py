@@ -4,36 +4,49 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from sqlalchemy import delete
-
+from berth.services import identity
 from berth.services.env import Env
-from berth.store.base import utcnow
-from berth.store.tables import TokenRow
+from berth.services.host_watch import mark_lost_hosts
 
 __all__ = ["run"]
 
 log = logging.getLogger(__name__)
-
-_PURGE_EVERY = 600.0
 
 
 class _HasEnv(Protocol):
     env: Env
 
 
-async def purge_expired_tokens(env: Env) -> int:
-    """Delete tokens that expired; returns how many."""
-    async with env.db.transaction() as session:
-        result = await session.execute(delete(TokenRow).where(TokenRow.expires_at < utcnow()))
-    return int(getattr(result, "rowcount", 0) or 0)
+async def _purge_tokens(env: Env) -> int:
+    return await identity.prune_tokens(env.db)
+
+
+def _jobs(env: Env) -> list[tuple[str, float, Callable[[Env], Awaitable[int]]]]:
+    """Each job with its period: lost hosts within a few seconds, tokens every ten minutes."""
+    watch = max(1.0, min(10.0, env.settings.service_down_time / 6))
+    return [("lost hosts", watch, mark_lost_hosts), ("expired tokens", 600.0, _purge_tokens)]
 
 
 async def run(state: _HasEnv) -> None:
-    """Housekeeping forever: expired tokens are purged every ten minutes."""
+    """Run every job forever at its own period; one job's failure does not stop the others."""
+    env = state.env
+    jobs = _jobs(env)
+    due = dict.fromkeys((name for name, _, _ in jobs), 0.0)
     while True:
-        purged = await purge_expired_tokens(state.env)
-        if purged:
-            log.info("purged %d expired tokens", purged)
-        await asyncio.sleep(_PURGE_EVERY)
+        now = time.monotonic()
+        for name, period, job in jobs:
+            if now < due[name]:
+                continue
+            due[name] = now + period
+            try:
+                count = await job(env)
+            except Exception:
+                log.exception("worker job %r failed; it runs again in %.0f s", name, period)
+                continue
+            if count:
+                log.info("worker job %r: %d changed", name, count)
+        await asyncio.sleep(max(0.2, min(due.values()) - time.monotonic()))

@@ -13,7 +13,7 @@ from berth.api.zun.containers import base_url
 from berth.api.zun.microversions import APIVersion
 from berth.api.zun.params import action_params, parse_bool
 from berth.api.zun.views import host_view, service_view
-from berth.services import hosts_admin, quotas
+from berth.services import host_watch, hosts_admin, quotas
 
 __all__ = ["router"]
 
@@ -31,6 +31,13 @@ async def list_hosts(request: Request, caller: Caller, state: State) -> dict[str
 async def show_host(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
     _since(request, APIVersion(1, 4), "hosts")
     return host_view(await hosts_admin.get_host(state.env, caller, ident), base_url(request))
+
+
+@router.post("/v1/hosts/{ident}/evacuate", status_code=202)
+async def evacuate_host(ident: str, caller: Caller, state: State) -> dict[str, Any]:
+    """Berth extension: move a dead host's auto_heal containers to other hosts."""
+    report = await host_watch.evacuate(state.env, caller, ident)
+    return {"moved": report.moved, "failed": report.failed, "left": report.left}
 
 
 def _since(request: Request, version: APIVersion, what: str) -> None:

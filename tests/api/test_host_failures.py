@@ -1,0 +1,80 @@
+"""A host that stops heartbeating: Unknown containers, and evacuation of auto_heal ones."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from berth.config import Settings
+from berth.services.host_watch import mark_lost_hosts
+from tests.helpers import ScriptedAgent
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"service_down_time": 1.0})
+
+
+def h(token: str) -> dict[str, str]:
+    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
+
+
+async def show(client: httpx.AsyncClient, token: str, uuid: str) -> dict[str, Any]:
+    return dict((await client.get(f"/container/v1/containers/{uuid}", headers=h(token))).json())
+
+
+async def test_lost_host_shows_unknown_and_evacuates_auto_heal(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    dead, alive = ScriptedAgent(client, "dead-host"), ScriptedAgent(client, "alive-host")
+    await dead.register()
+    await alive.register()
+
+    async def create(**body: Any) -> str:
+        r = await client.post(
+            "/container/v1/containers?run=true",
+            json={"image": "busybox", "host": "dead-host", "memory": 64, **body},
+            headers=h(admin_token),
+        )
+        assert r.status_code == 202 and r.json()["host"] == "dead-host", r.text
+        return str(r.json()["uuid"])
+
+    healer, plain = await create(auto_heal=True), await create()
+    for uuid in (healer, plain):
+        await dead.observe(uuid, "running", started_at="2099-01-01T00:00:00+00:00")
+    r = await client.post("/container/v1/hosts/dead-host/evacuate", headers=h(admin_token))
+    assert r.status_code == 409 and "force its service down" in r.json()["errors"][0]["detail"]
+
+    await asyncio.sleep(1.2)
+    await client.post(
+        "/internal/v1/hosts/alive-host/heartbeat", headers={"X-Auth-Token": alive.token}
+    )
+    env = app.state.berth.env
+    assert await mark_lost_hosts(env) == 2
+    for uuid in (healer, plain):
+        c = await show(client, admin_token, uuid)
+        assert c["status"] == "Unknown"
+        assert "Host dead-host is down" in c["status_reason"]
+    assert await mark_lost_hosts(env) == 0  # idempotent
+
+    r = await client.post("/container/v1/hosts/dead-host/evacuate", headers=h(admin_token))
+    assert r.status_code == 202, r.text
+    assert r.json() == {"moved": {healer: "alive-host"}, "failed": {}, "left": [plain]}
+    moved = await show(client, admin_token, healer)
+    assert moved["host"] == "alive-host" and moved["status"] == "Creating"
+    assert healer in await alive.desired()
+    assert healer not in await dead.desired()  # the old agent would garbage-collect it
+    dead_host = (await client.get("/container/v1/hosts/dead-host", headers=h(admin_token))).json()
+    assert dead_host["mem_used"] == 64  # only the container that stayed
+
+
+async def test_evacuate_is_admin_only(client: httpx.AsyncClient, admin_token: str) -> None:
+    from tests.helpers import make_member
+
+    alice = await make_member(client, admin_token, "evac-p", "evac-u")
+    r = await client.post("/container/v1/hosts/any/evacuate", headers=h(alice))
+    assert r.status_code == 403
