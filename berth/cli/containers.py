@@ -15,7 +15,7 @@ from berth.cli.client import BerthClient, CliError, default_http
 from berth.cli.credentials import CredentialsError, load_credentials
 from berth.cli.render import container_table, detail_table, styled_status, wait_for_status
 
-__all__ = ["app", "client_from", "fail"]
+__all__ = ["app", "client_from", "fail", "reported"]
 
 app = typer.Typer(help="Run and manage containers (the Zun API).", no_args_is_help=True)
 
@@ -46,7 +46,7 @@ def client_from(ctx: typer.Context) -> BerthClient:
 
 
 @contextlib.contextmanager
-def _reported() -> Iterator[None]:
+def reported() -> Iterator[None]:
     try:
         yield
     except CliError as exc:
@@ -127,7 +127,7 @@ def run(
     timeout: Timeout = 300.0,
 ) -> None:
     """Create and start a container; with --wait, show its progress until Running or Error."""
-    with _reported(), client_from(ctx) as client:
+    with reported(), client_from(ctx) as client:
         body: dict[str, Any] = {"image": image, "command": list(command or [])}
         if name:
             body["name"] = name
@@ -175,7 +175,7 @@ def list_(
     ] = False,
 ) -> None:
     """List the project's containers."""
-    with _reported(), client_from(ctx) as client:
+    with reported(), client_from(ctx) as client:
         query = "?all_projects=true" if all_projects else ""
         found = client.call("GET", f"/containers{query}")["containers"]
         if not found:
@@ -187,7 +187,7 @@ def list_(
 @app.command()
 def show(ctx: typer.Context, name: Name) -> None:
     """Show one container, with its status reason."""
-    with _reported(), client_from(ctx) as client:
+    with reported(), client_from(ctx) as client:
         Console().print(detail_table(_show(client, name)))
 
 
@@ -198,7 +198,7 @@ def logs(
     tail: Annotated[str, typer.Option(help="Lines from the end, or 'all'.")] = "all",
 ) -> None:
     """Print the container's output."""
-    with _reported(), client_from(ctx) as client:
+    with reported(), client_from(ctx) as client:
         text = client.call("GET", f"/containers/{name}/logs?tail={tail}", what=f"container {name}")
         typer.echo(text or "", nl=False)
 
@@ -210,7 +210,7 @@ def exec_(
     command: Annotated[list[str], typer.Argument(help="Command and its arguments.")],
 ) -> None:
     """Run a command in a running container; exits with the command's exit code."""
-    with _reported(), client_from(ctx) as client:
+    with reported(), client_from(ctx) as client:
         result = client.call(
             "POST",
             f"/containers/{name}/execute?run=true",
@@ -224,7 +224,7 @@ def exec_(
 
 
 def _act(ctx: typer.Context, name: str, action: str, wait: bool, timeout: float, want: str) -> None:
-    with _reported(), client_from(ctx) as client:
+    with reported(), client_from(ctx) as client:
         client.call("POST", f"/containers/{name}/{action}", what=f"container {name}")
         if not wait:
             typer.echo(f"{action} of {name} requested")
@@ -259,7 +259,7 @@ def rm(
     timeout: Timeout = 120.0,
 ) -> None:
     """Delete a container (--stop to stop a running one first, --force in any state)."""
-    with _reported(), client_from(ctx) as client:
+    with reported(), client_from(ctx) as client:
         params = "?force=true" if force else "?stop=true" if stop_first else ""
         client.call("DELETE", f"/containers/{name}{params}", what=f"container {name}")
         if wait:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from berth.cli import containers, local
+from berth.cli import containers, hosts, local
 from berth.config import load_settings
 
 __all__ = ["app"]
@@ -21,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(containers.app, name="container")
+app.add_typer(hosts.app, name="host")
 app.command()(local.up)
 app.command()(local.down)
 app.command()(local.status)

@@ -237,3 +237,12 @@ def test_version_and_help() -> None:
     assert r.exit_code == 0
     for command in ("run", "ls", "show", "logs", "exec", "stop", "start", "rm"):
         assert command in r.output
+
+
+def test_host_commands(http: httpx.Client) -> None:
+    result = berth(http, "host", "ls")
+    assert result.exit_code == 0, result.output
+    assert "Host" in result.output
+    result = berth(http, "host", "evacuate", "nowhere")
+    assert result.exit_code == 1
+    assert "host nowhere not found" in result.output
