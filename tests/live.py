@@ -1,30 +1,49 @@
-"""A real berth-api process on a free local port, for tests that drive stock clients.
+"""Real Berth processes on free local ports, for tests that drive stock clients or crash them.
 
-``live_server`` starts ``uvicorn.run(create_app(Settings()))`` in a subprocess
-configured only through ``BERTH_*`` environment variables (as ``berth-api``
-is), waits until ``/identity/v3`` answers, and on exit stops it and fails the
-test if its log shows an unhandled error.
+``live_server`` starts ``berth-api`` (``berth.cli.serve.api_main``) in a
+subprocess configured only through ``BERTH_*`` environment variables, waits
+until ``/identity/v3`` answers, and on exit stops it and fails the test if its
+log shows an unhandled error. ``live_api`` does the same but yields the
+process itself, which can be SIGKILLed and restarted on the same data
+directory, database and port. ``berth_agent`` runs a standalone
+``berth-agent`` (``berth.cli.serve.agent_main``) against a live API, with the
+same kill/restart controls.
+
+Each process writes one log, appended to across restarts. When the body of
+``live_api`` or ``berth_agent`` raises, the log is printed to stderr, so a
+failing test shows what the processes said.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
-__all__ = ["free_port", "live_server"]
+__all__ = [
+    "LiveAgent",
+    "LiveApi",
+    "LiveProcess",
+    "berth_agent",
+    "free_port",
+    "live_api",
+    "live_server",
+]
 
-# The real entry point, so BERTH_ALL_IN_ONE=true also runs the embedded agent.
+# The real entry points, so BERTH_ALL_IN_ONE=true also runs the embedded agent.
 _SERVE = "from berth.cli.serve import api_main\napi_main()\n"
+_AGENT = "from berth.cli.serve import agent_main\nagent_main()\n"
 _STARTUP_SECONDS = 60.0
+_LOG_TAIL = 400  # lines of each log shown when a test fails
 
 
 def free_port() -> int:
@@ -35,8 +54,137 @@ def free_port() -> int:
         return port
 
 
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("BERTH_", "OS_"))}
+
+
+class LiveProcess:
+    """One Berth process run as ``python -c code``: start, SIGKILL, stop, restart.
+
+    ``ready`` is polled after each start until it returns True (the process
+    must stay alive meanwhile).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        code: str,
+        env: dict[str, str],
+        cwd: Path,
+        log: Path,
+        ready: Callable[[], bool],
+    ) -> None:
+        self.name = name
+        self.env = env
+        self.log = log
+        self._code = code
+        self._cwd = cwd
+        self._ready = ready
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, *, wait: bool = True) -> None:
+        """Start the process (a second start is a restart after a stop or kill)."""
+        assert not self.alive, f"{self.name} is already running"
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"===== {self.name} start #{self.starts} at {time.time():.3f}\n".encode())
+            out.flush()
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", self._code],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self._cwd,
+            )
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = _STARTUP_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited with {self._proc.returncode}:\n{self.log_text()}"
+                )
+            if self._ready():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{self.name} was not ready within {timeout}s:\n{self.log_text()}")
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown handlers, no goodbyes."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait(timeout=10)
+            self._note(f"killed with SIGKILL at {time.time():.3f}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL if it is still there after ``timeout`` seconds."""
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._note(f"did not stop within {timeout}s of SIGTERM; killing it")
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+
+    def restart(self, *, wait: bool = True) -> None:
+        """Stop (gracefully) if running, then start again with the same settings."""
+        self.stop()
+        self.start(wait=wait)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def _note(self, message: str) -> None:
+        with self.log.open("a") as out:
+            out.write(f"===== {self.name} {message}\n")
+
+
+class LiveApi(LiveProcess):
+    """A berth-api process; its port, data directory and database survive restarts."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, port: int) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.workdir = workdir
+        super().__init__("berth-api", _SERVE, env, workdir, workdir / "server.log", self._answers)
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.base_url}/identity/v3", timeout=2.0).status_code == 200
+        return False
+
+
+class LiveAgent(LiveProcess):
+    """A standalone berth-agent process for host ``host``, serving on ``port``."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        super().__init__("berth-agent", _AGENT, env, workdir, workdir / "agent.log", self._answers)
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.url}/healthz", timeout=2.0).status_code == 200
+        return False
+
+
 def _server_env(settings_env: dict[str, str], workdir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BERTH_", "OS_"))}
+    env = _clean_env()
     env.update(
         BERTH_DATA_DIR=str(workdir / "data"),
         BERTH_DATABASE_URL=f"sqlite+aiosqlite:///{workdir / 'berth.db'}",
@@ -47,26 +195,39 @@ def _server_env(settings_env: dict[str, str], workdir: Path, port: int) -> dict[
     return env
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + _STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"berth-api exited with {proc.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base_url}/identity/v3", timeout=2.0).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"berth-api did not answer within {_STARTUP_SECONDS}s:\n{log.read_text()}")
+def _show(procs: list[LiveProcess]) -> None:
+    for proc in procs:
+        lines = proc.log_text().splitlines()[-_LOG_TAIL:]
+        print(
+            f"\n----- {proc.name} log ({proc.log}), last {len(lines)} lines -----", file=sys.stderr
+        )
+        print("\n".join(lines), file=sys.stderr)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
+@contextlib.contextmanager
+def live_api(settings_env: dict[str, str], *, workdir: Path | None = None) -> Iterator[LiveApi]:
+    """Run berth-api with ``settings_env`` (``BERTH_*`` variables); yield the process.
+
+    Unset ``BERTH_DATA_DIR`` / ``BERTH_DATABASE_URL`` default to a directory
+    under ``workdir`` (a fresh temporary one when None) and a SQLite file in
+    it. ``BERTH_PORT`` is always a free port chosen here, kept across restarts.
+    """
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="berth-live-")))
+        workdir.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        api = LiveApi(_server_env(settings_env, workdir, port), workdir, port)
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+            api.start()
+            yield api
+        except BaseException:
+            _show([api])
+            raise
+        finally:
+            api.stop()
+        text = api.log_text()
+        assert "unhandled error" not in text, f"berth-api logged an unhandled error:\n{text}"
 
 
 @contextlib.contextmanager
@@ -77,23 +238,47 @@ def live_server(settings_env: dict[str, str]) -> Iterator[str]:
     temporary directory and a SQLite file in it. ``BERTH_PORT`` is always a
     free port chosen here.
     """
-    with tempfile.TemporaryDirectory(prefix="berth-live-") as tmp:
-        workdir = Path(tmp)
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        log = workdir / "server.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", _SERVE],
-                env=_server_env(settings_env, workdir, port),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-            )
-            try:
-                _wait_ready(proc, base_url, log)
-                yield base_url
-            finally:
-                _stop(proc)
-        text = log.read_text(errors="replace")
-        assert "unhandled error" not in text, f"berth-api logged an unhandled error:\n{text}"
+    with live_api(settings_env) as api:
+        yield api.base_url
+
+
+@contextlib.contextmanager
+def berth_agent(
+    control_url: str,
+    *,
+    host: str,
+    password: str,
+    workdir: Path,
+    settings_env: dict[str, str] | None = None,
+) -> Iterator[LiveAgent]:
+    """Run a standalone berth-agent for ``host`` against the API at ``control_url``.
+
+    It serves its own API on a free port (kept across restarts) and keeps its
+    log in ``workdir/agent.log``. ``settings_env`` adds or overrides
+    ``BERTH_*`` variables (say, ``BERTH_RECONCILE_INTERVAL``). On exit it is
+    stopped, and the test fails if it logged a traceback.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = _clean_env()
+    env.update(
+        BERTH_CONTROL_URL=control_url,
+        BERTH_AGENT_PASSWORD=password,
+        BERTH_AGENT_HOST=host,
+        BERTH_AGENT_PORT=str(port),
+        BERTH_AGENT_URL=f"http://127.0.0.1:{port}",
+        BERTH_DATA_DIR=str(workdir / "agent-data"),
+        BERTH_HEARTBEAT_INTERVAL="1",
+    )
+    env.update(settings_env or {})
+    agent = LiveAgent(env, workdir, host, port)
+    try:
+        agent.start()
+        yield agent
+    except BaseException:
+        _show([agent])
+        raise
+    finally:
+        agent.stop()
+    text = agent.log_text()
+    assert "Traceback" not in text, f"berth-agent logged a traceback:\n{text}"

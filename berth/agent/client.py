@@ -30,11 +30,26 @@ _POLL_MARGIN = 15.0
 
 
 class ControlPlaneError(errors.BerthError):
-    """The control plane did not answer, or answered with an error (``status``)."""
+    """The control plane did not answer, or answered with an error (``status``).
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    ``unreachable``: there was no answer because the connection could not be
+    made or was dropped (the control plane is down or restarting), as opposed
+    to an error answer or a request that timed out.
+    """
+
+    def __init__(
+        self, message: str, status: int | None = None, *, unreachable: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.unreachable = unreachable
+
+
+def _unreachable(exc: httpx.HTTPError) -> bool:
+    """Whether a failed request means nothing answers (rather than a slow answer)."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return True
+    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.TimeoutException)
 
 
 class ControlClient:
@@ -115,7 +130,9 @@ class ControlClient:
                 method, path, headers={"X-Auth-Token": token}, **kwargs, **extra
             )
         except httpx.HTTPError as exc:
-            raise ControlPlaneError(f"{method} {path} failed: {exc!r}") from exc
+            raise ControlPlaneError(
+                f"{method} {path} failed: {exc!r}", unreachable=_unreachable(exc)
+            ) from exc
 
     async def _ensure_token(self, stale: str | None) -> str:
         """The current token; a new one if there is none or ``stale`` was refused."""
@@ -129,7 +146,9 @@ class ControlClient:
         try:
             response = await self._http.post("/identity/v3/auth/tokens", json=self._auth_body)
         except httpx.HTTPError as exc:
-            raise ControlPlaneError(f"authentication failed: {exc!r}") from exc
+            raise ControlPlaneError(
+                f"authentication failed: {exc!r}", unreachable=_unreachable(exc)
+            ) from exc
         token: str | None = response.headers.get("X-Subject-Token")
         if response.status_code not in (200, 201) or not token:
             raise ControlPlaneError(

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 _MAX_STEPS = 4  # plan/apply rounds per wake-up: ops first, then level changes
 _RETRY_FIRST, _RETRY_MAX = 10.0, 300.0  # back-off of a failed plan, seconds
+_UNREACHABLE_RETRY = 1.0  # seconds between tries while the control plane does not answer
 _HEALTH = re.compile(r"\((health: \w+|healthy|unhealthy)\)")
 
 
@@ -96,15 +97,28 @@ def _report_key(obs: Observation, desired: DesiredContainer | None) -> tuple[Any
     )  # fmt: skip
 
 
+def _unreachable(exc: BaseException | None) -> bool:
+    return isinstance(exc, ControlPlaneError) and exc.unreachable
+
+
 class _Backoff:
-    """Exponential back-off with jitter, for the slow paths only."""
+    """Exponential back-off with jitter, for the slow paths only.
+
+    After a failure that got no answer at all (``after`` is an unreachable
+    ControlPlaneError: the control plane is down or restarting) the wait is at
+    most ``_UNREACHABLE_RETRY``: a try costs one refused connection, and the
+    agent must resume as soon as the control plane is back, not half a minute
+    later. Error answers back off up to ``limit``.
+    """
 
     def __init__(self, first: float = 0.2, limit: float = 30.0) -> None:
         self.first, self.limit, self.delay = first, limit, first
 
-    async def sleep(self) -> None:
+    async def sleep(self, after: BaseException | None = None) -> None:
+        limit = min(self.limit, _UNREACHABLE_RETRY) if _unreachable(after) else self.limit
+        self.delay = min(self.delay, limit)
         await asyncio.sleep(self.delay * random.uniform(0.8, 1.2))
-        self.delay = min(self.limit, self.delay * 2)
+        self.delay = min(limit, self.delay * 2)
 
     def reset(self) -> None:
         self.delay = self.first
@@ -137,7 +151,7 @@ class Agent:
 
     async def register(self) -> None:
         """Register this host, retrying with back-off until the control plane answers."""
-        backoff = _Backoff(0.5, 30.0)
+        backoff, unreachable = _Backoff(0.5, 30.0), False
         while True:
             try:
                 facts = await self._runtime.host_facts()
@@ -145,8 +159,12 @@ class Agent:
                 log.info("agent registered host %s", self.hostname)
                 return
             except Exception as exc:
-                log.warning("cannot register host %s yet: %s", self.hostname, exc)
-                await backoff.sleep()
+                again = unreachable and _unreachable(exc)  # said once is enough
+                (log.debug if again else log.warning)(
+                    "cannot register host %s yet: %s", self.hostname, exc
+                )
+                unreachable = _unreachable(exc)
+                await backoff.sleep(exc)
 
     def _host_report(self, facts: HostFacts) -> HostReport:
         s = self._settings
@@ -182,15 +200,23 @@ class Agent:
     async def _reconcile_loop(self) -> None:
         generation, backoff = -1, _Backoff()
         wait = self._settings.reconcile_interval
+        unreachable = False  # while True, the control plane is retried quietly
         while True:
             try:
                 host = await self._control.desired(self.hostname, generation, wait)
+                if unreachable:
+                    log.info("the control plane answers again")
+                    unreachable = False
                 await self._pass(host)
             except ControlPlaneError as exc:
-                log.warning("cannot fetch the desired state: %s", exc.message)
+                again = unreachable and exc.unreachable  # said once is enough
+                (log.debug if again else log.warning)(
+                    "cannot fetch the desired state: %s", exc.message
+                )
+                unreachable = exc.unreachable
                 if exc.status == 404:
                     await self.register()
-                await backoff.sleep()
+                await backoff.sleep(exc)
                 continue
             except errors.BerthError as exc:
                 log.warning("cannot list the runtime's containers: %s", exc.message)
@@ -218,7 +244,7 @@ class Agent:
                     memory = self._memory.get(obs.uuid)
                     if memory is not None and memory.reported == key:
                         memory.reported = None
-                await backoff.sleep()
+                await backoff.sleep(exc)
 
     # -- one pass over the host
 

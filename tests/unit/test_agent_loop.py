@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import httpx
 import pytest
 
 from berth.agent.apply import apply_plan
@@ -282,3 +284,41 @@ async def test_apply_plan_turns_failures_into_an_error() -> None:
     assert obs.error is not None
     assert obs.error.startswith("image 'ghost:2' not found: check the name or the registry")
     assert runtime.count("create") == 0
+
+
+class _Outage(httpx.AsyncBaseTransport):
+    """The control plane's transport; while ``down``, connections are refused."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.down = inner, False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_resumes_within_a_second_once_the_control_plane_is_back(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A control plane restarting for a few seconds used to leave the agent asleep in
+    # a back-off that doubled towards 30 s: containers created meanwhile waited.
+    monkeypatch.setattr(random, "uniform", lambda a, b: 1.0)  # no jitter: exact timings
+    rig.settings.heartbeat_interval = 30.0  # nothing else wakes the agent up
+    outage = _Outage(httpx.ASGITransport(app=rig.control.app))
+    async with httpx.AsyncClient(transport=outage, base_url="http://control.test") as http:
+        task = asyncio.create_task(
+            Agent(rig.settings, ControlClient(http, PASSWORD), rig.runtime).run()
+        )
+        try:
+            await rig.control.put(container("before"))
+            await rig.control.wait_for(lambda: rig.control.state_of("before") == "running")
+            outage.down = True
+            await asyncio.sleep(4.0)  # tries at 0.2, 0.6, 1.4, 3.0 and then 6.2 s, before
+            outage.down = False
+            await rig.control.put(container("after"))
+            await rig.control.wait_for(lambda: rig.control.state_of("after") == "running", 1.5)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
