@@ -9,6 +9,7 @@ notification arrives, so an agent long-polling any API process wakes at once.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -19,7 +20,11 @@ class Notifier:
     """Per-host change counters with waiters."""
 
     def __init__(self) -> None:
-        self._generation: dict[str, int] = defaultdict(int)
+        # Counters start at a per-process random value: an agent whose last
+        # generation came from a previous process (an API restart, another API
+        # behind a load balancer) can then never mistake "nothing changed".
+        base = secrets.randbelow(2**31) * 1024
+        self._generation: dict[str, int] = defaultdict(lambda: base)
         self._cond = asyncio.Condition()
         self._publish: Callable[[str], Awaitable[None]] | None = None
 
