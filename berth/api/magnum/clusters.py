@@ -1,0 +1,151 @@
+"""Cluster routes (``openstack coe cluster …``) and certificates: thin handlers over services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from berth import errors
+from berth.api.deps import Caller, State
+from berth.api.magnum.microversions import MIN_VERSION
+from berth.api.magnum.templates import read_json
+from berth.api.magnum.views import app_url, cluster_summary, cluster_view, links, page
+from berth.api.zun.microversions import APIVersion
+from berth.clusters import pki
+from berth.clusters.registry import DriverRegistry
+from berth.services import cluster_lifecycle
+from berth.services import clusters as svc
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+def _version(request: Request) -> APIVersion:
+    version: APIVersion = getattr(request.state, "magnum_version", MIN_VERSION)
+    return version
+
+
+def _drivers(request: Request) -> DriverRegistry:
+    drivers: DriverRegistry = request.app.state.cluster_drivers
+    return drivers
+
+
+def _accepted(uuid: str) -> JSONResponse:
+    return JSONResponse({"uuid": uuid}, status_code=202)
+
+
+@router.get("/v1/clusters")
+async def list_clusters(request: Request, state: State, ctx: Caller) -> dict[str, Any]:
+    """Summaries of the caller's clusters (admins: every project's)."""
+    rows = await svc.list_clusters(state.env, ctx, "get_all")
+    items = [cluster_summary(request, r, _version(request)) for r in rows]
+    return page(request, items, "clusters", "clusters")
+
+
+@router.get("/v1/clusters/detail")
+async def detail_clusters(request: Request, state: State, ctx: Caller) -> dict[str, Any]:
+    """Full objects of the caller's clusters."""
+    rows = await svc.list_clusters(state.env, ctx, "detail")
+    items = [cluster_view(request, r, _version(request)) for r in rows]
+    return page(request, items, "clusters", "clusters/detail")
+
+
+@router.post("/v1/clusters")
+async def create_cluster(request: Request, state: State, ctx: Caller) -> JSONResponse:
+    """202 ``{"uuid"}``: the cluster is recorded; the lifecycle worker builds it."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise errors.Invalid("The request body must be a JSON object.")
+    zero_ok = _version(request) >= APIVersion(1, 10)
+    row = await svc.create(state.env, ctx, _drivers(request), body, zero_ok=zero_ok)
+    return _accepted(row.uuid)
+
+
+@router.get("/v1/clusters/{ident}")
+async def show_cluster(request: Request, state: State, ctx: Caller, ident: str) -> dict[str, Any]:
+    """One cluster by UUID or name, with ``faults`` when it failed."""
+    row = await svc.get(state.env, ctx, ident)
+    return cluster_view(request, row, _version(request), faults=True)
+
+
+@router.patch("/v1/clusters/{ident}")
+async def update_cluster(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
+    """JSON-Patch of node_count (an update) or the health fields; 202 ``{"uuid"}``."""
+    row = await svc.update(state.env, ctx, ident, await read_json(request))
+    return _accepted(row.uuid)
+
+
+@router.post("/v1/clusters/{ident}/actions/resize")
+async def resize_cluster(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
+    """Resize the default worker group (microversion 1.7+)."""
+    if _version(request) < APIVersion(1, 7):
+        raise errors.NotAcceptable(
+            f"Version {_version(request)} was requested but the requested API resize is not "
+            "supported for this version."
+        )
+    body = await read_json(request)
+    if not isinstance(body, dict) or "node_count" not in body:
+        raise errors.Invalid("Mandatory field missing: node_count")
+    unknown = sorted(set(body) - {"node_count", "nodes_to_remove", "nodegroup"})
+    if unknown:
+        raise errors.Invalid(f"Unknown attribute for argument cluster resize: {unknown[0]}")
+    zero_ok = _version(request) >= APIVersion(1, 10)
+    row = await svc.resize(state.env, ctx, ident, body["node_count"], zero_ok=zero_ok)
+    return _accepted(row.uuid)
+
+
+@router.delete("/v1/clusters/{ident}", status_code=204)
+async def delete_cluster(state: State, ctx: Caller, ident: str) -> Response:
+    """204: the delete runs in the background; the row goes at DELETE_COMPLETE."""
+    await svc.delete(state.env, ctx, ident)
+    return Response(status_code=204)
+
+
+@router.get("/v1/certificates/{ident}")
+async def show_ca(request: Request, state: State, ctx: Caller, ident: str) -> dict[str, Any]:
+    """The cluster's CA certificate (PEM)."""
+    row = await svc.get(state.env, ctx, ident)
+    state.env.enforce(ctx, "certificate:get", row.project_id)
+    if not row.ca_cert:
+        raise errors.Invalid(f"Cluster {row.uuid} has no certificate authority yet.")
+    return {
+        "cluster_uuid": row.uuid,
+        "pem": row.ca_cert,
+        "links": links(app_url(request), "certificates", row.uuid),
+    }
+
+
+@router.post("/v1/certificates")
+async def sign_csr(request: Request, state: State, ctx: Caller) -> JSONResponse:
+    """Sign a CSR with the cluster's CA; 201 with the certificate."""
+    body = await read_json(request)
+    if not isinstance(body, dict) or not body.get("cluster_uuid") or not body.get("csr"):
+        raise errors.Invalid("Mandatory fields missing: cluster_uuid and csr")
+    unknown = sorted(set(body) - {"cluster_uuid", "csr", "ca_cert_type"})
+    if unknown:
+        raise errors.Invalid(f"Unknown attribute for argument certificate: {unknown[0]}")
+    try:
+        row = await svc.get(state.env, ctx, str(body["cluster_uuid"]))
+    except svc.ClusterNotFound as exc:
+        raise errors.Invalid(exc.message) from None
+    state.env.enforce(ctx, "certificate:create", row.project_id)
+    if not row.ca_cert:
+        raise errors.Invalid(f"Cluster {row.uuid} has no certificate authority yet.")
+    pem = pki.sign_csr(cluster_lifecycle.ca_of(state.env, row), str(body["csr"]))
+    view = {
+        "cluster_uuid": row.uuid,
+        "csr": body["csr"],
+        "pem": pem,
+        "links": links(app_url(request), "certificates", row.uuid),
+    }
+    return JSONResponse(view, status_code=201)
+
+
+@router.patch("/v1/certificates/{ident}")
+async def rotate_ca(state: State, ctx: Caller, ident: str) -> JSONResponse:
+    """Rotate the cluster CA (sync checks, then an update): 202 ``{"uuid"}``."""
+    row = await svc.rotate_ca(state.env, ctx, ident)
+    return _accepted(row.uuid)

@@ -1,0 +1,84 @@
+"""Cluster-template routes (``openstack coe cluster template …``): thin handlers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from berth import errors
+from berth.api.deps import Caller, State
+from berth.api.magnum.views import app_url, page, template_view
+from berth.services import cluster_templates as svc
+
+__all__ = ["read_json", "router"]
+
+router = APIRouter()
+
+
+async def read_json(request: Request) -> Any:
+    """The JSON document in the body (any content type: the client labels some bodies oddly)."""
+    raw = await request.body()
+    if not raw.strip():
+        raise errors.Invalid("The request body is empty: send a JSON document.")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise errors.Invalid(f"Malformed JSON in request body: {exc}.") from None
+
+
+async def _list(request: Request, state: State, ctx: Caller, rule: str) -> dict[str, Any]:
+    rows = await svc.list_templates(state.env, ctx, rule)
+    items = [template_view(request, r) for r in rows]
+    resource = "clustertemplates" + ("/detail" if rule == "detail" else "")
+    return page(request, items, "clustertemplates", resource)
+
+
+@router.get("/v1/clustertemplates")
+async def list_templates(request: Request, state: State, ctx: Caller) -> dict[str, Any]:
+    """Own templates and public ones (admins: every project's)."""
+    return await _list(request, state, ctx, "get_all")
+
+
+@router.get("/v1/clustertemplates/detail")
+async def detail_templates(request: Request, state: State, ctx: Caller) -> dict[str, Any]:
+    """The same collection as the list, with full objects (Magnum's ``/detail``)."""
+    return await _list(request, state, ctx, "detail")
+
+
+@router.post("/v1/clustertemplates")
+async def create_template(request: Request, state: State, ctx: Caller) -> JSONResponse:
+    """201 with the new template and its Location."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise errors.Invalid("The request body must be a JSON object.")
+    row = await svc.create(state.env, ctx, body)
+    return JSONResponse(
+        template_view(request, row),
+        status_code=201,
+        headers={"Location": f"{app_url(request)}/v1/clustertemplates/{row.uuid}"},
+    )
+
+
+@router.get("/v1/clustertemplates/{ident}")
+async def show_template(request: Request, state: State, ctx: Caller, ident: str) -> dict[str, Any]:
+    """One template by UUID or name."""
+    return template_view(request, await svc.get(state.env, ctx, ident))
+
+
+@router.patch("/v1/clustertemplates/{ident}")
+async def update_template(
+    request: Request, state: State, ctx: Caller, ident: str
+) -> dict[str, Any]:
+    """Apply a JSON-Patch; 200 with the updated template."""
+    row = await svc.update(state.env, ctx, ident, await read_json(request))
+    return template_view(request, row)
+
+
+@router.delete("/v1/clustertemplates/{ident}", status_code=204)
+async def delete_template(state: State, ctx: Caller, ident: str) -> Response:
+    """204 once the template is gone."""
+    await svc.delete(state.env, ctx, ident)
+    return Response(status_code=204)

@@ -1,0 +1,52 @@
+"""Cluster drivers found through the ``berth.cluster_drivers`` entry-point group, and selection.
+
+Selection follows Magnum: an explicit driver name wins; otherwise the driver whose
+``(server_type, os, coe)`` matches the template (an ``os`` of None matches any).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+
+from berth import errors
+from berth.clusters.driver import ClusterDriver
+
+__all__ = ["ENTRY_POINT_GROUP", "ClusterDriverNotSupported", "DriverRegistry", "load_drivers"]
+
+ENTRY_POINT_GROUP = "berth.cluster_drivers"
+
+
+class ClusterDriverNotSupported(errors.Invalid):
+    """No installed driver provides the requested cluster type."""
+
+
+class DriverRegistry:
+    """The installed drivers, by name."""
+
+    def __init__(self, drivers: Iterable[ClusterDriver] = ()) -> None:
+        self.drivers: dict[str, ClusterDriver] = {d.info.name: d for d in drivers}
+
+    def select(
+        self, *, server_type: str, os: str | None, coe: str, name: str | None = None
+    ) -> ClusterDriver:
+        """The driver for a template, or ClusterDriverNotSupported (a 400)."""
+        if name:
+            driver = self.drivers.get(name)
+            if driver is None:
+                raise ClusterDriverNotSupported(f"Cluster driver ({name}) not supported.")
+            return driver
+        for key in sorted(self.drivers):
+            info = self.drivers[key].info
+            if (info.server_type, info.coe) == (server_type, coe) and os in (None, info.os):
+                return self.drivers[key]
+        raise ClusterDriverNotSupported(f"Cluster type ({server_type}, {os}, {coe}) not supported.")
+
+
+def load_drivers() -> DriverRegistry:
+    """Instantiate every driver registered under the entry-point group."""
+    found: list[ClusterDriver] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        factory = ep.load()
+        found.append(factory())
+    return DriverRegistry(found)

@@ -1,0 +1,149 @@
+"""Magnum cluster-template fields as data: types, limits, defaults, and input coercion (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from berth import errors
+
+__all__ = [
+    "COES",
+    "FIELDS",
+    "NON_REMOVABLE",
+    "READ_ONLY",
+    "FieldSpec",
+    "coerce_field",
+    "coerce_fields",
+    "default_network_driver",
+]
+
+COES: Final = ("kubernetes", "swarm", "swarm-mode")
+_SERVER_TYPES: Final = ("vm", "bm")
+_TRUE: Final = {"true", "1", "yes", "on", "t", "y"}
+_FALSE: Final = {"false", "0", "no", "off", "f", "n"}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One attribute: its kind (str/int/bool/dict/enum), limits and the default shown."""
+
+    kind: str
+    default: Any = None
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+
+
+FIELDS: Final[dict[str, FieldSpec]] = {
+    "name": FieldSpec("str"),
+    "coe": FieldSpec("enum", choices=COES),
+    "image_id": FieldSpec("str"),
+    "flavor_id": FieldSpec("str"),
+    "master_flavor_id": FieldSpec("str"),
+    "keypair_id": FieldSpec("str"),
+    "external_network_id": FieldSpec("str"),
+    "fixed_network": FieldSpec("str"),
+    "fixed_subnet": FieldSpec("str"),
+    "dns_nameserver": FieldSpec("str"),
+    "network_driver": FieldSpec("str"),
+    "volume_driver": FieldSpec("str"),
+    "docker_volume_size": FieldSpec("int", minimum=1),
+    "docker_storage_driver": FieldSpec("str"),
+    "apiserver_port": FieldSpec("int", minimum=1024, maximum=65535),
+    "http_proxy": FieldSpec("str"),
+    "https_proxy": FieldSpec("str"),
+    "no_proxy": FieldSpec("str"),
+    "registry_enabled": FieldSpec("bool", default=False),
+    "insecure_registry": FieldSpec("str"),
+    "labels": FieldSpec("dict", default={}),
+    "tls_disabled": FieldSpec("bool", default=False),
+    "public": FieldSpec("bool", default=False),
+    "hidden": FieldSpec("bool", default=False),
+    "server_type": FieldSpec("enum", default="vm", choices=_SERVER_TYPES),
+    "master_lb_enabled": FieldSpec("bool", default=False),
+    "floating_ip_enabled": FieldSpec("bool", default=True),
+    "tags": FieldSpec("str"),
+    "driver": FieldSpec("str"),
+    "cluster_distro": FieldSpec("str"),
+}
+READ_ONLY: Final = frozenset({"cluster_distro"})
+NON_REMOVABLE: Final = frozenset(
+    {
+        "coe",
+        "image_id",
+        "network_driver",
+        "external_network_id",
+        "tls_disabled",
+        "public",
+        "server_type",
+        "registry_enabled",
+        "cluster_distro",
+        "hidden",
+    }
+)
+
+
+def _bad(name: str, value: Any, why: str) -> errors.Invalid:
+    return errors.Invalid(f"Invalid input for field/attribute {name}. Value: {value}. {why}")
+
+
+def coerce_field(name: str, value: Any) -> Any:
+    """The stored value of ``name`` given ``value`` from a request; None stays None."""
+    spec = FIELDS[name]
+    if value is None:
+        return None if spec.kind != "dict" else {}
+    if spec.kind in ("str", "enum"):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise _bad(name, value, "Wrong type. Expected 'str'.")
+        text = str(value)
+        if len(text) > 255 or (name in ("name", "image_id", "keypair_id") and not text):
+            raise _bad(name, value, "Length must be 1-255 characters.")
+        if spec.choices and text not in spec.choices:
+            raise _bad(name, value, f"Value should be one of: {', '.join(spec.choices)}.")
+        return text
+    if spec.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in _TRUE:
+            return True
+        if str(value).lower() in _FALSE:
+            return False
+        raise _bad(name, value, "Wrong type. Expected a boolean.")
+    if spec.kind == "int":
+        try:
+            number = int(str(value)) if not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise _bad(name, value, "Wrong type. Expected 'int'.")
+        if spec.minimum is not None and number < spec.minimum:
+            raise _bad(name, value, f"It must be at least {spec.minimum}.")
+        if spec.maximum is not None and number > spec.maximum:
+            raise _bad(name, value, f"It must be at most {spec.maximum}.")
+        return number
+    if not isinstance(value, dict):
+        raise _bad(name, value, "Wrong type. Expected a dict.")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(item, (str, int, float, bool)):
+            raise _bad(name, value, "Values must be strings, numbers or booleans.")
+        out[str(key)] = str(item)
+    return out
+
+
+def coerce_fields(body: Mapping[str, Any], *, allowed: frozenset[str]) -> dict[str, Any]:
+    """Coerce every attribute of a request body; unknown or read-only ones are a 400."""
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise errors.Invalid(f"Unknown attribute for argument cluster_template: {unknown[0]}")
+    forbidden = sorted(set(body) - allowed)
+    if forbidden:
+        raise errors.Invalid(f"Cannot set read only field {forbidden[0]}")
+    return {name: coerce_field(name, value) for name, value in body.items()}
+
+
+def default_network_driver(coe: str) -> str:
+    """Magnum's default network driver per COE (flannel for Kubernetes, docker otherwise)."""
+    return "flannel" if coe == "kubernetes" else "docker"

@@ -1,0 +1,230 @@
+"""The cluster lifecycle worker: claims clusters in ``*_IN_PROGRESS`` and runs their driver.
+
+Level-triggered and crash-safe: a claim is a lease (a conditional update), so a
+worker that dies mid-operation leaves a cluster another pass picks up again
+(drivers are idempotent). The operation's deadline is stored on the row, so a
+retried operation does not get a fresh timeout. The end is written only if the
+cluster still is in the status the operation started from (a delete requested
+during a create wins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from berth.clusters import pki
+from berth.clusters.driver import ClusterSpec, NodeProvisioner, Outcome, Report
+from berth.clusters.engine import run_operation
+from berth.clusters.registry import DriverRegistry
+from berth.domain import clusters as spec
+from berth.services import cluster_templates as templates
+from berth.services.cluster_events import emit_notification, emit_step
+from berth.services.env import Env
+from berth.store.base import utcnow
+from berth.store.tables import ClusterRow, ClusterTemplateRow
+
+__all__ = ["ClusterWorker", "ProvisionerFactory", "ca_of", "process_pending", "run_one"]
+
+log = logging.getLogger(__name__)
+
+# Builds the node provisioner of one cluster (services implement it over containers).
+ProvisionerFactory = Callable[[ClusterRow], NodeProvisioner]
+_LEASE = dt.timedelta(minutes=2)
+
+
+def ca_of(env: Env, row: ClusterRow) -> pki.CertificateAuthority:
+    """The cluster's CA with its key opened (it is sealed at rest)."""
+    if not row.ca_cert or not row.ca_key_sealed:
+        raise ValueError(f"cluster {row.uuid} has no CA yet")
+    return pki.CertificateAuthority(row.ca_cert, env.secrets.open(row.ca_key_sealed))
+
+
+async def process_pending(
+    env: Env, drivers: DriverRegistry, provisioners: ProvisionerFactory
+) -> int:
+    """Run every claimable in-progress cluster once; returns how many ended."""
+    now = utcnow()
+    stmt = select(ClusterRow.uuid).where(
+        ClusterRow.status.in_(spec.IN_PROGRESS),
+        or_(ClusterRow.lease_until.is_(None), ClusterRow.lease_until < now),
+    )
+    async with env.db.read() as session:
+        uuids = list((await session.scalars(stmt)).all())
+    done = 0
+    for uuid in uuids:
+        if await run_one(env, drivers, provisioners, uuid):
+            done += 1
+    return done
+
+
+async def _claim(env: Env, uuid: str) -> ClusterRow | None:
+    now = utcnow()
+    async with env.db.transaction() as session:
+        result = await session.execute(
+            update(ClusterRow)
+            .where(
+                ClusterRow.uuid == uuid,
+                ClusterRow.status.in_(spec.IN_PROGRESS),
+                or_(ClusterRow.lease_until.is_(None), ClusterRow.lease_until < now),
+            )
+            .values(lease_until=now + _LEASE)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return None
+        row = await session.scalar(select(ClusterRow).where(ClusterRow.uuid == uuid))
+        if row is not None and row.status == "CREATE_IN_PROGRESS" and not row.ca_cert:
+            ca = pki.new_ca(row.name)
+            row.ca_cert, row.ca_key_sealed = ca.cert_pem, env.secrets.seal(ca.key_pem)
+            emit_step(session, row, "Cluster CA created.")
+        return row
+
+
+async def _spec(env: Env, row: ClusterRow) -> ClusterSpec:
+    async with env.db.read() as session:
+        template = await session.scalar(
+            select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
+        )
+    image = templates.attributes(template)["image_id"] if template else ""
+    flavor = spec.resolve_flavor(row.attrs.get("flavor_id"))
+    ca = ca_of(env, row) if row.ca_cert else None
+    return ClusterSpec(
+        uuid=row.uuid,
+        name=row.name,
+        project_id=row.project_id,
+        master_count=int(row.attrs.get("master_count", 1)),
+        node_count=int(row.attrs.get("node_count", 1)),
+        cpu=flavor.cpu,
+        memory_mb=flavor.memory_mb,
+        image=image,
+        labels=dict(row.attrs.get("labels") or {}),
+        ca_cert_pem=ca.cert_pem if ca else "",
+        ca_key_pem=ca.key_pem if ca else "",
+    )
+
+
+async def run_one(
+    env: Env, drivers: DriverRegistry, provisioners: ProvisionerFactory, uuid: str
+) -> bool:
+    """Claim one cluster and run its pending operation to the end; False if not claimable."""
+    row = await _claim(env, uuid)
+    if row is None:
+        return False
+    started = row.status
+
+    async def report(reason: str) -> None:
+        async with env.db.transaction() as session:
+            fresh = await session.scalar(select(ClusterRow).where(ClusterRow.uuid == uuid))
+            if fresh is not None and fresh.status == started:
+                fresh.status_reason = reason[:1024]
+                fresh.lease_until = utcnow() + _LEASE
+                emit_step(session, fresh, reason)
+
+    renewing = asyncio.create_task(_renew_lease(env, uuid, started))
+    try:
+        result_status, reason, outcome = await _operate(env, drivers, provisioners, row, report)
+    finally:
+        renewing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewing
+    await _finish(env, uuid, started, result_status, reason, outcome)
+    return True
+
+
+async def _renew_lease(env: Env, uuid: str, started: str) -> None:
+    """Keep the claim while a long step runs, so no other worker starts the same operation."""
+    while True:
+        await asyncio.sleep(_LEASE.total_seconds() / 4)
+        async with env.db.transaction() as session:
+            await session.execute(
+                update(ClusterRow)
+                .where(ClusterRow.uuid == uuid, ClusterRow.status == started)
+                .values(lease_until=utcnow() + _LEASE)
+            )
+
+
+async def _operate(
+    env: Env,
+    drivers: DriverRegistry,
+    provisioners: ProvisionerFactory,
+    row: ClusterRow,
+    report: Report,
+) -> tuple[str, str, Outcome | None]:
+    op = row.status.split("_", 1)[0]
+    driver = drivers.drivers.get(row.driver)
+    timeout = None if row.deadline is None else max(0.0, (row.deadline - utcnow()).total_seconds())
+    if driver is None:
+        return f"{op}_FAILED", f"Driver {row.driver} is not installed.", None
+    res = await run_operation(
+        op, driver, await _spec(env, row), provisioners(row), report, timeout_s=timeout
+    )
+    return res.status, res.reason, res.outcome
+
+
+class ClusterWorker:
+    """The worker job: starts one task per claimable cluster and returns at once."""
+
+    def __init__(self, drivers: DriverRegistry, provisioners: ProvisionerFactory) -> None:
+        self.drivers, self.provisioners = drivers, provisioners
+        self.running: dict[str, asyncio.Task[bool]] = {}
+
+    def _forget(self, task: asyncio.Task[bool]) -> None:
+        for uuid, running in list(self.running.items()):
+            if running is task:
+                del self.running[uuid]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("cluster operation crashed", exc_info=task.exception())
+
+    async def tick(self, env: Env) -> int:
+        """Start the pending operations not already running here; returns how many started."""
+        if not self.drivers.drivers:
+            return 0  # no driver installed: no cluster can exist
+        now = utcnow()
+        stmt = select(ClusterRow.uuid).where(
+            ClusterRow.status.in_(spec.IN_PROGRESS),
+            or_(ClusterRow.lease_until.is_(None), ClusterRow.lease_until < now),
+        )
+        async with env.db.read() as session:
+            uuids = [u for u in (await session.scalars(stmt)).all() if u not in self.running]
+        for uuid in uuids:
+            task = asyncio.create_task(run_one(env, self.drivers, self.provisioners, uuid))
+            self.running[uuid] = task
+            task.add_done_callback(self._forget)
+        return len(uuids)
+
+
+def _outcome_attrs(outcome: Outcome | None) -> dict[str, Any]:
+    if outcome is None:
+        return {}
+    return {
+        "api_address": outcome.api_address,
+        "master_addresses": list(outcome.master_addresses),
+        "node_addresses": list(outcome.node_addresses),
+        "coe_version": outcome.coe_version,
+        "container_version": outcome.container_version,
+    }
+
+
+async def _finish(
+    env: Env, uuid: str, started: str, status: str, reason: str, outcome: Outcome | None
+) -> None:
+    async with env.db.transaction() as session:
+        row = await session.scalar(select(ClusterRow).where(ClusterRow.uuid == uuid))
+        if row is None or row.status != started:
+            return  # another request (a delete) superseded this operation
+        row.status, row.status_reason = status, reason
+        row.attrs = {**row.attrs, **_outcome_attrs(outcome)}
+        row.lease_until, row.updated_at = None, utcnow()
+        emit_step(session, row, reason)
+        emit_notification(
+            session, row, status, "success" if status.endswith("_COMPLETE") else "failure",
+            row.user_id,
+        )  # fmt: skip
+        if status == "DELETE_COMPLETE":
+            await session.delete(row)

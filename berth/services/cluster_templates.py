@@ -1,0 +1,180 @@
+"""Cluster templates (Magnum): create, list, show, patch, delete — policy, tenancy, store.
+
+Visibility follows Magnum: a project sees its own templates and the public,
+non-hidden ones of others; admins (``clustertemplate:*_all_projects``) see all.
+Public or hidden templates need ``clustertemplate:publish``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from berth import errors
+from berth.domain import cluster_templates as spec
+from berth.domain.context import RequestContext
+from berth.domain.jsonpatch import apply_patch
+from berth.services.env import Env
+from berth.services.names import generate_name
+from berth.store import cluster_templates as repo
+from berth.store.base import new_uuid, utcnow
+from berth.store.scope import Scope
+from berth.store.tables import ClusterRow, ClusterTemplateRow
+
+__all__ = [
+    "ClusterTemplateNotFound",
+    "ClusterTemplateReferenced",
+    "attributes",
+    "create",
+    "delete",
+    "get",
+    "list_templates",
+    "update",
+]
+
+_SETTABLE = frozenset(spec.FIELDS) - spec.READ_ONLY
+_WHILE_REFERENCED = frozenset({"name", "public", "hidden", "tags"})
+
+
+class ClusterTemplateNotFound(errors.NotFound):
+    """No visible template has that UUID or name."""
+
+
+class ClusterTemplateReferenced(errors.Invalid):
+    """A cluster still uses the template."""
+
+
+def attributes(row: ClusterTemplateRow) -> dict[str, Any]:
+    """Every Magnum attribute of a template with its default when not stored."""
+    stored = {**row.attrs, "name": row.name, "public": row.public, "hidden": row.hidden}
+    return {name: stored.get(name, f.default) for name, f in spec.FIELDS.items()}
+
+
+def _scope(env: Env, ctx: RequestContext, rule: str) -> Scope:
+    return Scope(ctx.project_id, all_projects=env.allowed(ctx, f"{rule}_all_projects"))
+
+
+def _check_publish(env: Env, ctx: RequestContext, values: dict[str, Any]) -> None:
+    wants = values.get("public") or values.get("hidden")
+    if wants and not env.allowed(ctx, "clustertemplate:publish"):
+        raise errors.Forbidden("Not authorized to set public or hidden flag for cluster template.")
+
+
+async def create(env: Env, ctx: RequestContext, body: dict[str, Any]) -> ClusterTemplateRow:
+    """Store a template for the caller's project after validating every attribute."""
+    env.enforce(ctx, "clustertemplate:create")
+    if not ctx.project_id:
+        raise errors.Forbidden("A project-scoped token is needed to create cluster templates.")
+    values = spec.coerce_fields(body, allowed=_SETTABLE)
+    for required in ("coe", "image_id"):
+        if values.get(required) is None:
+            raise errors.Invalid(f"Mandatory field missing: {required}")
+    _check_publish(env, ctx, values)
+    if not values.get("network_driver"):
+        values["network_driver"] = spec.default_network_driver(values["coe"])
+    now = utcnow()
+    row = ClusterTemplateRow(
+        uuid=new_uuid(),
+        project_id=ctx.project_id,
+        user_id=ctx.user_id,
+        name=values.pop("name", None) or generate_name("template"),
+        public=bool(values.pop("public", False)),
+        hidden=bool(values.pop("hidden", False)),
+        attrs={k: v for k, v in values.items() if v is not None},
+        created_at=now,
+    )
+    async with env.db.transaction() as session:
+        session.add(row)
+    return row
+
+
+async def list_templates(env: Env, ctx: RequestContext, rule: str) -> Sequence[ClusterTemplateRow]:
+    """The templates the caller may list (``rule`` is ``get_all`` or ``detail``)."""
+    env.enforce(ctx, f"clustertemplate:{rule}")
+    async with env.db.read() as session:
+        return await repo.visible(session, _scope(env, ctx, f"clustertemplate:{rule}"))
+
+
+async def _find(env: Env, ctx: RequestContext, ident: str, rule: str) -> ClusterTemplateRow:
+    async with env.db.read() as session:
+        rows = await repo.find(session, _scope(env, ctx, rule), ident)
+    if not rows:
+        raise ClusterTemplateNotFound(f"ClusterTemplate {ident} could not be found.")
+    if len(rows) > 1:
+        raise errors.Conflict(
+            f"Multiple cluster templates exist with same name {ident}. "
+            "Please use the cluster template uuid instead."
+        )
+    return rows[0]
+
+
+async def get(env: Env, ctx: RequestContext, ident: str) -> ClusterTemplateRow:
+    """One visible template by UUID or name."""
+    env.enforce(ctx, "clustertemplate:get")
+    row = await _find(env, ctx, ident, "clustertemplate:get_one")
+    if not row.public:
+        env.enforce(ctx, "clustertemplate:get", row.project_id)
+    return row
+
+
+async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> ClusterTemplateRow:
+    """Apply a JSON-Patch to a template the caller owns (or any, for admins)."""
+    row = await _find(env, ctx, ident, "clustertemplate:update")
+    env.enforce(ctx, "clustertemplate:update", row.project_id)
+    before = attributes(row)
+    after = apply_patch(
+        before,
+        patch,
+        dict_fields=("labels",),
+        read_only=spec.READ_ONLY,
+        non_removable=spec.NON_REMOVABLE,
+    )
+    changed = {k: spec.coerce_field(k, v) for k, v in after.items() if v != before[k]}
+    if not changed:
+        return row
+    if set(changed) - _WHILE_REFERENCED and await _in_use(env, row.uuid):
+        raise ClusterTemplateReferenced(
+            f"ClusterTemplate {ident} is referenced by one or multiple clusters: "
+            "only name, public, hidden and tags may change."
+        )
+    if "public" in changed or "hidden" in changed:
+        _check_publish(env, ctx, {"public": True})
+    if "name" in changed and not changed["name"]:
+        raise errors.Invalid("Invalid input for field/attribute name: it must not be empty.")
+    async with env.db.transaction() as session:
+        fresh = await session.get(ClusterTemplateRow, row.id, with_for_update=True)
+        if fresh is None:
+            raise ClusterTemplateNotFound(f"ClusterTemplate {ident} could not be found.")
+        attrs = dict(fresh.attrs)
+        for key, value in changed.items():
+            if key in ("name", "public", "hidden"):
+                setattr(fresh, key, bool(value) if key != "name" else value)
+            elif value is None or value == {}:
+                attrs.pop(key, None)
+            else:
+                attrs[key] = value
+        fresh.attrs = attrs
+        fresh.updated_at = utcnow()
+    return fresh
+
+
+async def _in_use(env: Env, template_uuid: str) -> bool:
+    stmt = select(ClusterRow.id).where(ClusterRow.cluster_template_id == template_uuid).limit(1)
+    async with env.db.read() as session:
+        return (await session.scalar(stmt)) is not None
+
+
+async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
+    """Remove a template the caller owns (or any, for admins) that no cluster uses."""
+    row = await _find(env, ctx, ident, "clustertemplate:delete")
+    env.enforce(ctx, "clustertemplate:delete", row.project_id)
+    if await _in_use(env, row.uuid):
+        raise ClusterTemplateReferenced(
+            f"ClusterTemplate {ident} is referenced by one or multiple clusters."
+        )
+    async with env.db.transaction() as session:
+        fresh = await session.get(ClusterTemplateRow, row.id)
+        if fresh is not None:
+            await session.delete(fresh)

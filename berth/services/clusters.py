@@ -1,0 +1,316 @@
+"""Clusters (Magnum): create, list, show, patch, resize, delete — policy, tenancy, store.
+
+The API only records intent: a row in ``*_IN_PROGRESS`` plus a notification;
+the lifecycle worker (``cluster_lifecycle``) runs the driver and records the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from berth import errors
+from berth.clusters import pki
+from berth.clusters.registry import DriverRegistry
+from berth.domain import clusters as spec
+from berth.domain.context import RequestContext
+from berth.domain.jsonpatch import apply_patch
+from berth.services import cluster_templates as templates
+from berth.services.cluster_events import emit_notification, emit_step
+from berth.services.env import Env
+from berth.services.names import generate_name
+from berth.store.base import new_uuid, utcnow
+from berth.store.tables import ClusterRow, ClusterTemplateRow
+
+__all__ = [
+    "ClusterNotFound",
+    "create",
+    "delete",
+    "get",
+    "list_clusters",
+    "resize",
+    "rotate_ca",
+    "stats",
+    "update",
+]
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+_SETTLED = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_FAILED")
+
+
+def _deadline(minutes: int) -> dt.datetime | None:
+    """When an operation must have ended; ``create_timeout`` 0 means no deadline (as Heat)."""
+    return utcnow() + dt.timedelta(minutes=minutes) if minutes else None
+
+
+class ClusterNotFound(errors.NotFound):
+    """No visible cluster has that UUID or name."""
+
+
+def _all(env: Env, ctx: RequestContext, rule: str) -> bool:
+    return env.allowed(ctx, f"cluster:{rule}_all_projects")
+
+
+async def create(
+    env: Env, ctx: RequestContext, drivers: DriverRegistry, body: dict[str, Any], *, zero_ok: bool
+) -> ClusterRow:
+    """Validate and record a new cluster in CREATE_IN_PROGRESS; the worker builds it."""
+    env.enforce(ctx, "cluster:create")
+    if not ctx.project_id:
+        raise errors.Forbidden("A project-scoped token is needed to create clusters.")
+    values = spec.coerce_create(body)
+    if "cluster_template_id" not in values:
+        raise errors.Invalid("Mandatory field missing: cluster_template_id")
+    template = await templates.get(env, ctx, values["cluster_template_id"])
+    if template.hidden and not ctx.is_admin:
+        raise errors.Forbidden("Cluster template is hidden: only admins may use it.")
+    ct = templates.attributes(template)
+    driver = drivers.select(
+        server_type=ct["server_type"], os=ct["cluster_distro"], coe=ct["coe"], name=ct["driver"]
+    )
+    attrs = _initial_attrs(ct, values, zero_ok=zero_ok)
+    limit = spec.MAX_CLUSTERS_PER_PROJECT
+    row = ClusterRow(
+        uuid=new_uuid(),
+        project_id=ctx.project_id,
+        user_id=ctx.user_id,
+        name=spec.check_name(values.get("name") or generate_name("cluster")),
+        cluster_template_id=template.uuid,
+        driver=driver.info.name,
+        status="CREATE_IN_PROGRESS",
+        status_reason="Cluster create requested.",
+        attrs=attrs,
+        created_at=utcnow(),
+        deadline=_deadline(attrs["create_timeout"]),
+    )
+    async with env.db.transaction() as session:
+        owned = await session.scalars(
+            select(ClusterRow.id).where(ClusterRow.project_id == ctx.project_id)
+        )
+        if len(owned.all()) >= limit:
+            raise errors.OverQuota(
+                f"You have reached the maximum clusters per project, {limit}. "
+                "You may delete a cluster to make room for a new one."
+            )
+        session.add(row)
+        emit_step(session, row, row.status_reason or "")
+        emit_notification(session, row, row.status, "pending", ctx.user_id)
+    return row
+
+
+def _initial_attrs(ct: dict[str, Any], values: dict[str, Any], *, zero_ok: bool) -> dict[str, Any]:
+    master_count = values.get("master_count", 1)
+    node_count = values.get("node_count", 1)
+    if master_count < 1 or master_count % 2 == 0:
+        raise errors.Invalid(f"master_count must be an odd number >= 1, not {master_count}.")
+    if node_count < 0 or (node_count == 0 and not zero_ok):
+        raise errors.Invalid(
+            "node_count must be >= 1 (0 is allowed from microversion 1.10)."
+            if node_count == 0
+            else f"node_count must be >= 0, not {node_count}."
+        )
+    if values.get("create_timeout", 60) < 0:
+        raise errors.Invalid("create_timeout must be >= 0.")
+    labels = dict(values.get("labels") or ct["labels"])
+    if values.get("merge_labels"):
+        labels = {**ct["labels"], **(values.get("labels") or {})}
+    flavor_id = values.get("flavor_id", ct["flavor_id"])
+    master_flavor_id = values.get("master_flavor_id", ct["master_flavor_id"])
+    spec.resolve_flavor(flavor_id)
+    spec.resolve_flavor(master_flavor_id)
+    return {
+        "keypair": values.get("keypair", ct["keypair_id"]),
+        "node_count": node_count,
+        "master_count": master_count,
+        "docker_volume_size": values.get("docker_volume_size", ct["docker_volume_size"]),
+        "labels": labels,
+        "master_flavor_id": master_flavor_id,
+        "flavor_id": flavor_id,
+        "create_timeout": values.get("create_timeout", 60),
+        "discovery_url": values.get("discovery_url"),
+        "fixed_network": values.get("fixed_network", ct["fixed_network"]),
+        "fixed_subnet": values.get("fixed_subnet", ct["fixed_subnet"]),
+        "floating_ip_enabled": values.get("floating_ip_enabled", ct["floating_ip_enabled"]),
+        "master_lb_enabled": values.get("master_lb_enabled", ct["master_lb_enabled"]),
+        "template_labels": dict(ct["labels"]),
+    }
+
+
+async def list_clusters(env: Env, ctx: RequestContext, rule: str) -> Sequence[ClusterRow]:
+    """The caller's clusters (every project's for admins); ``rule`` is get_all or detail."""
+    env.enforce(ctx, f"cluster:{rule}")
+    stmt = select(ClusterRow).order_by(ClusterRow.id)
+    if not _all(env, ctx, rule):
+        stmt = stmt.where(ClusterRow.project_id == (ctx.project_id or ""))
+    async with env.db.read() as session:
+        return (await session.scalars(stmt)).all()
+
+
+async def _find(env: Env, ctx: RequestContext, ident: str, rule: str) -> ClusterRow:
+    stmt = select(ClusterRow)
+    if not _all(env, ctx, rule):
+        stmt = stmt.where(ClusterRow.project_id == (ctx.project_id or ""))
+    if _UUID.match(ident):
+        stmt = stmt.where(ClusterRow.uuid == ident.lower())
+    else:
+        stmt = stmt.where(ClusterRow.name == ident)
+    async with env.db.read() as session:
+        rows = (await session.scalars(stmt)).all()
+    if not rows:
+        raise ClusterNotFound(f"Cluster {ident} could not be found.")
+    if len(rows) > 1:
+        raise errors.Conflict(
+            f"Multiple clusters exist with same name {ident}. Please use the cluster uuid instead."
+        )
+    return rows[0]
+
+
+async def get(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
+    """One visible cluster by UUID or name."""
+    env.enforce(ctx, "cluster:get")
+    return await _find(env, ctx, ident, "get_one")
+
+
+async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> ClusterRow:
+    """Apply a JSON-Patch: node_count starts an update; health fields are just saved."""
+    row = await _find(env, ctx, ident, "update")
+    env.enforce(ctx, "cluster:update", row.project_id)
+    before = {
+        "name": row.name,
+        "node_count": row.attrs.get("node_count"),
+        "master_count": row.attrs.get("master_count"),
+        "health_status": row.attrs.get("health_status"),
+        "health_status_reason": row.attrs.get("health_status_reason") or {},
+        "labels": row.attrs.get("labels") or {},
+    }
+    after = apply_patch(
+        before, patch, dict_fields=("labels", "health_status_reason"),
+        read_only=("api_address", "node_addresses", "master_addresses", "stack_id",
+                   "cluster_id", "status", "status_reason", "cluster_template_id"),
+    )  # fmt: skip
+    changed = sorted(k for k in after if after[k] != before[k])
+    refused = [k for k in changed if k not in spec.PATCHABLE]
+    if refused:
+        raise errors.Invalid(f"cannot change cluster property(ies) {', '.join(refused)}.")
+    if {"health_status", "health_status_reason"} & set(changed):
+        env.enforce(ctx, "cluster:update_health_status", row.project_id)
+    node_count = after["node_count"]
+    retry = row.status == "UPDATE_FAILED" and any(
+        isinstance(op, dict) and op.get("path") == "/node_count" for op in patch
+    )
+    if "node_count" in changed or retry:  # the same node_count again retries a failed update
+        return await resize(env, ctx, row.uuid, node_count, zero_ok=True)
+    return await _save_health(env, row, after)
+
+
+async def _save_health(env: Env, row: ClusterRow, after: dict[str, Any]) -> ClusterRow:
+    async with env.db.transaction() as session:
+        fresh = await session.get(ClusterRow, row.id, with_for_update=True)
+        if fresh is None:
+            raise ClusterNotFound(f"Cluster {row.uuid} could not be found.")
+        fresh.attrs = {
+            **fresh.attrs,
+            "health_status": after["health_status"],
+            "health_status_reason": {
+                str(k): str(v) for k, v in after["health_status_reason"].items()
+            },
+        }
+        fresh.updated_at = utcnow()
+    return fresh
+
+
+async def resize(
+    env: Env, ctx: RequestContext, ident: str, node_count: Any, *, zero_ok: bool
+) -> ClusterRow:
+    """Set the worker count and start UPDATE_IN_PROGRESS (also retries a failed update)."""
+    row = await _find(env, ctx, ident, "update")
+    env.enforce(ctx, "cluster:resize", row.project_id)
+    if isinstance(node_count, bool) or not isinstance(node_count, int):
+        raise errors.Invalid(f"Invalid input for field/attribute node_count. Value: {node_count}.")
+    if node_count < 0 or (node_count == 0 and not zero_ok):
+        raise errors.Invalid(f"node_count must be >= {0 if zero_ok else 1}, not {node_count}.")
+    async with env.db.transaction() as session:
+        fresh = await session.get(ClusterRow, row.id, with_for_update=True)
+        if fresh is None:
+            raise ClusterNotFound(f"Cluster {ident} could not be found.")
+        if fresh.status not in _SETTLED:
+            raise errors.InvalidStateException(
+                f"Updating a cluster when status is {fresh.status} is not supported."
+            )
+        fresh.attrs = {**fresh.attrs, "node_count": node_count}
+        fresh.status = "UPDATE_IN_PROGRESS"
+        fresh.status_reason = f"Resize to {node_count} worker node(s) requested."
+        fresh.updated_at = utcnow()
+        fresh.deadline = _deadline(int(fresh.attrs.get("create_timeout", 60)))
+        fresh.lease_until = None
+        emit_step(session, fresh, fresh.status_reason)
+        emit_notification(session, fresh, fresh.status, "pending", ctx.user_id)
+    return fresh
+
+
+async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
+    """Start DELETE_IN_PROGRESS; the row goes when the driver has removed every node."""
+    row = await _find(env, ctx, ident, "delete")
+    env.enforce(ctx, "cluster:delete", row.project_id)
+    async with env.db.transaction() as session:
+        fresh = await session.get(ClusterRow, row.id, with_for_update=True)
+        if fresh is None or fresh.status == "DELETE_IN_PROGRESS":
+            return
+        fresh.status = "DELETE_IN_PROGRESS"
+        fresh.status_reason = "Cluster delete requested."
+        fresh.updated_at = utcnow()
+        fresh.deadline = utcnow() + dt.timedelta(minutes=60)
+        fresh.lease_until = None
+        emit_step(session, fresh, fresh.status_reason)
+        emit_notification(session, fresh, fresh.status, "pending", ctx.user_id)
+
+
+async def stats(env: Env, ctx: RequestContext, project_id: str | None) -> dict[str, int]:
+    """Cluster and node counts (masters included) of one project, or of all for admins."""
+    project = project_id or (None if ctx.is_admin else ctx.project_id)
+    env.enforce(ctx, "stats:get_all", project)
+    stmt = select(ClusterRow)
+    if project is not None:
+        stmt = stmt.where(ClusterRow.project_id == project)
+    async with env.db.read() as session:
+        rows = (await session.scalars(stmt)).all()
+    nodes = sum(
+        int(r.attrs.get("node_count", 0)) + int(r.attrs.get("master_count", 0)) for r in rows
+    )
+    return {"clusters": len(rows), "nodes": nodes}
+
+
+async def rotate_ca(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
+    """Replace the cluster CA and start an update that re-issues the nodes' certificates."""
+    row = await _find(env, ctx, ident, "update")
+    env.enforce(ctx, "certificate:rotate_ca", row.project_id)
+    async with env.db.read() as session:
+        template = await session.scalar(
+            select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
+        )
+    if template is not None and templates.attributes(template)["tls_disabled"]:
+        raise errors.Invalid(
+            f"Rotating the CA of cluster {row.uuid} is not supported: TLS is disabled."
+        )
+    ca = pki.new_ca(row.name)
+    async with env.db.transaction() as session:
+        fresh = await session.get(ClusterRow, row.id, with_for_update=True)
+        if fresh is None:
+            raise ClusterNotFound(f"Cluster {ident} could not be found.")
+        if not fresh.status.endswith("_COMPLETE"):
+            raise errors.Invalid(
+                f"Rotating the CA of cluster {fresh.uuid} is not allowed in status {fresh.status}."
+            )
+        fresh.ca_cert, fresh.ca_key_sealed = ca.cert_pem, env.secrets.seal(ca.key_pem)
+        fresh.status = "UPDATE_IN_PROGRESS"
+        fresh.status_reason = "CA rotation requested: nodes get certificates from the new CA."
+        fresh.updated_at = utcnow()
+        fresh.deadline = _deadline(int(fresh.attrs.get("create_timeout", 60)))
+        fresh.lease_until = None
+        emit_step(session, fresh, fresh.status_reason)
+        emit_notification(session, fresh, fresh.status, "pending", ctx.user_id)
+    return fresh
