@@ -1,0 +1,149 @@
+"""The Docker driver's image verbs: ensure/pull (with registry credentials), remove, commit.
+
+A mixin of ``DockerDriver``: it uses the driver's ``_engine`` (calls run in
+the engine's thread pool). Credentials are handed to the engine per call
+(``X-Registry-Auth``), never written to a Docker config file on the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker.errors
+import requests
+
+from berth import errors
+from berth.domain.hostsync import RegistryAuth
+from berth.runtimes import dockermap
+from berth.runtimes.base import container_name, effective_pull_policy
+from berth.runtimes.images import ImageInfo, refused_access
+
+__all__ = ["DockerImageOps"]
+
+
+def _auth_config(auth: RegistryAuth | None) -> dict[str, str] | None:
+    if auth is None:
+        return None
+    return {"username": auth.username, "password": auth.password, "serveraddress": auth.registry}
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, docker.errors.APIError):
+        return str(exc.explanation or exc)
+    return str(exc)
+
+
+class DockerImageOps:
+    """Image operations over the driver's engine (see ``berth.runtimes.images``)."""
+
+    _engine: Any
+
+    async def ensure_image(
+        self, image: str, pull_policy: str | None, auth: RegistryAuth | None = None
+    ) -> None:
+        """Make ``image`` present per its policy (None: ``ifnotpresent``) or raise ImageNotFound."""
+        policy = effective_pull_policy(pull_policy)
+        present = await self._image_present(image)
+        if policy == "never" and not present:
+            raise errors.ImageNotFound(
+                f"image {image!r} not found on this host, and its pull policy is 'never': "
+                "load it on the host or allow pulling"
+            )
+        if policy == "always" or not present:
+            await self._pull(image, auth)
+
+    async def pull_image(self, image: str, auth: RegistryAuth | None = None) -> ImageInfo:
+        """Pull ``image`` now and describe it."""
+        await self._pull(image, auth)
+        return await self._describe(image)
+
+    async def remove_image(self, image: str) -> None:
+        """Remove the image (its tag); absent is success; used by a container is Conflict."""
+        try:
+            await self._engine.raw(lambda api: api.remove_image(image))
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise errors.Conflict(
+                    f"image {image} is used by a container on this host: delete the container "
+                    f"first ({_reason(exc)})"
+                ) from exc
+            raise errors.BerthError(f"docker engine error: {_reason(exc)}") from exc
+
+    async def commit(
+        self, uuid: str, reference: str, auth: RegistryAuth | None = None
+    ) -> ImageInfo:
+        """``docker commit`` (pausing the container meanwhile), then push ``reference``."""
+        repository, parsed_tag = dockermap.split_image(reference)
+        tag = parsed_tag or "latest"
+        name = container_name(uuid)
+        await self._engine.run(
+            lambda api: api.commit(name, repository=repository, tag=tag, pause=True)
+        )
+        digest = await self._push(repository, tag, auth)
+        info = await self._describe(reference)
+        info.digest = digest
+        return info
+
+    async def _image_present(self, image: str) -> bool:
+        try:
+            await self._engine.raw(lambda api: api.inspect_image(image))
+        except docker.errors.NotFound:
+            return False
+        return True
+
+    async def _describe(self, image: str) -> ImageInfo:
+        data: dict[str, Any] = await self._engine.run(lambda api: api.inspect_image(image))
+        return ImageInfo(image_id=str(data.get("Id", "")), size=int(data.get("Size") or 0))
+
+    async def _pull(self, image: str, auth: RegistryAuth | None) -> None:
+        repository, tag = dockermap.split_image(image)
+        config = _auth_config(auth)
+
+        def pull(api: Any) -> None:
+            # Streamed: some failures arrive as an "error" line inside a 200 answer.
+            lines = api.pull(repository, tag=tag, stream=True, decode=True, auth_config=config)
+            for line in lines:
+                if isinstance(line, dict) and line.get("error"):
+                    raise docker.errors.APIError(str(line["error"]))
+
+        try:
+            await self._engine.raw(pull)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            reason = _reason(exc)
+            if refused_access(reason):
+                hint = (
+                    "the registry's credentials were refused: fix the registry's username and "
+                    "password (openstack appcontainer registry update)"
+                    if auth
+                    else "the registry wants credentials: create a registry with them "
+                    "(openstack appcontainer registry create) and name it with --registry"
+                )
+                raise errors.ImageNotFound(
+                    f"image {image!r} could not be pulled: {hint} (pull failed: {reason})"
+                ) from exc
+            raise errors.ImageNotFound(
+                f"image {image!r} not found: check the name or the registry (pull failed: {reason})"
+            ) from exc
+
+    async def _push(self, repository: str, tag: str, auth: RegistryAuth | None) -> str | None:
+        config = _auth_config(auth)
+
+        def push(api: Any) -> str | None:
+            digest = None
+            for line in api.push(repository, tag=tag, stream=True, decode=True, auth_config=config):
+                if isinstance(line, dict) and line.get("error"):
+                    raise docker.errors.APIError(str(line["error"]))
+                aux = line.get("aux") if isinstance(line, dict) else None
+                if isinstance(aux, dict) and aux.get("Digest"):
+                    digest = str(aux["Digest"])
+            return digest
+
+        try:
+            result: str | None = await self._engine.raw(push)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise errors.HostUnavailable(
+                f"pushing {repository}:{tag} to the image store failed: {_reason(exc)}"
+            ) from exc
+        return result

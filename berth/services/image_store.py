@@ -1,0 +1,209 @@
+"""The image store (Berth's stand-in for Glance): uploads, and what the store's images resolve to.
+
+The store is an OCI registry (``docker-registry``) at ``settings.image_store``
+with htpasswd auth whose credentials only Berth knows. A project's private
+images live under ``<store>/<project id>/``, public ones under
+``<store>/public/``; the ``images`` table is the catalogue (owner,
+visibility, digest), the registry holds the bytes. Hosts pull from the store
+with credentials handed to them for that pull only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.domain.context import RequestContext
+from berth.domain.hostsync import RegistryAuth
+from berth.images import dockersave
+from berth.images.refs import (
+    PUBLIC_NAMESPACE,
+    registry_of,
+    split_reference,
+    store_reference,
+    valid_repository,
+)
+from berth.images.registry import RegistryClient
+from berth.services.env import Env
+from berth.store import images as repo
+from berth.store.base import new_uuid, utcnow
+from berth.store.scope import Scope
+from berth.store.tables import ImageRow
+
+__all__ = [
+    "address",
+    "auth",
+    "authorize_upload",
+    "client",
+    "namespace",
+    "reference",
+    "resolve",
+    "upload",
+]
+
+
+def address(env: Env) -> str:
+    """The store's ``host:port``; Invalid when this deployment runs none."""
+    store = env.settings.image_store
+    if not store:
+        raise errors.Invalid(
+            "This Berth has no image store (image_driver=glance): the operator sets "
+            "BERTH_IMAGE_STORE (scripts/up runs one)."
+        )
+    return store.removeprefix("http://").removeprefix("https://").rstrip("/")
+
+
+def auth(env: Env) -> RegistryAuth | None:
+    """The store's credentials, for one pull or push by an agent."""
+    s = env.settings
+    if not s.image_store_username:
+        return None
+    return RegistryAuth(address(env), s.image_store_username, s.image_store_password or "")
+
+
+def client(env: Env) -> RegistryClient:
+    """A registry client of the store, logged in as Berth."""
+    s = env.settings
+    return RegistryClient(address(env), s.image_store_username, s.image_store_password)
+
+
+def namespace(row: ImageRow) -> str:
+    """The store path prefix of a store image: its project, or ``public``."""
+    return PUBLIC_NAMESPACE if row.visibility == "public" else row.project_id
+
+
+def reference(env: Env, row: ImageRow) -> str:
+    """Where hosts pull the store image ``row`` from."""
+    return store_reference(address(env), namespace(row), row.repo, row.tag)
+
+
+async def resolve(env: Env, session: AsyncSession, project_id: str, image: str) -> str:
+    """The store reference of ``image`` (``name[:tag]`` or an image UUID) for ``project_id``.
+
+    The project's own image wins over a public one of the same name; another
+    project's private image is not found.
+    """
+    address(env)  # no store, nothing to find: say so
+    name, tag = split_reference(image)
+    found = await repo.find_store_image(session, project_id, name, tag)
+    if found is None:
+        row: ImageRow | None
+        try:
+            row = await repo.get_image(session, Scope(project_id), image)
+        except errors.NotFound:
+            row = await _public_by_uuid(session, image)
+        found = row if row is not None and row.host is None and row.status == "active" else None
+    if found is None:
+        raise errors.ImageNotFound(
+            f"Image {image} is not in the image store for this project: upload it with "
+            "'berth image upload', or commit a container."
+        )
+    return reference(env, found)
+
+
+async def _public_by_uuid(session: AsyncSession, ident: str) -> ImageRow | None:
+    stmt = select(ImageRow).where(ImageRow.uuid == ident, ImageRow.visibility == "public")
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+def authorize_upload(env: Env, ctx: RequestContext, public: bool) -> None:
+    """Raise unless the caller may upload (publicly, if ``public``) into a configured store.
+
+    Checked before the archive is received, so a refused upload costs nothing.
+    """
+    env.enforce(ctx, "image:upload")
+    if public:
+        env.enforce(ctx, "image:upload:public")
+    if not ctx.project_id:
+        raise errors.Forbidden("A project-scoped token is needed to upload images.")
+    address(env)
+
+
+async def upload(
+    env: Env, ctx: RequestContext, archive: Path, *, name: str | None, public: bool
+) -> list[ImageRow]:
+    """Push the images of a ``docker save`` archive into the store, for the caller's project.
+
+    ``name`` (``repo[:tag]``) renames the archive's only image; otherwise its
+    own tags are used. ``public`` images are usable by every project.
+    """
+    authorize_upload(env, ctx, public)
+    saved = dockersave.read_saved(archive)
+    targets = _targets(saved, name)
+    rows: list[ImageRow] = []
+    async with client(env) as store:
+        for image, (repo_name, tag) in targets:
+            ns = PUBLIC_NAMESPACE if public else ctx.project_id
+            pushed = await dockersave.push_saved(store, archive, image, f"{ns}/{repo_name}", tag)
+            rows.append(await _record(env, ctx, repo_name, tag, public, pushed))
+    return rows
+
+
+def _targets(
+    saved: list[dockersave.SavedImage], name: str | None
+) -> list[tuple[dockersave.SavedImage, tuple[str, str]]]:
+    if name is not None:
+        if len(saved) != 1:
+            raise errors.Invalid(
+                f"the archive holds {len(saved)} images: --name can only rename a single one"
+            )
+        return [(saved[0], _store_name(name))]
+    targets = [(image, _store_name(tag)) for image in saved for tag in image.repo_tags]
+    if not targets:
+        raise errors.Invalid("the archive's image has no name: give one with --name NAME:TAG")
+    return targets
+
+
+def _store_name(image: str) -> tuple[str, str]:
+    name, tag = split_reference(image)
+    host = registry_of(name)
+    if host is not None:
+        name = name.removeprefix(host + "/")
+    name = name.removeprefix("library/") if host in (None, "docker.io") else name
+    if not valid_repository(name):
+        raise errors.Invalid(
+            f"{name!r} is not a valid image name: lower-case letters, digits and . _ - "
+            "separated by /"
+        )
+    if not tag or len(tag) > 128 or "@" in image:
+        raise errors.Invalid(f"{image!r} needs a tag such as :latest (digests cannot be stored)")
+    return name, tag
+
+
+async def _record(
+    env: Env,
+    ctx: RequestContext,
+    name: str,
+    tag: str,
+    public: bool,
+    pushed: dockersave.PushedImage,
+) -> ImageRow:
+    visibility = "public" if public else "private"
+    async with env.db.transaction() as session:
+        stmt = select(ImageRow).where(
+            ImageRow.host.is_(None),
+            ImageRow.repo == name,
+            ImageRow.tag == tag,
+            ImageRow.visibility == visibility,
+        )
+        if not public:
+            stmt = stmt.where(ImageRow.project_id == ctx.project_id)
+        row = (await session.execute(stmt)).scalars().first()
+        if row is None:
+            row = ImageRow(
+                uuid=new_uuid(),
+                project_id=ctx.project_id or "",
+                user_id=ctx.user_id,
+                repo=name,
+                tag=tag,
+                host=None,
+                visibility=visibility,
+                created_at=utcnow(),
+            )
+            session.add(row)
+        row.image_id, row.size = pushed.digest, pushed.size
+        row.status, row.status_reason, row.updated_at = "active", None, utcnow()
+    return row

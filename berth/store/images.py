@@ -1,0 +1,192 @@
+"""Image and registry queries. Lookups go through a Scope: other projects' rows are invisible."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.store.scope import Scope
+from berth.store.tables import ImageRow, RegistryRow
+
+__all__ = [
+    "IMAGE_SORT_KEYS",
+    "REGISTRY_SORT_KEYS",
+    "find_store_image",
+    "get_image",
+    "get_registry",
+    "list_images",
+    "list_registries",
+    "registries_by_uuid",
+    "search_store",
+]
+
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+IMAGE_SORT_KEYS = frozenset({"id", "uuid", "repo", "tag", "size", "host", "created_at"})
+REGISTRY_SORT_KEYS = frozenset(
+    {"id", "uuid", "name", "domain", "username", "project_id", "user_id", "created_at"}
+)
+Row = TypeVar("Row", ImageRow, RegistryRow)
+
+
+def _scoped(stmt: Select[Any], model: type[Row], scope: Scope) -> Select[Any]:
+    if scope.all_projects:
+        return stmt
+    return stmt.where(model.project_id == scope.project_id)
+
+
+async def get_image(
+    session: AsyncSession, scope: Scope, ident: str, *, for_update: bool = False
+) -> ImageRow:
+    """The image with UUID ``ident`` (or its engine id) if visible; 404 otherwise."""
+    stmt = _scoped(select(ImageRow), ImageRow, scope)
+    if _UUID.match(ident):
+        stmt = stmt.where(ImageRow.uuid == ident.lower())
+    else:
+        stmt = stmt.where(ImageRow.image_id == ident)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row: ImageRow | None = (await session.execute(stmt.limit(1))).scalar_one_or_none()
+    if row is None:
+        raise errors.ResourceNotFound(f"Image {ident} could not be found.")
+    return row
+
+
+async def _page(
+    session: AsyncSession,
+    stmt: Select[Any],
+    model: type[Row],
+    *,
+    limit: int,
+    marker: Row | None,
+    sort_key: str,
+    sort_dir: str,
+) -> Sequence[Row]:
+    column = getattr(model, sort_key)
+    if sort_dir == "desc":
+        stmt = stmt.order_by(column.desc(), model.id.desc())
+    else:
+        stmt = stmt.order_by(column.asc(), model.id.asc())
+    if marker is not None:
+        mval = getattr(marker, sort_key)
+        if sort_dir == "desc":
+            stmt = stmt.where((column < mval) | ((column == mval) & (model.id < marker.id)))
+        else:
+            stmt = stmt.where((column > mval) | ((column == mval) & (model.id > marker.id)))
+    rows: Sequence[Row] = (await session.execute(stmt.limit(limit))).scalars().all()
+    return rows
+
+
+async def _marker(
+    session: AsyncSession, model: type[Row], scope: Scope, marker: str | None
+) -> Row | None:
+    if not marker:
+        return None
+    stmt = _scoped(select(model), model, scope).where(model.uuid == marker)
+    found: Row | None = (await session.execute(stmt)).scalar_one_or_none()
+    if found is None:
+        raise errors.Invalid(f"Marker {marker} could not be found.")
+    return found
+
+
+async def list_images(
+    session: AsyncSession,
+    scope: Scope,
+    *,
+    limit: int,
+    marker: str | None,
+    sort_key: str,
+    sort_dir: str,
+) -> Sequence[ImageRow]:
+    """One page of the images visible in ``scope`` (on hosts and in the store)."""
+    mark = await _marker(session, ImageRow, scope, marker)
+    stmt = _scoped(select(ImageRow), ImageRow, scope)
+    return await _page(
+        session, stmt, ImageRow, limit=limit, marker=mark, sort_key=sort_key, sort_dir=sort_dir
+    )
+
+
+async def find_store_image(
+    session: AsyncSession, project_id: str, repo: str, tag: str
+) -> ImageRow | None:
+    """The active store image ``repo:tag`` a project may use: its own first, then public."""
+    stmt = select(ImageRow).where(
+        ImageRow.host.is_(None),
+        ImageRow.status == "active",
+        ImageRow.repo == repo,
+        ImageRow.tag == tag,
+        or_(ImageRow.project_id == project_id, ImageRow.visibility == "public"),
+    )
+    rows = (await session.execute(stmt)).scalars().all()
+    own = [r for r in rows if r.project_id == project_id and r.visibility == "private"]
+    ranked = own or list(rows)
+    return ranked[0] if ranked else None
+
+
+async def search_store(
+    session: AsyncSession, project_id: str | None, term: str, exact: bool
+) -> Sequence[ImageRow]:
+    """Store images a project may use whose repository matches ``term``."""
+    stmt = select(ImageRow).where(ImageRow.host.is_(None), ImageRow.status == "active")
+    if project_id is not None:
+        stmt = stmt.where(or_(ImageRow.project_id == project_id, ImageRow.visibility == "public"))
+    if exact:
+        stmt = stmt.where(ImageRow.repo == term)
+    else:
+        stmt = stmt.where(ImageRow.repo.contains(term, autoescape=True))
+    return (await session.execute(stmt.order_by(ImageRow.repo, ImageRow.tag))).scalars().all()
+
+
+async def get_registry(
+    session: AsyncSession, scope: Scope, ident: str, *, for_update: bool = False
+) -> RegistryRow:
+    """The registry named by UUID or name, if visible; 404 otherwise, 409 if ambiguous."""
+    stmt = _scoped(select(RegistryRow), RegistryRow, scope)
+    if _UUID.match(ident):
+        stmt = stmt.where(RegistryRow.uuid == ident.lower())
+    else:
+        stmt = stmt.where(RegistryRow.name == ident)
+    if for_update:
+        stmt = stmt.with_for_update()
+    rows: Sequence[RegistryRow] = (await session.execute(stmt.limit(2))).scalars().all()
+    if not rows:
+        raise errors.RegistryNotFound(f"Registry {ident} could not be found.")
+    if len(rows) > 1:
+        raise errors.Conflict(
+            f"Multiple registries exist with same name {ident}. Please use the registry uuid."
+        )
+    return rows[0]
+
+
+async def list_registries(
+    session: AsyncSession,
+    scope: Scope,
+    *,
+    filters: dict[str, Any],
+    limit: int,
+    marker: str | None,
+    sort_key: str,
+    sort_dir: str,
+) -> Sequence[RegistryRow]:
+    """One page of the registries visible in ``scope``, filtered by exact column values."""
+    mark = await _marker(session, RegistryRow, scope, marker)
+    stmt = _scoped(select(RegistryRow), RegistryRow, scope)
+    for key, value in filters.items():
+        stmt = stmt.where(getattr(RegistryRow, key) == value)
+    return await _page(
+        session, stmt, RegistryRow, limit=limit, marker=mark, sort_key=sort_key, sort_dir=sort_dir
+    )
+
+
+async def registries_by_uuid(session: AsyncSession, uuids: set[str]) -> dict[str, RegistryRow]:
+    """The registries with these UUIDs (for the agents' desired state; no scope: internal)."""
+    if not uuids:
+        return {}
+    stmt = select(RegistryRow).where(RegistryRow.uuid.in_(uuids))
+    return {r.uuid: r for r in (await session.execute(stmt)).scalars().all()}

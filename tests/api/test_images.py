@@ -1,0 +1,263 @@
+"""The image API, the image store's tenancy and commit, through the real app with an
+in-memory agent (FakeDriver), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from berth.agent.client import ControlClient
+from berth.agent.loop import Agent
+from berth.agent.server import create_agent_app
+from berth.config import Settings
+from berth.runtimes.fake import FakeDriver
+from berth.store.base import new_uuid
+from berth.store.tables import ImageRow, ProjectRow
+from tests.conftest import AGENT_PASSWORD
+from tests.helpers import make_member
+
+IMAGE = "berth-test/busybox:latest"
+STORE = "127.0.0.1:5999"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "image_store": STORE,
+            "image_store_username": "berth",
+            "image_store_password": "store-pw",
+        }
+    )
+
+
+def h(token: str) -> dict[str, str]:
+    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
+
+
+@pytest.fixture
+async def runtime(
+    app: FastAPI, settings: Settings, client: httpx.AsyncClient, admin_token: str
+) -> AsyncIterator[FakeDriver]:
+    driver = FakeDriver(images={IMAGE})
+    state = app.state.berth
+    state.env.agents.local[settings.agent_host] = httpx.ASGITransport(
+        app=create_agent_app(driver, AGENT_PASSWORD)
+    )
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://berth")
+    fast = settings.model_copy(update={"heartbeat_interval": 0.5, "reconcile_interval": 0.5})
+    task = asyncio.create_task(Agent(fast, ControlClient(http, AGENT_PASSWORD), driver).run())
+    for _ in range(200):
+        if (await client.get("/container/v1/hosts", headers=h(admin_token))).json()["hosts"]:
+            break
+        await asyncio.sleep(0.05)
+    yield driver
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await http.aclose()
+
+
+@pytest.fixture
+async def tokens(client: httpx.AsyncClient, admin_token: str) -> dict[str, str]:
+    return {
+        "admin": admin_token,
+        "alice": await make_member(client, admin_token, "team-a", "alice"),
+        "bob": await make_member(client, admin_token, "team-b", "bob"),
+    }
+
+
+async def project_id(app: FastAPI, name: str) -> str:
+    async with app.state.berth.db.read() as session:
+        row = (
+            await session.execute(select(ProjectRow).where(ProjectRow.name == name))
+        ).scalar_one()
+    return row.id
+
+
+async def store_image(app: FastAPI, project: str, repo: str, tag: str, public: bool = False) -> str:
+    row = ImageRow(
+        uuid=new_uuid(),
+        project_id=project,
+        user_id="u",
+        repo=repo,
+        tag=tag,
+        host=None,
+        image_id="sha256:" + "0" * 64,
+        size=10,
+        visibility="public" if public else "private",
+        status="active",
+    )
+    async with app.state.berth.db.transaction() as session:
+        session.add(row)
+    return row.uuid
+
+
+async def wait_status(
+    client: httpx.AsyncClient, token: str, ident: str, want: str
+) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for _ in range(200):
+        body = (await client.get(f"/container/v1/containers/{ident}", headers=h(token))).json()
+        if body.get("status") == want:
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{ident} never reached {want}: {body}")
+
+
+async def test_pull_list_show_delete_on_a_host(
+    client: httpx.AsyncClient, tokens: dict[str, str], runtime: FakeDriver
+) -> None:
+    a = h(tokens["admin"])
+    runtime.pullable.add("library/nginx:1.25")
+    r = await client.post(
+        "/container/v1/images/", json={"repo": "library/nginx:1.25", "host": "test-host"}, headers=a
+    )
+    assert r.status_code == 202, r.text
+    image = r.json()
+    assert image["status"] == "active" and image["image_id"].startswith("sha256:")
+    assert (image["repo"], image["tag"], image["host"]) == ("library/nginx", "1.25", "test-host")
+    assert r.headers["location"].endswith(f"/v1/images/{image['uuid']}")
+    listed = (await client.get("/container/v1/images/", headers=a)).json()["images"]
+    assert [i["uuid"] for i in listed] == [image["uuid"]]
+    shown = await client.get(f"/container/v1/images/{image['uuid']}", headers=a)
+    assert shown.json()["repo"] == "library/nginx"
+    r = await client.delete(f"/container/v1/images/{image['uuid']}", headers=a)
+    assert r.status_code == 200 and r.json() is None
+    assert "library/nginx:1.25" not in runtime.images
+    assert (await client.get(f"/container/v1/images/{image['uuid']}", headers=a)).status_code == 404
+
+    r = await client.post(
+        "/container/v1/images", json={"repo": "nope/missing", "host": "test-host"}, headers=a
+    )
+    assert r.status_code == 202 and r.json()["status"] == "error"
+    assert "not found" in r.json()["status_reason"]
+    r = await client.post("/container/v1/images", json={"repo": "x/y", "host": "ghost"}, headers=a)
+    assert r.status_code == 400
+    r = await client.post("/container/v1/images", json={"repo": "x/y"}, headers=a)
+    assert r.status_code == 400
+
+
+async def test_members_may_search_but_not_manage_images(
+    app: FastAPI, client: httpx.AsyncClient, tokens: dict[str, str], runtime: FakeDriver
+) -> None:
+    m = h(tokens["alice"])
+    uuid = await store_image(app, await project_id(app, "team-a"), "tools", "1")
+    body = {"repo": "busybox", "host": "test-host"}
+    assert (await client.post("/container/v1/images", json=body, headers=m)).status_code == 403
+    assert (await client.get("/container/v1/images", headers=m)).status_code == 403
+    assert (await client.get(f"/container/v1/images/{uuid}", headers=m)).status_code == 403
+    assert (await client.delete(f"/container/v1/images/{uuid}", headers=m)).status_code == 403
+    r = await client.get("/container/v1/images/tools/search?image_driver=None", headers=m)
+    assert r.status_code == 200 and [x["id"] for x in r.json()] == [uuid]
+
+
+async def test_store_images_are_private_to_their_project_unless_public(
+    app: FastAPI, client: httpx.AsyncClient, tokens: dict[str, str], runtime: FakeDriver
+) -> None:
+    team_a, team_b = await project_id(app, "team-a"), await project_id(app, "team-b")
+    await store_image(app, team_a, "app", "1")
+    await store_image(app, team_b, "secret", "1")
+    await store_image(app, "admin-project", "base", "1", public=True)
+    a = h(tokens["alice"])
+    runtime.pullable |= {f"{STORE}/{team_a}/app:1", f"{STORE}/public/base:1"}
+    runtime.credentials[STORE] = ("berth", "store-pw")
+
+    async def create(image: str, driver: str = "glance") -> httpx.Response:
+        body = {"image": image, "image_driver": driver, "memory": 64}
+        return await client.post("/container/v1/containers?run=true", json=body, headers=a)
+
+    own = await create("app:1")
+    assert own.status_code == 202, own.text
+    public = await create("base:1")
+    assert public.status_code == 202, public.text
+    theirs = await create("secret:1")
+    assert theirs.status_code == 400 and "not in the image store" in theirs.text
+    direct = await create(f"{STORE}/{team_b}/secret:1", driver="docker")
+    assert direct.status_code == 400 and "image_driver=glance" in direct.text
+
+    r = await client.get("/container/v1/images/secret/search?image_driver=glance", headers=a)
+    assert r.json() == []
+    r = await client.get(
+        "/container/v1/images/base/search?image_driver=glance&exact_match=True", headers=a
+    )
+    assert [x["name"] for x in r.json()] == ["base"]
+    assert r.json()[0]["metadata"]["visibility"] == "public"
+
+    for created in (own.json(), public.json()):
+        await wait_status(client, tokens["alice"], created["uuid"], "Running")
+        spec = runtime.containers[created["uuid"]].spec
+        assert spec.image.startswith(f"{STORE}/")
+    assert runtime.containers[own.json()["uuid"]].spec.image == f"{STORE}/{team_a}/app:1"
+
+
+async def test_commit_pushes_into_the_callers_project(
+    app: FastAPI, client: httpx.AsyncClient, tokens: dict[str, str], runtime: FakeDriver
+) -> None:
+    a = h(tokens["alice"])
+    team_a = await project_id(app, "team-a")
+    r = await client.post(
+        "/container/v1/containers?run=true", json={"image": IMAGE, "memory": 64}, headers=a
+    )
+    c = await wait_status(client, tokens["alice"], r.json()["uuid"], "Running")
+    url = f"/container/v1/containers/{c['uuid']}/commit"
+    assert (
+        await client.post(f"{url}?repository=snap&tag=v1", headers=h(tokens["bob"]))
+    ).status_code == 404
+    r = await client.post(f"{url}?repository=snap&tag=v1", headers=a)
+    assert r.status_code == 202, r.text
+    image_uuid = r.json()["uuid"]
+    ref = f"{STORE}/{team_a}/snap:v1"
+    assert runtime.pushed[ref] is not None and runtime.pushed[ref].username == "berth"
+    shown = await client.get(f"/container/v1/images/{image_uuid}", headers=h(tokens["admin"]))
+    assert shown.json()["status"] == "active" and shown.json()["project_id"] == team_a
+    assert (await client.post(f"{url}?repository=Bad Name", headers=a)).status_code == 400
+    actions = await client.get(f"/container/v1/containers/{c['uuid']}/container_actions", headers=a)
+    assert "commit" in [x["action"] for x in actions.json()["containerActions"]]
+
+    r = await client.post(
+        "/container/v1/containers?run=true",
+        json={"image": "snap:v1", "image_driver": "glance", "memory": 64},
+        headers=a,
+    )
+    assert r.status_code == 202, r.text
+    await wait_status(client, tokens["alice"], r.json()["uuid"], "Running")
+    r = await client.post(
+        "/container/v1/containers",
+        json={"image": "snap:v1", "image_driver": "glance"},
+        headers=h(tokens["bob"]),
+    )
+    assert r.status_code == 400
+
+    await client.post(f"/container/v1/containers/{c['uuid']}/stop", headers=a)
+    await wait_status(client, tokens["alice"], c["uuid"], "Stopped")
+    r = await client.delete(f"/container/v1/containers/{c['uuid']}", headers=a)
+    assert r.status_code == 204
+    for _ in range(100):
+        if (
+            await client.get(f"/container/v1/containers/{c['uuid']}", headers=a)
+        ).status_code == 404:
+            break
+        await asyncio.sleep(0.05)
+    r = await client.post(f"{url}?repository=late", headers=a)
+    assert r.status_code == 404
+
+
+async def test_upload_is_refused_before_the_archive_is_read(
+    client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    r = await client.post(
+        "/container/v1/images/upload?public=true", content=b"x" * 1024, headers=h(tokens["bob"])
+    )
+    assert r.status_code == 403 and "image:upload:public" in r.text
+    r = await client.post(
+        "/container/v1/images/upload?name=app:1", content=b"not a tar", headers=h(tokens["bob"])
+    )
+    assert r.status_code == 400 and "docker save" in r.text
