@@ -1,0 +1,51 @@
+"""The agent's file-copy routes: a tar of a path out of a container, a tar into one.
+
+Tars travel base64-encoded in JSON, as in Zun's own API. An upload is checked
+again here (``domain.archives.check_upload``) before the engine extracts it:
+the agent never trusts that its caller did. ``limit`` (bytes) is the
+control plane's ``archive_max_bytes``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from berth import errors
+from berth.domain.archives import check_upload
+from berth.runtimes.base import RuntimeDriver
+
+__all__ = ["PutArchiveRequest", "add_archive_routes"]
+
+_DEFAULT_LIMIT = 100 * 1024 * 1024
+
+
+class PutArchiveRequest(BaseModel):
+    """A tar, base64-encoded."""
+
+    data: str = Field(min_length=1)
+
+
+def add_archive_routes(app: FastAPI, runtime: RuntimeDriver, guarded: list[Any]) -> None:
+    """Add ``GET``/``PUT /v1/containers/{uuid}/archive?path=`` to the agent ``app``."""
+
+    @app.get("/v1/containers/{uuid}/archive", dependencies=guarded)
+    async def get_archive(uuid: str, path: str, limit: int = _DEFAULT_LIMIT) -> dict[str, Any]:
+        data, stat = await runtime.get_archive(uuid, path, limit)
+        return {"data": base64.b64encode(data).decode(), "stat": stat}
+
+    @app.put("/v1/containers/{uuid}/archive", dependencies=guarded)
+    async def put_archive(
+        uuid: str, path: str, body: PutArchiveRequest, limit: int = _DEFAULT_LIMIT
+    ) -> dict[str, int]:
+        try:
+            data = base64.b64decode(body.data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise errors.Invalid(f"The archive is not valid base64: {exc}.") from None
+        size = check_upload(data, limit)
+        await runtime.put_archive(uuid, path, data)
+        return {"size": size}

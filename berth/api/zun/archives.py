@@ -1,0 +1,70 @@
+"""File copy routes (``openstack appcontainer cp``): ``get_archive`` and ``put_archive``.
+
+From microversion 1.25 the tar travels base64-encoded in ``data``; below it,
+as a plain string (UTF-8, so only text files survive the trip, as in Zun).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from berth import errors
+from berth.api.deps import Caller, State
+from berth.api.zun.microversions import APIVersion
+from berth.api.zun.params import action_params
+from berth.services import archives
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_BASE64_SINCE = APIVersion(1, 25)
+
+
+def _version(request: Request) -> APIVersion:
+    version: APIVersion = request.state.zun_version
+    return version
+
+
+@router.get("/v1/containers/{ident}/get_archive")
+async def get_archive(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
+    """``{"data": <tar>, "stat": {...}}`` of ``path`` in the container."""
+    data, stat = await archives.get_archive(
+        state.env, caller, ident, request.query_params.get("path")
+    )
+    if _version(request) >= _BASE64_SINCE:
+        encoded = base64.b64encode(data).decode()
+    else:
+        encoded = data.decode("utf-8", errors="replace")
+    return {"data": encoded, "stat": stat}
+
+
+@router.post("/v1/containers/{ident}/put_archive")
+async def put_archive(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
+    """Extract the tar in ``data`` into the directory ``path`` (200 ``null``)."""
+    limit = state.settings.archive_max_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit * 4 // 3 + 65536:
+        raise errors.Invalid(
+            f"The archive is larger than {limit} bytes (archive_max_bytes): copy less at once."
+        )
+    params = await action_params(request)
+    raw = params.get("data")
+    if not isinstance(raw, str) or not raw:
+        raise errors.Invalid("Invalid input for field 'data': the tar archive is required.")
+    if _version(request) >= _BASE64_SINCE:
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise errors.Base64Exception(
+                "Invalid input for field 'data': it is not valid base64."
+            ) from None
+    else:
+        data = raw.encode("utf-8", errors="surrogateescape")
+    await archives.put_archive(state.env, caller, ident, params.get("path"), data)
+    return JSONResponse(None)
