@@ -1,0 +1,185 @@
+"""Logs follow, file copy, rebuild and resize_container through the API, in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import tarfile
+
+import httpx
+import pytest
+
+from berth.runtimes.base import LABEL_REBUILD
+from berth.runtimes.fake import FakeDriver
+from tests.api.test_system_inmemory import IMAGE, h, run, runtime, wait_status
+
+__all__ = ["runtime"]  # the fixture, imported for these tests
+
+
+def a_tar(name: str, data: bytes, kind: bytes = tarfile.REGTYPE, link: str = "") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.linkname = link
+        info.size = len(data) if kind == tarfile.REGTYPE else 0
+        tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
+    return buffer.getvalue()
+
+
+async def test_logs_follow_streams_until_the_container_stops(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    c = await run(client, admin_token)
+    runtime.containers[c["uuid"]].logs.append("first\n")
+    url = f"/container/v1/containers/{c['uuid']}/logs?follow=True&stdout=True"
+    follow = asyncio.create_task(client.get(url, headers=h(admin_token)))
+    await asyncio.sleep(0.2)
+    runtime.containers[c["uuid"]].logs.append("second\n")
+    await asyncio.sleep(0.1)
+    assert not follow.done()
+    runtime.exit(c["uuid"])
+    r = await asyncio.wait_for(follow, 5)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "text/plain; charset=utf-8"
+    assert r.text == "first\nsecond\n"
+    # without follow nothing changes: a JSON string
+    r = await client.get(url.replace("follow=True", "follow=False"), headers=h(admin_token))
+    assert r.json() == "first\nsecond\n"
+
+
+async def test_copy_both_ways_and_refusals(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    c = await run(client, admin_token)
+    base = f"/container/v1/containers/{c['uuid']}"
+    data = base64.b64encode(a_tar("note.txt", b"hello")).decode()
+    r = await client.post(
+        f"{base}/put_archive?path=/tmp", json={"data": data}, headers=h(admin_token)
+    )
+    assert r.status_code == 200 and r.json() is None
+    assert runtime.files[c["uuid"]]["/tmp/note.txt"] == b"hello"
+
+    r = await client.get(f"{base}/get_archive?path=/tmp/note.txt", headers=h(admin_token))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["stat"]["name"] == "note.txt" and body["stat"]["size"] == 5
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(body["data"]))) as tar:
+        extracted = tar.extractfile("note.txt")
+        assert extracted is not None and extracted.read() == b"hello"
+    old = {**h(admin_token), "OpenStack-API-Version": "container 1.24"}
+    r = await client.get(f"{base}/get_archive?path=/tmp/note.txt", headers=old)
+    assert "hello" in r.json()["data"]  # below 1.25: the tar as a string
+
+    for payload, says in [
+        (a_tar("../../etc/evil", b"x"), "contains '..'"),
+        (a_tar("/etc/evil", b"x"), "absolute path"),
+        (a_tar("out", b"", tarfile.SYMTYPE, "/etc"), "symbolic link"),
+        (a_tar("null", b"", tarfile.CHRTYPE), "device node"),
+        (b"not a tar" * 100, "not a readable tar"),
+    ]:
+        body = {"data": base64.b64encode(payload).decode()}
+        r = await client.post(f"{base}/put_archive?path=/tmp", json=body, headers=h(admin_token))
+        assert r.status_code == 400 and says in r.json()["errors"][0]["detail"], r.text
+    r = await client.post(
+        f"{base}/put_archive?path=/tmp", json={"data": "%%%"}, headers=h(admin_token)
+    )
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["code"] == "container.base64-exception"
+    r = await client.post(
+        f"{base}/put_archive?path=/nope", json={"data": data}, headers=h(admin_token)
+    )
+    assert r.status_code == 400 and "/nope" in r.json()["errors"][0]["detail"]
+    r = await client.get(f"{base}/get_archive", headers=h(admin_token))
+    assert r.status_code == 400  # path is required
+    assert len(runtime.files[c["uuid"]]) == 1
+
+
+async def test_put_archive_size_limit(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    c = await run(client, admin_token)
+    state = client._transport.app.state.berth  # type: ignore[attr-defined]
+    state.settings = state.env.settings = state.settings.model_copy(
+        update={"archive_max_bytes": 4096}
+    )
+    data = base64.b64encode(a_tar("big.bin", b"x" * 10_000)).decode()
+    url = f"/container/v1/containers/{c['uuid']}/put_archive?path=/tmp"
+    r = await client.post(url, json={"data": data}, headers=h(admin_token))
+    assert r.status_code == 400 and "archive_max_bytes" in r.json()["errors"][0]["detail"]
+
+
+@pytest.mark.parametrize(("before", "after"), [("Running", "Running"), ("Stopped", "Created")])
+async def test_rebuild_recreates_keeping_uuid_and_name(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver, before: str, after: str
+) -> None:
+    runtime.images.add("berth-test/other:2")
+    c = await run(client, admin_token, name="keeper")
+    base = f"/container/v1/containers/{c['uuid']}"
+    if before == "Stopped":
+        await client.post(f"{base}/stop", headers=h(admin_token))
+        await wait_status(client, admin_token, c["uuid"], "Stopped")
+    old_id = runtime.containers[c["uuid"]].runtime_id
+    r = await client.post(
+        f"{base}/rebuild?image=berth-test/other:2&image_driver=docker", headers=h(admin_token)
+    )
+    assert r.status_code == 202, r.text
+    shown = await wait_status(client, admin_token, c["uuid"], after)
+    assert shown["name"] == "keeper" and shown["image"] == "berth-test/other:2"
+    record = runtime.containers[c["uuid"]]
+    assert record.runtime_id != old_id and record.spec.image == "berth-test/other:2"
+    assert LABEL_REBUILD in record.spec.labels
+    actions = (await client.get(f"{base}/container_actions", headers=h(admin_token))).json()
+    rebuild = [a for a in actions["containerActions"] if a["action"] == "rebuild"]
+    assert rebuild and rebuild[0]["finish_time"] is not None
+    await asyncio.sleep(0.6)  # another reconcile pass: not rebuilt twice
+    assert runtime.containers[c["uuid"]].runtime_id == record.runtime_id
+
+
+async def test_rebuild_refusals(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    c = await run(client, admin_token)
+    base = f"/container/v1/containers/{c['uuid']}"
+    r = await client.post(f"{base}/rebuild?image_driver=floppy", headers=h(admin_token))
+    assert r.status_code == 400
+    await client.post(f"{base}/pause", headers=h(admin_token))
+    await wait_status(client, admin_token, c["uuid"], "Paused")
+    assert (await client.post(f"{base}/rebuild", headers=h(admin_token))).status_code == 409
+
+
+async def test_rebuild_to_a_missing_image_keeps_the_old_container(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    c = await run(client, admin_token)
+    old_id = runtime.containers[c["uuid"]].runtime_id
+    url = f"/container/v1/containers/{c['uuid']}/rebuild?image=berth-test/missing:1"
+    assert (await client.post(url, headers=h(admin_token))).status_code == 202
+    shown = await wait_status(client, admin_token, c["uuid"], "Error")
+    assert "berth-test/missing:1" in shown["status_reason"]
+    assert runtime.containers[c["uuid"]].runtime_id == old_id
+    url = f"/container/v1/containers/{c['uuid']}/rebuild?image={IMAGE}"
+    assert (await client.post(url, headers=h(admin_token))).status_code == 202
+    await wait_status(client, admin_token, c["uuid"], "Running")
+    assert runtime.containers[c["uuid"]].runtime_id != old_id
+
+
+async def test_resize_container_is_the_live_resize_from_1_19(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    c = await run(client, admin_token, memory=64)
+    url = f"/container/v1/containers/{c['uuid']}/resize_container"
+    old = {**h(admin_token), "OpenStack-API-Version": "container 1.18"}
+    assert (await client.post(url, json={"memory": 128}, headers=old)).status_code == 406
+    assert (await client.post(url, json={}, headers=h(admin_token))).status_code == 400
+    r = await client.post(url, json={"memory": 128, "cpu": 0.5}, headers=h(admin_token))
+    assert r.status_code == 202 and r.json()["memory"] == "128" and r.json()["cpu"] == 0.5
+    await runtime.wait_for(lambda: runtime.containers[c["uuid"]].memory == 128)
+    assert runtime.containers[c["uuid"]].cpu == 0.5
+    actions = (
+        await client.get(
+            url.replace("resize_container", "container_actions"), headers=h(admin_token)
+        )
+    ).json()["containerActions"]
+    assert "resize_container" in {a["action"] for a in actions}
