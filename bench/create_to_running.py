@@ -1,16 +1,71 @@
-"""Create -> Running through Berth's API versus the docker SDK directly, interleaved.
+"""Create -> Running: Berth's API against the docker SDK directly, interleaved in one run.
 
-Starts a throw-away all-in-one Berth (SQLite, local engine) on a free port, then
-runs N rounds; each round times one container both ways, in alternating order,
-and removes it. Prints the medians, p99s and their ratios.
+What it measures
+    Raw Docker: the wall time of ``docker.from_env().containers.run(...,
+    detach=True)``, which returns once the engine has started the container
+    (create, inspect, start: the SDK's ``docker run -d``).
 
-    .venv/bin/python bench/create_to_running.py --rounds 40
+    Berth, "API says Running" (the headline, compared with the target): from
+    sending ``POST /container/v1/containers?run=true`` to the instant the API
+    records the agent's Running report -- the create action's ``finish_time``
+    as ``GET .../container_actions`` shows it (same machine, same wall clock;
+    stamped in the transaction that makes ``status`` Running, about a commit
+    before a GET can see it). From then on every GET answers Running, so this
+    is the time a user waits, without the client's polling added.
+
+    Berth, "client poll sees it": from sending the POST to the first
+    ``GET /container/v1/containers/<uuid>`` answering ``"status": "Running"``,
+    polling every ``--poll`` ms (default 50). It adds up to one interval plus
+    one GET. A tighter poll is not more exact: every GET costs the all-in-one
+    server (API and agent in one process) 10-15 ms, about half of it the
+    token check; on 2 cores a 5 ms poll made Berth's own ``docker start``
+    take 466 ms against raw Docker's 313 ms in the same rounds, and even a
+    20 ms poll keeps the server ~40% busy.
+
+    Both sides run the same image and command with the same limits (1 CPU as
+    NanoCpus, 64 MiB memory with memswap equal to it, which is what Berth's
+    Docker driver sets), on the same engine, alternating which side goes first
+    in each round. Each container is removed, and its removal awaited, outside
+    the timed section before the next measurement starts: a Berth container
+    through the API (``DELETE ...?force=true``, then polling until 404, which
+    the API answers once the agent confirmed the engine removed it), a raw one
+    with ``remove(force=True)``.
+
+How it runs
+    It starts a throw-away all-in-one ``berth-api`` (SQLite in a temporary
+    directory, its embedded agent on the local engine, owner label
+    ``bench-<port>``) on a free port, waits for the agent to register, does
+    ``--warmup`` discarded rounds, then ``--rounds`` measured ones, and prints
+    p50/p90/p99 (nearest rank: with 100 rounds the p99 is the 99th of 100) and
+    the ratios of the medians and of the p99s. Everything it created is removed
+    at the end, also after a failure or Ctrl-C; leftovers are reported.
+
+    .venv/bin/python bench/create_to_running.py                 # 100 rounds, ~3 min
+    .venv/bin/python bench/create_to_running.py --rounds 20 --json results.json
+    .venv/bin/python bench/create_to_running.py --json -        # JSON only, with samples
+    .venv/bin/python bench/create_to_running.py --experiment token-cache
+
+``--experiment`` adds a second, monkeypatched Berth as a third interleaved side
+(a what-if for a proposed optimisation, see bench/_trace_server.py); the
+headline numbers and the target verdict are always the unpatched Berth's.
+
+Needs the Docker engine (``DOCKER_HOST`` or /var/run/docker.sock) and the test
+image (``scripts/lib.sh build_test_images``; or ``--image`` / ``BERTH_TEST_IMAGE``).
+Run it on a quiet machine: other load slows Berth's many small steps more than
+Docker's few big ones. Target and results: docs/benchmarks.md. Where the time
+goes, step by step: bench/profile_create.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
+import json
+import math
 import os
+import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -18,13 +73,38 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
+import docker.errors
 import httpx
+import requests
 
-IMAGE = os.environ.get("BERTH_TEST_IMAGE", "berth-test/busybox:latest")
+ROOT = Path(__file__).resolve().parent.parent
+SHIM = str(Path(__file__).resolve().parent / "_trace_server.py")
+EXPERIMENTS = ("token-cache", "direct-create", "optimistic-image")
 PASSWORD = "bench-admin-pw"
+API_VERSION = "container 1.40"
+COMMAND = ["sleep", "300"]
+MEMORY_MIB = 64
+CPU = 1.0
+TARGET_P50, TARGET_P99 = 1.15, 1.30
+
+
+class BenchError(Exception):
+    """A failure with a message meant for the person running the benchmark."""
+
+
+@dataclass
+class BerthSample:
+    polled: float  # seconds from sending the POST to the first GET saying Running
+    recorded: float  # ... to the API's stamp of the agent's Running report
+    uuid: str
+    sent: float  # epoch seconds: POST sent
+    posted: float  # epoch seconds: POST answered
+    seen: float  # epoch seconds: Running seen
 
 
 def free_port() -> int:
@@ -33,131 +113,481 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_berth(data: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "BERTH_DATA_DIR": str(data),
-        "BERTH_PORT": str(port),
-        "BERTH_ADMIN_PASSWORD": PASSWORD,
-        "BERTH_AGENT_HOST": f"bench-{port}",
-        "BERTH_AGENT_PASSWORD": "bench-agent-pw",
-    }
-    log = open(data / "berth.log", "wb")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from berth.cli.serve import api_main; api_main()"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/identity/v3", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"Berth did not start; see {data / 'berth.log'}")
+def _parse_time(value: str | None) -> float | None:
+    """Epoch seconds of a Zun time (UTC, no zone, microseconds)."""
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC).timestamp()
 
 
-def token(base: str) -> str:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": "admin", "domain": {"name": "Default"}, "password": PASSWORD}
-                },
-            },
-            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+class BerthUnderTest:
+    """A throw-away all-in-one berth-api with its embedded agent, and a client for it."""
+
+    def __init__(
+        self,
+        data: Path,
+        image: str,
+        timeout: float,
+        server: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.data = data
+        self.image = image
+        self.server = server or ["-c", "from berth.cli.serve import api_main; api_main()"]
+        self.extra_env = env or {}
+        self.port = free_port()
+        self.owner = f"bench-{self.port}"
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.timeout = timeout
+        self.log_path = data / "berth.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http: httpx.Client | None = None
+        self.live: set[str] = set()  # created and not yet confirmed deleted
+
+    # -- the server
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "BERTH_DATA_DIR": str(self.data),
+            "BERTH_PORT": str(self.port),
+            "BERTH_ADMIN_PASSWORD": PASSWORD,
+            "BERTH_AGENT_HOST": self.owner,
+            "BERTH_AGENT_PASSWORD": "bench-agent-pw",
+            **self.extra_env,
         }
-    }
-    r = httpx.post(f"{base}/identity/v3/auth/tokens", json=body)
-    r.raise_for_status()
-    return r.headers["x-subject-token"]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, *self.server],
+                env=env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError(
+                    f"berth-api exited with {self.proc.returncode}: {self._log_tail()}"
+                )
+            try:
+                if httpx.get(f"{self.base}/identity/v3", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError(f"berth-api did not answer within 60 s: {self._log_tail()}")
+            time.sleep(0.1)
+        self.http = httpx.Client(
+            base_url=self.base,
+            headers={"X-Auth-Token": self._token(), "OpenStack-API-Version": API_VERSION},
+            timeout=self.timeout,
+        )
+        deadline = time.monotonic() + 60
+        while not self._call("GET", "/container/v1/hosts").json().get("hosts"):
+            if time.monotonic() > deadline:
+                raise BenchError(f"the embedded agent never registered: {self._log_tail()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.http is not None:
+            self.http.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return "(no log)"
+        return "\n  " + "\n  ".join(text)
+
+    def _token(self) -> str:
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "name": "admin",
+                            "domain": {"name": "Default"},
+                            "password": PASSWORD,
+                        }
+                    },
+                },
+                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+            }
+        }
+        r = httpx.post(f"{self.base}/identity/v3/auth/tokens", json=body, timeout=self.timeout)
+        if r.status_code != 201 or "x-subject-token" not in r.headers:
+            raise BenchError(f"cannot get an admin token ({r.status_code}): {r.text[:300]}")
+        return r.headers["x-subject-token"]
+
+    def _call(
+        self, method: str, path: str, ok: tuple[int, ...] = (200,), **kw: Any
+    ) -> httpx.Response:
+        assert self.http is not None
+        r = self.http.request(method, path, **kw)
+        if r.status_code not in ok:
+            raise BenchError(f"{method} {path} answered {r.status_code}: {r.text[:300]}")
+        return r
+
+    # -- one measurement
+
+    def create_to_running(self, poll: float) -> BerthSample:
+        assert self.http is not None
+        body = {"image": self.image, "command": COMMAND, "memory": MEMORY_MIB, "cpu": CPU}
+        sent_wall = time.time()
+        t0 = time.perf_counter()
+        r = self.http.post("/container/v1/containers?run=true", json=body)
+        if r.status_code != 202:
+            raise BenchError(f"POST /containers answered {r.status_code}: {r.text[:300]}")
+        posted_wall = time.time()
+        uid = r.json()["uuid"]
+        self.live.add(uid)
+        path = f"/container/v1/containers/{uid}"
+        while True:
+            got = self.http.get(path)
+            if got.status_code != 200:
+                raise BenchError(f"GET {path} answered {got.status_code}: {got.text[:300]}")
+            container = got.json()
+            if container["status"] == "Running":
+                polled = time.perf_counter() - t0
+                seen_wall = time.time()
+                break
+            if container["status"] == "Error":
+                raise BenchError(f"container {uid} failed: {container.get('status_reason')}")
+            if time.perf_counter() - t0 > self.timeout:
+                raise BenchError(f"container {uid} not Running after {self.timeout:g} s")
+            time.sleep(poll)
+        actions = self._call("GET", f"{path}/container_actions").json()["containerActions"]
+        finish = next(
+            (_parse_time(a["finish_time"]) for a in actions if a["action"] == "create"), None
+        )
+        if finish is None:
+            raise BenchError(f"container {uid} is Running but its create action is not finished")
+        return BerthSample(polled, finish - sent_wall, uid, sent_wall, posted_wall, seen_wall)
+
+    def delete_and_wait(self, uid: str) -> None:
+        """Delete through the API and wait until the agent confirmed it (GET answers 404)."""
+        path = f"/container/v1/containers/{uid}"
+        self._call("DELETE", f"{path}?force=true", ok=(204, 404))
+        deadline = time.monotonic() + self.timeout
+        while self._call("GET", path, ok=(200, 404)).status_code != 404:
+            if time.monotonic() > deadline:
+                raise BenchError(f"container {uid} still not deleted after {self.timeout:g} s")
+            time.sleep(0.01)
+        self.live.discard(uid)
 
 
-def wait_host(http: httpx.Client) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if http.get("/container/v1/hosts").json().get("hosts"):
-            return
-        time.sleep(0.2)
-    raise SystemExit("the embedded agent never registered its host")
+class RawDocker:
+    """The same container straight through the docker SDK."""
+
+    def __init__(self, client: docker.DockerClient, image: str) -> None:
+        self.client = client
+        self.image = image
+        self.live: set[str] = set()
+
+    def create_to_running(self) -> float:
+        name = f"bench-raw-{uuid.uuid4().hex[:12]}"
+        self.live.add(name)
+        t0 = time.perf_counter()
+        self.client.containers.run(
+            self.image,
+            COMMAND,
+            name=name,
+            detach=True,
+            nano_cpus=round(CPU * 1e9),
+            mem_limit=MEMORY_MIB * 1024 * 1024,
+            memswap_limit=MEMORY_MIB * 1024 * 1024,
+        )
+        elapsed = time.perf_counter() - t0
+        self.remove(name)
+        return elapsed
+
+    def remove(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_container(name, v=True, force=True)
+        self.live.discard(name)
 
 
-def via_berth(http: httpx.Client) -> float:
-    t0 = time.perf_counter()
-    r = http.post(
-        "/container/v1/containers?run=true",
-        json={"image": IMAGE, "command": ["sleep", "300"], "memory": 64},
-    )
-    r.raise_for_status()
-    uid = r.json()["uuid"]
-    while True:
-        status = http.get(f"/container/v1/containers/{uid}").json()["status"]
-        if status == "Running":
-            elapsed = time.perf_counter() - t0
-            break
-        if status == "Error":
-            raise SystemExit(f"container {uid} failed")
-        time.sleep(0.005)
-    http.delete(f"/container/v1/containers/{uid}?stop=true")
-    return elapsed
+# -- statistics and reporting
 
 
-def via_docker(client: docker.DockerClient) -> float:
-    t0 = time.perf_counter()
-    c = client.containers.run(
-        IMAGE,
-        ["sleep", "300"],
-        detach=True,
-        mem_limit="64m",
-        name=f"bench-raw-{uuid.uuid4().hex[:12]}",
-    )
-    elapsed = time.perf_counter() - t0
-    c.remove(force=True)
-    return elapsed
-
-
-def p99(values: list[float]) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least q% of the samples at or below."""
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": statistics.median(values),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "mean": statistics.fmean(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def machine(client: docker.DockerClient) -> dict[str, Any]:
+    mem_kib = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    version = client.version()
+    rev = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "dockerd": version.get("Version"),
+        "storage_driver": client.info().get("Driver"),
+        "python": platform.python_version(),
+        "berth_revision": rev or None,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    s, r = result["summary"], result["ratios"]
+    ms = 1000.0
+    lines = [
+        f"rounds: {result['rounds']} (+{result['warmup']} warm-up)  image: {result['image']}  "
+        f"poll: {result['poll_ms']:g} ms  load average at start: {result['loadavg_start']:.2f}",
+        f"{'':32}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  (ms)",
+    ]
+    rows = [
+        ("raw", "raw docker SDK"),
+        ("berth_api", "berth: API says Running"),
+        ("berth_polled", "berth: client poll sees it"),
+        ("whatif_api", "what-if: API says Running"),
+        ("whatif_polled", "what-if: client poll sees it"),
+    ]
+    for key, label in rows:
+        if key in s:
+            v = s[key]
+            lines.append(
+                f"{label:32}{v['p50'] * ms:8.1f}{v['p90'] * ms:8.1f}"
+                f"{v['p99'] * ms:8.1f}{v['max'] * ms:8.1f}"
+            )
+    verdict = "met" if result["target_met"] else "MISSED"
+    lines += [
+        f"ratio berth/raw: p50 {r['p50']:.2f}x  p99 {r['p99']:.2f}x   "
+        f"(target p50 <= {TARGET_P50}x, p99 <= {TARGET_P99}x: {verdict})",
+        f"with the client's {result['poll_ms']:g} ms polling: "
+        f"p50 {r['polled_p50']:.2f}x  p99 {r['polled_p99']:.2f}x",
+    ]
+    if "whatif_p50" in r:
+        lines.append(
+            f"what-if ({', '.join(result['experiments'])}; patched, NOT Berth's code): "
+            f"p50 {r['whatif_p50']:.2f}x  p99 {r['whatif_p99']:.2f}x"
+        )
+    return "\n".join(lines)
+
+
+# -- the run
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        client = docker.from_env(timeout=int(args.timeout))
+        client.ping()
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise BenchError(f"cannot reach the Docker engine: {exc}") from exc
+    try:
+        client.images.get(args.image)
+    except docker.errors.ImageNotFound:
+        raise BenchError(
+            f"image {args.image} is not on this engine: build it with "
+            "`scripts/lib.sh build_test_images` or pass --image"
+        ) from None
+    info = machine(client)
+    raw_side = RawDocker(client, args.image)
+    samples: dict[str, list[float]] = {"raw": [], "berth_api": [], "berth_polled": []}
+    with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
+        (Path(tmp) / "berth").mkdir()
+        servers = {"berth": BerthUnderTest(Path(tmp) / "berth", args.image, args.timeout)}
+        if args.experiment:  # a second, patched Berth (bench/_trace_server.py) interleaved
+            (Path(tmp) / "whatif").mkdir()
+            env = {"BERTH_BENCH_EXPERIMENTS": ",".join(args.experiment)}
+            servers["whatif"] = BerthUnderTest(
+                Path(tmp) / "whatif", args.image, args.timeout, [SHIM], env
+            )
+            samples.update(whatif_api=[], whatif_polled=[])
+        sides = ["raw", *servers]
+        started = dt.datetime.now(dt.UTC)
+        load_start = os.getloadavg()[0]
+        if load_start > 1.0:
+            print(
+                f"warning: load average {load_start:.2f}: other work on this machine "
+                "will show up in the numbers",
+                file=sys.stderr,
+            )
+        try:
+            for server in servers.values():
+                server.start()
+            for i in range(args.warmup + args.rounds):
+                measured = i >= args.warmup
+                # Every side goes first, second, ... equally often.
+                for side in sides[i % len(sides) :] + sides[: i % len(sides)]:
+                    time.sleep(args.settle)
+                    if side == "raw":
+                        elapsed = raw_side.create_to_running()
+                        if measured:
+                            samples["raw"].append(elapsed)
+                        continue
+                    sample = servers[side].create_to_running(args.poll / 1000)
+                    servers[side].delete_and_wait(sample.uuid)
+                    if measured:
+                        samples[f"{side}_api"].append(sample.recorded)
+                        samples[f"{side}_polled"].append(sample.polled)
+                done = len(samples["raw"])
+                if args.progress and measured and done % 10 == 0:
+                    print(
+                        f"  {done}/{args.rounds}: raw p50 "
+                        f"{statistics.median(samples['raw']) * 1000:.0f} ms, berth p50 "
+                        f"{statistics.median(samples['berth_api']) * 1000:.0f} ms",
+                        file=sys.stderr,
+                    )
+        except KeyboardInterrupt:
+            raise BenchError("interrupted; everything it created was removed") from None
+        finally:
+            problems = []
+            for name, server in servers.items():
+                problems += cleanup(server, raw_side, client)
+                server.stop()
+                if args.keep_log and server.log_path.exists():
+                    suffix = "" if name == "berth" else f".{name}"
+                    Path(args.keep_log + suffix).write_bytes(server.log_path.read_bytes())
+            if problems:
+                print("cleanup: " + "; ".join(problems), file=sys.stderr)
+    summaries = {key: summary(values) for key, values in samples.items()}
+    raw = summaries["raw"]
+    ratios = {
+        "p50": summaries["berth_api"]["p50"] / raw["p50"],
+        "p99": summaries["berth_api"]["p99"] / raw["p99"],
+        "polled_p50": summaries["berth_polled"]["p50"] / raw["p50"],
+        "polled_p99": summaries["berth_polled"]["p99"] / raw["p99"],
+    }
+    if "whatif_api" in summaries:
+        ratios["whatif_p50"] = summaries["whatif_api"]["p50"] / raw["p50"]
+        ratios["whatif_p99"] = summaries["whatif_api"]["p99"] / raw["p99"]
+    return {
+        "date": started.isoformat(timespec="seconds"),
+        "command": " ".join([".venv/bin/python", "bench/create_to_running.py", *sys.argv[1:]]),
+        "machine": info,
+        "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg()[0],
+        "image": args.image,
+        "container": {"command": COMMAND, "cpu": CPU, "memory_mib": MEMORY_MIB},
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "poll_ms": args.poll,
+        "experiments": args.experiment,
+        "settle_ms": args.settle * 1000,
+        "summary": summaries,
+        "ratios": ratios,
+        "target_met": ratios["p50"] <= TARGET_P50 and ratios["p99"] <= TARGET_P99,
+        "samples": samples,
+    }
+
+
+def cleanup(berth: BerthUnderTest, raw_side: RawDocker, client: docker.DockerClient) -> list[str]:
+    """Remove whatever this run created; say what could not be removed."""
+    problems: list[str] = []
+    for uid in list(berth.live):
+        try:
+            berth.delete_and_wait(uid)
+        except (BenchError, httpx.HTTPError) as exc:
+            problems.append(f"berth container {uid}: {exc}")
+    for name in list(raw_side.live):
+        try:
+            raw_side.remove(name)
+        except docker.errors.DockerException as exc:
+            problems.append(f"raw container {name}: {exc}")
+    # Last resort: anything still labelled with this run's agent (e.g. the API died).
+    with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+        for c in client.containers.list(all=True, filters={"label": f"berth.owner={berth.owner}"}):
+            problems.append(f"removed leftover {c.name}")
+            with contextlib.suppress(docker.errors.DockerException):
+                c.remove(force=True)
+    return problems
+
+
+def _interrupted(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rounds", type=int, default=40)
+    ap = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=100, help="measured rounds (one of each per round)"
+    )
+    ap.add_argument("--warmup", type=int, default=5, help="discarded rounds first")
+    ap.add_argument("--poll", type=float, default=50.0, help="Berth status poll interval, ms")
+    ap.add_argument("--settle", type=float, default=0.1, help="pause before each measurement, s")
+    ap.add_argument("--timeout", type=float, default=60.0, help="give up on one step after, s")
+    ap.add_argument(
+        "--image", default=os.environ.get("BERTH_TEST_IMAGE", "berth-test/busybox:latest")
+    )
+    ap.add_argument(
+        "--json",
+        metavar="FILE",
+        help="also write the results (with samples) here; - for stdout only",
+    )
+    ap.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        choices=EXPERIMENTS,
+        help="what-if: also run a second Berth with this monkeypatch from "
+        "bench/_trace_server.py, interleaved (not Berth's behaviour; repeatable)",
+    )
+    ap.add_argument("--keep-log", metavar="FILE", help="copy the berth-api log here")
+    ap.add_argument("--progress", action="store_true", help="running medians on stderr")
     args = ap.parse_args()
-    client = docker.from_env()
-    with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
-        port = free_port()
-        proc = start_berth(Path(tmp), port)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            headers = {"X-Auth-Token": token(base), "OpenStack-API-Version": "container 1.40"}
-            with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
-                wait_host(http)
-                via_berth(http)  # warm-up: image cache, connections
-                via_docker(client)
-                berth, raw = [], []
-                for i in range(args.rounds):
-                    if i % 2:
-                        raw.append(via_docker(client))
-                        berth.append(via_berth(http))
-                    else:
-                        berth.append(via_berth(http))
-                        raw.append(via_docker(client))
-                time.sleep(2)  # let the agent finish the deletes before we stop it
-        finally:
-            proc.terminate()
-            proc.wait(30)
-    bm, rm = statistics.median(berth), statistics.median(raw)
-    b99, r99 = p99(berth), p99(raw)
-    print(f"rounds: {args.rounds}  image: {IMAGE}")
-    print(f"raw docker  p50 {rm * 1000:7.1f} ms   p99 {r99 * 1000:7.1f} ms")
-    print(f"berth API   p50 {bm * 1000:7.1f} ms   p99 {b99 * 1000:7.1f} ms")
-    print(f"ratio       p50 {bm / rm:7.2f}x     p99 {b99 / r99:7.2f}x")
+    # Ctrl-C and SIGTERM both stop the run through the cleanup (a background job
+    # of a non-interactive shell inherits SIGINT ignored: take it back).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupted)
+    if args.rounds < 1 or args.warmup < 0 or args.poll <= 0:
+        ap.error("--rounds must be >= 1, --warmup >= 0, --poll > 0")
+    try:
+        result = run(args)
+    except BenchError as exc:
+        raise SystemExit(f"bench: {exc}") from None
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise SystemExit(f"bench: the Docker engine failed mid-run (cleaned up): {exc}") from None
+    except httpx.HTTPError as exc:
+        raise SystemExit(
+            f"bench: talking to berth-api failed mid-run (cleaned up): {exc}"
+        ) from None
+    if args.json == "-":
+        json.dump(result, sys.stdout, indent=2)
+        print()
+        return
+    print(report(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,238 @@
+"""berth-api (all-in-one) with timing hooks, for bench/profile_create.py only.
+
+Wraps, without changing Berth's code, the steps a create -> Running goes
+through (HTTP requests, token checks, transactions, the notifier, the agent's
+long poll, pass, worker, Docker driver calls and engine threads, reports) and
+appends one JSON line per finished step to the file named by
+``BERTH_BENCH_TRACE``: ``{"ev": name, "t0": start, "t1": end, ...}`` in epoch
+seconds (``time.time()``, the clock the benchmark client uses too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+_TRACE = os.environ.get("BERTH_BENCH_TRACE")
+_OUT = open(_TRACE, "a", buffering=1) if _TRACE else None  # noqa: SIM115 - process-long
+
+
+def emit(ev: str, t0: float, t1: float, **extra: Any) -> None:
+    assert _OUT is not None
+    _OUT.write(json.dumps({"ev": ev, "t0": t0, "t1": t1, **extra}) + "\n")
+
+
+def wrap_async(owner: Any, name: str, label: str) -> None:
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.time()
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            emit(label, t0, time.time())
+
+    setattr(owner, name, timed)
+
+
+def wrap_sync(owner: Any, name: str, label: str) -> None:
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            emit(label, t0, time.time())
+
+    setattr(owner, name, timed)
+
+
+def install_tracing() -> None:
+    from berth.agent import loop
+    from berth.agent.client import ControlClient
+    from berth.runtimes import docker as docker_driver
+    from berth.services import containers, hosts, identity, notify
+    from berth.store.db import Database
+
+    for name in ("list_managed", "inspect", "ensure_image", "create", "start", "remove"):
+        wrap_async(docker_driver.DockerDriver, name, f"driver.{name}")
+    wrap_async(ControlClient, "desired", "agent.desired")
+    wrap_async(ControlClient, "report", "agent.report")
+    wrap_async(loop.Agent, "_pass", "agent.pass")
+    wrap_async(loop.Agent, "_converge", "agent.converge")
+    wrap_sync(loop.Agent, "_send", "agent.send")
+    wrap_async(hosts, "desired_for", "api.desired_for")
+    wrap_async(hosts, "record_observations", "api.record_observations")
+    wrap_async(containers, "create", "api.containers.create")
+    wrap_async(identity, "validate_token", "api.validate_token")
+    wrap_async(notify.Notifier, "touch", "notifier.touch")
+    wrap_async(notify.Notifier, "wait", "notifier.wait")
+
+    async def raw(self: Any, call: Callable[[Any], Any]) -> Any:
+        # The engine call split into: queueing for a pool thread, the HTTP call to
+        # dockerd in the thread, and getting back onto the (possibly busy) event loop.
+        marks: dict[str, float] = {}
+
+        def in_thread() -> Any:
+            marks["ts"] = time.time()
+            try:
+                return call(self._client())
+            finally:
+                marks["te"] = time.time()
+
+        t0 = time.time()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, in_thread)
+        finally:
+            emit("engine.call", t0, time.time(), **marks)
+
+    docker_driver._Engine.raw = raw  # type: ignore[method-assign]
+
+    original_txn = Database.transaction
+
+    @contextlib.asynccontextmanager
+    async def transaction(self: Any) -> AsyncIterator[Any]:
+        t0 = time.time()
+        async with original_txn(self) as session:
+            tb = time.time()
+            yield session
+            tc = time.time()  # body done; the commit follows as the block exits
+        emit("db.transaction", t0, time.time(), tb=tb, tc=tc)
+
+    Database.transaction = transaction  # type: ignore[method-assign]
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        conn.info.setdefault("bench_t0", []).append(time.time())
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        t0 = conn.info["bench_t0"].pop()
+        emit("sql", t0, time.time(), sql=" ".join(statement.split())[:80])
+
+
+class Timing:
+    """Outermost ASGI middleware: one line per HTTP request, public or internal."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.time()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            emit("http", t0, time.time(), method=scope["method"], path=scope["path"])
+
+
+def install_experiments(names: list[str]) -> None:
+    from berth import errors
+    from berth.runtimes import docker as docker_driver
+    from berth.runtimes.base import effective_pull_policy
+    from berth.services import identity
+
+    unknown = set(names) - {"token-cache", "direct-create", "optimistic-image"}
+    if unknown:
+        raise SystemExit(f"unknown experiments: {', '.join(sorted(unknown))}")
+    Driver = docker_driver.DockerDriver
+
+    if "token-cache" in names:
+        validate = identity.validate_token
+        cache: dict[str, tuple[float, Any]] = {}
+
+        async def cached_validate(db: Any, token: str) -> Any:
+            hit = cache.get(token)
+            if hit is not None and hit[0] > time.monotonic():
+                return hit[1]
+            ctx = await validate(db, token)
+            cache[token] = (time.monotonic() + 10.0, ctx)
+            return ctx
+
+        identity.validate_token = cached_validate  # type: ignore[assignment]
+
+    if "direct-create" in names or "optimistic-image" in names:
+        direct = "direct-create" in names
+        optimistic = "optimistic-image" in names
+        original_create = Driver.create
+        original_ensure = Driver.ensure_image
+
+        # Signatures pass through untouched (*args): the driver's image methods
+        # gained a registry-auth argument while this was written.
+        async def pull(self: Any, image: str) -> None:
+            await original_ensure(self, image, "always")
+
+        async def create(self: Any, spec: Any, *args: Any, **kwargs: Any) -> str:
+            if not direct:
+                try:
+                    return await original_create(self, spec, *args, **kwargs)
+                except errors.ImageNotFound:
+                    if not optimistic:
+                        raise
+                    await pull(self, spec.image)
+                    return await original_create(self, spec, *args, **kwargs)
+            config, host = docker_driver.dockermap.create_params(spec, self._owner)
+
+            def call(api: Any) -> Any:
+                hc = api.create_host_config(**host)
+                return api.create_container(host_config=hc, use_config_proxy=False, **config)
+
+            for attempt in (1, 2):
+                try:
+                    return str((await self._engine.run(call))["Id"])
+                except errors.ContainerNotFound as exc:  # 404 on create: the image
+                    if optimistic and attempt == 1:
+                        await pull(self, spec.image)
+                        continue
+                    raise errors.ImageNotFound(f"image {spec.image!r}: {exc.message}") from exc
+                except errors.InvalidStateException:
+                    return str(await self._await_existing(spec.uuid))
+            raise AssertionError("unreachable")
+
+        async def ensure_image(
+            self: Any, image: str, pull_policy: str | None, *args: Any, **kwargs: Any
+        ) -> None:
+            if optimistic and effective_pull_policy(pull_policy) == "ifnotpresent":
+                return
+            await original_ensure(self, image, pull_policy, *args, **kwargs)
+
+        Driver.create = create  # type: ignore[method-assign]
+        Driver.ensure_image = ensure_image  # type: ignore[method-assign]
+
+
+def main() -> None:
+    experiments = [n for n in os.environ.get("BERTH_BENCH_EXPERIMENTS", "").split(",") if n]
+    if experiments:
+        install_experiments(experiments)
+    if _OUT is not None:
+        install_tracing()
+    from berth.cli import serve
+
+    create_app = serve.create_app
+
+    def traced_app(*args: Any, **kwargs: Any) -> Any:
+        app = create_app(*args, **kwargs)
+        if _OUT is not None:
+            app.add_middleware(Timing)
+        return app
+
+    serve.create_app = traced_app  # type: ignore[assignment]
+    serve.api_main()
+
+
+if __name__ == "__main__":
+    main()
