@@ -73,6 +73,7 @@ class Decision:
     host: HostState | None
     rejections: dict[str, str] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
+    visited: int = 0  # hosts looked at (fewer than all once enough candidates fit)
 
     def explain(self) -> str:
         """A one-line account of why no host fits, grouped by reason with host counts."""

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from berth.scheduler.model import HostState, PlacementRequest
 
-__all__ = ["BinpackWeigher", "ImageLocalityWeigher", "SpreadWeigher", "Weigher"]
+__all__ = ["BinpackWeigher", "ImageLocalityWeigher", "SpreadWeigher", "Weigher", "local_name"]
 
 
 class Weigher(Protocol):
@@ -47,9 +47,23 @@ class ImageLocalityWeigher:
     weight = 0.5
 
     def __call__(self, req: PlacementRequest, host: HostState) -> float:
-        return self.weight if _with_tag(req.image) in host.images else 0.0
+        if not req.image or not host.images:
+            return 0.0
+        return self.weight if local_name(req.image) in host.images else 0.0
 
 
-def _with_tag(image: str) -> str:
+_HUB_PREFIXES = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
+
+
+def local_name(image: str) -> str:
+    """``image`` as an engine lists it among its images: Docker Hub short form, with a tag.
+
+    ``busybox``, ``docker.io/library/busybox`` and ``busybox:latest`` are all
+    ``busybox:latest``; a digest reference stays as it is.
+    """
+    for prefix in _HUB_PREFIXES:
+        if image.startswith(prefix):
+            image = image[len(prefix) :]
+            break
     last = image.rsplit("/", 1)[-1]
     return image if ":" in last or "@" in last else f"{image}:latest"

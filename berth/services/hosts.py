@@ -12,6 +12,7 @@ from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import DesiredContainer, DesiredHost, HostReport, Observation, PendingOp
 from berth.services.env import Env
+from berth.services.host_return import restore_returned
 from berth.services.observations import apply_observation
 from berth.services.placement import AGENT_BINARY
 from berth.store.base import new_uuid, utcnow
@@ -31,7 +32,12 @@ def _require_service(env: Env, ctx: RequestContext) -> None:
 
 
 async def register(env: Env, ctx: RequestContext, report: HostReport) -> HostRow:
-    """Create or refresh a host and its agent service from an agent's report."""
+    """Create or refresh a host and its agent service from an agent's report.
+
+    The agent registers at start and again whenever its host's facts change
+    (say, an image was pulled or removed); each registration bumps the host's
+    generation and tells every process's scheduler to read the host again.
+    """
     _require_service(env, ctx)
     now = utcnow()
     async with env.db.transaction() as session:
@@ -66,6 +72,7 @@ async def register(env: Env, ctx: RequestContext, report: HostReport) -> HostRow
             "disk_quota_supported",
         ):
             setattr(host, name, getattr(report, name))
+        host.images = sorted(set(report.images))
         host.updated_at = now
         host.generation += 1
         svc = await _service(session, report.hostname)
@@ -83,6 +90,7 @@ async def register(env: Env, ctx: RequestContext, report: HostReport) -> HostRow
         svc.last_seen_up = now
         svc.report_count += 1
         svc.updated_at = now
+    await env.notifier.touch_host(report.hostname)  # every scheduler reads it again
     return host
 
 
@@ -95,14 +103,26 @@ async def _service(session: AsyncSession, hostname: str) -> ServiceRow | None:
 
 
 async def heartbeat(env: Env, ctx: RequestContext, hostname: str) -> None:
-    """Record that the agent of ``hostname`` is alive."""
+    """Record that the agent of ``hostname`` is alive.
+
+    One small update; only the heartbeat that ends an outage does more: the
+    containers the outage made ``Unknown`` get their observed status back, and
+    every scheduler reads the host again (it is up).
+    """
     _require_service(env, ctx)
+    now = utcnow()
+    cutoff = now - dt.timedelta(seconds=env.settings.service_down_time)
     async with env.db.transaction() as session:
         svc = await _service(session, hostname)
         if svc is None:
             raise errors.HostNotFound(f"Host {hostname} is not registered; restart its agent.")
-        svc.last_seen_up = utcnow()
+        returned = svc.last_seen_up is None or svc.last_seen_up < cutoff
+        svc.last_seen_up = now
         svc.report_count += 1
+        if returned and not svc.forced_down:
+            await restore_returned(session, hostname)
+    if returned:
+        await env.notifier.touch_host(hostname)
 
 
 async def agent_url(env: Env, hostname: str) -> str | None:
@@ -180,7 +200,7 @@ async def record_observations(
 ) -> None:
     """Fold what the agent saw into each container's status, finishing actions."""
     _require_service(env, ctx)
-    touched = False
+    touched = released = False
     async with env.db.transaction() as session:
         for obs in observations:
             row = (
@@ -191,6 +211,10 @@ async def record_observations(
                 )
             ).scalar_one_or_none()
             if row is not None:
+                claimed = row.claimed
                 touched = await apply_observation(session, row, obs) or touched
+                released = released or (claimed and not row.claimed)
+    if released:  # a deletion finished: this process's scheduler sees the room at once
+        env.host_cache.forget(hostname)
     if touched:
         await env.notifier.touch(hostname)

@@ -1,0 +1,174 @@
+"""Shared by the scheduler, API-read and concurrent-create benchmarks: statistics and context.
+
+Nearest-rank percentiles (the p99 of 100 samples is the 99th smallest), a
+description of the machine, a fresh PostgreSQL database for a run, and a
+throw-away ``berth-api`` process with an admin client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "PG_ADMIN_DSN",
+    "ROOT",
+    "BerthServer",
+    "fresh_pg_database",
+    "machine",
+    "percentile",
+    "summary",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_DSN = os.environ.get("BERTH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile: the smallest value with at least q% of the samples at or below."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """p50/p90/p99/max/mean of ``values`` (seconds in, seconds out)."""
+    return {
+        "p50": statistics.median(values),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": max(values),
+        "mean": statistics.fmean(values),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """CPU, memory, kernel, Python and the Berth revision of this run."""
+    mem_kib, cpu_model = 0, ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    rev = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "berth_revision": rev or None,
+        "affinity": sorted(os.sched_getaffinity(0)),
+    }
+
+
+@contextlib.contextmanager
+def fresh_pg_database(admin_dsn: str = PG_ADMIN_DSN) -> Iterator[str]:
+    """A new, empty PostgreSQL database (asyncpg URL), dropped afterwards."""
+    import psycopg  # test extra: a sync driver to create and drop databases
+
+    name = f"berth_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    host = admin_dsn.split("@", 1)[1].rsplit("/", 1)[0]
+    user = admin_dsn.split("//", 1)[1].split("@", 1)[0]
+    try:
+        yield f"postgresql+asyncpg://{user}@{host}/{name}"
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+ADMIN_PASSWORD = "bench-admin-pw"
+ZUN = {"OpenStack-API-Version": "container 1.40"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class BerthServer:
+    """A throw-away berth-api (``BERTH_*`` settings in ``env``), with an admin client.
+
+    ``http`` talks to ``/container/v1`` as the admin; the log goes to
+    ``data/berth.log``. ``stop`` ends the process (SIGTERM, then SIGKILL).
+    """
+
+    def __init__(self, data: Path, env: dict[str, str]) -> None:
+        self.data = data
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("BERTH_")},
+            "BERTH_DATA_DIR": str(data),
+            "BERTH_PORT": str(self.port),
+            "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "BERTH_AGENT_PASSWORD": "bench-agent-pw",
+            **env,
+        }
+        self.log = data / "berth.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(base_url=f"{self.base}/container/v1", timeout=120)
+
+    def start(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        code = "from berth.cli.serve import api_main; api_main()"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", code], env=self.env, cwd=ROOT, stdout=out, stderr=out
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"berth-api exited: {self.log.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base}/identity/v3", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"berth-api did not answer: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        self.http.headers.update({**ZUN, "X-Auth-Token": self.token()})
+
+    def token(self) -> str:
+        user = {"name": "admin", "domain": {"name": "Default"}, "password": ADMIN_PASSWORD}
+        body = {
+            "auth": {
+                "identity": {"methods": ["password"], "password": {"user": user}},
+                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+            }
+        }
+        r = httpx.post(f"{self.base}/identity/v3/auth/tokens", json=body, timeout=30)
+        r.raise_for_status()
+        return r.headers["x-subject-token"]
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

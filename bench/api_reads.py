@@ -1,0 +1,170 @@
+"""API reads: GET one container, and a list of 1,000, with 10,000 containers stored.
+
+What it measures
+    The wall time of ``GET /container/v1/containers/<uuid>`` (a random one of
+    the 10,000 each time) and of ``GET /container/v1/containers?limit=1000``
+    (the first page, and pages after a random marker), as the admin, over
+    HTTP with a keep-alive client: authentication (token lookup), policy,
+    the query, and the Zun view of each container.
+
+How it runs
+    It starts a throw-away ``berth-api`` (``BERTH_ALL_IN_ONE=false``: no agent,
+    nothing else running in it) on SQLite in a temporary directory, or on a
+    fresh PostgreSQL database, inserts ``--containers`` container rows of the
+    admin project directly (as created containers look: image, command,
+    limits, labels, environment, a host), warms up, then measures.
+
+    .venv/bin/python bench/api_reads.py                       # both databases, ~2 min
+    .venv/bin/python bench/api_reads.py --db sqlite --gets 500 --lists 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import random
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import insert, select
+
+from bench._common import BerthServer, fresh_pg_database, machine, summary
+from berth.store.db import Database
+from berth.store.tables import ContainerRow, ProjectRow, UserRow
+
+
+async def seed(url: str, count: int) -> list[str]:
+    """``count`` containers of the admin project, inserted directly; their UUIDs in id order."""
+    db = Database(url)
+    try:
+        async with db.transaction() as s:
+            project = (
+                await s.execute(select(ProjectRow.id).where(ProjectRow.name == "admin"))
+            ).scalar_one()
+            user = (await s.execute(select(UserRow.id).where(UserRow.name == "admin"))).scalar_one()
+            now = dt.datetime.now(dt.UTC)
+            rows = [_row(i, project, user, now) for i in range(count)]
+            for i in range(0, count, 1000):
+                await s.execute(insert(ContainerRow), rows[i : i + 1000])
+        return [r["uuid"] for r in rows]
+    finally:
+        await db.close()
+
+
+def _row(i: int, project: str, user: str, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "uuid": f"{i:08x}-0000-4000-8000-{i:012x}",
+        "name": f"bench-{i}",
+        "project_id": project,
+        "user_id": user,
+        "image": "berth-test/busybox:latest",
+        "image_driver": "docker",
+        "command": ["sleep", "3600"],
+        "cpu": 0.5,
+        "memory": 256,
+        "labels": {"app": f"app-{i % 50}", "tier": "web"},
+        "environment": {"MODE": "bench", "INDEX": str(i)},
+        "host": f"host-{i % 100}",
+        "claimed": True,
+        "desired_state": "running",
+        "observed_state": "running",
+        "status": "Running",
+        "runtime_id": f"{i:064x}",
+        "created_at": now,
+        "updated_at": now,
+        "desired_since": now,
+        "started_at": now,
+    }
+
+
+def measure(server: BerthServer, uuids: list[str], gets: int, lists: int) -> dict[str, Any]:
+    rng = random.Random(7)
+    http = server.http
+
+    def timed(path: str, **params: Any) -> float:
+        t0 = time.perf_counter()
+        r = http.get(path, params=params)
+        elapsed = time.perf_counter() - t0
+        if r.status_code != 200:
+            raise RuntimeError(f"GET {path} answered {r.status_code}: {r.text[:300]}")
+        return elapsed
+
+    for _ in range(30):  # warm-up: connections, caches, the token
+        timed(f"/containers/{rng.choice(uuids)}")
+        timed("/containers", limit=1000)
+    one = [timed(f"/containers/{rng.choice(uuids)}") for _ in range(gets)]
+    first = [timed("/containers", limit=1000) for _ in range(lists)]
+    paged = [
+        timed("/containers", limit=1000, marker=rng.choice(uuids[: len(uuids) - 1000]))
+        for _ in range(lists)
+    ]
+    body = http.get("/containers", params={"limit": 1000}).json()
+    assert len(body["containers"]) == 1000, len(body["containers"])
+    return {
+        "get_one": _ms(summary(one)),
+        "list_1000_first_page": _ms(summary(first)),
+        "list_1000_after_marker": _ms(summary(paged)),
+        "list_body_bytes": len(json.dumps(body)),
+    }
+
+
+def _ms(s: dict[str, float]) -> dict[str, float]:
+    return {f"{k}_ms": round(v * 1000, 3) for k, v in s.items()}
+
+
+def run(db_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="berth-reads-")))
+        if db_name == "postgres":
+            url = stack.enter_context(fresh_pg_database())
+        else:
+            url = f"sqlite+aiosqlite:///{tmp / 'berth.db'}"
+        server = BerthServer(tmp / "data", {"BERTH_DATABASE_URL": url, "BERTH_ALL_IN_ONE": "false"})
+        stack.callback(server.stop)
+        server.start()
+        uuids = asyncio.run(seed(url, args.containers))
+        result = measure(server, uuids, args.gets, args.lists)
+        return {"db": db_name, "containers": args.containers, **result}
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = [f"{'db':9}{'request':28}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"]
+    for r in result["runs"]:
+        for key in ("get_one", "list_1000_first_page", "list_1000_after_marker"):
+            v = r[key]
+            lines.append(
+                f"{r['db']:9}{key:28}{v['p50_ms']:9.2f}{v['p90_ms']:9.2f}"
+                f"{v['p99_ms']:9.2f}{v['max_ms']:9.2f}"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--db", default="sqlite,postgres")
+    ap.add_argument("--containers", type=int, default=10_000)
+    ap.add_argument("--gets", type=int, default=2000)
+    ap.add_argument("--lists", type=int, default=100)
+    ap.add_argument("--json", metavar="FILE")
+    args = ap.parse_args()
+    result: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "command": " ".join(sys.argv),
+        "runs": [run(db, args) for db in args.db.split(",")],
+    }
+    print(report(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

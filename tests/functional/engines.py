@@ -1,0 +1,205 @@
+"""Extra Docker engines on this machine, for multi-host tests.
+
+``docker_hosts(names)`` starts one extra ``dockerd`` per name, each with its
+own ``--data-root``, ``--exec-root``, socket and pidfile in a fresh directory
+under /tmp, its own containerd, and its own Linux bridge: created here
+(``brth<pid><n>``, a free ``10.213.N.0/24``) and handed over with
+``--bridge``, with ``--iptables=false --ip-masq=false --ip-forward=false``,
+so the daemon changes no iptables rule and no sysctl. (Not ``--bridge=none``:
+a daemon started with it deletes the host's ``docker0``, the main engine's
+bridge, as moby's ``removeDefaultBridgeInterface`` does; the fixture checks
+that ``docker0`` survives.) The containers get addresses on that bridge and
+no route out, which the tests do not need. The test image is copied in from
+the main engine (``docker save`` | ``docker load``). On exit every container
+is removed, each daemon stopped (SIGTERM, then SIGKILL, its containerd too),
+mounts left under its directory unmounted, the directory deleted and the
+bridge removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+
+from tests.functional.docker_engine import TEST_IMAGE
+
+__all__ = ["Dockerd", "docker_hosts", "wait_until"]
+
+T = TypeVar("T")
+LABEL_UUID = "berth.uuid"
+_DOCKERD_FLAGS = ["--iptables=false", "--ip-masq=false", "--ip-forward=false", "--log-level=warn"]
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, poll: float = 0.2) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(poll)
+
+
+@dataclass
+class Dockerd:
+    """One extra Docker engine: its directory, bridge, process and client."""
+
+    name: str
+    root: Path
+    bridge: str
+    proc: subprocess.Popen[bytes]
+    _client: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.root / 'docker.sock'}"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = docker.APIClient(base_url=self.url, version="auto", timeout=60)
+        return self._client
+
+    def berth_containers(self) -> dict[str, list[dict[str, Any]]]:
+        """This engine's Berth containers (any state), by Berth UUID."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for c in self.client.containers(all=True, filters={"label": LABEL_UUID}):
+            found.setdefault(c["Labels"][LABEL_UUID], []).append(c)
+        return found
+
+    def answers(self) -> bool:
+        with contextlib.suppress(Exception):
+            return bool(docker.APIClient(base_url=self.url, timeout=2).ping())
+        return False
+
+    def stop(self) -> None:
+        """Remove every container, stop the daemon and its containerd, delete the directory."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                for c in self.client.containers(all=True):
+                    self.client.remove_container(c["Id"], force=True, v=True)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self._client is not None:
+            self._client.close()
+        _kill_pidfile(self.root / "exec" / "containerd" / "containerd.pid")
+        _unmount_under(self.root)
+        shutil.rmtree(self.root, ignore_errors=True)
+        _ip("link", "del", self.bridge, check=False)
+
+
+def _kill_pidfile(path: Path) -> None:
+    """End the process named by ``path`` (a containerd this fixture's daemon started).
+
+    Only if its command line names our directory: a stale pidfile's number
+    may belong to someone else's process by now.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(path.read_text().strip())
+        if str(path.parent) not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+            return
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(50):
+            os.kill(pid, 0)  # raises once it is gone
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+
+
+def _unmount_under(root: Path) -> None:
+    prefix = str(root.resolve()) + "/"
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for point in sorted((m for m in mounts if m.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def _ip(*args: str, check: bool = True) -> str:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if check and done.returncode:
+        raise AssertionError(f"ip {' '.join(args)} failed: {done.stderr}")
+    return done.stdout
+
+
+def _make_bridge(index: int) -> str:
+    """A new Linux bridge with a free 10.213.N.1/24 address; its name."""
+    name = f"brth{os.getpid() % 100000}{index}"[:15]
+    taken = _ip("-4", "addr") + _ip("-4", "route")
+    subnet = next(n for n in range(1, 255) if f"10.213.{n}." not in taken)
+    _ip("link", "add", "name", name, "type", "bridge")
+    _ip("addr", "add", f"10.213.{subnet}.1/24", "dev", name)
+    _ip("link", "set", name, "up")
+    return name
+
+
+def _start_dockerd(name: str, root: Path, bridge: str) -> Dockerd:
+    root.mkdir(parents=True)
+    log = (root / "dockerd.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            "dockerd",
+            f"--data-root={root / 'data'}",
+            f"--exec-root={root / 'exec'}",
+            f"--host=unix://{root / 'docker.sock'}",
+            f"--pidfile={root / 'docker.pid'}",
+            f"--bridge={bridge}",
+            *_DOCKERD_FLAGS,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a Ctrl-C of the tests reaches it through stop() only
+    )
+    log.close()
+    return Dockerd(name, root, bridge, proc)
+
+
+@contextlib.contextmanager
+def docker_hosts(names: list[str], main_engine: Any) -> Iterator[dict[str, Dockerd]]:
+    """One extra dockerd per name (started at once), each holding the test image."""
+    base = Path(tempfile.mkdtemp(prefix="bmh-", dir="/tmp"))  # short: socket paths
+    engines: dict[str, Dockerd] = {}
+    had_docker0 = Path("/sys/class/net/docker0").exists()
+    try:
+        for i, name in enumerate(names):
+            bridge = _make_bridge(i)
+            try:
+                engines[name] = _start_dockerd(name, base / name, bridge)
+            except BaseException:
+                _ip("link", "del", bridge, check=False)
+                raise
+        image = b"".join(main_engine.get_image(TEST_IMAGE))
+        for engine in engines.values():
+            wait_until(
+                lambda e=engine: e.answers() or _dead(e), 60, f"dockerd {engine.name} to answer"
+            )
+            engine.client.load_image(image)
+        yield engines
+    finally:
+        for engine in engines.values():
+            engine.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    if had_docker0:  # the main engine's bridge must survive its neighbours
+        assert Path("/sys/class/net/docker0").exists(), "an extra dockerd removed docker0"
+
+
+def _dead(engine: Dockerd) -> bool:
+    if engine.proc.poll() is not None:
+        log = (engine.root / "dockerd.log").read_text(errors="replace")
+        raise AssertionError(f"dockerd {engine.name} exited:\n{log[-3000:]}")
+    return False
