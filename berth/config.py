@@ -81,11 +81,45 @@ class Settings(BaseSettings):
     default_image_driver: str = "docker"
     execute_timeout: float = 5.0
 
+    # -- images: the image store (Berth's Glance stand-in) and secrets at rest
+    image_store: str | None = Field(
+        default=None, description="host:port of the image store (an OCI registry); unset: none"
+    )
+    image_store_username: str | None = None
+    image_store_password: str | None = None
+    secret_key_file: Path | None = Field(
+        default=None, description="Fernet key for registry passwords; default data_dir/secret.key"
+    )
+    image_pull_timeout: float = Field(
+        default=600.0, description="seconds an image pull or commit on a host may take"
+    )
+
+    # -- interactive sessions (exec/attach websockets) and file copy
+    stream_token_ttl: float = Field(
+        default=60.0, gt=0, description="seconds an attach/exec URL may wait to be opened"
+    )
+    stream_idle_timeout: float = Field(
+        default=900.0, gt=0, description="seconds without traffic that end a session"
+    )
+    stream_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="extra Origin host names a websocket may come from (besides Host's)",
+    )
+    archive_max_bytes: int = Field(
+        default=100 * 1024 * 1024, gt=0, description="largest tar that cp copies either way"
+    )
+
     # -- quotas
     quota_containers: int = 40
     quota_memory: int = 51200
     quota_cpu: int = 20
     quota_disk: int = 100
+
+    # -- notifications (Magnum's CADF cluster notifications on RabbitMQ when set)
+    notification_url: str | None = Field(
+        default=None, description="amqp://user:password@host:port/vhost; unset = events table only"
+    )
+    notification_exchange: str = "magnum"
 
     # -- services and heartbeats
     service_down_time: float = 180.0
@@ -100,6 +134,12 @@ class Settings(BaseSettings):
     tenant_exclusive_hosts: bool = Field(
         default=False, description="a host serves one project at a time"
     )
+    scheduler_candidates: int = Field(
+        default=16, ge=0, description="feasible hosts weighed per placement (random); 0: all"
+    )
+    scheduler_snapshot_ttl: float = Field(
+        default=5.0, ge=0, description="seconds a process reuses its host snapshot; 0: never"
+    )
 
     # -- the agent
     agent_host: str = Field(default_factory=socket.gethostname)
@@ -107,6 +147,9 @@ class Settings(BaseSettings):
     agent_labels: dict[str, str] = Field(default_factory=dict)
     agent_cpu_pinning: bool = Field(
         default=False, description="this host serves cpu_policy=dedicated containers only"
+    )
+    agent_facts_interval: float = Field(
+        default=60.0, gt=0, description="seconds between checks of the host's facts and images"
     )
     agent_bind_host: str = "127.0.0.1"
     agent_port: int = 9518

@@ -4,6 +4,7 @@
     ├── Invalid                      bad input (400)
     │   ├── InvalidParamInVersion
     │   ├── NoInteractiveFlag
+    │   ├── Base64Exception
     │   └── ImageNotFound
     ├── Unauthorized                 no or bad credentials (401)
     ├── Forbidden                    (403)
@@ -24,6 +25,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "Base64Exception",
     "BerthError",
     "Conflict",
     "ContainerNotFound",
@@ -39,6 +41,7 @@ __all__ = [
     "NotFound",
     "OverQuota",
     "PolicyNotAuthorized",
+    "RegistryNotFound",
     "ResourceNotFound",
     "ServiceNotFound",
     "Unauthorized",
@@ -65,6 +68,10 @@ class InvalidParamInVersion(Invalid):
 
 class NoInteractiveFlag(Invalid):
     """Attach needs a container created with ``interactive``."""
+
+
+class Base64Exception(Invalid):
+    """Data that should be base64 (a tar from microversion 1.25) is not."""
 
 
 class ImageNotFound(Invalid):
@@ -108,6 +115,10 @@ class ServiceNotFound(NotFound):
 
 
 class ResourceNotFound(NotFound):
+    pass
+
+
+class RegistryNotFound(NotFound):
     pass
 
 

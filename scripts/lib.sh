@@ -282,6 +282,95 @@ build_test_images() {
     build_busybox_image
 }
 
+# -- sandboxed runtime (gVisor) ------------------------------------------------
+
+BERTH_DOCKER_DAEMON_JSON="${BERTH_DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
+
+# ensure_runsc: gVisor's runsc installed (Debian package runsc) and registered with
+# the engine as runtime "runsc" with --network=none (gVisor's own network stack
+# does not work with Docker's bridge here: such containers have loopback only).
+# Set BERTH_RUNSC=0 to skip. Never fatal: without it, `--runtime runsc` is refused
+# by the scheduler with "runtime runsc not available".
+ensure_runsc() {
+    [[ ${BERTH_RUNSC:-1} == 0 ]] && return 0
+    if ! command -v runsc >/dev/null 2>&1; then
+        ensure_apt_packages runsc || { warn "cannot install runsc: --runtime runsc stays unavailable"; return 0; }
+    fi
+    if _docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; then
+        return 0
+    fi
+    say "registering runsc (gVisor) with the Docker engine in $BERTH_DOCKER_DAEMON_JSON"
+    as_root python3 - "$BERTH_DOCKER_DAEMON_JSON" "$(command -v runsc)" <<'PY' || { warn "could not edit $BERTH_DOCKER_DAEMON_JSON"; return 0; }
+import json, os, sys
+path, runsc = sys.argv[1], sys.argv[2]
+data = {}
+if os.path.exists(path) and open(path).read().strip():
+    data = json.load(open(path))
+data.setdefault("runtimes", {})["runsc"] = {"path": runsc, "runtimeArgs": ["--network=none"]}
+os.makedirs(os.path.dirname(path), exist_ok=True)
+with open(path + ".tmp", "w") as f:
+    json.dump(data, f, indent=2)
+os.replace(path + ".tmp", path)
+PY
+    # runtimes are reloadable: SIGHUP, no restart, running containers untouched.
+    local p
+    for p in $(pgrep -x dockerd 2>/dev/null || true); do
+        as_root kill -HUP "$p" || true
+    done
+    sleep 1
+    if _docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; then
+        say "runsc is registered"
+    else
+        warn "runsc is not listed by 'docker info' after the reload: restart dockerd to pick up $BERTH_DOCKER_DAEMON_JSON"
+    fi
+}
+
+# -- the image store ------------------------------------------------------------
+
+# start_image_store DATA_DIR [PORT]: Berth's image store, a docker-registry with
+# htpasswd auth serving DATA_DIR/image-store on 127.0.0.1:PORT (default 9519),
+# kept running by a small supervisor loop (restarted a second after it exits).
+# Idempotent. Prints the address; the password is in DATA_DIR/image-store/password.
+start_image_store() {
+    local data_dir="$1" port="${2:-9519}"
+    local dir="$data_dir/image-store"
+    local pid_file="$dir/supervisor.pid" log="$dir/registry.log" config pid
+    mkdir -p "$dir"
+    config="$("$BERTH_VENV/bin/berth" image store-config --dir "$dir" --port "$port")" \
+        || die "writing the image store's config failed: see above"
+    pid="$(cat "$pid_file" 2>/dev/null || true)"
+    if ! pid_alive "$pid"; then
+        say "starting the image store on 127.0.0.1:$port (data: $dir/data, log: $log)"
+        # shellcheck disable=SC2016  # the inner shell expands these
+        setsid bash -c 'echo $$ >"$1"; while true; do docker-registry serve "$2"; echo "docker-registry exited ($?); restarting in 1 s"; sleep 1; done' \
+            _ "$pid_file" "$config" >>"$log" 2>&1 </dev/null &
+    fi
+    local waited=0 code
+    while true; do
+        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/v2/" 2>/dev/null || true)"
+        [[ $code == 401 || $code == 200 ]] && break
+        ((waited >= 30)) && { tail -n 20 "$log" >&2; die "the image store did not answer on 127.0.0.1:$port within 30 s: see $log"; }
+        sleep 1
+        waited=$((waited + 1))
+    done
+    echo "127.0.0.1:$port"
+}
+
+# stop_image_store DATA_DIR: stop the supervisor and its docker-registry (the images stay).
+stop_image_store() {
+    local pid_file="$1/image-store/supervisor.pid" pid
+    pid="$(cat "$pid_file" 2>/dev/null || true)"
+    if pid_alive "$pid"; then
+        say "stopping the image store (pid $pid)"
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 20); do
+            pid_alive "$pid" || break
+            sleep 0.5
+        done
+    fi
+    rm -f "$pid_file"
+}
+
 # Run as a program: call the functions named on the command line, in order.
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     [[ $# -gt 0 ]] || die "usage: $0 FUNCTION... (e.g. ensure_docker build_test_images)"

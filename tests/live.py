@@ -250,13 +250,16 @@ def berth_agent(
     password: str,
     workdir: Path,
     settings_env: dict[str, str] | None = None,
+    wait: bool = True,
 ) -> Iterator[LiveAgent]:
     """Run a standalone berth-agent for ``host`` against the API at ``control_url``.
 
     It serves its own API on a free port (kept across restarts) and keeps its
     log in ``workdir/agent.log``. ``settings_env`` adds or overrides
-    ``BERTH_*`` variables (say, ``BERTH_RECONCILE_INTERVAL``). On exit it is
-    stopped, and the test fails if it logged a traceback.
+    ``BERTH_*`` variables (say, ``BERTH_RECONCILE_INTERVAL``). Without
+    ``wait`` it is yielded as soon as it started (call ``wait_ready``), so
+    that several agents can start at once. On exit it is stopped, and the
+    test fails if it logged a traceback.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -273,7 +276,7 @@ def berth_agent(
     env.update(settings_env or {})
     agent = LiveAgent(env, workdir, host, port)
     try:
-        agent.start()
+        agent.start(wait=wait)
         yield agent
     except BaseException:
         _show([agent])

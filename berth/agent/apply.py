@@ -65,7 +65,7 @@ async def apply_plan(
     updated = False
     for action in actions:
         try:
-            await _run(runtime, uuid, action)
+            await _run(runtime, uuid, action, desired)
         except Exception as exc:
             error = describe_failure(action, exc)
             if not isinstance(exc, errors.BerthError):
@@ -130,10 +130,14 @@ def describe_failure(action: Action, exc: BaseException) -> str:
     return f"could not {verb} the container: {message}"
 
 
-async def _run(runtime: RuntimeDriver, uuid: str, action: Action) -> None:
+async def _run(
+    runtime: RuntimeDriver, uuid: str, action: Action, desired: DesiredContainer | None
+) -> None:
     match action:
         case EnsureImage(image=image, pull_policy=policy):
-            await runtime.ensure_image(image, policy)
+            # The registry credentials came with the desired state, for this pull only.
+            auth = desired.registry_auth if desired is not None else None
+            await runtime.ensure_image(image, policy, auth)
         case Create(spec=spec):
             await runtime.create(spec)
         case Start():

@@ -11,7 +11,11 @@ small, frozen actions that ``apply`` runs in order. Rules, in priority order:
 3. Absent: create it (image first) and bring it to the desired state, unless it
    is known to have existed (``runtime_id``) and ``auto_heal`` is off.
 4. Pending one-shot ops (reboot, kill) not yet done run alone; the caller plans
-   again afterwards, against what the op left behind.
+   again afterwards, against what the op left behind. A rebuild recreates the
+   container from the (new) image: image first, so a bad one leaves the old
+   container in place; the new container carries the rebuild's id as a label,
+   so a rebuild is done exactly when the runtime container says so, whatever
+   crashed in between (and a vanished container is rebuilt, not "absent").
 5. A newer spec than the container reflects: update CPU/memory live.
 6. Level transitions between running, stopped and paused. A stopped container
    the user wants running is started only if it never ran or last started
@@ -21,11 +25,11 @@ small, frozen actions that ``apply`` runs in order. Rules, in priority order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from berth.domain.hostsync import DesiredContainer, PendingOp
-from berth.runtimes.base import RuntimeContainer, parse_instant
+from berth.runtimes.base import LABEL_REBUILD, RuntimeContainer, parse_instant
 
 __all__ = [
     "Acknowledge",
@@ -171,6 +175,9 @@ def plan(
     if desired.held:
         return []
     ops = [op for op in desired.pending_ops if op.id not in history.done_ops]
+    rebuild = next((op for op in reversed(ops) if op.op == "rebuild"), None)
+    if rebuild is not None:
+        return _rebuild(desired, observed, rebuild)
     if observed is None:
         return [Acknowledge(op.id) for op in ops] + _create(desired)
     if ops:
@@ -200,6 +207,23 @@ def _create(desired: DesiredContainer) -> list[Action]:
     elif desired.desired_state == "paused":
         steps += [Start(), Pause()]
     return steps
+
+
+def _rebuild(
+    desired: DesiredContainer, observed: RuntimeContainer | None, op: PendingOp
+) -> list[Action]:
+    if observed is not None and observed.rebuild_id == op.id:
+        return [Acknowledge(op.id)]  # done before a crash lost the report
+    spec = replace(desired, labels={**desired.labels, LABEL_REBUILD: op.id}, pending_ops=[])
+    steps: list[Action] = [EnsureImage(desired.image, desired.image_pull_policy)]
+    if observed is not None:
+        steps.append(Remove())
+    steps.append(Create(spec))
+    if desired.desired_state in ("running", "paused"):
+        steps.append(Start())
+    if desired.desired_state == "paused":
+        steps.append(Pause())
+    return [*steps, Acknowledge(op.id)]
 
 
 def _one_shot(desired: DesiredContainer, observed: RuntimeContainer, op: PendingOp) -> Action:

@@ -139,6 +139,7 @@ class Agent:
         self._dirty: set[str] = set()
         self._outbox: asyncio.Queue[tuple[Observation, tuple[Any, ...]]] = asyncio.Queue()
         self._tasks: asyncio.TaskGroup | None = None
+        self._registered: HostReport | None = None  # what the control plane last accepted
 
     async def run(self) -> None:
         """Register, then heartbeat, reconcile and report until cancelled."""
@@ -146,6 +147,7 @@ class Agent:
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
             tasks.create_task(self._heartbeat_loop(), name="berth-agent-heartbeat")
+            tasks.create_task(self._facts_loop(), name="berth-agent-facts")
             tasks.create_task(self._report_loop(), name="berth-agent-report")
             tasks.create_task(self._reconcile_loop(), name="berth-agent-reconcile")
 
@@ -154,8 +156,9 @@ class Agent:
         backoff, unreachable = _Backoff(0.5, 30.0), False
         while True:
             try:
-                facts = await self._runtime.host_facts()
-                await self._control.register(self._host_report(facts))
+                report = self._host_report(await self._runtime.host_facts())
+                await self._control.register(report)
+                self._registered = report
                 log.info("agent registered host %s", self.hostname)
                 return
             except Exception as exc:
@@ -181,9 +184,11 @@ class Agent:
             os_type=facts.os_type,
             os=facts.os,
             kernel_version=facts.kernel_version,
+            enable_cpu_pinning=s.agent_cpu_pinning,
+            images=sorted(facts.images),
         )
 
-    # -- the three loops
+    # -- the loops
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -196,6 +201,25 @@ class Agent:
                     await self.register()
             except Exception:
                 log.exception("heartbeat failed unexpectedly")
+
+    async def _facts_loop(self) -> None:
+        """Register again when the host's facts changed (say, an image pulled or removed).
+
+        The heartbeat stays one empty POST; the engine is asked for its info
+        and images once per ``agent_facts_interval``.
+        """
+        while True:
+            await asyncio.sleep(self._settings.agent_facts_interval)
+            try:
+                report = self._host_report(await self._runtime.host_facts())
+                if report != self._registered:
+                    await self._control.register(report)
+                    self._registered = report
+                    log.info("host %s changed: registered again", self.hostname)
+            except errors.BerthError as exc:  # the control plane's or the engine's
+                log.warning("cannot refresh the host's facts: %s", exc.message)
+            except Exception:
+                log.exception("refreshing the host's facts failed unexpectedly")
 
     async def _reconcile_loop(self) -> None:
         generation, backoff = -1, _Backoff()

@@ -1,7 +1,8 @@
 """The agent's own HTTP API: the synchronous operations the control plane proxies.
 
 Logs, exec, top, stats and live resource updates need an answer now, from the
-host that runs the container. Every route but ``/healthz`` wants
+host that runs the container (interactive sessions and log following:
+``streams``; file copy: ``archives``). Every route but ``/healthz`` wants
 ``Authorization: Bearer <api_key>``. Errors are ``{"error": {"code", "message"}}``
 with the code being the kebab-cased Berth error class.
 """
@@ -17,6 +18,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from berth import errors
+from berth.agent.archives import add_archive_routes
+from berth.agent.images_api import image_router
+from berth.agent.streams import add_stream_routes
 from berth.runtimes.base import RuntimeDriver, TopResult, ZunStats, parse_instant
 
 __all__ = ["ExecuteRequest", "UpdateRequest", "create_agent_app", "parse_since", "parse_tail"]
@@ -139,5 +143,9 @@ def create_agent_app(runtime: RuntimeDriver, api_key: str) -> FastAPI:
     async def update(uuid: str, body: UpdateRequest) -> dict[str, Any]:
         await runtime.update(uuid, body.cpu, body.memory)
         return {"cpu": body.cpu, "memory": body.memory}
+
+    app.include_router(image_router(runtime), dependencies=guarded)
+    add_stream_routes(app, runtime, api_key, guarded)  # exec/attach sessions, logs follow
+    add_archive_routes(app, runtime, guarded)  # get_archive / put_archive
 
     return app

@@ -13,10 +13,13 @@ from fastapi import FastAPI
 from berth.api.errors import install_error_handlers
 from berth.api.identity import router as identity_router
 from berth.api.internal import router as internal_router
+from berth.api.magnum import router as magnum_router
+from berth.api.magnum.microversions import MagnumPathMiddleware
 from berth.api.middleware import RequestIdMiddleware
 from berth.api.state import AppState
 from berth.api.zun import router as zun_router
 from berth.api.zun.microversions import ZunPathMiddleware
+from berth.clusters.registry import load_drivers
 from berth.config import Settings
 from berth.dashboard import build_router as build_dashboard_router
 from berth.services import identity as identity_service
@@ -82,11 +85,14 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.berth = state
+    app.state.cluster_drivers = load_drivers()
     install_error_handlers(app)
     app.add_middleware(ZunPathMiddleware)
+    app.add_middleware(MagnumPathMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(identity_router.router, prefix="/identity")
     app.include_router(zun_router.router, prefix="/container")
+    app.include_router(magnum_router.router, prefix="/container-infra")
     app.include_router(internal_router.router, prefix="/internal")
     app.include_router(build_dashboard_router())
     return app

@@ -2,6 +2,8 @@
 
 Zun:      {"errors": [{"request_id", "code": "container.<kebab>", "status", "title",
                        "detail", "links"}]}
+Magnum:   {"errors": [{"request_id", "code": "client"|"server", "status", "title",
+                       "detail", "links"}]}  (401s keep keystonemiddleware's body)
 Keystone: {"error": {"code": <status>, "title": <reason>, "message": <text>}}
 """
 
@@ -15,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from berth import errors as e
 
@@ -61,15 +64,18 @@ def error_response(
     flavour = _flavour(request.url.path)
     title = HTTPStatus(status).phrase if status >= 500 or not message else message
     body: dict[str, Any]
-    if flavour == "keystone" or (status == 401 and flavour == "zun"):
+    if flavour == "keystone" or (status == 401 and flavour in ("zun", "magnum")):
         body = {"error": {"code": status, "title": HTTPStatus(status).phrase, "message": message}}
     else:
-        prefix = "client" if flavour == "magnum" else "container"
+        if flavour == "magnum":  # Magnum's parsable-error body: code is client or server
+            wire_code = "client" if status < 500 else "server"
+        else:
+            wire_code = f"container.{code}"
         body = {
             "errors": [
                 {
                     "request_id": getattr(request.state, "request_id", ""),
-                    "code": f"{prefix}.{code}",
+                    "code": wire_code,
                     "status": status,
                     "title": title,
                     "detail": message,
@@ -106,6 +112,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return error_response(request, exc.status_code, detail, "", getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The caller hung up mid-request (e.g. an agent killed while reporting):
+        # nothing to answer and nothing broken on our side.
+        log.info("client left during %s %s", request.method, request.url.path)
+        return error_response(request, 400, "The client disconnected before the request ended.")
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

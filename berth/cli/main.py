@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from berth.cli import containers, hosts, local
+from berth.cli import containers, hosts, images, local
 from berth.config import load_settings
 
 __all__ = ["app"]
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(containers.app, name="container")
 app.add_typer(hosts.app, name="host")
+app.add_typer(images.app, name="image")
 app.command()(local.up)
 app.command()(local.down)
 app.command()(local.status)

@@ -39,6 +39,7 @@ class TaskState(StrEnum):
     PAUSING = "container_pausing"
     UNPAUSING = "container_unpausing"
     KILLING = "container_killing"
+    REBUILDING = "container_rebuilding"
 
 
 S = Status

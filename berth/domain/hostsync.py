@@ -16,6 +16,7 @@ __all__ = [
     "HostReport",
     "Observation",
     "PendingOp",
+    "RegistryAuth",
 ]
 
 DesiredStateName = Literal["created", "running", "stopped", "paused", "deleted"]
@@ -26,15 +27,28 @@ ObservedStateName = Literal[
 
 @dataclass(slots=True)
 class PendingOp:
-    """A one-shot operation (not a level state): reboot or kill.
+    """A one-shot operation (not a level state): reboot, kill or rebuild.
 
     ``id`` is the request id; the agent reports it back as done, so an op is
     applied once even if the agent restarts in between.
     """
 
     id: str
-    op: Literal["reboot", "kill"]
+    op: Literal["reboot", "kill", "rebuild"]
     args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RegistryAuth:
+    """Credentials for pulling from (or pushing to) ``registry`` (``host[:port]``).
+
+    Sent to an agent only alongside the pull or push that needs them; the
+    password never appears in a repr (and so in no log line).
+    """
+
+    registry: str
+    username: str
+    password: str = field(repr=False)
 
 
 @dataclass(slots=True)
@@ -77,6 +91,10 @@ class DesiredContainer:
     # Set after an error: the agent must neither act on nor garbage-collect this
     # container until the user asks for something again (start, reboot, delete).
     held: bool = False
+    # Credentials for pulling ``image``: present only while the container has no
+    # runtime container yet (a pull may be ahead), from the project's registry
+    # or for the image store.
+    registry_auth: RegistryAuth | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -126,3 +144,5 @@ class HostReport:
     kernel_version: str | None = None
     enable_cpu_pinning: bool = False
     disk_quota_supported: bool = False
+    # The images present on the host as ``repo:tag`` (for the image-locality weigher).
+    images: list[str] = field(default_factory=list)

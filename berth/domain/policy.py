@@ -86,6 +86,10 @@ DEFAULT_RULES: Final[dict[str, str]] = {
     "image:get_one": _ADMIN,
     "image:delete": _ADMIN,
     "image:search": _OWNER,
+    # Berth: the image store (Glance stand-in). Projects upload their own private images;
+    # public ones are for every project, so only admins publish them.
+    "image:upload": _OWNER,
+    "image:upload:public": _ADMIN,
     "host:get_all": _ADMIN,
     "host:get": _ADMIN,
     "host:evacuate": _ADMIN,
@@ -111,6 +115,32 @@ DEFAULT_RULES: Final[dict[str, str]] = {
     "network:create": "role:admin",
     "network:delete": "role:admin",
     "berth:internal": "role:service",
+    # Magnum (container-infra): the cluster API's rules and defaults.
+    **{
+        f"clustertemplate:{verb}": _OWNER
+        for verb in ("create", "delete", "detail", "get", "get_all", "update")
+    },
+    **{
+        f"clustertemplate:{verb}_all_projects": _ADMIN
+        for verb in ("delete", "detail", "get_one", "get_all", "update")
+    },
+    "clustertemplate:publish": _ADMIN,
+    **{
+        f"cluster:{verb}": _OWNER
+        for verb in ("create", "delete", "detail", "get", "get_all", "update", "resize")
+    },
+    **{
+        f"cluster:{verb}_all_projects": _ADMIN
+        for verb in ("delete", "detail", "get_one", "get_all", "update")
+    },
+    "cluster:update_health_status": _ADMIN,
+    "nodegroup:get": _OWNER,
+    "nodegroup:get_all": _OWNER,
+    "certificate:get": _OWNER,
+    "certificate:create": _OWNER,
+    "certificate:rotate_ca": _OWNER,
+    "stats:get_all": _OWNER,
+    "magnum-service:get_all": _ADMIN,
 }
 
 

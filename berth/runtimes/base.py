@@ -16,11 +16,13 @@ from typing import Any, Protocol, runtime_checkable
 # typing_extensions: pydantic (FastAPI responses) accepts only its TypedDict on 3.11.
 from typing_extensions import TypedDict
 
-from berth.domain.hostsync import DesiredContainer, ObservedStateName
+from berth.domain.hostsync import DesiredContainer, ObservedStateName, RegistryAuth
+from berth.runtimes.streams import StreamingRuntime
 
 __all__ = [
     "LABEL_OWNER",
     "LABEL_PROJECT",
+    "LABEL_REBUILD",
     "LABEL_SPEC_VERSION",
     "LABEL_UUID",
     "PULL_POLICIES",
@@ -40,6 +42,9 @@ LABEL_SPEC_VERSION = "berth.spec_version"
 # Which agent manages the object: several Berth deployments (or test runs) can
 # share one engine, and an agent must never garbage-collect another's containers.
 LABEL_OWNER = "berth.owner"
+# The rebuild request (its pending op id) a container was recreated for: a rebuild
+# is done exactly when the runtime container carries its id, whatever crashed.
+LABEL_REBUILD = "berth.rebuild"
 
 PULL_POLICIES = ("always", "ifnotpresent", "never")
 
@@ -83,6 +88,7 @@ class RuntimeContainer:
     started_at: str | None = None
     addresses: dict[str, Any] = field(default_factory=dict)
     detailed: bool = True
+    rebuild_id: str | None = None  # the LABEL_REBUILD it carries
 
 
 @dataclass(slots=True)
@@ -97,6 +103,7 @@ class HostFacts:
     os_type: str | None = None
     os: str | None = None
     kernel_version: str | None = None
+    images: list[str] = field(default_factory=list)  # repo:tag of every tagged image
 
 
 def container_name(uuid: str) -> str:
@@ -140,7 +147,7 @@ def effective_pull_policy(policy: str | None) -> str:
 
 
 @runtime_checkable
-class RuntimeDriver(Protocol):
+class RuntimeDriver(StreamingRuntime, Protocol):
     """A container engine, addressed by Berth UUID. Every method is async.
 
     Operations on a missing container raise ``errors.ContainerNotFound``; an
@@ -161,8 +168,13 @@ class RuntimeDriver(Protocol):
         """The detailed view of one container, or None when it does not exist."""
         ...
 
-    async def ensure_image(self, image: str, pull_policy: str | None) -> None:
-        """Make ``image`` available locally per the policy, or raise ``errors.ImageNotFound``."""
+    async def ensure_image(
+        self, image: str, pull_policy: str | None, auth: RegistryAuth | None = None
+    ) -> None:
+        """Make ``image`` available locally per the policy, or raise ``errors.ImageNotFound``.
+
+        ``auth``: credentials for the registry, used for this pull only.
+        """
         ...
 
     async def create(self, spec: DesiredContainer) -> str:

@@ -37,14 +37,16 @@ from berth.runtimes.base import (
     TopResult,
     ZunStats,
     container_name,
-    effective_pull_policy,
 )
+from berth.runtimes.docker_images import DockerImageOps
+from berth.runtimes.docker_streams import DockerStreams
 
 __all__ = ["DockerDriver"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _MIB = 1024 * 1024
+_MAX_TAGS = 1000  # images reported for the scheduler's image locality (the newest)
 _GIB = 1024 * _MIB
 
 
@@ -101,7 +103,7 @@ def _explain(exc: docker.errors.APIError) -> str:
     return str(exc.explanation or exc)
 
 
-class DockerDriver:
+class DockerDriver(DockerImageOps, DockerStreams):
     """RuntimeDriver over a Docker Engine (``unix:///var/run/docker.sock`` by default).
 
     ``owner`` (pass ``settings.agent_host``; default: this machine's host name)
@@ -134,6 +136,7 @@ class DockerDriver:
         runtimes = sorted(
             r for r in info.get("Runtimes") or {} if not r.startswith("io.containerd")
         )
+        images: list[dict[str, Any]] = await self._engine.run(lambda api: api.images())
         return HostFacts(
             cpus=int(info.get("NCPU") or 1),
             mem_total=int(info.get("MemTotal") or 0) // _MIB,
@@ -143,6 +146,7 @@ class DockerDriver:
             os_type=info.get("OSType"),
             os=info.get("OperatingSystem"),
             kernel_version=info.get("KernelVersion"),
+            images=_tags(images),
         )
 
     # -- observing
@@ -163,43 +167,7 @@ class DockerDriver:
             return None
         return dockermap.from_inspect(data)
 
-    # -- images
-
-    async def ensure_image(self, image: str, pull_policy: str | None) -> None:
-        """Make ``image`` present per its policy (None: ``ifnotpresent``) or raise ImageNotFound."""
-        policy = effective_pull_policy(pull_policy)
-        present = await self._image_present(image)
-        if policy == "never" and not present:
-            raise errors.ImageNotFound(
-                f"image {image!r} not found on this host, and its pull policy is 'never': "
-                "load it on the host or allow pulling"
-            )
-        if policy == "always" or not present:
-            await self._pull(image)
-
-    async def _image_present(self, image: str) -> bool:
-        try:
-            await self._engine.raw(lambda api: api.inspect_image(image))
-        except docker.errors.NotFound:
-            return False
-        return True
-
-    async def _pull(self, image: str) -> None:
-        repository, tag = dockermap.split_image(image)
-
-        def pull(api: Any) -> None:
-            # Streamed: some failures arrive as an "error" line inside a 200 answer.
-            for line in api.pull(repository, tag=tag, stream=True, decode=True):
-                if isinstance(line, dict) and line.get("error"):
-                    raise docker.errors.APIError(str(line["error"]))
-
-        try:
-            await self._engine.raw(pull)
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            reason = _explain(exc) if isinstance(exc, docker.errors.APIError) else str(exc)
-            raise errors.ImageNotFound(
-                f"image {image!r} not found: check the name or the registry (pull failed: {reason})"
-            ) from exc
+    # -- images: ensure_image, pull_image, remove_image, commit (DockerImageOps)
 
     # -- lifecycle
 
@@ -353,6 +321,13 @@ class DockerDriver:
         name = container_name(uuid)
         raw: dict[str, Any] = await self._engine.run(lambda api: api.stats(name, stream=False))
         return dockermap.zun_stats(raw, str(raw.get("name") or name).lstrip("/"))
+
+
+def _tags(images: list[dict[str, Any]]) -> list[str]:
+    """``repo:tag`` of every tagged image, newest first, at most ``_MAX_TAGS`` of them."""
+    newest = sorted(images, key=lambda i: int(i.get("Created") or 0), reverse=True)
+    tags = [t for i in newest for t in i.get("RepoTags") or () if t and t != "<none>:<none>"]
+    return sorted(dict.fromkeys(tags[:_MAX_TAGS]))
 
 
 def _disk_total(root: Path) -> int:

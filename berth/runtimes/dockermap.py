@@ -15,6 +15,7 @@ from berth.domain.hostsync import DesiredContainer, ObservedStateName
 from berth.runtimes.base import (
     LABEL_OWNER,
     LABEL_PROJECT,
+    LABEL_REBUILD,
     LABEL_SPEC_VERSION,
     LABEL_UUID,
     RuntimeContainer,
@@ -199,6 +200,7 @@ def from_inspect(data: dict[str, Any]) -> RuntimeContainer:
         started_at=started.isoformat() if started else None,
         addresses=_addresses((data.get("NetworkSettings") or {}).get("Networks")),
         detailed=True,
+        rebuild_id=labels.get(LABEL_REBUILD),
     )
 
 
@@ -216,6 +218,7 @@ def from_listing(entry: dict[str, Any]) -> RuntimeContainer:
         exit_code=int(match.group(1)) if match else None,
         addresses=_addresses((entry.get("NetworkSettings") or {}).get("Networks")),
         detailed=False,
+        rebuild_id=labels.get(LABEL_REBUILD),
     )
 
 

@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from berth import errors
-from berth.domain.hostsync import DesiredContainer, ObservedStateName
+from berth.domain.hostsync import DesiredContainer, ObservedStateName, RegistryAuth
 from berth.runtimes.base import (
+    LABEL_REBUILD,
     HostFacts,
     RuntimeContainer,
     TopResult,
@@ -27,6 +28,8 @@ from berth.runtimes.base import (
     container_name,
     effective_pull_policy,
 )
+from berth.runtimes.fake_streams import FakeStreams
+from berth.runtimes.images import ImageInfo
 
 __all__ = ["FakeContainer", "FakeDriver"]
 
@@ -49,13 +52,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class FakeDriver:
+class FakeDriver(FakeStreams):
     """RuntimeDriver in memory. ``calls`` records every (method, uuid) for assertions."""
 
     def __init__(self, images: set[str] | None = None, pullable: set[str] | None = None) -> None:
         self.images: set[str] = set(images or ())
         self.pullable: set[str] = set(pullable or ())
+        # Registry host -> (username, password) it insists on; what each pull was given.
+        self.credentials: dict[str, tuple[str, str]] = {}
+        self.pull_auth: dict[str, RegistryAuth | None] = {}
+        self.pushed: dict[str, RegistryAuth | None] = {}
         self.containers: dict[str, FakeContainer] = {}
+        self.init_streams()
         self.calls: list[tuple[str, str]] = []
         self.gates: dict[str, asyncio.Event] = {}
         self._failures: dict[str, BaseException] = {}
@@ -114,6 +122,7 @@ class FakeDriver:
             exit_code=record.exit_code,
             started_at=record.started_at if detailed else None,
             detailed=detailed,
+            rebuild_id=record.spec.labels.get(LABEL_REBUILD),
         )
 
     def _expect(self, record: FakeContainer, *states: str) -> None:
@@ -127,7 +136,9 @@ class FakeDriver:
     async def host_facts(self) -> HostFacts:
         """A small fixed host."""
         await self._enter("host_facts")
-        return HostFacts(cpus=4, mem_total=8192, disk_total=100, runtimes=["runc"])
+        return HostFacts(
+            cpus=4, mem_total=8192, disk_total=100, runtimes=["runc"], images=sorted(self.images)
+        )
 
     async def list_managed(self) -> list[RuntimeContainer]:
         """Sparse views of every container (no start times, like the real listing)."""
@@ -140,9 +151,15 @@ class FakeDriver:
         record = self.containers.get(uuid)
         return None if record is None else self._view(record, detailed=True)
 
-    async def ensure_image(self, image: str, pull_policy: str | None) -> None:
-        """Present images pass; ``pullable`` ones are "pulled"; others are ImageNotFound."""
+    async def ensure_image(
+        self, image: str, pull_policy: str | None, auth: RegistryAuth | None = None
+    ) -> None:
+        """Present images pass; ``pullable`` ones are "pulled"; others are ImageNotFound.
+
+        A registry listed in ``credentials`` refuses pulls without its (username, password).
+        """
         await self._enter("ensure_image", image)
+        self.pull_auth[image] = auth
         policy = effective_pull_policy(pull_policy)
         if policy == "ifnotpresent" and image in self.images:
             return
@@ -152,11 +169,48 @@ class FakeDriver:
             raise errors.ImageNotFound(
                 f"image {image!r} not found on this host, and its pull policy is 'never'"
             )
+        self._pull(image, auth)
+
+    def _pull(self, image: str, auth: RegistryAuth | None) -> None:
+        wanted = self.credentials.get(image.split("/", 1)[0])
+        given = (auth.username, auth.password) if auth else None
+        if wanted is not None and given != wanted:
+            raise errors.ImageNotFound(
+                f"image {image!r} could not be pulled: the registry wants credentials "
+                "(pull failed: unauthorized: authentication required)"
+            )
         if image not in self.pullable:
             raise errors.ImageNotFound(
                 f"image {image!r} not found: check the name or the registry (pull failed)"
             )
         self.images.add(image)
+
+    # -- ImageEngine
+
+    async def pull_image(self, image: str, auth: RegistryAuth | None = None) -> ImageInfo:
+        """Pull per ``pullable``/``credentials``; the id is derived from the name."""
+        await self._enter("pull_image", image)
+        self.pull_auth[image] = auth
+        self._pull(image, auth)
+        return ImageInfo(image_id=f"sha256:{abs(hash(image)):064d}"[:71], size=1024)
+
+    async def remove_image(self, image: str) -> None:
+        """Forget the image; in use by a container is Conflict."""
+        await self._enter("remove_image", image)
+        if any(c.spec.image == image for c in self.containers.values()):
+            raise errors.Conflict(f"image {image} is used by a container on this host")
+        self.images.discard(image)
+
+    async def commit(
+        self, uuid: str, reference: str, auth: RegistryAuth | None = None
+    ) -> ImageInfo:
+        """Record the snapshot as ``reference`` (pullable from then on)."""
+        await self._enter("commit", uuid)
+        self._get(uuid)
+        self.pushed[reference] = auth
+        self.images.add(reference)
+        self.pullable.add(reference)
+        return ImageInfo(image_id=f"sha256:{uuid.replace('-', '')}", size=2048, digest="sha256:0")
 
     async def create(self, spec: DesiredContainer) -> str:
         """Create once per UUID; later calls return the same id."""

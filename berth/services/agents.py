@@ -28,8 +28,12 @@ class AgentCalls:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        timeout: float | None = None,
     ) -> Any:
-        """Call ``path`` on the host's agent and return its JSON; domain errors on failure."""
+        """Call ``path`` on the host's agent and return its JSON; domain errors on failure.
+
+        ``timeout`` (seconds) replaces the default for slow calls such as pulls.
+        """
         transport = self.local.get(hostname)
         base = "http://agent" if transport else agent_url
         if base is None:
@@ -37,7 +41,10 @@ class AgentCalls:
         headers = {"Authorization": f"Bearer {self.api_key}"}
         try:
             async with httpx.AsyncClient(
-                transport=transport, base_url=base, timeout=self.timeout, headers=headers
+                transport=transport,
+                base_url=base,
+                timeout=timeout or self.timeout,
+                headers=headers,
             ) as client:
                 resp = await client.request(method, path, params=params, json=json)
         except httpx.HTTPError as exc:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth import errors
 from berth.domain.containers import Status, TaskState, action_allowed
 from berth.domain.context import RequestContext
-from berth.services import quotas
+from berth.services import image_refs, quotas
 from berth.services.actions import emit, finish_open_actions, start_action
 from berth.services.env import Env
 from berth.services.names import generate_name
@@ -156,13 +156,14 @@ async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) ->
     )
     async with env.db.transaction() as session:
         await _check_name(env, session, row.name, row.project_id)
+        await image_refs.check(env, session, row)
         await quotas.check_container(
             env, session, ctx.project_id, row.cpu, row.memory or 0, row.disk
         )
         session.add(row)
         await session.flush()
         await start_action(session, ctx, row, "create")
-        decision = await place(session, env.pipeline, row, s.service_down_time)
+        decision = await place(session, env.pipeline, row, s.service_down_time, env.host_cache)
         if decision.host is None:
             _fail(row, decision.explain())
         emit(session, row, "container.create", ctx.request_id, host=row.host)
@@ -233,15 +234,21 @@ async def get(
     return row
 
 
-async def update(env: Env, ctx: RequestContext, ident: str, patch: dict[str, Any]) -> ContainerRow:
-    """Rename, resize (cpu/memory, applied live by the agent) or toggle auto_heal."""
+async def update(
+    env: Env, ctx: RequestContext, ident: str, patch: dict[str, Any], action: str = "update"
+) -> ContainerRow:
+    """Rename, resize (cpu/memory, applied live by the agent) or toggle auto_heal.
+
+    ``action`` names the policy rule and state-table row: ``update`` (PATCH) or
+    ``resize_container`` (the 1.19 action, the same live resize).
+    """
     scope = _lookup_scope(env, ctx, False, "container:get_one_all_projects")
     async with env.db.transaction() as session:
         row = await repo.get(session, scope, ident, for_update=True)
-        env.enforce(ctx, "container:update", row.project_id)
-        if not action_allowed("update", row.status):
+        env.enforce(ctx, f"container:{action}", row.project_id)
+        if not action_allowed(action, row.status):
             raise errors.InvalidStateException(
-                f"Cannot update container {row.uuid} in {row.status} state."
+                f"Cannot {action} container {row.uuid} in {row.status} state."
             )
         if "name" in patch and patch["name"] != row.name:
             await _check_name(env, session, patch["name"], row.project_id, row.uuid)
@@ -253,7 +260,7 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: dict[str, Any
         }
         if resized:
             await _resize(env, session, row, resized)
-            await start_action(session, ctx, row, "update")
+            await start_action(session, ctx, row, action)
         row.updated_at = utcnow()
         emit(
             session,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -14,7 +14,9 @@ from berth.domain.context import RequestContext
 from berth.domain.policy import Credentials, Policy
 from berth.scheduler import Pipeline, build_pipeline
 from berth.services.agents import AgentCalls
+from berth.services.host_cache import HostCache
 from berth.services.notify import Notifier
+from berth.services.secrets import SecretBox, open_box
 from berth.store.db import Database
 
 __all__ = ["Env", "build_env", "load_policy"]
@@ -28,6 +30,9 @@ class Env:
     policy: Policy
     agents: AgentCalls
     pipeline: Pipeline
+    secrets: SecretBox
+    # The scheduler's snapshot of the hosts, per process (see services/host_cache.py).
+    host_cache: HostCache = field(default_factory=HostCache)
 
     def allowed(self, ctx: RequestContext, rule: str, project_id: str | None = None) -> bool:
         """Whether ``rule`` lets the caller act on a target owned by ``project_id``."""
@@ -61,5 +66,12 @@ def build_env(settings: Settings, db: Database, notifier: Notifier, agents: Agen
         default_zone=settings.default_availability_zone,
         weigher=settings.weigher,
         tenant_exclusive=settings.tenant_exclusive_hosts,
+        candidates=settings.scheduler_candidates,
     )
-    return Env(settings, db, notifier, load_policy(settings.policy_file), agents, pipeline)
+    policy = load_policy(settings.policy_file)
+    env = Env(settings, db, notifier, policy, agents, pipeline, open_box(settings))
+    env.host_cache = HostCache(
+        settings.scheduler_snapshot_ttl, with_projects=settings.tenant_exclusive_hosts
+    )
+    notifier.watch_hosts(env.host_cache.forget)
+    return env

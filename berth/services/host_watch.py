@@ -19,6 +19,7 @@ from berth.domain.containers import Status, TaskState
 from berth.domain.context import RequestContext
 from berth.services.actions import emit, start_action
 from berth.services.env import Env
+from berth.services.host_return import lost_reason
 from berth.services.hosts_admin import get_host
 from berth.services.placement import AGENT_BINARY, place, release
 from berth.store.base import utcnow
@@ -52,10 +53,10 @@ async def lost_hosts(session: AsyncSession, service_down_time: float) -> dict[st
     reasons = {}
     for svc in rows:
         if svc.forced_down:
-            reasons[svc.host] = f"Host {svc.host} was forced down by an admin"
+            reasons[svc.host] = lost_reason(svc.host, "was forced down by an admin")
         else:
             seen = svc.last_seen_up.strftime("%Y-%m-%d %H:%M:%S") if svc.last_seen_up else "never"
-            reasons[svc.host] = f"Host {svc.host} is down: no heartbeat since {seen} UTC"
+            reasons[svc.host] = lost_reason(svc.host, f"is down: no heartbeat since {seen} UTC")
     return reasons
 
 
@@ -134,7 +135,9 @@ async def _move(
     row.requested_host = None  # a pin to the dead host cannot be honoured any more
     row.desired_since = utcnow()
     await start_action(session, ctx, row, "evacuate")
-    decision = await place(session, env.pipeline, row, env.settings.service_down_time)
+    decision = await place(
+        session, env.pipeline, row, env.settings.service_down_time, env.host_cache
+    )
     if decision.host is None:
         row.status, row.task_state, row.held = Status.ERROR, None, True
         row.status_reason = f"Evacuated from {old}, but: {decision.explain()}"

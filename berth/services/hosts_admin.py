@@ -12,6 +12,7 @@ from sqlalchemy import select
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.services.env import Env
+from berth.services.host_return import restore_returned
 from berth.store.base import utcnow
 from berth.store.tables import HostRow, ServiceRow
 
@@ -70,9 +71,13 @@ async def set_service(
         ).scalar_one_or_none()
         if svc is None:
             raise errors.ServiceNotFound(f"Service {binary} on host {host} could not be found.")
+        lifted = svc.forced_down and values.get("forced_down") is False
         for key, value in values.items():
             setattr(svc, key, value)
         svc.updated_at = utcnow()
+        if lifted and service_state(env, svc) == "up":  # its agent kept heartbeating
+            await restore_returned(session, host)
+    await env.notifier.touch_host(host)  # schedulers in every process see it at once
     return svc
 
 
@@ -84,6 +89,7 @@ async def delete_service(env: Env, ctx: RequestContext, host: str, binary: str) 
         )
         if not getattr(result, "rowcount", 0):
             raise errors.ServiceNotFound(f"Service {binary} on host {host} could not be found.")
+    await env.notifier.touch_host(host)
 
 
 async def availability_zones(env: Env, ctx: RequestContext) -> list[str | None]:

@@ -8,9 +8,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from berth.clusters.registry import load_drivers
 from berth.services import identity
+from berth.services.cluster_lifecycle import ClusterWorker
+from berth.services.cluster_nodes import provisioner_for
 from berth.services.env import Env
 from berth.services.host_watch import mark_lost_hosts
+from berth.services.notify_amqp import AmqpRelay
 
 __all__ = ["run"]
 
@@ -26,9 +30,18 @@ async def _purge_tokens(env: Env) -> int:
 
 
 def _jobs(env: Env) -> list[tuple[str, float, Callable[[Env], Awaitable[int]]]]:
-    """Each job with its period: lost hosts within a few seconds, tokens every ten minutes."""
+    """Each job with its period: lost hosts within seconds, tokens every ten minutes, clusters."""
     watch = max(1.0, min(10.0, env.settings.service_down_time / 6))
-    return [("lost hosts", watch, mark_lost_hosts), ("expired tokens", 600.0, _purge_tokens)]
+    clusters = ClusterWorker(load_drivers(), provisioner_for(env))
+    jobs: list[tuple[str, float, Callable[[Env], Awaitable[int]]]] = [
+        ("lost hosts", watch, mark_lost_hosts),
+        ("expired tokens", 600.0, _purge_tokens),
+        ("cluster operations", 2.0, clusters.tick),
+    ]
+    if env.settings.notification_url:
+        relay = AmqpRelay(env.settings.notification_url, env.settings.notification_exchange)
+        jobs.append(("cluster notifications", 1.0, relay.tick))
+    return jobs
 
 
 async def run(state: _HasEnv) -> None:

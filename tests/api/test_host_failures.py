@@ -78,3 +78,39 @@ async def test_evacuate_is_admin_only(client: httpx.AsyncClient, admin_token: st
     alice = await make_member(client, admin_token, "evac-p", "evac-u")
     r = await client.post("/container/v1/hosts/any/evacuate", headers=h(alice))
     assert r.status_code == 403
+
+
+async def test_a_host_that_answers_again_shows_its_containers_as_last_seen(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    agent = ScriptedAgent(client, "blip-host")
+    await agent.register()
+    r = await client.post(
+        "/container/v1/containers?run=true",
+        json={"image": "busybox", "memory": 64},
+        headers=h(admin_token),
+    )
+    uuid = r.json()["uuid"]
+    await agent.observe(uuid, "running", started_at="2099-01-01T00:00:00+00:00")
+    await asyncio.sleep(1.2)
+    env = app.state.berth.env
+    assert await mark_lost_hosts(env) == 1
+    assert (await show(client, admin_token, uuid))["status"] == "Unknown"
+    # The agent did not restart: it has nothing new to report, it just heartbeats again.
+    r = await client.post(
+        "/internal/v1/hosts/blip-host/heartbeat", headers={"X-Auth-Token": agent.token}
+    )
+    assert r.status_code == 200
+    c = await show(client, admin_token, uuid)
+    assert (c["status"], c["status_reason"]) == ("Running", None)
+
+    # Forced down by an admin while heartbeating: lifting it restores the status too.
+    body = {"host": "blip-host", "binary": "berth-agent", "forced_down": True}
+    r = await client.put("/container/v1/services/force_down", json=body, headers=h(admin_token))
+    assert r.status_code == 200, r.text
+    assert await mark_lost_hosts(env) == 1
+    assert (await show(client, admin_token, uuid))["status"] == "Unknown"
+    body["forced_down"] = False
+    r = await client.put("/container/v1/services/force_down", json=body, headers=h(admin_token))
+    assert r.status_code == 200, r.text
+    assert (await show(client, admin_token, uuid))["status"] == "Running"

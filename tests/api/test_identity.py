@@ -144,7 +144,8 @@ async def test_password_token_by_name(client: httpx.AsyncClient) -> None:
     assert TIME.match(token["expires_at"]) and TIME.match(token["issued_at"])
     assert token["is_domain"] is False and len(token["audit_ids"]) == 1
     catalog = {e["type"]: e for e in token["catalog"]}
-    assert set(catalog) == {"identity", "container"}  # container-infra comes later
+    assert set(catalog) == {"identity", "container", "container-infra"}
+    assert catalog["container-infra"]["endpoints"][0]["url"].endswith("/container-infra/v1")
     container = catalog["container"]["endpoints"]
     assert {e["interface"] for e in container} == {"public", "internal", "admin"}
     public = next(e for e in container if e["interface"] == "public")
@@ -324,7 +325,7 @@ async def test_users_see_only_their_own_tokens(client: httpx.AsyncClient, admin_
     keystone_error(await client.delete(f"{V3}/auth/tokens", headers=h(tina, admin_token)), 403)
     r = await client.get(f"{V3}/auth/catalog", headers=h(tina))
     assert r.status_code == 200
-    assert {e["type"] for e in r.json()["catalog"]} == {"identity", "container"}
+    assert {e["type"] for e in r.json()["catalog"]} == {"identity", "container", "container-infra"}
 
 
 # -- roles and policy --------------------------------------------------------

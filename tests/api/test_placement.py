@@ -94,3 +94,55 @@ async def test_same_and_different_host_hints(client: httpx.AsyncClient, admin_to
     far = await create(client, admin_token, memory=64, hints={"different_host": first["uuid"]})
     assert near["host"] == first["host"]
     assert far["host"] not in (None, first["host"])
+
+
+async def test_snapshot_cache_sees_service_changes_and_new_hosts_at_once(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    cache = app.state.berth.env.host_cache
+    await ScriptedAgent(client, "cache-1").register()
+    await ScriptedAgent(client, "cache-2").register()
+    first = await create(client, admin_token, memory=64)
+    reads = cache.reads
+    r = await client.put(
+        "/container/v1/services/disable",
+        json={"host": "cache-1", "binary": "berth-agent"},
+        headers=h(admin_token),
+    )
+    assert r.status_code == 200, r.text
+    placed = [await create(client, admin_token, memory=64) for _ in range(3)]
+    assert {c["host"] for c in placed} == {"cache-2"}, "a disabled service got a placement"
+    await ScriptedAgent(client, "cache-3").register(cpus=64, mem_total=65536)
+    late = await create(client, admin_token, memory=64)
+    assert late["host"] == "cache-3"  # registered after the snapshot: seen, and emptiest
+    assert cache.reads == reads, "the whole snapshot was read again for every placement"
+    assert first["host"] in ("cache-1", "cache-2")
+
+
+async def test_stale_cache_never_answers_no_valid_host(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    agent = ScriptedAgent(client, "stale-1")
+    await agent.register(cpus=64, mem_total=1000)  # 1.5 x 1000 MiB: room for one of 1000
+    big = await create(client, admin_token, memory=1000)
+    assert big["host"] == "stale-1"
+    full = await create(client, admin_token, memory=1000)
+    assert full["status"] == "Error" and "not enough memory" in full["status_reason"]
+    # Released behind this process's back: the cache still believes the host full.
+    await agent.observe(big["uuid"], "stopped")
+    r = await client.delete(f"/container/v1/containers/{big['uuid']}", headers=h(admin_token))
+    assert r.status_code == 204
+    await agent.observe(big["uuid"], "absent", removed=True)
+    again = await create(client, admin_token, memory=1000)
+    assert again["host"] == "stale-1", again["status_reason"]
+
+
+async def test_registered_images_attract_placements(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    await ScriptedAgent(client, "img-a").register()
+    await ScriptedAgent(client, "img-b").register(images=["busybox:latest", "nginx:1"])
+    for _ in range(2):
+        assert (await create(client, admin_token, memory=64))["host"] == "img-b"
+    assert (await create(client, admin_token, memory=64, image="nginx:1"))["host"] == "img-b"
+    assert (await create(client, admin_token, memory=64, image="redis"))["host"] == "img-a"

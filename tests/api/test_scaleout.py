@@ -94,3 +94,28 @@ async def test_concurrent_creates_on_two_apis_never_overcommit(
     for host in hosts:
         mine = [r for r in placed if r["host"] == host["hostname"]]
         assert host["mem_used"] == 256 * len(mine) <= 1500
+
+
+async def test_a_service_disabled_on_one_api_gets_no_placement_from_the_other(
+    client: httpx.AsyncClient, second: httpx.AsyncClient, admin_token: str
+) -> None:
+    await ScriptedAgent(client, "xa-1").register()
+    await ScriptedAgent(client, "xa-2").register()
+    token2 = await issue_token(second, "admin", ADMIN_PASSWORD, "admin")
+
+    async def create_on_second() -> str:
+        r = await second.post(
+            "/container/v1/containers", json={"image": "busybox", "memory": 64}, headers=h(token2)
+        )
+        assert r.status_code == 202, r.text
+        return str(r.json()["host"])
+
+    await create_on_second()  # the second API now holds a snapshot with both hosts up
+    r = await client.put(
+        "/container/v1/services/disable",
+        json={"host": "xa-1", "binary": "berth-agent"},
+        headers=h(admin_token),
+    )
+    assert r.status_code == 200, r.text
+    await asyncio.sleep(0.5)  # NOTIFY crosses to the other process
+    assert {await create_on_second() for _ in range(4)} == {"xa-2"}

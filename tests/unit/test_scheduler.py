@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import pytest
 
-from berth.scheduler import HostState, PlacementRequest, build_pipeline
+from berth.scheduler import HostState, Pipeline, PlacementRequest, Stage, Verdict, build_pipeline
+from berth.scheduler.weighers import local_name
 
 BASE = HostState(
     hostname="h1",
@@ -135,3 +137,116 @@ def test_image_locality_breaks_near_ties_but_not_load() -> None:
     assert pipeline().place(req(image="img"), [cached, empty]).host == cached
     loaded = dataclasses.replace(cached, mem_used=4000, cpu_used=3.5)
     assert pipeline().place(req(image="img", memory=64), [loaded, empty]).host == empty
+
+
+def many(n: int, **changes: object) -> list[HostState]:
+    return [
+        dataclasses.replace(BASE, hostname=f"h{i:04d}", **changes)  # type: ignore[arg-type]
+        for i in range(n)
+    ]
+
+
+def sampled(candidates: int, weigher: str = "spread"):  # type: ignore[no-untyped-def]
+    return build_pipeline(
+        cpu_ratio=1.0,
+        ram_ratio=1.0,
+        disk_ratio=1.0,
+        default_zone="nova",
+        weigher=weigher,
+        candidates=candidates,
+    )
+
+
+def test_limit_weighs_only_that_many_feasible_hosts() -> None:
+    decision = sampled(4).place(req(), many(1000), random.Random(7))
+    assert decision.host is not None
+    assert len(decision.scores) == 4
+    assert decision.visited == 4 and not decision.rejections
+
+
+def test_limit_visits_every_host_when_too_few_fit() -> None:
+    hosts = many(500, mem_used=4096)
+    lucky = random.Random(3).randrange(500)
+    hosts[lucky] = dataclasses.replace(hosts[lucky], mem_used=0)
+    decision = sampled(4).place(req(), hosts, random.Random(11))
+    assert decision.host == hosts[lucky]
+    assert decision.visited == 500 and len(decision.rejections) == 499
+
+
+def test_no_valid_host_still_explains_every_host_when_sampling() -> None:
+    hosts = many(300, mem_used=4096)
+    hosts += [dataclasses.replace(BASE, hostname=f"off{i}", enabled=False) for i in range(20)]
+    decision = sampled(8).place(req(), hosts, random.Random(5))
+    assert decision.host is None
+    assert len(decision.rejections) == 320
+    assert decision.explain() == (
+        "There are not enough hosts available. "
+        "300 hosts: not enough memory (need 512 MiB, 0 free); 20 hosts: service disabled."
+    )
+
+
+def test_random_order_visits_each_host_exactly_once() -> None:
+    for n in (2, 3, 97, 100, 1024):
+        hosts = many(n, mem_used=4096)
+        decision = sampled(1).place(req(), hosts, random.Random(n))
+        assert decision.visited == n and len(decision.rejections) == n
+
+
+def test_sampled_spread_mostly_finds_empty_hosts() -> None:
+    # One host in ten is empty, the rest half full: the best of 16 random
+    # feasible hosts is an empty one unless all 16 missed them (0.9**16, ~19%).
+    hosts = many(1000, mem_used=2048, cpu_used=2.0)
+    for i in range(0, 1000, 10):
+        hosts[i] = dataclasses.replace(hosts[i], mem_used=0, cpu_used=0.0)
+    rng = random.Random(1)
+    chosen = [sampled(16).place(req(), hosts, rng).host for _ in range(300)]
+    empty = sum(1 for h in chosen if h is not None and h.mem_used == 0)
+    assert empty > 200
+
+
+def test_same_seed_same_choice() -> None:
+    hosts = many(2000)
+    hosts = [dataclasses.replace(h, mem_used=(i * 37) % 4000) for i, h in enumerate(hosts)]
+    first = sampled(16).place(req(), hosts, random.Random(42)).host
+    assert first == sampled(16).place(req(), hosts, random.Random(42)).host
+
+
+def test_filters_run_only_for_requests_they_can_reject() -> None:
+    calls: list[str] = []
+
+    class Counting:
+        name = "counting"
+
+        def __call__(self, r: PlacementRequest, host: HostState) -> Verdict:
+            calls.append(host.hostname)
+            return Verdict(True)
+
+    p = Pipeline(stages=[Stage(Counting(), lambda r: bool(r.runtime))], weighers=[])
+    p.place(req(), many(3))
+    assert calls == []
+    p.place(req(runtime="runsc"), many(3))
+    assert calls == ["h0000", "h0001", "h0002"]
+    # the standard pipeline: a plain request meets compute, pinning, CPU and RAM only
+    plain = [s.check.name for s in pipeline().stages if s.when(req())]
+    assert plain == ["compute", "cpu_pinning", "cpu", "ram"]
+
+
+def test_requested_host_and_hints_still_filtered() -> None:
+    hosts = many(40)
+    d = sampled(4).place(req(requested_host="h0031"), hosts, random.Random(2))
+    assert d.host is not None and d.host.hostname == "h0031"
+
+
+@pytest.mark.parametrize(
+    ("image", "local"),
+    [
+        ("busybox", "busybox:latest"),
+        ("busybox:1.36", "busybox:1.36"),
+        ("docker.io/library/busybox", "busybox:latest"),
+        ("docker.io/me/app:2", "me/app:2"),
+        ("registry:5000/app", "registry:5000/app:latest"),
+        ("app@sha256:abc", "app@sha256:abc"),
+    ],
+)
+def test_local_image_names(image: str, local: str) -> None:
+    assert local_name(image) == local

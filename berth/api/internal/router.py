@@ -11,7 +11,7 @@ from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.zun.params import json_body
 from berth.domain.hostsync import DesiredHost, HostReport, Observation
-from berth.services import hosts
+from berth.services import hosts, image_refs
 
 __all__ = ["router"]
 
@@ -49,6 +49,7 @@ async def desired(hostname: str, request: Request, caller: Caller, state: State)
     generation = int(q["generation"]) if q.get("generation", "").lstrip("-").isdigit() else None
     wait = float(q.get("wait", "0") or 0)
     result = await hosts.desired_for(state.env, caller, hostname, generation, wait)
+    result = await image_refs.for_agent(state.env, result)
     return _DESIRED.dump_python(result, mode="json")
 
 

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.zun.interactive import follow_logs
 from berth.api.zun.microversions import APIVersion
 from berth.api.zun.params import action_params, json_body, parse_bool, parse_int, reject_unknown
 from berth.api.zun.schemas import (
@@ -24,6 +25,7 @@ from berth.api.zun.schemas import (
 from berth.api.zun.views import action_view, container_view, event_view
 from berth.services import container_ops as ops
 from berth.services import containers as svc
+from berth.services import streams
 from berth.services.containers import NewContainer
 
 __all__ = ["router"]
@@ -304,7 +306,7 @@ async def rename(ident: str, request: Request, caller: Caller, state: State) -> 
 
 
 @router.get("/v1/containers/{ident}/logs")
-async def logs(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
+async def logs(ident: str, request: Request, caller: Caller, state: State) -> Response:
     q = request.query_params
     stdout = parse_bool(q.get("stdout"), "stdout", extended=True, default=True)
     stderr = parse_bool(q.get("stderr"), "stderr", extended=True, default=True)
@@ -314,6 +316,12 @@ async def logs(ident: str, request: Request, caller: Caller, state: State) -> JS
     if not tail.isdigit():
         tail = "all"
     since = q.get("since")
+    if parse_bool(q.get("follow"), "follow", extended=True):  # a Berth extension
+        params = {"stdout": stdout, "stderr": stderr, "tail": tail}
+        params["timestamps"] = parse_bool(q.get("timestamps"), "timestamps", extended=True)
+        if since not in (None, "None", ""):
+            params["since"] = since
+        return await follow_logs(state, caller, ident, params)
     text = await ops.logs(
         state.env,
         caller,
@@ -335,11 +343,8 @@ async def execute(ident: str, request: Request, caller: Caller, state: State) ->
         raise errors.Invalid("Invalid input for field 'command': a command is required.")
     run = parse_bool(p.get("run"), "run", default=True)
     interactive = parse_bool(p.get("interactive"), "interactive")
-    if interactive or not run:
-        raise errors.Invalid(
-            "Interactive exec is not available yet on this Berth; "
-            "run the command without --interactive."
-        )
+    if not run:  # a session to open on the returned proxy_url (see api.zun.wsproxy)
+        return await streams.open_exec(state.env, caller, ident, command, tty=interactive)
     return await ops.execute(state.env, caller, ident, command)
 
 

@@ -6,7 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from berth.api.zun import admin, containers
+from berth.api.zun import (
+    admin,
+    archives,
+    containers,
+    images,
+    interactive,
+    rebuild,
+    registries,
+    wsproxy,
+)
 from berth.api.zun.microversions import MAX_VERSION, MIN_VERSION
 
 __all__ = ["router"]
@@ -14,6 +23,12 @@ __all__ = ["router"]
 router = APIRouter()
 router.include_router(containers.router)
 router.include_router(admin.router)
+router.include_router(images.router)
+router.include_router(registries.router)
+router.include_router(interactive.router)  # attach, resize, execute_resize
+router.include_router(wsproxy.router)  # the websocket of exec/attach sessions
+router.include_router(archives.router)  # get_archive, put_archive
+router.include_router(rebuild.router)  # rebuild, resize_container
 
 _RESOURCES = (
     "services",

@@ -60,9 +60,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Services added to every catalog beside identity and container. Add
-# catalog.CONTAINER_INFRA here once the Magnum-compatible API is mounted.
-EXTRA_CATALOG_SERVICES: tuple[catalog.CatalogService, ...] = ()
+# Services added to every catalog beside identity and container: the
+# Magnum-compatible cluster API is mounted at /container-infra.
+EXTRA_CATALOG_SERVICES: tuple[catalog.CatalogService, ...] = (catalog.CONTAINER_INFRA,)
 
 # Verified against when the user does not exist, so a wrong user name costs
 # as long as a wrong password and timing does not reveal which names exist.
