@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,18 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
-__all__ = ["Database"]
+__all__ = ["UNWATCHED", "Database", "Writes"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+# What a committed transaction wrote: "<table>:<insert|update|delete>" entries.
+Writes = frozenset[str]
+_PENDING = "berth.writes"
+# Execution option of a bulk statement that no write watcher needs to hear
+# about (deleting expired tokens, which no cache holds anyway).
+UNWATCHED = "berth_unwatched"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -56,7 +64,35 @@ class Database:
             self._write_lock: asyncio.Lock | None = asyncio.Lock()
         else:
             self._write_lock = None
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # A Session class of this database's own, so the write watchers below see
+        # only its sessions (tests run several databases in one process).
+        self._session_class: type[Session] = type("BerthSession", (Session,), {})
+        self._write_watchers: list[Callable[[Writes], None]] = []
+        self.sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=self._session_class
+        )
+
+    def watch_writes(self, watcher: Callable[[Writes], None]) -> None:
+        """Call ``watcher`` after every commit with the tables it wrote and how.
+
+        Caches of rows (the token cache) use it to drop entries the moment the
+        rows behind them change in this process; other processes learn it through
+        their own channel (``berth.store.listen``).
+        """
+        if not self._write_watchers:
+            cls = self._session_class
+            event.listen(cls, "after_flush", _record_flush)
+            event.listen(cls, "do_orm_execute", _record_bulk)
+            event.listen(cls, "after_commit", self._after_commit)
+            event.listen(cls, "after_rollback", _forget_writes)
+        self._write_watchers.append(watcher)
+
+    def _after_commit(self, session: Session) -> None:
+        writes: set[str] | None = session.info.pop(_PENDING, None)
+        if writes:
+            done = frozenset(writes)
+            for watcher in self._write_watchers:
+                watcher(done)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -88,3 +124,37 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _pending(session: Session) -> set[str]:
+    writes: set[str] = session.info.setdefault(_PENDING, set())
+    return writes
+
+
+def _record_flush(session: Session, _flush: UOWTransaction) -> None:
+    # after_flush still sees the flushed objects in new/dirty/deleted.
+    writes = _pending(session)
+    for op, objects in (
+        ("insert", session.new),
+        ("update", session.dirty),
+        ("delete", session.deleted),
+    ):
+        for obj in objects:
+            table = getattr(obj, "__tablename__", None)
+            if table is not None:
+                writes.add(f"{table}:{op}")
+
+
+def _record_bulk(state: ORMExecuteState) -> None:
+    if state.execution_options.get(UNWATCHED):
+        return
+    if state.is_update or state.is_delete or state.is_insert:
+        table = getattr(state.statement, "table", None)
+        name = getattr(table, "name", None)
+        if name is not None:
+            op = "update" if state.is_update else "delete" if state.is_delete else "insert"
+            _pending(state.session).add(f"{name}:{op}")
+
+
+def _forget_writes(session: Session) -> None:
+    session.info.pop(_PENDING, None)

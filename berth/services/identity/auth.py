@@ -1,8 +1,9 @@
 """Tokens: authenticate (password, token), validate on every request, inspect, revoke.
 
-Tokens are checked against the database on every request (two indexed
-queries, no cache), so a revocation, a removed role or a disabled user or
-project takes effect at once on every API process.
+Tokens are checked against the database, with a short-lived in-process cache
+of the result (``berth.services.identity.cache``): a revocation, a removed
+role or a disabled user or project empties it, so the change takes effect at
+once in this process and, through PostgreSQL LISTEN/NOTIFY, in the others.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from berth.services.identity._common import (
     to_user,
     verify_password,
 )
+from berth.services.identity.cache import token_cache
 from berth.store.base import utcnow
-from berth.store.db import Database
+from berth.store.db import UNWATCHED, Database
 from berth.store.tables.identity import (
     DomainRow,
     ProjectRow,
@@ -81,11 +83,17 @@ async def validate_token(db: Database, token: str) -> RequestContext:
     """
     if not token or len(token) > _MAX_TOKEN_CHARS:
         raise errors.Unauthorized(AUTH_REQUIRED)
+    digest = tokens.token_digest(token)
+    cache = token_cache(db)
+    cached = cache.get(digest)
+    if cached is not None:
+        return cached
+    epoch = cache.epoch
     stmt = (
         select(TokenRow, UserRow.name, ProjectRow.name, ProjectRow.domain_id, ProjectRow.enabled)
         .join(UserRow, UserRow.id == TokenRow.user_id)
         .outerjoin(ProjectRow, ProjectRow.id == TokenRow.project_id)
-        .where(TokenRow.digest == tokens.token_digest(token), UserRow.enabled.is_(True))
+        .where(TokenRow.digest == digest, UserRow.enabled.is_(True))
     )
     async with db.read() as s:
         found = (await s.execute(stmt)).one_or_none()
@@ -96,7 +104,7 @@ async def validate_token(db: Database, token: str) -> RequestContext:
         names = await role_names(s, row.user_id, row.project_id, row.domain_id) if scoped else []
     if scoped and not names:
         raise errors.Unauthorized(AUTH_REQUIRED)
-    return RequestContext(
+    caller = RequestContext(
         user_id=row.user_id,
         user_name=found[1],
         project_id=row.project_id,
@@ -105,6 +113,8 @@ async def validate_token(db: Database, token: str) -> RequestContext:
         domain_id=found[3] or row.domain_id or DEFAULT_DOMAIN_ID,
         audit_id=row.audit_id,
     )
+    cache.put(digest, caller, row.expires_at, epoch)
+    return caller
 
 
 def _live(row: TokenRow, now: dt.datetime | None = None) -> bool:
@@ -225,7 +235,9 @@ async def prune_tokens(db: Database, now: dt.datetime | None = None) -> int:
     goes; a garbage-collection loop may call it too.
     """
     async with db.transaction() as s:
-        result = await s.execute(delete(TokenRow).where(TokenRow.expires_at < (now or utcnow())))
+        # No cache holds an expired token: this delete invalidates nothing.
+        stmt = delete(TokenRow).where(TokenRow.expires_at < (now or utcnow()))
+        result = await s.execute(stmt.execution_options(**{UNWATCHED: True}))
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
@@ -139,22 +140,30 @@ async def grant_role(
 ) -> None:
     """Give a user a role on a project or a domain (admin only); granting twice is a no-op."""
     require_admin(caller, "create_grant")
-    async with db.transaction() as s:
-        await _check_targets(s, user_id, role_id, project_id, domain_id)
-        existing = await s.scalar(
-            select(RoleAssignmentRow.id).where(
-                *_grant_filter(user_id, role_id, project_id, domain_id)
-            )
-        )
-        if existing is None:
-            s.add(
-                RoleAssignmentRow(
-                    user_id=user_id,
-                    role_id=role_id,
-                    project_id=project_id,
-                    domain_id=None if project_id else domain_id,
+    try:
+        async with db.transaction() as s:
+            await _check_targets(s, user_id, role_id, project_id, domain_id)
+            existing = await s.scalar(
+                select(RoleAssignmentRow.id).where(
+                    *_grant_filter(user_id, role_id, project_id, domain_id)
                 )
             )
+            if existing is None:
+                s.add(
+                    RoleAssignmentRow(
+                        user_id=user_id,
+                        role_id=role_id,
+                        project_id=project_id,
+                        domain_id=None if project_id else domain_id,
+                    )
+                )
+    except IntegrityError:
+        # Granted at the same moment by another API process (uq_grant_*): the
+        # grant exists, which is all a PUT asks for. Anything else re-raises.
+        async with db.read() as s:
+            filters = _grant_filter(user_id, role_id, project_id, domain_id)
+            if await s.scalar(select(RoleAssignmentRow.id).where(*filters)) is None:
+                raise
 
 
 async def check_grant(

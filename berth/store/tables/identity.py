@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from berth.store.base import Base, UtcDateTime, new_uuid, utcnow
@@ -60,7 +60,28 @@ class RoleAssignmentRow(Base):
     """A role held by a user on a project (domain-scoped assignments use domain_id)."""
 
     __tablename__ = "role_assignments"
-    __table_args__ = (UniqueConstraint("user_id", "project_id", "domain_id", "role_id"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "project_id", "domain_id", "role_id"),
+        # The constraint above lets NULLs repeat: these make a grant unique (0010).
+        Index(
+            "uq_grant_project",
+            "user_id",
+            "project_id",
+            "role_id",
+            unique=True,
+            sqlite_where=text("project_id IS NOT NULL"),
+            postgresql_where=text("project_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_grant_domain",
+            "user_id",
+            "domain_id",
+            "role_id",
+            unique=True,
+            sqlite_where=text("domain_id IS NOT NULL"),
+            postgresql_where=text("domain_id IS NOT NULL"),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     project_id: Mapped[str | None] = mapped_column(
