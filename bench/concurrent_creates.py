@@ -108,9 +108,20 @@ class Berth:
 
 
 class Raw:
-    def __init__(self, client: docker.DockerClient, n: int) -> None:
+    def __init__(self, client: docker.DockerClient, n: int, network: str = "user") -> None:
+        """``network="user"``: on a bridge network of the bench's own, as Berth's
+        containers are on their project's (see bench/create_to_running.py)."""
         self.client, self.n = client, n
         self.names: set[str] = set()
+        self.network: str | None = None
+        if network == "user":
+            self.network = f"bench-cc-{uuid.uuid4().hex[:12]}"
+            client.networks.create(self.network, driver="bridge", labels={"berth.bench": "raw"})
+
+    def close(self) -> None:
+        if self.network is not None:
+            with contextlib.suppress(docker.errors.DockerException):
+                self.client.networks.get(self.network).remove()
 
     def batch(self, pool: cf.ThreadPoolExecutor) -> dict[str, float]:
         names = [f"bench-cc-raw-{uuid.uuid4().hex[:12]}" for _ in range(self.n)]
@@ -125,6 +136,7 @@ class Raw:
                 nano_cpus=round(CPU * 1e9),
                 mem_limit=MEMORY_MIB * 1024 * 1024,
                 memswap_limit=MEMORY_MIB * 1024 * 1024,
+                **({"network": self.network} if self.network else {}),
             )
 
         t0 = time.perf_counter()
@@ -154,7 +166,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "BERTH_QUOTA_CPU": "1000",
         },
     )
-    raw = Raw(client, args.n)
+    raw = Raw(client, args.n, args.raw_network)
     samples: dict[str, list[float]] = {
         "raw": [],
         "berth_api": [],
@@ -185,10 +197,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"round {i} {name}: {result}", file=sys.stderr)
     finally:
         raw.remove(raw.names)
+        raw.close()
         leftovers = client.containers.list(all=True, filters={"label": f"berth.owner={owner}"})
         for c in leftovers:
             c.remove(force=True, v=True)
         server.stop()
+        # Project networks outlive their last container on a host (network_idle_seconds).
+        for net in client.networks.list(filters={"label": f"berth.owner={owner}"}):
+            with contextlib.suppress(docker.errors.DockerException):
+                net.remove()
     med = {k: statistics.median(v) for k, v in samples.items()}
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -196,6 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": " ".join(sys.argv),
         "n": args.n,
         "rounds": args.rounds,
+        "raw_network": args.raw_network,
         "summary": {k: summary(v) for k, v in samples.items()},
         "ratio_median": med["berth_api"] / med["raw"],
         "ratio_median_polled": med["berth_polled"] / med["raw"],
@@ -228,6 +246,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20, help="containers per batch")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument(
+        "--raw-network",
+        choices=("user", "default"),
+        default="user",
+        help="raw containers on a bridge network of their own (as Berth's) or Docker's default",
+    )
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
     result = run(args)

@@ -55,6 +55,8 @@ def raw_round(client: docker.DockerClient, image: str, raw_side: RawDocker) -> d
         mem_limit=MEMORY_MIB * 1024 * 1024,
         memswap_limit=MEMORY_MIB * 1024 * 1024,
     )
+    if raw_side.network:
+        host_config["NetworkMode"] = raw_side.network
     t0 = time.perf_counter()
     created = api.create_container(image, COMMAND, name=name, host_config=host_config)
     t1 = time.perf_counter()
@@ -104,8 +106,8 @@ def breakdown(sample: BerthSample, owner: str, events: list[dict[str, Any]]) -> 
     desired = _first(win, "agent.desired", desired_for["t1"])
     listing = _first(win, "driver.list_managed", desired["t1"])
     converge_start = min(e["t0"] for e in win if e["ev"] == "agent.converge")
-    image = _first(win, "driver.ensure_image", converge_start)
-    create_c = _first(win, "driver.create", image["t1"])
+    # ifnotpresent with the image on the host: no ensure_image, straight to create.
+    create_c = _first(win, "driver.create", converge_start)
     start = _first(win, "driver.start", create_c["t1"])
     final_inspect = _first(win, "driver.inspect", start["t1"])
     send = _first(win, "agent.send", final_inspect["t1"])
@@ -127,9 +129,8 @@ def breakdown(sample: BerthSample, owner: str, events: list[dict[str, Any]]) -> 
         ("agent pass: until list_managed", listing["t0"]),
         ("agent pass: docker list_managed", listing["t1"]),
         ("agent pass: plan, spawn worker", converge_start),
-        ("worker: until ensure_image", image["t0"]),
-        ("docker: inspect_image (ensure_image)", image["t1"]),
-        ("docker: inspect (404) + create", create_c["t1"]),
+        ("worker: until create", create_c["t0"]),
+        ("docker: create", create_c["t1"]),
         ("gap before start", start["t0"]),
         ("docker: start", start["t1"]),
         ("docker: inspect after start", final_inspect["t1"]),

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from berth import errors
 from berth.agent.diff import (
     Acknowledge,
     Action,
+    Connect,
     Create,
+    Disconnect,
     EnsureImage,
     Kill,
     Pause,
@@ -26,9 +29,11 @@ from berth.agent.diff import (
     Update,
 )
 from berth.domain.hostsync import DesiredContainer, Observation
-from berth.runtimes.base import RuntimeContainer, RuntimeDriver
+from berth.networks.base import NetworkDriver, network_id_of
+from berth.runtimes.base import RuntimeContainer, RuntimeDriver, effective_pull_policy
+from berth.volumes.base import VolumeDriver
 
-__all__ = ["apply_plan", "describe_failure", "observe"]
+__all__ = ["apply_plan", "describe_failure", "observe", "zun_addresses"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ _VERBS: dict[type, str] = {
     Update: "update",
     Remove: "delete",
     Acknowledge: "acknowledge an operation on",
+    Connect: "attach a network to",
+    Disconnect: "detach a network from",
 }
 
 
@@ -63,13 +70,28 @@ async def apply_plan(
     done = list(done_ops)
     error: str | None = None
     updated = False
-    for action in actions:
+    deferred: EnsureImage | None = None
+    for i, action in enumerate(actions):
+        if isinstance(action, EnsureImage) and _can_defer(action, actions[i + 1 : i + 2]):
+            # ifnotpresent right before a create: create first and pull only if the
+            # engine says the image is missing (saves an image inspect per create).
+            deferred = action
+            continue
+        running = action
         try:
-            await _run(runtime, uuid, action, desired)
+            try:
+                await _run(runtime, uuid, action, desired)
+            except errors.ImageNotFound:
+                if deferred is None or not isinstance(action, Create):
+                    raise
+                running = deferred
+                await _run(runtime, uuid, deferred, desired)
+                running = action
+                await _run(runtime, uuid, action, desired)
         except Exception as exc:
-            error = describe_failure(action, exc)
+            error = describe_failure(running, exc)
             if not isinstance(exc, errors.BerthError):
-                log.exception("%s of container %s failed unexpectedly", action, uuid)
+                log.exception("%s of container %s failed unexpectedly", running, uuid)
             break
         if isinstance(action, Kill | Restart | Acknowledge):
             done.append(action.op_id)
@@ -80,6 +102,14 @@ async def apply_plan(
         return Observation(uuid, "absent", 0, error=error or f"cannot inspect: {exc.message}")
     spec_version = desired.spec_version if (updated and desired) else None
     return observe(uuid, desired, container, error=error, done_ops=done, spec_version=spec_version)
+
+
+def _can_defer(action: EnsureImage, following: list[Action]) -> bool:
+    return (
+        effective_pull_policy(action.pull_policy) == "ifnotpresent"
+        and len(following) == 1
+        and isinstance(following[0], Create)
+    )
 
 
 def observe(
@@ -114,9 +144,21 @@ def observe(
         error=error,
         exit_code=container.exit_code,
         started_at=container.started_at,
-        addresses=container.addresses or None,
+        addresses=zun_addresses(container.addresses) or None,
         done_ops=list(done_ops),
+        published=dict(container.published) or None,
     )
+
+
+def zun_addresses(addresses: dict[str, Any]) -> dict[str, Any]:
+    """Addresses keyed by Berth network id (engine names otherwise), in Zun's entry shape."""
+    result: dict[str, Any] = {}
+    for name, entries in addresses.items():
+        result[network_id_of(name) or name] = [
+            {"port": None, "subnet_id": None, "preserve_on_delete": False, **entry}
+            for entry in entries
+        ]
+    return result
 
 
 def describe_failure(action: Action, exc: BaseException) -> str:
@@ -128,6 +170,20 @@ def describe_failure(action: Action, exc: BaseException) -> str:
         return f"cannot reach the container engine on this host: {message}"
     verb = _VERBS.get(type(action), "change")
     return f"could not {verb} the container: {message}"
+
+
+async def _drop_owned_volumes(runtime: RuntimeDriver, uuid: str) -> None:
+    """Remove the data volumes that belong to the deleted container (``--mount size=N``)."""
+    volumes: VolumeDriver | None = getattr(runtime, "volumes", None)
+    if volumes is not None:
+        await volumes.remove_owned_by(uuid)
+
+
+def _network_driver(runtime: RuntimeDriver) -> NetworkDriver:
+    networks: NetworkDriver | None = getattr(runtime, "networks", None)
+    if networks is None:
+        raise errors.Invalid("this host has no network driver")
+    return networks
 
 
 async def _run(
@@ -156,5 +212,11 @@ async def _run(
             await runtime.update(uuid, cpu, memory)
         case Remove(force=force):
             await runtime.remove(uuid, force)
+            if desired is None or desired.desired_state == "deleted":
+                await _drop_owned_volumes(runtime, uuid)  # not on a rebuild: data stays
+        case Connect(net=net):
+            await _network_driver(runtime).connect(uuid, net)
+        case Disconnect(network_id=network_id):
+            await _network_driver(runtime).disconnect(uuid, network_id)
         case Acknowledge():
             pass

@@ -17,6 +17,8 @@ small, frozen actions that ``apply`` runs in order. Rules, in priority order:
    so a rebuild is done exactly when the runtime container says so, whatever
    crashed in between (and a vanished container is rebuilt, not "absent").
 5. A newer spec than the container reflects: update CPU/memory live.
+   Networks the container should join or leave (network attach/detach) are
+   connected or disconnected, stopped or running.
 6. Level transitions between running, stopped and paused. A stopped container
    the user wants running is started only if it never ran or last started
    before the user asked: one that ran and exited on its own is reported,
@@ -28,13 +30,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from berth.domain.hostsync import DesiredContainer, PendingOp
+from berth.domain.hostsync import DesiredContainer, NetworkRef, PendingOp
+from berth.networks.base import network_id_of
 from berth.runtimes.base import LABEL_REBUILD, RuntimeContainer, parse_instant
 
 __all__ = [
     "Acknowledge",
     "Action",
+    "Connect",
     "Create",
+    "Disconnect",
     "EnsureImage",
     "History",
     "Kill",
@@ -119,6 +124,20 @@ class Remove:
 
 
 @dataclass(frozen=True, slots=True)
+class Connect:
+    """Join the project network ``net``."""
+
+    net: NetworkRef
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Leave the Berth network ``network_id``."""
+
+    network_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Acknowledge:
     """Report the pending op ``op_id`` done: it no longer applies (e.g. kill of a stopped one)."""
 
@@ -137,6 +156,8 @@ Action = (
     | Update
     | Remove
     | Acknowledge
+    | Connect
+    | Disconnect
 )
 
 
@@ -182,7 +203,11 @@ def plan(
         return [Acknowledge(op.id) for op in ops] + _create(desired)
     if ops:
         return [_one_shot(desired, observed, op) for op in ops]
-    return _update(desired, observed) + _transition(desired, observed, history)
+    return (
+        _networks(desired, observed)
+        + _update(desired, observed)
+        + _transition(desired, observed, history)
+    )
 
 
 def needs_detail(actions: list[Action], observed: RuntimeContainer | None) -> bool:
@@ -232,6 +257,20 @@ def _one_shot(desired: DesiredContainer, observed: RuntimeContainer, op: Pending
     if observed.state in ("running", "restarting"):
         return Kill(op.args.get("signal"), op.id)
     return Acknowledge(op.id)  # nothing runs: there is nothing to kill
+
+
+def _networks(desired: DesiredContainer, observed: RuntimeContainer) -> list[Action]:
+    """Connect the desired Berth networks it lacks, disconnect the Berth ones it should not have.
+
+    Only Berth's own networks count: nothing when the desired state names none
+    (no network driver) or the container shares another one's namespace.
+    """
+    if not desired.networks or desired.network_container or observed.state in ("removing", "dead"):
+        return []
+    have = {i for i in (network_id_of(n) for n in observed.networks) if i is not None}
+    want = {n.id for n in desired.networks}
+    steps: list[Action] = [Connect(n) for n in desired.networks if n.id not in have]
+    return steps + [Disconnect(i) for i in sorted(have - want)]
 
 
 def _update(desired: DesiredContainer, observed: RuntimeContainer) -> list[Action]:

@@ -18,7 +18,7 @@ import logging
 import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from berth import errors
@@ -34,8 +34,10 @@ from berth.agent.diff import (
     needs_detail,
     plan,
 )
+from berth.agent.firewall import FirewallSync
 from berth.config import Settings
 from berth.domain.hostsync import DesiredContainer, DesiredHost, HostReport, Observation
+from berth.networks.base import NetworkDriver
 from berth.runtimes.base import HostFacts, RuntimeContainer, RuntimeDriver
 
 __all__ = ["Agent"]
@@ -97,6 +99,16 @@ def _report_key(obs: Observation, desired: DesiredContainer | None) -> tuple[Any
     )  # fmt: skip
 
 
+_ADDRESSED = ("running", "paused", "restarting")
+
+
+def _networked(desired: DesiredContainer, supported: bool) -> DesiredContainer:
+    """Without a network driver the host ignores networks and security groups."""
+    if supported or not (desired.networks or desired.ingress is not None):
+        return desired
+    return replace(desired, networks=[], ingress=None)
+
+
 def _unreachable(exc: BaseException | None) -> bool:
     return isinstance(exc, ControlPlaneError) and exc.unreachable
 
@@ -137,6 +149,13 @@ class Agent:
         self._memory: dict[str, _Memory] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
+        # Security groups and project networks, when the runtime has a network driver.
+        networks: NetworkDriver | None = getattr(runtime, "networks", None)
+        self._firewall = (
+            FirewallSync(networks, idle=settings.network_idle_seconds)
+            if networks is not None
+            else None
+        )
         self._outbox: asyncio.Queue[tuple[Observation, tuple[Any, ...]]] = asyncio.Queue()
         self._tasks: asyncio.TaskGroup | None = None
         self._registered: HostReport | None = None  # what the control plane last accepted
@@ -150,6 +169,8 @@ class Agent:
             tasks.create_task(self._facts_loop(), name="berth-agent-facts")
             tasks.create_task(self._report_loop(), name="berth-agent-report")
             tasks.create_task(self._reconcile_loop(), name="berth-agent-reconcile")
+            if self._firewall is not None:
+                tasks.create_task(self._firewall.run(), name="berth-agent-firewall")
 
     async def register(self) -> None:
         """Register this host, retrying with back-off until the control plane answers."""
@@ -274,9 +295,15 @@ class Agent:
 
     async def _pass(self, host: DesiredHost) -> None:
         """Fold in the desired state and a fresh listing; start workers where needed."""
-        self._desired = {c.uuid: c for c in host.containers}
+        self._desired = {c.uuid: _networked(c, self._firewall is not None) for c in host.containers}
         listing = await self._runtime.list_managed()
         self._observed = {c.uuid: c for c in listing if c.uuid}
+        if self._firewall is not None:
+            self._firewall.desired(self._desired)
+            for uuid in self._desired.keys() | self._observed.keys():
+                seen = self._observed.get(uuid)
+                running = seen is not None and seen.state in _ADDRESSED
+                self._firewall.addresses(uuid, seen.addresses if seen else None, running)
         for uuid in self._desired.keys() | self._observed.keys():
             memory = self._memory.setdefault(uuid, _Memory())
             if uuid in self._desired:
@@ -372,6 +399,8 @@ class Agent:
     def _send(self, obs: Observation, desired: DesiredContainer, memory: _Memory) -> None:
         key = _report_key(obs, desired)
         memory.reported = key
+        if self._firewall is not None:
+            self._firewall.addresses(obs.uuid, obs.addresses, obs.state in _ADDRESSED)
         self._outbox.put_nowait((obs, key))
 
     # -- memory

@@ -22,6 +22,7 @@ from berth.agent.archives import add_archive_routes
 from berth.agent.images_api import image_router
 from berth.agent.streams import add_stream_routes
 from berth.runtimes.base import RuntimeDriver, TopResult, ZunStats, parse_instant
+from berth.volumes.base import VolumeDriver
 
 __all__ = ["ExecuteRequest", "UpdateRequest", "create_agent_app", "parse_since", "parse_tail"]
 
@@ -143,6 +144,14 @@ def create_agent_app(runtime: RuntimeDriver, api_key: str) -> FastAPI:
     async def update(uuid: str, body: UpdateRequest) -> dict[str, Any]:
         await runtime.update(uuid, body.cpu, body.memory)
         return {"cpu": body.cpu, "memory": body.memory}
+
+    @app.delete("/v1/volumes/{uuid}", dependencies=guarded)
+    async def remove_volume(uuid: str) -> dict[str, Any]:
+        # A runtime without a volume driver (the test fake) has no volume to remove.
+        volumes: VolumeDriver | None = getattr(runtime, "volumes", None)
+        if volumes is not None:
+            await volumes.remove(uuid)  # in use: Conflict (409)
+        return {"removed": uuid}
 
     app.include_router(image_router(runtime), dependencies=guarded)
     add_stream_routes(app, runtime, api_key, guarded)  # exec/attach sessions, logs follow

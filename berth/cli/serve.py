@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -65,9 +66,24 @@ def api_main() -> None:
     settings = load_settings()
     extensions = [embedded_agent(settings)] if settings.all_in_one else []
     app = create_app(settings, extensions=extensions)
+    _tune_gc()
     uvicorn.run(
         app, host=settings.bind_host, port=settings.port, log_level="info", access_log=False
     )
+
+
+def _tune_gc() -> None:
+    """Keep the garbage collector's pauses off the request path.
+
+    A full collection walks every tracked object, most of which (modules,
+    classes, SQLAlchemy and pydantic metadata) live as long as the process:
+    ~10-15 ms here, landing in the middle of a create now and then. Freezing
+    what exists after start-up takes it out of every later collection, and a
+    larger first-generation threshold makes collections rarer (cycles still go).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _agent_password(settings: Settings) -> str:

@@ -14,9 +14,12 @@ __all__ = [
     "DesiredContainer",
     "DesiredHost",
     "HostReport",
+    "IngressRule",
+    "NetworkRef",
     "Observation",
     "PendingOp",
     "RegistryAuth",
+    "VolumeMount",
 ]
 
 DesiredStateName = Literal["created", "running", "stopped", "paused", "deleted"]
@@ -52,6 +55,58 @@ class RegistryAuth:
 
 
 @dataclass(slots=True)
+class VolumeMount:
+    """A Berth volume the container needs on its host (the volume driver names it).
+
+    ``destination`` None: only make sure the volume exists (a capsule's sandbox
+    holds every capsule volume). ``owner`` set: the volume belongs to that
+    container and is removed with it (``--mount size=N``, capsule ``autoRemove``).
+    """
+
+    volume_uuid: str
+    destination: str | None = None
+    read_only: bool = False
+    size: int = 1
+    owner: str | None = None
+    # An admin's host-path bind mount (no volume): ``volume_uuid`` is empty.
+    host_path: str | None = None
+
+
+@dataclass(slots=True)
+class NetworkRef:
+    """A project network a container joins: Berth's network id and its project."""
+
+    id: str
+    name: str
+    project_id: str
+
+
+@dataclass(slots=True)
+class IngressRule:
+    """One allowed kind of incoming traffic (the union of a container's security groups).
+
+    ``protocol`` None means any; ports only with tcp/udp (None: every port).
+    The source is ``remote_cidr``, or the members of ``remote_group`` (the
+    agent resolves it to the addresses of those containers on its host), or
+    anywhere when both are None.
+    """
+
+    protocol: str | None = None
+    port_min: int | None = None
+    port_max: int | None = None
+    remote_cidr: str | None = None
+    remote_group: str | None = None
+
+
+@dataclass(slots=True)
+class PublishedPort:
+    """A container port published on a host port the engine picks."""
+
+    port: int
+    protocol: str = "tcp"
+
+
+@dataclass(slots=True)
 class DesiredContainer:
     uuid: str
     name: str
@@ -77,6 +132,9 @@ class DesiredContainer:
     image_pull_policy: str | None = None
     runtime: str | None = None
     privileged: bool = False
+    # Internal only (never from the API): "dind" = the Docker-in-Docker options
+    # of a cluster node (see berth.runtimes.dockermap.DIND_HOST_OPTIONS).
+    node_profile: str | None = None
     pending_ops: list[PendingOp] = field(default_factory=list)
     stop_timeout: int = 10
     # When the user last changed desired_state (ISO 8601; naive means UTC). A
@@ -95,6 +153,17 @@ class DesiredContainer:
     # runtime container yet (a pull may be ahead), from the project's registry
     # or for the image store.
     registry_auth: RegistryAuth | None = field(default=None, repr=False)
+    # Networking (berth.networks): the networks to join, the first one at create;
+    # the security groups (ids) it is a member of; the ingress its groups allow
+    # (None: no firewall at all); the ports to publish on the host.
+    networks: list[NetworkRef] = field(default_factory=list)
+    security_groups: list[str] = field(default_factory=list)
+    ingress: list[IngressRule] | None = None
+    published_ports: list[PublishedPort] = field(default_factory=list)
+    # Data volumes (created by the host's volume driver before the container).
+    volumes: list[VolumeMount] = field(default_factory=list)
+    # A capsule member joins the network namespace of its sandbox (this uuid).
+    network_container: str | None = None
 
 
 @dataclass(slots=True)
@@ -124,6 +193,8 @@ class Observation:
     addresses: dict[str, Any] | None = None
     done_ops: list[str] = field(default_factory=list)
     removed: bool = False
+    # ``"<port>/<protocol>"`` -> the host port it is published on.
+    published: dict[str, int] | None = None
 
 
 @dataclass(slots=True)

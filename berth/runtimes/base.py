@@ -89,6 +89,8 @@ class RuntimeContainer:
     addresses: dict[str, Any] = field(default_factory=dict)
     detailed: bool = True
     rebuild_id: str | None = None  # the LABEL_REBUILD it carries
+    networks: list[str] = field(default_factory=list)  # engine-side network names
+    published: dict[str, int] = field(default_factory=dict)  # "80/tcp" -> host port
 
 
 @dataclass(slots=True)

@@ -28,6 +28,8 @@ import requests
 
 from berth import errors
 from berth.domain.hostsync import DesiredContainer
+from berth.networks.base import NetworkDriver
+from berth.networks.bridge import BridgeNetworks
 from berth.runtimes import dockermap
 from berth.runtimes.base import (
     LABEL_OWNER,
@@ -40,6 +42,8 @@ from berth.runtimes.base import (
 )
 from berth.runtimes.docker_images import DockerImageOps
 from berth.runtimes.docker_streams import DockerStreams
+from berth.volumes.base import VolumeDriver
+from berth.volumes.local import LocalVolumeDriver
 
 __all__ = ["DockerDriver"]
 
@@ -118,13 +122,21 @@ class DockerDriver(DockerImageOps, DockerStreams):
         *,
         owner: str | None = None,
         threads: int = 64,
+        volumes: VolumeDriver | None = None,
+        networks: NetworkDriver | None = None,
     ) -> None:
         self._engine = _Engine(base_url, threads)
         self._owner = owner or socket.gethostname()
+        # Data volumes: Docker named volumes on this engine unless told otherwise.
+        self.volumes: VolumeDriver = volumes or LocalVolumeDriver(base_url, owner=self._owner)
+        # Project networks and security groups: bridge networks on this engine.
+        self.networks: NetworkDriver = networks or BridgeNetworks(base_url, owner=self._owner)
 
     async def close(self) -> None:
         """Release the engine connection; the driver is unusable afterwards."""
         self._engine.close()
+        await self.volumes.close()
+        await self.networks.close()
 
     # -- the host
 
@@ -172,10 +184,16 @@ class DockerDriver(DockerImageOps, DockerStreams):
     # -- lifecycle
 
     async def create(self, spec: DesiredContainer) -> str:
-        """Create ``berth-<uuid>`` (not started); if it already exists, return its id."""
-        existing = await self.inspect(spec.uuid)
-        if existing is not None:
-            return existing.runtime_id
+        """Create ``berth-<uuid>`` (not started); if it already exists, return its id.
+
+        No inspect first: the engine's 409 for a taken name is the "exists" answer
+        (one call saved on every create).
+        """
+        for mount in spec.volumes:
+            if not mount.host_path:
+                await self.volumes.ensure(mount, spec.project_id)
+        if spec.networks and not spec.network_container:
+            await self.networks.ensure(spec.networks[0])  # joined at create
         config, host = dockermap.create_params(spec, self._owner)
 
         def create(api: Any) -> dict[str, Any]:
@@ -186,7 +204,16 @@ class DockerDriver(DockerImageOps, DockerStreams):
             return result
 
         try:
-            created = await self._engine.run(create)
+            try:
+                created = await self._engine.run(create)
+            except errors.ContainerNotFound as exc:
+                first = spec.networks[0] if spec.networks and not spec.network_container else None
+                if first is None or "network" not in exc.message.lower():
+                    raise
+                # The engine lost the network the driver remembered: make it again.
+                self.networks.forget(first.id)
+                await self.networks.ensure(first)
+                created = await self._engine.run(create)
         except errors.ContainerNotFound as exc:  # a 404 on create is about the image
             raise errors.ImageNotFound(
                 f"image {spec.image!r} not found on this host: {exc.message}"
@@ -195,6 +222,9 @@ class DockerDriver(DockerImageOps, DockerStreams):
             # 409: a concurrent create got there first; its container answers
             # inspect only once the engine finished registering it.
             return await self._await_existing(spec.uuid)
+        if not spec.network_container:
+            for net in spec.networks[1:]:  # the create joined the first one
+                await self.networks.connect(spec.uuid, net)
         return str(created["Id"])
 
     async def _await_existing(self, uuid: str, within: float = 10.0) -> str:

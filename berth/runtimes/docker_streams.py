@@ -83,8 +83,16 @@ class DockerStreams:
         )
 
     async def exec_resize(self, uuid: str, exec_id: str, height: int, width: int) -> None:
-        """Resize an exec's TTY (the engine waits briefly for a just-started exec)."""
-        await self._exec_of(uuid, exec_id)
+        """Resize an exec's TTY; a session not started yet is a state error at once.
+
+        (The engine would hold the request for 10 s waiting for the session to
+        start, then fail.) One just being started gets a second to come up.
+        """
+        info = await self._exec_of(uuid, exec_id)
+        if not info.get("Running"):
+            raise errors.InvalidStateException(
+                f"Exec {exec_id} is not running: connect to its session first, then resize."
+            )
         await self._engine.run(lambda api: api.exec_resize(exec_id, height=height, width=width))
 
     async def _end_exec(self, exec_id: str) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from berth.domain.hostsync import DesiredContainer, ObservedStateName
+from berth.networks.base import network_name
 from berth.runtimes.base import (
     LABEL_OWNER,
     LABEL_PROJECT,
@@ -23,8 +24,10 @@ from berth.runtimes.base import (
     container_name,
     parse_instant,
 )
+from berth.volumes.base import volume_name
 
 __all__ = [
+    "DIND_HOST_OPTIONS",
     "create_params",
     "from_inspect",
     "from_listing",
@@ -39,6 +42,17 @@ __all__ = [
 
 _NS = 1_000_000_000
 _MIB = 1024 * 1024
+
+# Docker-in-Docker for cluster nodes (node_profile "dind", never set by users):
+# what dockerd inside needs, short of --privileged (which fails on some hosts).
+DIND_HOST_OPTIONS: dict[str, Any] = {
+    "cap_add": ["ALL"],
+    "cap_drop": ["SYS_RESOURCE"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    "cgroupns": "host",
+    "binds": ["/sys/fs/cgroup:/sys/fs/cgroup:rw"],
+    "tmpfs": {"/var/lib/docker": "exec", "/run": "exec"},
+}
 _STATES: dict[str, ObservedStateName] = {
     "created": "created",
     "running": "running",
@@ -92,6 +106,37 @@ def create_params(
         host["cpuset_cpus"] = ",".join(str(c) for c in spec.cpuset)
     if spec.runtime and spec.runtime != "runc":
         host["runtime"] = spec.runtime
+    mounts = [
+        {
+            "Type": "bind" if m.host_path else "volume",
+            "Source": m.host_path or volume_name(m.volume_uuid),
+            "Target": m.destination,
+            "ReadOnly": m.read_only,
+        }
+        for m in spec.volumes
+        if m.destination
+    ]
+    if mounts:
+        host["mounts"] = mounts
+    if spec.network_container:
+        # A capsule member shares its sandbox's network namespace (and so its hostname).
+        host["network_mode"] = f"container:{container_name(spec.network_container)}"
+        config.pop("hostname", None)
+    elif spec.networks:
+        # The first project network at create; the agent connects any others.
+        host["network_mode"] = network_name(spec.networks[0].id)
+    if spec.published_ports:
+        # Published on a host port the engine picks (reported back as ``published``).
+        config["ports"] = [(p.port, p.protocol) for p in spec.published_ports]
+        host["port_bindings"] = {f"{p.port}/{p.protocol}": None for p in spec.published_ports}
+    if spec.node_profile == "dind":
+        for key, value in DIND_HOST_OPTIONS.items():
+            if isinstance(value, list):
+                host[key] = [*host.get(key, []), *value]
+            elif isinstance(value, dict):
+                host[key] = {**host.get(key, {}), **value}
+            else:
+                host[key] = value
     return {k: v for k, v in config.items() if v is not None}, host
 
 
@@ -201,6 +246,8 @@ def from_inspect(data: dict[str, Any]) -> RuntimeContainer:
         addresses=_addresses((data.get("NetworkSettings") or {}).get("Networks")),
         detailed=True,
         rebuild_id=labels.get(LABEL_REBUILD),
+        networks=sorted(((data.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
+        published=_published_inspect((data.get("NetworkSettings") or {}).get("Ports")),
     )
 
 
@@ -219,7 +266,29 @@ def from_listing(entry: dict[str, Any]) -> RuntimeContainer:
         addresses=_addresses((entry.get("NetworkSettings") or {}).get("Networks")),
         detailed=False,
         rebuild_id=labels.get(LABEL_REBUILD),
+        networks=sorted(((entry.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
+        published=_published_listing(entry.get("Ports")),
     )
+
+
+def _published_inspect(ports: dict[str, Any] | None) -> dict[str, int]:
+    """``{"80/tcp": 32768}`` from inspect's ``NetworkSettings.Ports`` (IPv4 binding first)."""
+    result: dict[str, int] = {}
+    for key, bindings in (ports or {}).items():
+        for binding in bindings or []:
+            if str(binding.get("HostPort") or "").isdigit():
+                result.setdefault(key, int(binding["HostPort"]))
+    return result
+
+
+def _published_listing(ports: list[dict[str, Any]] | None) -> dict[str, int]:
+    """The same from a listing entry's ``Ports``."""
+    result: dict[str, int] = {}
+    for port in ports or []:
+        if port.get("PublicPort") and port.get("PrivatePort"):
+            key = f"{port['PrivatePort']}/{port.get('Type') or 'tcp'}"
+            result.setdefault(key, int(port["PublicPort"]))
+    return result
 
 
 def _int(value: Any) -> int:

@@ -13,7 +13,7 @@ import io
 import posixpath
 import tarfile
 import uuid as uuid_mod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -59,13 +59,10 @@ class EchoSession:
 class FakeStreams:
     """Mixed into FakeDriver: it provides ``containers``, ``_enter`` and ``_get``."""
 
+    # Declared for the type checker only; FakeDriver defines them.
     containers: dict[str, FakeContainer]
-
-    async def _enter(self, method: str, key: str = "") -> None:
-        raise NotImplementedError
-
-    def _get(self, uuid: str) -> FakeContainer:
-        raise NotImplementedError
+    _enter: Callable[..., Awaitable[None]]
+    _get: Callable[[str], FakeContainer]
 
     def init_streams(self) -> None:
         """Set up the records (called by FakeDriver.__init__)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.context import RequestContext
@@ -70,35 +70,32 @@ async def start_action(
 async def finish_open_actions(
     session: AsyncSession, container_uuid: str, *, error: str | None = None
 ) -> None:
-    """Close every unfinished action of a container: Success, or Error with the reason."""
+    """Close every unfinished action of a container: Success, or Error with the reason.
+
+    Two bulk statements at most (one when nothing is open, which is most reports).
+    """
     now = utcnow()
-    actions = (
+    closed = (
         (
             await session.execute(
-                select(ContainerActionRow).where(
+                update(ContainerActionRow)
+                .where(
                     ContainerActionRow.container_uuid == container_uuid,
                     ContainerActionRow.finish_time.is_(None),
                 )
+                .values(finish_time=now, message="Error" if error else None)
+                .returning(ContainerActionRow.id),
+                execution_options={"synchronize_session": False},
             )
         )
         .scalars()
         .all()
     )
-    for act in actions:
-        act.finish_time = now
-        act.message = "Error" if error else None
-        events = (
-            (
-                await session.execute(
-                    select(ActionEventRow).where(
-                        ActionEventRow.action_id == act.id, ActionEventRow.finish_time.is_(None)
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
-        for ev in events:
-            ev.finish_time = now
-            ev.result = "Error" if error else "Success"
-            ev.traceback = error
+    if not closed:
+        return
+    await session.execute(
+        update(ActionEventRow)
+        .where(ActionEventRow.action_id.in_(closed), ActionEventRow.finish_time.is_(None))
+        .values(finish_time=now, result="Error" if error else "Success", traceback=error),
+        execution_options={"synchronize_session": False},
+    )

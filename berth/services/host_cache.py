@@ -30,9 +30,8 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.scheduler import HostState
@@ -67,26 +66,29 @@ _COLUMNS = (
 )
 
 
-# What a check reads of every host: enough to tell whether it changed.
-_STATE = select(
-    HostRow.hostname,
-    HostRow.generation,
-    ServiceRow.id,
-    ServiceRow.disabled,
-    ServiceRow.forced_down,
-    ServiceRow.last_seen_up,
-).join(
-    ServiceRow,
-    (ServiceRow.host == HostRow.hostname) & (ServiceRow.binary == AGENT_BINARY),
-    isouter=True,
-)
+_SERVICE = (ServiceRow.host == HostRow.hostname) & (ServiceRow.binary == AGENT_BINARY)
 
 
-def _service_state(r: Any, cutoff: dt.datetime) -> tuple[bool, bool]:
-    """(enabled, up) of a row with the service's id, disabled, forced_down, last_seen_up."""
-    seen = r.last_seen_up
-    up = r.id is not None and not r.forced_down and seen is not None and seen >= cutoff
-    return r.id is not None and not r.disabled, up
+def _check_query(cutoff: dt.datetime) -> Select[str, int, bool, bool]:
+    """What a check reads of every host: its generation and its service state.
+
+    The database computes the state, so no timestamp is parsed per row.
+    """
+    known = ServiceRow.id.is_not(None)
+    enabled = known & ServiceRow.disabled.is_(False)
+    up = known & ServiceRow.forced_down.is_(False) & (ServiceRow.last_seen_up >= cutoff)
+    return select(
+        HostRow.hostname, HostRow.generation, enabled.label("enabled"), up.label("up")
+    ).join(ServiceRow, _SERVICE, isouter=True)
+
+
+def _first_down_query(cutoff: dt.datetime) -> Select[dt.datetime | None]:
+    """The oldest heartbeat among the services that are up now."""
+    return select(func.min(ServiceRow.last_seen_up)).where(
+        ServiceRow.binary == AGENT_BINARY,
+        ServiceRow.forced_down.is_(False),
+        ServiceRow.last_seen_up >= cutoff,
+    )
 
 
 @dataclass(slots=True)
@@ -109,11 +111,7 @@ async def read_hosts(
     ``with_projects`` also reads which projects hold claims on each host (the
     tenant-exclusive filter needs it; nothing else does).
     """
-    stmt = select(*_COLUMNS).join(
-        ServiceRow,
-        (ServiceRow.host == HostRow.hostname) & (ServiceRow.binary == AGENT_BINARY),
-        isouter=True,
-    )
+    stmt = select(*_COLUMNS).join(ServiceRow, _SERVICE, isouter=True)
     names = None if hostnames is None else sorted(set(hostnames))
     if names is not None:
         stmt = stmt.where(HostRow.hostname.in_(names))
@@ -121,31 +119,36 @@ async def read_hosts(
     projects = await _projects_by_host(session, names) if with_projects else {}
     now = utcnow()
     cutoff = now - dt.timedelta(seconds=service_down_time)
-    down_at, hosts = _NEVER, []
-    for r in rows:
-        enabled, up = _service_state(r, cutoff)
+    down_at, hosts, grace = _NEVER, [], dt.timedelta(seconds=service_down_time)
+    for (
+        hostname, cpus, cpu_used, mem_total, mem_used, disk_total, disk_used, runtimes,
+        labels, zone, generation, total, pinning, pinned, images,
+        service_id, disabled, forced_down, seen,
+    ) in rows:  # fmt: skip
+        known = service_id is not None
+        up = known and not forced_down and seen is not None and seen >= cutoff
         if up:
-            down_at = min(down_at, r.last_seen_up + dt.timedelta(seconds=service_down_time))
+            down_at = min(down_at, seen + grace)
         hosts.append(
             HostState(
-                hostname=r.hostname,
-                cpus=r.cpus,
-                cpu_used=r.cpu_used,
-                mem_total=r.mem_total,
-                mem_used=r.mem_used,
-                disk_total=r.disk_total,
-                disk_used=r.disk_used,
-                runtimes=tuple(r.runtimes or ()),
-                labels=tuple(sorted((str(k), str(v)) for k, v in (r.labels or {}).items())),
-                availability_zone=r.availability_zone,
-                enabled=enabled,
+                hostname,
+                cpus,
+                cpu_used,
+                mem_total,
+                mem_used,
+                disk_total,
+                disk_used,
+                runtimes=tuple(runtimes) if runtimes else (),
+                labels=tuple(sorted((k, str(v)) for k, v in labels.items())) if labels else (),
+                availability_zone=zone,
+                enabled=known and not disabled,
                 up=up,
-                generation=r.generation,
-                total_containers=r.total_containers,
-                enable_cpu_pinning=r.enable_cpu_pinning,
-                pinned_cpus=frozenset(r.pinned_cpus or ()),  # JSON: ints already
-                projects=frozenset(projects.get(r.hostname, ())),
-                images=frozenset(r.images or ()),  # JSON: strings already
+                generation=generation,
+                total_containers=total,
+                enable_cpu_pinning=pinning,
+                pinned_cpus=frozenset(pinned) if pinned else frozenset(),  # JSON: ints
+                projects=frozenset(projects.get(hostname, ())),
+                images=frozenset(images) if images else frozenset(),  # JSON: strings
             )
         )
     return HostRead(hosts, down_at)
@@ -259,23 +262,22 @@ class HostCache:
             self.reads += 1
             return
         cutoff = utcnow() - dt.timedelta(seconds=service_down_time)
-        rows = (await session.execute(_STATE)).all()
-        changed = self._forgotten | (self._index.keys() - {r.hostname for r in rows})
-        down_at = _NEVER
-        for r in rows:
-            cached = self.get(r.hostname)
-            enabled, up = _service_state(r, cutoff)
-            if up:
-                down_at = min(down_at, r.last_seen_up + dt.timedelta(seconds=service_down_time))
-            if cached is None or (cached.generation, cached.enabled, cached.up) != (
-                r.generation,
-                enabled,
-                up,
-            ):
-                changed.add(r.hostname)
+        rows = (await session.execute(_check_query(cutoff))).all()
+        oldest = (await session.execute(_first_down_query(cutoff))).scalar()
+        changed = self._forgotten | (self._index.keys() - {r[0] for r in rows})
+        get = self._index.get
+        for name, generation, enabled, up in rows:
+            i = get(name)
+            if i is None:
+                changed.add(name)
+                continue
+            h = self._hosts[i]
+            if h.generation != generation or h.enabled != bool(enabled) or h.up != bool(up):
+                changed.add(name)
         self._down_at = _NEVER
         await self._refresh(session, service_down_time, changed)
-        self._down_at = min(self._down_at, down_at)
+        if oldest is not None:
+            self._down_at = min(self._down_at, oldest + dt.timedelta(seconds=service_down_time))
         self._checked = started
         self.checks += 1
 

@@ -110,7 +110,8 @@ async def evacuate(env: Env, ctx: RequestContext, ident: str) -> EvacuationRepor
             .all()
         )
         for row in rows:
-            if not row.auto_heal:
+            # A local volume's data stays on the dead host: such a container is left too.
+            if not row.auto_heal or any(m.get("volume_uuid") for m in row.mounts or []):
                 report.left.append(row.uuid)
                 continue
             await _move(env, ctx, session, row, report)

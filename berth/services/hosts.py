@@ -10,13 +10,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.domain.context import RequestContext
-from berth.domain.hostsync import DesiredContainer, DesiredHost, HostReport, Observation, PendingOp
+from berth.domain.hostsync import (
+    DesiredContainer,
+    DesiredHost,
+    HostReport,
+    IngressRule,
+    Observation,
+    PendingOp,
+    PublishedPort,
+)
+from berth.services import capsules, networks, security_groups, volumes
 from berth.services.env import Env
 from berth.services.host_return import restore_returned
 from berth.services.observations import apply_observation
 from berth.services.placement import AGENT_BINARY
+from berth.store import networks as networks_repo
 from berth.store.base import new_uuid, utcnow
-from berth.store.tables import ContainerRow, HostRow, ServiceRow
+from berth.store.tables import ContainerRow, HostRow, SecurityGroupRow, ServiceRow
 
 __all__ = [
     "agent_url",
@@ -140,7 +150,9 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _desired(row: ContainerRow) -> DesiredContainer:
+def _desired(
+    row: ContainerRow, groups: dict[str, SecurityGroupRow] | None = None
+) -> DesiredContainer:
     hc = row.healthcheck
     return DesiredContainer(
         uuid=row.uuid,
@@ -167,6 +179,7 @@ def _desired(row: ContainerRow) -> DesiredContainer:
         image_pull_policy=row.image_pull_policy,
         runtime=row.runtime,
         privileged=row.privileged,
+        node_profile=row.node_profile,
         pending_ops=[
             PendingOp(id=o["id"], op=o["op"], args=o.get("args", {})) for o in row.pending_ops or []
         ],
@@ -175,7 +188,30 @@ def _desired(row: ContainerRow) -> DesiredContainer:
         applied_spec_version=row.observed_spec_version,
         runtime_id=row.runtime_id,
         held=row.held,
+        volumes=volumes.desired_mounts(row),
+        network_container=_sandbox_of(row),
+        networks=networks.refs(row),
+        security_groups=list(row.security_groups or []),
+        ingress=_ingress(row, groups or {}),
+        published_ports=[
+            PublishedPort(int(key.split("/")[0]), key.split("/")[1])
+            for key in security_groups.parse_exposed_ports(row.exposed_ports)
+        ],
     )
+
+
+def _ingress(row: ContainerRow, groups: dict[str, SecurityGroupRow]) -> list[IngressRule] | None:
+    """What the container's groups let in; None (no filtering) for a container without groups."""
+    if not row.security_groups:
+        return None
+    return security_groups.ingress([groups[g] for g in row.security_groups if g in groups])
+
+
+def _sandbox_of(row: ContainerRow) -> str | None:
+    """The sandbox whose network a capsule member joins: it has the capsule's uuid."""
+    if row.capsule_id is None or row.container_type == "sandbox":
+        return None
+    return row.capsule_id
 
 
 async def desired_for(
@@ -192,7 +228,11 @@ async def desired_for(
             .scalars()
             .all()
         )
-    return DesiredHost(hostname=hostname, generation=seen, containers=[_desired(r) for r in rows])
+        wanted = {g for r in rows for g in r.security_groups or []}
+        groups = await networks_repo.groups_by_uuid(session, wanted)
+    return DesiredHost(
+        hostname=hostname, generation=seen, containers=[_desired(r, groups) for r in rows]
+    )
 
 
 async def record_observations(
@@ -212,8 +252,12 @@ async def record_observations(
             ).scalar_one_or_none()
             if row is not None:
                 claimed = row.claimed
+                capsule = row.capsule_id
                 touched = await apply_observation(session, row, obs) or touched
                 released = released or (claimed and not row.claimed)
+                if capsule is not None:  # a capsule member: the capsule may take a step
+                    capsules.note_exit(row, obs)
+                    touched = await capsules.advance(session, capsule) or touched
     if released:  # a deletion finished: this process's scheduler sees the room at once
         env.host_cache.forget(hostname)
     if touched:

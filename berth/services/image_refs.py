@@ -46,21 +46,44 @@ async def check(env: Env, session: AsyncSession, row: ContainerRow) -> None:
 async def for_agent(env: Env, host: DesiredHost) -> DesiredHost:
     """``host`` with store and registry images resolved, and credentials where a pull is ahead."""
     async with env.db.read() as session:
-        stmt = select(ContainerRow.uuid, ContainerRow.image_driver, ContainerRow.registry_id).where(
+        stmt = select(
+            ContainerRow.uuid,
+            ContainerRow.image_driver,
+            ContainerRow.registry_id,
+            ContainerRow.observed_state,
+        ).where(
             ContainerRow.host == host.hostname,
             or_(ContainerRow.image_driver == STORE_DRIVER, ContainerRow.registry_id.is_not(None)),
         )
-        special = {uuid: (driver, reg) for uuid, driver, reg in (await session.execute(stmt))}
+        special = {
+            uuid: (driver, reg, observed)
+            for uuid, driver, reg, observed in (await session.execute(stmt))
+        }
         if not special:
             return host
-        regs = await repo.registries_by_uuid(session, {r for _, r in special.values() if r})
+        regs = await repo.registries_by_uuid(session, {r for _, r, _ in special.values() if r})
         for desired in host.containers:
             if desired.uuid in special:
-                driver, reg = special[desired.uuid]
+                driver, reg, observed = special[desired.uuid]
                 auth = await _resolve(env, session, desired, driver, regs.get(reg or ""))
-                if desired.runtime_id is None and desired.desired_state != "deleted":
+                if _pull_ahead(desired, observed):
                     desired.registry_auth = auth
     return host
+
+
+def _pull_ahead(desired: DesiredContainer, observed: str | None) -> bool:
+    """Whether the agent may pull for ``desired`` now: only then does it get credentials.
+
+    Before the first create, for a rebuild onto a (new) image, and for a
+    container whose runtime container vanished (auto_heal recreates it).
+    """
+    if desired.desired_state == "deleted":
+        return False
+    return (
+        desired.runtime_id is None
+        or observed == "absent"
+        or any(op.op == "rebuild" for op in desired.pending_ops)
+    )
 
 
 async def _resolve(

@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.containers import Status, status_for_observation
 from berth.domain.hostsync import Observation
+from berth.services import volumes
 from berth.services.actions import emit, finish_open_actions
 from berth.services.placement import release
+from berth.services.security_groups import drop_container_group
 from berth.store.base import utcnow
 from berth.store.tables import ContainerRow
 
@@ -41,6 +43,8 @@ async def _remove(session: AsyncSession, row: ContainerRow, reason: str) -> None
     await finish_open_actions(session, row.uuid)
     emit(session, row, "container.delete.end", reason=reason)
     await session.delete(row)
+    await drop_container_group(session, row.uuid)
+    await volumes.delete_owned(session, row.uuid)  # its host removed their data
 
 
 def _record_facts(row: ContainerRow, obs: Observation) -> None:
@@ -53,6 +57,10 @@ def _record_facts(row: ContainerRow, obs: Observation) -> None:
         row.pending_ops = [op for op in row.pending_ops or [] if op.get("id") not in done]
     if obs.addresses is not None:
         row.addresses = obs.addresses
+    if obs.published is not None or row.ports:
+        # Zun's ``ports``: here the host ports, in the order of ``exposed_ports``.
+        published = obs.published or {}
+        row.ports = [published[k] for k in row.exposed_ports or {} if k in published] or None
     row.status_detail = obs.status_detail
     row.observed_state = obs.state
     started = _parse(obs.started_at)
@@ -116,7 +124,11 @@ def _set_status(row: ContainerRow, obs: Observation) -> None:
                 else " Delete the container or enable auto_heal."
             )
         return
-    if any(op.get("op") == "reboot" for op in row.pending_ops or []):
+    pending = {op.get("op") for op in row.pending_ops or []}
+    if "rebuild" in pending:  # the old container still answers until it is replaced
+        row.status = Status.REBUILDING
+        return
+    if "reboot" in pending:
         row.status = Status.RESTARTING
         return
     row.status = status_for_observation(obs.state, row.desired_state, None)

@@ -17,6 +17,7 @@ from berth.domain.containers import Status, TaskState, action_allowed
 from berth.domain.context import RequestContext
 from berth.services import image_refs
 from berth.services.actions import emit, start_action
+from berth.services.containers import guard_node
 from berth.services.env import Env
 from berth.store import containers as repo
 from berth.store.base import utcnow
@@ -34,6 +35,7 @@ async def rebuild(
     async with env.db.transaction() as session:
         row = await repo.get(session, scope, ident, for_update=True)
         env.enforce(ctx, "container:rebuild", row.project_id)
+        guard_node(ctx, row, "container:rebuild")
         if not action_allowed("rebuild", row.status):
             raise errors.InvalidStateException(
                 f"Cannot rebuild container {row.uuid} in {row.status} state."

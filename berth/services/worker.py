@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from berth.clusters.registry import load_drivers
-from berth.services import identity
+from berth.services import cluster_quotas, identity
+from berth.services.cluster_health import ClusterHealth
 from berth.services.cluster_lifecycle import ClusterWorker
 from berth.services.cluster_nodes import provisioner_for
 from berth.services.env import Env
@@ -32,11 +33,15 @@ async def _purge_tokens(env: Env) -> int:
 def _jobs(env: Env) -> list[tuple[str, float, Callable[[Env], Awaitable[int]]]]:
     """Each job with its period: lost hosts within seconds, tokens every ten minutes, clusters."""
     watch = max(1.0, min(10.0, env.settings.service_down_time / 6))
-    clusters = ClusterWorker(load_drivers(), provisioner_for(env))
+    drivers = load_drivers()
+    clusters = ClusterWorker(drivers, provisioner_for(env))
+    health = ClusterHealth(drivers, provisioner_for(env))
     jobs: list[tuple[str, float, Callable[[Env], Awaitable[int]]]] = [
         ("lost hosts", watch, mark_lost_hosts),
         ("expired tokens", 600.0, _purge_tokens),
         ("cluster operations", 2.0, clusters.tick),
+        ("cluster health", env.settings.cluster_health_interval, health.tick),
+        ("cluster conductor heartbeat", env.settings.heartbeat_interval, cluster_quotas.heartbeat),
     ]
     if env.settings.notification_url:
         relay = AmqpRelay(env.settings.notification_url, env.settings.notification_exchange)

@@ -87,8 +87,11 @@ async def list_page(
     sort_key: str,
     sort_dir: str,
 ) -> Sequence[ContainerRow]:
-    """One page of containers, ordered by ``sort_key`` then id, after ``marker``."""
-    stmt = _scoped(select(ContainerRow), scope)
+    """One page of containers, ordered by ``sort_key`` then id, after ``marker``.
+
+    Capsule members are not listed (Zun lists them under their capsule only).
+    """
+    stmt = _scoped(select(ContainerRow), scope).where(ContainerRow.capsule_id.is_(None))
     for key, value in filters.items():
         stmt = stmt.where(getattr(ContainerRow, key) == value)
     column = getattr(ContainerRow, sort_key)
@@ -127,12 +130,18 @@ async def name_taken(
 
 
 async def project_usage(session: AsyncSession, project_id: str) -> dict[str, float]:
-    """What a project's containers use: count, cpu, memory (MiB) and disk (GiB)."""
+    """What a project's containers use: count, cpu, memory (MiB) and disk (GiB).
+
+    A capsule's sandbox carries the capsule's whole claim (cpu, memory) but is
+    not counted as a container; its members are counted but claim nothing.
+    """
+    member = ContainerRow.container_type.in_(("init", "app"))
+    claims = ContainerRow.container_type.not_in(("init", "app"))
     stmt = select(
-        func.count(ContainerRow.id),
-        func.coalesce(func.sum(ContainerRow.cpu), 0),
-        func.coalesce(func.sum(ContainerRow.memory), 0),
-        func.coalesce(func.sum(ContainerRow.disk), 0),
+        func.count(ContainerRow.id).filter(ContainerRow.container_type != "sandbox"),
+        func.coalesce(func.sum(ContainerRow.cpu).filter(claims), 0),
+        func.coalesce(func.sum(ContainerRow.memory).filter(claims), 0),
+        func.coalesce(func.sum(ContainerRow.disk).filter(~member), 0),
     ).where(ContainerRow.project_id == project_id)
     count, cpu, memory, disk = (await session.execute(stmt)).one()
     return {

@@ -114,3 +114,52 @@ async def test_a_host_that_answers_again_shows_its_containers_as_last_seen(
     r = await client.put("/container/v1/services/force_down", json=body, headers=h(admin_token))
     assert r.status_code == 200, r.text
     assert (await show(client, admin_token, uuid))["status"] == "Running"
+
+
+async def test_the_scheduler_cache_sees_a_silent_host_turn_down_on_time(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    from berth.services.host_cache import HostCache
+
+    quiet, talking = ScriptedAgent(client, "cd-quiet"), ScriptedAgent(client, "cd-talking")
+    await quiet.register()
+    await talking.register()
+    env, now = app.state.berth.env, [0.0]
+    cache = HostCache(ttl=60.0, with_projects=False, clock=lambda: now[0])
+
+    async def states() -> tuple[dict[str, bool], bool]:
+        async with env.db.read() as session:
+            hosts, checked = await cache.hosts(session, 1.0)
+        return {h.hostname: h.up for h in hosts}, checked
+
+    assert await states() == ({"cd-quiet": True, "cd-talking": True}, True)  # the full read
+    assert await states() == ({"cd-quiet": True, "cd-talking": True}, False)  # cached
+    now[0] = 61.0
+    assert (await states())[1] and cache.checks == 1  # the ttl ran out: a check
+    for _ in range(3):
+        await asyncio.sleep(0.4)
+        r = await client.post(
+            "/internal/v1/hosts/cd-talking/heartbeat", headers={"X-Auth-Token": talking.token}
+        )
+        assert r.status_code == 200
+    # Well within the ttl, but cd-quiet's last heartbeat is older than service_down_time.
+    assert await states() == ({"cd-quiet": False, "cd-talking": True}, True)
+
+
+async def test_a_pending_rebuild_shows_rebuilding_until_the_agent_did_it(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    agent = ScriptedAgent(client)
+    await agent.register()
+    r = await client.post(
+        "/container/v1/containers?run=true", json={"image": "busybox"}, headers=h(admin_token)
+    )
+    uuid = r.json()["uuid"]
+    await agent.observe(uuid, "running", runtime_id="old")
+    r = await client.post(f"/container/v1/containers/{uuid}/rebuild", headers=h(admin_token))
+    assert r.status_code == 202, r.text
+    (op,) = (await agent.desired())[uuid]["pending_ops"]
+    await agent.observe(uuid, "running", runtime_id="old")  # a pass before the rebuild ran
+    assert (await show(client, admin_token, uuid))["status"] == "Rebuilding"
+    await agent.observe(uuid, "running", runtime_id="new", done_ops=[op["id"]])
+    assert (await show(client, admin_token, uuid))["status"] == "Running"

@@ -3,8 +3,11 @@ test image, and removal of everything a test created."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,14 @@ import docker
 import docker.errors
 import pytest
 
-__all__ = ["DOCKER_URL", "TEST_IMAGE", "engine_or_skip", "ensure_test_image", "remove_owned"]
+__all__ = [
+    "DOCKER_URL",
+    "TEST_IMAGE",
+    "engine_or_skip",
+    "ensure_test_image",
+    "remove_owned",
+    "remove_owned_networking",
+]
 
 DOCKER_URL = os.environ.get("BERTH_DOCKER_URL", "unix:///var/run/docker.sock")
 TEST_IMAGE = "berth-test/busybox:latest"
@@ -65,3 +75,25 @@ def remove_owned(api: Any, owner: str, *names: str) -> None:
         except docker.errors.APIError as exc:  # already being removed (auto_remove)
             if exc.status_code != 409:
                 raise
+    remove_owned_networking(api, owner)
+
+
+def remove_owned_networking(api: Any, owner: str) -> None:
+    """Remove the project networks and firewall chains the agent of ``owner`` left behind."""
+    for net in api.networks(filters={"label": f"berth.owner={owner}"}):
+        # Still in use by a container of another engine: nothing of ours.
+        with contextlib.suppress(docker.errors.APIError):
+            api.remove_network(net["Id"])
+    if shutil.which("iptables") is None:
+        return
+    listing = subprocess.run(
+        ["iptables", "-w", "-S", "DOCKER-USER"], capture_output=True, text=True, check=False
+    ).stdout
+    for line in listing.splitlines():
+        if f'--comment "berth {owner} ' not in line:
+            continue
+        words = shlex.split(line)
+        subprocess.run(["iptables", "-w", "-D", *words[1:]], capture_output=True, check=False)
+        chain = words[words.index("-j") + 1]
+        subprocess.run(["iptables", "-w", "-F", chain], capture_output=True, check=False)
+        subprocess.run(["iptables", "-w", "-X", chain], capture_output=True, check=False)

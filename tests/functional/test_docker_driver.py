@@ -323,3 +323,17 @@ async def _until_async(fetch: Any, check: Any, within: float = 10.0) -> None:
     while not check(await fetch()):
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.05)
+
+
+async def test_a_network_removed_behind_the_drivers_back_is_made_again(box: Box) -> None:
+    from berth.domain.hostsync import NetworkRef
+    from berth.networks.base import network_name
+
+    net = NetworkRef(f"n{box.uuid}", "default", "proj-1")
+    first = await box.driver.create(box.spec(networks=[net]))
+    await box.driver.remove(box.uuid)
+    box.api.remove_network(network_name(net.id))  # the driver still believes it exists
+    again = await box.driver.create(box.spec(networks=[net]))
+    assert again != first
+    attached = box.inspect()["NetworkSettings"]["Networks"]
+    assert list(attached) == [network_name(net.id)]

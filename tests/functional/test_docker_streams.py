@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tarfile
+import time
 import uuid as uuidlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -172,3 +173,12 @@ async def test_archives_both_ways(box: Box) -> None:
         await box.driver.get_archive(box.uuid, "/nope", 1 << 20)
     with pytest.raises(errors.Invalid, match="larger than"):
         await box.driver.get_archive(box.uuid, "/bin", 4096)
+
+
+async def test_resizing_an_exec_that_never_started_is_refused_at_once(box: Box) -> None:
+    await box.run(["sleep", "300"])
+    exec_id = await box.driver.exec_create(box.uuid, ["sh"], tty=True)
+    started = time.monotonic()
+    with pytest.raises(errors.InvalidStateException, match="connect to its session first"):
+        await box.driver.exec_resize(box.uuid, exec_id, 40, 132)
+    assert time.monotonic() - started < 5  # not the engine's 10 s wait

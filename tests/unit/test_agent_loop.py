@@ -14,7 +14,7 @@ import pytest
 
 from berth.agent.apply import apply_plan
 from berth.agent.client import ControlClient
-from berth.agent.diff import Create, EnsureImage, Start
+from berth.agent.diff import Create, EnsureImage, Remove, Start
 from berth.agent.fake_control import FakeControlPlane, now_iso
 from berth.agent.loop import Agent
 from berth.config import Settings
@@ -252,7 +252,9 @@ async def test_slow_pull_does_not_hold_up_other_containers(rig: Rig) -> None:
         assert "slow" not in rig.runtime.containers
         rig.runtime.gates["ensure_image:big:1"].set()
         await rig.control.wait_for(lambda: rig.control.state_of("slow") == "running")
-    assert rig.runtime.count("create", "slow") == 1
+    # The first create found no image (so the pull ran); the second made it.
+    assert rig.runtime.count("create", "slow") == 2
+    assert rig.runtime.count("start", "slow") == 1
 
 
 async def test_expired_token_is_renewed(rig: Rig) -> None:
@@ -283,7 +285,32 @@ async def test_apply_plan_turns_failures_into_an_error() -> None:
     assert obs.state == "absent"
     assert obs.error is not None
     assert obs.error.startswith("image 'ghost:2' not found: check the name or the registry")
-    assert runtime.count("create") == 0
+    assert runtime.count("create") == 1  # it found no image; then the pull failed
+    assert runtime.count("start") == 0 and not runtime.containers
+
+
+async def test_ifnotpresent_creates_without_looking_at_the_image_first() -> None:
+    runtime = FakeDriver(images={"here:1"})
+    desired = container(image="here:1")
+    plan = [EnsureImage("here:1", None), Create(desired), Start()]
+    obs = await apply_plan(runtime, "c1", plan, desired)
+    assert obs.state == "running" and obs.error is None
+    assert runtime.count("ensure_image") == 0 and runtime.count("create") == 1
+
+
+async def test_always_pulls_before_the_create_and_a_rebuild_pulls_before_removing() -> None:
+    runtime = FakeDriver(images={"here:1"})
+    runtime.pullable.add("here:1")
+    desired = container(image="here:1", image_pull_policy="always")
+    await apply_plan(runtime, "c1", [EnsureImage("here:1", "always"), Create(desired)], desired)
+    assert [m for m, _ in runtime.calls][:2] == ["ensure_image", "create"]
+    runtime.calls.clear()
+    new = container(image="gone:2")  # a rebuild onto an image that cannot be had
+    obs = await apply_plan(
+        runtime, "c1", [EnsureImage("gone:2", None), Remove(), Create(new), Start()], new
+    )
+    assert obs.error is not None and "gone:2" in obs.error
+    assert runtime.count("remove") == 0 and "c1" in runtime.containers  # the old one stays
 
 
 class _Outage(httpx.AsyncBaseTransport):

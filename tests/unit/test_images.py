@@ -55,10 +55,11 @@ def test_registries_and_names() -> None:
 
 def test_secret_box_key_is_private_and_stable(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d")
-    sealed = open_box(settings).seal("pw")
-    assert "pw" not in sealed
+    secret = "correct-horse-battery-staple"  # long: a random ciphertext never contains it
+    sealed = open_box(settings).seal(secret)
+    assert secret not in sealed and "correct-horse" not in sealed
     assert stat.S_IMODE(key_path(settings).stat().st_mode) == 0o600
-    assert open_box(settings).open(sealed) == "pw"  # same key file, same key
+    assert open_box(settings).open(sealed) == secret  # same key file, same key
     other = Settings(data_dir=tmp_path / "other")
     with pytest.raises(errors.BerthError, match="secret_key_file"):
         open_box(other).open(sealed)

@@ -53,10 +53,16 @@ class ContainerRow(Base):
     auto_heal: Mapped[bool] = mapped_column(default=False)
     availability_zone: Mapped[str | None] = mapped_column(String(255), default=None)
     privileged: Mapped[bool] = mapped_column(default=False)
+    # Internal only, never accepted from the API: set by the cluster node
+    # provisioner ("dind": the Docker-in-Docker options of a cluster node).
+    node_profile: Mapped[str | None] = mapped_column(String(16), default=None)
     healthcheck: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     exposed_ports: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     registry_id: Mapped[str | None] = mapped_column(String(36), default=None)
     requested_host: Mapped[str | None] = mapped_column(String(255), default=None)
+    # -- capsule members: "container" (plain), or a capsule's "sandbox", "init", "app"
+    capsule_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
+    container_type: Mapped[str] = mapped_column(String(16), default="container")
 
     # -- placement and claim
     host: Mapped[str | None] = mapped_column(String(255), default=None)
