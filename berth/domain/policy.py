@@ -81,6 +81,13 @@ DEFAULT_RULES: Final[dict[str, str]] = {
     "capsule:get_one_all_projects": _ADMIN,
     "capsule:get_all_all_projects": _ADMIN,
     "capsule:get:host": _ADMIN,
+    # Berth: data volumes (Zun leaves them to Cinder) and host-path mounts.
+    "volume:create": _OWNER,
+    "volume:delete": _OWNER,
+    "volume:get": _OWNER,
+    "volume:get_all": _OWNER,
+    "volume:get_all_all_projects": _ADMIN,
+    "container:create:host_path": _ADMIN,
     "image:pull": _ADMIN,
     "image:get_all": _ADMIN,
     "image:get_one": _ADMIN,
@@ -112,8 +119,19 @@ DEFAULT_RULES: Final[dict[str, str]] = {
     "registry:update": _OWNER,
     "registry:get_all_all_projects": _ADMIN,
     "network:attach_external_network": "role:admin",
-    "network:create": "role:admin",
-    "network:delete": "role:admin",
+    # Berth: networks are project resources (Zun wraps Neutron networks, admin only).
+    "network:create": _OWNER,
+    "network:delete": _OWNER,
+    "network:get": _OWNER,
+    "network:get_all": _OWNER,
+    "network:get_all_all_projects": _ADMIN,
+    # Berth: security groups (Zun leaves them to Neutron).
+    "security_group:create": _OWNER,
+    "security_group:update": _OWNER,
+    "security_group:delete": _OWNER,
+    "security_group:get": _OWNER,
+    "security_group:get_all": _OWNER,
+    "security_group:get_all_all_projects": _ADMIN,
     "berth:internal": "role:service",
     # Magnum (container-infra): the cluster API's rules and defaults.
     **{
@@ -127,15 +145,21 @@ DEFAULT_RULES: Final[dict[str, str]] = {
     "clustertemplate:publish": _ADMIN,
     **{
         f"cluster:{verb}": _OWNER
-        for verb in ("create", "delete", "detail", "get", "get_all", "update", "resize")
+        for verb in ("create", "delete", "detail", "get", "get_all", "update", "resize", "upgrade")
     },
     **{
         f"cluster:{verb}_all_projects": _ADMIN
-        for verb in ("delete", "detail", "get_one", "get_all", "update")
+        for verb in ("delete", "detail", "get_one", "get_all", "update", "upgrade")
     },
     "cluster:update_health_status": _ADMIN,
     "nodegroup:get": _OWNER,
     "nodegroup:get_all": _OWNER,
+    "nodegroup:create": _OWNER,
+    "nodegroup:update": _OWNER,
+    "nodegroup:delete": _OWNER,
+    # Magnum's quotas share Zun's quota:get/update/delete rules; these two are Magnum's.
+    "quota:create": _ADMIN,
+    "quota:get_all": _ADMIN,
     "certificate:get": _OWNER,
     "certificate:create": _OWNER,
     "certificate:rotate_ca": _OWNER,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth import errors
 from berth.domain.containers import Status, TaskState, action_allowed
 from berth.domain.context import RequestContext
-from berth.services import image_refs, quotas
+from berth.services import image_refs, networks, quotas, security_groups, volumes
 from berth.services.actions import emit, finish_open_actions, start_action
 from berth.services.env import Env
 from berth.services.names import generate_name
@@ -27,6 +27,7 @@ __all__ = [
     "delete",
     "get",
     "get_action",
+    "guard_node",
     "list_actions",
     "list_containers",
     "scope_for",
@@ -64,6 +65,8 @@ class NewContainer:
     auto_heal: bool = False
     availability_zone: str | None = None
     privileged: bool = False
+    # Internal only: set by the cluster node provisioner, never by the Zun API.
+    node_profile: str | None = None
     healthcheck: dict[str, Any] | None = None
     exposed_ports: dict[str, Any] | None = None
     registry: str | None = None
@@ -144,6 +147,7 @@ async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) ->
         auto_heal=req.auto_heal,
         availability_zone=req.availability_zone or s.default_schedule_zone,
         privileged=req.privileged,
+        node_profile=req.node_profile,
         healthcheck=req.healthcheck,
         exposed_ports=req.exposed_ports,
         registry_id=req.registry,
@@ -154,23 +158,53 @@ async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) ->
         desired_since=utcnow(),
         created_at=utcnow(),
     )
+    row.exposed_ports = security_groups.parse_exposed_ports(req.exposed_ports) or None
+    await networks.ensure_defaults(env, ctx.project_id, ctx.user_id)
     async with env.db.transaction() as session:
         await _check_name(env, session, row.name, row.project_id)
+        await _resolve_networking(session, row, req)
         await image_refs.check(env, session, row)
         await quotas.check_container(
             env, session, ctx.project_id, row.cpu, row.memory or 0, row.disk
         )
-        session.add(row)
-        await session.flush()
-        await start_action(session, ctx, row, "create")
+        await _resolve_mounts(env, ctx, session, row, req.mounts)
+        # Placed before it is added: host, claim and cpuset go into its INSERT.
         decision = await place(session, env.pipeline, row, s.service_down_time, env.host_cache)
         if decision.host is None:
             _fail(row, decision.explain())
+        session.add(row)
+        await start_action(session, ctx, row, "create")
+        if decision.host is not None:
+            await volumes.bind_host(session, row.mounts, row.host)
         emit(session, row, "container.create", ctx.request_id, host=row.host)
     if row.status == Status.ERROR:
         await _finish_failed_create(env, row)
     await env.notifier.touch(row.host)
     return row
+
+
+async def _resolve_mounts(
+    env: Env, ctx: RequestContext, session: AsyncSession, row: ContainerRow, raw: list[Any]
+) -> None:
+    """Volumes for ``--mount``: existing ones pin the container to their host."""
+    row.mounts = []
+    if not raw:
+        return
+    row.mounts, host = await volumes.resolve_mounts(
+        env, ctx, session, volumes.parse_mounts(raw), owner=row.uuid, owner_name=row.name
+    )
+    if host is not None:
+        if row.requested_host not in (None, host):
+            raise errors.Invalid(
+                f"The mounted volumes live on host {host}, not on the requested host "
+                f"{row.requested_host}."
+            )
+        row.requested_host = host
+
+
+async def _resolve_networking(session: AsyncSession, row: ContainerRow, req: NewContainer) -> None:
+    """Networks and security groups by uuid; exposed ports get a group of their own."""
+    await networks.wire(session, row, req.nets, req.security_groups)
 
 
 def _fail(row: ContainerRow, reason: str) -> None:
@@ -231,7 +265,27 @@ async def get(
     async with env.db.read() as session:
         row = await repo.get(session, scope, ident)
     env.enforce(ctx, rule, row.project_id)
+    guard_node(ctx, row, rule)
     return row
+
+
+# What a project may not do to its own cluster nodes (node_profile set): a shell or
+# files in a Docker-in-Docker node would be root on a near-privileged container, and
+# a renamed or rebuilt node is lost to its cluster. Admins still may.
+_NODE_GUARDED: frozenset[str] = frozenset(
+    f"container:{a}"
+    for a in ("execute", "attach", "get_archive", "put_archive", "commit", "rebuild",
+              "update", "resize_container")
+)  # fmt: skip
+
+
+def guard_node(ctx: RequestContext, row: ContainerRow, rule: str) -> None:
+    """Forbidden (403) when ``rule`` is one a project may not apply to its cluster nodes."""
+    if row.node_profile and rule in _NODE_GUARDED and not ctx.is_admin:
+        raise errors.Forbidden(
+            f"Container {row.uuid} is a node of cluster {row.labels.get('berth.cluster', '?')}: "
+            f"it is managed by its cluster ({rule.split(':', 1)[1]} is not allowed)."
+        )
 
 
 async def update(
@@ -246,6 +300,12 @@ async def update(
     async with env.db.transaction() as session:
         row = await repo.get(session, scope, ident, for_update=True)
         env.enforce(ctx, f"container:{action}", row.project_id)
+        guard_node(ctx, row, f"container:{action}")
+        if row.capsule_id is not None and ("cpu" in patch or "memory" in patch):
+            raise errors.InvalidStateException(
+                f"Container {row.uuid} belongs to capsule {row.capsule_id}: its resources "
+                "are the capsule's."
+            )
         if not action_allowed(action, row.status):
             raise errors.InvalidStateException(
                 f"Cannot {action} container {row.uuid} in {row.status} state."
@@ -302,6 +362,10 @@ async def delete(
     async with env.db.transaction() as session:
         row = await repo.get(session, scope, ident, for_update=True)
         env.enforce(ctx, "container:delete", row.project_id)
+        if row.capsule_id is not None:
+            raise errors.InvalidStateException(
+                f"Container {row.uuid} belongs to capsule {row.capsule_id}: delete the capsule."
+            )
         if stop:
             check = "delete_stop"
             if row.status == Status.RUNNING:
@@ -319,6 +383,8 @@ async def delete(
         await start_action(session, ctx, row, "delete")
         if row.host is None:
             await session.delete(row)
+            await security_groups.drop_container_group(session, row.uuid)
+            await volumes.delete_owned(session, row.uuid)
             emit(session, row, "container.delete.end", ctx.request_id)
             return
         row.desired_state = "deleted"

@@ -75,8 +75,8 @@ def _new_container(state: State, body: dict[str, Any], version: APIVersion) -> N
             f"Invalid image_driver {driver}; choose one of "
             f"{', '.join(state.settings.image_driver_list)}."
         )
-    if req.security_groups and req.exposed_ports:
-        raise errors.Invalid("security_groups and exposed_ports cannot be given together.")
+    # Zun refuses security_groups with exposed_ports (its exposed-port group replaced
+    # the others); Berth keeps both: the exposed ports get a group of their own.
     tty = req.tty
     if tty is None and APIVersion(1, 20) <= version < APIVersion(1, 36):
         tty = req.interactive

@@ -9,11 +9,15 @@ from fastapi import APIRouter, Request
 from berth.api.zun import (
     admin,
     archives,
+    capsules,
     containers,
     images,
     interactive,
+    networks,
     rebuild,
     registries,
+    security_groups,
+    volumes,
     wsproxy,
 )
 from berth.api.zun.microversions import MAX_VERSION, MIN_VERSION
@@ -29,6 +33,10 @@ router.include_router(interactive.router)  # attach, resize, execute_resize
 router.include_router(wsproxy.router)  # the websocket of exec/attach sessions
 router.include_router(archives.router)  # get_archive, put_archive
 router.include_router(rebuild.router)  # rebuild, resize_container
+router.include_router(networks.router)  # networks, network_attach/detach/list
+router.include_router(security_groups.router)  # security groups, add/remove_security_group
+router.include_router(volumes.router)  # a Berth extension: data volumes
+router.include_router(capsules.router)
 
 _RESOURCES = (
     "services",

@@ -51,6 +51,18 @@ def _healthcheck(value: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _mount(m: dict[str, Any]) -> dict[str, Any]:
+    """A mount as the user gave it: the volume's name (or host path), where, how big."""
+    view: dict[str, Any] = {
+        "type": m.get("type", "volume"),
+        "source": m.get("source"),
+        "destination": m.get("destination"),
+    }
+    if m.get("volume_uuid"):
+        view.update(volume_id=m["volume_uuid"], size=m.get("size"))
+    return view
+
+
 def container_view(
     env: Env, ctx: RequestContext, row: ContainerRow, base: str, *, with_links: bool = True
 ) -> dict[str, Any]:
@@ -92,6 +104,7 @@ def container_view(
         privileged=row.privileged,
         healthcheck=_healthcheck(row.healthcheck),
         registry_id=row.registry_id,
+        mounts=[_mount(m) for m in row.mounts or [] if m.get("destination")],
         created_at=zun_time(row.created_at),
         updated_at=zun_time(row.updated_at),
     )

@@ -1,0 +1,309 @@
+"""Capsule templates (Zun's pod format) and the status of a capsule: pure rules, no I/O.
+
+``parse_template`` checks what ``openstack capsule create -f template.yaml``
+sends (``{"template": {...}}``) and returns plain dataclasses; every mistake
+is an ``errors.Invalid`` naming the field, so the user gets a clear 400.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from berth import errors
+
+__all__ = [
+    "CapsuleSpec",
+    "MemberSpec",
+    "MountSpec",
+    "VolumeSpec",
+    "capsule_status",
+    "parse_template",
+]
+
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]")
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+_MEMORY = re.compile(r"^(\d+)\s*(Mi|M|MiB|Gi|G|GiB)?$")
+_TOP_KEYS = {"kind", "capsuleVersion", "metadata", "restartPolicy", "availabilityZone", "spec"}
+_CONTAINER_KEYS = {
+    "name",
+    "image",
+    "command",
+    "args",
+    "resources",
+    "ports",
+    "volumeMounts",
+    "env",
+    "workDir",
+    "workingDir",
+    "imagePullPolicy",
+    "stdin",
+    "tty",
+}
+RESTART_POLICIES = {"Always": "always", "OnFailure": "on-failure", "Never": "no"}
+
+
+@dataclass
+class MountSpec:
+    volume: str
+    path: str
+    read_only: bool = False
+
+
+@dataclass
+class MemberSpec:
+    image: str
+    name: str | None = None
+    command: list[str] = field(default_factory=list)
+    cpu: float | None = None
+    memory: int | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    ports: list[str] = field(default_factory=list)
+    mounts: list[MountSpec] = field(default_factory=list)
+    image_pull_policy: str | None = None
+    interactive: bool = False
+    tty: bool = False
+
+
+@dataclass
+class VolumeSpec:
+    name: str
+    volume_id: str | None = None
+    size: int | None = None
+    auto_remove: bool = False
+
+
+@dataclass
+class CapsuleSpec:
+    name: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    restart_policy: str
+    containers: list[MemberSpec]
+    init_containers: list[MemberSpec]
+    volumes: list[VolumeSpec]
+    availability_zone: str | None = None
+
+
+def _bad(where: str, why: str) -> errors.Invalid:
+    return errors.Invalid(f"Invalid capsule template: {where} {why}.")
+
+
+def _dict(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad(where, "must be an object")
+    return value
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+        raise _bad(where, "must be a list of strings")
+    return [str(v) for v in value]
+
+
+def _str_map(value: Any, where: str) -> dict[str, str]:
+    """``{k: v}``, or Kubernetes' ``[{name, value}]`` for env."""
+    if isinstance(value, list):
+        result: dict[str, str] = {}
+        for item in value:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise _bad(where, "must map names to values")
+            result[item["name"]] = str(item.get("value", ""))
+        return result
+    return {str(k): str(v) for k, v in _dict(value, where).items()}
+
+
+def _cpu(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        cpu = float(str(value).removesuffix("m")) / (1000 if str(value).endswith("m") else 1)
+    except ValueError:
+        raise _bad(where, f"{value!r} is not a number of CPUs") from None
+    if cpu <= 0:
+        raise _bad(where, "must be positive")
+    return cpu
+
+
+def _memory(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    match = _MEMORY.match(str(value).strip())
+    if not match:
+        raise _bad(where, f"{value!r} is not a memory size in MiB (e.g. 256 or 256Mi)")
+    amount = int(match.group(1))
+    return amount * 1024 if (match.group(2) or "").startswith("G") else amount
+
+
+def _bool(value: Any, where: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _bad(where, "must be true or false")
+    return value
+
+
+def _member(raw: Any, where: str, volume_names: set[str]) -> MemberSpec:
+    spec = _dict(raw, where)
+    unknown = sorted(set(spec) - _CONTAINER_KEYS)
+    if unknown:
+        raise _bad(where, f"has unknown key(s) {', '.join(unknown)}")
+    image = spec.get("image")
+    if not isinstance(image, str) or not _IMAGE.search(image) or any(c.isspace() for c in image):
+        raise _bad(f"{where}.image", "is required and must be an image reference")
+    name = spec.get("name")
+    if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
+        raise _bad(f"{where}.name", "must be letters, digits, '_', '.' or '-'")
+    resources = _dict(spec.get("resources"), f"{where}.resources")
+    requests = _dict(resources.get("requests"), f"{where}.resources.requests")
+    limits = _dict(resources.get("limits"), f"{where}.resources.limits")
+    cpu = _cpu(limits.get("cpu", requests.get("cpu")), f"{where}.resources cpu")
+    memory = _memory(limits.get("memory", requests.get("memory")), f"{where}.resources memory")
+    ports: list[str] = []
+    for n, port in enumerate(spec.get("ports") or []):
+        p = _dict(port, f"{where}.ports[{n}]")
+        number = p.get("containerPort")
+        if not isinstance(number, int) or not 0 < number < 65536:
+            raise _bad(f"{where}.ports[{n}].containerPort", "must be a port number 1-65535")
+        protocol = str(p.get("protocol", "TCP"))
+        if protocol.upper() not in ("TCP", "UDP"):
+            raise _bad(f"{where}.ports[{n}].protocol", "must be TCP or UDP")
+        ports.append(f"{number}/{protocol.lower()}")
+    mounts: list[MountSpec] = []
+    for n, mount in enumerate(spec.get("volumeMounts") or []):
+        m = _dict(mount, f"{where}.volumeMounts[{n}]")
+        vol, path = m.get("name"), m.get("mountPath")
+        if not isinstance(vol, str) or not isinstance(path, str) or not path.startswith("/"):
+            raise _bad(
+                f"{where}.volumeMounts[{n}]", "needs a volume name and an absolute mountPath"
+            )
+        if vol not in volume_names:
+            raise _bad(f"{where}.volumeMounts[{n}]", f"names volume {vol!r}, not in spec.volumes")
+        mounts.append(MountSpec(vol, path, _bool(m.get("readOnly"), f"{where} readOnly")))
+    policy = spec.get("imagePullPolicy")
+    if policy is not None and str(policy).lower() not in ("always", "never", "ifnotpresent"):
+        raise _bad(f"{where}.imagePullPolicy", "must be Always, Never or IfNotPresent")
+    workdir = spec.get("workDir", spec.get("workingDir"))
+    if workdir is not None and not isinstance(workdir, str):
+        raise _bad(f"{where}.workDir", "must be a path")
+    return MemberSpec(
+        image=image,
+        name=name,
+        command=_strings(spec.get("command"), f"{where}.command")
+        + _strings(spec.get("args"), f"{where}.args"),
+        cpu=cpu,
+        memory=memory,
+        environment=_str_map(spec.get("env"), f"{where}.env"),
+        workdir=workdir,
+        ports=ports,
+        mounts=mounts,
+        image_pull_policy=str(policy).lower() if policy is not None else None,
+        interactive=_bool(spec.get("stdin"), f"{where}.stdin"),
+        tty=_bool(spec.get("tty"), f"{where}.tty"),
+    )
+
+
+def _volume(raw: Any, where: str) -> VolumeSpec:
+    v = _dict(raw, where)
+    name = v.get("name")
+    if not isinstance(name, str) or not 2 <= len(name) <= 255 or not _NAME.match(name):
+        raise _bad(f"{where}.name", "is required: 2-255 letters, digits, '_', '.' or '-'")
+    cinder = v.get("cinder")
+    if not isinstance(cinder, dict):
+        raise _bad(where, "needs a 'cinder' object with volumeID or size")
+    volume_id, size = cinder.get("volumeID"), cinder.get("size")
+    if (volume_id is None) == (size is None):
+        raise _bad(f"{where}.cinder", "needs exactly one of volumeID and size")
+    if volume_id is not None and (not isinstance(volume_id, str) or not volume_id):
+        raise _bad(f"{where}.cinder.volumeID", "must be a volume UUID or name")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        raise _bad(f"{where}.cinder.size", "must be a whole number of GiB, at least 1")
+    return VolumeSpec(
+        name, volume_id, size, _bool(cinder.get("autoRemove"), f"{where}.cinder.autoRemove")
+    )
+
+
+def parse_template(template: Any) -> CapsuleSpec:
+    """The capsule a template describes, or errors.Invalid saying what is wrong."""
+    top = _dict(template, "the template")
+    unknown = sorted(set(top) - _TOP_KEYS)
+    if unknown:
+        raise _bad("the template", f"has unknown key(s) {', '.join(unknown)}")
+    for key in ("kind", "metadata", "spec"):
+        if key not in top:
+            raise _bad("the template", f"needs '{key}'")
+    if top["kind"] not in ("capsule", "Capsule"):
+        raise _bad("kind", "must be 'capsule'")
+    if top.get("capsuleVersion") not in (None, "beta", "Beta"):
+        raise _bad("capsuleVersion", "must be 'beta'")
+    meta = _dict(top["metadata"], "metadata")
+    name = meta.get("name")
+    if name is not None and (
+        not isinstance(name, str) or not 2 <= len(name) <= 255 or not _NAME.match(name)
+    ):
+        raise _bad("metadata.name", "must be 2-255 letters, digits, '_', '.' or '-'")
+    spec = _dict(top["spec"], "spec")
+    volumes = [_volume(v, f"spec.volumes[{n}]") for n, v in enumerate(spec.get("volumes") or [])]
+    names = [v.name for v in volumes]
+    if len(set(names)) != len(names):
+        raise _bad("spec.volumes", "has two volumes with the same name")
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise _bad("spec.containers", "must list at least one container")
+    inits = spec.get("initContainers") or []
+    if not isinstance(inits, list):
+        raise _bad("spec.initContainers", "must be a list")
+    policy = spec.get("restartPolicy", "Always")
+    if policy not in RESTART_POLICIES:
+        raise _bad("spec.restartPolicy", "must be Always, OnFailure or Never")
+    zone = top.get("availabilityZone")
+    if zone is not None and (not isinstance(zone, str) or not 1 <= len(zone) <= 255):
+        raise _bad("availabilityZone", "must be a zone name")
+    return CapsuleSpec(
+        name=name,
+        labels=_str_map(meta.get("labels"), "metadata.labels"),
+        annotations=_str_map(meta.get("annotations"), "metadata.annotations"),
+        restart_policy=RESTART_POLICIES[policy],
+        containers=[
+            _member(c, f"spec.containers[{n}]", set(names)) for n, c in enumerate(containers)
+        ],
+        init_containers=[
+            _member(c, f"spec.initContainers[{n}]", set(names)) for n, c in enumerate(inits)
+        ],
+        volumes=volumes,
+        availability_zone=zone,
+    )
+
+
+def capsule_status(
+    deleting: bool,
+    sandbox: str | None,
+    inits: list[str],
+    apps: list[str],
+) -> str:
+    """A capsule's Zun status from its containers' statuses (None: sandbox gone)."""
+    every = [s for s in (sandbox, *inits, *apps) if s is not None]
+    if deleting:
+        return "Deleting"
+    if "Error" in every:
+        return "Error"
+    if not apps or any(s in ("Creating", None) for s in (sandbox, *apps)):
+        return "Creating"
+    if all(s == "Running" for s in apps):
+        return "Running"
+    if all(s in ("Stopped", "Dead") for s in apps):
+        return "Stopped"
+    if any(s == "Unknown" for s in every):
+        return "Unknown"
+    if any(s == "Restarting" for s in apps):
+        return "Restarting"
+    return "Created" if all(s == "Created" for s in apps) else "Running"

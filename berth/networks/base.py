@@ -1,0 +1,86 @@
+"""The network driver contract: what the agent needs to wire a container up.
+
+A Berth network ``<id>`` is the host-side network ``berth-net-<id>`` on every
+host that runs one of its containers; it is created on demand and removed
+when no container uses it any more. Drivers never talk to the control plane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from berth.domain.hostsync import NetworkRef
+
+__all__ = ["NETWORK_PREFIX", "FirewallRule", "NetworkDriver", "network_id_of", "network_name"]
+
+NETWORK_PREFIX = "berth-net-"
+
+
+def network_name(network_id: str) -> str:
+    """The host-side name of the Berth network ``network_id``."""
+    return f"{NETWORK_PREFIX}{network_id}"
+
+
+def network_id_of(name: str) -> str | None:
+    """The Berth network id behind a host-side network name, or None if it is not Berth's."""
+    return name[len(NETWORK_PREFIX) :] if name.startswith(NETWORK_PREFIX) else None
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallRule:
+    """One concrete allow rule: protocol (None: any), port range, source CIDRs.
+
+    ``sources`` None means from anywhere.
+    """
+
+    protocol: str | None = None
+    port_min: int | None = None
+    port_max: int | None = None
+    sources: tuple[str, ...] | None = None
+
+
+@runtime_checkable
+class NetworkDriver(Protocol):
+    """Project networks and per-container ingress filtering on one host. Every method is async."""
+
+    async def ensure(self, net: NetworkRef) -> None:
+        """Create the host-side network of ``net`` unless it exists (idempotent)."""
+        ...
+
+    def forget(self, network_id: str) -> None:
+        """Drop what the driver remembers of ``network_id`` (it may have been removed)."""
+        ...
+
+    async def connect(self, uuid: str, net: NetworkRef) -> None:
+        """Attach the container ``uuid`` to ``net`` (creating the network first)."""
+        ...
+
+    async def disconnect(self, uuid: str, network_id: str) -> None:
+        """Detach the container ``uuid`` from the network; not attached is success."""
+        ...
+
+    async def prune(self, keep: set[str]) -> list[str]:
+        """Remove this owner's networks that no container uses and whose id is not in ``keep``.
+
+        Returns the ids removed.
+        """
+        ...
+
+    async def apply_firewall(
+        self, uuid: str, addresses: list[str], rules: list[FirewallRule]
+    ) -> None:
+        """Let only ``rules`` reach the container at ``addresses`` (replaces what was there)."""
+        ...
+
+    async def clear_firewall(self, uuid: str) -> None:
+        """Remove the container's filtering; none is success."""
+        ...
+
+    async def firewalled(self) -> set[str]:
+        """The container uuids this owner currently filters on the host."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

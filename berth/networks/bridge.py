@@ -1,0 +1,278 @@
+"""The built-in network driver: Docker bridge networks and iptables, on one host.
+
+Each Berth network is a Docker bridge network ``berth-net-<id>`` (labelled with
+its project and this agent's owner), created when the first container needs
+it and pruned once none uses it. Docker already isolates bridge networks from
+one another, so containers of different networks (and so of different
+projects) cannot reach each other. Security groups are enforced per container
+by the chains of ``berth.networks.firewall``, written with ``iptables-restore
+--noflush`` so a chain is replaced in one atomic step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests
+
+from berth import errors
+from berth.domain.hostsync import NetworkRef
+from berth.networks.base import FirewallRule, network_id_of, network_name
+from berth.networks.firewall import JUMP_CHAIN, chain_name, chain_rules, jump_comment
+
+__all__ = ["BridgeNetworks"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LABEL_NETWORK = "berth.network"
+LABEL_PROJECT = "berth.project"
+LABEL_OWNER = "berth.owner"
+
+
+class BridgeNetworks:
+    """NetworkDriver over a Docker engine's bridge driver and the host's iptables.
+
+    ``owner`` (the agent's host name) labels the networks created and the jump
+    rules written, so agents sharing one engine or kernel never remove each
+    other's.
+    """
+
+    def __init__(
+        self,
+        base_url: str = "unix:///var/run/docker.sock",
+        *,
+        owner: str,
+        iptables: str = "iptables",
+    ) -> None:
+        self._base_url = base_url
+        self._owner = owner
+        self._binary = iptables
+        self._api: Any = None
+        self._lock = threading.Lock()
+        self._create_lock = asyncio.Lock()
+        # Networks this driver saw or made: ensure() asks the engine only for
+        # others (one engine call less per create). A network removed behind
+        # its back makes the container create fail; forget() then re-checks.
+        self._known: set[str] = set()
+        self._jump_cache: dict[str, dict[str, str]] | None = None
+
+    # -- the engine
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._api is None:
+                self._api = docker.APIClient(base_url=self._base_url, version="auto")
+            return self._api
+
+    async def _run(self, call: Callable[[Any], T]) -> T:
+        try:
+            return await asyncio.to_thread(lambda: call(self._client()))
+        except docker.errors.APIError as exc:
+            raise errors.BerthError(f"docker engine error: {exc.explanation or exc}") from exc
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise errors.HostUnavailable(
+                f"the docker engine at {self._base_url} does not answer: {exc}"
+            ) from exc
+
+    async def close(self) -> None:
+        """Release the engine connection."""
+        if self._api is not None:
+            self._api.close()
+
+    async def _find(self, name: str) -> dict[str, Any] | None:
+        found: list[dict[str, Any]] = await self._run(lambda api: api.networks(names=[name]))
+        return next((n for n in found if n.get("Name") == name), None)
+
+    async def ensure(self, net: NetworkRef) -> None:
+        """Create ``berth-net-<id>`` unless it exists (one creation at a time per agent)."""
+        name = network_name(net.id)
+        if name in self._known:
+            return
+        async with self._create_lock:
+            if await self._find(name) is not None:
+                self._known.add(name)
+                return
+            labels = {
+                LABEL_NETWORK: net.id,
+                LABEL_PROJECT: net.project_id,
+                LABEL_OWNER: self._owner,
+            }
+            try:
+                await self._run(
+                    lambda api: api.create_network(
+                        name, driver="bridge", labels=labels, check_duplicate=True
+                    )
+                )
+            except errors.BerthError:
+                if await self._find(name) is None:  # not a concurrent create by another agent
+                    raise
+            self._known.add(name)
+            log.info("created network %s for project %s", name, net.project_id)
+
+    def forget(self, network_id: str) -> None:
+        """Ask the engine again next time: ``network_id`` may be gone."""
+        self._known.discard(network_name(network_id))
+
+    async def connect(self, uuid: str, net: NetworkRef) -> None:
+        """Attach ``berth-<uuid>`` to the network; already attached is success."""
+        await self.ensure(net)
+        name = network_name(net.id)
+        try:
+            await self._run(lambda api: api.connect_container_to_network(f"berth-{uuid}", name))
+        except errors.BerthError as exc:
+            if "already exists" not in exc.message:
+                raise
+
+    async def disconnect(self, uuid: str, network_id: str) -> None:
+        """Detach ``berth-<uuid>`` from the network; not attached (or gone) is success."""
+        name = network_name(network_id)
+        try:
+            await self._run(
+                lambda api: api.disconnect_container_from_network(f"berth-{uuid}", name)
+            )
+        except errors.BerthError as exc:
+            if "not connected" not in exc.message and "not found" not in exc.message.lower():
+                raise
+
+    async def prune(self, keep: set[str]) -> list[str]:
+        """Remove this owner's unused networks that are not in ``keep``."""
+        mine: list[dict[str, Any]] = await self._run(
+            lambda api: api.networks(filters={"label": [f"{LABEL_OWNER}={self._owner}"]})
+        )
+        removed = []
+        for entry in mine:
+            net_id = network_id_of(str(entry.get("Name")))
+            if net_id is None or net_id in keep:
+                continue
+            try:
+                if not await self._remove_if_unused(str(entry["Id"])):
+                    continue
+            except errors.BerthError as exc:
+                log.debug("network %s not pruned: %s", entry.get("Name"), exc.message)
+                continue
+            removed.append(net_id)
+            log.info("removed unused network %s", entry.get("Name"))
+        return removed
+
+    async def _remove_if_unused(self, ident: str) -> bool:
+        detail: dict[str, Any] = await self._run(lambda api: api.inspect_network(ident))
+        if detail.get("Containers"):
+            return False
+        self._known.discard(str(detail.get("Name")))
+        await self._run(lambda api: api.remove_network(ident))
+        return True
+
+    # -- iptables
+
+    async def _iptables(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        binary = self._binary + ("-restore" if stdin is not None else "")
+        # In a worker thread: forking the agent takes milliseconds, and asyncio's
+        # subprocess support forks on the event loop, in the middle of creates.
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [binary, "-w", *args],
+            input=stdin.encode() if stdin is not None else None,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise errors.BerthError(
+                f"{binary} {' '.join(args)} failed: {done.stderr.decode(errors='replace').strip()}"
+            )
+        return done.stdout.decode(errors="replace")
+
+    async def _jumps(self) -> list[tuple[str, str, str]]:
+        """This owner's jump rules as (uuid, address, rule text without the -A)."""
+        try:
+            listing = await self._iptables("-S", JUMP_CHAIN)
+        except errors.BerthError as exc:
+            raise errors.BerthError(
+                f"cannot filter traffic: the {JUMP_CHAIN} chain is missing (the Docker engine "
+                f"must manage iptables): {exc.message}"
+            ) from exc
+        jumps = []
+        for line in listing.splitlines():
+            words = shlex.split(line)
+            if "--comment" not in words or "-d" not in words:
+                continue
+            comment = words[words.index("--comment") + 1].split()
+            if len(comment) != 3 or comment[0] != "berth" or comment[1] != self._owner:
+                continue
+            address = words[words.index("-d") + 1]
+            jumps.append((comment[2], address, self._jump(comment[2], address)))
+        return jumps
+
+    def _jump(self, uuid: str, address: str) -> str:
+        if "/" not in address:
+            address = f"{address}/32"
+        comment = jump_comment(self._owner, uuid)
+        return f'{JUMP_CHAIN} -d {address} -m comment --comment "{comment}" -j {chain_name(uuid)}'
+
+    async def _present(self) -> dict[str, dict[str, str]]:
+        """This owner's jumps by container: ``{uuid: {address: rule}}``.
+
+        Listed from the kernel once, then kept up to date by what this driver
+        writes: every ``iptables`` run costs a fork of the agent (several ms on
+        its event loop). A write that fails drops the copy, so the next one
+        starts from what the kernel really has.
+        """
+        if self._jump_cache is None:
+            cache: dict[str, dict[str, str]] = {}
+            for uuid, address, text in await self._jumps():
+                cache.setdefault(uuid, {})[address] = text
+            self._jump_cache = cache
+        return self._jump_cache
+
+    async def _restore(self, lines: list[str]) -> None:
+        try:
+            await self._iptables("--noflush", stdin="\n".join(["*filter", *lines, "COMMIT"]) + "\n")
+        except errors.BerthError:
+            self._jump_cache = None
+            raise
+
+    async def apply_firewall(
+        self, uuid: str, addresses: list[str], rules: list[FirewallRule]
+    ) -> None:
+        """Fill the container's chain and point a jump at it for each of its addresses.
+
+        One ``iptables-restore`` run: the chain is replaced and the jumps changed
+        in one atomic step.
+        """
+        chain = chain_name(uuid)
+        wanted = {f"{a}/32" if "/" not in a else a for a in addresses}
+        present = dict((await self._present()).get(uuid, {}))
+        lines = [f":{chain} - [0:0]"]
+        lines += [_quote(args) for args in chain_rules(chain, rules)]
+        lines += [f"-D {text}" for addr, text in present.items() if addr not in wanted]
+        lines += [f"-I {self._jump(uuid, addr)}" for addr in sorted(wanted - present.keys())]
+        await self._restore(lines)
+        if self._jump_cache is not None:
+            self._jump_cache[uuid] = {addr: self._jump(uuid, addr) for addr in wanted}
+
+    async def clear_firewall(self, uuid: str) -> None:
+        """Remove the container's jumps and chain (one ``iptables-restore`` run)."""
+        chain = chain_name(uuid)
+        stale = [f"-D {text}" for text in (await self._present()).get(uuid, {}).values()]
+        # Declaring the chain creates it when missing (and empties it), so the
+        # delete never fails on a chain that is already gone.
+        await self._restore([f":{chain} - [0:0]", *stale, f"-X {chain}"])
+        if self._jump_cache is not None:
+            self._jump_cache.pop(uuid, None)
+
+    async def firewalled(self) -> set[str]:
+        """The uuids of the containers this owner filters."""
+        return {u for u, jumps in (await self._present()).items() if jumps}
+
+
+def _quote(args: list[str]) -> str:
+    return " ".join(f'"{a}"' if " " in a else a for a in args)

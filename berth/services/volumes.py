@@ -1,0 +1,336 @@
+"""Data volumes: a project resource that containers and capsules mount.
+
+A volume is kept by a volume driver on one host (``local``: a Docker named
+volume). It gets its host when a container first mounts it, and every later
+mount is placed on that host. Volumes created implicitly (``--mount size=N``,
+a capsule volume with ``autoRemove``) belong to their container or capsule
+and are removed with it; volumes created through ``POST /v1/volumes`` (or
+kept capsule volumes) stay until deleted, and cannot be deleted while mounted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.domain.context import RequestContext
+from berth.domain.hostsync import VolumeMount
+from berth.services.env import Env
+from berth.store.base import new_uuid, utcnow
+from berth.store.scope import Scope
+from berth.store.tables import ContainerRow, HostRow, VolumeRow
+
+__all__ = [
+    "MAX_SIZE",
+    "MountRequest",
+    "bind_host",
+    "create",
+    "delete",
+    "delete_owned",
+    "desired_mounts",
+    "get",
+    "in_use",
+    "list_volumes",
+    "lookup",
+    "new_volume",
+    "parse_mounts",
+    "resolve_mounts",
+]
+
+MAX_SIZE = 1024  # GiB
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,254}$")
+
+
+@dataclass
+class MountRequest:
+    """One ``--mount`` as the API received it."""
+
+    destination: str
+    source: str | None = None
+    size: int | None = None
+    type: str = "volume"
+    read_only: bool = False
+
+
+_MOUNT_KEYS = {"type", "source", "destination", "size", "read_only"}
+
+
+def parse_mounts(raw: list[Any]) -> list[MountRequest]:
+    """Zun's ``mounts`` (``[{source|size, destination, type}]``) checked field by field."""
+    result: list[MountRequest] = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise errors.Invalid("Invalid input for field 'mounts': each mount must be an object.")
+        unknown = sorted(set(item) - _MOUNT_KEYS)
+        if unknown:
+            raise errors.Invalid(
+                f"Invalid input for field 'mounts': unknown key(s) {', '.join(unknown)}."
+            )
+        dest = item.get("destination")
+        if not isinstance(dest, str) or not dest:
+            raise errors.Invalid("Invalid input for field 'mounts': a destination is required.")
+        source = item.get("source")
+        if source is not None and not isinstance(source, str):
+            raise errors.Invalid("Invalid input for field 'mounts': source must be a string.")
+        size = item.get("size")
+        result.append(
+            MountRequest(
+                destination=dest,
+                source=source or None,
+                size=None if size in (None, "") else check_size(size, "mounts.size"),
+                type=str(item.get("type") or "volume"),
+                read_only=item.get("read_only") in (True, "true", "True"),
+            )
+        )
+    return result
+
+
+def _lookup_scope(ctx: RequestContext) -> Scope:
+    return Scope(ctx.project_id, all_projects=ctx.is_admin)
+
+
+def check_size(value: Any, field: str = "size") -> int:
+    """A volume size in GiB: an integer in [1, MAX_SIZE]."""
+    text = str(value).strip()
+    if not re.fullmatch(r"\d+", text) or not 1 <= int(text) <= MAX_SIZE:
+        raise errors.Invalid(
+            f"Invalid input for field '{field}': {value!r} is not a size in GiB "
+            f"between 1 and {MAX_SIZE}."
+        )
+    return int(text)
+
+
+def check_name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise errors.Invalid(
+            "Invalid input for field 'name': must be 2-255 characters of letters, digits, "
+            "'_', '.' or '-', starting with a letter or digit."
+        )
+    return value
+
+
+def new_volume(
+    project_id: str, user_id: str, name: str, size: int, owner: str | None = None
+) -> VolumeRow:
+    return VolumeRow(
+        uuid=new_uuid(),
+        name=name,
+        project_id=project_id,
+        user_id=user_id,
+        size=size,
+        driver="local",
+        owner_uuid=owner,
+        created_at=utcnow(),
+    )
+
+
+async def create(env: Env, ctx: RequestContext, name: Any, size: Any) -> VolumeRow:
+    """A new (empty) volume of the caller's project; it lands on a host at first mount."""
+    env.enforce(ctx, "volume:create")
+    if not ctx.project_id:
+        raise errors.Forbidden("A project-scoped token is needed to create volumes.")
+    name = check_name(name)
+    row = new_volume(ctx.project_id, ctx.user_id, name, check_size(size))
+    async with env.db.transaction() as session:
+        if await _find(session, Scope(ctx.project_id), name):
+            raise errors.Conflict(f"A volume with name {name} already exists in this project.")
+        session.add(row)
+    return row
+
+
+async def _find(session: AsyncSession, scope: Scope, ident: str) -> list[VolumeRow]:
+    stmt = select(VolumeRow)
+    if not scope.all_projects:
+        stmt = stmt.where(VolumeRow.project_id == scope.project_id)
+    if _UUID.match(ident):
+        stmt = stmt.where(VolumeRow.uuid == ident.lower())
+    else:
+        stmt = stmt.where(VolumeRow.name == ident)
+    return list((await session.execute(stmt.limit(2))).scalars().all())
+
+
+async def lookup(session: AsyncSession, scope: Scope, ident: str) -> VolumeRow:
+    """The volume ``ident`` (UUID or name) visible in ``scope``; VolumeNotFound otherwise."""
+    rows = await _find(session, scope, ident)
+    if not rows:
+        raise errors.VolumeNotFound(f"Volume {ident} could not be found.")
+    if len(rows) > 1:
+        raise errors.Conflict(
+            f"Multiple volumes exist with same name {ident}. Please use the volume uuid."
+        )
+    return rows[0]
+
+
+async def list_volumes(env: Env, ctx: RequestContext, all_projects: bool) -> Sequence[VolumeRow]:
+    env.enforce(ctx, "volume:get_all")
+    if all_projects:
+        env.enforce(ctx, "volume:get_all_all_projects")
+    stmt = select(VolumeRow).order_by(VolumeRow.id)
+    if not all_projects:
+        stmt = stmt.where(VolumeRow.project_id == ctx.project_id)
+    async with env.db.read() as session:
+        return (await session.execute(stmt)).scalars().all()
+
+
+async def get(env: Env, ctx: RequestContext, ident: str) -> VolumeRow:
+    async with env.db.read() as session:
+        row = await lookup(session, _lookup_scope(ctx), ident)
+    env.enforce(ctx, "volume:get", row.project_id)
+    return row
+
+
+async def in_use(session: AsyncSession, volume: VolumeRow) -> list[str]:
+    """UUIDs of the containers (capsule members included) that mount ``volume``."""
+    stmt = select(ContainerRow.uuid, ContainerRow.mounts).where(
+        ContainerRow.project_id == volume.project_id
+    )
+    return [
+        uuid
+        for uuid, mounts in (await session.execute(stmt)).all()
+        if any(m.get("volume_uuid") == volume.uuid for m in mounts or [])
+    ]
+
+
+async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
+    """Remove the volume and its data; Conflict while a container mounts it."""
+    async with env.db.transaction() as session:
+        row = await lookup(session, _lookup_scope(ctx), ident)
+        env.enforce(ctx, "volume:delete", row.project_id)
+        users = await in_use(session, row)
+        if users:
+            raise errors.Conflict(
+                f"Volume {row.uuid} is in use by container(s) {', '.join(users)}; "
+                "delete them first."
+            )
+        host, uuid = row.host, row.uuid
+    if host is not None:  # its data lives there: the host's agent removes it first
+        async with env.db.read() as session:
+            url = (
+                await session.execute(select(HostRow.agent_url).where(HostRow.hostname == host))
+            ).scalar_one_or_none()
+        await env.agents.call(host, url, "DELETE", f"/v1/volumes/{uuid}")
+    async with env.db.transaction() as session:
+        found = await _find(session, Scope(None, all_projects=True), uuid)
+        for volume in found:
+            await session.delete(volume)
+
+
+async def delete_owned(session: AsyncSession, owner_uuid: str) -> None:
+    """Forget the volumes that belonged to ``owner_uuid`` (its host removed their data)."""
+    stmt = select(VolumeRow).where(VolumeRow.owner_uuid == owner_uuid)
+    for volume in (await session.execute(stmt)).scalars().all():
+        await session.delete(volume)
+
+
+async def resolve_mounts(
+    env: Env,
+    ctx: RequestContext,
+    session: AsyncSession,
+    mounts: list[MountRequest],
+    *,
+    owner: str,
+    owner_name: str,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Check the mounts, create the ``size=N`` volumes; (stored mounts, required host).
+
+    The required host is where the mounted existing volumes live (they must all
+    live on one); None when no mounted volume has a host yet.
+    """
+    stored: list[dict[str, Any]] = []
+    hosts_needed: set[str] = set()
+    seen: set[str] = set()
+    for n, m in enumerate(mounts):
+        dest = m.destination
+        if not dest.startswith("/") or dest.rstrip("/") == "" or ".." in dest.split("/"):
+            raise errors.Invalid(
+                f"Invalid mount destination {dest!r}: an absolute path in the container "
+                "other than '/' is required."
+            )
+        if dest in seen:
+            raise errors.Invalid(f"Two mounts have the same destination {dest}.")
+        seen.add(dest)
+        if m.type == "bind":
+            raise errors.Invalid(
+                "Mounts of type 'bind' (file injection) are not supported by Berth; "
+                "mount a volume instead."
+            )
+        if m.type != "volume":
+            raise errors.Invalid(f"Invalid mount type {m.type!r}: use 'volume'.")
+        if m.source and m.source.startswith("/"):
+            if not env.allowed(ctx, "container:create:host_path"):
+                raise errors.PolicyNotAuthorized("container:create:host_path")
+            stored.append({"type": "bind", "source": m.source, "destination": dest})
+            continue
+        if m.source and m.size is not None:
+            raise errors.Invalid(
+                f"Mount at {dest}: give either source (an existing volume) or size "
+                "(a new volume), not both."
+            )
+        if m.source:
+            volume = await lookup(session, Scope(ctx.project_id), m.source)
+            if volume.host:
+                hosts_needed.add(volume.host)
+        elif m.size is not None:
+            volume = new_volume(
+                ctx.project_id or "", ctx.user_id, f"{owner_name}-{n}", m.size, owner=owner
+            )
+            session.add(volume)
+        else:
+            raise errors.Invalid(f"Mount at {dest}: a source volume or a size is required.")
+        stored.append(
+            {
+                "type": "volume",
+                "volume_uuid": volume.uuid,
+                "source": volume.name,
+                "destination": dest,
+                "size": volume.size,
+                "read_only": m.read_only,
+                "owned": volume.owner_uuid is not None,
+            }
+        )
+    if len(hosts_needed) > 1:
+        raise errors.Invalid(
+            "The mounted volumes live on different hosts "
+            f"({', '.join(sorted(hosts_needed))}); a container can only mount volumes of one host."
+        )
+    return stored, next(iter(hosts_needed), None)
+
+
+async def bind_host(session: AsyncSession, mounts: list[dict[str, Any]], host: str | None) -> None:
+    """Record ``host`` on the mounted volumes that had none (they are created there)."""
+    uuids = [m["volume_uuid"] for m in mounts if m.get("volume_uuid")]
+    if not uuids or host is None:
+        return
+    stmt = select(VolumeRow).where(VolumeRow.uuid.in_(uuids), VolumeRow.host.is_(None))
+    for volume in (await session.execute(stmt)).scalars().all():
+        volume.host = host
+        volume.updated_at = utcnow()
+
+
+def desired_mounts(row: ContainerRow) -> list[VolumeMount]:
+    """What the agent needs for ``row``'s volume mounts (host paths are not volumes)."""
+    result: list[VolumeMount] = []
+    for m in row.mounts or []:
+        if m.get("type") == "bind":
+            result.append(VolumeMount("", m["destination"], host_path=m["source"]))
+            continue
+        owner = m.get("owner") or (row.uuid if m.get("owned") else None)
+        result.append(
+            VolumeMount(
+                volume_uuid=m["volume_uuid"],
+                destination=m.get("destination"),
+                read_only=bool(m.get("read_only")),
+                size=int(m.get("size") or 1),
+                owner=owner,
+            )
+        )
+    return result

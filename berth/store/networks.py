@@ -1,0 +1,93 @@
+"""Queries for project networks and security groups, always through a Scope."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.store.scope import Scope
+from berth.store.tables import NetworkRow, SecurityGroupRow
+
+__all__ = ["get_group", "get_network", "groups_by_uuid", "list_groups", "list_networks"]
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+R = TypeVar("R", NetworkRow, SecurityGroupRow)
+
+
+async def _get(
+    session: AsyncSession,
+    table: type[R],
+    scope: Scope,
+    ident: str,
+    missing: type[errors.NotFound],
+    what: str,
+    for_update: bool,
+) -> R:
+    stmt = select(table)
+    if not scope.all_projects:
+        stmt = stmt.where(table.project_id == scope.project_id)
+    if _UUID.match(ident):
+        stmt = stmt.where(table.uuid == ident.lower())
+    else:
+        stmt = stmt.where(table.name == ident)
+    if for_update:
+        stmt = stmt.with_for_update()
+    rows = (await session.execute(stmt.limit(2))).scalars().all()
+    if not rows:
+        raise missing(f"{what} {ident} could not be found.")
+    if len(rows) > 1:
+        raise errors.Conflict(f"Multiple {what.lower()}s are named {ident}: use the uuid.")
+    return rows[0]
+
+
+async def get_network(
+    session: AsyncSession, scope: Scope, ident: str, *, for_update: bool = False
+) -> NetworkRow:
+    """The network named by UUID or name; NetworkNotFound if invisible or absent."""
+    return await _get(
+        session, NetworkRow, scope, ident, errors.NetworkNotFound, "Network", for_update
+    )
+
+
+async def get_group(
+    session: AsyncSession, scope: Scope, ident: str, *, for_update: bool = False
+) -> SecurityGroupRow:
+    """The security group named by UUID or name; SecurityGroupNotFound if invisible or absent."""
+    return await _get(
+        session,
+        SecurityGroupRow,
+        scope,
+        ident,
+        errors.SecurityGroupNotFound,
+        "Security group",
+        for_update,
+    )
+
+
+async def list_networks(session: AsyncSession, scope: Scope) -> Sequence[NetworkRow]:
+    """The visible networks, oldest first."""
+    stmt = select(NetworkRow).order_by(NetworkRow.id)
+    if not scope.all_projects:
+        stmt = stmt.where(NetworkRow.project_id == scope.project_id)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def list_groups(session: AsyncSession, scope: Scope) -> Sequence[SecurityGroupRow]:
+    """The visible security groups, oldest first."""
+    stmt = select(SecurityGroupRow).order_by(SecurityGroupRow.id)
+    if not scope.all_projects:
+        stmt = stmt.where(SecurityGroupRow.project_id == scope.project_id)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def groups_by_uuid(session: AsyncSession, uuids: set[str]) -> dict[str, SecurityGroupRow]:
+    """The groups with these uuids (the control plane's own lookup, for desired states)."""
+    if not uuids:
+        return {}
+    stmt = select(SecurityGroupRow).where(SecurityGroupRow.uuid.in_(sorted(uuids)))
+    return {row.uuid: row for row in (await session.execute(stmt)).scalars().all()}

@@ -1,0 +1,422 @@
+"""Acceptance: volumes and capsules with the unmodified ``openstack`` CLI on the real engine.
+
+One API and one standalone agent (so the agent can be killed and restarted);
+two projects. Data written to volumes survives container restart, rebuild,
+delete-then-remount, capsule re-creation and an agent restart; capsule
+members share one network namespace and the capsule's volumes; init
+containers run first. The other project sees and touches nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from tests.compat.oscli import ADMIN_PASSWORD, Cli
+from tests.functional.docker_engine import TEST_IMAGE, engine_or_skip, ensure_test_image
+from tests.functional.docker_engine import remove_owned as remove_owned_containers
+from tests.live import LiveAgent, berth_agent, live_api
+
+pytestmark = [pytest.mark.compat, pytest.mark.docker]
+
+PW = "member-pw-123"
+AGENT_PASSWORD = "capsule-agent-pw"
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T | None], what: str, timeout: float = 60) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class World:
+    def __init__(self, cli: Cli, agent: LiveAgent, engine: Any, host: str, work: Path) -> None:
+        self.cli, self.agent, self.engine, self.host, self.work = cli, agent, engine, host, work
+        self._tokens: dict[str, str] = {}
+
+    def as_(self, who: str, *args: str, check: bool = True) -> Any:
+        project = {"alice": "team-a", "bob": "team-b"}[who]
+        return self.cli.run(*args, user=who, password=PW, project=project, check=check)
+
+    def json(self, who: str, *args: str) -> Any:
+        # "-f json" right after the command words: a container's own command comes last.
+        return json.loads(self.as_(who, *args[:2], "-f", "json", *args[2:]).stdout)
+
+    def rest(self, who: str, method: str, path: str, **kw: Any) -> httpx.Response:
+        if who not in self._tokens:
+            self._tokens[who] = self.as_(who, "token", "issue", "-f", "value", "-c", "id").stdout
+        headers = {
+            "X-Auth-Token": self._tokens[who].strip(),
+            "OpenStack-API-Version": "container 1.40",
+        }
+        return httpx.request(
+            method, f"{self.cli.base_url}/container/v1{path}", headers=headers, timeout=30, **kw
+        )
+
+    # Waiting polls the API directly (the CLI's show reads the same body): each
+    # `openstack` run costs seconds, so the CLI is kept for the calls under test.
+    def container_status(self, name: str, want: str, timeout: float = 60) -> dict[str, Any]:
+        def shown() -> dict[str, Any] | None:
+            c: dict[str, Any] = self.rest("alice", "GET", f"/containers/{name}").json()
+            assert c["status"] != "Error", (c["status_reason"], c)
+            return c if c["status"] == want else None
+
+        wait_until(shown, f"{name} {want}", timeout)
+        return dict(self.json("alice", "appcontainer", "show", name))
+
+    def capsule(self, name: str, want: str, timeout: float = 90) -> dict[str, Any]:
+        def shown() -> dict[str, Any] | None:
+            c: dict[str, Any] = self.rest("alice", "GET", f"/capsules/{name}").json()
+            if want != "Error":
+                assert c["status"] != "Error", (c["status_reason"], c)
+            return c if c["status"] == want else None
+
+        wait_until(shown, f"capsule {name} {want}", timeout)
+        return dict(self.json("alice", "capsule", "show", name))
+
+    def capsule_gone(self, name: str) -> None:
+        wait_until(
+            lambda: self.rest("alice", "GET", f"/capsules/{name}").status_code == 404,
+            f"capsule {name} deleted",
+        )
+
+    def no_containers(self, what: str) -> None:
+        wait_until(
+            lambda: self.rest("alice", "GET", "/containers").json()["containers"] == [], what
+        )
+
+    def exec(self, ident: str, *command: str) -> str:
+        return str(self.as_("alice", "appcontainer", "exec", ident, *command).stdout)
+
+    def template(self, name: str, text: str) -> str:
+        path = self.work / f"{name}.yaml"
+        path.write_text(text)
+        return str(path)
+
+    def volumes(self, **labels: str) -> list[dict[str, Any]]:
+        wanted = [f"berth.owner={self.host}", *(f"{k}={v}" for k, v in labels.items())]
+        found: list[dict[str, Any]] = self.engine.volumes(filters={"label": wanted})["Volumes"]
+        return found or []
+
+
+@pytest.fixture(scope="module")
+def engine() -> Any:
+    api = engine_or_skip()
+    ensure_test_image(api)
+    return api
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[World]:
+    work = tmp_path_factory.mktemp("compat-capsules")
+    host = f"capsule-{uuid.uuid4().hex[:8]}"
+    env = {
+        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "BERTH_AGENT_PASSWORD": AGENT_PASSWORD,
+        "BERTH_ALL_IN_ONE": "false",
+        "BERTH_SANDBOX_IMAGE": TEST_IMAGE,
+    }
+    agent_env = {"BERTH_RECONCILE_INTERVAL": "1", "BERTH_HEARTBEAT_INTERVAL": "1"}
+    try:
+        with (
+            live_api(env, workdir=work / "api") as api,
+            berth_agent(
+                api.base_url,
+                host=host,
+                password=AGENT_PASSWORD,
+                workdir=work / "agent",
+                settings_env=agent_env,
+            ) as agent,
+        ):
+            cli = Cli(api.base_url, work)
+            for project, user in (("team-a", "alice"), ("team-b", "bob")):
+                cli.run("project", "create", project)
+                cli.run("user", "create", "--project", project, "--password", PW, user)
+                cli.run("role", "add", "--user", user, "--project", project, "member")
+            yield World(cli, agent, engine, host, work)
+    finally:
+        remove_owned_containers(engine, host)
+        for vol in engine.volumes(filters={"label": f"berth.owner={host}"})["Volumes"] or []:
+            engine.remove_volume(vol["Name"], force=True)
+
+
+def test_volume_data_survives_restart_rebuild_and_remount(world: World) -> None:
+    w = world
+    r = w.rest("alice", "POST", "/volumes", json={"name": "data", "size": 1})
+    assert r.status_code == 202, r.text
+    vol = r.json()
+    created = w.json(
+        "alice",
+        "appcontainer",
+        "run",
+        "--name",
+        "v1",
+        "--mount",
+        "source=data,destination=/data",
+        TEST_IMAGE,
+        "sleep",
+        "3600",
+    )
+    shown = w.container_status("v1", "Running")
+    assert shown["mounts"] == [
+        {
+            "type": "volume",
+            "source": "data",
+            "destination": "/data",
+            "volume_id": vol["uuid"],
+            "size": 1,
+        }
+    ]
+    # On the host: a Docker named volume labelled with the Berth volume and project.
+    (on_host,) = w.volumes(**{"berth.volume": vol["uuid"]})
+    assert on_host["Name"] == f"berth-vol-{vol['uuid']}"
+    assert on_host["Labels"]["berth.project"] == vol["project_id"]
+    assert on_host["Labels"]["berth.volume.size_gib"] == "1"
+    info = w.engine.inspect_container(f"berth-{created['uuid']}")
+    assert [(m["Name"], m["Destination"]) for m in info["Mounts"]] == [(on_host["Name"], "/data")]
+
+    w.exec("v1", "sh", "-c", "echo kept > /data/file")
+    w.as_("alice", "appcontainer", "restart", "v1")
+    w.container_status("v1", "Running")
+    assert w.exec("v1", "cat", "/data/file").strip() == "kept"
+    w.as_("alice", "appcontainer", "rebuild", "v1")
+    w.container_status("v1", "Running")
+    assert w.exec("v1", "cat", "/data/file").strip() == "kept"
+
+    # In use: cannot be deleted. Another project can neither see nor mount it.
+    r = w.rest("alice", "DELETE", "/volumes/data")
+    assert r.status_code == 409 and created["uuid"] in r.json()["errors"][0]["detail"]
+    assert w.rest("bob", "GET", f"/volumes/{vol['uuid']}").status_code == 404
+    assert w.rest("bob", "DELETE", f"/volumes/{vol['uuid']}").status_code == 404
+    out = w.as_(
+        "bob",
+        "appcontainer",
+        "run",
+        "--mount",
+        "source=data,destination=/x",
+        TEST_IMAGE,
+        check=False,
+    )
+    assert out.returncode != 0 and "could not be found" in out.stderr
+    out = w.as_(
+        "bob",
+        "appcontainer",
+        "run",
+        "--mount",
+        "source=/etc,destination=/x",
+        TEST_IMAGE,
+        check=False,
+    )
+    assert out.returncode != 0 and "host_path" in out.stderr
+    assert w.json("bob", "appcontainer", "list") == []
+
+    # Delete the container, mount the volume again elsewhere: the data is there.
+    w.as_("alice", "appcontainer", "delete", "--stop", "v1")
+    w.no_containers("v1 deleted")
+    assert w.volumes(**{"berth.volume": vol["uuid"]})  # a named volume outlives it
+    w.as_(
+        "alice",
+        "appcontainer",
+        "run",
+        "--name",
+        "v2",
+        "--mount",
+        f"source={vol['uuid']},destination=/again",
+        TEST_IMAGE,
+        "sleep",
+        "3600",
+    )
+    w.container_status("v2", "Running")
+    assert w.exec("v2", "cat", "/again/file").strip() == "kept"
+    w.as_("alice", "appcontainer", "delete", "--stop", "v2")
+    w.no_containers("v2 deleted")
+    r = w.rest("alice", "DELETE", "/volumes/data")
+    assert r.status_code == 204, r.text
+    assert w.volumes(**{"berth.volume": vol["uuid"]}) == []
+
+
+def test_size_mount_volume_is_removed_with_its_container(world: World) -> None:
+    w = world
+    created = w.json(
+        "alice",
+        "appcontainer",
+        "run",
+        "--name",
+        "scratch",
+        "--mount",
+        "size=1,destination=/scratch",
+        TEST_IMAGE,
+        "sleep",
+        "3600",
+    )
+    w.container_status("scratch", "Running")
+    assert len(w.volumes(**{"berth.volume.owner": created["uuid"]})) == 1
+    w.exec("scratch", "sh", "-c", "echo x > /scratch/f")
+    w.as_("alice", "appcontainer", "delete", "--stop", "scratch")
+    w.no_containers("scratch deleted")
+    wait_until(
+        lambda: not w.volumes(**{"berth.volume.owner": created["uuid"]}), "its volume removed"
+    )
+    assert w.rest("alice", "GET", "/volumes").json()["volumes"] == []
+
+
+POD = """
+kind: capsule
+capsuleVersion: beta
+metadata:
+  name: pod-web
+  labels: {app: web}
+spec:
+  restartPolicy: Always
+  initContainers:
+  - image: berth-test/busybox:latest
+    command: [sh, -c, "echo from-init > /work/msg"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: web
+    image: berth-test/busybox:latest
+    command: [httpd, -f, -p, "8080", -h, /www]
+    resources: {requests: {cpu: 0.25, memory: 32}}
+    ports: [{containerPort: 8080, protocol: TCP}]
+    volumeMounts: [{name: work, mountPath: /www}]
+  - name: client
+    image: berth-test/busybox:latest
+    command: [sleep]
+    args: ["3600"]
+    env: {PEER: "http://127.0.0.1:8080"}
+    workDir: /tmp
+  volumes:
+  - name: work
+    cinder: {size: 1, autoRemove: true}
+"""
+
+
+def test_capsule_members_share_localhost_and_volumes(world: World) -> None:
+    w = world
+    created = w.json("alice", "capsule", "create", "--file", w.template("pod", POD))
+    assert created["name"] == "pod-web" and created["labels"] == {"app": "web"}
+    cap = w.capsule("pod-web", "Running")
+    assert [c["status"] for c in cap["init_containers"]] == ["Stopped"]
+    web, client = (c["uuid"] for c in cap["containers"])
+    # The client reaches the web container on localhost and reads what the init wrote.
+    got = w.exec(client, "sh", "-c", "wget -q -O - $PEER/msg")
+    assert got.strip() == "from-init"
+    sandbox = w.engine.inspect_container(f"berth-{cap['uuid']}")
+    # The capsule's namespace is on its project's network, not Docker's shared bridge.
+    assert [n for n in sandbox["NetworkSettings"]["Networks"]] == [
+        n for n in sandbox["NetworkSettings"]["Networks"] if n.startswith("berth-net-")
+    ] != []
+    for member in (web, client):
+        mode = w.engine.inspect_container(f"berth-{member}")["HostConfig"]["NetworkMode"]
+        assert mode in (f"container:{sandbox['Id']}", f"container:berth-{cap['uuid']}")
+    listed = w.json("alice", "capsule", "list")
+    assert [(c["name"], c["status"]) for c in listed] == [("pod-web", "Running")]
+    assert w.json("alice", "appcontainer", "list") == []  # members are the capsule's
+
+    # The other project sees nothing and touches nothing.
+    assert w.json("bob", "capsule", "list") == []
+    for args in (("capsule", "show", "pod-web"), ("capsule", "show", cap["uuid"])):
+        out = w.as_("bob", *args, check=False)
+        assert out.returncode != 0 and "could not be found" in out.stderr
+    out = w.as_("bob", "capsule", "delete", cap["uuid"], check=False)
+    assert "could not be found" in out.stdout + out.stderr
+    assert w.json("alice", "capsule", "show", "pod-web")["status"] == "Running"
+
+    w.as_("alice", "capsule", "delete", "pod-web")
+    w.capsule_gone("pod-web")
+    wait_until(
+        lambda: (
+            not w.engine.containers(
+                all=True, filters={"label": [f"berth.owner={w.host}", f"berth.uuid={web}"]}
+            )
+            and not w.engine.containers(
+                all=True, filters={"label": [f"berth.owner={w.host}", f"berth.uuid={cap['uuid']}"]}
+            )
+        ),
+        "capsule containers removed",
+    )
+    wait_until(lambda: not w.volumes(**{"berth.volume.owner": cap["uuid"]}), "volume removed")
+
+
+FAILING = """
+kind: capsule
+metadata: {name: pod-bad}
+spec:
+  initContainers:
+  - {image: "berth-test/busybox:latest", command: [sh, -c, "exit 3"]}
+  containers:
+  - {image: "berth-test/busybox:latest", command: [sleep, "3600"]}
+"""
+
+
+def test_failed_init_container_stops_the_capsule(world: World) -> None:
+    w = world
+    w.as_("alice", "capsule", "create", "--file", w.template("bad", FAILING))
+    cap = w.capsule("pod-bad", "Error")
+    assert "exited with code 3" in cap["status_reason"]
+    assert cap["containers"][0]["status"] == "Creating"  # never started
+    w.as_("alice", "capsule", "delete", "pod-bad")
+    w.capsule_gone("pod-bad")
+
+
+STATEFUL = """
+kind: capsule
+metadata: {name: pod-state}
+spec:
+  containers:
+  - image: berth-test/busybox:latest
+    command: [sh, -c, "echo boot >> /state/log; exec sleep 3600"]
+    volumeMounts: [{name: state, mountPath: /state}]
+  volumes:
+  - name: state
+    cinder: {volumeID: VOLUME}
+"""
+
+
+@pytest.mark.slow
+def test_stateful_capsule_keeps_data_across_restart_and_agent_restart(world: World) -> None:
+    w = world
+    r = w.rest("alice", "POST", "/volumes", json={"name": "state", "size": 1})
+    vol = r.json()
+    tpl = w.template("state", STATEFUL.replace("VOLUME", vol["uuid"]))
+    w.as_("alice", "capsule", "create", "--file", tpl)
+    cap = w.capsule("pod-state", "Running")
+    member = cap["containers"][0]["uuid"]
+    wait_until(lambda: w.exec(member, "cat", "/state/log").split() == ["boot"], "first boot")
+    w.exec(member, "sh", "-c", "echo written >> /state/log")
+    ids = {c["Id"] for c in w.engine.containers(filters={"label": f"berth.owner={w.host}"})}
+
+    # The agent dies and comes back: nothing is recreated, the data is there.
+    w.agent.kill()
+    w.agent.start()
+    time.sleep(3)  # a few reconcile passes
+    assert w.capsule("pod-state", "Running")["uuid"] == cap["uuid"]
+    assert {c["Id"] for c in w.engine.containers(filters={"label": f"berth.owner={w.host}"})} == ids
+    assert w.exec(member, "cat", "/state/log").split() == ["boot", "written"]
+
+    # The capsule is deleted and created again on the same volume: it finds its data.
+    w.as_("alice", "capsule", "delete", "pod-state")
+    w.capsule_gone("pod-state")
+    assert w.rest("alice", "GET", "/volumes/state").status_code == 200  # kept: not autoRemove
+    w.as_("alice", "capsule", "create", "--file", tpl)
+    again = w.capsule("pod-state", "Running")
+    member = again["containers"][0]["uuid"]
+    wait_until(
+        lambda: w.exec(member, "cat", "/state/log").split() == ["boot", "written", "boot"],
+        "second boot",
+    )
+    w.as_("alice", "capsule", "delete", "pod-state")
+    w.capsule_gone("pod-state")
+    assert w.rest("alice", "DELETE", "/volumes/state").status_code == 204

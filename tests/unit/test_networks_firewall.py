@@ -1,0 +1,183 @@
+"""Security groups as iptables rules, and the agent's network plan: pure, no I/O."""
+
+from __future__ import annotations
+
+from berth.agent.diff import Connect, Disconnect, plan
+from berth.agent.firewall import FirewallSync, ipv4_addresses
+from berth.domain.hostsync import DesiredContainer, IngressRule, NetworkRef, PublishedPort
+from berth.networks import FirewallRule, chain_name, chain_rules, resolve_ingress
+from berth.networks.base import network_id_of, network_name
+from berth.runtimes import dockermap
+from berth.runtimes.base import RuntimeContainer
+
+
+def test_remote_groups_resolve_to_their_members_on_this_host() -> None:
+    ingress = [
+        IngressRule(remote_group="g-default"),
+        IngressRule("TCP", 80, None, "0.0.0.0/0"),
+        IngressRule("udp", 5000, 5010, "10.1.0.0/16"),
+        IngressRule("icmp", 8, 8),  # ports mean nothing to icmp
+        IngressRule("tcp", 22, 22, remote_group="g-empty"),  # no member here: allows nothing
+    ]
+    rules = resolve_ingress(ingress, {"g-default": ["172.20.0.3", "172.20.0.2", "172.20.0.3"]})
+    assert rules == [
+        FirewallRule(None, None, None, ("172.20.0.2/32", "172.20.0.3/32")),
+        FirewallRule("tcp", 80, 80, None),
+        FirewallRule("udp", 5000, 5010, ("10.1.0.0/16",)),
+        FirewallRule("icmp", None, None, None),
+    ]
+
+
+def test_a_chain_returns_replies_and_allowed_traffic_and_drops_the_rest() -> None:
+    chain = chain_name("0b99fa09-ce8c-44e5-8b01-40a30083cd65")
+    assert chain == "BRT-0b99fa09ce8c44e58b0140a3" and len(chain) <= 28
+    lines = chain_rules(chain, [FirewallRule("tcp", 80, 81, ("10.0.0.0/8", "192.168.0.0/16"))])
+    assert lines == [
+        ["-A", chain, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN"],
+        ["-A", chain, "-p", "tcp", "--dport", "80:81", "-s", "10.0.0.0/8", "-j", "RETURN"],
+        ["-A", chain, "-p", "tcp", "--dport", "80:81", "-s", "192.168.0.0/16", "-j", "RETURN"],
+        ["-A", chain, "-j", "DROP"],
+    ]
+    assert chain_rules(chain, [])[-1] == ["-A", chain, "-j", "DROP"]
+
+
+def test_network_names_round_trip() -> None:
+    assert network_id_of(network_name("abc")) == "abc"
+    assert network_id_of("bridge") is None
+
+
+def _desired(uuid: str, groups: list[str], ingress: list[IngressRule] | None) -> DesiredContainer:
+    return DesiredContainer(
+        uuid=uuid,
+        name=uuid,
+        project_id="p",
+        image="i",
+        desired_state="running",
+        spec_version=1,
+        networks=[NetworkRef("n1", "default", "p")],
+        security_groups=groups,
+        ingress=ingress,
+    )
+
+
+def test_the_agent_filters_running_members_and_resolves_groups_from_what_runs() -> None:
+    sync = FirewallSync(networks=None)  # type: ignore[arg-type]  # wanted() does no I/O
+    web = [IngressRule("tcp", 80, 80, None)]
+    sync.desired(
+        {
+            "a": _desired("a", ["default"], [IngressRule(remote_group="default")]),
+            "b": _desired("b", ["default", "web"], web),
+            "c": _desired("c", [], None),  # no groups: not filtered at all
+            "d": _desired("d", ["default"], []),  # does not run: nothing to filter
+        }
+    )
+    sync.addresses("a", {"n1": [{"addr": "172.20.0.2", "version": 4}]}, running=True)
+    sync.addresses("b", {"n1": [{"addr": "172.20.0.3", "version": 4}]}, running=True)
+    sync.addresses("c", {"n1": [{"addr": "172.20.0.4", "version": 4}]}, running=True)
+    sync.addresses("d", {"n1": [{"addr": "172.20.0.5", "version": 4}]}, running=False)
+    wanted = sync.wanted()
+    assert set(wanted) == {"a", "b"}
+    assert wanted["a"] == (
+        ("172.20.0.2",),
+        (FirewallRule(None, None, None, ("172.20.0.2/32", "172.20.0.3/32")),),
+    )
+    assert wanted["b"] == (("172.20.0.3",), (FirewallRule("tcp", 80, 80, None),))
+    assert ipv4_addresses({"x": [{"addr": "fe80::1", "version": 6}]}) == []
+
+
+def test_plan_connects_and_disconnects_berth_networks_only() -> None:
+    desired = _desired("a", [], None)
+    desired.networks = [NetworkRef("n1", "default", "p"), NetworkRef("n2", "backend", "p")]
+    observed = RuntimeContainer(
+        uuid="a",
+        runtime_id="r",
+        state="running",
+        status_detail="Up",
+        spec_version=1,
+        networks=[network_name("n1"), network_name("old"), "bridge"],
+        started_at="2026-01-01T00:00:00+00:00",
+    )
+    steps = plan(desired, observed)
+    assert steps == [Connect(NetworkRef("n2", "backend", "p")), Disconnect("old")]
+    desired.networks = []  # no network driver on this host: nothing to do
+    assert plan(desired, observed) == []
+
+
+def test_docker_create_joins_the_first_network_and_publishes_ports() -> None:
+    spec = _desired("a", ["g"], [])
+    spec.published_ports = [PublishedPort(8000), PublishedPort(53, "udp")]
+    config, host = dockermap.create_params(spec, "owner")
+    assert host["network_mode"] == network_name("n1")
+    assert config["ports"] == [(8000, "tcp"), (53, "udp")]
+    assert host["port_bindings"] == {"8000/tcp": None, "53/udp": None}
+    listing = {
+        "Id": "x",
+        "State": "running",
+        "Labels": {"berth.uuid": "a"},
+        "NetworkSettings": {"Networks": {network_name("n1"): {"IPAddress": "172.20.0.2"}}},
+        "Ports": [
+            {"IP": "0.0.0.0", "PrivatePort": 8000, "PublicPort": 32768, "Type": "tcp"},
+            {"IP": "::", "PrivatePort": 8000, "PublicPort": 32768, "Type": "tcp"},
+            {"PrivatePort": 9000, "Type": "tcp"},
+        ],
+    }
+    seen = dockermap.from_listing(listing)
+    assert seen.published == {"8000/tcp": 32768} and seen.networks == [network_name("n1")]
+    inspected = dockermap.from_inspect(
+        {
+            "Id": "x",
+            "State": {"Status": "running", "Running": True},
+            "Config": {"Labels": {"berth.uuid": "a"}},
+            "NetworkSettings": {
+                "Networks": listing["NetworkSettings"]["Networks"],  # type: ignore[index]
+                "Ports": {
+                    "8000/tcp": [{"HostIp": "0.0.0.0", "HostPort": "32768"}],
+                    "9000/tcp": None,
+                },
+            },
+        }
+    )
+    assert inspected.published == {"8000/tcp": 32768}
+
+
+class _Pruner:
+    """A network driver that only records what ``prune`` was asked to keep."""
+
+    def __init__(self) -> None:
+        self.kept: list[set[str]] = []
+
+    async def prune(self, keep: set[str]) -> list[str]:
+        self.kept.append(set(keep))
+        return []
+
+    async def firewalled(self) -> set[str]:
+        return set()
+
+
+async def test_a_network_outlives_its_last_container_for_the_idle_time() -> None:
+    now = [0.0]
+    driver = _Pruner()
+    sync = FirewallSync(driver, idle=300.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    sync.desired({"c1": _desired("c1", [], None)})
+    await sync.sync()
+    assert driver.kept == [{"n1"}]
+    sync.desired({})  # its last container went
+    now[0] = 60.0
+    await sync.sync()  # too soon to ask the engine again
+    now[0] = 100.0
+    await sync.sync()
+    assert driver.kept == [{"n1"}, {"n1"}]  # kept: a new container may come back
+    now[0] = 301.0
+    await sync.sync()
+    assert driver.kept[-1] == set()  # idle long enough: removed
+
+
+async def test_a_wanted_network_is_never_pruned_even_without_idle_time() -> None:
+    driver = _Pruner()
+    sync = FirewallSync(driver, idle=0.0, clock=lambda: 5.0)  # type: ignore[arg-type]
+    sync.desired({"c1": _desired("c1", [], None)})
+    await sync.sync()
+    assert driver.kept == [{"n1"}]
+    sync.desired({})
+    await sync.sync()
+    assert driver.kept[-1] == set()
