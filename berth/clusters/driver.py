@@ -16,6 +16,9 @@ __all__ = [
     "ClusterDriver",
     "ClusterSpec",
     "DriverInfo",
+    "Health",
+    "HealthCheck",
+    "NodeGroupSpec",
     "NodeInfo",
     "NodeProvisioner",
     "NodeSpec",
@@ -38,6 +41,23 @@ class DriverInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeGroupSpec:
+    """One node group: ``node_count`` nodes of one role, flavor and image.
+
+    Every cluster has ``default-master`` (role ``master``) and ``default-worker``
+    (role ``worker``); users may add more worker groups (Magnum 1.9+).
+    """
+
+    name: str
+    role: str
+    node_count: int
+    cpu: float
+    memory_mb: int
+    image: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterSpec:
     """Everything a driver needs to know about one cluster (plain data, no rows)."""
 
@@ -52,6 +72,16 @@ class ClusterSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     ca_cert_pem: str = ""
     ca_key_pem: str = ""
+    # The desired node groups. ``update`` converges the running nodes to them:
+    # resize, node groups added or removed, a new image (upgrade: rolling
+    # replace) and a new CA (rotation) are all one level-triggered update.
+    nodegroups: tuple[NodeGroupSpec, ...] = ()
+    # Berth's own CA for the control plane's connections to the nodes: never
+    # rotated and never handed to users (nodes accept its client certificates).
+    control_ca_cert_pem: str = ""
+    control_ca_key_pem: str = ""
+    # The template's ``insecure_registry``: a registry nodes pull from over HTTP.
+    insecure_registry: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +95,8 @@ class NodeSpec:
     command: tuple[str, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
     publish: tuple[int, ...] = ()
+    # "dind": run with the Docker-in-Docker options a node running dockerd needs.
+    profile: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +107,9 @@ class NodeInfo:
     status: str
     address: str | None = None
     published: Mapping[int, str] = field(default_factory=dict)
+    image: str | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    status_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +121,19 @@ class Outcome:
     node_addresses: tuple[str, ...] = ()
     coe_version: str | None = None
     container_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A cluster's health: HEALTHY, UNHEALTHY or UNKNOWN, a reason per node, dead nodes.
+
+    ``dead_nodes`` names node containers that no longer run at all: with the label
+    ``auto_healing_enabled=true`` they are deleted and the cluster converged again.
+    """
+
+    status: str
+    reasons: Mapping[str, str] = field(default_factory=dict)
+    dead_nodes: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -104,6 +152,10 @@ class NodeProvisioner(Protocol):
         """Remove the node; no error when it is already gone."""
         ...
 
+    async def list_nodes(self) -> list[NodeInfo]:
+        """Every node container of this cluster."""
+        ...
+
 
 @runtime_checkable
 class ClusterDriver(Protocol):
@@ -116,9 +168,18 @@ class ClusterDriver(Protocol):
         ...
 
     async def update(self, spec: ClusterSpec, nodes: NodeProvisioner, report: Report) -> Outcome:
-        """Converge the nodes to ``spec`` (resize)."""
+        """Converge the nodes to ``spec``: counts, node groups, image and CA."""
         ...
 
     async def delete(self, spec: ClusterSpec, nodes: NodeProvisioner, report: Report) -> None:
         """Remove every node the cluster owns."""
+        ...
+
+
+@runtime_checkable
+class HealthCheck(Protocol):
+    """Optional: a driver that can tell its cluster's health (polled periodically)."""
+
+    async def health(self, spec: ClusterSpec, nodes: NodeProvisioner) -> Health:
+        """Poll every node; never raise for a sick node, report it."""
         ...

@@ -6,6 +6,7 @@ Selection follows Magnum: an explicit driver name wins; otherwise the driver who
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 
@@ -13,6 +14,8 @@ from berth import errors
 from berth.clusters.driver import ClusterDriver
 
 __all__ = ["ENTRY_POINT_GROUP", "ClusterDriverNotSupported", "DriverRegistry", "load_drivers"]
+
+log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "berth.cluster_drivers"
 
@@ -47,6 +50,14 @@ def load_drivers() -> DriverRegistry:
     """Instantiate every driver registered under the entry-point group."""
     found: list[ClusterDriver] = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        factory = ep.load()
-        found.append(factory())
+        try:
+            factory = ep.load()
+            found.append(factory())
+        except Exception:  # a broken plug-in must not take the API down with it
+            log.exception(
+                "cluster driver %s (%s) cannot be loaded: its clusters will fail with "
+                "'Driver ... is not installed' until it is fixed",
+                ep.name,
+                ep.value,
+            )
     return DriverRegistry(found)

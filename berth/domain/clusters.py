@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import re
+import uuid as uuid_mod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -11,13 +13,21 @@ from berth import errors
 
 __all__ = [
     "CREATE_FIELDS",
+    "DEFAULT_GROUPS",
     "FLAVORS",
     "IN_PROGRESS",
     "MAX_CLUSTERS_PER_PROJECT",
+    "NODEGROUP_FIELDS",
+    "NODEGROUP_PATCHABLE",
     "PATCHABLE",
     "Flavor",
     "check_name",
+    "check_node_counts",
+    "check_resize_bounds",
     "coerce_create",
+    "coerce_nodegroup",
+    "coerce_taints",
+    "default_group_uuid",
     "resolve_flavor",
 ]
 
@@ -43,7 +53,7 @@ CREATE_FIELDS: Final[dict[str, str]] = {
     "floating_ip_enabled": "bool",
     "master_lb_enabled": "bool",
 }
-# Magnum's default quota ([quotas] max_clusters_per_project).
+# Magnum's default quota ([quotas] max_clusters_per_project); Settings overrides it.
 MAX_CLUSTERS_PER_PROJECT: Final = 20
 # What a cluster PATCH may change (upstream Magnum's list).
 PATCHABLE: Final = frozenset({"node_count", "health_status", "health_status_reason"})
@@ -57,7 +67,8 @@ class Flavor:
     memory_mb: int
 
 
-# Defaults modelled on Nova's m1 flavors, scaled down: nodes are containers.
+# Nova's m1 flavors, scaled down (nodes are containers): the presets when none are
+# given. The services resolve against the operator's Settings.cluster_flavors.
 FLAVORS: Final[dict[str, Flavor]] = {
     "m1.tiny": Flavor(0.5, 512),
     "m1.small": Flavor(1.0, 1024),
@@ -125,3 +136,117 @@ def coerce_create(body: Mapping[str, Any]) -> dict[str, Any]:
         for name, value in body.items()
         if value is not None
     }
+
+
+# -- node groups (microversion 1.9+)
+
+DEFAULT_GROUPS: Final = ("default-master", "default-worker")
+# Request attributes of POST /v1/clusters/{id}/nodegroups and their kinds.
+NODEGROUP_FIELDS: Final[dict[str, str]] = {
+    "name": "str",
+    "node_count": "int",
+    "min_node_count": "int",
+    "max_node_count": "int",
+    "flavor_id": "str",
+    "image_id": "str",
+    "docker_volume_size": "int",
+    "labels": "dict",
+    "merge_labels": "bool",
+    "role": "str",
+    "project_id": "str",
+    "node_labels": "dict",
+    "node_taints": "list",
+}
+# What a nodegroup PATCH may change (Magnum: everything else is "internal").
+NODEGROUP_PATCHABLE: Final = frozenset(
+    {"min_node_count", "max_node_count", "node_labels", "node_taints"}
+)
+_TAINT_EFFECTS: Final = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def default_group_uuid(cluster_uuid: str, name: str) -> str:
+    """The stable UUID of a cluster's default group (uuid5 of the cluster and group name)."""
+    return str(uuid_mod.uuid5(uuid_mod.UUID(cluster_uuid), name))
+
+
+def coerce_taints(value: Any) -> list[dict[str, str]]:
+    """Kubernetes-style taints: a list of ``{key, value?, effect}`` (a literal string too)."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value) if value.strip() else []
+        except (ValueError, SyntaxError):
+            raise errors.Invalid(f"Invalid input for node_taints: {value}") from None
+    if not isinstance(value, list):
+        raise errors.Invalid("Invalid input for field/attribute node_taints: a list is expected.")
+    out = []
+    for taint in value:
+        if not isinstance(taint, dict) or not isinstance(taint.get("key"), str) or not taint["key"]:
+            raise errors.Invalid(f"Invalid taint {taint!r}: a key is required.")
+        if taint.get("effect") not in _TAINT_EFFECTS:
+            raise errors.Invalid(
+                f"Invalid taint effect {taint.get('effect')!r}: use {', '.join(_TAINT_EFFECTS)}."
+            )
+        unknown = set(taint) - {"key", "value", "effect"}
+        if unknown:
+            raise errors.Invalid(f"Invalid taint {taint!r}: unknown {sorted(unknown)[0]}.")
+        item = {"key": taint["key"], "effect": str(taint["effect"])}
+        if taint.get("value") not in (None, ""):
+            item["value"] = str(taint["value"])
+        out.append(item)
+    return out
+
+
+def coerce_nodegroup(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Coerce a nodegroup-create body; unknown attributes are a 400, nulls mean "not given"."""
+    unknown = sorted(set(body) - set(NODEGROUP_FIELDS))
+    if unknown:
+        raise errors.Invalid(f"Unknown attribute for argument nodegroup: {unknown[0]}")
+    out: dict[str, Any] = {}
+    for name, value in body.items():
+        if value is None:
+            continue
+        kind = NODEGROUP_FIELDS[name]
+        out[name] = coerce_taints(value) if kind == "list" else _coerce(name, kind, value)
+    if "name" not in out:
+        raise errors.Invalid("Mandatory field missing: name")
+    if not 1 <= len(out["name"]) <= 255 or not _NAME.match(out["name"]):
+        raise errors.Invalid(
+            f"Nodegroup name {out['name']} is invalid: it must start with a letter and contain "
+            "only letters, digits, '_', '.' or '-' (it names the node containers)."
+        )
+    for name in ("node_count", "min_node_count", "max_node_count", "docker_volume_size"):
+        if name in out and out[name] < (1 if name == "docker_volume_size" else 0):
+            raise errors.Invalid(f"Invalid input for field/attribute {name}. Value: {out[name]}.")
+    return out
+
+
+def check_node_counts(name: str, node_count: int, low: int, high: int | None) -> None:
+    """Magnum's ``_validate_node_count``: min <= node_count <= max (a 409 NodeGroupInvalidInput)."""
+    problem = None
+    if high is not None and high < low:
+        attr, expl = (
+            "max_node_count",
+            (f"min_node_count ({low}) should be less or equal to max_node_count ({high})"),
+        )
+        problem = (attr, expl)
+    elif high is not None and node_count > high:
+        problem = (
+            "max_node_count",
+            f"node_count ({node_count}) should be less or equal to max_node_count ({high})",
+        )
+    elif low > node_count:
+        problem = (
+            "min_node_count",
+            f"min_node_count ({low}) should be less or equal to node_count ({node_count})",
+        )
+    if problem:
+        raise errors.Conflict(f"{problem[0]} for {name} is invalid ({problem[1]}).")
+
+
+def check_resize_bounds(name: str, node_count: int, low: int, high: int | None) -> None:
+    """Magnum's NGResizeOutBounds (400): a resize must stay within the group's bounds."""
+    if node_count < low or (high is not None and node_count > high):
+        raise errors.Invalid(
+            f"Resizing {name} outside the allowed range: min_node_count = {low}, "
+            f"max_node_count = {high}"
+        )

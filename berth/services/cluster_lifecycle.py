@@ -20,17 +20,30 @@ from typing import Any
 from sqlalchemy import or_, select, update
 
 from berth.clusters import pki
-from berth.clusters.driver import ClusterSpec, NodeProvisioner, Outcome, Report
+from berth.clusters.driver import (
+    ClusterSpec,
+    NodeProvisioner,
+    Outcome,
+    Report,
+)
 from berth.clusters.engine import run_operation
 from berth.clusters.registry import DriverRegistry
 from berth.domain import clusters as spec
+from berth.services import cluster_groups
 from berth.services import cluster_templates as templates
 from berth.services.cluster_events import emit_notification, emit_step
 from berth.services.env import Env
 from berth.store.base import utcnow
 from berth.store.tables import ClusterRow, ClusterTemplateRow
 
-__all__ = ["ClusterWorker", "ProvisionerFactory", "ca_of", "process_pending", "run_one"]
+__all__ = [
+    "ClusterWorker",
+    "ProvisionerFactory",
+    "ca_of",
+    "cluster_spec",
+    "process_pending",
+    "run_one",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +96,11 @@ async def _claim(env: Env, uuid: str) -> ClusterRow | None:
             ca = pki.new_ca(row.name)
             row.ca_cert, row.ca_key_sealed = ca.cert_pem, env.secrets.seal(ca.key_pem)
             emit_step(session, row, "Cluster CA created.")
+        if row is not None and not row.control_ca_cert:
+            # Berth's own CA for reaching the nodes: never rotated, never shown.
+            control = pki.new_ca(f"berth control {row.uuid[:8]}")
+            row.control_ca_cert = control.cert_pem
+            row.control_ca_key_sealed = env.secrets.seal(control.key_pem)
         return row
 
 
@@ -92,8 +110,16 @@ async def _spec(env: Env, row: ClusterRow) -> ClusterSpec:
             select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
         )
     image = templates.attributes(template)["image_id"] if template else ""
-    flavor = spec.resolve_flavor(row.attrs.get("flavor_id"))
+    flavor = cluster_groups.resolve_flavor(env, row.attrs.get("flavor_id"))
     ca = ca_of(env, row) if row.ca_cert else None
+    control = (
+        pki.CertificateAuthority(row.control_ca_cert, env.secrets.open(row.control_ca_key_sealed))
+        if row.control_ca_cert and row.control_ca_key_sealed
+        else None
+    )
+    labels = dict(row.attrs.get("labels") or {})
+    # The node groups from their table: flavors resolved per group, images per group.
+    groups = await cluster_groups.spec_groups(env, row, image)
     return ClusterSpec(
         uuid=row.uuid,
         name=row.name,
@@ -103,10 +129,21 @@ async def _spec(env: Env, row: ClusterRow) -> ClusterSpec:
         cpu=flavor.cpu,
         memory_mb=flavor.memory_mb,
         image=image,
-        labels=dict(row.attrs.get("labels") or {}),
+        labels=labels,
         ca_cert_pem=ca.cert_pem if ca else "",
         ca_key_pem=ca.key_pem if ca else "",
+        nodegroups=groups,
+        control_ca_cert_pem=control.cert_pem if control else "",
+        control_ca_key_pem=control.key_pem if control else "",
+        insecure_registry=str(
+            (templates.attributes(template).get("insecure_registry") if template else None) or ""
+        ),
     )
+
+
+async def cluster_spec(env: Env, row: ClusterRow) -> ClusterSpec:
+    """The plain-data spec a driver is handed for ``row`` (also for health polls)."""
+    return await _spec(env, row)
 
 
 async def run_one(

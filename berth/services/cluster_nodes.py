@@ -2,14 +2,17 @@
 
 Nodes are ordinary Berth containers created with the cluster owner's context,
 so the owner's project, quotas and policies apply; they carry the label
-``berth.cluster`` with the cluster UUID. Docker-in-Docker privileges for node
-containers are not granted yet (see docs/clusters.md).
+``berth.cluster`` with the cluster UUID. A node asking for the ``dind`` profile
+gets the Docker-in-Docker options (``node_profile``, an internal-only container
+field the Zun API never accepts; see docs/clusters.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+
+from sqlalchemy import select
 
 from berth import errors
 from berth.clusters.driver import NodeInfo, NodeSpec
@@ -32,7 +35,14 @@ def _info(row: ContainerRow) -> NodeInfo:
             if isinstance(entry, dict) and entry.get("addr"):
                 address = str(entry["addr"])
                 break
-    return NodeInfo(row.name, row.status, address)
+    return NodeInfo(
+        row.name,
+        row.status,
+        address,
+        image=row.image,
+        environment=dict(row.environment or {}),
+        status_reason=row.status_reason,
+    )
 
 
 class ContainerNodes:
@@ -56,7 +66,11 @@ class ContainerNodes:
             labels={CLUSTER_LABEL: self.cluster_uuid},
             environment=dict(spec.environment),
             exposed_ports=exposed or None,
-            given=frozenset({"image", "name", "cpu", "memory", "labels", "environment"}),
+            hostname=spec.name[:63],
+            node_profile=spec.profile,
+            given=frozenset(
+                {"image", "name", "cpu", "memory", "labels", "environment", "hostname"}
+            ),
         )
         row = await containers.create(self.env, self.owner, req, run=True)
         return _info(row)
@@ -68,6 +82,18 @@ class ContainerNodes:
         except errors.NotFound:
             return None
         return _info(row)
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        """Every container of the owner's project labelled with this cluster."""
+        async with self.env.db.read() as session:
+            rows = (
+                await session.scalars(
+                    select(ContainerRow)
+                    .where(ContainerRow.project_id == self.owner.project_id)
+                    .order_by(ContainerRow.name)
+                )
+            ).all()
+        return [_info(r) for r in rows if (r.labels or {}).get(CLUSTER_LABEL) == self.cluster_uuid]
 
     async def delete_node(self, name: str) -> None:
         """Force-remove the node container; a missing one is fine.

@@ -56,6 +56,17 @@ def _scope(env: Env, ctx: RequestContext, rule: str) -> Scope:
     return Scope(ctx.project_id, all_projects=env.allowed(ctx, f"{rule}_all_projects"))
 
 
+def _check_flavors(env: Env, values: dict[str, Any]) -> None:
+    """Flavors name the operator's presets (Magnum: FlavorNotFound, a 400)."""
+    presets = env.settings.cluster_flavors
+    for key in ("flavor_id", "master_flavor_id"):
+        name = values.get(key)
+        if name is not None and name not in presets:
+            raise errors.Invalid(
+                f"Unable to find flavor {name}. Known: {', '.join(sorted(presets))}."
+            )
+
+
 def _check_publish(env: Env, ctx: RequestContext, values: dict[str, Any]) -> None:
     wants = values.get("public") or values.get("hidden")
     if wants and not env.allowed(ctx, "clustertemplate:publish"):
@@ -72,6 +83,7 @@ async def create(env: Env, ctx: RequestContext, body: dict[str, Any]) -> Cluster
         if values.get(required) is None:
             raise errors.Invalid(f"Mandatory field missing: {required}")
     _check_publish(env, ctx, values)
+    _check_flavors(env, values)
     if not values.get("network_driver"):
         values["network_driver"] = spec.default_network_driver(values["coe"])
     now = utcnow()
@@ -141,6 +153,7 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
         )
     if "public" in changed or "hidden" in changed:
         _check_publish(env, ctx, {"public": True})
+    _check_flavors(env, changed)
     if "name" in changed and not changed["name"]:
         raise errors.Invalid("Invalid input for field/attribute name: it must not be empty.")
     async with env.db.transaction() as session:

@@ -19,12 +19,13 @@ from berth.clusters.registry import DriverRegistry
 from berth.domain import clusters as spec
 from berth.domain.context import RequestContext
 from berth.domain.jsonpatch import apply_patch
+from berth.services import cluster_groups as groups
 from berth.services import cluster_templates as templates
 from berth.services.cluster_events import emit_notification, emit_step
 from berth.services.env import Env
 from berth.services.names import generate_name
 from berth.store.base import new_uuid, utcnow
-from berth.store.tables import ClusterRow, ClusterTemplateRow
+from berth.store.tables import ClusterQuotaRow, ClusterRow, ClusterTemplateRow
 
 __all__ = [
     "ClusterNotFound",
@@ -36,10 +37,10 @@ __all__ = [
     "rotate_ca",
     "stats",
     "update",
+    "upgrade",
 ]
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
-_SETTLED = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_FAILED")
 
 
 def _deadline(minutes: int) -> dt.datetime | None:
@@ -72,8 +73,7 @@ async def create(
     driver = drivers.select(
         server_type=ct["server_type"], os=ct["cluster_distro"], coe=ct["coe"], name=ct["driver"]
     )
-    attrs = _initial_attrs(ct, values, zero_ok=zero_ok)
-    limit = spec.MAX_CLUSTERS_PER_PROJECT
+    attrs = _initial_attrs(env, ct, values, zero_ok=zero_ok)
     row = ClusterRow(
         uuid=new_uuid(),
         project_id=ctx.project_id,
@@ -88,6 +88,13 @@ async def create(
         deadline=_deadline(attrs["create_timeout"]),
     )
     async with env.db.transaction() as session:
+        limit = await session.scalar(
+            select(ClusterQuotaRow.hard_limit).where(
+                ClusterQuotaRow.project_id == ctx.project_id, ClusterQuotaRow.resource == "Cluster"
+            )
+        )
+        if limit is None:
+            limit = env.settings.max_clusters_per_project
         owned = await session.scalars(
             select(ClusterRow.id).where(ClusterRow.project_id == ctx.project_id)
         )
@@ -97,12 +104,16 @@ async def create(
                 "You may delete a cluster to make room for a new one."
             )
         session.add(row)
+        await session.flush()  # the groups reference the cluster's uuid
+        session.add_all(groups.default_groups(row))
         emit_step(session, row, row.status_reason or "")
         emit_notification(session, row, row.status, "pending", ctx.user_id)
     return row
 
 
-def _initial_attrs(ct: dict[str, Any], values: dict[str, Any], *, zero_ok: bool) -> dict[str, Any]:
+def _initial_attrs(
+    env: Env, ct: dict[str, Any], values: dict[str, Any], *, zero_ok: bool
+) -> dict[str, Any]:
     master_count = values.get("master_count", 1)
     node_count = values.get("node_count", 1)
     if master_count < 1 or master_count % 2 == 0:
@@ -118,10 +129,19 @@ def _initial_attrs(ct: dict[str, Any], values: dict[str, Any], *, zero_ok: bool)
     labels = dict(values.get("labels") or ct["labels"])
     if values.get("merge_labels"):
         labels = {**ct["labels"], **(values.get("labels") or {})}
+    bounds = [labels.get(k) for k in ("min_node_count", "max_node_count")]
+    if any(b is not None and not str(b).isdigit() for b in bounds):
+        raise errors.Invalid("The labels min_node_count and max_node_count must be integers >= 0.")
+    spec.check_node_counts(
+        "default-worker",
+        node_count,
+        int(bounds[0] or 0),
+        None if bounds[1] is None else int(bounds[1]),
+    )
     flavor_id = values.get("flavor_id", ct["flavor_id"])
     master_flavor_id = values.get("master_flavor_id", ct["master_flavor_id"])
-    spec.resolve_flavor(flavor_id)
-    spec.resolve_flavor(master_flavor_id)
+    groups.resolve_flavor(env, flavor_id)
+    groups.resolve_flavor(env, master_flavor_id)
     return {
         "keypair": values.get("keypair", ct["keypair_id"]),
         "node_count": node_count,
@@ -179,9 +199,12 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
     """Apply a JSON-Patch: node_count starts an update; health fields are just saved."""
     row = await _find(env, ctx, ident, "update")
     env.enforce(ctx, "cluster:update", row.project_id)
+    async with env.db.read() as session:
+        found = await groups.groups_of(session, row.uuid)
+    worker = [g for g in found if g.name == "default-worker"]
     before = {
         "name": row.name,
-        "node_count": row.attrs.get("node_count"),
+        "node_count": worker[0].node_count if worker else row.attrs.get("node_count"),
         "master_count": row.attrs.get("master_count"),
         "health_status": row.attrs.get("health_status"),
         "health_status_reason": row.attrs.get("health_status_reason") or {},
@@ -224,31 +247,135 @@ async def _save_health(env: Env, row: ClusterRow, after: dict[str, Any]) -> Clus
 
 
 async def resize(
-    env: Env, ctx: RequestContext, ident: str, node_count: Any, *, zero_ok: bool
+    env: Env,
+    ctx: RequestContext,
+    ident: str,
+    node_count: Any,
+    *,
+    zero_ok: bool,
+    nodegroup: Any = None,
+    nodes_to_remove: Any = (),
 ) -> ClusterRow:
-    """Set the worker count and start UPDATE_IN_PROGRESS (also retries a failed update)."""
+    """Set a worker group's size (default-worker unless ``nodegroup``) and start an update.
+
+    The group's min/max bounds apply (Magnum's NGResizeOutBounds); the same count
+    again retries a failed update.
+    """
     row = await _find(env, ctx, ident, "update")
     env.enforce(ctx, "cluster:resize", row.project_id)
     if isinstance(node_count, bool) or not isinstance(node_count, int):
         raise errors.Invalid(f"Invalid input for field/attribute node_count. Value: {node_count}.")
-    if node_count < 0 or (node_count == 0 and not zero_ok):
-        raise errors.Invalid(f"node_count must be >= {0 if zero_ok else 1}, not {node_count}.")
+    if nodegroup is not None and not isinstance(nodegroup, str):
+        raise errors.Invalid(f"Invalid input for field/attribute nodegroup. Value: {nodegroup}.")
+    if not isinstance(nodes_to_remove, (list, tuple)) or not all(
+        isinstance(n, str) for n in nodes_to_remove
+    ):
+        raise errors.Invalid("Invalid input for field/attribute nodes_to_remove: a list of names.")
+    if node_count < 0:
+        raise errors.Invalid(f"node_count must be >= 0, not {node_count}.")
+    if node_count == 0 and not zero_ok:
+        raise errors.Invalid(
+            "Resizing a nodegroup to zero is not supported in the provided microversion."
+        )
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, row.id, with_for_update=True)
         if fresh is None:
             raise ClusterNotFound(f"Cluster {ident} could not be found.")
-        if fresh.status not in _SETTLED:
-            raise errors.InvalidStateException(
-                f"Updating a cluster when status is {fresh.status} is not supported."
-            )
-        fresh.attrs = {**fresh.attrs, "node_count": node_count}
-        fresh.status = "UPDATE_IN_PROGRESS"
-        fresh.status_reason = f"Resize to {node_count} worker node(s) requested."
-        fresh.updated_at = utcnow()
-        fresh.deadline = _deadline(int(fresh.attrs.get("create_timeout", 60)))
-        fresh.lease_until = None
-        emit_step(session, fresh, fresh.status_reason)
-        emit_notification(session, fresh, fresh.status, "pending", ctx.user_id)
+        found = await groups.settle(session, fresh)
+        group = groups.find_group(found, fresh, nodegroup or "default-worker", deleting=False)
+        if group.role == "master":
+            raise errors.Invalid("Resizing a master nodegroup is not supported by this driver.")
+        spec.check_resize_bounds(group.name, node_count, group.min_node_count, group.max_node_count)
+        group.node_count = node_count
+        group.status, group.updated_at = "UPDATE_IN_PROGRESS", utcnow()
+        groups.recount(fresh, found)
+        where = "" if group.name == "default-worker" else f" in node group {group.name}"
+        groups.begin_update(
+            session,
+            fresh,
+            f"Resize to {node_count} worker node(s){where} requested.",
+            ctx.user_id,
+            int(fresh.attrs.get("create_timeout", 60)),
+            {"nodes_to_remove": list(nodes_to_remove)} if nodes_to_remove else None,
+        )
+    return fresh
+
+
+async def upgrade(env: Env, ctx: RequestContext, ident: str, body: Any) -> ClusterRow:
+    """Move the cluster (or one node group) to another template's node image.
+
+    Without ``nodegroup`` (or with a default group) the cluster's template becomes
+    the new one and both default groups follow it; a non-default group can only
+    be brought to the cluster's current template (Magnum's rule, 409 otherwise).
+    The driver's update then replaces nodes whose image differs, in rolling batches.
+    """
+    if not isinstance(body, dict):
+        raise errors.Invalid("The request body must be a JSON object.")
+    unknown = sorted(set(body) - {"cluster_template", "max_batch_size", "nodegroup"})
+    if unknown:
+        raise errors.Invalid(f"Unknown attribute for argument cluster upgrade: {unknown[0]}")
+    wanted, batch, ng = (
+        body.get("cluster_template"),
+        body.get("max_batch_size", 1),
+        body.get("nodegroup"),
+    )
+    if not isinstance(wanted, str) or not wanted:
+        raise errors.Invalid("Mandatory field missing: cluster_template")
+    if batch is None:
+        batch = 1
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise errors.Invalid(f"Invalid input for field/attribute max_batch_size. Value: {batch}.")
+    if ng is not None and not isinstance(ng, str):
+        raise errors.Invalid(f"Invalid input for field/attribute nodegroup. Value: {ng}.")
+    row = await _find(env, ctx, ident, "upgrade")
+    env.enforce(ctx, "cluster:upgrade", row.project_id)
+    template = await templates.get(env, ctx, wanted)
+    if template.hidden and not ctx.is_admin:
+        raise errors.Forbidden("Cluster template is hidden: only admins may use it.")
+    async with env.db.read() as session:
+        current = await session.scalar(
+            select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
+        )
+    new_ct = templates.attributes(template)
+    if current is not None and templates.attributes(current)["coe"] != new_ct["coe"]:
+        raise errors.Conflict(
+            "Cluster Template is not valid for upgrade: the COE must stay "
+            f"{templates.attributes(current)['coe']}, not {new_ct['coe']}."
+        )
+    async with env.db.transaction() as session:
+        fresh = await session.get(ClusterRow, row.id, with_for_update=True)
+        if fresh is None:
+            raise ClusterNotFound(f"Cluster {ident} could not be found.")
+        found = await groups.settle(session, fresh)
+        group = groups.find_group(found, fresh, ng, deleting=False) if ng else None
+        if group is not None and not group.is_default:
+            if template.uuid != fresh.cluster_template_id:
+                raise errors.Conflict(
+                    f"Nodegroup {group.name} can only be upgraded to the cluster's current "
+                    f"template {fresh.cluster_template_id}: upgrade the cluster first."
+                )
+            targets = [group]
+        else:
+            fresh.cluster_template_id = template.uuid
+            targets = [g for g in found if g.is_default]
+        for g in targets:
+            g.image_id = None  # follow the cluster's template
+            g.status, g.updated_at = "UPDATE_IN_PROGRESS", utcnow()
+        groups.begin_update(
+            session,
+            fresh,
+            f"Upgrade of {', '.join(g.name for g in targets)} to cluster template "
+            f"{template.name} ({new_ct['image_id']}) requested.",
+            ctx.user_id,
+            int(fresh.attrs.get("create_timeout", 60)),
+            {
+                "upgrade": {
+                    "cluster_template_id": template.uuid,
+                    "max_batch_size": batch,
+                    "nodegroups": [g.name for g in targets],
+                }
+            },
+        )
     return fresh
 
 
@@ -305,6 +432,7 @@ async def rotate_ca(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
             raise errors.Invalid(
                 f"Rotating the CA of cluster {fresh.uuid} is not allowed in status {fresh.status}."
             )
+        await groups.settle(session, fresh)
         fresh.ca_cert, fresh.ca_key_sealed = ca.cert_pem, env.secrets.seal(ca.key_pem)
         fresh.status = "UPDATE_IN_PROGRESS"
         fresh.status_reason = "CA rotation requested: nodes get certificates from the new CA."

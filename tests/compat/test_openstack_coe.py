@@ -87,11 +87,11 @@ def test_stats(cli: Cli) -> None:
 
 
 def test_cluster_commands_without_an_installed_driver(cli: Cli) -> None:
-    """No cluster driver is installed in this server: create is refused the Magnum way (400)."""
+    """No driver provides kubernetes (only swarm-mode ships): create is refused the Magnum way."""
     alice = {"user": "coe-alice", "password": PW, "project": "coe-a"}
     _json_after_banner(
         cli, "coe", "cluster", "template", "create", "tpl2",
-        "--coe", "swarm-mode", "--image", "berth-node", "--external-network", "public",
+        "--coe", "kubernetes", "--image", "berth-node", "--external-network", "public",
         **alice,
     )  # fmt: skip
     assert cli.json("coe", "cluster", "list", **alice) == []

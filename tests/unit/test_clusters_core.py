@@ -86,3 +86,18 @@ def test_ca_issues_server_and_client_certificates() -> None:
     assert "PRIVATE KEY" in key_pem
     with pytest.raises(pki.InvalidCsr):
         pki.sign_csr(ca, "-----BEGIN CERTIFICATE REQUEST-----\nnope\n")
+
+
+def test_a_broken_driver_plugin_is_skipped_not_fatal(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    from berth.clusters import registry
+
+    good = EntryPoint("swarm-mode", "berth.clusters.swarm:driver", registry.ENTRY_POINT_GROUP)
+    broken = EntryPoint("ghost", "berth.clusters.no_such_module:Driver", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [broken, good])
+    loaded = registry.load_drivers()
+    assert [d.info.name for d in loaded.drivers.values()] == ["swarm-mode"]
+    assert "ghost" in caplog.text and "cannot be loaded" in caplog.text

@@ -80,7 +80,7 @@ async def update_cluster(request: Request, state: State, ctx: Caller, ident: str
 
 @router.post("/v1/clusters/{ident}/actions/resize")
 async def resize_cluster(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
-    """Resize the default worker group (microversion 1.7+)."""
+    """Resize a worker group, default-worker unless ``nodegroup`` (microversion 1.7+)."""
     if _version(request) < APIVersion(1, 7):
         raise errors.NotAcceptable(
             f"Version {_version(request)} was requested but the requested API resize is not "
@@ -93,7 +93,32 @@ async def resize_cluster(request: Request, state: State, ctx: Caller, ident: str
     if unknown:
         raise errors.Invalid(f"Unknown attribute for argument cluster resize: {unknown[0]}")
     zero_ok = _version(request) >= APIVersion(1, 10)
-    row = await svc.resize(state.env, ctx, ident, body["node_count"], zero_ok=zero_ok)
+    row = await svc.resize(
+        state.env,
+        ctx,
+        ident,
+        body["node_count"],
+        zero_ok=zero_ok,
+        nodegroup=body.get("nodegroup"),
+        nodes_to_remove=body.get("nodes_to_remove") or [],
+    )
+    return _accepted(row.uuid)
+
+
+@router.post("/v1/clusters/{ident}/actions/upgrade")
+async def upgrade_cluster(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
+    """Move the cluster (or a node group) to another template's node image (1.8+)."""
+    version = _version(request)
+    if version < APIVersion(1, 7):
+        raise errors.NotAcceptable(
+            f"Version {version} was requested but the requested API upgrade is not "
+            "supported for this version."
+        )
+    if version < APIVersion(1, 8):
+        raise errors.Invalid(
+            "Cluster Upgrade is not supported in microversion 1.7: use 1.8 or later."
+        )
+    row = await svc.upgrade(state.env, ctx, ident, await read_json(request))
     return _accepted(row.uuid)
 
 

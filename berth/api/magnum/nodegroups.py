@@ -1,29 +1,39 @@
-"""Nodegroups (microversion 1.9+), read-only: every cluster's ``default-master`` and
-``default-worker`` groups, derived from its counts. Creating, patching and deleting
-nodegroups is not served yet.
-"""
+"""Nodegroups (microversion 1.9+): list, show, create, patch, delete; thin handlers."""
 
 from __future__ import annotations
 
-import contextlib
-import uuid as uuid_mod
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.magnum.microversions import MIN_VERSION
-from berth.api.magnum.views import app_url, iso
+from berth.api.magnum.templates import read_json
+from berth.api.magnum.views import app_url, iso, page
 from berth.api.zun.microversions import APIVersion
-from berth.services import cluster_templates as templates
-from berth.services import clusters as svc
-from berth.store.tables import ClusterRow
+from berth.services import cluster_groups
+from berth.services import cluster_nodegroups as svc
+from berth.store.tables import NodeGroupRow
 
 __all__ = ["router"]
 
 router = APIRouter()
-_SUMMARY = ("uuid", "name", "flavor_id", "image_id", "node_count", "status", "role", "links")
+_SUMMARY = (
+    "uuid",
+    "name",
+    "flavor_id",
+    "image_id",
+    "node_count",
+    "role",
+    "is_default",
+    "status",
+    "stack_id",
+    "min_node_count",
+    "max_node_count",
+    "merge_labels",
+)
 
 
 def _gate(request: Request) -> None:
@@ -35,84 +45,103 @@ def _gate(request: Request) -> None:
         )
 
 
-def _groups(request: Request, row: ClusterRow, image: str) -> list[dict[str, Any]]:
-    base = app_url(request)
-    out = []
-    for role, count_key, flavor_key in (
-        ("master", "master_count", "master_flavor_id"),
-        ("worker", "node_count", "flavor_id"),
-    ):
-        name = f"default-{role}"
-        ng_uuid = str(uuid_mod.uuid5(uuid_mod.UUID(row.uuid), name))
-        path = f"clusters/{row.uuid}/nodegroups/{ng_uuid}"
-        out.append(
-            {
-                "uuid": ng_uuid,
-                "name": name,
-                "cluster_id": row.uuid,
-                "project_id": row.project_id,
-                "role": role,
-                "is_default": True,
-                "node_count": row.attrs.get(count_key),
-                "min_node_count": 1 if role == "master" else 0,
-                "max_node_count": None,
-                "flavor_id": row.attrs.get(flavor_key),
-                "image_id": image,
-                "docker_volume_size": row.attrs.get("docker_volume_size"),
-                "labels": row.attrs.get("labels") or {},
-                "node_addresses": row.attrs.get(
-                    "master_addresses" if role == "master" else "node_addresses"
-                )
-                or [],
-                "node_labels": {},
-                "node_taints": [],
-                "status": row.status,
-                "status_reason": row.status_reason,
-                "stack_id": row.uuid,
-                "version": None,
-                "merge_labels": False,
-                "links": [
-                    {"href": f"{base}/v1/{path}", "rel": "self"},
-                    {"href": f"{base}/{path}", "rel": "bookmark"},
-                ],
-                "created_at": iso(row.created_at),
-                "updated_at": iso(row.updated_at),
-            }
-        )
-    return out
-
-
-async def _cluster_groups(
-    request: Request, state: State, ctx: Caller, ident: str, rule: str
-) -> list[dict[str, Any]]:
-    _gate(request)
-    row = await svc.get(state.env, ctx, ident)
-    state.env.enforce(ctx, f"nodegroup:{rule}", row.project_id)
-    image = ""
-    with contextlib.suppress(errors.NotFound):
-        template = await templates.get(state.env, ctx, row.cluster_template_id)
-        image = templates.attributes(template)["image_id"]
-    return _groups(request, row, image)
+def _view(request: Request, found: svc.ClusterGroups, g: NodeGroupRow) -> dict[str, Any]:
+    cluster = found.cluster
+    path = f"clusters/{cluster.uuid}/nodegroups/{g.uuid}"
+    cluster_labels = dict(cluster.attrs.get("labels") or {})
+    labels = dict(g.labels or {})
+    addresses: list[str] = []
+    if g.name == "default-master":
+        addresses = list(cluster.attrs.get("master_addresses") or [])
+    elif g.name == "default-worker":
+        addresses = list(cluster.attrs.get("node_addresses") or [])
+    status = cluster_groups.display_status(g, cluster)
+    return {
+        "id": g.id,
+        "uuid": g.uuid,
+        "name": g.name,
+        "cluster_id": cluster.uuid,
+        "project_id": g.project_id,
+        "role": g.role,
+        "is_default": g.is_default,
+        "node_count": g.node_count,
+        "min_node_count": g.min_node_count,
+        "max_node_count": g.max_node_count,
+        "flavor_id": g.flavor_id,
+        "image_id": g.image_id or found.image,
+        "docker_volume_size": g.docker_volume_size,
+        "labels": labels,
+        "labels_overridden": {
+            k: v for k, v in cluster_labels.items() if k in labels and labels[k] != v
+        },
+        "labels_added": {k: v for k, v in labels.items() if k not in cluster_labels},
+        "labels_skipped": {k: v for k, v in cluster_labels.items() if k not in labels},
+        "node_addresses": addresses,
+        "node_labels": dict(g.attrs.get("node_labels") or {}),
+        "node_taints": list(g.attrs.get("node_taints") or []),
+        "status": status,
+        "status_reason": cluster.status_reason if status != g.status else g.status_reason,
+        "stack_id": cluster.uuid,
+        "version": g.version,
+        "merge_labels": bool(g.attrs.get("merge_labels", False)),
+        "links": [
+            {"href": f"{app_url(request)}/v1/{path}", "rel": "self"},
+            {"href": f"{app_url(request)}/{path}", "rel": "bookmark"},
+        ],
+        "created_at": iso(g.created_at),
+        "updated_at": iso(g.updated_at),
+    }
 
 
 @router.get("/v1/clusters/{ident}/nodegroups")
 async def list_nodegroups(
     request: Request, state: State, ctx: Caller, ident: str
 ) -> dict[str, Any]:
-    """The cluster's nodegroups (``?role=`` filters)."""
-    groups = await _cluster_groups(request, state, ctx, ident, "get_all")
+    """The cluster's nodegroups (``?role=`` filters; Magnum's paging and sorting)."""
+    _gate(request)
+    found = await svc.list_groups(state.env, ctx, ident)
     role = request.query_params.get("role")
-    return {
-        "nodegroups": [{k: g[k] for k in _SUMMARY} for g in groups if role in (None, g["role"])]
-    }
+    items = [
+        {k: v for k, v in _view(request, found, g).items() if k in _SUMMARY}
+        for g in found.rows
+        if role in (None, g.role)
+    ]
+    return page(request, items, "nodegroups", f"clusters/{found.cluster.uuid}/nodegroups")
 
 
 @router.get("/v1/clusters/{ident}/nodegroups/{ng}")
 async def show_nodegroup(
     request: Request, state: State, ctx: Caller, ident: str, ng: str
 ) -> dict[str, Any]:
-    """One nodegroup by UUID or name."""
-    for group in await _cluster_groups(request, state, ctx, ident, "get"):
-        if ng in (group["uuid"], group["name"]):
-            return group
-    raise errors.NotFound(f"Nodegroup {ng} could not be found.")
+    """One nodegroup by UUID, name or id."""
+    _gate(request)
+    found = await svc.get(state.env, ctx, ident, ng)
+    return _view(request, found, found.rows[0])
+
+
+@router.post("/v1/clusters/{ident}/nodegroups")
+async def create_nodegroup(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
+    """202 with the new nodegroup; the cluster update creates its nodes."""
+    _gate(request)
+    found = await svc.create(state.env, ctx, ident, await read_json(request))
+    return JSONResponse(_view(request, found, found.rows[0]), status_code=202)
+
+
+@router.patch("/v1/clusters/{ident}/nodegroups/{ng}")
+async def update_nodegroup(
+    request: Request, state: State, ctx: Caller, ident: str, ng: str
+) -> JSONResponse:
+    """JSON-Patch of min/max_node_count, node_labels, node_taints; 202 with the nodegroup."""
+    _gate(request)
+    found = await svc.update(state.env, ctx, ident, ng, await read_json(request))
+    return JSONResponse(_view(request, found, found.rows[0]), status_code=202)
+
+
+@router.delete("/v1/clusters/{ident}/nodegroups/{ng}", status_code=204)
+async def delete_nodegroup(
+    request: Request, state: State, ctx: Caller, ident: str, ng: str
+) -> Response:
+    """204: the cluster update removes the group's nodes, then the group is gone."""
+    _gate(request)
+    await svc.delete(state.env, ctx, ident, ng)
+    return Response(status_code=204)

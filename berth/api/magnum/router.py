@@ -1,4 +1,4 @@
-"""The cluster API (Magnum v1) under ``/container-infra``: version documents, stats, templates."""
+"""The cluster API (Magnum v1) under ``/container-infra``: version documents, stats and routers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from berth import errors
 from berth.api.deps import Caller, State
-from berth.api.magnum import clusters, nodegroups, templates
+from berth.api.magnum import clusters, nodegroups, quotas, templates
 from berth.api.magnum.microversions import MAX_VERSION, MIN_VERSION
 from berth.api.magnum.views import app_url
 from berth.services import clusters as cluster_svc
@@ -19,9 +19,10 @@ router = APIRouter()
 router.include_router(templates.router)
 router.include_router(clusters.router)
 router.include_router(nodegroups.router)
+router.include_router(quotas.router)
 
 # The resources this API serves today; the version document lists only these.
-_RESOURCES = ("clustertemplates", "clusters", "certificates", "stats")
+_RESOURCES = ("clustertemplates", "clusters", "quotas", "certificates", "mservices", "stats")
 
 
 @router.get("")

@@ -67,7 +67,12 @@ def _sort_value(item: dict[str, Any], key: str) -> tuple[int, float, str]:
 
 
 def page(
-    request: Request, items: Sequence[dict[str, Any]], plural: str, resource: str
+    request: Request,
+    items: Sequence[dict[str, Any]],
+    plural: str,
+    resource: str,
+    *,
+    marker_key: str = "uuid",
 ) -> dict[str, Any]:
     """A Magnum collection: sort_key/sort_dir, marker (a uuid), limit and the ``next`` URL."""
     q = request.query_params
@@ -85,7 +90,7 @@ def page(
         rows.reverse()
     marker = q.get("marker")
     if marker:
-        at = [i for i, item in enumerate(rows) if item.get("uuid") == marker]
+        at = [i for i, item in enumerate(rows) if str(item.get(marker_key)) == marker]
         if not at:
             raise errors.NotFound(f"Marker {marker} could not be found.")
         rows = rows[at[0] + 1 :]
@@ -103,7 +108,12 @@ def page(
     body: dict[str, Any] = {plural: rows}
     if rows and len(rows) == limit:
         query = urlencode(
-            {"sort_key": sort_key, "sort_dir": sort_dir, "limit": limit, "marker": rows[-1]["uuid"]}
+            {
+                "sort_key": sort_key,
+                "sort_dir": sort_dir,
+                "limit": limit,
+                "marker": rows[-1][marker_key],
+            }
         )
         body["next"] = f"{app_url(request)}/v1/{resource}?{query}"
     return body

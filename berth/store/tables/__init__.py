@@ -13,19 +13,27 @@ from berth.store.tables.identity import (
     UserRow,
 )
 from berth.store.tables.images import ImageRow, RegistryRow
+from berth.store.tables.networks import NetworkRow, SecurityGroupRow
+from berth.store.tables.nodegroups import ClusterQuotaRow, ConductorRow, NodeGroupRow
 from berth.store.tables.quotas import QuotaClassRow, QuotaRow
 from berth.store.tables.streams import StreamTokenRow
+from berth.store.tables.volumes import CapsuleRow, VolumeRow
 
 __all__ = [
     "ActionEventRow",
+    "CapsuleRow",
+    "ClusterQuotaRow",
     "ClusterRow",
     "ClusterTemplateRow",
+    "ConductorRow",
     "ContainerActionRow",
     "ContainerRow",
     "DomainRow",
     "EventRow",
     "HostRow",
     "ImageRow",
+    "NetworkRow",
+    "NodeGroupRow",
     "OutboxCursorRow",
     "ProjectRow",
     "QuotaClassRow",
@@ -33,8 +41,10 @@ __all__ = [
     "RegistryRow",
     "RoleAssignmentRow",
     "RoleRow",
+    "SecurityGroupRow",
     "ServiceRow",
     "StreamTokenRow",
     "TokenRow",
     "UserRow",
+    "VolumeRow",
 ]

@@ -45,6 +45,10 @@ class ClusterRow(Base):
     attrs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     ca_cert: Mapped[str | None] = mapped_column(Text, default=None)
     ca_key_sealed: Mapped[str | None] = mapped_column(Text, default=None)
+    # Berth's own CA for talking to the nodes (never rotated, never given to users):
+    # nodes trust it besides the cluster CA, so a CA rotation can be pushed to them.
+    control_ca_cert: Mapped[str | None] = mapped_column(Text, default=None)
+    control_ca_key_sealed: Mapped[str | None] = mapped_column(Text, default=None)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, default=None)
     deadline: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,0 +1,236 @@
+"""Talking to a node's dockerd over mutual TLS with the docker SDK (blocking; run in threads).
+
+The control plane authenticates with a client certificate from the cluster's
+*control* CA (which every node trusts besides the cluster CA) and verifies the
+node's server certificate against the CA bundle the node was started with and
+the node's name (a node's first certificate cannot name its address: the address
+is known only once the container runs). ``install_certificates`` then gives the
+node a certificate that also names its address, so users' ``docker --tlsverify
+-H tcp://<address>:2376`` verifies it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.tls import TLSConfig
+from requests.adapters import HTTPAdapter
+
+from berth.clusters import pki
+
+__all__ = ["Credentials", "NodeApi", "NodeApiError"]
+
+PORT = 2376
+_HELPER_IMAGE = "berth/tls-helper:1"
+_HELPER_NAME = "berth-tls-helper"
+_TLS_DIR = "/etc/docker/tls"
+
+
+class NodeApiError(Exception):
+    """A node's dockerd did not answer or refused what was asked."""
+
+
+class _NamedServerAdapter(HTTPAdapter):
+    """Verifies the server certificate against a given name instead of the URL's host."""
+
+    def __init__(self, server_name: str) -> None:
+        self._server_name = server_name
+        super().__init__(pool_connections=1, pool_maxsize=4)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["assert_hostname"] = self._server_name
+        super().init_poolmanager(*args, **kwargs)
+
+
+class Credentials:
+    """The control plane's client certificate and the CA bundles, as files for the SDK."""
+
+    def __init__(self, control_ca: pki.CertificateAuthority) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="berth-swarm-"))
+        cert, key = pki.issue(control_ca, "berth-control-plane", server=False)
+        self.cert = self._write("client-cert.pem", cert)
+        self.key = self._write("client-key.pem", key)
+
+    def _write(self, name: str, text: str) -> str:
+        path = self._dir / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return str(path)
+
+    def bundle(self, pem: str) -> str:
+        """A file holding ``pem`` (a CA bundle), written once per content."""
+        name = f"ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
+        path = self._dir / name
+        if not path.exists():
+            self._write(name, pem)
+        return str(path)
+
+    def close(self) -> None:
+        for child in self._dir.iterdir():
+            child.unlink(missing_ok=True)
+        self._dir.rmdir()
+
+
+class NodeApi:
+    """One node's dockerd: ``https://<address>:2376``, server verified as ``server_name``."""
+
+    def __init__(
+        self, creds: Credentials, address: str, ca_bundle_pem: str, server_name: str,
+        timeout: float = 30.0,
+    ) -> None:  # fmt: skip
+        self.address, self.server_name = address, server_name
+        tls = TLSConfig(
+            client_cert=(creds.cert, creds.key), ca_cert=creds.bundle(ca_bundle_pem), verify=True
+        )
+        self.client = docker.DockerClient(
+            base_url=f"https://{address}:{PORT}", tls=tls, timeout=int(timeout), version="1.41"
+        )
+        self.client.api.mount("https://", _NamedServerAdapter(server_name))
+        # Not REQUESTS_CA_BUNDLE (it would replace the node's CA) nor proxies.
+        self.client.api.trust_env = False
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- basics
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except Exception:
+            return False
+
+    def wait_ready(self, within: float) -> None:
+        deadline = time.monotonic() + within
+        while not self.ping():
+            if time.monotonic() > deadline:
+                raise NodeApiError(
+                    f"dockerd on {self.server_name} ({self.address}:{PORT}) did not answer "
+                    f"within {within:g} s"
+                )
+            time.sleep(0.5)
+
+    def version(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.client.version()
+        return result
+
+    def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.client.info()
+        return result
+
+    # -- certificates
+
+    def serves_name(self, creds: Credentials, ca_bundle_pem: str, name: str) -> bool:
+        """Does the node's server certificate verify for ``name`` (e.g. its address)?"""
+        probe = NodeApi(creds, self.address, ca_bundle_pem, name, timeout=10)
+        try:
+            probe.client.ping()
+            return True
+        except Exception:
+            return False
+        finally:
+            probe.close()
+
+    def install_certificates(self, ca_pem: str, cert_pem: str, key_pem: str) -> None:
+        """Drop new TLS files into the node; its entrypoint restarts dockerd with them.
+
+        The files travel through the node's own dockerd: a never-started helper
+        container (from an empty image) bind-mounts the node's TLS directory and
+        receives them with ``put_archive``.
+        """
+        api = self.client.api
+        try:
+            api.inspect_image(_HELPER_IMAGE)  # type: ignore[no-untyped-call]
+        except docker.errors.ImageNotFound:
+            empty = io.BytesIO()
+            with tarfile.open(fileobj=empty, mode="w"):
+                pass
+            repo, tag = _HELPER_IMAGE.split(":")
+            api.import_image_from_data(empty.getvalue(), repository=repo, tag=tag)
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_container(_HELPER_NAME, force=True)
+        helper = api.create_container(
+            _HELPER_IMAGE,
+            command=["/none"],
+            name=_HELPER_NAME,
+            host_config=api.create_host_config(binds=[f"{_TLS_DIR}:/tls:rw"]),
+        )
+        try:
+            files = (("ca.pem", ca_pem, 0o644), ("cert.pem", cert_pem, 0o644),
+                     ("key.pem", key_pem, 0o600), ("ready", "", 0o644))  # fmt: skip
+            archive = io.BytesIO()
+            with tarfile.open(fileobj=archive, mode="w") as tar:
+                folder = tarfile.TarInfo("next")
+                folder.type, folder.mode = tarfile.DIRTYPE, 0o700
+                tar.addfile(folder)
+                for name, text, mode in files:  # "ready" last: the entrypoint waits for it
+                    data = text.encode()
+                    info = tarfile.TarInfo(f"next/{name}")
+                    info.size, info.mode = len(data), mode
+                    tar.addfile(info, io.BytesIO(data))
+            if not api.put_archive(helper["Id"], "/tls", archive.getvalue()):
+                raise NodeApiError(f"{self.server_name}: the certificates were not accepted")
+        finally:
+            api.remove_container(helper["Id"], force=True)
+
+    # -- swarm
+
+    def swarm_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = self.info().get("Swarm") or {}
+        return state
+
+    def swarm_init(self) -> None:
+        self.client.swarm.init(advertise_addr=self.address, listen_addr="0.0.0.0:2377")
+
+    def join_tokens(self) -> dict[str, str]:
+        self.client.swarm.reload()
+        tokens: dict[str, str] = self.client.swarm.attrs["JoinTokens"]
+        return tokens
+
+    def swarm_join(self, manager_address: str, token: str) -> None:
+        self.client.swarm.join(
+            remote_addrs=[f"{manager_address}:2377"],
+            join_token=token,
+            listen_addr="0.0.0.0:2377",
+            advertise_addr=self.address,
+        )
+
+    def swarm_leave(self) -> None:
+        try:
+            self.client.swarm.leave(force=True)
+        except docker.errors.APIError as exc:
+            if "not part of a swarm" not in str(exc):
+                raise
+
+    def nodes(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.client.api.nodes()
+        return result
+
+    def update_node(self, node_id: str, **changes: str) -> None:
+        """Change a swarm node's Availability and/or Role (``availability=``, ``role=``)."""
+        node = self.client.api.inspect_node(node_id)
+        spec = dict(node["Spec"])
+        for key, value in changes.items():
+            spec[key.capitalize()] = value
+        self.client.api.update_node(node_id, node["Version"]["Index"], spec)  # type: ignore[arg-type]
+
+    def remove_node(self, node_id: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_node(node_id, force=True)
+
+    def running_tasks_on(self, node_id: str) -> int:
+        tasks = self.client.api.tasks(  # type: ignore[no-untyped-call]
+            filters={"node": node_id, "desired-state": "running"}
+        )
+        return sum(1 for t in tasks if t.get("Status", {}).get("State") == "running")
