@@ -7,16 +7,24 @@ any Berth the ``openstack`` CLI works against. Every failure becomes a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
 from berth.cli.credentials import Credentials
 
-__all__ = ["MICROVERSION", "BerthClient", "CliError", "HttpFactory", "default_http"]
+__all__ = [
+    "INFRA_MICROVERSION",
+    "MICROVERSION",
+    "BerthClient",
+    "CliError",
+    "HttpFactory",
+    "default_http",
+]
 
 MICROVERSION = "container 1.40"
+INFRA_MICROVERSION = "container-infra latest"
 
 # Makes the httpx.Client the CLI talks through (tests hand in one bound to an ASGI app).
 HttpFactory = Callable[[], httpx.Client]
@@ -60,6 +68,7 @@ class BerthClient:
         self._owns_http = owns_http
         self.token = ""
         self.container_url = f"{creds.base_url}/container/v1"
+        self.infra_url = f"{creds.base_url}/container-infra/v1"
         self.project_id = ""
 
     def __enter__(self) -> BerthClient:
@@ -124,30 +133,65 @@ class BerthClient:
         token = r.json().get("token", {})
         self.project_id = str((token.get("project") or {}).get("id", ""))
         for service in token.get("catalog") or []:
-            if service.get("type") == "container":
+            if service.get("type") in ("container", "container-infra"):
                 for ep in service.get("endpoints", []):
                     if ep.get("interface") == "public":
                         url = str(ep["url"]).rstrip("/")
-                        self.container_url = url if url.endswith("/v1") else f"{url}/v1"
+                        url = url if url.endswith("/v1") else f"{url}/v1"
+                        if service["type"] == "container":
+                            self.container_url = url
+                        else:
+                            self.infra_url = url
 
     def call(self, method: str, path: str, *, what: str = "", **kw: Any) -> Any:
         """One container-API call; the decoded JSON body (None when empty)."""
+        return self._call(self.container_url, MICROVERSION, method, path, what, "container", kw)
+
+    def stream(self, path: str, *, what: str = "") -> Iterator[bytes]:
+        """``GET path`` on the container API as it arrives (logs follow), until Berth ends it."""
         if not self.token:
             self.authenticate()
         headers = {"X-Auth-Token": self.token, "OpenStack-API-Version": MICROVERSION}
-        r = self._send(method, f"{self.container_url}{path}", headers=headers, **kw)
+        timeout = httpx.Timeout(None, connect=5.0)
+        try:
+            with self.http.stream(
+                "GET", f"{self.container_url}{path}", headers=headers, timeout=timeout
+            ) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise CliError(self._explain(r, what))
+                yield from r.iter_raw()
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise CliError(
+                f"cannot reach Berth at {self.creds.base_url} ({exc}): start it with ./scripts/up "
+                "(or `berth up`), or point OS_AUTH_URL at a running Berth."
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise CliError(f"the stream from Berth at {self.creds.base_url} broke: {exc}") from exc
+
+    def call_infra(self, method: str, path: str, *, what: str = "", **kw: Any) -> Any:
+        """One cluster-API (Magnum) call; the decoded JSON body (None when empty)."""
+        return self._call(self.infra_url, INFRA_MICROVERSION, method, path, what, "cluster", kw)
+
+    def _call(
+        self, base: str, version: str, method: str, path: str, what: str, kind: str, kw: Any
+    ) -> Any:
+        if not self.token:
+            self.authenticate()
+        headers = {"X-Auth-Token": self.token, "OpenStack-API-Version": version}
+        r = self._send(method, f"{base}{path}", headers=headers, **kw)
         if r.status_code >= 400:
-            raise CliError(self._explain(r, what))
+            raise CliError(self._explain(r, what, kind))
         if not r.content:
             return None
         return r.json()
 
-    def _explain(self, r: httpx.Response, what: str) -> str:
+    def _explain(self, r: httpx.Response, what: str, kind: str = "container") -> str:
         detail = _detail(r)
         if r.status_code == 404 and what:
             return (
                 f"{what} not found in project {self.creds.project_name or self.project_id}: "
-                "list them with `berth container ls`."
+                f"list them with `berth {kind} ls`."
             )
         if r.status_code == 403 and "Policy" in detail:
             return f"{detail} Your role in this project does not allow it: ask an admin."

@@ -196,9 +196,20 @@ def logs(
     ctx: typer.Context,
     name: Name,
     tail: Annotated[str, typer.Option(help="Lines from the end, or 'all'.")] = "all",
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new output until it stops.")
+    ] = False,
 ) -> None:
-    """Print the container's output."""
+    """Print the container's output; with -f, follow it until the container stops (or Ctrl-C)."""
     with reported(), client_from(ctx) as client:
+        if follow:
+            out = typer.get_binary_stream("stdout")
+            path = f"/containers/{name}/logs?tail={tail}&follow=True"
+            with contextlib.suppress(KeyboardInterrupt):
+                for chunk in client.stream(path, what=f"container {name}"):
+                    out.write(chunk)
+                    out.flush()
+            return
         text = client.call("GET", f"/containers/{name}/logs?tail={tail}", what=f"container {name}")
         typer.echo(text or "", nl=False)
 
@@ -207,10 +218,26 @@ def logs(
 def exec_(
     ctx: typer.Context,
     name: Name,
-    command: Annotated[list[str], typer.Argument(help="Command and its arguments.")],
+    command: Annotated[
+        list[str] | None, typer.Argument(help="Command and its arguments (-it: default sh).")
+    ] = None,
+    interactive: Annotated[
+        bool, typer.Option("--interactive", "-i", help="Keep stdin open (use with -t).")
+    ] = False,
+    tty: Annotated[bool, typer.Option("--tty", "-t", help="A terminal for the command.")] = False,
 ) -> None:
-    """Run a command in a running container; exits with the command's exit code."""
+    """Run a command in a running container; exits with the command's exit code.
+
+    With -it, the command gets a terminal wired to yours (like docker exec -it); type
+    ~. after Enter to leave."""
     with reported(), client_from(ctx) as client:
+        if interactive or tty:
+            from berth.cli.terminal import interactive_exec
+
+            interactive_exec(client, name, shlex.join(command or ["sh"]))
+            return
+        if not command:
+            raise CliError("give the command to run, e.g. `berth container exec web ls /`.", 2)
         result = client.call(
             "POST",
             f"/containers/{name}/execute?run=true",

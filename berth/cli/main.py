@@ -1,16 +1,16 @@
-"""The ``berth`` command: ``up``/``down``/``status``, ``container …``, ``migrate``, ``version``.
+"""The ``berth`` command: ``up``/``down``/``status``, ``container …``, ``cluster …``,
+``image …``, ``migrate``, ``version``.
 
 Commands that talk to Berth use its HTTP API with the openstack CLI's
 credentials (``OS_*`` variables or ``OS_CLOUD``), so they work against any
-Berth, local or remote. ``berth cluster …`` and ``berth image upload`` come
-with the cluster and image-store issues.
+Berth, local or remote.
 """
 
 from __future__ import annotations
 
 import typer
 
-from berth.cli import containers, hosts, images, local
+from berth.cli import clusters, containers, hosts, images, local
 from berth.config import load_settings
 
 __all__ = ["app"]
@@ -21,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(containers.app, name="container")
+app.add_typer(clusters.app, name="cluster")
 app.add_typer(hosts.app, name="host")
 app.add_typer(images.app, name="image")
 app.command()(local.up)

@@ -5,6 +5,7 @@ status, logs, actions and action history. Every read and change goes through
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,12 +13,13 @@ from starlette.responses import Response
 from berth import errors
 from berth.dashboard.forms import RESTART_POLICIES, blank_form, container_from_form
 from berth.dashboard.pages import explain, redirect
-from berth.dashboard.render import env_of, fragment, page
+from berth.dashboard.render import TERMINAL_CSP, env_of, fragment, page
 from berth.dashboard.session import Flash, Session, check_csrf, read_form
 from berth.domain.containers import action_allowed
 from berth.services import container_ops as ops
 from berth.services import containers as svc
-from berth.services import quotas
+from berth.services import networks, quotas, volumes
+from berth.services import security_groups as groups_svc
 from berth.store.tables import ContainerRow
 
 __all__ = [
@@ -92,30 +94,52 @@ async def container_rows(request: Request, session: Session) -> Response:
     return fragment("container_rows.html", **await _rows(request, session))
 
 
-def _form_page_values(request: Request, session: Session) -> dict[str, Any]:
-    env = env_of(request)
+async def _form_page_values(request: Request, session: Session) -> dict[str, Any]:
+    """What the form offers: the project's networks, security groups and volumes to choose."""
+    env, ctx = env_of(request), session.ctx
+    try:  # a policy that hides them only hides the choice, not the form
+        nets = list(await networks.list_networks(env, ctx))
+        groups = [g for g in await groups_svc.list_groups(env, ctx) if not g.container_uuid]
+        vols = list(await volumes.list_volumes(env, ctx, False))
+    except errors.Forbidden:
+        nets, groups, vols = [], [], []
     return {
         "policies": RESTART_POLICIES,
-        "runtime_allowed": env.allowed(session.ctx, "container:create:runtime"),
+        "runtime_allowed": env.allowed(ctx, "container:create:runtime"),
         "limits": env.settings,
+        "networks": nets,
+        "groups": groups,
+        "volumes": vols,
     }
+
+
+async def _chosen_groups(request: Request) -> tuple[str, ...]:
+    """Every ``security_groups`` value of the posted form (a multi-select repeats the key)."""
+    body = (await request.body()).decode("utf-8", "replace")
+    return tuple(v for k, v in parse_qsl(body, keep_blank_values=True) if k == "security_groups")
 
 
 async def new_container(request: Request, session: Session) -> Response:
     """The empty create form."""
-    values = _form_page_values(request, session)
-    return await page(request, "container_new.html", session, form=blank_form(), **values)
+    values = await _form_page_values(request, session)
+    return await page(
+        request, "container_new.html", session, form=blank_form(), chosen_groups=(), **values
+    )
 
 
 async def create_container(request: Request, session: Session) -> Response:
     """Create from the form; on an error the form comes back filled in, with the reason."""
     form = await read_form(request)
     check_csrf(request, session, form)
-    values = _form_page_values(request, session)
+    values = await _form_page_values(request, session)
     env = env_of(request)
+    chosen = await _chosen_groups(request)
     try:
         new, run = container_from_form(
-            env.settings, form, runtime_allowed=values["runtime_allowed"]
+            env.settings,
+            form,
+            runtime_allowed=values["runtime_allowed"],
+            security_groups=chosen,
         )
         row = await svc.create(env, session.ctx, new, run)
     except errors.Unauthorized:
@@ -126,7 +150,8 @@ async def create_container(request: Request, session: Session) -> Response:
             request,
             "container_new.html",
             session,
-            status=400 if isinstance(exc, errors.Invalid) else 403,
+            status=400 if isinstance(exc, errors.Invalid | errors.NotFound) else 403,
+            chosen_groups=chosen,
             flash=Flash("error", explain(exc, session)),
             form=shown,
             **values,
@@ -163,7 +188,13 @@ async def container_detail(request: Request, session: Session) -> Response:
     """One container: its spec, live status and actions, logs and action history."""
     ident = request.path_params["ident"]
     values = await _live_values(request, session, ident)
-    return await page(request, "container_detail.html", session, **values)
+    try:
+        names = {g.uuid: g.name for g in await groups_svc.list_groups(env_of(request), session.ctx)}
+    except errors.Forbidden:
+        names = {}
+    response = await page(request, "container_detail.html", session, group_names=names, **values)
+    response.headers["Content-Security-Policy"] = TERMINAL_CSP
+    return response
 
 
 async def container_live(request: Request, session: Session) -> Response:

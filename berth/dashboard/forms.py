@@ -39,6 +39,11 @@ def blank_form() -> dict[str, str]:
         "hc_retries": "",
         "hc_timeout": "",
         "runtime": "",
+        "network": "",
+        "security_groups": "",
+        "volume": "",
+        "volume_size": "",
+        "mount_destination": "",
         "run": "on",
     }
 
@@ -119,10 +124,33 @@ def _healthcheck(form: dict[str, str]) -> dict[str, Any] | None:
     return {"cmd": cmd, **{k: v for k, v in numbers.items() if v is not None}}
 
 
+def _mounts(form: dict[str, str]) -> list[dict[str, Any]]:
+    """The one volume mount of the form, as given: the volume service judges the combination."""
+    source = form.get("volume", "").strip()
+    size = form.get("volume_size", "").strip()
+    dest = form.get("mount_destination", "").strip()
+    if not (source or size or dest):
+        return []
+    mount: dict[str, Any] = {"destination": dest}
+    if source:
+        mount["source"] = source
+    if size:
+        mount["size"] = size
+    return [mount]
+
+
 def container_from_form(
-    settings: Settings, form: dict[str, str], *, runtime_allowed: bool
+    settings: Settings,
+    form: dict[str, str],
+    *,
+    runtime_allowed: bool,
+    security_groups: tuple[str, ...] = (),
 ) -> tuple[NewContainer, bool]:
-    """The validated create request and whether to start it; ``Invalid`` names the bad field."""
+    """The validated create request and whether to start it; ``Invalid`` names the bad field.
+
+    ``security_groups`` are the chosen groups (a multi-select sends one value each);
+    the network, groups and mount go to the container service as the API passes them.
+    """
     image = form.get("image", "").strip()
     if len(image) < 2 or any(c.isspace() for c in image):
         raise errors.Invalid("Give an image, e.g. berth-test/busybox:latest (no spaces).")
@@ -154,6 +182,9 @@ def container_from_form(
         restart_policy=_restart_policy(form),
         healthcheck=_healthcheck(form),
         runtime=runtime,
+        nets=[{"network": net}] if (net := form.get("network", "").strip()) else [],
+        security_groups=[g for g in security_groups if g],
+        mounts=_mounts(form),
     )
     given = {"image"} | {
         key
@@ -162,5 +193,6 @@ def container_from_form(
     }
     if runtime is not None:
         given.add("runtime")
+    given |= {key for key in ("nets", "security_groups", "mounts") if getattr(new, key)}
     new.given = frozenset(given)
     return new, form.get("run") == "on"

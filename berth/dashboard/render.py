@@ -14,7 +14,7 @@ from berth.dashboard.session import Flash, Session, clear_flash, read_flash
 from berth.services import identity
 from berth.services.env import Env
 
-__all__ = ["SECURITY_HEADERS", "can_admin", "env_of", "fragment", "page"]
+__all__ = ["SECURITY_HEADERS", "TERMINAL_CSP", "can_admin", "env_of", "fragment", "page"]
 
 # Only our own scripts and styles; no inline code, no framing, no third parties.
 SECURITY_HEADERS = {
@@ -27,6 +27,11 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+# The page with a terminal: xterm.js sizes its cells with <style> elements it writes itself,
+# so styles (never scripts) may be inline there.
+TERMINAL_CSP = SECURITY_HEADERS["Content-Security-Policy"].replace(
+    "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+)
 
 _STATUS_CLASS = {
     "Running": "ok",
@@ -121,6 +126,7 @@ async def page(
         "session": session,
         "csrf": session.csrf if session else "",
         "is_admin": can_admin(request, session) if session else False,
+        "may_images": (env_of(request).allowed(session.ctx, "image:get_all") if session else False),
         "projects": projects,
         "flash": pending,
         "path": request.url.path,

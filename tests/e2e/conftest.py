@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e import fake_cluster_driver
 from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
 from tests.live import free_port, live_server
 
@@ -61,6 +62,11 @@ def chromium_or_skip() -> Path:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def user_token(world: World, user: str, password: str, project: str) -> str:
+    """A project-scoped token of ``user`` on the live Berth."""
+    return _token(world.base_url, user, password, project)
 
 
 def _token(base_url: str, user: str, password: str, project: str) -> str:
@@ -126,6 +132,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "BERTH_AGENT_HOST": host,
         "BERTH_AGENT_PORT": str(free_port()),
         "BERTH_RECONCILE_INTERVAL": "1",
+        # Capsules: a sandbox from the local test image (nothing is pulled from the internet).
+        "BERTH_SANDBOX_IMAGE": "berth-test/busybox:latest",
+        # Clusters: a driver with steps and no nodes, registered through the entry point.
+        **fake_cluster_driver.install(work / "drivers"),
     }
     try:
         with live_server(env) as base_url:

@@ -191,3 +191,61 @@ def test_the_create_form_builds_the_request() -> None:
     assert new.restart_policy == {"Name": "on-failure", "MaximumRetryCount": "3"}
     assert new.healthcheck == {"cmd": "true", "interval": 5}
     assert "runtime" not in new.given and {"name", "cpu", "memory"} <= new.given
+
+
+async def test_terminal_and_log_follow_keep_to_the_session_and_its_project(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    agent = ScriptedAgent(client)
+    await agent.register()
+    r = await client.post(
+        "/container/v1/containers",
+        json={"image": "busybox", "name": "admins-shell"},
+        headers={**ZUN, "X-Auth-Token": admin_token},
+    )
+    assert r.status_code == 202, r.text
+    secret = r.json()["uuid"]
+    await make_member(client, admin_token, "team-a", "alice", MEMBER_PW)
+
+    r = await client.post(f"/containers/{secret}/terminal", data={"csrf": "x"})
+    assert r.status_code == 401 and "log in again" in r.json()["error"]
+    r = await client.get(f"/containers/{secret}/logs/follow")
+    assert r.status_code == 401
+
+    await login(client, "alice", MEMBER_PW, "team-a")
+    csrf = _csrf((await client.get("/containers")).text)
+    r = await client.post(f"/containers/{secret}/terminal", data={"csrf": "forged"})
+    assert r.status_code == 403 and "reload the page" in r.json()["error"]
+    r = await client.post(f"/containers/{secret}/terminal", data={"csrf": csrf})
+    assert r.status_code == 404 and "another project" in r.json()["error"]
+    resize = {"csrf": csrf, "exec_id": "ab12", "cols": "80", "rows": "24"}
+    r = await client.post(f"/containers/{secret}/terminal/resize", data=resize)
+    assert r.status_code == 404
+    r = await client.post(f"/containers/{secret}/terminal/resize", data={**resize, "cols": "0"})
+    assert r.status_code == 400 and "columns and rows" in r.json()["error"]
+    r = await client.post(f"/containers/{secret}/terminal/resize", data={**resize, "exec_id": ""})
+    assert r.status_code == 400 and "reopen the terminal" in r.json()["error"]
+    r = await client.get(f"/containers/{secret}/logs/follow")
+    assert r.status_code == 404 and "another project" in r.text
+    client.cookies.clear()
+
+    # The owner's container is not Running: a clear 409, not a broken socket.
+    await login(client, "admin", ADMIN_PASSWORD)
+    page = await client.get(f"/containers/{secret}")
+    assert "style-src 'self' 'unsafe-inline'" in page.headers["content-security-policy"]
+    assert "script-src 'self';" in page.headers["content-security-policy"]
+    r = await client.post(f"/containers/{secret}/terminal", data={"csrf": _csrf(page.text)})
+    assert r.status_code == 409 and "in Creating state" in r.json()["error"], r.text
+
+
+async def test_the_terminal_assets_are_vendored(client: httpx.AsyncClient) -> None:
+    for name, head in [
+        ("xterm.js", "/* @xterm/xterm 6."),
+        ("xterm-addon-fit.js", "/* @xterm/addon-fit 0."),
+        ("xterm.css", "/* @xterm/xterm 6."),
+        ("container.js", "/* Berth dashboard"),
+    ]:
+        r = await client.get(f"/static/{name}")
+        assert r.status_code == 200 and r.text.startswith(head), name
+    r = await client.get("/static/xterm.LICENSE")
+    assert "The xterm.js authors" in r.text

@@ -1,0 +1,95 @@
+"""Capsules (Zun's pods): the list with each member's live status, create from a template,
+delete. Through ``berth.services.capsules`` with the session's context (``capsule:*``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from starlette.requests import Request
+from starlette.responses import Response
+
+from berth import errors
+from berth.dashboard.pages import explain, redirect
+from berth.dashboard.render import env_of, fragment, page
+from berth.dashboard.session import Flash, Session
+from berth.services import capsules
+
+__all__ = ["capsule_create", "capsule_delete", "capsule_rows", "capsules_page"]
+
+_MAX_TEMPLATE = 32 * 1024
+EXAMPLE = """kind: capsule
+metadata:
+  name: web-pod
+spec:
+  containers:
+  - name: web
+    image: berth-test/busybox:latest
+    command: [sh, -c, "echo hello from the pod; sleep 3600"]
+    resources:
+      requests: {cpu: 0.1, memory: 32}
+"""
+
+
+async def _rows(request: Request, session: Session) -> dict[str, Any]:
+    found = await capsules.list_capsules(env_of(request), session.ctx, False)
+    rows = []
+    for capsule, members in found:
+        status, reason = capsules.status_of(capsule, members)
+        rows.append((capsule, status, reason, members))
+    rows.sort(key=lambda r: r[0].created_at, reverse=True)
+    return {"capsules": rows, "csrf": session.csrf}
+
+
+async def capsules_page(request: Request, session: Session) -> Response:
+    """The project's capsules (refreshed every three seconds) and the create form."""
+    return await page(
+        request, "capsules.html", session, template_text=EXAMPLE, **await _rows(request, session)
+    )
+
+
+async def capsule_rows(request: Request, session: Session) -> Response:
+    """The table body alone, for htmx polling."""
+    return fragment("capsule_rows.html", **await _rows(request, session))
+
+
+def parse(text: str) -> Any:
+    """The template as the stock client sends it: YAML (JSON is YAML too)."""
+    if not text.strip():
+        raise errors.Invalid("Paste a capsule template (YAML), like the example.")
+    if len(text) > _MAX_TEMPLATE:
+        raise errors.Invalid("The template is too large (32 KiB at most).")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise errors.Invalid(
+            f"The template is not valid YAML{line}: fix it and try again."
+        ) from None
+
+
+async def capsule_create(request: Request, session: Session, form: dict[str, str]) -> Response:
+    """Create from the template; a mistake brings the form back with it and the reason."""
+    text = form.get("template", "")
+    try:
+        row = await capsules.create(env_of(request), session.ctx, parse(text))
+    except errors.Unauthorized:
+        raise
+    except errors.BerthError as exc:
+        return await page(
+            request,
+            "capsules.html",
+            session,
+            status=403 if isinstance(exc, errors.Forbidden) else 400,
+            flash=Flash("error", explain(exc, session)),
+            template_text=text,
+            **await _rows(request, session),
+        )
+    return redirect("/capsules", ("ok", f"Capsule {row.name} is being created."))
+
+
+async def capsule_delete(request: Request, session: Session, form: dict[str, str]) -> Response:
+    ident = request.path_params["ident"]
+    await capsules.delete(env_of(request), session.ctx, ident, False)
+    return redirect("/capsules", ("ok", f"Deleting capsule {form.get('name') or ident}."))
