@@ -13,10 +13,34 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["DEFAULT_CLUSTER_FLAVORS", "ClusterFlavor", "Settings", "load_settings"]
+
+
+class ClusterFlavor(BaseModel):
+    """A cluster node size: the CPUs and memory of one node container."""
+
+    cpu: float = Field(gt=0)
+    memory_mb: int = Field(gt=0)
+
+
+# Nova's m1 and devstack's ds flavors, scaled for nodes that are containers.
+DEFAULT_CLUSTER_FLAVORS: dict[str, ClusterFlavor] = {
+    name: ClusterFlavor(cpu=cpu, memory_mb=mem)
+    for name, cpu, mem in (
+        ("m1.tiny", 0.5, 512),
+        ("m1.small", 1.0, 1024),
+        ("m1.medium", 1.0, 2048),
+        ("m1.large", 2.0, 4096),
+        ("m1.xlarge", 4.0, 8192),
+        ("ds512M", 1.0, 512),
+        ("ds1G", 1.0, 1024),
+        ("ds2G", 2.0, 2048),
+        ("ds4G", 4.0, 4096),
+    )
+}
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -62,6 +86,14 @@ class Settings(BaseSettings):
         default=None, description="first-start admin password; generated when unset"
     )
     token_ttl_seconds: int = 3600 * 8
+    token_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "how long a validated token is remembered in-process (0: check the database on "
+            "every request); identity changes empty the cache at once"
+        ),
+    )
 
     # -- container API defaults (Zun's names and values)
     default_cpu: float = 1.0
@@ -120,6 +152,33 @@ class Settings(BaseSettings):
         default=None, description="amqp://user:password@host:port/vhost; unset = events table only"
     )
     notification_exchange: str = "magnum"
+
+    # -- clusters: the node sizes ``--flavor``/``--master-flavor`` names resolve to, and
+    # the cluster quota of a project without its own (Magnum's max_clusters_per_project)
+    cluster_flavors: dict[str, ClusterFlavor] = Field(
+        default_factory=lambda: dict(DEFAULT_CLUSTER_FLAVORS),
+        description="flavor name -> {cpu, memory_mb} of one cluster node container",
+    )
+    max_clusters_per_project: int = Field(default=20, ge=0)
+    cluster_health_interval: float = Field(
+        default=30.0, gt=0, description="seconds between two health polls of every cluster"
+    )
+
+    # -- capsules: the sandbox (infra) container that holds a capsule's network namespace
+    sandbox_image: str = Field(
+        default="busybox:latest", description="image of a capsule's sandbox container"
+    )
+    sandbox_command: list[str] = Field(
+        default_factory=lambda: ["sleep", "2147483647"],
+        description="the sandbox's command: it only has to keep running",
+    )
+
+    # -- networks: how long a host keeps a project's bridge after its last container
+    network_idle_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="an unused project network is removed from a host after this long",
+    )
 
     # -- services and heartbeats
     service_down_time: float = 180.0

@@ -27,6 +27,7 @@ import re
 __all__ = [
     "Base64Exception",
     "BerthError",
+    "CapsuleNotFound",
     "Conflict",
     "ContainerNotFound",
     "Forbidden",
@@ -36,6 +37,7 @@ __all__ = [
     "Invalid",
     "InvalidParamInVersion",
     "InvalidStateException",
+    "NetworkNotFound",
     "NoInteractiveFlag",
     "NotAcceptable",
     "NotFound",
@@ -43,9 +45,11 @@ __all__ = [
     "PolicyNotAuthorized",
     "RegistryNotFound",
     "ResourceNotFound",
+    "SecurityGroupNotFound",
     "ServiceNotFound",
     "Unauthorized",
     "UnsupportedMediaType",
+    "VolumeNotFound",
     "error_code",
 ]
 
@@ -119,6 +123,22 @@ class ResourceNotFound(NotFound):
 
 
 class RegistryNotFound(NotFound):
+    pass
+
+
+class NetworkNotFound(NotFound):
+    pass
+
+
+class SecurityGroupNotFound(NotFound):
+    pass
+
+
+class VolumeNotFound(NotFound):
+    pass
+
+
+class CapsuleNotFound(NotFound):
     pass
 
 

@@ -276,10 +276,80 @@ build_busybox_image() {
     fi
 }
 
+# The Debian mirror apt uses on this machine (deb822 sources or sources.list).
+_debian_mirror() {
+    local uri
+    uri="$(grep -hsE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)"
+    if [[ -z $uri ]]; then
+        uri="$(grep -hsE '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+            | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^(http|https|file):/) {print $i; exit}}' \
+            | grep -E '/debian/?$' | head -n1 || true)"
+    fi
+    echo "${uri:-http://deb.debian.org/debian}"
+}
+
+BERTH_SWARM_NODE_REPO="berth/swarm-node"
+BERTH_SWARM_NODE_SUITE="${BERTH_SWARM_NODE_SUITE:-bookworm}"
+
+# build_swarm_node_image: berth/swarm-node:latest and :1, the swarm-mode cluster
+# driver's node image: a Debian rootfs made by debootstrap (minbase plus the
+# packages in images/swarm-node/packages: docker.io, iptables, ...) imported with
+# images/swarm-node/entrypoint.sh, which runs dockerd with TLS on :2376. Cached by
+# a content-hash label (context, suite, mirror): rebuilt only when one changes.
+# Set BERTH_SWARM_NODE=0 to skip it (no swarm-mode clusters can be created then).
+build_swarm_node_image() {
+    [[ ${BERTH_SWARM_NODE:-1} == 0 ]] && return 0
+    local ctx="$BERTH_REPO/images/swarm-node"
+    local latest="$BERTH_SWARM_NODE_REPO:latest" one="$BERTH_SWARM_NODE_REPO:1"
+    local mirror hash include
+    [[ -f $ctx/entrypoint.sh && -f $ctx/packages ]] || die "$ctx is incomplete: restore it from git."
+    mirror="$(_debian_mirror)"
+    hash="$(_context_hash "$ctx" "$BERTH_SWARM_NODE_SUITE" "$mirror")"
+    if [[ "$(_image_label "$latest" "$BERTH_IMAGE_HASH_LABEL")" == "$hash" ]]; then
+        say "$latest is up to date"
+    else
+        command -v debootstrap >/dev/null 2>&1 || ensure_apt_packages debootstrap
+        [[ $EUID -eq 0 ]] || die "building $latest needs root (debootstrap): run as root."
+        include="$(grep -vE '^\s*(#|$)' "$ctx/packages" | paste -sd, -)"
+        local root log started
+        root="$(mktemp -d /var/tmp/berth-swarm-node.XXXXXX)"
+        log="$root.log"
+        started=$SECONDS
+        say "building $latest: debootstrap $BERTH_SWARM_NODE_SUITE from $mirror (a few minutes, once; log: $log)"
+        if ! debootstrap --variant=minbase --include="$include" \
+            "$BERTH_SWARM_NODE_SUITE" "$root/rootfs" "$mirror" >"$log" 2>&1; then
+            tail -n 30 "$log" >&2
+            rm -rf "$root"
+            die "debootstrap failed: see the last lines of $log above (network to $mirror?)."
+        fi
+        rm -rf "$root"/rootfs/var/cache/apt/archives/*.deb "$root"/rootfs/var/lib/apt/lists/* \
+            "$root"/rootfs/usr/share/doc/* "$root"/rootfs/usr/share/man/*
+        install -m 0755 "$ctx/entrypoint.sh" "$root/rootfs/usr/local/bin/berth-node-entrypoint"
+        if ! tar -C "$root/rootfs" -c . | _docker import \
+            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'ENTRYPOINT ["/usr/local/bin/berth-node-entrypoint"]' \
+            --change 'EXPOSE 2376 2377 7946 4789' \
+            --change "LABEL $BERTH_IMAGE_HASH_LABEL=$hash" \
+            - "$latest" >>"$log" 2>&1; then
+            tail -n 10 "$log" >&2
+            rm -rf "$root"
+            die "docker import of $latest failed: see $log."
+        fi
+        rm -rf "$root"
+        rm -f "$log"
+        say "built $latest in $((SECONDS - started)) s"
+    fi
+    if [[ "$(_image_label "$one" "$BERTH_IMAGE_HASH_LABEL")" != "$hash" ]]; then
+        _docker tag "$latest" "$one"
+    fi
+}
+
 # build_test_images: every local image the tests use (nothing comes from Docker Hub).
 build_test_images() {
     ensure_docker
     build_busybox_image
+    build_swarm_node_image
 }
 
 # -- sandboxed runtime (gVisor) ------------------------------------------------

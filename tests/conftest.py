@@ -7,7 +7,9 @@ its lifespan; every app records the 5xx it served and the test fails if any.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,9 +34,74 @@ def _pg_exec(sql: str) -> None:
         conn.execute(sql)  # type: ignore[arg-type]
 
 
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hash passwords at scrypt N=2**10 instead of 2**14 in this process.
+
+    Every app a test starts hashes the admin's and the agent's passwords and
+    most tests then log in: at the production cost that was ~0.2 s per test.
+    A hash records its own cost, so verification follows; tests/unit/
+    test_passwords.py checks the production cost, and live servers (separate
+    processes) keep it.
+    """
+    if request.node.path.name != "test_passwords.py":
+        from berth.identity import passwords
+
+        monkeypatch.setattr(passwords, "_N", 2**10)
+
+
+def _pg_url(name: str) -> str:
+    host = PG_ADMIN_DSN.split("@", 1)[1].rsplit("/", 1)[0]
+    user = PG_ADMIN_DSN.split("//", 1)[1].split("@", 1)[0]
+    return f"postgresql+asyncpg://{user}@{host}/{name}"
+
+
+def _migrate(url: str) -> None:
+    from berth.store.db import Database
+
+    async def run() -> None:
+        db = Database(url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Migrated template databases, made once per session (lazily, per kind).
+
+    A test's database is a copy: CREATE DATABASE ... TEMPLATE on PostgreSQL (a
+    file copy inside the server), a file copy on SQLite. Running every migration
+    for every test took seconds per PostgreSQL test.
+    """
+    made: dict[str, str] = {}
+    yield made
+    if "postgres" in made:
+        _pg_exec(f'DROP DATABASE IF EXISTS "{made["postgres"]}" WITH (FORCE)')
+
+
+def _template(kind: str, made: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    if kind not in made:
+        if kind == "sqlite":
+            path = tmp_path_factory.mktemp("template") / "berth.db"
+            _migrate(f"sqlite+aiosqlite:///{path}")
+            made[kind] = str(path)
+        else:
+            name = f"berth_tpl_{uuid.uuid4().hex[:12]}"
+            _pg_exec(f'CREATE DATABASE "{name}"')
+            _migrate(_pg_url(name))
+            made[kind] = name
+    return made[kind]
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL of a fresh, empty database."""
+def blank_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL of a fresh, empty database (no schema: for migration tests)."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'berth.db'}"
         return
@@ -45,9 +112,32 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         if os.environ.get("CI"):
             raise
         pytest.skip(f"PostgreSQL not reachable: {exc}")
-    host = PG_ADMIN_DSN.split("@", 1)[1].rsplit("/", 1)[0]
-    user = PG_ADMIN_DSN.split("//", 1)[1].split("@", 1)[0]
-    yield f"postgresql+asyncpg://{user}@{host}/{name}"
+    yield _pg_url(name)
+    _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    _templates: dict[str, str],
+) -> Iterator[str]:
+    """A database URL of a fresh database with the current schema and no rows."""
+    if request.param == "sqlite":
+        target = tmp_path / "berth.db"
+        shutil.copyfile(_template("sqlite", _templates, tmp_path_factory), target)
+        yield f"sqlite+aiosqlite:///{target}"
+        return
+    name = f"berth_test_{uuid.uuid4().hex[:12]}"
+    try:
+        template = _template("postgres", _templates, tmp_path_factory)
+        _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    yield _pg_url(name)
     _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

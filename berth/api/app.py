@@ -26,6 +26,7 @@ from berth.services import identity as identity_service
 from berth.services import worker
 from berth.services.agents import AgentCalls
 from berth.services.env import build_env
+from berth.services.identity import cache as identity_cache
 from berth.services.notify import Notifier
 from berth.store.db import Database
 from berth.store.listen import PgListener, pg_notify
@@ -51,6 +52,7 @@ def create_app(
     notifier = Notifier()
     env = build_env(settings, db, notifier, AgentCalls(api_key=settings.agent_password or ""))
     state = AppState(settings=settings, db=db, notifier=notifier, env=env)
+    identity_cache.token_cache(db, settings.token_cache_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,12 +103,22 @@ def create_app(
 @asynccontextmanager
 async def _cross_process_notifications(state: AppState) -> AsyncIterator[None]:
     """Several API processes over PostgreSQL wake each other's long-polling agents."""
-    listener = PgListener(state.db.url, state.notifier.received)
+    tokens = identity_cache.token_cache(state.db)
+
+    async def received(payload: str) -> None:
+        if payload == identity_cache.IDENTITY_CHANGED:
+            tokens.invalidate()
+        else:
+            await state.notifier.received(payload)
+
+    listener = PgListener(state.db.url, received)
     await listener.start()
     state.notifier.bridge(lambda host: pg_notify(state.db, host))
+    tokens.bridge(lambda message: pg_notify(state.db, message))
     try:
         yield
     finally:
+        tokens.bridge(None)
         state.notifier.bridge(None)
         await listener.close()
 

@@ -131,9 +131,22 @@ async def test_containers_use_their_own_projects_registry_only(
         "username": "al",
         "password": PASSWORD,
     }
-    # Once the runtime container exists, no credentials travel any more.
+    # Once the runtime container exists, no credentials travel any more ...
     await agent.observe(created["uuid"], "running", runtime_id="abc123")
     assert (await agent.desired())[created["uuid"]]["registry_auth"] is None
+    # ... until a pull is ahead again: re-creating a runtime container that
+    # vanished (auto_heal) may pull ...
+    await agent.observe(created["uuid"], "absent", runtime_id="abc123")
+    assert (await agent.desired())[created["uuid"]]["registry_auth"] is not None
+    await agent.observe(created["uuid"], "running", runtime_id="abc124")
+    assert (await agent.desired())[created["uuid"]]["registry_auth"] is None
+    # ... and a rebuild onto a new image pulls it.
+    base = f"/container/v1/containers/{created['uuid']}"
+    r = await client.post(f"{base}/rebuild?image=team/app:2", headers=h(tokens["alice"]))
+    assert r.status_code == 202, r.text
+    desired = (await agent.desired())[created["uuid"]]
+    assert desired["image"] == "registry.example.com:5000/team/app:2"
+    assert desired["registry_auth"] is not None and desired["registry_auth"]["username"] == "al"
 
 
 async def test_glance_without_an_image_store_is_a_clear_400(

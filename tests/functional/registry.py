@@ -27,8 +27,12 @@ _BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 
 
 @contextlib.contextmanager
-def local_registry(auth: tuple[str, str] | None = None) -> Iterator[str]:
-    """Run a registry; yield its ``host:port``; stop it and delete its storage afterwards."""
+def local_registry(auth: tuple[str, str] | None = None, bind: str = "127.0.0.1") -> Iterator[str]:
+    """Run a registry; yield its ``host:port``; stop it and delete its storage afterwards.
+
+    ``bind="0.0.0.0"`` also serves containers on the bridge (DinD cluster nodes);
+    the yielded address stays the loopback one the host's engine may push to.
+    """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="berth-registry-") as tmp:
         config = Path(tmp) / "config.yml"
@@ -40,7 +44,7 @@ def local_registry(auth: tuple[str, str] | None = None) -> Iterator[str]:
             "version: 0.1\n"
             "log: {level: warn}\n"
             f"storage: {{filesystem: {{rootdirectory: {tmp}/data}}}}\n"
-            f"http: {{addr: 127.0.0.1:{port}}}\n" + guard
+            f"http: {{addr: {bind}:{port}}}\n" + guard
         )
         with _serving(config, port, Path(tmp) / "registry.log"):
             yield f"127.0.0.1:{port}"
