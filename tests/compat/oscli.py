@@ -24,6 +24,9 @@ class Cli:
 
     def env(self, user: str, password: str, project: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "BERTH_"))}
+        # A login shell always sets SHELL; `coe cluster config` reads it
+        # (os.environ["SHELL"]) to pick export vs setenv lines, and CI runs without one.
+        env.setdefault("SHELL", "/bin/bash")
         env.update(
             HOME=str(self.home),  # no stray clouds.yaml
             OS_AUTH_URL=f"{self.base_url}/identity/v3",

@@ -159,7 +159,15 @@ class Cloud:
             shown = self.containers()
             states = {u: (shown.get(u, {}).get("status"), shown.get(u, {}).get("status_reason"))
                       for u in uuids}  # fmt: skip
-            raise AssertionError(f"not all {status}: {states}") from None
+            raise AssertionError(f"not all {status}: {states}\n{self.log_tails()}") from None
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The end of every process's log, for a failure message (the fixture's own
+        log dump only happens when the module's cloud itself fails)."""
+        procs = [self.api, *self.agents.values()]
+        return "\n".join(
+            f"--- {p.name}:\n" + "\n".join(p.log_text().splitlines()[-lines:]) for p in procs
+        )
 
     def runs_on(self, uuid: str) -> list[str]:
         """The hosts whose engine holds a runtime container of ``uuid``."""
@@ -173,7 +181,11 @@ class Cloud:
                 f"/containers/{uid}",
                 params={"force": "true", "stop": "true", "all_projects": "true"},
             )
-            assert r.status_code in (204, 404), r.text
+            if r.status_code == 409:  # stop=true refuses Creating; force alone takes it
+                r = self.call(
+                    "DELETE", f"/containers/{uid}", params={"force": "true", "all_projects": "true"}
+                )
+            assert r.status_code in (204, 404), f"{r.text}\n{self.log_tails()}"
         wait_until(lambda: not self.containers(), 45, "every container deleted")
         wait_until(
             lambda: not any(e.berth_containers() for e in self.engines.values()),
