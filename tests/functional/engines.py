@@ -88,10 +88,12 @@ class Dockerd:
 
     def stop(self) -> None:
         """Remove every container, stop the daemon and its containerd, delete the directory."""
+        links: list[str] = []
         if self.proc.poll() is None:
             with contextlib.suppress(Exception):
                 for c in self.client.containers(all=True):
                     self.client.remove_container(c["Id"], force=True, v=True)
+            links = self._remove_networks()
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=20)
@@ -103,7 +105,26 @@ class Dockerd:
         _kill_pidfile(self.root / "exec" / "containerd" / "containerd.pid")
         _unmount_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
-        _ip("link", "del", self.bridge, check=False)
+        # A stopped dockerd leaves its user-defined networks' bridges in the kernel,
+        # each holding one of Docker's default address pools (31 in all): leaked,
+        # they starve the main engine ("could not find an available, non-overlapping
+        # IPv4 address pool") for the rest of the machine's life.
+        for link in [self.bridge, *links]:
+            _ip("link", "del", link, check=False)
+
+    def _remove_networks(self) -> list[str]:
+        """Remove this engine's own networks; the bridge interfaces they had."""
+        links = []
+        with contextlib.suppress(Exception):
+            for net in self.client.networks():
+                if net["Name"] in ("bridge", "host", "none") or net["Driver"] != "bridge":
+                    continue
+                options = net.get("Options") or {}
+                name = options.get("com.docker.network.bridge.name")
+                links.append(name or f"br-{net['Id'][:12]}")
+                with contextlib.suppress(Exception):
+                    self.client.remove_network(net["Id"])
+        return links
 
 
 def _kill_pidfile(path: Path) -> None:
