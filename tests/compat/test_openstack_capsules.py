@@ -315,9 +315,11 @@ def test_capsule_members_share_localhost_and_volumes(world: World) -> None:
     assert got.strip() == "from-init"
     sandbox = w.engine.inspect_container(f"berth-{cap['uuid']}")
     # The capsule's namespace is on its project's network, not Docker's shared bridge.
-    assert [n for n in sandbox["NetworkSettings"]["Networks"]] == [
-        n for n in sandbox["NetworkSettings"]["Networks"] if n.startswith("berth-net-")
-    ] != []
+    assert (
+        [n for n in sandbox["NetworkSettings"]["Networks"]]
+        == [n for n in sandbox["NetworkSettings"]["Networks"] if n.startswith("berth-net-")]
+        != []
+    )
     for member in (web, client):
         mode = w.engine.inspect_container(f"berth-{member}")["HostConfig"]["NetworkMode"]
         assert mode in (f"container:{sandbox['Id']}", f"container:berth-{cap['uuid']}")

@@ -19,6 +19,7 @@ bridge removed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -33,7 +34,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 
-from tests.functional.docker_engine import TEST_IMAGE
+from tests.functional.docker_engine import TEST_IMAGE, remove_owned_networking
 
 __all__ = ["Dockerd", "docker_hosts", "wait_until"]
 
@@ -161,10 +162,13 @@ def _ip(*args: str, check: bool = True) -> str:
 def _make_bridge(index: int) -> str:
     """A new Linux bridge with a free 10.213.N.1/24 address; its name."""
     name = f"brth{os.getpid() % 100000}{index}"[:15]
-    taken = _ip("-4", "addr") + _ip("-4", "route")
-    subnet = next(n for n in range(1, 255) if f"10.213.{n}." not in taken)
-    _ip("link", "add", "name", name, "type", "bridge")
-    _ip("addr", "add", f"10.213.{subnet}.1/24", "dev", name)
+    # Test processes running side by side (pytest-xdist) pick subnets one at a time.
+    with open("/tmp/berth-test-bridges.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        taken = _ip("-4", "addr") + _ip("-4", "route")
+        subnet = next(n for n in range(1, 255) if f"10.213.{n}." not in taken)
+        _ip("link", "add", "name", name, "type", "bridge")
+        _ip("addr", "add", f"10.213.{subnet}.1/24", "dev", name)
     _ip("link", "set", name, "up")
     return name
 
@@ -196,6 +200,11 @@ def docker_hosts(names: list[str], main_engine: Any) -> Iterator[dict[str, Docke
     base = Path(tempfile.mkdtemp(prefix="bmh-", dir="/tmp"))  # short: socket paths
     engines: dict[str, Dockerd] = {}
     had_docker0 = Path("/sys/class/net/docker0").exists()
+    # The agents of these hosts write iptables jumps on the one kernel; a jump
+    # left behind (an agent stopped before it cleared, an interrupted run) would
+    # filter whichever later container gets its address, on any engine.
+    for name in names:
+        remove_owned_networking(main_engine, name)
     try:
         for i, name in enumerate(names):
             bridge = _make_bridge(i)
@@ -215,6 +224,8 @@ def docker_hosts(names: list[str], main_engine: Any) -> Iterator[dict[str, Docke
         for engine in engines.values():
             engine.stop()
         shutil.rmtree(base, ignore_errors=True)
+        for name in names:
+            remove_owned_networking(main_engine, name)
     if had_docker0:  # the main engine's bridge must survive its neighbours
         assert Path("/sys/class/net/docker0").exists(), "an extra dockerd removed docker0"
 
