@@ -35,6 +35,12 @@ async def test_lost_host_shows_unknown_and_evacuates_auto_heal(
     await alive.register()
 
     async def create(**body: Any) -> str:
+        # Fresh heartbeats: on a loaded machine a second can pass since registration.
+        for agent in (dead, alive):
+            await client.post(
+                f"/internal/v1/hosts/{agent.hostname}/heartbeat",
+                headers={"X-Auth-Token": agent.token},
+            )
         r = await client.post(
             "/container/v1/containers?run=true",
             json={"image": "busybox", "host": "dead-host", "memory": 64, **body},
