@@ -36,6 +36,7 @@ import contextlib
 import datetime as dt
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -160,15 +161,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     client.images.get(IMAGE)  # fails early without the test image
     tmp = Path(tempfile.mkdtemp(prefix="berth-cc-"))
     owner = f"bench-cc-{free_port()}"
+    embedded = args.agent == "embedded"
+    agent_port = free_port()
     server = BerthServer(
         tmp / "data",
         {
-            "BERTH_ALL_IN_ONE": "true",
+            "BERTH_ALL_IN_ONE": "true" if embedded else "false",
             "BERTH_AGENT_HOST": owner,
-            "BERTH_AGENT_PORT": str(free_port()),
+            "BERTH_AGENT_PORT": str(agent_port),
             "BERTH_QUOTA_CPU": "1000",
         },
     )
+    agent: subprocess.Popen[bytes] | None = None
     raw = Raw(client, args.n, args.raw_network)
     samples: dict[str, list[float]] = {
         "raw": [],
@@ -178,6 +182,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     try:
         server.start()
+        if not embedded:  # berth-agent as its own process, over HTTP
+            agent_env = {
+                **server.env,
+                "BERTH_CONTROL_URL": server.base,
+                "BERTH_AGENT_URL": f"http://127.0.0.1:{agent_port}",
+                "BERTH_DATA_DIR": str(tmp / "agent"),
+            }
+            with (tmp / "agent.log").open("wb") as out:
+                agent = subprocess.Popen(
+                    [sys.executable, "-c", "from berth.cli.serve import agent_main; agent_main()"],
+                    env=agent_env,
+                    stdout=out,
+                    stderr=out,
+                )
         deadline = time.monotonic() + 60
         while not server.http.get("/hosts").json().get("hosts"):
             if time.monotonic() > deadline:
@@ -204,6 +222,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         leftovers = client.containers.list(all=True, filters={"label": f"berth.owner={owner}"})
         for c in leftovers:
             c.remove(force=True, v=True)
+        if agent is not None:
+            agent.terminate()
+            agent.wait(30)
         server.stop()
         # Project networks outlive their last container on a host (network_idle_seconds).
         for net in client.networks.list(filters={"label": f"berth.owner={owner}"}):
@@ -218,6 +239,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": args.rounds,
         "raw_network": args.raw_network,
         "poll": args.poll,
+        "agent": args.agent,
         "summary": {k: summary(v) for k, v in samples.items()},
         "ratio_median": med["berth_api"] / med["raw"],
         "ratio_median_polled": med["berth_polled"] / med["raw"],
@@ -258,6 +280,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--poll", type=float, default=0.25, help="seconds between the client's status lists"
+    )
+    ap.add_argument(
+        "--agent",
+        choices=("embedded", "process"),
+        default="embedded",
+        help="the all-in-one berth-api's own agent, or a berth-agent process of its own",
     )
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()

@@ -160,12 +160,19 @@ async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) ->
     )
     row.exposed_ports = security_groups.parse_exposed_ports(req.exposed_ports) or None
     await networks.ensure_defaults(env, ctx.project_id, ctx.user_id)
+    # What only needs reading is read before the write transaction: on SQLite
+    # every create holds the one write lock, and each statement in it makes the
+    # next create wait (20 creates at once queue on it).
+    async with env.db.read() as session:
+        await networks.resolve(session, row, req.nets, req.security_groups)
+        limits = await quotas.container_limits(env, session, ctx.project_id)
     async with env.db.transaction() as session:
         await _check_name(env, session, row.name, row.project_id)
-        await _resolve_networking(session, row, req)
+        await networks.still_there(session, row, req.nets)
+        await networks.add_exposed_group(session, row)
         await image_refs.check(env, session, row)
         await quotas.check_container(
-            env, session, ctx.project_id, row.cpu, row.memory or 0, row.disk
+            env, session, ctx.project_id, row.cpu, row.memory or 0, row.disk, limits=limits
         )
         await _resolve_mounts(env, ctx, session, row, req.mounts)
         # Placed before it is added: host, claim and cpuset go into its INSERT.
@@ -200,11 +207,6 @@ async def _resolve_mounts(
                 f"{row.requested_host}."
             )
         row.requested_host = host
-
-
-async def _resolve_networking(session: AsyncSession, row: ContainerRow, req: NewContainer) -> None:
-    """Networks and security groups by uuid; exposed ports get a group of their own."""
-    await networks.wire(session, row, req.nets, req.security_groups)
 
 
 def _fail(row: ContainerRow, reason: str) -> None:

@@ -216,10 +216,52 @@ async def wire(
     group of their own, next to the others. Call ``ensure_defaults`` before the
     transaction to make concurrent first creates in a project safe.
     """
+    await resolve(session, row, nets, groups)
+    await add_exposed_group(session, row)
+
+
+async def resolve(
+    session: AsyncSession,
+    row: ContainerRow,
+    nets: Sequence[dict[str, Any]] = (),
+    groups: Sequence[str] = (),
+) -> None:
+    """The reading half of ``wire``: networks and groups by uuid (no writes)."""
     row.nets = await resolve_nets(session, row.project_id, row.user_id, nets)
-    uuids = await security_groups.resolve(session, row.project_id, row.user_id, groups)
+    row.security_groups = await security_groups.resolve(
+        session, row.project_id, row.user_id, groups
+    )
+
+
+async def still_there(
+    session: AsyncSession, row: ContainerRow, given: Sequence[dict[str, Any]]
+) -> None:
+    """Inside the create's transaction: the networks ``resolve`` found for the
+    ``given`` ones were not deleted meanwhile (one indexed read; a network delete
+    checks for users in its own write transaction, so the two are ordered). None
+    given means the default network, which cannot be deleted: nothing to read."""
+    if not given:
+        return
+    wanted = {n["network"] for n in row.nets or [] if isinstance(n, dict) and "network" in n}
+    if not wanted:
+        return
+    found = set(
+        (await session.execute(select(NetworkRow.uuid).where(NetworkRow.uuid.in_(wanted))))
+        .scalars()
+        .all()
+    )
+    if wanted - found:
+        raise errors.Conflict(
+            f"Network {', '.join(sorted(wanted - found))} was deleted while the container "
+            "was being created; create it again."
+        )
+
+
+async def add_exposed_group(session: AsyncSession, row: ContainerRow) -> None:
+    """The writing half of ``wire``: exposed ports get a group of their own."""
     exposed = await security_groups.exposed_group(session, row)
-    row.security_groups = [*uuids, exposed] if exposed else uuids
+    if exposed:
+        row.security_groups = [*(row.security_groups or []), exposed]
 
 
 def refs(row: ContainerRow) -> list[NetworkRef]:

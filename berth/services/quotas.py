@@ -65,6 +65,11 @@ async def _project_limits(env: Env, session: AsyncSession, project_id: str) -> d
     return limits
 
 
+async def container_limits(env: Env, session: AsyncSession, project_id: str) -> dict[str, int]:
+    """A project's container limits, to read before the write transaction of a create."""
+    return await _project_limits(env, session, project_id)
+
+
 async def check_container(
     env: Env,
     session: AsyncSession,
@@ -73,9 +78,15 @@ async def check_container(
     memory: int,
     disk: int,
     count: int = 1,
+    limits: dict[str, int] | None = None,
 ) -> None:
-    """Raise OverQuota if adding this much would exceed a project limit (-1 = unlimited)."""
-    limits = await _project_limits(env, session, project_id)
+    """Raise OverQuota if adding this much would exceed a project limit (-1 = unlimited).
+
+    ``limits`` read beforehand (``container_limits``) keep the reads out of a
+    write transaction; the usage is always read here, in the caller's transaction.
+    """
+    if limits is None:
+        limits = await _project_limits(env, session, project_id)
     usage = await container_repo.project_usage(session, project_id)
     asked = {"containers": count, "cpu": cpu, "memory": memory, "disk": disk}
     over = [

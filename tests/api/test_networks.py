@@ -354,3 +354,33 @@ async def test_exposed_ports_publish_and_keep_the_other_groups(
     r = await client.delete(f"/container/v1/containers/{both['uuid']}?force=True",
                             headers=h(alice))  # fmt: skip
     assert r.status_code in (204, 403)
+
+
+async def test_a_network_deleted_while_a_create_reads_is_a_clear_409(
+    client: httpx.AsyncClient,
+    members: tuple[str, str],
+    agent: ScriptedAgent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Networks are resolved before the create's write transaction; a delete that
+    lands in between must not leave a container on a network that is gone."""
+    from berth.services import networks as networks_service
+
+    alice, _ = members
+    await net(client, alice, "shortlived")
+    resolve = networks_service.resolve
+
+    async def resolve_then_delete(*args: Any, **kwargs: Any) -> None:
+        await resolve(*args, **kwargs)
+        r = await client.delete("/container/v1/networks/shortlived", headers=h(alice))
+        assert r.status_code == 204, r.text
+
+    monkeypatch.setattr(networks_service, "resolve", resolve_then_delete)
+    r = await create(client, alice, nets=[{"network": "shortlived"}])
+    assert r.status_code == 409, r.text
+    assert "was deleted while the container was being created" in zun_error(r)["detail"]
+    monkeypatch.setattr(networks_service, "resolve", resolve)
+    listed = await client.get("/container/v1/containers", headers=h(alice))
+    assert listed.json()["containers"] == []  # nothing half-made
+    r = await create(client, alice)  # the default network still serves
+    assert r.status_code == 202, r.text
