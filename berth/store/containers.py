@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +9,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
+from berth.store.lookup import one_by_ident
 from berth.store.scope import Scope
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow
 
@@ -23,9 +23,6 @@ __all__ = [
     "project_usage",
 ]
 
-_UUID = re.compile(
-    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
-)
 
 SORT_KEYS = frozenset(
     {
@@ -60,21 +57,15 @@ async def get(
     A UUID-shaped identifier is looked up by UUID only; anything else by name
     (several visible containers with that name is a Conflict, as in Zun).
     """
-    stmt = _scoped(select(ContainerRow), scope)
-    if _UUID.match(ident):
-        stmt = stmt.where(ContainerRow.uuid == ident.lower())
-    else:
-        stmt = stmt.where(ContainerRow.name == ident)
-    if for_update:
-        stmt = stmt.with_for_update()
-    rows = (await session.execute(stmt.limit(2))).scalars().all()
-    if not rows:
-        raise errors.ContainerNotFound(f"Container {ident} could not be found.")
-    if len(rows) > 1:
-        raise errors.Conflict(
-            f"Multiple containers exist with same name {ident}. Please use the container uuid."
-        )
-    return rows[0]
+    return await one_by_ident(
+        session,
+        _scoped(select(ContainerRow), scope),
+        ContainerRow,
+        ident,
+        missing=errors.ContainerNotFound,
+        noun="container",
+        for_update=for_update,
+    )
 
 
 async def list_page(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -10,6 +9,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
+from berth.store.lookup import UUID_SHAPE, one_by_ident
 from berth.store.scope import Scope
 from berth.store.tables import ImageRow, RegistryRow
 
@@ -25,9 +25,6 @@ __all__ = [
     "search_store",
 ]
 
-_UUID = re.compile(
-    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
-)
 IMAGE_SORT_KEYS = frozenset({"id", "uuid", "repo", "tag", "size", "host", "created_at"})
 REGISTRY_SORT_KEYS = frozenset(
     {"id", "uuid", "name", "domain", "username", "project_id", "user_id", "created_at"}
@@ -46,7 +43,7 @@ async def get_image(
 ) -> ImageRow:
     """The image with UUID ``ident`` (or its engine id) if visible; 404 otherwise."""
     stmt = _scoped(select(ImageRow), ImageRow, scope)
-    if _UUID.match(ident):
+    if UUID_SHAPE.match(ident):
         stmt = stmt.where(ImageRow.uuid == ident.lower())
     else:
         stmt = stmt.where(ImageRow.image_id == ident)
@@ -147,21 +144,16 @@ async def get_registry(
     session: AsyncSession, scope: Scope, ident: str, *, for_update: bool = False
 ) -> RegistryRow:
     """The registry named by UUID or name, if visible; 404 otherwise, 409 if ambiguous."""
-    stmt = _scoped(select(RegistryRow), RegistryRow, scope)
-    if _UUID.match(ident):
-        stmt = stmt.where(RegistryRow.uuid == ident.lower())
-    else:
-        stmt = stmt.where(RegistryRow.name == ident)
-    if for_update:
-        stmt = stmt.with_for_update()
-    rows: Sequence[RegistryRow] = (await session.execute(stmt.limit(2))).scalars().all()
-    if not rows:
-        raise errors.RegistryNotFound(f"Registry {ident} could not be found.")
-    if len(rows) > 1:
-        raise errors.Conflict(
-            f"Multiple registries exist with same name {ident}. Please use the registry uuid."
-        )
-    return rows[0]
+    return await one_by_ident(
+        session,
+        _scoped(select(RegistryRow), RegistryRow, scope),
+        RegistryRow,
+        ident,
+        missing=errors.RegistryNotFound,
+        noun="registry",
+        plural="registries",
+        for_update=for_update,
+    )
 
 
 async def list_registries(

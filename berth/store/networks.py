@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -10,12 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
+from berth.store.lookup import one_by_ident
 from berth.store.scope import Scope
 from berth.store.tables import NetworkRow, SecurityGroupRow
 
 __all__ = ["get_group", "get_network", "groups_by_uuid", "list_groups", "list_networks"]
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 R = TypeVar("R", NetworkRow, SecurityGroupRow)
 
 
@@ -31,18 +30,9 @@ async def _get(
     stmt = select(table)
     if not scope.all_projects:
         stmt = stmt.where(table.project_id == scope.project_id)
-    if _UUID.match(ident):
-        stmt = stmt.where(table.uuid == ident.lower())
-    else:
-        stmt = stmt.where(table.name == ident)
-    if for_update:
-        stmt = stmt.with_for_update()
-    rows = (await session.execute(stmt.limit(2))).scalars().all()
-    if not rows:
-        raise missing(f"{what} {ident} could not be found.")
-    if len(rows) > 1:
-        raise errors.Conflict(f"Multiple {what.lower()}s are named {ident}: use the uuid.")
-    return rows[0]
+    return await one_by_ident(
+        session, stmt, table, ident, missing=missing, noun=what.lower(), for_update=for_update
+    )
 
 
 async def get_network(
