@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import docker
 import docker.errors
 
-from bench._common import BerthServer, free_port, machine, summary
+from bench._common import BerthServer, free_port, machine, raw_network, remove_network, summary
 
 IMAGE = "berth-test/busybox:latest"
 COMMAND = ["sleep", "300"]
@@ -117,15 +117,10 @@ class Raw:
         containers are on their project's (see bench/create_to_running.py)."""
         self.client, self.n = client, n
         self.names: set[str] = set()
-        self.network: str | None = None
-        if network == "user":
-            self.network = f"bench-cc-{uuid.uuid4().hex[:12]}"
-            client.networks.create(self.network, driver="bridge", labels={"berth.bench": "raw"})
+        self.network = raw_network(client, "bench-cc", network)
 
     def close(self) -> None:
-        if self.network is not None:
-            with contextlib.suppress(docker.errors.DockerException):
-                self.client.networks.get(self.network).remove()
+        remove_network(self.client, self.network)
 
     def batch(self, pool: cf.ThreadPoolExecutor) -> dict[str, float]:
         names = [f"bench-cc-raw-{uuid.uuid4().hex[:12]}" for _ in range(self.n)]

@@ -61,11 +61,8 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import math
 import os
-import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -80,6 +77,10 @@ import docker
 import docker.errors
 import httpx
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import free_port, machine, raw_network, remove_network, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIM = str(Path(__file__).resolve().parent / "_trace_server.py")
@@ -106,12 +107,6 @@ class BerthSample:
     sent: float  # epoch seconds: POST sent
     posted: float  # epoch seconds: POST answered
     seen: float  # epoch seconds: Running seen
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _parse_time(value: str | None) -> float | None:
@@ -298,17 +293,12 @@ class RawDocker:
         self.client = client
         self.image = image
         self.live: set[str] = set()
-        self.network: str | None = None
-        if network == "user":
-            self.network = f"bench-raw-{uuid.uuid4().hex[:12]}"
-            client.networks.create(self.network, driver="bridge", labels={"berth.bench": "raw"})
+        self.network = raw_network(client, "bench-raw", network)
 
     def close(self) -> None:
         """Remove the bench's network (after its containers)."""
-        if self.network is not None:
-            with contextlib.suppress(docker.errors.DockerException):
-                self.client.networks.get(self.network).remove()
-            self.network = None
+        remove_network(self.client, self.network)
+        self.network = None
 
     def create_to_running(self) -> float:
         name = f"bench-raw-{uuid.uuid4().hex[:12]}"
@@ -334,52 +324,7 @@ class RawDocker:
         self.live.discard(name)
 
 
-# -- statistics and reporting
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile: the smallest value with at least q% of the samples at or below."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {
-        "p50": statistics.median(values),
-        "p90": percentile(values, 90),
-        "p99": percentile(values, 99),
-        "mean": statistics.fmean(values),
-        "min": min(values),
-        "max": max(values),
-    }
-
-
-def machine(client: docker.DockerClient) -> dict[str, Any]:
-    mem_kib = 0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    cpu_model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    version = client.version()
-    rev = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu_model,
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "dockerd": version.get("Version"),
-        "storage_driver": client.info().get("Driver"),
-        "python": platform.python_version(),
-        "berth_revision": rev or None,
-    }
+# -- reporting
 
 
 def report(result: dict[str, Any]) -> str:
