@@ -39,6 +39,7 @@ from berth.config import Settings
 from berth.domain.hostsync import DesiredContainer, DesiredHost, HostReport, Observation
 from berth.networks.base import NetworkDriver
 from berth.runtimes.base import HostFacts, RuntimeContainer, RuntimeDriver
+from berth.volumes.base import VolumeDriver
 
 __all__ = ["Agent"]
 
@@ -64,6 +65,7 @@ class _Memory:
     failures: int = 0
     retry_at: float = 0.0
     reported: tuple[Any, ...] | None = None
+    owns_volumes: bool = False  # it has volumes of its own (``--mount size=N``)
 
     def history(self) -> History:
         return History(frozenset(self.done_ops), self.started_for, self.requested_since)
@@ -77,6 +79,8 @@ class _Memory:
             else:
                 self.requested_since = since
         self.seen, self.last_since = True, since
+        if any(v.owner == desired.uuid for v in desired.volumes):
+            self.owns_volumes = True
 
 
 def _intent(desired: DesiredContainer | None) -> tuple[Any, ...] | None:
@@ -314,8 +318,12 @@ class Agent:
                 self._spawn(uuid)
         for uuid in list(self._memory):
             gone = uuid not in self._desired and uuid not in self._observed
-            if gone and uuid not in self._workers:
-                del self._memory[uuid]
+            if not gone or uuid in self._workers:
+                continue
+            if self._memory.pop(uuid).owns_volumes:
+                # Gone without a delete by this agent (auto_remove: the engine
+                # removed it; evacuated): its own volumes would stay behind.
+                self._spawn_cleanup(uuid)
 
     def _needs_attention(self, uuid: str) -> bool:
         desired, observed = self._desired.get(uuid), self._observed.get(uuid)
@@ -328,6 +336,21 @@ class Agent:
         error, done = self._sticky_error(memory, desired), self._done_ops(memory, desired)
         provisional = observe(uuid, desired, observed, error=error, done_ops=done)
         return _report_key(provisional, desired) != memory.reported
+
+    def _spawn_cleanup(self, uuid: str) -> None:
+        assert self._tasks is not None
+        self._tasks.create_task(self._drop_volumes(uuid), name=f"berth-volumes-{uuid}")
+
+    async def _drop_volumes(self, uuid: str) -> None:
+        volumes: VolumeDriver | None = getattr(self._runtime, "volumes", None)
+        if volumes is None:
+            return
+        try:
+            await volumes.remove_owned_by(uuid)
+        except errors.BerthError as exc:
+            log.warning("cannot remove the volumes of container %s: %s", uuid, exc.message)
+        except Exception:
+            log.exception("removing the volumes of container %s failed unexpectedly", uuid)
 
     def _spawn(self, uuid: str) -> None:
         assert self._tasks is not None

@@ -272,6 +272,35 @@ def test_size_mount_volume_is_removed_with_its_container(world: World) -> None:
     assert w.rest("alice", "GET", "/volumes").json()["volumes"] == []
 
 
+def test_auto_remove_container_leaves_no_volume_of_its_own(world: World) -> None:
+    """The engine removes an ``auto_remove`` container when it exits; Berth deletes
+    the record, and the agent must still drop the ``size=N`` volume it owned."""
+    w = world
+    created = w.json(
+        "alice",
+        "appcontainer",
+        "run",
+        "--name",
+        "oneshot",
+        "--auto-remove",
+        "--mount",
+        "size=1,destination=/scratch",
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "echo x > /scratch/f; sleep 2",
+    )
+    wait_until(lambda: w.volumes(**{"berth.volume.owner": created["uuid"]}), "its volume created")
+    wait_until(
+        lambda: w.rest("alice", "GET", f"/containers/{created['uuid']}").status_code == 404,
+        "the exited auto_remove container deleted",
+    )
+    wait_until(
+        lambda: not w.volumes(**{"berth.volume.owner": created["uuid"]}), "its volume removed"
+    )
+    assert w.rest("alice", "GET", "/volumes").json()["volumes"] == []
+
+
 POD = """
 kind: capsule
 capsuleVersion: beta
