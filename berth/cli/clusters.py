@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from berth.cli.client import BerthClient, CliError
-from berth.cli.containers import client_from, reported
+from berth.cli.containers import client_from, key_value_pairs, reported
 from berth.clusters.client_config import ENV_FILE, env_file, new_client_key
 
 __all__ = ["app", "cluster_style", "follow_cluster"]
@@ -172,16 +172,6 @@ def follow_cluster(
     return cluster
 
 
-def _labels(values: list[str]) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"--label {item!r} is not KEY=VALUE: write e.g. --label a=b.", 2)
-        labels[key] = value
-    return labels
-
-
 @app.command()
 def create(
     ctx: typer.Context,
@@ -212,7 +202,7 @@ def create(
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         if label:
-            body["labels"] = _labels(label)
+            body["labels"] = key_value_pairs(label, "--label", "a=b")
         created = client.call_infra("POST", "/clusters", json=body)
         uuid = str(created["uuid"])
         console = Console()

@@ -90,14 +90,16 @@ def _wait(
     return last
 
 
-def _env_pairs(values: list[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
+def key_value_pairs(values: list[str], option: str, example: str) -> dict[str, str]:
+    """``KEY=VALUE`` options (``--env``, ``--label``) as a dict; a usage error names
+    the ``option`` and shows ``example``."""
+    pairs: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise CliError(f"--env {item!r} is not KEY=VALUE: write e.g. --env GREETING=hi.", 2)
-        env[key] = value
-    return env
+            raise CliError(f"{option} {item!r} is not KEY=VALUE: write e.g. {option} {example}.", 2)
+        pairs[key] = value
+    return pairs
 
 
 def _ports(values: list[str]) -> dict[str, Any]:
@@ -136,7 +138,7 @@ def run(
         if memory is not None:
             body["memory"] = memory
         if env:
-            body["environment"] = _env_pairs(env)
+            body["environment"] = key_value_pairs(env, "--env", "GREETING=hi")
         if expose_port:
             body["exposed_ports"] = _ports(expose_port)
         if restart:

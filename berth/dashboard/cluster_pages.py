@@ -21,6 +21,7 @@ from berth import errors
 from berth.clusters import pki
 from berth.clusters.client_config import ClientConfig, new_client_key, zip_bundle
 from berth.clusters.registry import DriverRegistry
+from berth.dashboard.forms import key_value_lines
 from berth.dashboard.pages import explain, redirect
 from berth.dashboard.render import env_of, fragment, page
 from berth.dashboard.session import Flash, Session
@@ -125,19 +126,13 @@ def _int(form: dict[str, str], field: str, label: str) -> int | None:
 
 
 def _labels(text: str) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip() or any(c.isspace() for c in key.strip()):
-            raise errors.Invalid(
-                f"Labels line {number} ({line!r}) is not KEY=VALUE: write one label per line, "
-                "e.g. docker_volume_type=ssd."
-            )
-        labels[key.strip()] = value.strip()
-    return labels
+    return key_value_lines(
+        text,
+        "Labels",
+        "one label per line, e.g. docker_volume_type=ssd",
+        lambda key: bool(key) and not any(c.isspace() for c in key),
+        strip_values=True,
+    )
 
 
 def cluster_body(form: dict[str, str]) -> dict[str, Any]:

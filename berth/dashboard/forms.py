@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 from berth import errors
@@ -68,20 +69,40 @@ def _integer(form: dict[str, str], key: str, label: str, low: int, high: int) ->
     return None if value is None else int(value)
 
 
-def _environment(text: str) -> dict[str, str]:
-    env: dict[str, str] = {}
+def key_value_lines(
+    text: str,
+    noun: str,
+    advice: str,
+    key_ok: Callable[[str], bool],
+    *,
+    strip_values: bool = False,
+) -> dict[str, str]:
+    """A text area of ``KEY=VALUE`` lines (blank lines and ``#`` comments skipped).
+
+    A bad line is a 400 that names the field (``noun``) and the line, and says
+    how to write one (``advice``, e.g. "one variable per line, e.g. A=b").
+    """
+    pairs: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         key, sep, value = line.partition("=")
-        if not sep or not _ENV_KEY.match(key.strip()):
+        if not sep or not key_ok(key.strip()):
             raise errors.Invalid(
-                f"Environment line {number} ({line!r}) is not KEY=VALUE: write one variable "
-                "per line, e.g. GREETING=hello."
+                f"{noun} line {number} ({line!r}) is not KEY=VALUE: write {advice}."
             )
-        env[key.strip()] = value
-    return env
+        pairs[key.strip()] = value.strip() if strip_values else value
+    return pairs
+
+
+def _environment(text: str) -> dict[str, str]:
+    return key_value_lines(
+        text,
+        "Environment",
+        "one variable per line, e.g. GREETING=hello",
+        lambda key: _ENV_KEY.match(key) is not None,
+    )
 
 
 def _ports(text: str) -> dict[str, Any] | None:
