@@ -59,5 +59,30 @@ class Cli:
             assert proc.returncode == 0, f"openstack {' '.join(args)}:\n{proc.stderr}"
         return proc
 
+    def zun_library(self, expression: str, *, user: str, password: str, project: str) -> Any:
+        """Evaluate ``expression`` (JSON-able) with ``zun``, an unmodified zunclient
+        Client logged in as ``user``: for calls the ``openstack`` CLI cannot make."""
+        code = (
+            "import json, os\n"
+            "from keystoneauth1 import loading, session\n"
+            "from zunclient import client\n"
+            "auth = loading.get_plugin_loader('password').load_from_options(\n"
+            "    auth_url=os.environ['OS_AUTH_URL'], username=os.environ['OS_USERNAME'],\n"
+            "    password=os.environ['OS_PASSWORD'], project_name=os.environ['OS_PROJECT_NAME'],\n"
+            "    user_domain_name='Default', project_domain_name='Default')\n"
+            "zun = client.Client('1.latest', session=session.Session(auth=auth))\n"
+            f"print(json.dumps({expression}))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=self.env(user, password, project),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
     def json(self, *args: str, **kwargs: Any) -> Any:
         return json.loads(self.run(*args, "-f", "json", **kwargs).stdout)

@@ -7,8 +7,6 @@ and the Docker engine is checked at each step; the other member sees nothing.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -71,29 +69,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tup
 
 
 def zun_library(m: Members, call: str) -> Any:
-    """Evaluate ``call`` on an unmodified zunclient Client logged in as alice."""
-    code = (
-        "import json, os\n"
-        "from keystoneauth1 import loading, session\n"
-        "from zunclient import client\n"
-        "auth = loading.get_plugin_loader('password').load_from_options(\n"
-        "    auth_url=os.environ['OS_AUTH_URL'], username=os.environ['OS_USERNAME'],\n"
-        "    password=os.environ['OS_PASSWORD'], project_name=os.environ['OS_PROJECT_NAME'],\n"
-        "    user_domain_name='Default', project_domain_name='Default')\n"
-        "zun = client.Client('1.latest', session=session.Session(auth=auth))\n"
-        f"print(json.dumps(zun.{call}))\n"
-    )
-    env = m.cli.env("alice", PW, "team-a")
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    """Evaluate ``zun.<call>`` on an unmodified zunclient Client logged in as alice."""
+    return m.cli.zun_library(f"zun.{call}", user="alice", password=PW, project="team-a")
 
 
 def wait_status(m: Members, name: str, want: str, timeout: float = 60) -> dict[str, Any]:

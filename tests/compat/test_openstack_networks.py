@@ -14,7 +14,6 @@ import functools
 import json
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -111,27 +110,12 @@ def answers(w: World, client: str, address: str, port: int, expected: bool) -> N
 
 def network_list(w: World, name: str) -> Any:
     """``containers.network_list`` of an unmodified zunclient logged in as alice."""
-    return zun_library(w, f"[n.to_dict() for n in zun.containers.network_list({name!r})]")
-
-
-def zun_library(w: World, expression: str) -> Any:
-    code = (
-        "import json, os\n"
-        "from keystoneauth1 import loading, session\n"
-        "from zunclient import client\n"
-        "auth = loading.get_plugin_loader('password').load_from_options(\n"
-        "    auth_url=os.environ['OS_AUTH_URL'], username=os.environ['OS_USERNAME'],\n"
-        "    password=os.environ['OS_PASSWORD'], project_name=os.environ['OS_PROJECT_NAME'],\n"
-        "    user_domain_name='Default', project_domain_name='Default')\n"
-        "zun = client.Client('1.latest', session=session.Session(auth=auth))\n"
-        f"print(json.dumps({expression}))\n"
+    return w.cli.zun_library(
+        f"[n.to_dict() for n in zun.containers.network_list({name!r})]",
+        user="alice",
+        password=PW,
+        project="team-a",
     )
-    env = w.cli.env("alice", PW, "team-a")
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 @pytest.fixture(scope="module")
