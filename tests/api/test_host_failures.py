@@ -116,6 +116,12 @@ async def test_a_host_that_answers_again_shows_its_containers_as_last_seen(
     assert r.status_code == 200, r.text
     assert await mark_lost_hosts(env) == 1
     assert (await show(client, admin_token, uuid))["status"] == "Unknown"
+    # Its agent keeps heartbeating meanwhile (the down time here is 1 s, which a
+    # loaded database can spend on the two calls above).
+    r = await client.post(
+        "/internal/v1/hosts/blip-host/heartbeat", headers={"X-Auth-Token": agent.token}
+    )
+    assert r.status_code == 200
     body["forced_down"] = False
     r = await client.put("/container/v1/services/force_down", json=body, headers=h(admin_token))
     assert r.status_code == 200, r.text
