@@ -4,13 +4,15 @@ It authenticates as keystone clients do (password method, project scope,
 token in ``X-Subject-Token``), sends the token as ``X-Auth-Token`` and, when a
 token expires (401), authenticates again once and retries. The httpx client is
 handed in: over the network for a standalone agent, or ``httpx.ASGITransport``
-to the API app itself in all-in-one mode.
+to a test app. The all-in-one agent skips HTTP altogether: it calls the
+control plane in memory (``berth.api.internal.local.LocalControl``), behind
+the same ``ControlPlane`` protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -19,7 +21,7 @@ from pydantic import TypeAdapter
 from berth import errors
 from berth.domain.hostsync import DesiredHost, HostReport, Observation
 
-__all__ = ["ControlClient", "ControlPlaneError"]
+__all__ = ["ControlClient", "ControlPlane", "ControlPlaneError"]
 
 _REPORT = TypeAdapter(HostReport)
 _DESIRED = TypeAdapter(DesiredHost)
@@ -43,6 +45,22 @@ class ControlPlaneError(errors.BerthError):
         super().__init__(message)
         self.status = status
         self.unreachable = unreachable
+
+
+class ControlPlane(Protocol):
+    """What an agent asks of the control plane; every call may raise ControlPlaneError."""
+
+    async def register(self, report: HostReport) -> None:
+        """Register (or refresh) this host with its capacity and capabilities."""
+
+    async def heartbeat(self, hostname: str) -> None:
+        """Tell the control plane this host's agent is alive."""
+
+    async def desired(self, hostname: str, generation: int, wait: float) -> DesiredHost:
+        """The host's desired state: at once if ``generation`` is stale, else within ``wait`` s."""
+
+    async def report(self, hostname: str, observations: list[Observation]) -> None:
+        """Send a batch of observations."""
 
 
 def _unreachable(exc: httpx.HTTPError) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 from berth import errors
 from berth.agent.apply import apply_plan, observe
-from berth.agent.client import ControlClient, ControlPlaneError
+from berth.agent.client import ControlPlane, ControlPlaneError
 from berth.agent.diff import (
     Acknowledge,
     Action,
@@ -143,7 +143,7 @@ class _Backoff:
 class Agent:
     """Makes the runtime match the control plane's desired state for this host."""
 
-    def __init__(self, settings: Settings, control: ControlClient, runtime: RuntimeDriver) -> None:
+    def __init__(self, settings: Settings, control: ControlPlane, runtime: RuntimeDriver) -> None:
         self._settings = settings
         self._control = control
         self._runtime = runtime

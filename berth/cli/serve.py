@@ -18,6 +18,7 @@ from berth.agent.client import ControlClient
 from berth.agent.loop import Agent
 from berth.agent.server import create_agent_app
 from berth.api.app import Extension, create_app
+from berth.api.internal.local import LocalControl
 from berth.api.state import AppState
 from berth.config import Settings, load_settings
 from berth.runtimes.docker import DockerDriver
@@ -43,11 +44,8 @@ def embedded_agent(settings: Settings) -> Extension:
         state.env.agents.local[settings.agent_host] = httpx.ASGITransport(
             app=create_agent_app(runtime, password)
         )
-        http = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://berth", timeout=90.0
-        )
-        control = ControlClient(http, password=password)
-        agent = Agent(settings, control, runtime)
+        # In memory both ways: no HTTP client, middleware or JSON between the two.
+        agent = Agent(settings, LocalControl(state, password), runtime)
         task = asyncio.create_task(agent.run())
         try:
             yield
@@ -55,7 +53,6 @@ def embedded_agent(settings: Settings) -> Extension:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await http.aclose()
 
     return run
 
