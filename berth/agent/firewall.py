@@ -20,7 +20,7 @@ from typing import Any
 
 from berth import errors
 from berth.domain.hostsync import DesiredContainer
-from berth.networks.base import FirewallRule, NetworkDriver
+from berth.networks.base import FirewallSpec, NetworkDriver
 from berth.networks.firewall import resolve_ingress
 
 __all__ = ["FirewallSync", "ipv4_addresses"]
@@ -61,7 +61,7 @@ class FirewallSync:
         self._pruned_at = float("-inf")
         self._desired: dict[str, DesiredContainer] = {}
         self._ips: dict[str, list[str]] = {}
-        self._written: dict[str, tuple[tuple[str, ...], tuple[FirewallRule, ...]]] = {}
+        self._written: dict[str, FirewallSpec] = {}
         self._swept = False
         self._wake = asyncio.Event()
 
@@ -93,7 +93,7 @@ class FirewallSync:
                 await asyncio.sleep(_RETRY)
                 self._wake.set()
 
-    def wanted(self) -> dict[str, tuple[tuple[str, ...], tuple[FirewallRule, ...]]]:
+    def wanted(self) -> dict[str, FirewallSpec]:
         """Per filtered container: its addresses and the concrete rules it should have."""
         live = {
             uuid: self._ips.get(uuid, [])
@@ -127,17 +127,39 @@ class FirewallSync:
 
     async def _sync_chains(self) -> None:
         wanted = self.wanted()
+        changes: dict[str, FirewallSpec | None] = {}
         if not self._swept:
-            for uuid in await self._networks.firewalled() - wanted.keys():
-                await self._networks.clear_firewall(uuid)
+            changes.update(dict.fromkeys(await self._networks.firewalled() - wanted.keys()))
+        for uuid, want in wanted.items():
+            if self._written.get(uuid) != want:
+                changes[uuid] = want
+        changes.update(dict.fromkeys(u for u in self._written if u not in wanted))
+        if not changes:
             self._swept = True
-        for uuid, key in wanted.items():
-            if self._written.get(uuid) != key:
-                await self._networks.apply_firewall(uuid, list(key[0]), list(key[1]))
-                self._written[uuid] = key
-        for uuid in [u for u in self._written if u not in wanted]:
-            await self._networks.clear_firewall(uuid)
-            del self._written[uuid]
+            return
+        try:
+            await self._write(changes)
+        except errors.BerthError:
+            if len(changes) == 1:
+                raise
+            # One bad chain must not hold up the others: each on its own, then the first error.
+            failure: errors.BerthError | None = None
+            for uuid, change in changes.items():
+                try:
+                    await self._write({uuid: change})
+                except errors.BerthError as exc:
+                    failure = failure or exc
+            if failure is not None:
+                raise failure from None
+        self._swept = True
+
+    async def _write(self, changes: dict[str, FirewallSpec | None]) -> None:
+        await self._networks.write_firewalls(changes)
+        for uuid, spec in changes.items():
+            if spec is None:
+                self._written.pop(uuid, None)
+            else:
+                self._written[uuid] = spec
 
     async def _prune(self) -> None:
         now = self._clock()

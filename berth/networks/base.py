@@ -7,12 +7,20 @@ when no container uses it any more. Drivers never talk to the control plane.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
 from berth.domain.hostsync import NetworkRef
 
-__all__ = ["NETWORK_PREFIX", "FirewallRule", "NetworkDriver", "network_id_of", "network_name"]
+__all__ = [
+    "NETWORK_PREFIX",
+    "FirewallRule",
+    "FirewallSpec",
+    "NetworkDriver",
+    "network_id_of",
+    "network_name",
+]
 
 NETWORK_PREFIX = "berth-net-"
 
@@ -38,6 +46,10 @@ class FirewallRule:
     port_min: int | None = None
     port_max: int | None = None
     sources: tuple[str, ...] | None = None
+
+
+# A container's filtering: the addresses it is reached at and the rules that may reach it.
+FirewallSpec: TypeAlias = tuple[tuple[str, ...], tuple[FirewallRule, ...]]
 
 
 @runtime_checkable
@@ -67,14 +79,13 @@ class NetworkDriver(Protocol):
         """
         ...
 
-    async def apply_firewall(
-        self, uuid: str, addresses: list[str], rules: list[FirewallRule]
-    ) -> None:
-        """Let only ``rules`` reach the container at ``addresses`` (replaces what was there)."""
-        ...
+    async def write_firewalls(self, changes: Mapping[str, FirewallSpec | None]) -> None:
+        """Change the filtering of several containers in one step, by uuid.
 
-    async def clear_firewall(self, uuid: str) -> None:
-        """Remove the container's filtering; none is success."""
+        A spec lets only its rules reach the container at its addresses
+        (replacing what was there); None removes the container's filtering (none
+        is success). All or nothing: on failure no change is kept.
+        """
         ...
 
     async def firewalled(self) -> set[str]:

@@ -16,7 +16,7 @@ import logging
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import docker
@@ -25,7 +25,7 @@ import requests
 
 from berth import errors
 from berth.domain.hostsync import NetworkRef
-from berth.networks.base import FirewallRule, network_id_of, network_name
+from berth.networks.base import FirewallSpec, network_id_of, network_name
 from berth.networks.firewall import JUMP_CHAIN, chain_name, chain_rules, jump_comment
 
 __all__ = ["BridgeNetworks"]
@@ -240,34 +240,42 @@ class BridgeNetworks:
             self._jump_cache = None
             raise
 
-    async def apply_firewall(
-        self, uuid: str, addresses: list[str], rules: list[FirewallRule]
-    ) -> None:
-        """Fill the container's chain and point a jump at it for each of its addresses.
+    async def write_firewalls(self, changes: Mapping[str, FirewallSpec | None]) -> None:
+        """Replace or remove the chains and jumps of ``changes``: one ``iptables-restore`` run.
 
-        One ``iptables-restore`` run: the chain is replaced and the jumps changed
-        in one atomic step.
+        One run for every container that changed since the last sync (each run
+        forks the agent and has the kernel swap the whole filter table; 20
+        containers started together used to cost 20 of them). The chains are
+        replaced and the jumps changed in one atomic step.
         """
-        chain = chain_name(uuid)
-        wanted = {f"{a}/32" if "/" not in a else a for a in addresses}
-        present = dict((await self._present()).get(uuid, {}))
-        lines = [f":{chain} - [0:0]"]
-        lines += [_quote(args) for args in chain_rules(chain, rules)]
-        lines += [f"-D {text}" for addr, text in present.items() if addr not in wanted]
-        lines += [f"-I {self._jump(uuid, addr)}" for addr in sorted(wanted - present.keys())]
+        if not changes:
+            return
+        present = await self._present()
+        lines: list[str] = []
+        jumps: dict[str, dict[str, str] | None] = {}
+        for uuid, spec in changes.items():
+            chain = chain_name(uuid)
+            have = present.get(uuid, {})
+            # Declaring a chain creates it when missing and empties it otherwise.
+            lines.append(f":{chain} - [0:0]")
+            if spec is None:
+                lines += [f"-D {text}" for text in have.values()]
+                lines.append(f"-X {chain}")
+                jumps[uuid] = None
+                continue
+            addresses, rules = spec
+            wanted = {f"{a}/32" if "/" not in a else a for a in addresses}
+            lines += [_quote(args) for args in chain_rules(chain, rules)]
+            lines += [f"-D {text}" for addr, text in have.items() if addr not in wanted]
+            lines += [f"-I {self._jump(uuid, addr)}" for addr in sorted(wanted - have.keys())]
+            jumps[uuid] = {addr: self._jump(uuid, addr) for addr in wanted}
         await self._restore(lines)
         if self._jump_cache is not None:
-            self._jump_cache[uuid] = {addr: self._jump(uuid, addr) for addr in wanted}
-
-    async def clear_firewall(self, uuid: str) -> None:
-        """Remove the container's jumps and chain (one ``iptables-restore`` run)."""
-        chain = chain_name(uuid)
-        stale = [f"-D {text}" for text in (await self._present()).get(uuid, {}).values()]
-        # Declaring the chain creates it when missing (and empties it), so the
-        # delete never fails on a chain that is already gone.
-        await self._restore([f":{chain} - [0:0]", *stale, f"-X {chain}"])
-        if self._jump_cache is not None:
-            self._jump_cache.pop(uuid, None)
+            for uuid, written in jumps.items():
+                if written is None:
+                    self._jump_cache.pop(uuid, None)
+                else:
+                    self._jump_cache[uuid] = written
 
     async def firewalled(self) -> set[str]:
         """The uuids of the containers this owner filters."""

@@ -337,3 +337,42 @@ async def test_a_network_removed_behind_the_drivers_back_is_made_again(box: Box)
     assert again != first
     attached = box.inspect()["NetworkSettings"]["Networks"]
     assert list(attached) == [network_name(net.id)]
+
+
+def _iptables_rules(*about: str) -> str:
+    """The filter table's rules that mention any of ``about`` (other tests run beside us)."""
+    import subprocess
+
+    listing = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
+    return "\n".join(line for line in listing.splitlines() if any(a in line for a in about))
+
+
+async def test_firewalls_of_several_containers_change_in_one_atomic_write(box: Box) -> None:
+    from berth.networks import FirewallRule, chain_name
+
+    a, b = f"{box.uuid}-a", f"{box.uuid}-b"
+    web = (FirewallRule("tcp", 80, 80, None),)
+    networks = box.driver.networks
+    mine = (chain_name(a), chain_name(b), "10.250.0.")
+    await networks.write_firewalls({a: (("10.250.0.2",), web), b: (("10.250.0.3",), ())})
+    rules = _iptables_rules(*mine)
+    assert "-A DOCKER-USER -d 10.250.0.2/32" in rules and f"-j {chain_name(a)}" in rules
+    assert f"-A {chain_name(a)} -p tcp -m tcp --dport 80 -j RETURN" in rules
+    assert "-A DOCKER-USER -d 10.250.0.3/32" in rules and f"-A {chain_name(b)} -j DROP" in rules
+    assert await networks.firewalled() == {a, b}
+
+    # A bad rule fails the whole write: neither container's filtering changes.
+    bad = (FirewallRule("no-such-protocol", None, None, None),)
+    with pytest.raises(errors.BerthError, match="iptables-restore"):
+        await networks.write_firewalls({a: None, b: (("10.250.0.3",), bad)})
+    assert _iptables_rules(*mine) == rules
+
+    # One write: a's filtering goes, b moves to a new address.
+    await networks.write_firewalls({a: None, b: (("10.250.0.4",), web)})
+    rules = _iptables_rules(*mine)
+    assert chain_name(a) not in rules and "10.250.0.2" not in rules and "10.250.0.3" not in rules
+    assert "-A DOCKER-USER -d 10.250.0.4/32" in rules
+    assert f"-A {chain_name(b)} -p tcp -m tcp --dport 80 -j RETURN" in rules
+    assert await networks.firewalled() == {b}
+    await networks.write_firewalls({b: None})
+    assert _iptables_rules(*mine) == ""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from berth import errors
 from berth.agent.diff import Connect, Disconnect, plan
 from berth.agent.firewall import FirewallSync, ipv4_addresses
 from berth.domain.hostsync import DesiredContainer, IngressRule, NetworkRef, PublishedPort
@@ -181,3 +184,61 @@ async def test_a_wanted_network_is_never_pruned_even_without_idle_time() -> None
     sync.desired({})
     await sync.sync()
     assert driver.kept[-1] == set()
+
+
+class _Recorder:
+    """A network driver that records each firewall write; ``bad`` uuids make a write fail."""
+
+    def __init__(self, bad: set[str] | None = None) -> None:
+        self.writes: list[dict[str, object]] = []
+        self.bad = bad or set()
+        self.filtered = {"gone"}  # a leftover of an earlier run of this agent
+
+    async def write_firewalls(self, changes: dict[str, object]) -> None:
+        if self.bad & changes.keys():
+            raise errors.BerthError(
+                f"iptables-restore failed for {sorted(self.bad & changes.keys())}"
+            )
+        self.writes.append(dict(changes))
+        for uuid, spec in changes.items():
+            (self.filtered.discard if spec is None else self.filtered.add)(uuid)
+
+    async def firewalled(self) -> set[str]:
+        return set(self.filtered)
+
+    async def prune(self, keep: set[str]) -> list[str]:
+        return []
+
+
+def _running(sync: FirewallSync, *uuids: str) -> None:
+    for i, uuid in enumerate(uuids):
+        sync.addresses(uuid, {"n1": [{"addr": f"172.20.0.{i + 2}", "version": 4}]}, running=True)
+
+
+async def test_containers_that_started_together_are_filtered_in_one_write() -> None:
+    driver = _Recorder()
+    sync = FirewallSync(driver)  # type: ignore[arg-type]
+    sync.desired({u: _desired(u, ["default"], []) for u in ("a", "b", "c")})
+    _running(sync, "a", "b", "c")
+    await sync.sync()
+    # The leftover is swept in the same write as the three new chains.
+    assert len(driver.writes) == 1 and set(driver.writes[0]) == {"a", "b", "c", "gone"}
+    assert driver.writes[0]["gone"] is None
+    await sync.sync()
+    assert len(driver.writes) == 1  # nothing changed: nothing written
+    sync.addresses("b", None, running=False)
+    await sync.sync()
+    assert driver.writes[-1] == {"b": None}
+
+
+async def test_one_bad_chain_does_not_hold_up_the_others() -> None:
+    driver = _Recorder(bad={"b"})
+    sync = FirewallSync(driver)  # type: ignore[arg-type]
+    sync.desired({u: _desired(u, ["default"], []) for u in ("a", "b", "c")})
+    _running(sync, "a", "b", "c")
+    with pytest.raises(errors.BerthError, match=r"\['b'\]"):
+        await sync.sync()
+    assert sorted(u for w in driver.writes for u in w) == ["a", "c", "gone"]
+    driver.bad.clear()
+    await sync.sync()  # the retry writes only what is still missing
+    assert driver.writes[-1].keys() == {"b"}
