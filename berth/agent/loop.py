@@ -299,6 +299,7 @@ class Agent:
 
     async def _pass(self, host: DesiredHost) -> None:
         """Fold in the desired state and a fresh listing; start workers where needed."""
+        before = self._desired
         self._desired = {c.uuid: _networked(c, self._firewall is not None) for c in host.containers}
         listing = await self._runtime.list_managed()
         self._observed = {c.uuid: c for c in listing if c.uuid}
@@ -313,7 +314,13 @@ class Agent:
             if uuid in self._desired:
                 memory.note(self._desired[uuid], self._observed.get(uuid))
             if uuid in self._workers:
-                self._dirty.add(uuid)  # the worker looks again when it is done
+                # Asked something new while its worker acts: the worker looks again
+                # when it is done. (Not for every pass: during a burst of creates
+                # each commit wakes a pass, and re-inspecting every busy container
+                # each time doubled the engine calls. What the engine does on its
+                # own meanwhile, the next pass sees.)
+                if before.get(uuid) != self._desired.get(uuid):
+                    self._dirty.add(uuid)
             elif self._needs_attention(uuid):
                 self._spawn(uuid)
         for uuid in list(self._memory):

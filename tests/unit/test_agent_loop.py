@@ -349,3 +349,29 @@ async def test_resumes_within_a_second_once_the_control_plane_is_back(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_a_request_that_arrives_while_its_container_is_busy_is_acted_on(rig: Rig) -> None:
+    rig.runtime.gates["start:c1"] = asyncio.Event()
+    async with running(rig):
+        await rig.control.put(container("c1"))
+        await rig.runtime.wait_for(lambda: rig.runtime.count("start", "c1") == 1)
+        await rig.control.change("c1", desired_state="stopped")  # while it is starting
+        await asyncio.sleep(2 * rig.settings.reconcile_interval)  # passes come and go
+        rig.runtime.gates["start:c1"].set()
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "stopped")
+    assert rig.runtime.snapshot() == {"c1": "stopped"}
+
+
+async def test_other_containers_news_does_not_make_a_busy_worker_look_again(rig: Rig) -> None:
+    rig.runtime.gates["start:c1"] = asyncio.Event()
+    async with running(rig):
+        await rig.control.put(container("c1"))
+        await rig.runtime.wait_for(lambda: rig.runtime.count("start", "c1") == 1)
+        for n in range(2, 7):  # each one wakes a pass while c1's worker waits on its start
+            await rig.control.put(container(f"c{n}"))
+            await rig.control.wait_for(lambda n=n: rig.control.state_of(f"c{n}") == "running")
+        rig.runtime.gates["start:c1"].set()
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+    # The inspect that follows its start, and none for each of the five passes.
+    assert rig.runtime.count("inspect", "c1") == 1
