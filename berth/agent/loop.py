@@ -1,7 +1,8 @@
 """The agent: register, heartbeat, and reconcile the host with the control plane.
 
 One pass: long-poll the desired state (it answers at once when something
-changed), list the managed containers with one cheap call, and hand every
+changed), list the managed containers with one cheap call (skipped when the
+change only adds containers the engine cannot have yet), and hand every
 container that needs attention to its own worker task: plan, apply, report.
 One worker per container UUID at a time, so two operations never race on one
 container, and a slow image pull holds up nothing else. Observations go to a
@@ -153,6 +154,7 @@ class Agent:
         self._memory: dict[str, _Memory] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
+        self._listed_at = float("-inf")  # when list_managed last answered (monotonic)
         # Security groups and project networks, when the runtime has a network driver.
         networks: NetworkDriver | None = getattr(runtime, "networks", None)
         self._firewall = (
@@ -256,7 +258,7 @@ class Agent:
                 if unreachable:
                     log.info("the control plane answers again")
                     unreachable = False
-                await self._pass(host)
+                await self._pass(host, woken=host.generation != generation)
             except ControlPlaneError as exc:
                 again = unreachable and exc.unreachable  # said once is enough
                 (log.debug if again else log.warning)(
@@ -297,11 +299,19 @@ class Agent:
 
     # -- one pass over the host
 
-    async def _pass(self, host: DesiredHost) -> None:
-        """Fold in the desired state and a fresh listing; start workers where needed."""
+    async def _pass(self, host: DesiredHost, *, woken: bool = False) -> None:
+        """Fold in the desired state and a fresh listing; start workers where needed.
+
+        ``woken``: the control plane answered because something changed (not
+        because the long poll timed out).
+        """
         before = self._desired
         self._desired = {c.uuid: _networked(c, self._firewall is not None) for c in host.containers}
+        if woken and self._only_added(before):
+            self._pass_added(before)
+            return
         listing = await self._runtime.list_managed()
+        self._listed_at = time.monotonic()
         self._observed = {c.uuid: c for c in listing if c.uuid}
         if self._firewall is not None:
             self._firewall.desired(self._desired)
@@ -331,6 +341,32 @@ class Agent:
                 # Gone without a delete by this agent (auto_remove: the engine
                 # removed it; evacuated): its own volumes would stay behind.
                 self._spawn_cleanup(uuid)
+
+    def _only_added(self, before: dict[str, DesiredContainer]) -> bool:
+        """Whether the change is new containers only, none of which the engine can have.
+
+        A burst of creates wakes a pass per commit. When nothing that was there
+        changed and what is new was neither in the last listing nor ever seen
+        by this agent, that listing (younger than a reconcile interval) still
+        holds: the pass needs no engine call, and the new containers' workers
+        start without waiting for one (a listing takes 5-50 ms while the engine
+        is busy creating). Anything else, and every timed-out poll, lists afresh.
+        """
+        added = self._desired.keys() - before.keys()
+        return (
+            bool(added)
+            and time.monotonic() - self._listed_at < self._settings.reconcile_interval
+            and all(self._desired.get(uuid) == d for uuid, d in before.items())
+            and not any(uuid in self._memory or uuid in self._observed for uuid in added)
+        )
+
+    def _pass_added(self, before: dict[str, DesiredContainer]) -> None:
+        if self._firewall is not None:
+            self._firewall.desired(self._desired)
+        for uuid in self._desired.keys() - before.keys():
+            self._memory.setdefault(uuid, _Memory()).note(self._desired[uuid], None)
+            if self._needs_attention(uuid):
+                self._spawn(uuid)
 
     def _needs_attention(self, uuid: str) -> bool:
         desired, observed = self._desired.get(uuid), self._observed.get(uuid)

@@ -375,3 +375,33 @@ async def test_other_containers_news_does_not_make_a_busy_worker_look_again(rig:
         await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
     # The inspect that follows its start, and none for each of the five passes.
     assert rig.runtime.count("inspect", "c1") == 1
+
+
+async def test_a_burst_of_new_containers_needs_no_listing_per_pass(rig: Rig) -> None:
+    rig.settings = rig.settings.model_copy(update={"reconcile_interval": 30.0})
+    rig.runtime.gates["create"] = asyncio.Event()  # nothing gets reported meanwhile
+    async with running(rig):
+        await rig.runtime.wait_for(lambda: rig.runtime.count("list_managed") == 1)
+        for n in range(1, 6):  # each commit wakes a pass that only adds one container
+            await rig.control.put(container(f"c{n}"))
+            await rig.runtime.wait_for(lambda n=n: rig.runtime.count("create") == n)
+        assert rig.runtime.count("list_managed") == 1
+        rig.runtime.gates["create"].set()
+        for n in range(1, 6):
+            await rig.control.wait_for(lambda n=n: rig.control.state_of(f"c{n}") == "running")
+    assert rig.runtime.snapshot() == {f"c{n}": "running" for n in range(1, 6)}
+
+
+async def test_a_change_to_a_container_it_has_lists_the_engine_afresh(rig: Rig) -> None:
+    rig.settings = rig.settings.model_copy(update={"reconcile_interval": 30.0})
+    async with running(rig):
+        await rig.control.put(container("c1"))
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+        listed = rig.runtime.count("list_managed")
+        rig.runtime.exit("c1", 0)  # the engine's news, which only a listing tells
+        await rig.control.put(container("c2"))  # not only an addition: c1's report changed it
+        await rig.control.change("c1", desired_state="stopped")
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "stopped")
+        await rig.control.wait_for(lambda: rig.control.state_of("c2") == "running")
+    assert rig.runtime.count("list_managed") > listed
+    assert rig.runtime.snapshot() == {"c1": "stopped", "c2": "running"}
