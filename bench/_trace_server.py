@@ -59,14 +59,16 @@ def wrap_sync(owner: Any, name: str, label: str) -> None:
 def install_tracing() -> None:
     from berth.agent import loop
     from berth.agent.client import ControlClient
+    from berth.api.internal.local import LocalControl
     from berth.runtimes import docker as docker_driver
     from berth.services import containers, hosts, identity, notify
     from berth.store.db import Database
 
     for name in ("list_managed", "inspect", "ensure_image", "create", "start", "remove"):
         wrap_async(docker_driver.DockerDriver, name, f"driver.{name}")
-    wrap_async(ControlClient, "desired", "agent.desired")
-    wrap_async(ControlClient, "report", "agent.report")
+    for control in (ControlClient, LocalControl):  # a standalone agent's, the embedded one's
+        wrap_async(control, "desired", "agent.desired")
+        wrap_async(control, "report", "agent.report")
     wrap_async(loop.Agent, "_pass", "agent.pass")
     wrap_async(loop.Agent, "_converge", "agent.converge")
     wrap_sync(loop.Agent, "_send", "agent.send")
