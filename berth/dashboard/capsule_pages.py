@@ -32,7 +32,7 @@ spec:
 
 
 async def _rows(request: Request, session: Session) -> dict[str, Any]:
-    found = await capsules.list_capsules(env_of(request), session.ctx, False)
+    found, _ = await capsules.list_capsules(env_of(request), session.ctx, False)
     rows = []
     for capsule, members in found:
         status, reason = capsules.status_of(capsule, members)

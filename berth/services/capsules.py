@@ -34,6 +34,7 @@ from berth.services.env import Env
 from berth.services.names import generate_name
 from berth.services.placement import place
 from berth.store.base import new_uuid, utcnow
+from berth.store.paging import page
 from berth.store.scope import Scope
 from berth.store.tables import CapsuleRow, ContainerRow, VolumeRow
 
@@ -78,7 +79,10 @@ async def _find(session: AsyncSession, scope: Scope, ident: str) -> CapsuleRow:
 async def members(session: AsyncSession, capsule_uuid: str) -> list[ContainerRow]:
     """The capsule's container rows: sandbox first, then init and app ones in order."""
     stmt = select(ContainerRow).where(ContainerRow.capsule_id == capsule_uuid)
-    rows = list((await session.execute(stmt)).scalars().all())
+    return _ordered((await session.execute(stmt)).scalars().all())
+
+
+def _ordered(rows: Sequence[ContainerRow]) -> list[ContainerRow]:
     order = {"sandbox": 0, "init": 1, "app": 2}
     return sorted(rows, key=lambda r: (order.get(r.container_type, 3), r.id or 0))
 
@@ -293,18 +297,50 @@ async def create(env: Env, ctx: RequestContext, template: Any) -> CapsuleRow:
     return capsule
 
 
+CAPSULE_SORT_KEYS = frozenset(
+    {"id", "uuid", "name", "project_id", "user_id", "cpu", "memory", "created_at", "updated_at"}
+)
+
+
 async def list_capsules(
-    env: Env, ctx: RequestContext, all_projects: bool
-) -> list[tuple[CapsuleRow, list[ContainerRow]]]:
+    env: Env,
+    ctx: RequestContext,
+    all_projects: bool,
+    *,
+    limit: int | None = None,
+    marker: str | None = None,
+    sort_key: str = "id",
+    sort_dir: str = "asc",
+) -> tuple[list[tuple[CapsuleRow, list[ContainerRow]]], int]:
+    """A page of capsules with their members, and the page size used (Zun's pagination)."""
     env.enforce(ctx, "capsule:get_all")
     if all_projects:
         env.enforce(ctx, "capsule:get_all_all_projects")
-    stmt = select(CapsuleRow).order_by(CapsuleRow.id)
+    if sort_key not in CAPSULE_SORT_KEYS:
+        raise errors.Invalid(
+            f"Invalid sort_key {sort_key}; choose one of {', '.join(sorted(CAPSULE_SORT_KEYS))}."
+        )
+    size = min(limit or env.settings.max_limit, env.settings.max_limit)
+    stmt = select(CapsuleRow)
     if not all_projects:
         stmt = stmt.where(CapsuleRow.project_id == ctx.project_id)
     async with env.db.read() as session:
-        capsules = (await session.execute(stmt)).scalars().all()
-        return [(c, await members(session, c.uuid)) for c in capsules]
+        capsules = await page(
+            session,
+            stmt,
+            CapsuleRow,
+            visible=stmt,
+            limit=size,
+            marker=marker,
+            sort_key=sort_key,
+            sort_dir=sort_dir,
+        )
+        # Every member of the page in one query, not one per capsule.
+        found = select(ContainerRow).where(ContainerRow.capsule_id.in_([c.uuid for c in capsules]))
+        rows: dict[str, list[ContainerRow]] = {}
+        for row in (await session.execute(found)).scalars().all():
+            rows.setdefault(row.capsule_id or "", []).append(row)
+    return [(c, _ordered(rows.get(c.uuid, []))) for c in capsules], size
 
 
 async def get(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.store.lookup import one_by_ident
+from berth.store.paging import page
 from berth.store.scope import Scope
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow
 
@@ -82,30 +83,20 @@ async def list_page(
 
     Capsule members are not listed (Zun lists them under their capsule only).
     """
-    stmt = _scoped(select(ContainerRow), scope).where(ContainerRow.capsule_id.is_(None))
+    visible = _scoped(select(ContainerRow), scope)
+    stmt = visible.where(ContainerRow.capsule_id.is_(None))
     for key, value in filters.items():
         stmt = stmt.where(getattr(ContainerRow, key) == value)
-    column = getattr(ContainerRow, sort_key)
-    order = (
-        [column.desc(), ContainerRow.id.desc()]
-        if sort_dir == "desc"
-        else [column.asc(), ContainerRow.id.asc()]
+    return await page(
+        session,
+        stmt,
+        ContainerRow,
+        visible=visible,
+        limit=limit,
+        marker=marker,
+        sort_key=sort_key,
+        sort_dir=sort_dir,
     )
-    if marker:
-        mark = (
-            await session.execute(
-                _scoped(select(ContainerRow), scope).where(ContainerRow.uuid == marker)
-            )
-        ).scalar_one_or_none()
-        if mark is None:
-            raise errors.Invalid(f"Marker {marker} could not be found.")
-        mval = getattr(mark, sort_key)
-        if sort_dir == "desc":
-            stmt = stmt.where((column < mval) | ((column == mval) & (ContainerRow.id < mark.id)))
-        else:
-            stmt = stmt.where((column > mval) | ((column == mval) & (ContainerRow.id > mark.id)))
-    stmt = stmt.order_by(*order).limit(limit)
-    return (await session.execute(stmt)).scalars().all()
 
 
 async def name_taken(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.store.lookup import UUID_SHAPE, one_by_ident
+from berth.store.paging import page
 from berth.store.scope import Scope
 from berth.store.tables import ImageRow, RegistryRow
 
@@ -55,43 +56,6 @@ async def get_image(
     return row
 
 
-async def _page(
-    session: AsyncSession,
-    stmt: Select[Any],
-    model: type[Row],
-    *,
-    limit: int,
-    marker: Row | None,
-    sort_key: str,
-    sort_dir: str,
-) -> Sequence[Row]:
-    column = getattr(model, sort_key)
-    if sort_dir == "desc":
-        stmt = stmt.order_by(column.desc(), model.id.desc())
-    else:
-        stmt = stmt.order_by(column.asc(), model.id.asc())
-    if marker is not None:
-        mval = getattr(marker, sort_key)
-        if sort_dir == "desc":
-            stmt = stmt.where((column < mval) | ((column == mval) & (model.id < marker.id)))
-        else:
-            stmt = stmt.where((column > mval) | ((column == mval) & (model.id > marker.id)))
-    rows: Sequence[Row] = (await session.execute(stmt.limit(limit))).scalars().all()
-    return rows
-
-
-async def _marker(
-    session: AsyncSession, model: type[Row], scope: Scope, marker: str | None
-) -> Row | None:
-    if not marker:
-        return None
-    stmt = _scoped(select(model), model, scope).where(model.uuid == marker)
-    found: Row | None = (await session.execute(stmt)).scalar_one_or_none()
-    if found is None:
-        raise errors.Invalid(f"Marker {marker} could not be found.")
-    return found
-
-
 async def list_images(
     session: AsyncSession,
     scope: Scope,
@@ -102,10 +66,16 @@ async def list_images(
     sort_dir: str,
 ) -> Sequence[ImageRow]:
     """One page of the images visible in ``scope`` (on hosts and in the store)."""
-    mark = await _marker(session, ImageRow, scope, marker)
     stmt = _scoped(select(ImageRow), ImageRow, scope)
-    return await _page(
-        session, stmt, ImageRow, limit=limit, marker=mark, sort_key=sort_key, sort_dir=sort_dir
+    return await page(
+        session,
+        stmt,
+        ImageRow,
+        visible=stmt,
+        limit=limit,
+        marker=marker,
+        sort_key=sort_key,
+        sort_dir=sort_dir,
     )
 
 
@@ -167,12 +137,19 @@ async def list_registries(
     sort_dir: str,
 ) -> Sequence[RegistryRow]:
     """One page of the registries visible in ``scope``, filtered by exact column values."""
-    mark = await _marker(session, RegistryRow, scope, marker)
-    stmt = _scoped(select(RegistryRow), RegistryRow, scope)
+    visible = _scoped(select(RegistryRow), RegistryRow, scope)
+    stmt = visible
     for key, value in filters.items():
         stmt = stmt.where(getattr(RegistryRow, key) == value)
-    return await _page(
-        session, stmt, RegistryRow, limit=limit, marker=mark, sort_key=sort_key, sort_dir=sort_dir
+    return await page(
+        session,
+        stmt,
+        RegistryRow,
+        visible=visible,
+        limit=limit,
+        marker=marker,
+        sort_key=sort_key,
+        sort_dir=sort_dir,
     )
 
 

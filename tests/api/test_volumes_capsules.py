@@ -415,3 +415,37 @@ async def test_capsule_bad_requests(
     assert "missing-vol" in zun_error(
         await client.post(f"{V}/capsules", json={"template": tpl}, headers=h(alice)), 404
     )
+
+
+async def test_capsule_list_pages_like_every_zun_collection(
+    client: httpx.AsyncClient, tokens: dict[str, str], agent: ScriptedAgent
+) -> None:
+    alice, bob = tokens["alice"], tokens["bob"]
+    made = []
+    for n in range(3):
+        tpl = {**TEMPLATE, "metadata": {"name": f"pod-{n}"}}
+        r = await client.post(f"{V}/capsules", json={"template": tpl}, headers=h(alice))
+        assert r.status_code == 202, r.text
+        made.append(r.json()["uuid"])
+    r = await client.post(f"{V}/capsules", json={"template": TEMPLATE}, headers=h(bob))
+    bobs = r.json()["uuid"]
+
+    first = (await client.get(f"{V}/capsules?limit=2", headers=h(alice))).json()
+    assert [c["uuid"] for c in first["capsules"]] == made[:2]
+    assert first["capsules"][0]["containers"]  # each capsule still shows its members
+    assert first["next"].endswith(f"/v1/capsules?sort_key=id&sort_dir=asc&limit=2&marker={made[1]}")
+    rest = (await client.get(f"{V}/capsules?limit=2&marker={made[1]}", headers=h(alice))).json()
+    assert [c["uuid"] for c in rest["capsules"]] == made[2:] and rest["next"] is None
+
+    newest = await client.get(f"{V}/capsules?sort_key=name&sort_dir=desc", headers=h(alice))
+    assert [c["uuid"] for c in newest.json()["capsules"]] == made[::-1]
+
+    # Another project's capsule is no marker: it is not there for alice.
+    msg = zun_error(await client.get(f"{V}/capsules?marker={bobs}", headers=h(alice)), 400)
+    assert "could not be found" in msg
+    zun_error(await client.get(f"{V}/capsules?limit=0", headers=h(alice)), 400)
+    msg = zun_error(await client.get(f"{V}/capsules?sort_key=secret", headers=h(alice)), 400)
+    assert "choose one of" in msg
+    zun_error(await client.get(f"{V}/capsules?sort_dir=up", headers=h(alice)), 400)
+    msg = zun_error(await client.get(f"{V}/capsules?colour=red", headers=h(alice)), 400)
+    assert "colour" in msg

@@ -398,8 +398,27 @@ def test_failed_init_container_stops_the_capsule(world: World) -> None:
     cap = w.capsule("pod-bad", "Error")
     assert "exited with code 3" in cap["status_reason"]
     assert cap["containers"][0]["status"] == "Creating"  # never started
-    w.as_("alice", "capsule", "delete", "pod-bad")
-    w.capsule_gone("pod-bad")
+
+    # The stock CLI pages capsules as it pages containers (--limit, --marker, sort).
+    w.as_(
+        "alice",
+        "capsule",
+        "create",
+        "--file",
+        w.template("bad2", FAILING.replace("pod-bad", "pod-bad-2")),
+    )
+    second = w.capsule("pod-bad-2", "Error")
+    page = w.json("alice", "capsule", "list", "--limit", "1")
+    assert [c["uuid"] for c in page] == [cap["uuid"]]
+    after = w.json("alice", "capsule", "list", "--limit", "1", "--marker", cap["uuid"])
+    assert [c["uuid"] for c in after] == [second["uuid"]]
+    by_name = w.json("alice", "capsule", "list", "--sort-key", "name", "--sort-dir", "desc")
+    assert [c["name"] for c in by_name] == ["pod-bad-2", "pod-bad"]
+
+    for name in ("pod-bad", "pod-bad-2"):
+        w.as_("alice", "capsule", "delete", name)
+    for name in ("pod-bad", "pod-bad-2"):
+        w.capsule_gone(name)
 
 
 STATEFUL = """

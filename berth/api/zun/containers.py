@@ -11,7 +11,15 @@ from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.zun.interactive import follow_logs
 from berth.api.zun.microversions import APIVersion
-from berth.api.zun.params import action_params, json_body, parse_bool, parse_int, reject_unknown
+from berth.api.zun.params import (
+    action_params,
+    json_body,
+    next_link,
+    parse_bool,
+    parse_int,
+    reject_unknown,
+    sort_params,
+)
 from berth.api.zun.schemas import (
     FIELD_MIN_VERSION,
     ContainerCreate,
@@ -149,10 +157,7 @@ async def list_containers(request: Request, caller: Caller, state: State) -> dic
     q = dict(request.query_params)
     reject_unknown(q, _LIST_PARAMS)
     limit = parse_int(q.get("limit"), "limit", minimum=1)
-    sort_key = q.get("sort_key", "id")
-    sort_dir = q.get("sort_dir", "asc")
-    if sort_dir not in ("asc", "desc"):
-        raise errors.Invalid(f"Invalid sort direction {sort_dir}: use asc or desc.")
+    sort_key, sort_dir = sort_params(q)
     filters: dict[str, Any] = {k: v for k, v in q.items() if k in _FILTERS}
     if "memory" in filters:
         filters["memory"] = parse_int(filters["memory"], "memory")
@@ -170,12 +175,7 @@ async def list_containers(request: Request, caller: Caller, state: State) -> dic
     )
     base = base_url(request)
     items = [container_view(state.env, caller, r, base) for r in rows]
-    nxt = None
-    if len(rows) == page and rows:
-        nxt = (
-            f"{base}/v1/containers?sort_key={sort_key}&sort_dir={sort_dir}&limit={page}"
-            f"&marker={rows[-1].uuid}"
-        )
+    nxt = next_link(base, "containers", [r.uuid for r in rows], page, sort_key, sort_dir)
     return {"containers": items, "next": nxt}
 
 

@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.zun.containers import base_url
-from berth.api.zun.params import action_params, json_body, parse_bool, parse_int
+from berth.api.zun.params import (
+    action_params,
+    json_body,
+    next_link,
+    parse_bool,
+    parse_int,
+    sort_params,
+)
 from berth.api.zun.schemas import parse_model
 from berth.api.zun.views import links
 from berth.services import image_search, image_store
@@ -55,10 +62,7 @@ def image_view(row: ImageRow, base: str) -> dict[str, Any]:
 @router.get("/v1/images")
 async def list_images(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     q = request.query_params
-    sort_key = q.get("sort_key", "id")
-    sort_dir = q.get("sort_dir", "asc")
-    if sort_dir not in ("asc", "desc"):
-        raise errors.Invalid(f"Invalid sort direction {sort_dir}: use asc or desc.")
+    sort_key, sort_dir = sort_params(q)
     rows, page = await svc.list_images(
         state.env,
         caller,
@@ -68,12 +72,7 @@ async def list_images(request: Request, caller: Caller, state: State) -> dict[st
         sort_dir=sort_dir,
     )
     base = base_url(request)
-    nxt = None
-    if rows and len(rows) == page:
-        nxt = (
-            f"{base}/v1/images?sort_key={sort_key}&sort_dir={sort_dir}&limit={page}"
-            f"&marker={rows[-1].uuid}"
-        )
+    nxt = next_link(base, "images", [r.uuid for r in rows], page, sort_key, sort_dir)
     return {"images": [image_view(r, base) for r in rows], "next": nxt}
 
 

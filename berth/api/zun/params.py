@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.requests import Request
 
 from berth import errors
 
-__all__ = ["action_params", "json_body", "parse_bool", "parse_int", "reject_unknown"]
+__all__ = [
+    "action_params",
+    "json_body",
+    "next_link",
+    "parse_bool",
+    "parse_int",
+    "reject_unknown",
+    "sort_params",
+]
 
 _TRUE = {"true", "True"}
 _FALSE = {"false", "False"}
@@ -94,3 +103,23 @@ def reject_unknown(params: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise errors.Invalid(f"Unknown parameters: {', '.join(unknown)}")
+
+
+def sort_params(query: Mapping[str, str]) -> tuple[str, str]:
+    """``sort_key`` (default ``id``; services check it) and ``sort_dir`` (asc or desc, else 400)."""
+    sort_dir = query.get("sort_dir", "asc")
+    if sort_dir not in ("asc", "desc"):
+        raise errors.Invalid(f"Invalid sort direction {sort_dir}: use asc or desc.")
+    return query.get("sort_key", "id"), sort_dir
+
+
+def next_link(
+    base: str, collection: str, uuids: Sequence[str], page: int, sort_key: str, sort_dir: str
+) -> str | None:
+    """Zun's ``next``: set only when the page is full, pointing after its last item."""
+    if not uuids or len(uuids) < page:
+        return None
+    return (
+        f"{base}/v1/{collection}?sort_key={sort_key}&sort_dir={sort_dir}&limit={page}"
+        f"&marker={uuids[-1]}"
+    )

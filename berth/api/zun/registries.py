@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.zun.containers import base_url
-from berth.api.zun.params import json_body, parse_bool, parse_int, reject_unknown
+from berth.api.zun.params import (
+    json_body,
+    next_link,
+    parse_bool,
+    parse_int,
+    reject_unknown,
+    sort_params,
+)
 from berth.api.zun.schemas import NAME_RE, parse_model
 from berth.api.zun.views import links
 from berth.services import registries as svc
@@ -102,10 +109,7 @@ async def create_registry(request: Request, caller: Caller, state: State) -> JSO
 async def list_registries(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     q = dict(request.query_params)
     reject_unknown(q, _LIST_PARAMS)
-    sort_key = q.get("sort_key", "id")
-    sort_dir = q.get("sort_dir", "asc")
-    if sort_dir not in ("asc", "desc"):
-        raise errors.Invalid(f"Invalid sort direction {sort_dir}: use asc or desc.")
+    sort_key, sort_dir = sort_params(q)
     rows, page = await svc.list_registries(
         state.env,
         caller,
@@ -117,12 +121,7 @@ async def list_registries(request: Request, caller: Caller, state: State) -> dic
         sort_dir=sort_dir,
     )
     base = base_url(request)
-    nxt = None
-    if rows and len(rows) == page:
-        nxt = (
-            f"{base}/v1/registries?sort_key={sort_key}&sort_dir={sort_dir}&limit={page}"
-            f"&marker={rows[-1].uuid}"
-        )
+    nxt = next_link(base, "registries", [r.uuid for r in rows], page, sort_key, sort_dir)
     return {"registries": [registry_view(r, base) for r in rows], "next": nxt}
 
 
