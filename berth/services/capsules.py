@@ -34,7 +34,7 @@ from berth.services.env import Env
 from berth.services.names import generate_name
 from berth.services.placement import place
 from berth.store.base import new_uuid, utcnow
-from berth.store.paging import page
+from berth.store.paging import page, page_size
 from berth.store.scope import Scope
 from berth.store.tables import CapsuleRow, ContainerRow, VolumeRow
 
@@ -316,11 +316,7 @@ async def list_capsules(
     env.enforce(ctx, "capsule:get_all")
     if all_projects:
         env.enforce(ctx, "capsule:get_all_all_projects")
-    if sort_key not in CAPSULE_SORT_KEYS:
-        raise errors.Invalid(
-            f"Invalid sort_key {sort_key}; choose one of {', '.join(sorted(CAPSULE_SORT_KEYS))}."
-        )
-    size = min(limit or env.settings.max_limit, env.settings.max_limit)
+    size = page_size(sort_key, CAPSULE_SORT_KEYS, limit, env.settings.max_limit)
     stmt = select(CapsuleRow)
     if not all_projects:
         stmt = stmt.where(CapsuleRow.project_id == ctx.project_id)

@@ -18,6 +18,7 @@ from berth.services.names import generate_name
 from berth.services.placement import place, reclaim, release
 from berth.store import containers as repo
 from berth.store.base import new_uuid, utcnow
+from berth.store.paging import page_size
 from berth.store.scope import Scope
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow
 
@@ -237,11 +238,7 @@ async def list_containers(
     scope = scope_for(env, ctx, all_projects, "container:get_all_all_projects")
     if "host" in filters:
         env.enforce(ctx, "container:get_one:host")
-    if sort_key not in repo.SORT_KEYS:
-        raise errors.Invalid(
-            f"Invalid sort_key {sort_key}; choose one of {', '.join(sorted(repo.SORT_KEYS))}."
-        )
-    page = min(limit or env.settings.max_limit, env.settings.max_limit)
+    page = page_size(sort_key, repo.SORT_KEYS, limit, env.settings.max_limit)
     async with env.db.read() as session:
         rows = await repo.list_page(
             session,

@@ -24,6 +24,7 @@ from berth.services.containers import get as get_container
 from berth.services.env import Env
 from berth.store import images as repo
 from berth.store.base import new_uuid, utcnow
+from berth.store.paging import page_size
 from berth.store.scope import Scope
 from berth.store.tables import ActionEventRow, ContainerActionRow, HostRow, ImageRow
 
@@ -108,11 +109,7 @@ async def list_images(
 ) -> tuple[Sequence[ImageRow], int]:
     """A page of the caller's project's images (on hosts and in the store)."""
     env.enforce(ctx, "image:get_all")
-    if sort_key not in repo.IMAGE_SORT_KEYS:
-        raise errors.Invalid(
-            f"Invalid sort_key {sort_key}; choose one of {', '.join(sorted(repo.IMAGE_SORT_KEYS))}."
-        )
-    page = min(limit or env.settings.max_limit, env.settings.max_limit)
+    page = page_size(sort_key, repo.IMAGE_SORT_KEYS, limit, env.settings.max_limit)
     async with env.db.read() as session:
         rows = await repo.list_images(
             session,

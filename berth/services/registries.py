@@ -21,6 +21,7 @@ from berth.images.refs import with_registry
 from berth.services.env import Env
 from berth.store import images as repo
 from berth.store.base import new_uuid, utcnow
+from berth.store.paging import page_size
 from berth.store.scope import Scope
 from berth.store.tables import RegistryRow
 
@@ -90,12 +91,7 @@ async def list_registries(
     if all_projects:
         env.enforce(ctx, "registry:get_all_all_projects")
     scope = Scope(ctx.project_id, all_projects=all_projects)
-    if sort_key not in repo.REGISTRY_SORT_KEYS:
-        raise errors.Invalid(
-            f"Invalid sort_key {sort_key}; choose one of "
-            f"{', '.join(sorted(repo.REGISTRY_SORT_KEYS))}."
-        )
-    page = min(limit or env.settings.max_limit, env.settings.max_limit)
+    page = page_size(sort_key, repo.REGISTRY_SORT_KEYS, limit, env.settings.max_limit)
     async with env.db.read() as session:
         rows = await repo.list_registries(
             session,

@@ -16,9 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 
-__all__ = ["page"]
+__all__ = ["page", "page_size"]
 
 R = TypeVar("R")  # a mapped row class with ``id`` and ``uuid`` columns
+
+
+def page_size(sort_key: str, sort_keys: frozenset[str], limit: int | None, max_limit: int) -> int:
+    """The rows a page holds (``limit``, capped at ``max_limit``); 400 for an unknown sort key."""
+    if sort_key not in sort_keys:
+        raise errors.Invalid(
+            f"Invalid sort_key {sort_key}; choose one of {', '.join(sorted(sort_keys))}."
+        )
+    return min(limit or max_limit, max_limit)
 
 
 async def page(
