@@ -30,6 +30,7 @@ import docker
 import docker.errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import percentile
 from create_to_running import (
     COMMAND,
     CPU,
@@ -42,8 +43,6 @@ from create_to_running import (
     RawDocker,
     cleanup,
 )
-
-from _common import percentile
 
 
 def raw_round(client: docker.DockerClient, image: str, raw_side: RawDocker) -> dict[str, float]:
