@@ -12,6 +12,7 @@ the same ``ControlPlane`` protocol.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -21,7 +22,7 @@ from pydantic import TypeAdapter
 from berth import errors
 from berth.domain.hostsync import DesiredHost, HostReport, Observation
 
-__all__ = ["ControlClient", "ControlPlane", "ControlPlaneError"]
+__all__ = ["ControlClient", "ControlPlane", "ControlPlaneError", "TokenSlot"]
 
 _REPORT = TypeAdapter(HostReport)
 _DESIRED = TypeAdapter(DesiredHost)
@@ -63,6 +64,27 @@ class ControlPlane(Protocol):
         """Send a batch of observations."""
 
 
+class TokenSlot:
+    """The agent's one token, shared by its concurrent calls.
+
+    ``get`` authenticates when there is no token yet, or when the caller's token
+    (``stale``) was refused and nobody replaced it meanwhile: concurrent callers
+    that saw the same refusal authenticate only once.
+    """
+
+    def __init__(self) -> None:
+        self._token: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(
+        self, authenticate: Callable[[], Awaitable[str]], stale: str | None = None
+    ) -> str:
+        async with self._lock:
+            if self._token is None or self._token == stale:
+                self._token = await authenticate()
+            return self._token
+
+
 def _unreachable(exc: httpx.HTTPError) -> bool:
     """Whether a failed request means nothing answers (rather than a slow answer)."""
     if isinstance(exc, httpx.ConnectTimeout):
@@ -94,8 +116,7 @@ class ControlClient:
                 "scope": {"project": {"name": project, "domain": {"name": domain}}},
             }
         }
-        self._token: str | None = None
-        self._auth_lock = asyncio.Lock()
+        self._tokens = TokenSlot()
 
     async def register(self, report: HostReport) -> None:
         """Register (or refresh) this host with its capacity and capabilities."""
@@ -127,10 +148,10 @@ class ControlClient:
     async def _call(
         self, method: str, path: str, *, read_timeout: float | None = None, **kwargs: Any
     ) -> httpx.Response:
-        token = await self._ensure_token(None)
+        token = await self._tokens.get(self._authenticate)
         response = await self._send(method, path, token, read_timeout, **kwargs)
         if response.status_code == 401:
-            token = await self._ensure_token(stale=token)
+            token = await self._tokens.get(self._authenticate, stale=token)
             response = await self._send(method, path, token, read_timeout, **kwargs)
         if response.status_code >= 400:
             raise ControlPlaneError(
@@ -151,14 +172,6 @@ class ControlClient:
             raise ControlPlaneError(
                 f"{method} {path} failed: {exc!r}", unreachable=_unreachable(exc)
             ) from exc
-
-    async def _ensure_token(self, stale: str | None) -> str:
-        """The current token; a new one if there is none or ``stale`` was refused."""
-        async with self._auth_lock:
-            # Concurrent callers that saw the same 401 authenticate only once.
-            if self._token is None or self._token == stale:
-                self._token = await self._authenticate()
-            return self._token
 
     async def _authenticate(self) -> str:
         try:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from berth import errors
-from berth.agent.client import ControlPlaneError
+from berth.agent.client import ControlPlaneError, TokenSlot
 from berth.api.errors import status_of
 from berth.api.state import AppState
 from berth.domain.context import RequestContext
@@ -58,8 +58,7 @@ class LocalControl:
             password=PasswordCredentials(password, user_name=username, domain_name=domain),
             scope=ScopeRequest(kind="project", name=project, domain_name=domain),
         )
-        self._token: str | None = None
-        self._auth_lock = asyncio.Lock()
+        self._tokens = TokenSlot()
 
     async def register(self, report: HostReport) -> None:
         await self._call("register", lambda ctx: hosts.register(self._state.env, ctx, report))
@@ -97,24 +96,20 @@ class LocalControl:
 
     async def _caller(self) -> RequestContext:
         """The agent's context from its token; authenticates again once when it is refused."""
-        token = await self._ensure_token(None)
+        token = await self._tokens.get(self._authenticate)
         try:
             return await auth.validate_token(self._state.db, token)
         except errors.Unauthorized:
-            token = await self._ensure_token(stale=token)
+            token = await self._tokens.get(self._authenticate, stale=token)
             return await auth.validate_token(self._state.db, token)
 
-    async def _ensure_token(self, stale: str | None) -> str:
-        async with self._auth_lock:
-            if self._token is None or self._token == stale:
-                try:
-                    issued = await auth.authenticate(
-                        self._state.db, self._state.settings, self._request, with_catalog=False
-                    )
-                except errors.Unauthorized as exc:
-                    raise ControlPlaneError(
-                        f"authentication as the agent service user was refused: {exc.message}",
-                        401,
-                    ) from exc
-                self._token = issued.token
-            return self._token
+    async def _authenticate(self) -> str:
+        try:
+            issued = await auth.authenticate(
+                self._state.db, self._state.settings, self._request, with_catalog=False
+            )
+        except errors.Unauthorized as exc:
+            raise ControlPlaneError(
+                f"authentication as the agent service user was refused: {exc.message}", 401
+            ) from exc
+        return issued.token
