@@ -33,7 +33,7 @@ from berth.networks.base import NetworkDriver, network_id_of
 from berth.runtimes.base import RuntimeContainer, RuntimeDriver, effective_pull_policy
 from berth.volumes.base import VolumeDriver
 
-__all__ = ["apply_plan", "describe_failure", "observe", "zun_addresses"]
+__all__ = ["apply_plan", "describe_failure", "drop_owned_volumes", "observe", "zun_addresses"]
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def describe_failure(action: Action, exc: BaseException) -> str:
     return f"could not {verb} the container: {message}"
 
 
-async def _drop_owned_volumes(runtime: RuntimeDriver, uuid: str) -> None:
+async def drop_owned_volumes(runtime: RuntimeDriver, uuid: str) -> None:
     """Remove the data volumes that belong to the deleted container (``--mount size=N``)."""
     volumes: VolumeDriver | None = getattr(runtime, "volumes", None)
     if volumes is not None:
@@ -213,7 +213,7 @@ async def _run(
         case Remove(force=force):
             await runtime.remove(uuid, force)
             if desired is None or desired.desired_state == "deleted":
-                await _drop_owned_volumes(runtime, uuid)  # not on a rebuild: data stays
+                await drop_owned_volumes(runtime, uuid)  # not on a rebuild: data stays
         case Connect(net=net):
             await _network_driver(runtime).connect(uuid, net)
         case Disconnect(network_id=network_id):

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from berth import errors
-from berth.agent.apply import apply_plan, observe
+from berth.agent.apply import apply_plan, drop_owned_volumes, observe
 from berth.agent.client import ControlPlane, ControlPlaneError
 from berth.agent.diff import (
     Acknowledge,
@@ -40,7 +40,6 @@ from berth.config import Settings
 from berth.domain.hostsync import DesiredContainer, DesiredHost, HostReport, Observation
 from berth.networks.base import NetworkDriver
 from berth.runtimes.base import HostFacts, RuntimeContainer, RuntimeDriver
-from berth.volumes.base import VolumeDriver
 
 __all__ = ["Agent"]
 
@@ -385,11 +384,8 @@ class Agent:
         self._tasks.create_task(self._drop_volumes(uuid), name=f"berth-volumes-{uuid}")
 
     async def _drop_volumes(self, uuid: str) -> None:
-        volumes: VolumeDriver | None = getattr(self._runtime, "volumes", None)
-        if volumes is None:
-            return
         try:
-            await volumes.remove_owned_by(uuid)
+            await drop_owned_volumes(self._runtime, uuid)
         except errors.BerthError as exc:
             log.warning("cannot remove the volumes of container %s: %s", uuid, exc.message)
         except Exception:
