@@ -166,7 +166,7 @@ async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) ->
     # next create wait (20 creates at once queue on it).
     async with env.db.read() as session:
         await networks.resolve(session, row, req.nets, req.security_groups)
-        limits = await quotas.container_limits(env, session, ctx.project_id)
+        limits = await quotas.limits_of(env, session, ctx.project_id)
     async with env.db.transaction() as session:
         await _check_name(env, session, row.name, row.project_id)
         await networks.still_there(session, row, req.nets)

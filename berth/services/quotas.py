@@ -22,6 +22,7 @@ __all__ = [
     "default_limits",
     "defaults",
     "delete_project",
+    "limits_of",
     "project_limits",
     "project_usage",
     "update_class",
@@ -54,7 +55,8 @@ async def _class_limits(env: Env, session: AsyncSession, name: str) -> dict[str,
     return limits
 
 
-async def _project_limits(env: Env, session: AsyncSession, project_id: str) -> dict[str, int]:
+async def limits_of(env: Env, session: AsyncSession, project_id: str) -> dict[str, int]:
+    """A project's limits in ``session``: its class defaults, then its own values."""
     limits = await _class_limits(env, session, DEFAULT_CLASS)
     rows = (
         (await session.execute(select(QuotaRow).where(QuotaRow.project_id == project_id)))
@@ -63,11 +65,6 @@ async def _project_limits(env: Env, session: AsyncSession, project_id: str) -> d
     )
     limits.update({r.resource: r.hard_limit for r in rows})
     return limits
-
-
-async def container_limits(env: Env, session: AsyncSession, project_id: str) -> dict[str, int]:
-    """A project's container limits, to read before the write transaction of a create."""
-    return await _project_limits(env, session, project_id)
 
 
 async def check_container(
@@ -82,11 +79,11 @@ async def check_container(
 ) -> None:
     """Raise OverQuota if adding this much would exceed a project limit (-1 = unlimited).
 
-    ``limits`` read beforehand (``container_limits``) keep the reads out of a
+    ``limits`` read beforehand (``limits_of``) keep the reads out of a
     write transaction; the usage is always read here, in the caller's transaction.
     """
     if limits is None:
-        limits = await _project_limits(env, session, project_id)
+        limits = await limits_of(env, session, project_id)
     usage = await container_repo.project_usage(session, project_id)
     asked = {"containers": count, "cpu": cpu, "memory": memory, "disk": disk}
     over = [
@@ -109,7 +106,7 @@ def _target(env: Env, ctx: RequestContext, rule: str, project_id: str) -> None:
 async def project_limits(env: Env, ctx: RequestContext, project_id: str) -> dict[str, int]:
     _target(env, ctx, "quota:get", project_id)
     async with env.db.read() as session:
-        return await _project_limits(env, session, project_id)
+        return await limits_of(env, session, project_id)
 
 
 async def project_usage(
@@ -118,7 +115,7 @@ async def project_usage(
     """Limits with usage, as ``{"cpu": {"limit": 20, "in_use": 1.0}, ...}``."""
     _target(env, ctx, "quota:get", project_id)
     async with env.db.read() as session:
-        limits = await _project_limits(env, session, project_id)
+        limits = await limits_of(env, session, project_id)
         usage = await container_repo.project_usage(session, project_id)
     return {r: {"limit": limits[r], "in_use": _num(usage[r])} for r in RESOURCES}
 
@@ -154,7 +151,7 @@ async def update_project(
     _target(env, ctx, "quota:update", project_id)
     async with env.db.transaction() as session:
         await _set_limits(session, QuotaRow, {"project_id": project_id}, values)
-        return await _project_limits(env, session, project_id)
+        return await limits_of(env, session, project_id)
 
 
 async def delete_project(env: Env, ctx: RequestContext, project_id: str) -> None:
