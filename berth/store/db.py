@@ -11,7 +11,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+
+from berth.store import sqlite_inline
+from berth.store.sqlite_inline import InlineConnection
 
 __all__ = ["UNWATCHED", "Database", "Writes"]
 
@@ -30,16 +33,17 @@ _PENDING = "berth.writes"
 # Execution option of a bulk statement that no write watcher needs to hear
 # about (deleting expired tokens, which no cache holds anyway).
 UNWATCHED = "berth_unwatched"
+# How long a SQLite statement waits for another process's write lock.
+_SQLITE_PATIENCE = 30.0
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    # WAL lets readers proceed while one writer commits; busy_timeout makes
-    # concurrent writers wait instead of failing with "database is locked".
+    # WAL lets readers proceed while one writer commits. Waiting for another
+    # writer's lock is berth.store.sqlite_inline's business (on a thread).
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
@@ -56,6 +60,9 @@ class Database:
             Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        if self.is_sqlite:
+            # Statements run on the event loop, not on aiosqlite's thread: see sqlite_inline.
+            kwargs["async_creator"] = self._inline_sqlite
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -71,6 +78,10 @@ class Database:
         self.sessions = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=self._session_class
         )
+
+    async def _inline_sqlite(self) -> InlineConnection:
+        args, kwargs = self.engine.dialect.create_connect_args(make_url(self.url))
+        return await sqlite_inline.connect(args, kwargs, patience=_SQLITE_PATIENCE)
 
     def watch_writes(self, watcher: Callable[[Writes], None]) -> None:
         """Call ``watcher`` after every commit with the tables it wrote and how.
