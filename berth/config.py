@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     # -- the API process
     bind_host: str = "127.0.0.1"
     port: int = 9517
+    keep_alive_seconds: int = Field(
+        default=75,
+        gt=0,
+        description=(
+            "how long an idle client connection is kept open; above the clients' poll "
+            "intervals (the openstack CLI's --wait polls every 5 s)"
+        ),
+    )
     public_url: str | None = Field(
         default=None, description="base URL put in the catalog; default http://bind_host:port"
     )

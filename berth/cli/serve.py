@@ -64,8 +64,16 @@ def api_main() -> None:
     extensions = [embedded_agent(settings)] if settings.all_in_one else []
     app = create_app(settings, extensions=extensions)
     _tune_gc()
+    # uvicorn closes an idle connection after 5 s by default, the very interval at
+    # which the openstack CLI's --wait polls: a poll sent as the server closed its
+    # connection failed with "Connection reset by peer".
     uvicorn.run(
-        app, host=settings.bind_host, port=settings.port, log_level="info", access_log=False
+        app,
+        host=settings.bind_host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+        timeout_keep_alive=settings.keep_alive_seconds,
     )
 
 
