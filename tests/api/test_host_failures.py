@@ -13,10 +13,14 @@ from berth.config import Settings
 from berth.services.host_watch import mark_lost_hosts
 from tests.helpers import ScriptedAgent
 
+# Short, for quick tests, but not so short that a loaded CI machine (another
+# worker building swarm clusters) spends it between a heartbeat and the next call.
+DOWN = 2.0
+
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"service_down_time": 1.0})
+    return settings.model_copy(update={"service_down_time": DOWN})
 
 
 def h(token: str) -> dict[str, str]:
@@ -37,10 +41,11 @@ async def test_lost_host_shows_unknown_and_evacuates_auto_heal(
     async def create(**body: Any) -> str:
         # Fresh heartbeats: on a loaded machine a second can pass since registration.
         for agent in (dead, alive):
-            await client.post(
+            beat = await client.post(
                 f"/internal/v1/hosts/{agent.hostname}/heartbeat",
                 headers={"X-Auth-Token": agent.token},
             )
+            assert beat.status_code == 200, beat.text
         r = await client.post(
             "/container/v1/containers?run=true",
             json={"image": "busybox", "host": "dead-host", "memory": 64, **body},
@@ -55,7 +60,7 @@ async def test_lost_host_shows_unknown_and_evacuates_auto_heal(
     r = await client.post("/container/v1/hosts/dead-host/evacuate", headers=h(admin_token))
     assert r.status_code == 409 and "force its service down" in r.json()["errors"][0]["detail"]
 
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(DOWN + 0.2)
     await client.post(
         "/internal/v1/hosts/alive-host/heartbeat", headers={"X-Auth-Token": alive.token}
     )
@@ -98,7 +103,7 @@ async def test_a_host_that_answers_again_shows_its_containers_as_last_seen(
     )
     uuid = r.json()["uuid"]
     await agent.observe(uuid, "running", started_at="2099-01-01T00:00:00+00:00")
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(DOWN + 0.2)
     env = app.state.berth.env
     assert await mark_lost_hosts(env) == 1
     assert (await show(client, admin_token, uuid))["status"] == "Unknown"
@@ -116,7 +121,7 @@ async def test_a_host_that_answers_again_shows_its_containers_as_last_seen(
     assert r.status_code == 200, r.text
     assert await mark_lost_hosts(env) == 1
     assert (await show(client, admin_token, uuid))["status"] == "Unknown"
-    # Its agent keeps heartbeating meanwhile (the down time here is 1 s, which a
+    # Its agent keeps heartbeating meanwhile (the down time here is 2 s, which a
     # loaded database can spend on the two calls above).
     r = await client.post(
         "/internal/v1/hosts/blip-host/heartbeat", headers={"X-Auth-Token": agent.token}
