@@ -7,6 +7,7 @@ throw-away ``berth-api`` process with an admin client.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -74,6 +75,31 @@ def remove_network(client: Any, name: str | None) -> None:
     if name is not None:
         with contextlib.suppress(docker.errors.DockerException):
             client.networks.get(name).remove()
+
+
+def drop_firewall(owner: str) -> int:
+    """Remove the security-group rules an agent called ``owner`` left (after it stopped).
+
+    A stopped agent leaves its chains in place on purpose (its containers run
+    on); a throw-away benchmark agent stopped right after its last delete can
+    stop before its firewall sync removed the last chains. The agent's own
+    network driver finds and removes them. Returns how many.
+    """
+    from berth import errors
+    from berth.networks.bridge import BridgeNetworks
+
+    async def sweep() -> int:
+        networks = BridgeNetworks(owner=owner)
+        try:
+            left = await networks.firewalled()
+            await networks.write_firewalls(dict.fromkeys(left))
+            return len(left)
+        except errors.BerthError:
+            return 0  # no iptables or no DOCKER-USER here: nothing was written either
+        finally:
+            await networks.close()
+
+    return asyncio.run(sweep())
 
 
 def machine(client: Any = None) -> dict[str, Any]:

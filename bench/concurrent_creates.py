@@ -49,7 +49,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import docker
 import docker.errors
 
-from bench._common import BerthServer, free_port, machine, raw_network, remove_network, summary
+from bench._common import (
+    BerthServer,
+    drop_firewall,
+    free_port,
+    machine,
+    raw_network,
+    remove_network,
+    summary,
+)
 
 IMAGE = "berth-test/busybox:latest"
 COMMAND = ["sleep", "300"]
@@ -221,6 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             agent.terminate()
             agent.wait(30)
         server.stop()
+        drop_firewall(owner)
         # Project networks outlive their last container on a host (network_idle_seconds).
         for net in client.networks.list(filters={"label": f"berth.owner={owner}"}):
             with contextlib.suppress(docker.errors.DockerException):

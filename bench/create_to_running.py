@@ -80,7 +80,14 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import free_port, machine, raw_network, remove_network, summary
+from bench._common import (
+    drop_firewall,
+    free_port,
+    machine,
+    raw_network,
+    remove_network,
+    summary,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIM = str(Path(__file__).resolve().parent / "_trace_server.py")
@@ -436,6 +443,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for name, server in servers.items():
                 problems += cleanup(server, raw_side, client)
                 server.stop()
+                if dropped := drop_firewall(server.owner):
+                    problems.append(f"removed {dropped} firewall chains the stopped agent left")
                 if args.keep_log and server.log_path.exists():
                     suffix = "" if name == "berth" else f".{name}"
                     Path(args.keep_log + suffix).write_bytes(server.log_path.read_bytes())
