@@ -100,7 +100,7 @@ async def _form_page_values(request: Request, session: Session) -> dict[str, Any
     try:  # a policy that hides them only hides the choice, not the form
         nets = list(await networks.list_networks(env, ctx))
         groups = [g for g in await groups_svc.list_groups(env, ctx) if not g.container_uuid]
-        vols = list(await volumes.list_volumes(env, ctx, False))
+        vols = list((await volumes.list_volumes(env, ctx, False))[0])
     except errors.Forbidden:
         nets, groups, vols = [], [], []
     return {

@@ -55,7 +55,7 @@ async def network_delete(request: Request, session: Session, form: dict[str, str
 
 async def volumes_page(request: Request, session: Session) -> Response:
     """The project's volumes, where their data lives, and the form to create one."""
-    rows = await volumes.list_volumes(env_of(request), session.ctx, False)
+    rows, _ = await volumes.list_volumes(env_of(request), session.ctx, False)
     return await page(request, "volumes.html", session, volumes=rows)
 
 

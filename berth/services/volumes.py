@@ -23,11 +23,13 @@ from berth.domain.context import RequestContext
 from berth.domain.hostsync import VolumeMount
 from berth.services.env import Env
 from berth.store.base import new_uuid, utcnow
+from berth.store.paging import page, page_size
 from berth.store.scope import Scope
 from berth.store.tables import ContainerRow, HostRow, VolumeRow
 
 __all__ = [
     "MAX_SIZE",
+    "VOLUME_SORT_KEYS",
     "MountRequest",
     "bind_host",
     "create",
@@ -170,15 +172,41 @@ async def lookup(session: AsyncSession, scope: Scope, ident: str) -> VolumeRow:
     return rows[0]
 
 
-async def list_volumes(env: Env, ctx: RequestContext, all_projects: bool) -> Sequence[VolumeRow]:
+VOLUME_SORT_KEYS = frozenset(
+    {"id", "uuid", "name", "size", "host", "project_id", "user_id", "created_at"}
+)
+
+
+async def list_volumes(
+    env: Env,
+    ctx: RequestContext,
+    all_projects: bool,
+    *,
+    limit: int | None = None,
+    marker: str | None = None,
+    sort_key: str = "id",
+    sort_dir: str = "asc",
+) -> tuple[Sequence[VolumeRow], int]:
+    """A page of the caller's project's volumes (every project's with ``all_projects``)."""
     env.enforce(ctx, "volume:get_all")
     if all_projects:
         env.enforce(ctx, "volume:get_all_all_projects")
-    stmt = select(VolumeRow).order_by(VolumeRow.id)
+    size = page_size(sort_key, VOLUME_SORT_KEYS, limit, env.settings.max_limit)
+    stmt = select(VolumeRow)
     if not all_projects:
         stmt = stmt.where(VolumeRow.project_id == ctx.project_id)
     async with env.db.read() as session:
-        return (await session.execute(stmt)).scalars().all()
+        rows = await page(
+            session,
+            stmt,
+            VolumeRow,
+            visible=stmt,
+            limit=size,
+            marker=marker,
+            sort_key=sort_key,
+            sort_dir=sort_dir,
+        )
+    return rows, size
 
 
 async def get(env: Env, ctx: RequestContext, ident: str) -> VolumeRow:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
@@ -44,18 +44,32 @@ async def page(
     """One page of ``stmt`` (rows of ``model``); ``visible`` is where the marker is looked up."""
     table: Any = model
     column, ident = getattr(table, sort_key), table.id
+    # NULL sorts as the smallest value on every store (SQLite puts NULLs first
+    # ascending, PostgreSQL last), and a marker whose key is NULL still has a
+    # place to continue from: ``column > NULL`` alone would end the listing there.
+    # Only nullable keys get the NULLS clause: PostgreSQL cannot walk a plain
+    # index for ``ORDER BY id ASC NULLS FIRST``.
     if sort_dir == "desc":
-        stmt = stmt.order_by(column.desc(), ident.desc())
+        order = column.desc().nulls_last() if column.nullable else column.desc()
+        stmt = stmt.order_by(order, ident.desc())
     else:
-        stmt = stmt.order_by(column.asc(), ident.asc())
+        order = column.asc().nulls_first() if column.nullable else column.asc()
+        stmt = stmt.order_by(order, ident.asc())
     if marker:
         mark = (await session.execute(visible.where(table.uuid == marker))).scalar_one_or_none()
         if mark is None:
             raise errors.Invalid(f"Marker {marker} could not be found.")
-        mval = getattr(mark, sort_key)
-        if sort_dir == "desc":
-            stmt = stmt.where((column < mval) | ((column == mval) & (ident < mark.id)))
-        else:
-            stmt = stmt.where((column > mval) | ((column == mval) & (ident > mark.id)))
+        stmt = stmt.where(_after(column, ident, getattr(mark, sort_key), mark.id, sort_dir))
     rows: Sequence[R] = (await session.execute(stmt.limit(limit))).scalars().all()
     return rows
+
+
+def _after(column: Any, ident: Any, value: Any, mark_id: int, sort_dir: str) -> ColumnElement[bool]:
+    """Rows that come after (``value``, ``mark_id``) in the page order, NULL smallest."""
+    if sort_dir == "desc":
+        if value is None:
+            return and_(column.is_(None), ident < mark_id)
+        return or_(column < value, and_(column == value, ident < mark_id), column.is_(None))
+    if value is None:
+        return or_(column.is_not(None), and_(column.is_(None), ident > mark_id))
+    return or_(column > value, and_(column == value, ident > mark_id))

@@ -130,6 +130,36 @@ async def test_volume_crud_and_tenancy(
     zun_error(await client.get(f"{V}/volumes/data", headers=h(alice)), 404)
 
 
+async def test_volume_list_pages_like_every_zun_collection(
+    client: httpx.AsyncClient, tokens: dict[str, str], agent: ScriptedAgent
+) -> None:
+    alice, bob = tokens["alice"], tokens["bob"]
+    made = []
+    for name, size in (("b-vol", 3), ("a-vol", 1), ("c-vol", 2)):
+        r = await client.post(f"{V}/volumes", json={"name": name, "size": size}, headers=h(alice))
+        assert r.status_code == 202, r.text
+        made.append(r.json()["uuid"])
+    r = await client.post(f"{V}/volumes", json={"name": "bobs", "size": 1}, headers=h(bob))
+    bobs = r.json()["uuid"]
+
+    first = (await client.get(f"{V}/volumes?limit=2", headers=h(alice))).json()
+    assert [v["uuid"] for v in first["volumes"]] == made[:2]
+    assert first["next"].endswith(f"/v1/volumes?sort_key=id&sort_dir=asc&limit=2&marker={made[1]}")
+    rest = (await client.get(f"{V}/volumes?limit=2&marker={made[1]}", headers=h(alice))).json()
+    assert [v["uuid"] for v in rest["volumes"]] == made[2:] and rest["next"] is None
+    by_name = await client.get(f"{V}/volumes?sort_key=name&sort_dir=desc", headers=h(alice))
+    assert [v["name"] for v in by_name.json()["volumes"]] == ["c-vol", "b-vol", "a-vol"]
+    by_size = await client.get(f"{V}/volumes?sort_key=size", headers=h(alice))
+    assert [v["size"] for v in by_size.json()["volumes"]] == [1, 2, 3]
+
+    msg = zun_error(await client.get(f"{V}/volumes?marker={bobs}", headers=h(alice)), 400)
+    assert "could not be found" in msg
+    zun_error(await client.get(f"{V}/volumes?limit=0", headers=h(alice)), 400)
+    msg = zun_error(await client.get(f"{V}/volumes?sort_key=secret", headers=h(alice)), 400)
+    assert "choose one of" in msg
+    assert "colour" in zun_error(await client.get(f"{V}/volumes?colour=red", headers=h(alice)), 400)
+
+
 async def test_size_mount_creates_a_volume_removed_with_the_container(
     client: httpx.AsyncClient, tokens: dict[str, str], agent: ScriptedAgent
 ) -> None:

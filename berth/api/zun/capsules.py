@@ -17,11 +17,8 @@ from berth.api.zun.containers import base_url, version_of
 from berth.api.zun.microversions import APIVersion
 from berth.api.zun.params import (
     json_body,
-    next_link,
+    list_query,
     parse_bool,
-    parse_int,
-    reject_unknown,
-    sort_params,
 )
 from berth.api.zun.views import container_view, links, zun_time
 from berth.domain.context import RequestContext
@@ -110,29 +107,16 @@ async def create_capsule(request: Request, caller: Caller, state: State) -> JSON
     )
 
 
-_LIST_PARAMS = {"all_projects", "limit", "marker", "sort_key", "sort_dir"}
-
-
 @router.get("/v1/capsules")
 @router.get("/v1/capsules/", include_in_schema=False)
 async def list_capsules(request: Request, caller: Caller, state: State) -> dict[str, Any]:
-    q = dict(request.query_params)
-    reject_unknown(q, _LIST_PARAMS)
-    sort_key, sort_dir = sort_params(q)
-    found, page = await svc.list_capsules(
-        state.env,
-        caller,
-        parse_bool(q.get("all_projects"), "all_projects", extended=True),
-        limit=parse_int(q.get("limit"), "limit", minimum=1),
-        marker=q.get("marker"),
-        sort_key=sort_key,
-        sort_dir=sort_dir,
-    )
+    q = list_query(request)
+    found, page = await svc.list_capsules(state.env, caller, q.all_projects, **q.paging)
     base, version = base_url(request), version_of(request)
     uuids = [c.uuid for c, _ in found]
     return {
         "capsules": [capsule_view(state.env, caller, c, r, base, version) for c, r in found],
-        "next": next_link(base, "capsules", uuids, page, sort_key, sort_dir),
+        "next": q.next_link(base, "capsules", uuids, page),
     }
 
 

@@ -14,11 +14,9 @@ from berth.api.zun.microversions import APIVersion
 from berth.api.zun.params import (
     action_params,
     json_body,
-    next_link,
+    list_query,
     parse_bool,
     parse_int,
-    reject_unknown,
-    sort_params,
 )
 from berth.api.zun.schemas import (
     FIELD_MIN_VERSION,
@@ -40,12 +38,7 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-_LIST_PARAMS = {
-    "limit",
-    "marker",
-    "sort_key",
-    "sort_dir",
-    "all_projects",
+_FILTERS = (
     "name",
     "image",
     "project_id",
@@ -55,8 +48,7 @@ _LIST_PARAMS = {
     "task_state",
     "status",
     "auto_remove",
-}
-_FILTERS = _LIST_PARAMS - {"limit", "marker", "sort_key", "sort_dir", "all_projects"}
+)
 
 
 def version_of(request: Request) -> APIVersion:
@@ -154,28 +146,18 @@ async def create_container(request: Request, caller: Caller, state: State) -> JS
 
 @router.get("/v1/containers")
 async def list_containers(request: Request, caller: Caller, state: State) -> dict[str, Any]:
-    q = dict(request.query_params)
-    reject_unknown(q, _LIST_PARAMS)
-    limit = parse_int(q.get("limit"), "limit", minimum=1)
-    sort_key, sort_dir = sort_params(q)
-    filters: dict[str, Any] = {k: v for k, v in q.items() if k in _FILTERS}
+    q = list_query(request, _FILTERS)
+    filters: dict[str, Any] = dict(q.filters)
     if "memory" in filters:
         filters["memory"] = parse_int(filters["memory"], "memory")
     if "auto_remove" in filters:
         filters["auto_remove"] = parse_bool(filters["auto_remove"], "auto_remove")
     rows, page = await svc.list_containers(
-        state.env,
-        caller,
-        all_projects=parse_bool(q.get("all_projects"), "all_projects", extended=True),
-        filters=filters,
-        limit=limit,
-        marker=q.get("marker"),
-        sort_key=sort_key,
-        sort_dir=sort_dir,
+        state.env, caller, all_projects=q.all_projects, filters=filters, **q.paging
     )
     base = base_url(request)
     items = [container_view(state.env, caller, r, base) for r in rows]
-    nxt = next_link(base, "containers", [r.uuid for r in rows], page, sort_key, sort_dir)
+    nxt = q.next_link(base, "containers", [r.uuid for r in rows], page)
     return {"containers": items, "next": nxt}
 
 

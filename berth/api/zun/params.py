@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
@@ -11,8 +13,10 @@ from starlette.requests import Request
 from berth import errors
 
 __all__ = [
+    "ListQuery",
     "action_params",
     "json_body",
+    "list_query",
     "next_link",
     "parse_bool",
     "parse_int",
@@ -99,7 +103,7 @@ async def action_params(request: Request) -> dict[str, Any]:
     return params
 
 
-def reject_unknown(params: dict[str, Any], allowed: set[str]) -> None:
+def reject_unknown(params: dict[str, Any], allowed: AbstractSet[str]) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise errors.Invalid(f"Unknown parameters: {', '.join(unknown)}")
@@ -122,4 +126,48 @@ def next_link(
     return (
         f"{base}/v1/{collection}?sort_key={sort_key}&sort_dir={sort_dir}&limit={page}"
         f"&marker={uuids[-1]}"
+    )
+
+
+_PAGING = frozenset({"all_projects", "limit", "marker", "sort_key", "sort_dir"})
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """A collection GET's query: Zun's paging parameters and the route's own filters."""
+
+    all_projects: bool
+    limit: int | None
+    marker: str | None
+    sort_key: str
+    sort_dir: str
+    filters: dict[str, str]
+
+    @property
+    def paging(self) -> dict[str, Any]:
+        """``limit``, ``marker``, ``sort_key``, ``sort_dir`` as the services take them."""
+        return {
+            "limit": self.limit,
+            "marker": self.marker,
+            "sort_key": self.sort_key,
+            "sort_dir": self.sort_dir,
+        }
+
+    def next_link(self, base: str, collection: str, uuids: Sequence[str], page: int) -> str | None:
+        return next_link(base, collection, uuids, page, self.sort_key, self.sort_dir)
+
+
+def list_query(request: Request, filters: Iterable[str] = ()) -> ListQuery:
+    """Parse a list route's query string; 400 for a parameter the route does not know."""
+    query = dict(request.query_params)
+    names = frozenset(filters)
+    reject_unknown(query, _PAGING | names)
+    sort_key, sort_dir = sort_params(query)
+    return ListQuery(
+        all_projects=parse_bool(query.get("all_projects"), "all_projects", extended=True),
+        limit=parse_int(query.get("limit"), "limit", minimum=1),
+        marker=query.get("marker"),
+        sort_key=sort_key,
+        sort_dir=sort_dir,
+        filters={k: v for k, v in query.items() if k in names},
     )

@@ -16,11 +16,7 @@ from berth.api.deps import Caller, State
 from berth.api.zun.containers import base_url
 from berth.api.zun.params import (
     json_body,
-    next_link,
-    parse_bool,
-    parse_int,
-    reject_unknown,
-    sort_params,
+    list_query,
 )
 from berth.api.zun.schemas import NAME_RE, parse_model
 from berth.api.zun.views import links
@@ -32,19 +28,7 @@ __all__ = ["registry_view", "router"]
 
 router = APIRouter()
 
-_LIST_PARAMS = {
-    "limit",
-    "marker",
-    "sort_key",
-    "sort_dir",
-    "all_projects",
-    "name",
-    "domain",
-    "username",
-    "project_id",
-    "user_id",
-}
-_FILTERS = {"name", "domain", "username", "project_id", "user_id"}
+_FILTERS = ("name", "domain", "username", "project_id", "user_id")
 
 
 class _RegistryBody(BaseModel):
@@ -107,21 +91,12 @@ async def create_registry(request: Request, caller: Caller, state: State) -> JSO
 
 @router.get("/v1/registries")
 async def list_registries(request: Request, caller: Caller, state: State) -> dict[str, Any]:
-    q = dict(request.query_params)
-    reject_unknown(q, _LIST_PARAMS)
-    sort_key, sort_dir = sort_params(q)
+    q = list_query(request, _FILTERS)
     rows, page = await svc.list_registries(
-        state.env,
-        caller,
-        all_projects=parse_bool(q.get("all_projects"), "all_projects", extended=True),
-        filters={k: v for k, v in q.items() if k in _FILTERS},
-        limit=parse_int(q.get("limit"), "limit", minimum=1),
-        marker=q.get("marker"),
-        sort_key=sort_key,
-        sort_dir=sort_dir,
+        state.env, caller, all_projects=q.all_projects, filters=q.filters, **q.paging
     )
     base = base_url(request)
-    nxt = next_link(base, "registries", [r.uuid for r in rows], page, sort_key, sort_dir)
+    nxt = q.next_link(base, "registries", [r.uuid for r in rows], page)
     return {"registries": [registry_view(r, base) for r in rows], "next": nxt}
 
 

@@ -1,6 +1,7 @@
 """Volume routes (a Berth extension: Zun leaves volumes to Cinder).
 
-``POST /v1/volumes`` ``{"name", "size"}``; ``GET /v1/volumes[/{ident}]``;
+``POST /v1/volumes`` ``{"name", "size"}``; ``GET /v1/volumes[/{ident}]`` (the list
+pages like Zun's: ``limit``, ``marker``, ``sort_key``, ``sort_dir``, ``all_projects``);
 ``DELETE /v1/volumes/{ident}`` (409 while mounted). Containers mount them with
 ``--mount source=<name|uuid>,destination=<path>``.
 """
@@ -15,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.zun.containers import base_url
-from berth.api.zun.params import json_body, parse_bool
+from berth.api.zun.params import json_body, list_query
 from berth.api.zun.views import links, zun_time
 from berth.domain.context import RequestContext
 from berth.services import volumes as svc
@@ -70,12 +71,13 @@ async def create_volume(request: Request, caller: Caller, state: State) -> JSONR
 
 @router.get("/v1/volumes")
 async def list_volumes(request: Request, caller: Caller, state: State) -> dict[str, Any]:
-    all_projects = parse_bool(
-        request.query_params.get("all_projects"), "all_projects", extended=True
-    )
-    rows = await svc.list_volumes(state.env, caller, all_projects)
+    q = list_query(request)
+    rows, size = await svc.list_volumes(state.env, caller, q.all_projects, **q.paging)
     base = base_url(request)
-    return {"volumes": [volume_view(state.env, caller, r, base) for r in rows], "next": None}
+    return {
+        "volumes": [volume_view(state.env, caller, r, base) for r in rows],
+        "next": q.next_link(base, "volumes", [r.uuid for r in rows], size),
+    }
 
 
 @router.get("/v1/volumes/{ident}")
