@@ -55,6 +55,9 @@ class NodeGroupSpec:
     memory_mb: int
     image: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    # The names of this group's nodes a resize asked to remove (Magnum's
+    # ``nodes_to_remove``): they go first, whatever the new count.
+    nodes_to_remove: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,9 @@ class NodeSpec:
     publish: tuple[int, ...] = ()
     # "dind": run with the Docker-in-Docker options a node running dockerd needs.
     profile: str | None = None
+    # The node group the node belongs to (a label on the node container, so the
+    # API can tell which group a node named in ``nodes_to_remove`` is in).
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

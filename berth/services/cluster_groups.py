@@ -220,6 +220,10 @@ async def spec_groups(
                  resolve_flavor(env, cluster.attrs.get("flavor_id"))),
             )
         )  # fmt: skip
+    hint = cluster.attrs.get("nodes_to_remove")
+    removing: dict[str, tuple[str, ...]] = {}
+    if isinstance(hint, dict):  # {"nodegroup": name, "nodes": [node names]}
+        removing[str(hint.get("nodegroup"))] = tuple(str(n) for n in hint.get("nodes") or ())
     out = []
     for g in rows:
         if g.status.startswith("DELETE_"):
@@ -234,6 +238,7 @@ async def spec_groups(
                 memory_mb=flavor.memory_mb,
                 image=g.image_id or template_image,
                 labels=dict(g.labels or labels),
+                nodes_to_remove=removing.get(g.name, ()),
             )
         )
     return tuple(out)

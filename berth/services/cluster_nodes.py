@@ -23,9 +23,10 @@ from berth.services.containers import NewContainer
 from berth.services.env import Env
 from berth.store.tables import ClusterRow, ContainerRow
 
-__all__ = ["ContainerNodes", "provisioner_for"]
+__all__ = ["CLUSTER_LABEL", "NODEGROUP_LABEL", "ContainerNodes", "provisioner_for"]
 
 CLUSTER_LABEL = "berth.cluster"
+NODEGROUP_LABEL = "berth.nodegroup"
 
 
 def _info(row: ContainerRow) -> NodeInfo:
@@ -57,13 +58,16 @@ class ContainerNodes:
         if existing is not None:
             return existing
         exposed: dict[str, Any] = {f"{port}/tcp": {} for port in spec.publish}
+        labels = {CLUSTER_LABEL: self.cluster_uuid}
+        if spec.group:
+            labels[NODEGROUP_LABEL] = spec.group
         req = NewContainer(
             image=spec.image,
             name=spec.name,
             command=list(spec.command),
             cpu=spec.cpu,
             memory=spec.memory_mb,
-            labels={CLUSTER_LABEL: self.cluster_uuid},
+            labels=labels,
             environment=dict(spec.environment),
             exposed_ports=exposed or None,
             hostname=spec.name[:63],

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.clusters import pki
@@ -22,10 +23,11 @@ from berth.domain.jsonpatch import apply_patch
 from berth.services import cluster_groups as groups
 from berth.services import cluster_templates as templates
 from berth.services.cluster_events import emit_notification, emit_step
+from berth.services.cluster_nodes import CLUSTER_LABEL, NODEGROUP_LABEL
 from berth.services.env import Env
 from berth.services.names import generate_name
 from berth.store.base import new_uuid, utcnow
-from berth.store.tables import ClusterQuotaRow, ClusterRow, ClusterTemplateRow
+from berth.store.tables import ClusterQuotaRow, ClusterRow, ClusterTemplateRow, ContainerRow
 
 __all__ = [
     "ClusterNotFound",
@@ -286,6 +288,7 @@ async def resize(
         if group.role == "master":
             raise errors.Invalid("Resizing a master nodegroup is not supported by this driver.")
         spec.check_resize_bounds(group.name, node_count, group.min_node_count, group.max_node_count)
+        removing = await _nodes_to_remove(session, fresh, group.name, nodes_to_remove)
         group.node_count = node_count
         group.status, group.updated_at = "UPDATE_IN_PROGRESS", utcnow()
         groups.recount(fresh, found)
@@ -296,9 +299,43 @@ async def resize(
             f"Resize to {node_count} worker node(s){where} requested.",
             ctx.user_id,
             int(fresh.attrs.get("create_timeout", 60)),
-            {"nodes_to_remove": list(nodes_to_remove)} if nodes_to_remove else None,
+            {"nodes_to_remove": {"nodegroup": group.name, "nodes": removing}} if removing else None,
         )
     return fresh
+
+
+async def _nodes_to_remove(
+    session: AsyncSession, cluster: ClusterRow, group: str, idents: Sequence[str]
+) -> list[str]:
+    """The node names ``idents`` (names or container UUIDs, as Magnum's "server IDs") stand for.
+
+    Each must be a node of ``cluster`` in node group ``group``: else 400, naming it.
+    """
+    if not idents:
+        return []
+    rows = (
+        await session.scalars(
+            select(ContainerRow).where(ContainerRow.project_id == cluster.project_id)
+        )
+    ).all()
+    nodes = [r for r in rows if (r.labels or {}).get(CLUSTER_LABEL) == cluster.uuid]
+    names: list[str] = []
+    for ident in idents:
+        node = next((r for r in nodes if ident in (r.uuid, r.name)), None)
+        if node is None:
+            raise errors.Invalid(
+                f"Node {ident} is not a node of cluster {cluster.name}: name one of "
+                f"{', '.join(sorted(r.name for r in nodes)) or 'its nodes (it has none)'}."
+            )
+        in_group = (node.labels or {}).get(NODEGROUP_LABEL)
+        if in_group is not None and in_group != group:
+            raise errors.Invalid(
+                f"Node {ident} is in node group {in_group}, not {group}: resize {in_group} "
+                f"to remove it (--nodegroup {in_group})."
+            )
+        if node.name not in names:
+            names.append(node.name)
+    return names
 
 
 async def upgrade(env: Env, ctx: RequestContext, ident: str, body: Any) -> ClusterRow:

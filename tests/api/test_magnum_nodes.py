@@ -92,3 +92,85 @@ async def test_nodes_are_containers_of_the_owner(
     assert (await client.get(f"{V}/clusters/{uuid}", headers=h)).status_code == 404
     left = (await client.get("/container/v1/containers", headers=zun_a)).json()["containers"]
     assert all(c["status"] == "Deleting" for c in left)
+
+
+class GroupedDriver(OneNodeDriver):
+    """One node container per group slot, labelled with its group; keeps every spec it got."""
+
+    def __init__(self) -> None:
+        self.seen: list[ClusterSpec] = []
+
+    async def create(self, spec: ClusterSpec, nodes: NodeProvisioner, report: Report) -> Outcome:
+        self.seen.append(spec)
+        for group in spec.nodegroups:
+            for i in range(group.node_count):
+                node = NodeSpec(f"{spec.name}-{group.role}-{i}", spec.image, spec.cpu,
+                                spec.memory_mb, group=group.name)  # fmt: skip
+                await nodes.create_node(node)
+        return Outcome()
+
+
+async def test_nodes_to_remove_name_nodes_of_the_resized_group(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    agent = ScriptedAgent(client)
+    await agent.register()
+    driver = GroupedDriver()
+    drivers = DriverRegistry([driver])
+    app.state.cluster_drivers = drivers
+    env = app.state.berth.env
+    worker = ClusterWorker(drivers, provisioner_for(env))
+    alice = await make_member(client, admin_token, "team-a", "alice")
+    bob = await make_member(client, admin_token, "team-b", "bob")
+    h = {"X-Auth-Token": alice, **MAG}
+    body = {"name": "tpl", "coe": "swarm-mode", "image_id": "busybox", "flavor_id": "m1.tiny"}
+    assert (await client.post(f"{V}/clustertemplates", json=body, headers=h)).status_code == 201
+    r = await client.post(
+        f"{V}/clusters",
+        json={"cluster_template_id": "tpl", "name": "sw", "node_count": 2},
+        headers=h,
+    )
+    uuid = r.json()["uuid"]
+    await _settle(worker, app)
+    zun_a = {"X-Auth-Token": alice, **ZUN}
+    mine = (await client.get("/container/v1/containers", headers=zun_a)).json()["containers"]
+    by_name = {c["name"]: c for c in mine}
+    assert by_name["sw-worker-0"]["labels"]["berth.nodegroup"] == "default-worker"
+    r = await client.post(
+        "/container/v1/containers?run=true",
+        json={"image": "busybox", "name": "bobs"},
+        headers={"X-Auth-Token": bob, **ZUN},
+    )
+    bobs = r.json()["uuid"]
+
+    async def resize(count: int, remove: list[str]) -> httpx.Response:
+        return await client.post(
+            f"{V}/clusters/{uuid}/actions/resize",
+            json={"node_count": count, "nodes_to_remove": remove},
+            headers=h,
+        )
+
+    for bad, says in (
+        ("nope", "is not a node of cluster sw"),
+        (bobs, "is not a node of cluster sw"),  # another project's container is no node
+        ("sw-master-0", "is in node group default-master, not default-worker"),
+    ):
+        r = await resize(1, [bad])
+        assert r.status_code == 400 and says in r.json()["errors"][0]["detail"], r.text
+    assert (await client.get(f"{V}/clusters/{uuid}", headers=h)).json()["status"] == (
+        "CREATE_COMPLETE"
+    )  # a refused resize changes nothing
+
+    # A node named by its container UUID (Magnum's "server ID") or by its name.
+    r = await resize(1, [by_name["sw-worker-0"]["uuid"]])
+    assert r.status_code == 202, r.text
+    await _settle(worker, app)
+    workers = next(g for g in driver.seen[-1].nodegroups if g.name == "default-worker")
+    assert (workers.node_count, workers.nodes_to_remove) == (1, ("sw-worker-0",))
+    masters = next(g for g in driver.seen[-1].nodegroups if g.name == "default-master")
+    assert masters.nodes_to_remove == ()
+    # The hint belongs to that one resize: the next update does not see it.
+    assert (await resize(2, [])).status_code == 202
+    await _settle(worker, app)
+    workers = next(g for g in driver.seen[-1].nodegroups if g.name == "default-worker")
+    assert (workers.node_count, workers.nodes_to_remove) == (2, ())

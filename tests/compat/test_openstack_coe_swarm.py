@@ -289,11 +289,24 @@ def test_resize_up_then_down_drains_removed_nodes(world: World) -> None:
     shown = world.wait("UPDATE_COMPLETE")
     assert len(shown["node_addresses"]) == 3
     assert len(world.swarm_nodes(certs)) == 4 and len(world.node_containers()) == 4
-    world.alice("coe", "cluster", "resize", "swarm1", "1")
+    # Down to one worker, naming the two to remove (the stock --nodes-to-remove):
+    # the lowest two go, so the survivor is worker 2, not the usual worker 0.
+    workers = sorted(
+        n["Hostname"] for n in world.swarm_nodes(certs) if "-default-worker-" in n["Hostname"]
+    )
+    gone = [w for w in workers if "-default-worker-2-" not in w]
+    assert len(gone) == 2
+    world.alice(
+        "coe", "cluster", "resize", "swarm1", "1",
+        "--nodes-to-remove", gone[0], "--nodes-to-remove", gone[1],
+    )  # fmt: skip
     shown = world.wait("UPDATE_COMPLETE")
     assert len(shown["node_addresses"]) == 1
     nodes = world.swarm_nodes(certs)
     assert len(nodes) == 2 and all(n["Status"] == "Ready" for n in nodes)
+    assert [n["Hostname"] for n in nodes if "-default-worker-" in n["Hostname"]] == [
+        w for w in workers if w not in gone
+    ]
     assert len(world.node_containers()) == 2
     # The removed nodes were drained: their replicas run on the nodes that remain.
     tasks = _wait_running(world, certs, "web", 3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from berth.clusters import ClusterSpec, NodeGroupSpec, NodeInfo
 from berth.clusters.swarm.plan import generation, node_name, parse_name, plan
 from berth.domain.hostsync import DesiredContainer
@@ -73,6 +75,49 @@ def test_resize_down_retires_the_highest_indexes_and_a_removed_group() -> None:
         "default-worker-1", "default-worker-2", "gpu-0",
     ]  # fmt: skip
     assert len(p.keep) == 2
+
+
+def _worker_spec(workers: int, remove: tuple[str, ...] = ()) -> ClusterSpec:
+    base = _spec(workers=workers)
+    groups = tuple(
+        replace(g, nodes_to_remove=remove) if g.name == "default-worker" else g
+        for g in base.nodegroups
+    )
+    return replace(base, nodegroups=groups)
+
+
+def _short(name: str) -> str:
+    return name.split("-", 1)[1][:-7]  # "default-worker-1"
+
+
+def test_nodes_to_remove_go_first_and_the_others_keep_their_names() -> None:
+    nodes = _nodes(_spec(workers=3))
+    w = {_short(n.name): n.name for n in nodes}
+    p = plan(_worker_spec(1, (w["default-worker-0"], w["default-worker-1"])), nodes)
+    assert sorted(_short(n.name) for n in p.retire) == ["default-worker-0", "default-worker-1"]
+    assert sorted(_short(s.name) for s, _ in p.keep) == ["default-master-0", "default-worker-2"]
+    assert not p.create and not p.replace
+    # The next update (no hint any more) keeps the survivor and fills the lowest free slot.
+    survivors = [n for n in nodes if n.name not in {w["default-worker-0"], w["default-worker-1"]}]
+    grown = plan(_worker_spec(2), survivors)
+    assert [_short(s.name) for s in grown.create] == ["default-worker-0"]
+    assert sorted(_short(s.name) for s, _ in grown.keep) == ["default-master-0", "default-worker-2"]
+
+
+def test_removing_a_node_at_the_same_count_replaces_it_under_a_new_name() -> None:
+    nodes = _nodes(_spec(workers=2))
+    doomed = next(n.name for n in nodes if "-default-worker-0-" in n.name)
+    p = plan(_worker_spec(2, (doomed,)), nodes)
+    assert [n.name for n in p.retire] == [doomed]
+    assert [_short(s.name) for s in p.create] == ["default-worker-2"]
+    assert "default-worker-1" in {_short(s.name) for s, _ in p.keep}
+
+
+def test_nodes_to_remove_only_touch_their_own_group() -> None:
+    nodes = _nodes(_spec(workers=2))
+    master = next(n.name for n in nodes if "-default-master-" in n.name)
+    p = plan(_worker_spec(2, (master,)), nodes)
+    assert not p.retire and not p.create and len(p.keep) == 3
 
 
 def test_new_image_or_ca_replaces_workers_before_masters() -> None:

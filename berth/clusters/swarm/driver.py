@@ -111,6 +111,7 @@ class _Run:
         return NodeSpec(
             name=slot.name, image=slot.group.image, cpu=slot.group.cpu,
             memory_mb=slot.group.memory_mb, environment=env, publish=(PORT,), profile="dind",
+            group=slot.group.name,
         )  # fmt: skip
 
     async def wait_running(self, name: str) -> NodeInfo:

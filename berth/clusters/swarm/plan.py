@@ -10,6 +10,7 @@ generation is replaced by a new one, one at a time.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -115,7 +116,7 @@ def plan(spec: ClusterSpec, existing: Sequence[NodeInfo]) -> Plan:
         by_slot.setdefault((parsed.group, parsed.index), []).append(node)
     for group in groups_of(spec):
         gen = generation(group.image, spec.ca_cert_pem)
-        for index in range(max(0, group.node_count)):
+        for index in _indexes(group, by_slot):
             slot = Slot(group, index, node_name(spec.uuid, group.name, index, gen))
             present = by_slot.pop((_slug(group.name), index), [])
             current = [n for n in present if n.name == slot.name]
@@ -131,3 +132,22 @@ def plan(spec: ClusterSpec, existing: Sequence[NodeInfo]) -> Plan:
         result.retire.extend(leftovers)
     result.replace.sort(key=lambda r: (r[0].manager, r[0].group.name, r[0].index))
     return result
+
+
+def _indexes(group: NodeGroupSpec, by_slot: dict[tuple[str, int], list[NodeInfo]]) -> list[int]:
+    """The slot indexes ``group`` keeps: its nodes' own, lowest first, then new ones.
+
+    A node named in ``nodes_to_remove`` gives its slot up (and the slot is not
+    reused in this plan, so a node removed at the same count is replaced by a new
+    one rather than kept under its old name); surplus slots go from the top.
+    """
+    slug = _slug(group.name)
+    taken = sorted(i for g, i in by_slot if g == slug)
+    taken_set = set(taken)
+    removing = set(group.nodes_to_remove)
+    doomed = {i for i in taken if any(n.name in removing for n in by_slot[(slug, i)])}
+    chosen = [i for i in taken if i not in doomed][: max(0, group.node_count)]
+    free = (i for i in itertools.count() if i not in taken_set)
+    while len(chosen) < group.node_count:
+        chosen.append(next(free))
+    return sorted(chosen)
