@@ -85,6 +85,9 @@ class ClusterSpec:
     control_ca_key_pem: str = ""
     # The template's ``insecure_registry``: a registry nodes pull from over HTTP.
     insecure_registry: str = ""
+    # An upgrade's ``max_batch_size``: how many worker nodes a rolling replace
+    # takes down together (1 for every other update).
+    max_batch_size: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,14 @@ async def _spec(env: Env, row: ClusterRow) -> ClusterSpec:
         insecure_registry=str(
             (templates.attributes(template).get("insecure_registry") if template else None) or ""
         ),
+        max_batch_size=_batch_size(row.attrs.get("upgrade")),
     )
+
+
+def _batch_size(upgrade: object) -> int:
+    """The pending upgrade's ``max_batch_size`` (1 when there is none)."""
+    size = upgrade.get("max_batch_size") if isinstance(upgrade, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 1
 
 
 async def cluster_spec(env: Env, row: ClusterRow) -> ClusterSpec:

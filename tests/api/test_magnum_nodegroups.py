@@ -378,6 +378,7 @@ async def test_upgrade_moves_groups_to_the_new_template_image(
     await world.work()
     images = {g.name: g.image for g in world.driver.specs[-1].nodegroups}
     assert images == {"default-master": "node-v2", "default-worker": "node-v2", "extra": "node"}
+    assert world.driver.specs[-1].max_batch_size == 2
     replaced = world.nodes[uuid].created[len(created_before) :]
     assert sorted(replaced) == ["c1-default-master-0", "c1-default-worker-0"]
     groups = await world.groups(alice, "c1")
@@ -389,6 +390,7 @@ async def test_upgrade_moves_groups_to_the_new_template_image(
     )
     assert r.status_code == 202, r.text
     await world.work()
+    assert world.driver.specs[-1].max_batch_size == 1  # this upgrade's default
     assert (await world.groups(alice, "c1"))["extra"]["image_id"] == "node-v2"
     assert world.nodes[uuid].nodes["c1-extra-0"].image == "node-v2"
     # A template in use by the cluster cannot be deleted; the old one now can.

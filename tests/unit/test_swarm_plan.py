@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from berth.clusters import ClusterSpec, NodeGroupSpec, NodeInfo
-from berth.clusters.swarm.plan import generation, node_name, parse_name, plan
+from berth.clusters.swarm.plan import batches, generation, node_name, parse_name, plan
 from berth.domain.hostsync import DesiredContainer
 from berth.runtimes import dockermap
 
@@ -127,6 +127,20 @@ def test_new_image_or_ca_replaces_workers_before_masters() -> None:
         assert not p.keep and not p.create and not p.retire
         assert [s.manager for s, _ in p.replace] == [False, False, True]
         assert all(len(olds) == 1 and olds[0].name != s.name for s, olds in p.replace)
+
+
+def test_replace_batches_take_workers_together_and_masters_singly() -> None:
+    old = _spec(masters=3, workers=5)
+    p = plan(_spec(masters=3, workers=5, image="img:2"), _nodes(old))
+    for size, worker_steps in ((1, [1, 1, 1, 1, 1]), (2, [2, 2, 1]), (5, [5]), (9, [5])):
+        steps = batches(p.replace, size)
+        roles = [[s.manager for s, _ in step] for step in steps]
+        assert [len(r) for r in roles] == [*worker_steps, 1, 1, 1], size
+        assert all(not any(r) for r in roles[: len(worker_steps)]) and all(
+            r == [True] for r in roles[len(worker_steps) :]
+        )
+        assert sum(len(step) for step in steps) == len(p.replace) == 8
+    assert batches([], 3) == []
 
 
 def test_crash_during_a_replace_keeps_the_new_node_and_retires_the_old() -> None:

@@ -38,7 +38,7 @@ from berth.clusters.driver import (
     Report,
 )
 from berth.clusters.swarm.nodeapi import PORT, Credentials, NodeApi, NodeApiError
-from berth.clusters.swarm.plan import Plan, Slot, parse_name, plan
+from berth.clusters.swarm.plan import Plan, Slot, batches, parse_name, plan
 
 __all__ = ["SwarmModeDriver", "driver", "node_bundle"]
 
@@ -393,22 +393,26 @@ class SwarmModeDriver:
         for slot in sorted(to_join, key=lambda s: not s.manager):
             await run.join(run.api(infos[slot.name]), manager, slot.manager)
 
-        # 4. rolling replace (upgrade / CA rotation): one node at a time, new before old
+        # 4. rolling replace (upgrade / CA rotation), new before old: workers
+        #    max_batch_size at a time, masters one by one
         managers_now = fresh_masters + running_olds
-        for slot, previous in todo.replace:
-            await report(f"Replacing {', '.join(n.name for n in previous)} by {slot.name}.")
-            info = await run.bring_up(slot)
-            infos[slot.name] = info
-            current = await run.manager([*managers_now, info])
+        for batch in batches(todo.replace, spec.max_batch_size):
+            leaving = ", ".join(n.name for _, previous in batch for n in previous)
+            await report(f"Replacing {leaving} by {', '.join(s.name for s, _ in batch)}.")
+            news = list(await asyncio.gather(*(run.bring_up(s) for s, _ in batch)))
+            current = await run.manager([*managers_now, *news])
             if current is None:
                 raise SwarmError("no reachable swarm manager")
-            await run.join(run.api(info), current, slot.manager)
-            await run.wait_all_ready(current, [info])
-            if slot.manager:
-                managers_now.append(info)
-            for old in previous:
-                await run.retire(old, managers_now)
-                managers_now = [m for m in managers_now if m.name != old.name]
+            for (slot, _), info in zip(batch, news, strict=True):
+                infos[slot.name] = info
+                await run.join(run.api(info), current, slot.manager)
+            await run.wait_all_ready(current, news)
+            for (slot, previous), info in zip(batch, news, strict=True):
+                if slot.manager:
+                    managers_now.append(info)
+                for old in previous:
+                    await run.retire(old, managers_now)
+                    managers_now = [m for m in managers_now if m.name != old.name]
 
         # 5. surplus nodes leave (drained first)
         for old in todo.retire:

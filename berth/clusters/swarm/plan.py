@@ -21,6 +21,7 @@ __all__ = [
     "NodeName",
     "Plan",
     "Slot",
+    "batches",
     "generation",
     "groups_of",
     "node_name",
@@ -151,3 +152,19 @@ def _indexes(group: NodeGroupSpec, by_slot: dict[tuple[str, int], list[NodeInfo]
     while len(chosen) < group.node_count:
         chosen.append(next(free))
     return sorted(chosen)
+
+
+Replacement = tuple[Slot, list[NodeInfo]]
+
+
+def batches(replace: Sequence[Replacement], size: int) -> list[list[Replacement]]:
+    """The rolling replace in steps: workers ``size`` at a time, then masters one by one.
+
+    ``size`` is the upgrade's ``max_batch_size``; masters always go singly so the
+    swarm keeps its quorum of managers.
+    """
+    workers = [r for r in replace if not r[0].manager]
+    masters = [r for r in replace if r[0].manager]
+    step = max(1, size)
+    out = [workers[i : i + step] for i in range(0, len(workers), step)]
+    return out + [[r] for r in masters]
