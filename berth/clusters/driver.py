@@ -55,6 +55,9 @@ class NodeGroupSpec:
     memory_mb: int
     image: str
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Magnum's ``node_labels``: labels for the group's nodes in the orchestrator
+    # (swarm-mode: node labels, for ``--constraint node.labels.<key>==<value>``).
+    node_labels: Mapping[str, str] = field(default_factory=dict)
     # The names of this group's nodes a resize asked to remove (Magnum's
     # ``nodes_to_remove``): they go first, whatever the new count.
     nodes_to_remove: tuple[str, ...] = ()

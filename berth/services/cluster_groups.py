@@ -238,6 +238,7 @@ async def spec_groups(
                 memory_mb=flavor.memory_mb,
                 image=g.image_id or template_image,
                 labels=dict(g.labels or labels),
+                node_labels={str(k): str(v) for k, v in (g.attrs.get("node_labels") or {}).items()},
                 nodes_to_remove=removing.get(g.name, ()),
             )
         )

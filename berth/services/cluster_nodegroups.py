@@ -196,13 +196,29 @@ async def update(env: Env, ctx: RequestContext, ident: str, ng: str, patch: Any)
         group.name, group.node_count, after["min_node_count"], after["max_node_count"]
     )
     async with env.db.transaction() as session:
+        # The cluster first, then the group: the order every cluster change locks in.
+        owner = await session.get(ClusterRow, cluster.id, with_for_update=True)
         fresh = await session.get(NodeGroupRow, group.id, with_for_update=True)
         if fresh is None:
             raise groups.NodeGroupNotFound(f"Nodegroup {ng} could not be found.")
+        relabel = node_labels != dict(fresh.attrs.get("node_labels") or {})
         fresh.min_node_count = after["min_node_count"]
         fresh.max_node_count = after["max_node_count"]
         fresh.attrs = {**fresh.attrs, "node_labels": node_labels, "node_taints": taints}
         fresh.updated_at = utcnow()
+        # New node labels reach the nodes through a cluster update: started here
+        # when the cluster is idle, else the next update applies them.
+        if relabel and owner is not None and owner.status in groups.SETTLED:
+            await groups.settle(session, owner)
+            fresh.status = "UPDATE_IN_PROGRESS"
+            found.cluster = owner
+            groups.begin_update(
+                session,
+                owner,
+                f"Node labels of node group {fresh.name} changed.",
+                ctx.user_id,
+                int(owner.attrs.get("create_timeout", 60)),
+            )
     found.rows = [fresh]
     return found
 

@@ -272,9 +272,21 @@ async def test_nodegroup_create_resize_patch_delete(world: World, admin_token: s
         r = await world.c.patch(f"{V}/clusters/c1/nodegroups/big", json=bad, headers=h(alice))
         assert r.status_code == status, (bad, r.text)
         assert fragment in _detail(r), (bad, r.text)
+    # New node labels start a cluster update that hands them to the driver.
+    assert got["status"] == "UPDATE_IN_PROGRESS"
+    assert (await world.show(alice, uuid))["status"] == "UPDATE_IN_PROGRESS"
+    await world.work()
+    labels = {g.name: dict(g.node_labels) for g in world.driver.specs[-1].nodegroups}
+    assert labels == {"default-master": {}, "default-worker": {}, "big": {"tier": "fast"}}
+    assert (await world.groups(alice, "c1"))["big"]["status"] == "UPDATE_COMPLETE"
+    # Bounds alone change nothing on the nodes: no update.
+    bounds = [{"op": "replace", "path": "/max_node_count", "value": 5}]
+    r = await world.c.patch(f"{V}/clusters/c1/nodegroups/big", json=bounds, headers=h(alice))
+    assert r.status_code == 202 and r.json()["status"] == "UPDATE_COMPLETE", r.text
+    assert (await world.show(alice, uuid))["status"] == "UPDATE_COMPLETE"
     # Resize targets a group; its bounds hold; masters are not resized.
     resize = f"{V}/clusters/{uuid}/actions/resize"
-    r = await world.c.post(resize, json={"node_count": 5, "nodegroup": "big"}, headers=h(alice))
+    r = await world.c.post(resize, json={"node_count": 6, "nodegroup": "big"}, headers=h(alice))
     assert r.status_code == 400 and "outside the allowed range" in _detail(r)
     r = await world.c.post(
         resize, json={"node_count": 3, "nodegroup": "default-master"}, headers=h(alice)

@@ -315,12 +315,24 @@ def test_resize_up_then_down_drains_removed_nodes(world: World) -> None:
 
 def test_node_group_add_and_delete(world: World) -> None:
     certs = world.config("config-nodegroup")
-    world.alice("coe", "nodegroup", "create", "swarm1", "extra", "--node-count", "1")
+    world.alice(
+        "coe", "nodegroup", "create", "swarm1", "extra", "--node-count", "1",
+        "--node-labels", "disk=ssd",
+    )  # fmt: skip
     world.wait("UPDATE_COMPLETE")
     groups = {g["name"]: g for g in world.alice_json("coe", "nodegroup", "list", "swarm1")}
     assert groups["extra"]["status"] == "CREATE_COMPLETE"
     names = sorted(n["Hostname"] for n in world.swarm_nodes(certs))
     assert len(names) == 3 and sum("-extra-0-" in n for n in names) == 1
+    # The group's node labels are swarm node labels (for --constraint node.labels.disk==ssd).
+    extra = next(n for n in names if "-extra-0-" in n)
+    assert _node_labels(world, certs, extra)["disk"] == "ssd"
+    assert _node_labels(world, certs, extra)["berth.nodegroup"] == "extra"
+    assert "disk" not in _node_labels(world, certs, next(n for n in names if n != extra))
+    world.alice("coe", "nodegroup", "update", "swarm1", "extra", "--node-labels", "tier=2")
+    world.wait("UPDATE_COMPLETE")
+    labels = _node_labels(world, certs, extra)  # the same node, relabelled in place
+    assert labels["tier"] == "2" and "disk" not in labels
     # The new node runs the workload too once the swarm rebalances; it is Ready now.
     assert all(n["Status"] == "Ready" for n in world.swarm_nodes(certs))
     world.alice("coe", "nodegroup", "delete", "swarm1", "extra")
@@ -329,6 +341,11 @@ def test_node_group_add_and_delete(world: World) -> None:
     assert len(names) == 2 and not any("-extra-" in n for n in names)
     assert len(world.node_containers()) == 2
     _wait_running(world, certs, "web", 3)
+
+
+def _node_labels(world: World, certs: Path, node: str) -> dict[str, str]:
+    out = world.docker(certs, "node", "inspect", node, "--format", "{{json .Spec.Labels}}").stdout
+    return dict(json.loads(out) or {})
 
 
 def test_a_dead_node_is_healed(world: World) -> None:

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 import requests
@@ -232,6 +233,24 @@ class _Run:
         if manager is not None and node_id is not None:
             await asyncio.to_thread(manager.remove_node, node_id)
 
+    async def label(self, manager: NodeApi, slots: list[Slot], infos: dict[str, NodeInfo]) -> int:
+        """Give each node its swarm labels: the group's node_labels, its group and role.
+
+        Returns how many nodes' labels changed.
+        """
+        changed = 0
+        for slot in slots:
+            state = await _thread(self.api(infos[slot.name]).swarm_state)
+            node_id = str(state.get("NodeID") or "")
+            labels = {
+                **slot.group.node_labels,
+                "berth.nodegroup": slot.group.name,
+                "berth.role": slot.group.role,
+            }
+            if await _thread(partial(manager.set_labels, node_id, labels)):
+                changed += 1
+        return changed
+
     async def wait_all_ready(
         self, manager: NodeApi, nodes: list[NodeInfo], prune: bool = False
     ) -> None:
@@ -425,6 +444,8 @@ class SwarmModeDriver:
         names = {s.name for s in todo.slots}
         await report(f"Waiting for {len(names)} node(s) to be Ready in the swarm.")
         await run.wait_all_ready(final, [infos[s.name] for s in todo.slots], prune=True)
+        if relabelled := await run.label(final, todo.slots, infos):
+            await report(f"Set the node labels of {relabelled} node(s).")
         version = await _thread(final.version)
         master_addrs = tuple(infos[s.name].address or "" for s in todo.slots if s.manager)
         node_addrs = tuple(infos[s.name].address or "" for s in todo.slots if not s.manager)

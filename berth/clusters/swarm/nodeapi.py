@@ -18,6 +18,7 @@ import os
 import tarfile
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,10 @@ from requests.adapters import HTTPAdapter
 
 from berth.clusters import pki
 
-__all__ = ["Credentials", "NodeApi", "NodeApiError"]
+__all__ = ["MANAGED_LABELS", "Credentials", "NodeApi", "NodeApiError"]
 
 PORT = 2376
+MANAGED_LABELS = "berth.managed-labels"  # the swarm node labels Berth set, comma-separated
 _HELPER_IMAGE = "berth/tls-helper:1"
 _HELPER_NAME = "berth-tls-helper"
 _TLS_DIR = "/etc/docker/tls"
@@ -224,6 +226,26 @@ class NodeApi:
         for key, value in changes.items():
             spec[key.capitalize()] = value
         self.client.api.update_node(node_id, node["Version"]["Index"], spec)  # type: ignore[arg-type]
+
+    def set_labels(self, node_id: str, labels: Mapping[str, str]) -> bool:
+        """Make ``labels`` a swarm node's labels; False when they already were.
+
+        The keys Berth set last time are kept in the label ``berth.managed-labels``:
+        those not wanted any more are removed, and labels someone added by hand
+        (``docker node update --label-add``) stay.
+        """
+        node = self.client.api.inspect_node(node_id)
+        spec = dict(node["Spec"])
+        current = dict(spec.get("Labels") or {})
+        previous = {k for k in current.pop(MANAGED_LABELS, "").split(",") if k}
+        wanted = {k: v for k, v in current.items() if k not in previous}
+        wanted.update(labels)
+        wanted[MANAGED_LABELS] = ",".join(sorted(labels))
+        if wanted == (spec.get("Labels") or {}):
+            return False
+        spec["Labels"] = wanted
+        self.client.api.update_node(node_id, node["Version"]["Index"], spec)  # type: ignore[arg-type]
+        return True
 
     def remove_node(self, node_id: str) -> None:
         with contextlib.suppress(docker.errors.NotFound):
