@@ -56,15 +56,15 @@ async def _settle(worker: ClusterWorker, app: FastAPI) -> None:
     raise AssertionError("cluster operations did not finish")
 
 
-async def test_nodes_are_containers_of_the_owner(
-    app: FastAPI, client: httpx.AsyncClient, admin_token: str
-) -> None:
+async def _cluster_of_two(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str, driver: OneNodeDriver
+) -> tuple[ClusterWorker, str, str, str]:
+    """A scripted host, alice's cluster "sw" (two workers) made by ``driver``, and bob."""
     agent = ScriptedAgent(client)
     await agent.register()
-    drivers = DriverRegistry([OneNodeDriver()])
+    drivers = DriverRegistry([driver])
     app.state.cluster_drivers = drivers
-    env = app.state.berth.env
-    worker = ClusterWorker(drivers, provisioner_for(env))
+    worker = ClusterWorker(drivers, provisioner_for(app.state.berth.env))
     alice = await make_member(client, admin_token, "team-a", "alice")
     bob = await make_member(client, admin_token, "team-b", "bob")
     h = {"X-Auth-Token": alice, **MAG}
@@ -75,8 +75,15 @@ async def test_nodes_are_containers_of_the_owner(
         json={"cluster_template_id": "tpl", "name": "sw", "node_count": 2},
         headers=h,
     )
-    uuid = r.json()["uuid"]
     await _settle(worker, app)
+    return worker, alice, bob, str(r.json()["uuid"])
+
+
+async def test_nodes_are_containers_of_the_owner(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    worker, alice, bob, uuid = await _cluster_of_two(app, client, admin_token, OneNodeDriver())
+    h = {"X-Auth-Token": alice, **MAG}
     shown = (await client.get(f"{V}/clusters/{uuid}", headers=h)).json()
     assert shown["status"] == "CREATE_COMPLETE", shown
     zun_a = {"X-Auth-Token": alice, **ZUN}
@@ -113,25 +120,9 @@ class GroupedDriver(OneNodeDriver):
 async def test_nodes_to_remove_name_nodes_of_the_resized_group(
     app: FastAPI, client: httpx.AsyncClient, admin_token: str
 ) -> None:
-    agent = ScriptedAgent(client)
-    await agent.register()
     driver = GroupedDriver()
-    drivers = DriverRegistry([driver])
-    app.state.cluster_drivers = drivers
-    env = app.state.berth.env
-    worker = ClusterWorker(drivers, provisioner_for(env))
-    alice = await make_member(client, admin_token, "team-a", "alice")
-    bob = await make_member(client, admin_token, "team-b", "bob")
+    worker, alice, bob, uuid = await _cluster_of_two(app, client, admin_token, driver)
     h = {"X-Auth-Token": alice, **MAG}
-    body = {"name": "tpl", "coe": "swarm-mode", "image_id": "busybox", "flavor_id": "m1.tiny"}
-    assert (await client.post(f"{V}/clustertemplates", json=body, headers=h)).status_code == 201
-    r = await client.post(
-        f"{V}/clusters",
-        json={"cluster_template_id": "tpl", "name": "sw", "node_count": 2},
-        headers=h,
-    )
-    uuid = r.json()["uuid"]
-    await _settle(worker, app)
     zun_a = {"X-Auth-Token": alice, **ZUN}
     mine = (await client.get("/container/v1/containers", headers=zun_a)).json()["containers"]
     by_name = {c["name"]: c for c in mine}
