@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.clusters.driver import NodeInfo, NodeSpec
@@ -23,10 +24,22 @@ from berth.services.containers import NewContainer
 from berth.services.env import Env
 from berth.store.tables import ClusterRow, ContainerRow
 
-__all__ = ["CLUSTER_LABEL", "NODEGROUP_LABEL", "ContainerNodes", "provisioner_for"]
+__all__ = ["CLUSTER_LABEL", "NODEGROUP_LABEL", "ContainerNodes", "node_rows", "provisioner_for"]
 
 CLUSTER_LABEL = "berth.cluster"
 NODEGROUP_LABEL = "berth.nodegroup"
+
+
+async def node_rows(
+    session: AsyncSession, project_id: str | None, cluster_uuid: str
+) -> list[ContainerRow]:
+    """The node containers of cluster ``cluster_uuid`` (in its owner's project), by name."""
+    rows = await session.scalars(
+        select(ContainerRow)
+        .where(ContainerRow.project_id == project_id)
+        .order_by(ContainerRow.name)
+    )
+    return [r for r in rows if (r.labels or {}).get(CLUSTER_LABEL) == cluster_uuid]
 
 
 def _info(row: ContainerRow) -> NodeInfo:
@@ -90,14 +103,8 @@ class ContainerNodes:
     async def list_nodes(self) -> list[NodeInfo]:
         """Every container of the owner's project labelled with this cluster."""
         async with self.env.db.read() as session:
-            rows = (
-                await session.scalars(
-                    select(ContainerRow)
-                    .where(ContainerRow.project_id == self.owner.project_id)
-                    .order_by(ContainerRow.name)
-                )
-            ).all()
-        return [_info(r) for r in rows if (r.labels or {}).get(CLUSTER_LABEL) == self.cluster_uuid]
+            rows = await node_rows(session, self.owner.project_id, self.cluster_uuid)
+        return [_info(r) for r in rows]
 
     async def delete_node(self, name: str) -> None:
         """Force-remove the node container; a missing one is fine.

@@ -23,11 +23,11 @@ from berth.domain.jsonpatch import apply_patch
 from berth.services import cluster_groups as groups
 from berth.services import cluster_templates as templates
 from berth.services.cluster_events import emit_notification, emit_step
-from berth.services.cluster_nodes import CLUSTER_LABEL, NODEGROUP_LABEL
+from berth.services.cluster_nodes import NODEGROUP_LABEL, node_rows
 from berth.services.env import Env
 from berth.services.names import generate_name
 from berth.store.base import new_uuid, utcnow
-from berth.store.tables import ClusterQuotaRow, ClusterRow, ClusterTemplateRow, ContainerRow
+from berth.store.tables import ClusterQuotaRow, ClusterRow, ClusterTemplateRow
 
 __all__ = [
     "ClusterNotFound",
@@ -313,19 +313,14 @@ async def _nodes_to_remove(
     """
     if not idents:
         return []
-    rows = (
-        await session.scalars(
-            select(ContainerRow).where(ContainerRow.project_id == cluster.project_id)
-        )
-    ).all()
-    nodes = [r for r in rows if (r.labels or {}).get(CLUSTER_LABEL) == cluster.uuid]
+    nodes = await node_rows(session, cluster.project_id, cluster.uuid)
     names: list[str] = []
     for ident in idents:
         node = next((r for r in nodes if ident in (r.uuid, r.name)), None)
         if node is None:
             raise errors.Invalid(
                 f"Node {ident} is not a node of cluster {cluster.name}: name one of "
-                f"{', '.join(sorted(r.name for r in nodes)) or 'its nodes (it has none)'}."
+                f"{', '.join(r.name for r in nodes) or 'its nodes (it has none)'}."
             )
         in_group = (node.labels or {}).get(NODEGROUP_LABEL)
         if in_group is not None and in_group != group:
