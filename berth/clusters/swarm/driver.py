@@ -233,15 +233,15 @@ class _Run:
         if manager is not None and node_id is not None:
             await asyncio.to_thread(manager.remove_node, node_id)
 
-    async def label(self, manager: NodeApi, slots: list[Slot], infos: dict[str, NodeInfo]) -> int:
+    async def label(self, manager: NodeApi, slots: list[Slot], node_ids: dict[str, str]) -> int:
         """Give each node its swarm labels: the group's node_labels, its group and role.
 
-        Returns how many nodes' labels changed.
+        ``node_ids`` maps node names to swarm node IDs (as ``wait_all_ready`` returns
+        them). Returns how many nodes' labels changed.
         """
         changed = 0
         for slot in slots:
-            state = await _thread(self.api(infos[slot.name]).swarm_state)
-            node_id = str(state.get("NodeID") or "")
+            node_id = node_ids[slot.name]
             labels = {
                 **slot.group.node_labels,
                 "berth.nodegroup": slot.group.name,
@@ -253,8 +253,10 @@ class _Run:
 
     async def wait_all_ready(
         self, manager: NodeApi, nodes: list[NodeInfo], prune: bool = False
-    ) -> None:
+    ) -> dict[str, str]:
         """Wait until the swarm lists each of ``nodes`` Ready (by its own node ID).
+
+        Returns the swarm node ID of each node, by name.
 
         With ``prune``, swarm entries of this cluster that none of ``nodes`` is (a
         node removed while the driver was down, a dead node replaced under the same
@@ -274,8 +276,9 @@ class _Run:
             if time.monotonic() > deadline:
                 raise SwarmError(f"nodes not Ready in the swarm: {', '.join(sorted(missing))}")
             await asyncio.sleep(1)
+        ids = {name: node_id for node_id, name in want.items()}
         if not prune:
-            return
+            return ids
         stale = [
             str(n["ID"])
             for n in listed
@@ -284,6 +287,7 @@ class _Run:
         ]
         for node_id in stale:
             await asyncio.to_thread(manager.remove_node, node_id)
+        return ids
 
 
 class SwarmModeDriver:
@@ -443,8 +447,8 @@ class SwarmModeDriver:
             raise SwarmError("no reachable swarm manager")
         names = {s.name for s in todo.slots}
         await report(f"Waiting for {len(names)} node(s) to be Ready in the swarm.")
-        await run.wait_all_ready(final, [infos[s.name] for s in todo.slots], prune=True)
-        if relabelled := await run.label(final, todo.slots, infos):
+        node_ids = await run.wait_all_ready(final, [infos[s.name] for s in todo.slots], prune=True)
+        if relabelled := await run.label(final, todo.slots, node_ids):
             await report(f"Set the node labels of {relabelled} node(s).")
         version = await _thread(final.version)
         master_addrs = tuple(infos[s.name].address or "" for s in todo.slots if s.manager)
