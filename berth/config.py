@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     image_driver_list: list[str] = Field(default_factory=lambda: ["glance", "docker"])
     default_image_driver: str = "docker"
     execute_timeout: float = 5.0
+    container_pids_limit: int = Field(
+        default=4096,
+        ge=0,
+        description=(
+            "the most processes one tenant container may run (the engine's pids cgroup), so "
+            "a fork bomb stays inside its container; 0: no cap"
+        ),
+    )
 
     # -- images: the image store (Berth's Glance stand-in) and secrets at rest
     image_store: str | None = Field(

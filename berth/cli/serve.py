@@ -39,7 +39,11 @@ def embedded_agent(settings: Settings) -> Extension:
 
     @asynccontextmanager
     async def run(app: FastAPI, state: AppState) -> AsyncIterator[None]:
-        runtime = DockerDriver(settings.docker_url, owner=settings.agent_host)
+        runtime = DockerDriver(
+        settings.docker_url,
+        owner=settings.agent_host,
+        pids_limit=settings.container_pids_limit,
+    )
         password = state.env.agents.api_key
         state.env.agents.local[settings.agent_host] = httpx.ASGITransport(
             app=create_agent_app(runtime, password)
@@ -107,7 +111,11 @@ async def _agent(settings: Settings) -> None:
     password = _agent_password(settings)
     if not settings.control_url:
         raise SystemExit("berth-agent needs BERTH_CONTROL_URL (the berth-api base URL).")
-    runtime = DockerDriver(settings.docker_url, owner=settings.agent_host)
+    runtime = DockerDriver(
+        settings.docker_url,
+        owner=settings.agent_host,
+        pids_limit=settings.container_pids_limit,
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             create_agent_app(runtime, password),

@@ -114,6 +114,8 @@ class DockerDriver(DockerImageOps, DockerStreams):
     is written as a label on every container created and restricts
     ``list_managed`` to those, so agents of different Berth deployments (or
     test runs) sharing one engine never garbage-collect each other's work.
+    ``pids_limit`` (pass ``settings.container_pids_limit``) caps each tenant
+    container's processes (0: no cap).
     """
 
     def __init__(
@@ -124,8 +126,10 @@ class DockerDriver(DockerImageOps, DockerStreams):
         threads: int = 64,
         volumes: VolumeDriver | None = None,
         networks: NetworkDriver | None = None,
+        pids_limit: int = 0,
     ) -> None:
         self._engine = _Engine(base_url, threads)
+        self._pids_limit = pids_limit
         self._owner = owner or socket.gethostname()
         # Data volumes: Docker named volumes on this engine unless told otherwise.
         self.volumes: VolumeDriver = volumes or LocalVolumeDriver(base_url, owner=self._owner)
@@ -194,7 +198,7 @@ class DockerDriver(DockerImageOps, DockerStreams):
                 await self.volumes.ensure(mount, spec.project_id)
         if spec.networks and not spec.network_container:
             await self.networks.ensure(spec.networks[0])  # joined at create
-        config, host = dockermap.create_params(spec, self._owner)
+        config, host = dockermap.create_params(spec, self._owner, pids_limit=self._pids_limit)
 
         def create(api: Any) -> dict[str, Any]:
             host_config = api.create_host_config(**host)

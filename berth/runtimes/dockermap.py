@@ -66,9 +66,14 @@ _EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
 
 
 def create_params(
-    spec: DesiredContainer, owner: str | None
+    spec: DesiredContainer, owner: str | None, *, pids_limit: int = 0
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``create_container`` and ``create_host_config`` keyword arguments for a spec."""
+    """The ``create_container`` and ``create_host_config`` keyword arguments for a spec.
+
+    ``pids_limit`` (> 0) caps the processes of a tenant's container, so a fork bomb
+    exhausts its own cgroup, not the host's process table. Cluster nodes (``dind``)
+    are left uncapped: their inner containers share the node's cgroup.
+    """
     labels = dict(spec.labels)
     labels.update(
         {
@@ -102,6 +107,8 @@ def create_params(
     if spec.memory:
         # memswap equal to memory: otherwise the container may swap past its limit.
         host["mem_limit"] = host["memswap_limit"] = spec.memory * _MIB
+    if pids_limit > 0 and spec.node_profile != "dind":
+        host["pids_limit"] = pids_limit
     if spec.cpuset:
         host["cpuset_cpus"] = ",".join(str(c) for c in spec.cpuset)
     if spec.runtime and spec.runtime != "runc":

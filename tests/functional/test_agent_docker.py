@@ -148,3 +148,31 @@ async def test_stop_and_start_through_desired_state(site: Site) -> None:
         await site.control.change(spec.uuid, desired_state="running")
         await site.control.wait_for(lambda: site.control.state_of(spec.uuid) == "running")
     assert site.engine_state(spec.uuid) == "running"
+
+
+async def test_a_fork_bomb_stays_inside_its_container(api: Any) -> None:
+    """A tenant container runs at most ``container_pids_limit`` processes: forking
+    past it fails inside the container, the host's process table is untouched."""
+    owner = f"agent-test-{uuidlib.uuid4().hex[:12]}"
+    driver = DockerDriver(DOCKER_URL, owner=owner, pids_limit=20)
+    settings = Settings(
+        agent_host=owner, reconcile_interval=0.5, heartbeat_interval=1.0, agent_password=PASSWORD
+    )
+    site = Site(api, FakeControlPlane(PASSWORD), driver, settings, ensure_test_image(api))
+    spec = site.container()
+    try:
+        async with agent(site):
+            await site.control.wait_for(lambda: bool(site.control.hosts))
+            await site.control.put(spec)
+            await site.control.wait_for(lambda: site.control.state_of(spec.uuid) == "running")
+            name = container_name(spec.uuid)
+            assert api.inspect_container(name)["HostConfig"]["PidsLimit"] == 20
+            # 40 background sleeps, twice the cap: the forks past it fail.
+            bomb = api.exec_create(name, ["sh", "-c", "for i in $(seq 40); do sleep 60 & done"])
+            api.exec_start(bomb["Id"], detach=True)
+            await asyncio.sleep(1.5)
+            top = api.top(name)["Processes"]
+            assert 10 < len(top) <= 20, f"{len(top)} processes under a cap of 20"
+    finally:
+        await driver.close()
+        remove_owned(api, owner)

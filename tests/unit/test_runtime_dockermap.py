@@ -92,6 +92,14 @@ def test_runc_is_the_engine_default() -> None:
     assert "runtime" not in dockermap.create_params(spec, None)[1]
 
 
+def test_tenant_containers_get_the_pids_cap_and_cluster_nodes_do_not() -> None:
+    tenant = DesiredContainer("u1", "n", "p", "i", "running", 1)
+    node = DesiredContainer("u2", "n", "p", "i", "running", 1, node_profile="dind")
+    assert dockermap.create_params(tenant, None, pids_limit=512)[1]["pids_limit"] == 512
+    assert "pids_limit" not in dockermap.create_params(tenant, None)[1]
+    assert "pids_limit" not in dockermap.create_params(node, None, pids_limit=512)[1]
+
+
 @pytest.mark.parametrize(
     ("policy", "expected"),
     [(None, None), ({"Name": "always", "MaximumRetryCount": "0"}, {"Name": "always"}),
