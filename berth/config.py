@@ -128,6 +128,14 @@ class Settings(BaseSettings):
             "a fork bomb stays inside its container; 0: no cap"
         ),
     )
+    container_log_max_mb: int = Field(
+        default=10,
+        ge=0,
+        description=(
+            "the size of each of a container's 3 engine log files (json-file, rotated), so "
+            "its output cannot fill the host's disk; 0: no cap"
+        ),
+    )
 
     # -- images: the image store (Berth's Glance stand-in) and secrets at rest
     image_store: str | None = Field(

@@ -22,6 +22,7 @@ from berth.api.internal.local import LocalControl
 from berth.api.state import AppState
 from berth.config import Settings, load_settings
 from berth.runtimes.docker import DockerDriver
+from berth.runtimes.dockermap import TenantLimits
 
 __all__ = ["agent_main", "api_main", "embedded_agent", "worker_main"]
 
@@ -34,16 +35,20 @@ def _logging() -> None:
     )
 
 
+def docker_runtime(settings: Settings) -> DockerDriver:
+    """The agent's runtime driver, holding tenant containers to the operator's limits."""
+    limits = TenantLimits(
+        pids=settings.container_pids_limit, log_max_mb=settings.container_log_max_mb
+    )
+    return DockerDriver(settings.docker_url, owner=settings.agent_host, limits=limits)
+
+
 def embedded_agent(settings: Settings) -> Extension:
     """The all-in-one agent: reaches the API in memory and is reached in memory."""
 
     @asynccontextmanager
     async def run(app: FastAPI, state: AppState) -> AsyncIterator[None]:
-        runtime = DockerDriver(
-        settings.docker_url,
-        owner=settings.agent_host,
-        pids_limit=settings.container_pids_limit,
-    )
+        runtime = docker_runtime(settings)
         password = state.env.agents.api_key
         state.env.agents.local[settings.agent_host] = httpx.ASGITransport(
             app=create_agent_app(runtime, password)
@@ -111,11 +116,7 @@ async def _agent(settings: Settings) -> None:
     password = _agent_password(settings)
     if not settings.control_url:
         raise SystemExit("berth-agent needs BERTH_CONTROL_URL (the berth-api base URL).")
-    runtime = DockerDriver(
-        settings.docker_url,
-        owner=settings.agent_host,
-        pids_limit=settings.container_pids_limit,
-    )
+    runtime = docker_runtime(settings)
     server = uvicorn.Server(
         uvicorn.Config(
             create_agent_app(runtime, password),

@@ -114,8 +114,7 @@ class DockerDriver(DockerImageOps, DockerStreams):
     is written as a label on every container created and restricts
     ``list_managed`` to those, so agents of different Berth deployments (or
     test runs) sharing one engine never garbage-collect each other's work.
-    ``pids_limit`` (pass ``settings.container_pids_limit``) caps each tenant
-    container's processes (0: no cap).
+    ``limits`` are what every tenant container is held to (processes, log size).
     """
 
     def __init__(
@@ -126,10 +125,10 @@ class DockerDriver(DockerImageOps, DockerStreams):
         threads: int = 64,
         volumes: VolumeDriver | None = None,
         networks: NetworkDriver | None = None,
-        pids_limit: int = 0,
+        limits: dockermap.TenantLimits = dockermap.TenantLimits(),
     ) -> None:
         self._engine = _Engine(base_url, threads)
-        self._pids_limit = pids_limit
+        self._limits = limits
         self._owner = owner or socket.gethostname()
         # Data volumes: Docker named volumes on this engine unless told otherwise.
         self.volumes: VolumeDriver = volumes or LocalVolumeDriver(base_url, owner=self._owner)
@@ -198,7 +197,7 @@ class DockerDriver(DockerImageOps, DockerStreams):
                 await self.volumes.ensure(mount, spec.project_id)
         if spec.networks and not spec.network_container:
             await self.networks.ensure(spec.networks[0])  # joined at create
-        config, host = dockermap.create_params(spec, self._owner, pids_limit=self._pids_limit)
+        config, host = dockermap.create_params(spec, self._owner, self._limits)
 
         def create(api: Any) -> dict[str, Any]:
             host_config = api.create_host_config(**host)

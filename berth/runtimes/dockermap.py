@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from berth.volumes.base import volume_name
 
 __all__ = [
     "DIND_HOST_OPTIONS",
+    "TenantLimits",
     "create_params",
     "from_inspect",
     "from_listing",
@@ -65,15 +67,26 @@ _STATES: dict[str, ObservedStateName] = {
 _EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
 
 
-def create_params(
-    spec: DesiredContainer, owner: str | None, *, pids_limit: int = 0
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``create_container`` and ``create_host_config`` keyword arguments for a spec.
+@dataclass(frozen=True, slots=True)
+class TenantLimits:
+    """What every tenant container is held to on its host, whatever it asked for.
 
-    ``pids_limit`` (> 0) caps the processes of a tenant's container, so a fork bomb
-    exhausts its own cgroup, not the host's process table. Cluster nodes (``dind``)
-    are left uncapped: their inner containers share the node's cgroup.
+    ``pids`` caps its processes, so a fork bomb exhausts its own cgroup, not the
+    host's process table; ``log_max_mb`` caps each of its ``log_files`` engine log
+    files, so a chatty container cannot fill the host's disk with its stdout.
+    0 disables a cap. Cluster nodes (``dind``) are left without the pids cap:
+    their inner containers share the node's cgroup.
     """
+
+    pids: int = 0
+    log_max_mb: int = 0
+    log_files: int = 3
+
+
+def create_params(
+    spec: DesiredContainer, owner: str | None, limits: TenantLimits = TenantLimits()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``create_container`` and ``create_host_config`` keyword arguments for a spec."""
     labels = dict(spec.labels)
     labels.update(
         {
@@ -107,8 +120,13 @@ def create_params(
     if spec.memory:
         # memswap equal to memory: otherwise the container may swap past its limit.
         host["mem_limit"] = host["memswap_limit"] = spec.memory * _MIB
-    if pids_limit > 0 and spec.node_profile != "dind":
-        host["pids_limit"] = pids_limit
+    if limits.pids > 0 and spec.node_profile != "dind":
+        host["pids_limit"] = limits.pids
+    if limits.log_max_mb > 0:
+        host["log_config"] = {
+            "Type": "json-file",
+            "Config": {"max-size": f"{limits.log_max_mb}m", "max-file": str(limits.log_files)},
+        }
     if spec.cpuset:
         host["cpuset_cpus"] = ",".join(str(c) for c in spec.cpuset)
     if spec.runtime and spec.runtime != "runc":

@@ -8,6 +8,7 @@ import time
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from berth.config import Settings
 from berth.domain.hostsync import DesiredContainer
 from berth.runtimes.base import container_name
 from berth.runtimes.docker import DockerDriver
+from berth.runtimes.dockermap import TenantLimits
 from tests.functional.docker_engine import (
     DOCKER_URL,
     engine_or_skip,
@@ -150,11 +152,13 @@ async def test_stop_and_start_through_desired_state(site: Site) -> None:
     assert site.engine_state(spec.uuid) == "running"
 
 
-async def test_a_fork_bomb_stays_inside_its_container(api: Any) -> None:
-    """A tenant container runs at most ``container_pids_limit`` processes: forking
-    past it fails inside the container, the host's process table is untouched."""
+async def test_a_fork_bomb_and_a_chatty_container_stay_inside_their_limits(api: Any) -> None:
+    """A tenant container runs at most ``container_pids_limit`` processes (forking
+    past it fails inside the container, the host's process table is untouched) and
+    its engine log rotates at ``container_log_max_mb``."""
     owner = f"agent-test-{uuidlib.uuid4().hex[:12]}"
-    driver = DockerDriver(DOCKER_URL, owner=owner, pids_limit=20)
+    limits = TenantLimits(pids=20, log_max_mb=1, log_files=2)
+    driver = DockerDriver(DOCKER_URL, owner=owner, limits=limits)
     settings = Settings(
         agent_host=owner, reconcile_interval=0.5, heartbeat_interval=1.0, agent_password=PASSWORD
     )
@@ -173,6 +177,16 @@ async def test_a_fork_bomb_stays_inside_its_container(api: Any) -> None:
             await asyncio.sleep(1.5)
             top = api.top(name)["Processes"]
             assert 10 < len(top) <= 20, f"{len(top)} processes under a cap of 20"
+            # 8 MB on stdout: the engine keeps at most 2 files of about 1 MB.
+            chatty = site.container(
+                command=["sh", "-c", "yes 0123456789abcdef | head -c 8000000; sleep 300"]
+            )
+            await site.control.put(chatty)
+            await site.control.wait_for(lambda: site.control.state_of(chatty.uuid) == "running")
+            log_path = Path(api.inspect_container(container_name(chatty.uuid))["LogPath"])
+            await asyncio.sleep(2)
+            kept = sum(p.stat().st_size for p in log_path.parent.glob(log_path.name + "*"))
+            assert 0 < kept < 3_000_000, f"{kept} bytes of log kept for 8 MB of output"
     finally:
         await driver.close()
         remove_owned(api, owner)

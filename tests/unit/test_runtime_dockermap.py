@@ -92,12 +92,16 @@ def test_runc_is_the_engine_default() -> None:
     assert "runtime" not in dockermap.create_params(spec, None)[1]
 
 
-def test_tenant_containers_get_the_pids_cap_and_cluster_nodes_do_not() -> None:
+def test_tenant_containers_get_the_caps_and_cluster_nodes_no_pids_cap() -> None:
     tenant = DesiredContainer("u1", "n", "p", "i", "running", 1)
     node = DesiredContainer("u2", "n", "p", "i", "running", 1, node_profile="dind")
-    assert dockermap.create_params(tenant, None, pids_limit=512)[1]["pids_limit"] == 512
+    limits = dockermap.TenantLimits(pids=512, log_max_mb=10)
+    host = dockermap.create_params(tenant, None, limits)[1]
+    assert host["pids_limit"] == 512
+    assert host["log_config"]["Config"] == {"max-size": "10m", "max-file": "3"}
     assert "pids_limit" not in dockermap.create_params(tenant, None)[1]
-    assert "pids_limit" not in dockermap.create_params(node, None, pids_limit=512)[1]
+    assert "log_config" not in dockermap.create_params(tenant, None)[1]
+    assert "pids_limit" not in dockermap.create_params(node, None, limits)[1]
 
 
 @pytest.mark.parametrize(
