@@ -37,6 +37,7 @@ __all__ = [
     "default_network",
     "delete",
     "detach",
+    "detached_from_all",
     "ensure_defaults",
     "get",
     "list_networks",
@@ -264,6 +265,14 @@ async def add_exposed_group(session: AsyncSession, row: ContainerRow) -> None:
         row.security_groups = [*(row.security_groups or []), exposed]
 
 
+def detached_from_all(row: ContainerRow) -> bool:
+    """Whether every network of the container was detached: it has loopback only.
+
+    A capsule member shares its sandbox's namespace and has no networks of its own.
+    """
+    return row.nets == [] and row.capsule_id is None
+
+
 def refs(row: ContainerRow) -> list[NetworkRef]:
     """The networks of a container as its host sees them."""
     # Only resolved entries (they carry the name): rows stored before networks
@@ -305,7 +314,11 @@ async def attach(
 async def detach(
     env: Env, ctx: RequestContext, ident: str, network: str | None, port: str | None
 ) -> None:
-    """Take the container off one of its networks (it keeps at least one)."""
+    """Take the container off one of its networks; off its last one it has loopback only.
+
+    As Zun does (``compute.manager._do_network_detach`` has no last-network rule):
+    the container keeps running without a network until one is attached.
+    """
     if port:
         raise errors.Invalid("Berth has no Neutron ports: give network=<name or uuid>.")
     if not network:
@@ -315,11 +328,6 @@ async def detach(
         net = await repo.get_network(session, Scope(row.project_id), network)
         if not _uses(row, net.uuid):
             raise errors.Invalid(f"Container {row.name} is not attached to network {net.name}.")
-        if len(row.nets or []) == 1:
-            raise errors.Invalid(
-                f"Network {net.name} is the only network of container {row.name}: "
-                "attach another one first."
-            )
         row.nets = [n for n in row.nets if n.get("network") != net.uuid]
         row.updated_at = utcnow()
         await _record(session, ctx, row, "network_detach", net)
