@@ -213,9 +213,10 @@ async def wire(
 ) -> None:
     """Give a new container row its networks and security groups (by uuid).
 
-    None given: the project's default network and group. Exposed ports get a
-    group of their own, next to the others. Call ``ensure_defaults`` before the
-    transaction to make concurrent first creates in a project safe.
+    None given: the project's default network and group, but with exposed ports
+    only their own group (as Zun); given groups keep it beside them. Call
+    ``ensure_defaults`` before the transaction to make concurrent first creates
+    in a project safe.
     """
     await resolve(session, row, nets, groups)
     await add_exposed_group(session, row)
@@ -229,6 +230,12 @@ async def resolve(
 ) -> None:
     """The reading half of ``wire``: networks and groups by uuid (no writes)."""
     row.nets = await resolve_nets(session, row.project_id, row.user_id, nets)
+    if not groups and row.exposed_ports:
+        # Zun's driver (``_process_exposed_ports``) gives such a container only its
+        # exposed-port group: reachable on those ports, by its network's members
+        # too, and on no other port (Neutron's rule; see docs/networking.md).
+        row.security_groups = []
+        return
     row.security_groups = await security_groups.resolve(
         session, row.project_id, row.user_id, groups
     )
