@@ -144,10 +144,21 @@ def observe(
         error=error,
         exit_code=container.exit_code,
         started_at=container.started_at,
-        addresses=zun_addresses(container.addresses) or None,
+        addresses=_addresses(desired, container),
         done_ops=list(done_ops),
         published=dict(container.published) or None,
     )
+
+
+def _addresses(
+    desired: DesiredContainer | None, container: RuntimeContainer
+) -> dict[str, Any] | None:
+    # None means "nothing to report" (the last addresses stay); a container that
+    # left its last network reports none at all, so its old address goes away.
+    found = zun_addresses(container.addresses)
+    if not found and desired is not None and desired.no_network:
+        return {}
+    return found or None
 
 
 def zun_addresses(addresses: dict[str, Any]) -> dict[str, Any]:

@@ -263,9 +263,12 @@ def _networks(desired: DesiredContainer, observed: RuntimeContainer) -> list[Act
     """Connect the desired Berth networks it lacks, disconnect the Berth ones it should not have.
 
     Only Berth's own networks count: nothing when the desired state names none
-    (no network driver) or the container shares another one's namespace.
+    (no network driver) or the container shares another one's namespace; but a
+    container detached from all its networks (``no_network``) leaves the last one.
     """
-    if not desired.networks or desired.network_container or observed.state in ("removing", "dead"):
+    if desired.network_container or observed.state in ("removing", "dead"):
+        return []
+    if not desired.networks and not desired.no_network:
         return []
     have = {i for i in (network_id_of(n) for n in observed.networks) if i is not None}
     want = {n.id for n in desired.networks}

@@ -108,9 +108,9 @@ _ADDRESSED = ("running", "paused", "restarting")
 
 def _networked(desired: DesiredContainer, supported: bool) -> DesiredContainer:
     """Without a network driver the host ignores networks and security groups."""
-    if supported or not (desired.networks or desired.ingress is not None):
+    if supported or not (desired.networks or desired.no_network or desired.ingress is not None):
         return desired
-    return replace(desired, networks=[], ingress=None)
+    return replace(desired, networks=[], no_network=False, ingress=None)
 
 
 def _unreachable(exc: BaseException | None) -> bool:

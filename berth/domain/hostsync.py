@@ -157,6 +157,9 @@ class DesiredContainer:
     # the security groups (ids) it is a member of; the ingress its groups allow
     # (None: no firewall at all); the ports to publish on the host.
     networks: list[NetworkRef] = field(default_factory=list)
+    # Every project network was detached (Zun's network_detach of the last one):
+    # the container keeps running with loopback only until one is attached.
+    no_network: bool = False
     security_groups: list[str] = field(default_factory=list)
     ingress: list[IngressRule] | None = None
     published_ports: list[PublishedPort] = field(default_factory=list)

@@ -129,8 +129,15 @@ class BridgeNetworks:
         try:
             await self._run(lambda api: api.connect_container_to_network(f"berth-{uuid}", name))
         except errors.BerthError as exc:
-            if "already exists" not in exc.message:
+            if "already exists" in exc.message:
+                return
+            if "private (none) mode" not in exc.message:
                 raise
+            # Created with no network (all were detached): leave "none" to join one.
+            await self._run(
+                lambda api: api.disconnect_container_from_network(f"berth-{uuid}", "none")
+            )
+            await self._run(lambda api: api.connect_container_to_network(f"berth-{uuid}", name))
 
     async def disconnect(self, uuid: str, network_id: str) -> None:
         """Detach ``berth-<uuid>`` from the network; not attached (or gone) is success."""

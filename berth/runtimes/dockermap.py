@@ -150,6 +150,10 @@ def create_params(
     elif spec.networks:
         # The first project network at create; the agent connects any others.
         host["network_mode"] = network_name(spec.networks[0].id)
+    elif spec.no_network:
+        # Detached from every network (then recreated, say by a rebuild): loopback
+        # only, never the engine's default bridge, until a network is attached.
+        host["network_mode"] = "none"
     if spec.published_ports:
         # Published on a host port the engine picks (reported back as ``published``).
         config["ports"] = [(p.port, p.protocol) for p in spec.published_ports]

@@ -191,6 +191,7 @@ def _desired(
         volumes=volumes.desired_mounts(row),
         network_container=_sandbox_of(row),
         networks=networks.refs(row),
+        no_network=networks.detached_from_all(row),
         security_groups=list(row.security_groups or []),
         ingress=_ingress(row, groups or {}),
         published_ports=[

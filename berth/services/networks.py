@@ -37,6 +37,7 @@ __all__ = [
     "default_network",
     "delete",
     "detach",
+    "detached_from_all",
     "ensure_defaults",
     "get",
     "list_networks",
@@ -212,9 +213,10 @@ async def wire(
 ) -> None:
     """Give a new container row its networks and security groups (by uuid).
 
-    None given: the project's default network and group. Exposed ports get a
-    group of their own, next to the others. Call ``ensure_defaults`` before the
-    transaction to make concurrent first creates in a project safe.
+    None given: the project's default network and group, but with exposed ports
+    only their own group (as Zun); given groups keep it beside them. Call
+    ``ensure_defaults`` before the transaction to make concurrent first creates
+    in a project safe.
     """
     await resolve(session, row, nets, groups)
     await add_exposed_group(session, row)
@@ -228,6 +230,12 @@ async def resolve(
 ) -> None:
     """The reading half of ``wire``: networks and groups by uuid (no writes)."""
     row.nets = await resolve_nets(session, row.project_id, row.user_id, nets)
+    if not groups and row.exposed_ports:
+        # Zun's driver (``_process_exposed_ports``) gives such a container only its
+        # exposed-port group: reachable on those ports, by its network's members
+        # too, and on no other port (Neutron's rule; see docs/networking.md).
+        row.security_groups = []
+        return
     row.security_groups = await security_groups.resolve(
         session, row.project_id, row.user_id, groups
     )
@@ -262,6 +270,14 @@ async def add_exposed_group(session: AsyncSession, row: ContainerRow) -> None:
     exposed = await security_groups.exposed_group(session, row)
     if exposed:
         row.security_groups = [*(row.security_groups or []), exposed]
+
+
+def detached_from_all(row: ContainerRow) -> bool:
+    """Whether every network of the container was detached: it has loopback only.
+
+    A capsule member shares its sandbox's namespace and has no networks of its own.
+    """
+    return row.nets == [] and row.capsule_id is None
 
 
 def refs(row: ContainerRow) -> list[NetworkRef]:
@@ -305,7 +321,11 @@ async def attach(
 async def detach(
     env: Env, ctx: RequestContext, ident: str, network: str | None, port: str | None
 ) -> None:
-    """Take the container off one of its networks (it keeps at least one)."""
+    """Take the container off one of its networks; off its last one it has loopback only.
+
+    As Zun does (``compute.manager._do_network_detach`` has no last-network rule):
+    the container keeps running without a network until one is attached.
+    """
     if port:
         raise errors.Invalid("Berth has no Neutron ports: give network=<name or uuid>.")
     if not network:
@@ -315,11 +335,6 @@ async def detach(
         net = await repo.get_network(session, Scope(row.project_id), network)
         if not _uses(row, net.uuid):
             raise errors.Invalid(f"Container {row.name} is not attached to network {net.name}.")
-        if len(row.nets or []) == 1:
-            raise errors.Invalid(
-                f"Network {net.name} is the only network of container {row.name}: "
-                "attach another one first."
-            )
         row.nets = [n for n in row.nets if n.get("network") != net.uuid]
         row.updated_at = utcnow()
         await _record(session, ctx, row, "network_detach", net)

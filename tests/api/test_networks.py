@@ -198,7 +198,6 @@ async def test_attach_detach_and_network_list(
     assert [n["name"] for n in (await agent.desired())[uuid]["networks"]] == ["default"]
     for q, status in (
         ({"network": "backend"}, 400),  # not attached
-        ({"network": "default"}, 400),  # its last network
         ({"network": "default", "port": "p"}, 400),
         ({"network": "nope"}, 404),
     ):
@@ -313,7 +312,7 @@ async def test_exposed_ports_publish_and_keep_the_other_groups(
     web = await group(client, alice, "web")
     c = (await create(client, alice, exposed_ports={"8080/tcp": {}, "53/udp": {}})).json()
     uuid = c["uuid"]
-    default_id, exposed_id = c["security_groups"]  # Zun's bug: the default group is kept
+    [exposed_id] = c["security_groups"]  # as Zun: only the exposed-port group
     exposed = (
         await client.get(f"/container/v1/security_groups/{exposed_id}", headers=h(alice))
     ).json()["security_group"]
@@ -335,7 +334,7 @@ async def test_exposed_ports_publish_and_keep_the_other_groups(
     r = await action(client, alice, uuid, "add_security_group", name="web")
     assert r.status_code == 202
     shown = (await client.get(f"/container/v1/containers/{uuid}", headers=h(alice))).json()
-    assert shown["security_groups"] == [default_id, exposed_id, web["id"]]
+    assert shown["security_groups"] == [exposed_id, web["id"]]
 
     both = (await create(client, alice, security_groups=["web"], exposed_ports={"80": {}})).json()
     assert both["security_groups"][0] == web["id"] and len(both["security_groups"]) == 2

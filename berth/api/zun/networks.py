@@ -83,7 +83,8 @@ async def show_network(
 
 
 @router.delete("/v1/networks/{ident}", status_code=204)
-async def delete_network(ident: str, caller: Caller, state: State) -> Response:
+async def delete_network(ident: str, request: Request, caller: Caller, state: State) -> Response:
+    _since(request, APIVersion(1, 27), "network delete")
     await svc.delete(state.env, caller, ident)
     return Response(status_code=204)
 
