@@ -103,6 +103,31 @@ class Settings(BaseSettings):
         ),
     )
 
+    # -- login throttling: backoff on failed passwords (API and dashboard), per user and
+    # per client address; see berth/services/identity/throttle.py for why both
+    login_failures_per_user: int = Field(
+        default=5, ge=1, description="failed passwords for one user before logins back off"
+    )
+    login_failures_per_source: int = Field(
+        default=30, ge=1, description="failed passwords from one address before it backs off"
+    )
+    login_failure_window_seconds: float = Field(
+        default=900.0, gt=0, description="failures are forgotten this long after the last one"
+    )
+    login_backoff_seconds: float = Field(
+        default=2.0, gt=0, description="the first lock-out; doubled for each further failure"
+    )
+    login_backoff_max_seconds: float = Field(
+        default=900.0, gt=0, description="the longest lock-out"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For names the "
+            "client; empty: the header is ignored and the peer address is the client"
+        ),
+    )
+
     # -- container API defaults (Zun's names and values)
     default_cpu: float = 1.0
     default_memory: int = 512

@@ -15,6 +15,7 @@
     ├── Conflict                     (409)
     │   └── InvalidStateException
     ├── UnsupportedMediaType         (415)
+    ├── TooManyAttempts              throttled after failed logins (429, Retry-After)
     └── HostUnavailable              the host of a resource does not answer (503)
 
 Each class's kebab-cased name is its Zun error code (``container.container-not-found``).
@@ -47,6 +48,7 @@ __all__ = [
     "ResourceNotFound",
     "SecurityGroupNotFound",
     "ServiceNotFound",
+    "TooManyAttempts",
     "Unauthorized",
     "UnsupportedMediaType",
     "VolumeNotFound",
@@ -144,6 +146,14 @@ class CapsuleNotFound(NotFound):
 
 class NotAcceptable(BerthError):
     """The requested API version or representation cannot be served."""
+
+
+class TooManyAttempts(BerthError):
+    """Too many failed attempts lately: wait ``retry_after`` seconds before the next."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Conflict(BerthError):

@@ -33,6 +33,7 @@ _STATUS: list[tuple[type[e.BerthError], int]] = [
     (e.NotAcceptable, 406),
     (e.Conflict, 409),
     (e.UnsupportedMediaType, 415),
+    (e.TooManyAttempts, 429),
     (e.HostUnavailable, 503),
 ]
 
@@ -102,6 +103,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(request: Request, exc: e.BerthError) -> JSONResponse:
         status = status_of(exc)
         headers = {"WWW-Authenticate": 'Keystone uri="/identity/v3"'} if status == 401 else None
+        if isinstance(exc, e.TooManyAttempts):
+            headers = {"Retry-After": str(exc.retry_after)}
         return error_response(request, status, exc.message, e.error_code(exc), headers)
 
     @app.exception_handler(RequestValidationError)

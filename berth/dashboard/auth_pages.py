@@ -95,6 +95,10 @@ async def login_submit(request: Request) -> Response:
         issued = await _password_login(request, username, form["password"], project, domain)
     except errors.Unauthorized:
         return await _login_page(request, shown, _BAD_LOGIN, 401)
+    except errors.TooManyAttempts as exc:
+        throttled = await _login_page(request, shown, exc.message, 429)
+        throttled.headers["Retry-After"] = str(exc.retry_after)
+        return throttled
     except errors.Forbidden as exc:
         return await _login_page(request, shown, exc.message, 403)
     response = redirect(shown["next"])
@@ -113,7 +117,14 @@ async def _password_login(
     )
     creds = PasswordCredentials(password=password, user_name=username, domain_name=domain)
     req = AuthRequest(methods=("password",), password=creds, scope=scope)
-    issued = await identity.authenticate(state.db, state.settings, req, with_catalog=False)
+    source = identity.source_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        state.settings.trusted_proxies,
+    )
+    issued = await identity.authenticate(
+        state.db, state.settings, req, with_catalog=False, source=source
+    )
     if issued.info.scope == "project":
         return issued
     # No usable default project: land in the first project the user holds a role in.

@@ -34,8 +34,17 @@ async def issue_token(request: Request, state: State) -> JSONResponse:
     """Authenticate (password or token method) and issue a token in ``X-Subject-Token``."""
     body = await schemas.read_body(request)
     auth = schemas.parse(schemas.AuthBody, body, "auth").to_request()
+    source = identity.source_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        state.settings.trusted_proxies,
+    )
     issued = await identity.authenticate(
-        state.db, state.settings, auth, with_catalog=not params.flag(request, "nocatalog")
+        state.db,
+        state.settings,
+        auth,
+        with_catalog=not params.flag(request, "nocatalog"),
+        source=source,
     )
     return JSONResponse(
         views.token_view(issued.info), status_code=201, headers={"X-Subject-Token": issued.token}

@@ -27,8 +27,11 @@ __all__ = [
 
 
 def app_url(request: Request) -> str:
-    """``<scheme>://<host>/container-infra``: what Magnum calls the application URL."""
-    return f"{request.url.scheme}://{request.url.netloc}{PREFIX}"
+    """``<base>/container-infra``: what Magnum calls the application URL.
+
+    The request's base keeps any ``root_path`` a proxy mounts Berth under.
+    """
+    return str(request.base_url).rstrip("/") + PREFIX
 
 
 def iso(value: dt.datetime | None) -> str | None:

@@ -28,7 +28,7 @@ from berth.api.zun.schemas import (
     number_in,
     parse_model,
 )
-from berth.api.zun.views import action_view, container_view, event_view
+from berth.api.zun.views import action_view, container_view, endpoint_url, event_view
 from berth.services import container_ops as ops
 from berth.services import containers as svc
 from berth.services import streams
@@ -57,7 +57,7 @@ def version_of(request: Request) -> APIVersion:
 
 
 def base_url(request: Request) -> str:
-    return f"{request.url.scheme}://{request.url.netloc}"
+    return endpoint_url(request)
 
 
 def _new_container(state: State, body: dict[str, Any], version: APIVersion) -> NewContainer:

@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from berth import errors
+from berth.api.zun.microversions import PREFIX
 
 __all__ = [
     "ListQuery",
@@ -120,11 +121,19 @@ def sort_params(query: Mapping[str, str]) -> tuple[str, str]:
 def next_link(
     base: str, collection: str, uuids: Sequence[str], page: int, sort_key: str, sort_dir: str
 ) -> str | None:
-    """Zun's ``next``: set only when the page is full, pointing after its last item."""
+    """Zun's ``next``: set only when the page is full, pointing after its last item.
+
+    Unlike self links, ``next`` keeps upstream's ``<host>/v1/...`` path without the
+    ``/container`` prefix: the stock client drops scheme, host and ``/v1`` and
+    appends the rest to its catalog endpoint (``.../container/v1``), so a prefix
+    in the path would be doubled. Berth serves ``/v1/...`` at the root as the
+    container API, so the link also resolves when followed as it is.
+    """
     if not uuids or len(uuids) < page:
         return None
+    host = base.removesuffix(PREFIX)
     return (
-        f"{base}/v1/{collection}?sort_key={sort_key}&sort_dir={sort_dir}&limit={page}"
+        f"{host}/v1/{collection}?sort_key={sort_key}&sort_dir={sort_dir}&limit={page}"
         f"&marker={uuids[-1]}"
     )
 

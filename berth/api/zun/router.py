@@ -21,6 +21,7 @@ from berth.api.zun import (
     wsproxy,
 )
 from berth.api.zun.microversions import MAX_VERSION, MIN_VERSION
+from berth.api.zun.views import endpoint_url
 
 __all__ = ["router"]
 
@@ -65,8 +66,7 @@ def _version(base: str) -> dict[str, Any]:
 @router.get("")
 async def root(request: Request) -> dict[str, Any]:
     """The version list the stock client reads first (public)."""
-    base = str(request.base_url).rstrip("/") + "/container"
-    version = _version(base)
+    version = _version(endpoint_url(request))
     return {
         "name": "OpenStack Zun API",
         "description": "Berth container service: containers as first-class resources "
@@ -79,7 +79,7 @@ async def root(request: Request) -> dict[str, Any]:
 @router.get("/v1")
 async def v1(request: Request) -> dict[str, Any]:
     """The v1 document with links to every collection (public)."""
-    base = str(request.base_url).rstrip("/")
+    base = endpoint_url(request)
     doc: dict[str, Any] = {
         "id": "v1",
         "media_types": [

@@ -5,11 +5,22 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from fastapi import Request
+
+from berth.api.zun.microversions import PREFIX
 from berth.domain.context import RequestContext
 from berth.services.env import Env
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow, HostRow, ServiceRow
 
-__all__ = ["action_view", "container_view", "host_view", "links", "service_view", "zun_time"]
+__all__ = [
+    "action_view",
+    "container_view",
+    "endpoint_url",
+    "host_view",
+    "links",
+    "service_view",
+    "zun_time",
+]
 
 _ADMIN_FIELDS = ("host", "image_pull_policy", "privileged", "runtime")
 
@@ -24,7 +35,19 @@ def iso_time(value: dt.datetime | None) -> str | None:
     return value.replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S.%f") if value else None
 
 
+def endpoint_url(request: Request) -> str:
+    """The container API's root as this client reached it: ``<base>/container``.
+
+    Zun builds links on its own host URL; Berth's endpoint sits under a
+    prefix, so ``<base>/container`` plays that part (the request's base keeps
+    any ``root_path`` a proxy mounts Berth under).
+    """
+    return str(request.base_url).rstrip("/") + PREFIX
+
+
 def links(base: str, collection: str, ident: str) -> list[dict[str, str]]:
+    """Zun's self (``<base>/v1/...``) and bookmark (``<base>/...``) links; ``base`` from
+    ``endpoint_url``."""
     return [
         {"href": f"{base}/v1/{collection}/{ident}", "rel": "self"},
         {"href": f"{base}/{collection}/{ident}", "rel": "bookmark"},

@@ -4,8 +4,9 @@ Policy follows Keystone's defaults: managing projects, users, roles and
 assignments needs the admin role (``admin_required``); any user may read its
 own record, list its own projects and inspect or revoke its own tokens.
 
-Modules: ``seed`` (first start), ``auth`` (tokens), ``projects`` (and
-domains), ``users``, ``roles`` (and grants, assignments). Callers import from
+Modules: ``seed`` (first start), ``auth`` (tokens), ``throttle`` (backoff on
+failed passwords), ``projects`` (and domains), ``users``, ``roles`` (and
+grants, assignments). Callers import from
 here: ``from berth.services import identity; await identity.validate_token(db, t)``.
 """
 
@@ -44,6 +45,7 @@ from berth.services.identity.roles import (
     revoke_grant,
 )
 from berth.services.identity.seed import AGENT_USERNAME, SERVICE_PROJECT, bootstrap
+from berth.services.identity.throttle import LoginThrottle, login_throttle, source_address
 from berth.services.identity.users import (
     change_own_password,
     create_user,
@@ -60,6 +62,7 @@ __all__ = [
     "DEFAULT_DOMAIN_NAME",
     "EXTRA_CATALOG_SERVICES",
     "SERVICE_PROJECT",
+    "LoginThrottle",
     "authenticate",
     "bootstrap",
     "change_own_password",
@@ -85,9 +88,11 @@ __all__ = [
     "list_roles",
     "list_user_projects",
     "list_users",
+    "login_throttle",
     "prune_tokens",
     "revoke_grant",
     "revoke_token",
+    "source_address",
     "token_catalog",
     "token_info",
     "update_project",

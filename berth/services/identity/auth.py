@@ -41,6 +41,7 @@ from berth.services.identity._common import (
     verify_password,
 )
 from berth.services.identity.cache import token_cache
+from berth.services.identity.throttle import login_throttle
 from berth.store.base import utcnow
 from berth.store.db import UNWATCHED, Database
 from berth.store.tables.identity import (
@@ -129,13 +130,20 @@ async def _live_token(s: AsyncSession, token: str) -> TokenRow | None:
 
 
 async def authenticate(
-    db: Database, settings: Settings, request: AuthRequest, *, with_catalog: bool = True
+    db: Database,
+    settings: Settings,
+    request: AuthRequest,
+    *,
+    with_catalog: bool = True,
+    source: str = "local",
 ) -> IssuedToken:
     """Check every requested method's credentials and issue a token for the requested scope.
 
     Wrong credentials, a disabled user, or a scope the user holds no role on
     give ``Unauthorized``. A token obtained with the token method keeps the
-    expiry of the token it was obtained with.
+    expiry of the token it was obtained with. Password checks are throttled
+    per user and per ``source`` (the client's address): ``TooManyAttempts``
+    after repeated failures, before the password is looked at.
     """
     now = utcnow()
     expires = now + dt.timedelta(seconds=settings.token_ttl_seconds)
@@ -143,7 +151,7 @@ async def authenticate(
     user_id: str | None = None
     for method in request.methods:
         if method == "password" and request.password is not None:
-            found = await _password_user(db, request.password)
+            found = await _password_user(db, settings, request.password, source)
         elif method == "token" and request.token is not None:
             parent = await _token_parent(db, request.token)
             found, expires = parent.user_id, min(expires, parent.expires_at)
@@ -164,7 +172,9 @@ def _dedupe(items: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-async def _password_user(db: Database, cred: PasswordCredentials) -> str:
+async def _password_user(
+    db: Database, settings: Settings, cred: PasswordCredentials, source: str
+) -> str:
     """The id of the enabled user these credentials prove; ``Unauthorized`` otherwise."""
     stmt = select(UserRow)
     if cred.user_id is not None:
@@ -180,8 +190,15 @@ async def _password_user(db: Database, cred: PasswordCredentials) -> str:
     async with db.read() as s:
         row = await s.scalar(stmt)
     encoded = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
-    matched = await verify_password(cred.password, encoded)
-    if row is None or not row.enabled or not row.password_hash or not matched:
+    # Keyed by id when the user exists (so name and id share one count), else by
+    # the name as given: guesses at unknown names back off alike, revealing nothing.
+    named = f"{cred.domain_id or cred.domain_name}/{cred.user_name}"
+    key = row.id if row is not None else cred.user_id or named
+    async with login_throttle(db, settings).attempt(key, source) as done:
+        matched = await verify_password(cred.password, encoded)
+        ok = row is not None and row.enabled and bool(row.password_hash) and matched
+        done(ok)
+    if row is None or not ok:
         raise errors.Unauthorized(AUTH_REQUIRED)
     return row.id
 
