@@ -104,6 +104,12 @@ class Service:
         elif not (path == prefix or path.startswith(prefix + "/")):
             return None
         rest = path[len(prefix) :].strip("/")
+        # A stock client following a ``next`` link drops only scheme and host and
+        # appends the path to its catalog endpoint (magnumclient's _list_pagination):
+        # ``<prefix>/v1<prefix>/v1/...`` means ``<prefix>/v1/...``.
+        doubled = "v1" + prefix + "/"
+        if rest.startswith(doubled):
+            rest = rest[len(doubled) :].strip("/")
         if rest.endswith(".json"):
             rest = rest[: -len(".json")]
         if rest and rest != "v1" and not rest.startswith("v1/"):

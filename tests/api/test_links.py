@@ -157,3 +157,24 @@ async def test_links_carry_the_endpoint_prefix_and_upstreams_bookmark_shape(
     per_project = {doc.pop("quotas")[0]["href"], doc.pop("quota_classes")[0]["href"]}
     assert per_project == {f"{BASE}/container/v1/quotas/", f"{BASE}/container/v1/quota_classes/"}
     assert await follow_all(client, doc, h, set()) >= 2
+
+
+async def test_magnum_next_links_resolve_as_given_and_as_magnumclient_follows_them(
+    client: httpx.AsyncClient, world: dict[str, str]
+) -> None:
+    """magnumclient's ``_list_pagination`` (magnumclient/common/base.py) strips only
+    scheme and host from ``next`` and appends the path to its catalog endpoint."""
+    h = {"X-Auth-Token": world["token"], **M}
+    body = {"coe": "swarm-mode", "image_id": "berth-node", "name": "ct-b"}
+    r = await client.post("/container-infra/v1/clustertemplates", json=body, headers=h)
+    assert r.is_success, r.text
+    first = (await client.get("/container-infra/v1/clustertemplates?limit=1", headers=h)).json()
+    nxt = first["next"]
+    r = await client.get(nxt, headers=h)  # followed as it is
+    assert r.status_code == 200, r.text
+    second = r.json()["clustertemplates"]
+    assert len(second) == 1 and second[0]["uuid"] != first["clustertemplates"][0]["uuid"]
+    url = httpx.URL(nxt)
+    as_magnumclient = "/container-infra/v1" + url.raw_path.decode()
+    r = await client.get(as_magnumclient, headers=h)
+    assert r.status_code == 200 and r.json()["clustertemplates"] == second, r.text
