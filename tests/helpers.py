@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from berth.config import Settings
 from tests.conftest import AGENT_PASSWORD, issue_token
 
 ZUN = {"OpenStack-API-Version": "container 1.40"}
+
+# The policy file docs/clusters.md gives operators who let members run clusters:
+# by default creating nodes or their client certificates is admin-only.
+OPEN_CLUSTERS = """\
+"cluster:create": "rule:project_member_or_admin"
+"cluster:update": "rule:project_member_or_admin"
+"cluster:resize": "rule:project_member_or_admin"
+"cluster:upgrade": "rule:project_member_or_admin"
+"nodegroup:create": "rule:project_member_or_admin"
+"nodegroup:update": "rule:project_member_or_admin"
+"certificate:create": "rule:project_member_or_admin"
+"certificate:rotate_ca": "rule:project_member_or_admin"
+"""
+
+
+def open_clusters_file(directory: Path) -> Path:
+    """Write the policy file that lets project members run clusters; return its path."""
+    path = directory / "policy.yaml"
+    path.write_text(OPEN_CLUSTERS)
+    return path
+
+
+def open_clusters(settings: Settings) -> Settings:
+    """``settings`` with a policy file that lets project members run clusters."""
+    path = open_clusters_file(settings.data_dir.parent)
+    return settings.model_copy(update={"policy_file": path})
 
 
 async def make_member(

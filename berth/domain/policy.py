@@ -1,4 +1,4 @@
-"""Policy rules as data (Zun's names and defaults) and a small oslo.policy-syntax evaluator.
+"""Policy rules as data (Zun's and Magnum's names, secure-RBAC defaults) and an evaluator.
 
 We do not use oslo.policy itself: it is built around a process-global
 oslo.config object, which our rule "config is passed in, never global" forbids.
@@ -10,6 +10,7 @@ The syntax we accept is the subset Zun's defaults and typical overrides use:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,53 +18,75 @@ from typing import Final
 
 __all__ = ["DEFAULT_RULES", "Credentials", "Policy", "PolicySyntaxError"]
 
-_OWNER: Final = "rule:admin_or_owner"
+_log = logging.getLogger(__name__)
+
+# The personas (OpenStack's secure-RBAC defaults): a project reader looks, a project
+# member changes things and runs code in its containers, an admin runs the cloud.
+# Holding a role means holding the roles it implies (admin > member > reader), so
+# the credentials a rule sees carry the effective roles (see services/env.py).
+_READER: Final = "rule:project_reader_or_admin"
+_MEMBER: Final = "rule:project_member_or_admin"
 _ADMIN: Final = "rule:admin_api"
+
+
+def _rules(prefix: str, verbs: tuple[str, ...], rule: str) -> dict[str, str]:
+    return {f"{prefix}:{verb}": rule for verb in verbs}
+
 
 DEFAULT_RULES: Final[dict[str, str]] = {
     "context_is_admin": "role:admin",
+    "admin_api": "rule:context_is_admin",
+    "project_reader": "role:reader and project_id:%(project_id)s",
+    "project_member": "role:member and project_id:%(project_id)s",
+    "project_reader_or_admin": "rule:admin_api or rule:project_reader",
+    "project_member_or_admin": "rule:admin_api or rule:project_member",
+    # The pre-RBAC defaults (any role in the project), kept for operators' override
+    # files that name them; no default uses them any more.
     "admin_or_owner": "is_admin:True or project_id:%(project_id)s",
     "admin_or_user": "is_admin:True or user_id:%(user_id)s",
-    "admin_api": "rule:context_is_admin",
     "deny_everybody": "!",
-    "container:create": _OWNER,
+    "container:create": _MEMBER,
     "container:create:runtime": _ADMIN,
     "container:create:privileged": "rule:deny_everybody",
     "container:create:requested_destination": _ADMIN,
     "container:create:image_pull_policy": _ADMIN,
-    "container:delete": _OWNER,
+    "container:delete": _MEMBER,
     "container:delete_all_projects": _ADMIN,
     "container:delete_force": _ADMIN,
-    "container:get_one": _OWNER,
+    "container:get_one": _READER,
     "container:get_one_all_projects": _ADMIN,
-    "container:get_all": _OWNER,
+    "container:get_all": _READER,
     "container:get_all_all_projects": _ADMIN,
     "container:get_one:host": _ADMIN,
     "container:get_one:image_pull_policy": _ADMIN,
     "container:get_one:privileged": _ADMIN,
     "container:get_one:runtime": _ADMIN,
-    "container:actions": _OWNER,
+    "container:actions": _READER,
     "container:action:events": _ADMIN,
-    **{
-        f"container:{verb}": _OWNER
-        for verb in (
+    # Looking at a container: what it prints, its processes and usage, and copying
+    # files out of it (get_archive reads the file system through the engine and runs
+    # nothing in the container; an operator who treats file contents as secrets from
+    # auditors sets it to rule:project_member_or_admin).
+    **_rules("container", ("logs", "top", "stats", "get_archive"), _READER),
+    # Changing a container. execute, attach (and their terminal resizes) are writes:
+    # they run the caller's input inside the container. put_archive writes files,
+    # commit makes an image of the project's.
+    **_rules(
+        "container",
+        (
             "update",
             "start",
             "stop",
             "reboot",
             "pause",
             "unpause",
-            "logs",
             "execute",
             "execute_resize",
             "kill",
             "rename",
             "attach",
             "resize",
-            "top",
-            "get_archive",
             "put_archive",
-            "stats",
             "commit",
             "add_security_group",
             "remove_security_group",
@@ -71,31 +94,32 @@ DEFAULT_RULES: Final[dict[str, str]] = {
             "network_attach",
             "rebuild",
             "resize_container",
-        )
-    },
-    "capsule:create": _OWNER,
-    "capsule:delete": _OWNER,
-    "capsule:get": _OWNER,
-    "capsule:get_all": _OWNER,
+        ),
+        _MEMBER,
+    ),
+    "capsule:create": _MEMBER,
+    "capsule:delete": _MEMBER,
+    "capsule:get": _READER,
+    "capsule:get_all": _READER,
     "capsule:delete_all_projects": _ADMIN,
     "capsule:get_one_all_projects": _ADMIN,
     "capsule:get_all_all_projects": _ADMIN,
     "capsule:get:host": _ADMIN,
     # Berth: data volumes (Zun leaves them to Cinder) and host-path mounts.
-    "volume:create": _OWNER,
-    "volume:delete": _OWNER,
-    "volume:get": _OWNER,
-    "volume:get_all": _OWNER,
+    "volume:create": _MEMBER,
+    "volume:delete": _MEMBER,
+    "volume:get": _READER,
+    "volume:get_all": _READER,
     "volume:get_all_all_projects": _ADMIN,
     "container:create:host_path": _ADMIN,
     "image:pull": _ADMIN,
     "image:get_all": _ADMIN,
     "image:get_one": _ADMIN,
     "image:delete": _ADMIN,
-    "image:search": _OWNER,
+    "image:search": _READER,
     # Berth: the image store (Glance stand-in). Projects upload their own private images;
     # public ones are for every project, so only admins publish them.
-    "image:upload": _OWNER,
+    "image:upload": _MEMBER,
     "image:upload:public": _ADMIN,
     "host:get_all": _ADMIN,
     "host:get": _ADMIN,
@@ -105,65 +129,74 @@ DEFAULT_RULES: Final[dict[str, str]] = {
     "zun-service:enable": _ADMIN,
     "zun-service:disable": _ADMIN,
     "zun-service:force_down": _ADMIN,
-    "availability_zones:get_all": _OWNER,
-    "quota:get": _OWNER,
-    "quota:get_default": _OWNER,
+    "availability_zones:get_all": _READER,
+    "quota:get": _READER,
+    "quota:get_default": _READER,
     "quota:update": _ADMIN,
     "quota:delete": _ADMIN,
     "quota_class:get": _ADMIN,
     "quota_class:update": _ADMIN,
-    "registry:create": _OWNER,
-    "registry:delete": _OWNER,
-    "registry:get_one": _OWNER,
-    "registry:get_all": _OWNER,
-    "registry:update": _OWNER,
+    "registry:create": _MEMBER,
+    "registry:delete": _MEMBER,
+    "registry:get_one": _READER,
+    "registry:get_all": _READER,
+    "registry:update": _MEMBER,
     "registry:get_all_all_projects": _ADMIN,
     "network:attach_external_network": "role:admin",
     # Berth: networks are project resources (Zun wraps Neutron networks, admin only).
-    "network:create": _OWNER,
-    "network:delete": _OWNER,
-    "network:get": _OWNER,
-    "network:get_all": _OWNER,
+    "network:create": _MEMBER,
+    "network:delete": _MEMBER,
+    "network:get": _READER,
+    "network:get_all": _READER,
     "network:get_all_all_projects": _ADMIN,
     # Berth: security groups (Zun leaves them to Neutron).
-    "security_group:create": _OWNER,
-    "security_group:update": _OWNER,
-    "security_group:delete": _OWNER,
-    "security_group:get": _OWNER,
-    "security_group:get_all": _OWNER,
+    "security_group:create": _MEMBER,
+    "security_group:update": _MEMBER,
+    "security_group:delete": _MEMBER,
+    "security_group:get": _READER,
+    "security_group:get_all": _READER,
     "security_group:get_all_all_projects": _ADMIN,
     "berth:internal": "role:service",
-    # Magnum (container-infra): the cluster API's rules and defaults.
-    **{
-        f"clustertemplate:{verb}": _OWNER
-        for verb in ("create", "delete", "detail", "get", "get_all", "update")
-    },
-    **{
-        f"clustertemplate:{verb}_all_projects": _ADMIN
-        for verb in ("delete", "detail", "get_one", "get_all", "update")
-    },
-    "clustertemplate:publish": _ADMIN,
-    **{
-        f"cluster:{verb}": _OWNER
-        for verb in ("create", "delete", "detail", "get", "get_all", "update", "resize", "upgrade")
-    },
-    **{
-        f"cluster:{verb}_all_projects": _ADMIN
-        for verb in ("delete", "detail", "get_one", "get_all", "update", "upgrade")
-    },
-    "cluster:update_health_status": _ADMIN,
-    "nodegroup:get": _OWNER,
-    "nodegroup:get_all": _OWNER,
-    "nodegroup:create": _OWNER,
-    "nodegroup:update": _OWNER,
-    "nodegroup:delete": _OWNER,
+    # Magnum (container-infra): the cluster API's rules. Templates are data (no nodes).
+    **_rules("clustertemplate", ("create", "delete", "update"), _MEMBER),
+    **_rules("clustertemplate", ("detail", "get", "get_all"), _READER),
+    **_rules(
+        "clustertemplate",
+        ("delete_all_projects", "detail_all_projects", "get_one_all_projects",
+         "get_all_all_projects", "update_all_projects", "publish"),
+        _ADMIN,
+    ),
+    # Cluster nodes are root-equivalent on the host: they run Docker-in-Docker with the
+    # host's cgroup namespace and /sys/fs/cgroup writable and nearly all capabilities,
+    # and the cluster's client certificate reaches their Docker API. So whatever adds
+    # or replaces nodes (create, update, resize, upgrade) or hands out node access
+    # (certificate:create signs a client certificate, rotate_ca re-issues the CA) is
+    # admin-only; an operator who trusts members opens them in the policy file (see
+    # docs/clusters.md). Deleting a cluster or a node group only removes nodes, which
+    # gives nobody access, so a member may still clean up the project's clusters.
+    **_rules("cluster", ("create", "update", "resize", "upgrade"), _ADMIN),
+    **_rules("cluster", ("detail", "get", "get_all"), _READER),
+    "cluster:delete": _MEMBER,
+    **_rules(
+        "cluster",
+        ("delete_all_projects", "detail_all_projects", "get_one_all_projects",
+         "get_all_all_projects", "update_all_projects", "upgrade_all_projects",
+         "update_health_status"),
+        _ADMIN,
+    ),
+    "nodegroup:get": _READER,
+    "nodegroup:get_all": _READER,
+    "nodegroup:create": _ADMIN,
+    "nodegroup:update": _ADMIN,
+    "nodegroup:delete": _MEMBER,
     # Magnum's quotas share Zun's quota:get/update/delete rules; these two are Magnum's.
     "quota:create": _ADMIN,
     "quota:get_all": _ADMIN,
-    "certificate:get": _OWNER,
-    "certificate:create": _OWNER,
-    "certificate:rotate_ca": _OWNER,
-    "stats:get_all": _OWNER,
+    # The cluster's CA certificate is public: reading it gives no access.
+    "certificate:get": _READER,
+    "certificate:create": _ADMIN,
+    "certificate:rotate_ca": _ADMIN,
+    "stats:get_all": _READER,
     "magnum-service:get_all": _ADMIN,
 }
 
@@ -199,9 +232,12 @@ class Policy:
             self._check(name)
 
     def allows(self, rule: str, creds: Credentials, target: Mapping[str, str]) -> bool:
-        """True when ``rule`` lets ``creds`` act on ``target``; unknown rules allow."""
+        """True when ``rule`` lets ``creds`` act on ``target``; an unknown rule denies."""
         if rule not in self.rules:
-            return True
+            # A rule the code enforces but nobody defined is a bug, not a permission:
+            # deny, and say so where an operator looks.
+            _log.error("policy rule %r is not defined: denied", rule)
+            return False
         return self._check(rule)(creds, target, self)
 
     def _check(self, name: str) -> Check:

@@ -12,6 +12,7 @@ from berth import errors
 from berth.config import Settings
 from berth.domain.context import RequestContext
 from berth.domain.policy import Credentials, Policy
+from berth.identity.roles import effective_roles
 from berth.scheduler import Pipeline, build_pipeline
 from berth.services.agents import AgentCalls
 from berth.services.host_cache import HostCache
@@ -36,7 +37,11 @@ class Env:
 
     def allowed(self, ctx: RequestContext, rule: str, project_id: str | None = None) -> bool:
         """Whether ``rule`` lets the caller act on a target owned by ``project_id``."""
-        creds = Credentials(ctx.user_id, ctx.project_id, frozenset(ctx.roles))
+        # Rules ask for the weakest role that suffices (role:reader to look), so they
+        # must see implied roles too: a context built by hand (the cluster worker acts
+        # as its owner with just "member") would otherwise fail a reader's rule.
+        roles = frozenset(effective_roles(ctx.roles))
+        creds = Credentials(ctx.user_id, ctx.project_id, roles)
         target = {"project_id": project_id or ctx.project_id or "", "user_id": ctx.user_id}
         return self.policy.allows(rule, creds, target)
 
@@ -47,7 +52,7 @@ class Env:
 
 
 def load_policy(path: Path | None) -> Policy:
-    """Zun's default rules, overridden by a YAML or JSON policy file when given."""
+    """The default rules, overridden by a YAML or JSON policy file when given."""
     if path is None:
         return Policy()
     text = path.read_text()

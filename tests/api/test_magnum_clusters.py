@@ -25,13 +25,21 @@ from berth.clusters import (
     Outcome,
     Report,
 )
+from berth.config import Settings
 from berth.services import cluster_lifecycle
 from berth.store.base import utcnow
 from berth.store.tables import ClusterRow, EventRow
-from tests.helpers import make_member
+from tests.helpers import make_member, open_clusters
 
 MAG = {"OpenStack-API-Version": "container-infra latest"}
 V = "/container-infra/v1"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # These tests are about a member's own cluster: open clusters as an operator would
+    # (by default creating nodes is admin-only, see tests/api/test_magnum_policy.py).
+    return open_clusters(settings)
 
 
 class FakeNodes:

@@ -35,7 +35,7 @@ from berth.store import db as store_db
 from berth.store.base import UtcDateTime
 from berth.store.db import Database
 from berth.store.tables import ClusterRow, ConductorRow, NodeGroupRow
-from tests.helpers import make_member
+from tests.helpers import make_member, open_clusters
 
 V = "/container-infra/v1"
 LATEST = {"OpenStack-API-Version": "container-infra latest"}
@@ -49,7 +49,10 @@ FLAVORS = {
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"cluster_flavors": FLAVORS, "max_clusters_per_project": 3})
+    # Members run their own clusters here, as an operator's policy file allows (by
+    # default creating nodes is admin-only, see tests/api/test_magnum_policy.py).
+    opened = open_clusters(settings)
+    return opened.model_copy(update={"cluster_flavors": FLAVORS, "max_clusters_per_project": 3})
 
 
 def h(token: str, version: str | None = None) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from berth.clusters import (
@@ -16,12 +17,20 @@ from berth.clusters import (
     Outcome,
     Report,
 )
+from berth.config import Settings
 from berth.services.cluster_lifecycle import ClusterWorker
 from berth.services.cluster_nodes import provisioner_for
-from tests.helpers import ZUN, ScriptedAgent, make_member
+from tests.helpers import ZUN, ScriptedAgent, make_member, open_clusters
 
 MAG = {"OpenStack-API-Version": "container-infra latest"}
 V = "/container-infra/v1"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # alice's cluster is a member's: open clusters as an operator would (by default
+    # creating nodes is admin-only, see tests/api/test_magnum_policy.py).
+    return open_clusters(settings)
 
 
 class OneNodeDriver:

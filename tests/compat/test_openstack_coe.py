@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, OPENSTACK, Cli
+from tests.helpers import open_clusters_file
 from tests.live import live_server
 
 pytestmark = pytest.mark.compat
@@ -25,6 +26,8 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
         "BERTH_DATA_DIR": str(work / "data"),
         "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
         "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        # Members run clusters here, as an operator's policy file allows (admin-only by default).
+        "BERTH_POLICY_FILE": str(open_clusters_file(work)),
     }
     with live_server(env) as base_url:
         c = Cli(base_url, work)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, OPENSTACK, Cli
+from tests.helpers import open_clusters_file
 from tests.live import live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.slow]
@@ -122,6 +123,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "BERTH_DATA_DIR": str(work / "data"),
         "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
         "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        # Members run clusters here, as an operator's policy file allows (admin-only by default).
+        "BERTH_POLICY_FILE": str(open_clusters_file(work)),
         "BERTH_HEARTBEAT_INTERVAL": "1",
         "PYTHONPATH": os.pathsep.join([str(work / "driver"), os.environ.get("PYTHONPATH", "")]),
         "COMPAT_SPEC_LOG": str(spec_log),

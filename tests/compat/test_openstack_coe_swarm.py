@@ -29,6 +29,7 @@ import pytest
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
 from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
 from tests.functional.registry import local_registry
+from tests.helpers import open_clusters_file
 from tests.live import free_port, live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker, pytest.mark.slow]
@@ -133,6 +134,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "BERTH_DATA_DIR": str(work / "data"),
         "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
         "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        # Members run clusters here, as an operator's policy file allows (admin-only by default).
+        "BERTH_POLICY_FILE": str(open_clusters_file(work)),
         "BERTH_ALL_IN_ONE": "true",
         "BERTH_AGENT_HOST": host,
         "BERTH_AGENT_PORT": str(free_port()),

@@ -21,6 +21,7 @@ import pytest
 
 from tests.e2e import fake_cluster_driver
 from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
+from tests.helpers import open_clusters_file
 from tests.live import free_port, live_server
 
 CHROMIUM = Path(os.environ.get("BERTH_CHROMIUM", "/usr/bin/chromium"))
@@ -128,6 +129,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "BERTH_DATA_DIR": str(work / "data"),
         "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
         "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        # Members run clusters here, as an operator's policy file allows (admin-only by default).
+        "BERTH_POLICY_FILE": str(open_clusters_file(work)),
         "BERTH_ALL_IN_ONE": "true",
         "BERTH_AGENT_HOST": host,
         "BERTH_AGENT_PORT": str(free_port()),

@@ -17,15 +17,23 @@ from cryptography import x509
 from fastapi import FastAPI
 
 from berth.clusters.registry import DriverRegistry
+from berth.config import Settings
 from berth.dashboard.capsule_pages import EXAMPLE
 from berth.services import cluster_lifecycle
 from berth.services.cluster_nodes import provisioner_for
 from tests.conftest import ADMIN_PASSWORD
 from tests.e2e.fake_cluster_driver import FakeClusterDriver
 from tests.e2e.test_dashboard_http import MEMBER_PW, _csrf, login
-from tests.helpers import ScriptedAgent, make_member
+from tests.helpers import ScriptedAgent, make_member, open_clusters
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # alice runs her own cluster from the dashboard, as an operator's policy file
+    # allows (by default creating nodes and their certificates is admin-only).
+    return open_clusters(settings)
 
 
 @pytest.fixture
