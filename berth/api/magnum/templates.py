@@ -54,7 +54,7 @@ async def create_template(request: Request, state: State, ctx: Caller) -> JSONRe
     body = await read_json(request)
     if not isinstance(body, dict):
         raise errors.Invalid("The request body must be a JSON object.")
-    row = await svc.create(state.env, ctx, body)
+    row = await svc.create(state.env, ctx, body, drivers=request.app.state.cluster_drivers)
     return JSONResponse(
         template_view(request, row),
         status_code=201,
