@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import make_member
+
 V = "/container-infra/v1"
 CT = f"{V}/clustertemplates"
 
@@ -122,3 +124,33 @@ async def test_a_malformed_patch_is_400_before_the_template_is_looked_up(
     good = [{"op": "replace", "path": "/name", "value": "n"}]
     r = await client.patch(f"{CT}/no-such-template", json=good, headers=_h(admin_token))
     assert r.status_code == 404
+
+
+@pytest.mark.parametrize(("version", "status"), [("1.1", 400), ("1.9", 400), ("1.10", 404)])
+async def test_cluster_create_with_an_unknown_template(
+    client: httpx.AsyncClient, admin_token: str, version: str, status: int
+) -> None:
+    """magnum/api/controllers/v1/cluster.py: the 1.1-1.9 ``post`` carries
+    ``@validation.ct_not_found_to_bad_request()`` (ClusterTemplateNotFound becomes a
+    400); the 1.10+ ``post`` does not (404).
+    """
+    body = {"cluster_template_id": "no-such-template", "name": "c1"}
+    r = await client.post(f"{V}/clusters", json=body, headers=_h(admin_token, version))
+    assert r.status_code == status, r.text
+    assert _detail(r) == "ClusterTemplate no-such-template could not be found."
+
+
+@pytest.mark.parametrize("collection", ["clustertemplates", "clusters", "clusters/detail"])
+async def test_unknown_sort_key_is_400_even_on_an_empty_page(
+    client: httpx.AsyncClient, admin_token: str, collection: str
+) -> None:
+    """magnum/db/sqlalchemy/api.py ``_paginate_query``: a sort_key that is no column of the
+    table is InvalidParameterValue 'The sort_key value "x" is an invalid field for
+    sorting' (400), whether or not any row exists.
+    """
+    alice = await make_member(client, admin_token, "team-a", "alice")
+    r = await client.get(f"{V}/{collection}?sort_key=nope", headers=_h(alice))
+    assert r.status_code == 400, r.text
+    assert _detail(r) == 'The sort_key value "nope" is an invalid field for sorting'
+    r = await client.get(f"{V}/{collection}?sort_key=created_at", headers=_h(alice))
+    assert r.status_code == 200, r.text
