@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import make_member
+from berth.services import cluster_quotas
+from tests.helpers import ScriptedAgent, make_member
 
 V = "/container-infra/v1"
 CT = f"{V}/clustertemplates"
@@ -138,6 +139,38 @@ async def test_cluster_create_with_an_unknown_template(
     r = await client.post(f"{V}/clusters", json=body, headers=_h(admin_token, version))
     assert r.status_code == status, r.text
     assert _detail(r) == "ClusterTemplate no-such-template could not be found."
+
+
+async def test_mservices_report_magnum_conductor(
+    client: httpx.AsyncClient, app: Any, admin_token: str
+) -> None:
+    """magnum/api/controllers/v1/magnum_services.py ``MagnumService.binary`` is an Enum of
+    magnum/objects/fields.py ``MagnumServiceBinary.ALL`` (``magnum-conductor``).
+    """
+    await cluster_quotas.heartbeat(app.state.berth.env)
+    r = await client.get(f"{V}/mservices", headers=_h(admin_token))
+    assert [s["binary"] for s in r.json()["mservices"]] == ["magnum-conductor"]
+
+
+async def test_zun_services_report_zun_compute(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    """zun/api/controllers/v1/zun_services.py lists the ``zun-compute`` service per host;
+    ``openstack appcontainer service disable <host> zun-compute`` names it that way.
+    """
+    await ScriptedAgent(client).register()
+    hdr = {"X-Auth-Token": admin_token, "OpenStack-API-Version": "container 1.40"}
+    services = (await client.get("/container/v1/services", headers=hdr)).json()["services"]
+    assert [(s["host"], s["binary"]) for s in services] == [("test-host", "zun-compute")]
+    r = await client.put(
+        "/container/v1/services/disable",
+        json={"host": "test-host", "binary": "zun-compute", "disabled_reason": "x"},
+        headers=hdr,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["service"]["binary"] == "zun-compute"
+    services = (await client.get("/container/v1/services", headers=hdr)).json()["services"]
+    assert services[0]["disabled"] is True
 
 
 @pytest.mark.parametrize("collection", ["clustertemplates", "clusters", "clusters/detail"])
