@@ -187,3 +187,21 @@ async def test_unknown_sort_key_is_400_even_on_an_empty_page(
     assert _detail(r) == 'The sort_key value "nope" is an invalid field for sorting'
     r = await client.get(f"{V}/{collection}?sort_key=created_at", headers=_h(alice))
     assert r.status_code == 200, r.text
+
+
+async def test_unknown_nodegroup_sort_key_is_400(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    """magnum/api/controllers/v1/nodegroup.py ``get_all`` pages through
+    magnum/db/sqlalchemy/api.py ``_paginate_query`` over the NodeGroup columns.
+    """
+    assert (await _post(client, admin_token, name="tpl")).status_code == 201
+    body = {"cluster_template_id": "tpl", "name": "c1"}
+    r = await client.post(f"{V}/clusters", json=body, headers=_h(admin_token))
+    assert r.status_code == 202, r.text
+    groups = f"{V}/clusters/c1/nodegroups"
+    r = await client.get(f"{groups}?sort_key=nope", headers=_h(admin_token))
+    assert r.status_code == 400, r.text
+    assert _detail(r) == 'The sort_key value "nope" is an invalid field for sorting'
+    r = await client.get(f"{groups}?sort_key=role&sort_dir=desc", headers=_h(admin_token))
+    assert [g["name"] for g in r.json()["nodegroups"]] == ["default-worker", "default-master"]
