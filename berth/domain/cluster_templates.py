@@ -14,6 +14,7 @@ __all__ = [
     "NON_REMOVABLE",
     "READ_ONLY",
     "FieldSpec",
+    "check_drivers",
     "coerce_field",
     "coerce_fields",
     "default_network_driver",
@@ -23,6 +24,19 @@ COES: Final = ("kubernetes", "swarm", "swarm-mode")
 _SERVER_TYPES: Final = ("vm", "bm")
 _TRUE: Final = {"true", "1", "yes", "on", "t", "y"}
 _FALSE: Final = {"false", "0", "no", "off", "f", "n"}
+_NON_EMPTY: Final = frozenset({"name", "image_id", "keypair_id", "cluster_distro"})
+
+# Per COE: (network drivers Magnum supports, those allowed by its default config,
+# volume drivers). Kubernetes from Magnum 23 (magnum/api/validation.py K8sValidator and
+# kubernetes_allowed_network_drivers = flannel, calico); swarm from Magnum 16's
+# SwarmValidator (removed with the swarm drivers upstream). swarm-mode narrows it to
+# docker: Berth's only swarm-mode driver builds Docker overlay networks, so a flannel
+# template would silently get something else (docs/compatibility.md).
+_DRIVERS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]] = {
+    "kubernetes": (("flannel", "calico", "cilium"), ("flannel", "calico"), ("cinder",)),
+    "swarm": (("docker", "flannel"), ("docker", "flannel"), ("rexray",)),
+    "swarm-mode": (("docker",), ("docker",), ("rexray",)),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +112,7 @@ def coerce_field(name: str, value: Any) -> Any:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise _bad(name, value, "Wrong type. Expected 'str'.")
         text = str(value)
-        if len(text) > 255 or (name in ("name", "image_id", "keypair_id") and not text):
+        if len(text) > 255 or (name in _NON_EMPTY and not text):
             raise _bad(name, value, "Length must be 1-255 characters.")
         if spec.choices and text not in spec.choices:
             raise _bad(name, value, f"Value should be one of: {', '.join(spec.choices)}.")
@@ -142,6 +156,29 @@ def coerce_fields(body: Mapping[str, Any], *, allowed: frozenset[str]) -> dict[s
     if forbidden:
         raise errors.Invalid(f"Cannot set read only field {forbidden[0]}")
     return {name: coerce_field(name, value) for name, value in body.items()}
+
+
+def check_drivers(coe: str, network_driver: str | None, volume_driver: str | None) -> None:
+    """Invalid unless the COE supports (and allows) both drivers; None means unspecified.
+
+    Magnum's words (``Validator.validate_network_driver`` / ``validate_volume_driver``).
+    """
+    supported, allowed, volumes = _DRIVERS[coe]
+    if network_driver is not None and network_driver not in supported:
+        raise errors.Invalid(
+            f"Network driver type {network_driver} is not supported, expecting a "
+            f"{'/'.join((*supported, 'unspecified'))} network driver."
+        )
+    if network_driver is not None and network_driver not in allowed:
+        raise errors.Invalid(
+            f"Network driver type {network_driver} is not allowed, expecting a "
+            f"{'/'.join((*allowed, 'unspecified'))} network driver. "
+        )
+    if volume_driver is not None and volume_driver not in volumes:
+        raise errors.Invalid(
+            f"Volume driver type {volume_driver} is not supported, expecting a "
+            f"{'/'.join((*volumes, 'unspecified'))} volume driver."
+        )
 
 
 def default_network_driver(coe: str) -> str:

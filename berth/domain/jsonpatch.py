@@ -16,7 +16,7 @@ from typing import Any
 
 from berth import errors
 
-__all__ = ["PatchError", "apply_patch"]
+__all__ = ["PatchError", "apply_patch", "check_patch"]
 
 _PATH = re.compile(r"^(/[\w-]+)+$")
 _ALWAYS_READ_ONLY = frozenset(
@@ -46,22 +46,13 @@ def apply_patch(
     non_removable: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Return a copy of ``doc`` with ``patch`` applied, or raise PatchError."""
-    if not isinstance(patch, list) or not patch:
-        raise PatchError("The patch must be a non-empty JSON array of operations.")
+    ops = check_patch(patch, read_only=read_only)
     out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in doc.items()}
-    dicts, ro, keep = set(dict_fields), _ALWAYS_READ_ONLY | set(read_only), set(non_removable)
-    for op in patch:
-        if not isinstance(op, dict) or set(op) - {"op", "path", "value"}:
-            raise PatchError(f"Invalid patch operation: {op!r}.")
-        kind, path = op.get("op"), op.get("path")
-        if kind not in ("add", "replace", "remove"):
-            raise PatchError(f"Invalid patch operation {kind!r}: use add, replace or remove.")
-        if not isinstance(path, str) or not _PATH.match(path):
-            raise PatchError(f"Invalid patch path {path!r}.")
+    dicts, keep = set(dict_fields), set(non_removable)
+    for op in ops:
+        kind, path = op["op"], op["path"]
         parts = path.strip("/").split("/")
         top = parts[0]
-        if top in ro:
-            raise PatchError(f"'{path}' is an internal attribute and can not be updated")
         if top not in out:
             raise PatchError(f"Can't {kind} {path}: no such attribute.")
         if kind != "remove" and "value" not in op:
@@ -76,6 +67,28 @@ def apply_patch(
         else:
             raise PatchError(f"Can't {kind} {path}: nested paths only exist in dict attributes.")
     return out
+
+
+def check_patch(patch: Any, *, read_only: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The operations of ``patch`` if its shape is valid, else PatchError; needs no document.
+
+    What Magnum's wsme layer checks before the resource is looked up, so a
+    malformed body is a 400 even when the resource does not exist.
+    """
+    if not isinstance(patch, list) or not patch:
+        raise PatchError("The patch must be a non-empty JSON array of operations.")
+    ro = _ALWAYS_READ_ONLY | set(read_only)
+    for op in patch:
+        if not isinstance(op, dict) or set(op) - {"op", "path", "value"}:
+            raise PatchError(f"Invalid patch operation: {op!r}.")
+        kind, path = op.get("op"), op.get("path")
+        if kind not in ("add", "replace", "remove"):
+            raise PatchError(f"Invalid patch operation {kind!r}: use add, replace or remove.")
+        if not isinstance(path, str) or not _PATH.match(path):
+            raise PatchError(f"Invalid patch path {path!r}.")
+        if path.strip("/").split("/")[0] in ro:
+            raise PatchError(f"'{path}' is an internal attribute and can not be updated")
+    return patch
 
 
 def _apply_top(

@@ -7,21 +7,25 @@ Public or hidden templates need ``clustertemplate:publish``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from berth import errors
+from berth.clusters.registry import DriverRegistry
 from berth.domain import cluster_templates as spec
 from berth.domain.context import RequestContext
-from berth.domain.jsonpatch import apply_patch
+from berth.domain.jsonpatch import apply_patch, check_patch
+from berth.images.refs import registry_of, split_reference, valid_repository
 from berth.services.env import Env
 from berth.services.names import generate_name
 from berth.store import cluster_templates as repo
 from berth.store.base import new_uuid, utcnow
+from berth.store.lookup import UUID_SHAPE
 from berth.store.scope import Scope
-from berth.store.tables import ClusterRow, ClusterTemplateRow
+from berth.store.tables import ClusterRow, ClusterTemplateRow, ImageRow
 
 __all__ = [
     "ClusterTemplateNotFound",
@@ -34,7 +38,11 @@ __all__ = [
     "update",
 ]
 
-_SETTABLE = frozenset(spec.FIELDS) - spec.READ_ONLY
+# cluster_distro may be sent on create (Magnum: a plain string field that it then
+# overwrites from the image); only PATCH treats it as read-only.
+_SETTABLE = frozenset(spec.FIELDS)
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _WHILE_REFERENCED = frozenset({"name", "public", "hidden", "tags"})
 
 
@@ -73,8 +81,71 @@ def _check_publish(env: Env, ctx: RequestContext, values: dict[str, Any]) -> Non
         raise errors.Forbidden("Not authorized to set public or hidden flag for cluster template.")
 
 
-async def create(env: Env, ctx: RequestContext, body: dict[str, Any]) -> ClusterTemplateRow:
-    """Store a template for the caller's project after validating every attribute."""
+def _check_distro(drivers: DriverRegistry | None, values: dict[str, Any]) -> None:
+    """A given cluster_distro must be one a loaded driver serves for the COE (Magnum's 400)."""
+    if drivers is None or values.get("cluster_distro") is None:
+        return
+    drivers.select(
+        server_type=values.get("server_type") or spec.FIELDS["server_type"].default,
+        os=values["cluster_distro"],
+        coe=values["coe"],
+        name=values.get("driver"),
+    )
+
+
+def _valid_reference(image: str) -> bool:
+    name, tag = split_reference(image)
+    host = registry_of(name)
+    path = name.removeprefix(host + "/") if host else name
+    return valid_repository(path) and bool(
+        _DIGEST.match(tag) if "@" in image else _TAG.match(tag)
+    )
+
+
+async def _check_image(env: Env, ctx: RequestContext, image: str) -> None:
+    """ImageNotFound (Magnum's 400) for an image_id that names no image anywhere.
+
+    Node images are Docker references a host pulls when the cluster is built, so a
+    well-formed ``repo[:tag]`` passes (only the pull can tell whether a registry
+    has it). What cannot exist is refused now: a malformed reference, and a
+    Glance-style UUID that is no image Berth knows (the image store's and pulled
+    images are the only images with UUIDs).
+    """
+    if UUID_SHAPE.match(image):
+        stmt = select(ImageRow).where(
+            ImageRow.uuid == image.lower(),
+            or_(ImageRow.project_id == ctx.project_id, ImageRow.visibility == "public"),
+        )
+        async with env.db.read() as session:
+            row = (await session.scalars(stmt.limit(1))).first()
+        if row is None:
+            raise errors.ImageNotFound(
+                f"Image {image} could not be found. Berth looked for an image with that "
+                "UUID in the image store and among the images pulled onto hosts: give the "
+                "node image as a Docker reference (repo:tag), or upload the image first."
+            )
+        raise errors.Invalid(
+            f"Image {image} is {row.repo}:{row.tag}: cluster nodes run a Docker reference, "
+            f"so give image_id {row.repo}:{row.tag} instead of the image's UUID."
+        )
+    if not _valid_reference(image):
+        raise errors.ImageNotFound(
+            f"Image {image} could not be found: it is not a valid image reference. "
+            "Give the node image as repo[:tag] in lower case, like berth/swarm-node:1."
+        )
+
+
+async def create(
+    env: Env,
+    ctx: RequestContext,
+    body: dict[str, Any],
+    *,
+    drivers: DriverRegistry | None = None,
+) -> ClusterTemplateRow:
+    """Store a template for the caller's project after validating every attribute.
+
+    ``drivers`` (the API's) checks a given ``cluster_distro`` against the loaded drivers.
+    """
     env.enforce(ctx, "clustertemplate:create")
     if not ctx.project_id:
         raise errors.Forbidden("A project-scoped token is needed to create cluster templates.")
@@ -82,10 +153,13 @@ async def create(env: Env, ctx: RequestContext, body: dict[str, Any]) -> Cluster
     for required in ("coe", "image_id"):
         if values.get(required) is None:
             raise errors.Invalid(f"Mandatory field missing: {required}")
-    _check_publish(env, ctx, values)
-    _check_flavors(env, values)
     if not values.get("network_driver"):
         values["network_driver"] = spec.default_network_driver(values["coe"])
+    spec.check_drivers(values["coe"], values["network_driver"], values.get("volume_driver"))
+    _check_distro(drivers, values)
+    await _check_image(env, ctx, values["image_id"])
+    _check_publish(env, ctx, values)
+    _check_flavors(env, values)
     now = utcnow()
     row = ClusterTemplateRow(
         uuid=new_uuid(),
@@ -133,6 +207,7 @@ async def get(env: Env, ctx: RequestContext, ident: str) -> ClusterTemplateRow:
 
 async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> ClusterTemplateRow:
     """Apply a JSON-Patch to a template the caller owns (or any, for admins)."""
+    check_patch(patch, read_only=spec.READ_ONLY)  # a malformed body is a 400 before any 404
     row = await _find(env, ctx, ident, "clustertemplate:update")
     env.enforce(ctx, "clustertemplate:update", row.project_id)
     before = attributes(row)
@@ -154,6 +229,11 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
     if "public" in changed or "hidden" in changed:
         _check_publish(env, ctx, {"public": True})
     _check_flavors(env, changed)
+    if {"coe", "network_driver", "volume_driver"} & set(changed):
+        network = after["network_driver"] or spec.default_network_driver(after["coe"])
+        spec.check_drivers(after["coe"], network, after["volume_driver"] or None)
+    if "image_id" in changed:
+        await _check_image(env, ctx, changed["image_id"])
     if "name" in changed and not changed["name"]:
         raise errors.Invalid("Invalid input for field/attribute name: it must not be empty.")
     async with env.db.transaction() as session:

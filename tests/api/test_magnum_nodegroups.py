@@ -483,7 +483,7 @@ async def test_mservices_list_the_cluster_workers(world: World, admin_token: str
     await cluster_quotas.heartbeat(env)
     services = (await world.c.get(f"{V}/mservices", headers=h(admin_token))).json()["mservices"]
     assert [(s["host"], s["binary"], s["state"], s["report_count"]) for s in services] == [
-        ("test-host", "berth-worker", "up", 2)
+        ("test-host", "magnum-conductor", "up", 2)
     ]
     assert set(services[0]) == {
         "id", "host", "binary", "state", "disabled", "disabled_reason", "report_count",

@@ -134,7 +134,7 @@ async def test_template_lifecycle(client: httpx.AsyncClient, admin_token: str) -
         ({"coe": "swarm-mode"}, "Mandatory field missing: image_id"),
         ({"coe": "mesos", "image_id": "x"}, "Value should be one of"),
         ({"coe": "swarm-mode", "image_id": "x", "bogus": 1}, "Unknown attribute"),
-        ({"coe": "swarm-mode", "image_id": "x", "cluster_distro": "a"}, "read only"),
+        ({"coe": "swarm-mode", "image_id": "x", "cluster_distro": "a"}, "(vm, a, swarm-mode)"),
         ({"coe": "swarm-mode", "image_id": "x", "docker_volume_size": 0}, "at least 1"),
         ({"coe": "swarm-mode", "image_id": "x", "apiserver_port": 80}, "at least 1024"),
         ({"coe": "swarm-mode", "image_id": "x", "tls_disabled": "maybe"}, "boolean"),

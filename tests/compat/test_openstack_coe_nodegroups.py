@@ -254,7 +254,7 @@ def test_quotas_and_services(world: World) -> None:
     assert "Request to delete quota" in out
     # mservices: the worker of this server, up; admins only.
     services = cli.json("coe", "service", "list")
-    assert [(s["binary"], s["state"]) for s in services] == [("berth-worker", "up")]
+    assert [(s["binary"], s["state"]) for s in services] == [("magnum-conductor", "up")]
     proc = cli.run("coe", "service", "list", check=False, **ALICE)
     assert proc.returncode != 0 and "HTTP 403" in proc.stderr
     cli.run("coe", "cluster", "delete", "q1", **ALICE)

@@ -217,3 +217,4 @@ def test_admin_sees_hosts_and_services(world: tuple[Members, str]) -> None:
     services = m.cli.json("appcontainer", "service", "list")
     mine = [s for s in services if s["Host"] == host]
     assert mine and mine[0]["State"] == "up"
+    assert mine[0]["Binary"] == "zun-compute"  # Zun's name, as clients and tempest expect

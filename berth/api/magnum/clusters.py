@@ -11,11 +11,19 @@ from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.magnum.microversions import MIN_VERSION
 from berth.api.magnum.templates import read_json
-from berth.api.magnum.views import app_url, cluster_summary, cluster_view, links, page
+from berth.api.magnum.views import (
+    CLUSTER_SORT_KEYS,
+    app_url,
+    cluster_summary,
+    cluster_view,
+    links,
+    page,
+)
 from berth.api.zun.microversions import APIVersion
 from berth.clusters import pki
 from berth.clusters.registry import DriverRegistry
 from berth.services import cluster_lifecycle
+from berth.services import cluster_templates as templates_svc
 from berth.services import clusters as svc
 
 __all__ = ["router"]
@@ -42,7 +50,7 @@ async def list_clusters(request: Request, state: State, ctx: Caller) -> dict[str
     """Summaries of the caller's clusters (admins: every project's)."""
     rows = await svc.list_clusters(state.env, ctx, "get_all")
     items = [cluster_summary(request, r, _version(request)) for r in rows]
-    return page(request, items, "clusters", "clusters")
+    return page(request, items, "clusters", "clusters", sort_keys=CLUSTER_SORT_KEYS)
 
 
 @router.get("/v1/clusters/detail")
@@ -50,7 +58,7 @@ async def detail_clusters(request: Request, state: State, ctx: Caller) -> dict[s
     """Full objects of the caller's clusters."""
     rows = await svc.list_clusters(state.env, ctx, "detail")
     items = [cluster_view(request, r, _version(request)) for r in rows]
-    return page(request, items, "clusters", "clusters/detail")
+    return page(request, items, "clusters", "clusters/detail", sort_keys=CLUSTER_SORT_KEYS)
 
 
 @router.post("/v1/clusters")
@@ -59,8 +67,14 @@ async def create_cluster(request: Request, state: State, ctx: Caller) -> JSONRes
     body = await read_json(request)
     if not isinstance(body, dict):
         raise errors.Invalid("The request body must be a JSON object.")
-    zero_ok = _version(request) >= APIVersion(1, 10)
-    row = await svc.create(state.env, ctx, _drivers(request), body, zero_ok=zero_ok)
+    since_1_10 = _version(request) >= APIVersion(1, 10)
+    try:
+        row = await svc.create(state.env, ctx, _drivers(request), body, zero_ok=since_1_10)
+    except templates_svc.ClusterTemplateNotFound as exc:
+        if since_1_10:
+            raise
+        # Magnum's ct_not_found_to_bad_request: a 400 on the 1.1-1.9 create handler only.
+        raise errors.Invalid(exc.message) from None
     return _accepted(row.uuid)
 
 

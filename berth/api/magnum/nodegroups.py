@@ -11,7 +11,7 @@ from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.magnum.microversions import MIN_VERSION
 from berth.api.magnum.templates import read_json
-from berth.api.magnum.views import app_url, iso, page
+from berth.api.magnum.views import NODEGROUP_SORT_KEYS, app_url, iso, page
 from berth.api.zun.microversions import APIVersion
 from berth.services import cluster_groups
 from berth.services import cluster_nodegroups as svc
@@ -106,7 +106,8 @@ async def list_nodegroups(
         for g in found.rows
         if role in (None, g.role)
     ]
-    return page(request, items, "nodegroups", f"clusters/{found.cluster.uuid}/nodegroups")
+    resource = f"clusters/{found.cluster.uuid}/nodegroups"
+    return page(request, items, "nodegroups", resource, sort_keys=NODEGROUP_SORT_KEYS)
 
 
 @router.get("/v1/clusters/{ident}/nodegroups/{ng}")

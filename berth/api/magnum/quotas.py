@@ -17,6 +17,8 @@ __all__ = ["router"]
 
 router = APIRouter()
 
+MAGNUM_CONDUCTOR_BINARY = "magnum-conductor"
+
 
 def _flag(text: str | None) -> bool:
     if text is None:
@@ -74,7 +76,9 @@ async def list_mservices(state: State, ctx: Caller) -> dict[str, Any]:
             {
                 "id": r.id,
                 "host": r.host,
-                "binary": r.binary,
+                # Magnum's name for the process that builds clusters: clients and
+                # tempest look for it; Berth's own (berth-worker) stays in the table.
+                "binary": MAGNUM_CONDUCTOR_BINARY if r.binary == svc.CONDUCTOR_BINARY else r.binary,
                 "state": svc.conductor_state(state.env, r),
                 "disabled": r.disabled,
                 "disabled_reason": r.disabled_reason,

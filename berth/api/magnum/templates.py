@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from berth import errors
 from berth.api.deps import Caller, State
-from berth.api.magnum.views import app_url, page, template_view
+from berth.api.magnum.views import TEMPLATE_SORT_KEYS, app_url, page, template_view
 from berth.services import cluster_templates as svc
 
 __all__ = ["read_json", "router"]
@@ -33,7 +33,7 @@ async def _list(request: Request, state: State, ctx: Caller, rule: str) -> dict[
     rows = await svc.list_templates(state.env, ctx, rule)
     items = [template_view(request, r) for r in rows]
     resource = "clustertemplates" + ("/detail" if rule == "detail" else "")
-    return page(request, items, "clustertemplates", resource)
+    return page(request, items, "clustertemplates", resource, sort_keys=TEMPLATE_SORT_KEYS)
 
 
 @router.get("/v1/clustertemplates")
@@ -54,7 +54,7 @@ async def create_template(request: Request, state: State, ctx: Caller) -> JSONRe
     body = await read_json(request)
     if not isinstance(body, dict):
         raise errors.Invalid("The request body must be a JSON object.")
-    row = await svc.create(state.env, ctx, body)
+    row = await svc.create(state.env, ctx, body, drivers=request.app.state.cluster_drivers)
     return JSONResponse(
         template_view(request, row),
         status_code=201,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -16,6 +16,9 @@ from berth.services.cluster_templates import attributes
 from berth.store.tables import ClusterRow, ClusterTemplateRow
 
 __all__ = [
+    "CLUSTER_SORT_KEYS",
+    "NODEGROUP_SORT_KEYS",
+    "TEMPLATE_SORT_KEYS",
     "app_url",
     "cluster_summary",
     "cluster_view",
@@ -24,6 +27,33 @@ __all__ = [
     "page",
     "template_view",
 ]
+
+
+# The sort keys Magnum accepts are its table's columns (magnum/db/sqlalchemy/models.py,
+# checked by _paginate_query in magnum/db/sqlalchemy/api.py); anything else is a 400.
+_TIMESTAMPS = ("id", "created_at", "updated_at")
+TEMPLATE_SORT_KEYS: Final = frozenset(
+    (*_TIMESTAMPS, "uuid", "project_id", "user_id", "name", "image_id", "flavor_id",
+     "master_flavor_id", "keypair_id", "external_network_id", "fixed_network", "fixed_subnet",
+     "network_driver", "volume_driver", "dns_nameserver", "apiserver_port", "docker_volume_size",
+     "docker_storage_driver", "cluster_distro", "coe", "http_proxy", "https_proxy", "no_proxy",
+     "registry_enabled", "labels", "tls_disabled", "public", "server_type", "insecure_registry",
+     "master_lb_enabled", "floating_ip_enabled", "hidden", "tags", "driver")
+)
+CLUSTER_SORT_KEYS: Final = frozenset(
+    (*_TIMESTAMPS, "project_id", "user_id", "uuid", "name", "cluster_template_id", "keypair",
+     "docker_volume_size", "labels", "master_flavor_id", "flavor_id", "stack_id", "api_address",
+     "status", "status_reason", "health_status", "health_status_reason", "create_timeout",
+     "discovery_url", "coe_version", "container_version", "ca_cert_ref", "magnum_cert_ref",
+     "etcd_ca_cert_ref", "front_proxy_ca_cert_ref", "fixed_network", "fixed_subnet",
+     "floating_ip_enabled", "master_lb_enabled")
+)
+NODEGROUP_SORT_KEYS: Final = frozenset(
+    (*_TIMESTAMPS, "uuid", "name", "cluster_id", "project_id", "docker_volume_size", "labels",
+     "flavor_id", "image_id", "node_addresses", "node_count", "role", "max_node_count",
+     "min_node_count", "is_default", "stack_id", "status", "status_reason", "version",
+     "node_labels", "node_taints")
+)
 
 
 def app_url(request: Request) -> str:
@@ -76,18 +106,26 @@ def page(
     resource: str,
     *,
     marker_key: str = "uuid",
+    sort_keys: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """A Magnum collection: sort_key/sort_dir, marker (a uuid), limit and the ``next`` URL."""
+    """A Magnum collection: sort_key/sort_dir, marker (a uuid), limit and the ``next`` URL.
+
+    ``sort_keys``: the keys Magnum sorts that collection by; others are a 400 even
+    when the page is empty. None: any attribute of the items.
+    """
     q = request.query_params
     sort_key, sort_dir = q.get("sort_key", "id"), q.get("sort_dir", "asc")
     if sort_dir not in ("asc", "desc"):
         raise errors.Invalid(
             f"Invalid sort direction: {sort_dir}. Acceptable values are 'asc' or 'desc'"
         )
+    unknown = sort_key not in sort_keys if sort_keys is not None else bool(items) and (
+        sort_key != "id" and sort_key not in items[0]
+    )
+    if unknown:
+        raise errors.Invalid(f'The sort_key value "{sort_key}" is an invalid field for sorting')
     rows = list(items)  # already in id order
     if sort_key != "id":
-        if items and sort_key not in items[0]:
-            raise errors.Invalid(f"The sort_key value {sort_key} is an invalid field for sorting")
         rows.sort(key=lambda i: _sort_value(i, sort_key))
     if sort_dir == "desc":
         rows.reverse()

@@ -12,7 +12,7 @@ from berth.api.deps import Caller, State
 from berth.api.zun.containers import base_url
 from berth.api.zun.microversions import APIVersion
 from berth.api.zun.params import action_params, parse_bool
-from berth.api.zun.views import host_view, service_view
+from berth.api.zun.views import host_view, service_view, stored_binary
 from berth.services import host_watch, hosts_admin, quotas
 
 __all__ = ["router"]
@@ -68,7 +68,7 @@ def _host_binary(p: dict[str, Any]) -> tuple[str, str]:
 @router.delete("/v1/services")
 async def delete_service(request: Request, caller: Caller, state: State) -> JSONResponse:
     host, binary = _host_binary(dict(request.query_params))
-    await hosts_admin.delete_service(state.env, caller, host, binary)
+    await hosts_admin.delete_service(state.env, caller, host, stored_binary(binary))
     return JSONResponse(None)
 
 
@@ -76,12 +76,18 @@ async def delete_service(request: Request, caller: Caller, state: State) -> JSON
 async def enable(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     host, binary = _host_binary(await action_params(request))
     svc = await hosts_admin.set_service(
-        state.env, caller, "zun-service:enable", host, binary, disabled=False, disabled_reason=None
+        state.env,
+        caller,
+        "zun-service:enable",
+        host,
+        stored_binary(binary),
+        disabled=False,
+        disabled_reason=None,
     )
     return {
         "service": {
             "host": svc.host,
-            "binary": svc.binary,
+            "binary": binary,
             "disabled": False,
             "disabled_reason": None,
         }
@@ -100,14 +106,14 @@ async def disable(request: Request, caller: Caller, state: State) -> dict[str, A
         caller,
         "zun-service:disable",
         host,
-        binary,
+        stored_binary(binary),
         disabled=True,
         disabled_reason=reason,
     )
     return {
         "service": {
             "host": svc.host,
-            "binary": svc.binary,
+            "binary": binary,
             "disabled": True,
             "disabled_reason": svc.disabled_reason,
         }
@@ -120,9 +126,9 @@ async def force_down(request: Request, caller: Caller, state: State) -> dict[str
     host, binary = _host_binary(p)
     down = parse_bool(p.get("forced_down"), "forced_down")
     svc = await hosts_admin.set_service(
-        state.env, caller, "zun-service:force_down", host, binary, forced_down=down
+        state.env, caller, "zun-service:force_down", host, stored_binary(binary), forced_down=down
     )
-    return {"service": {"host": svc.host, "binary": svc.binary, "forced_down": down}}
+    return {"service": {"host": svc.host, "binary": binary, "forced_down": down}}
 
 
 @router.get("/v1/availability_zones")

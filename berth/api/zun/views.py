@@ -10,17 +10,24 @@ from fastapi import Request
 from berth.api.zun.microversions import PREFIX
 from berth.domain.context import RequestContext
 from berth.services.env import Env
+from berth.services.host_cache import AGENT_BINARY
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow, HostRow, ServiceRow
 
 __all__ = [
+    "ZUN_AGENT_BINARY",
     "action_view",
     "container_view",
     "endpoint_url",
     "host_view",
     "links",
     "service_view",
+    "stored_binary",
     "zun_time",
 ]
+
+# Zun's name for the per-host service; clients and tempest look for it. Berth stores
+# its own process name (berth-agent) and accepts either name on input.
+ZUN_AGENT_BINARY = "zun-compute"
 
 _ADMIN_FIELDS = ("host", "image_pull_policy", "privileged", "runtime")
 
@@ -183,11 +190,17 @@ def host_view(row: HostRow, base: str) -> dict[str, Any]:
     }
 
 
+def stored_binary(binary: str) -> str:
+    """The binary Berth stores for ``binary`` as a Zun client names it."""
+    return AGENT_BINARY if binary == ZUN_AGENT_BINARY else binary
+
+
 def service_view(row: ServiceRow, state: str, default_zone: str) -> dict[str, Any]:
+    """A Zun service; the agent shows as ``zun-compute``, as Zun's compute service does."""
     return {
         "id": row.id,
         "host": row.host,
-        "binary": row.binary,
+        "binary": ZUN_AGENT_BINARY if row.binary == AGENT_BINARY else row.binary,
         "state": state,
         "disabled": row.disabled,
         "disabled_reason": row.disabled_reason,
