@@ -218,6 +218,9 @@ async def create(env: Env, ctx: RequestContext, template: Any) -> CapsuleRow:
                 )
     await networks.ensure_defaults(env, ctx.project_id, ctx.user_id)
     async with env.db.transaction() as session:
+        # Before _volumes locks any volume: every quota-checked create takes the
+        # project's lock first, so two of them never wait on each other crosswise.
+        await quotas.lock_usage(session, ctx.project_id, "containers")
         mounts, hosts = await _volumes(ctx, session, capsule, spec)
         if len(hosts) > 1:
             raise errors.Invalid(

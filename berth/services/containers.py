@@ -168,6 +168,9 @@ async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) ->
         await networks.resolve(session, row, req.nets, req.security_groups)
         limits = await quotas.limits_of(env, session, ctx.project_id)
     async with env.db.transaction() as session:
+        # First, before any row lock: the quota count below is exact only while
+        # no other create of this project runs (another API process included).
+        await quotas.lock_usage(session, ctx.project_id, "containers")
         await _check_name(env, session, row.name, row.project_id)
         await networks.still_there(session, row, req.nets)
         await networks.add_exposed_group(session, row)
