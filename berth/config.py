@@ -166,6 +166,13 @@ class Settings(BaseSettings):
     image_store: str | None = Field(
         default=None, description="host:port of the image store (an OCI registry); unset: none"
     )
+    image_registry_allowlist: list[str] = Field(
+        default_factory=list,
+        description=(
+            "host[:port] of registries on loopback, link-local or Berth hosts' own addresses "
+            "that projects may still pull from (the image store always may)"
+        ),
+    )
     image_store_username: str | None = None
     image_store_password: str | None = None
     secret_key_file: Path | None = Field(

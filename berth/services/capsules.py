@@ -28,7 +28,7 @@ from berth.domain.capsules import CapsuleSpec, MemberSpec, capsule_status, parse
 from berth.domain.containers import Status, TaskState
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import Observation
-from berth.services import networks, quotas, volumes
+from berth.services import address_check, networks, quotas, volumes
 from berth.services.actions import emit
 from berth.services.env import Env
 from berth.services.names import generate_name
@@ -216,8 +216,13 @@ async def create(env: Env, ctx: RequestContext, template: Any) -> CapsuleRow:
                     f"Invalid capsule template: a container's {name} {value} is out of "
                     f"range [{low:g}, {high:g}]."
                 )
+    for member in (*spec.containers, *spec.init_containers):
+        await address_check.check_image(env, ctx, member.image)
     await networks.ensure_defaults(env, ctx.project_id, ctx.user_id)
     async with env.db.transaction() as session:
+        # Before _volumes locks any volume: every quota-checked create takes the
+        # project's lock first, so two of them never wait on each other crosswise.
+        await quotas.lock_usage(session, ctx.project_id, "containers")
         mounts, hosts = await _volumes(ctx, session, capsule, spec)
         if len(hosts) > 1:
             raise errors.Invalid(

@@ -11,7 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth import errors
 from berth.domain.containers import Status, TaskState, action_allowed
 from berth.domain.context import RequestContext
-from berth.services import image_refs, networks, quotas, security_groups, volumes
+from berth.services import (
+    address_check,
+    image_refs,
+    networks,
+    quotas,
+    security_groups,
+    volumes,
+)
 from berth.services.actions import emit, finish_open_actions, start_action
 from berth.services.env import Env
 from berth.services.names import generate_name
@@ -160,6 +167,8 @@ async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) ->
         created_at=utcnow(),
     )
     row.exposed_ports = security_groups.parse_exposed_ports(req.exposed_ports) or None
+    # Before any transaction: it may wait for DNS.
+    await address_check.check_image(env, ctx, row.image)
     await networks.ensure_defaults(env, ctx.project_id, ctx.user_id)
     # What only needs reading is read before the write transaction: on SQLite
     # every create holds the one write lock, and each statement in it makes the
@@ -168,6 +177,9 @@ async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) ->
         await networks.resolve(session, row, req.nets, req.security_groups)
         limits = await quotas.limits_of(env, session, ctx.project_id)
     async with env.db.transaction() as session:
+        # First, before any row lock: the quota count below is exact only while
+        # no other create of this project runs (another API process included).
+        await quotas.lock_usage(session, ctx.project_id, "containers")
         await _check_name(env, session, row.name, row.project_id)
         await networks.still_there(session, row, req.nets)
         await networks.add_exposed_group(session, row)

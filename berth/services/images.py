@@ -19,7 +19,7 @@ from berth import errors
 from berth.domain.containers import action_allowed
 from berth.domain.context import RequestContext
 from berth.images.refs import split_reference, valid_repository
-from berth.services import image_store
+from berth.services import address_check, image_store
 from berth.services.containers import get as get_container
 from berth.services.env import Env
 from berth.store import images as repo
@@ -76,6 +76,7 @@ async def pull(
 ) -> ImageRow:
     """Pull ``image`` onto the host now; the row tells how it went (never raises for the pull)."""
     env.enforce(ctx, "image:pull")
+    await address_check.check_image(env, ctx, image)
     host = await _host(env, host_ident)
     name, parsed = split_reference(image)
     row = ImageRow(

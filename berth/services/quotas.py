@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from typing import cast
 
 from sqlalchemy import delete as sa_delete
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.services.env import Env
 from berth.store import containers as container_repo
+from berth.store.db import UNWATCHED
 from berth.store.tables import QuotaClassRow, QuotaRow
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "defaults",
     "delete_project",
     "limits_of",
+    "lock_usage",
     "project_limits",
     "project_usage",
     "update_class",
@@ -67,6 +69,35 @@ async def limits_of(env: Env, session: AsyncSession, project_id: str) -> dict[st
     return limits
 
 
+async def lock_usage(session: AsyncSession, project_id: str, resource: str) -> None:
+    """Hold the project's ``resource`` usage still until ``session``'s transaction ends.
+
+    Every quota-checked create calls this in its write transaction before it
+    counts: without it two API processes each count N-1, each insert one, and
+    the project ends at N+1. Call it first in the transaction, before any row
+    lock, so every quota-checked write takes its locks in the same order. Taking
+    it again in the same transaction is harmless.
+
+    PostgreSQL: a transaction-scoped advisory lock on the (project, resource)
+    pair, released at commit or rollback, so other projects never wait.
+    SQLite has one writer at a time: a write that changes nothing takes the
+    database's write lock (the count that follows then reads the newest data,
+    and a second process's create waits until this one commits). Inside one
+    process ``Database.transaction`` already serialises the writers.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"berth.quota:{project_id}:{resource}"},
+        )
+    else:
+        await session.execute(
+            text("UPDATE quotas SET hard_limit = hard_limit WHERE 1 = 0"),
+            execution_options={UNWATCHED: True},
+        )
+
+
 async def check_container(
     env: Env,
     session: AsyncSession,
@@ -80,8 +111,10 @@ async def check_container(
     """Raise OverQuota if adding this much would exceed a project limit (-1 = unlimited).
 
     ``limits`` read beforehand (``limits_of``) keep the reads out of a
-    write transaction; the usage is always read here, in the caller's transaction.
+    write transaction; the usage is always read here, in the caller's
+    transaction, after ``lock_usage`` (so it must be a write transaction).
     """
+    await lock_usage(session, project_id, "containers")
     if limits is None:
         limits = await limits_of(env, session, project_id)
     usage = await container_repo.project_usage(session, project_id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from berth import errors
 from berth.domain.containers import Status, TaskState, action_allowed
 from berth.domain.context import RequestContext
-from berth.services import image_refs
+from berth.services import address_check, image_refs
 from berth.services.actions import emit, start_action
 from berth.services.containers import guard_node
 from berth.services.env import Env
@@ -32,6 +32,8 @@ async def rebuild(
 ) -> ContainerRow:
     """Ask for the container to be recreated from ``image`` (default: its current one)."""
     scope = Scope(ctx.project_id, all_projects=ctx.is_admin)
+    if image:  # before the transaction: it may wait for DNS
+        await address_check.check_image(env, ctx, image)
     async with env.db.transaction() as session:
         row = await repo.get(session, scope, ident, for_update=True)
         env.enforce(ctx, "container:rebuild", row.project_id)

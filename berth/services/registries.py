@@ -18,6 +18,7 @@ from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import RegistryAuth
 from berth.images.refs import with_registry
+from berth.services import address_check
 from berth.services.env import Env
 from berth.store import images as repo
 from berth.store.base import new_uuid, utcnow
@@ -60,6 +61,7 @@ async def create(env: Env, ctx: RequestContext, fields: RegistryFields) -> Regis
         raise errors.Forbidden("A project-scoped token is needed to create registries.")
     if not fields.domain:
         raise errors.Invalid("Invalid input for field 'domain': a registry domain is required.")
+    await address_check.check_registry(env, ctx, fields.domain)
     row = RegistryRow(
         uuid=new_uuid(),
         project_id=ctx.project_id,
@@ -115,6 +117,8 @@ async def get(env: Env, ctx: RequestContext, ident: str) -> RegistryRow:
 
 async def update(env: Env, ctx: RequestContext, ident: str, fields: RegistryFields) -> RegistryRow:
     """Change any of name, domain, username, password (the new password sealed)."""
+    if fields.domain is not None:  # before the transaction: it may wait for DNS
+        await address_check.check_registry(env, ctx, fields.domain)
     async with env.db.transaction() as session:
         row = await repo.get_registry(session, _lookup_scope(ctx), ident, for_update=True)
         env.enforce(ctx, "registry:update", row.project_id)

@@ -74,10 +74,12 @@ async def test_concurrent_creates_on_two_apis_never_overcommit(
     # 1.5 x 1000 MiB per host fits 5 containers of 256 MiB each: 10 in all.
     token2 = await issue_token(second, "admin", ADMIN_PASSWORD, "admin")
 
+    # cpu 0.5: 24 creates stay within the default cpu quota of 20 (at the default
+    # of 1 each, only a quota race let all 24 through).
+    body = {"image": "busybox", "memory": 256, "cpu": 0.5}
+
     async def create(c: httpx.AsyncClient, token: str) -> dict[str, object]:
-        r = await c.post(
-            "/container/v1/containers", json={"image": "busybox", "memory": 256}, headers=h(token)
-        )
+        r = await c.post("/container/v1/containers", json=body, headers=h(token))
         assert r.status_code == 202, r.text
         return dict(r.json())
 

@@ -4,6 +4,7 @@ store (upload, tenancy, commit), and the sandboxed runtime, through a live all-i
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -126,6 +127,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Wor
             "BERTH_IMAGE_STORE": store.address,
             "BERTH_IMAGE_STORE_USERNAME": store.username,
             "BERTH_IMAGE_STORE_PASSWORD": store.password,
+            # The test registry is on loopback: projects may use it only when allowed.
+            "BERTH_IMAGE_REGISTRY_ALLOWLIST": json.dumps([registry]),
         }
         try:
             with live_server(env) as url:
