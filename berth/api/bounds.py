@@ -16,6 +16,7 @@ from berth import errors
 __all__ = [
     "INT32_MAX",
     "MAX_EPOCH_SECONDS",
+    "check_int_field",
     "check_no_control",
     "check_no_nul",
     "first_nul",
@@ -58,6 +59,23 @@ def check_no_nul(data: Any) -> None:
         raise errors.Invalid(
             f"Invalid input for field '{shown}': "
             "NUL characters (\\u0000) are not allowed; remove them."
+        )
+
+
+def check_int_field(body: Any, name: str, low: int, high: int) -> None:
+    """Raise Invalid when ``body[name]`` is an integer (or digit string) outside [low, high].
+
+    Other types are left to the field's own coercion, which names them.
+    """
+    if not isinstance(body, dict) or isinstance(body.get(name), bool):
+        return
+    text = str(body.get(name)).strip()
+    if not re.fullmatch(r"-?[0-9]+", text):
+        return
+    if len(text) > 30 or not low <= int(text) <= high:
+        raise errors.Invalid(
+            f"Invalid input for field/attribute {name}. Value: {text[:40]}. "
+            f"It must be an integer from {low} to {high}."
         )
 
 

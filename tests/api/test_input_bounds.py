@@ -125,3 +125,61 @@ async def test_logs_since_must_be_a_timestamp(
 async def test_query_integers_have_a_maximum(client: httpx.AsyncClient, admin_token: str) -> None:
     r = await client.get(f"/container/v1/containers?limit={HUGE}", headers=h(admin_token))
     assert "at most 2147483647" in _detail(r)
+
+
+def _magnum_detail(r: httpx.Response) -> str:
+    assert r.status_code == 400, r.text
+    err = r.json()["errors"][0]
+    assert err["code"] == "client"
+    return str(err["detail"])
+
+
+async def test_cluster_create_timeout_is_bounded(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    mag = {"X-Auth-Token": admin_token}
+    r = await client.post(
+        "/container-infra/v1/clustertemplates",
+        json={"name": "tpl", "coe": "swarm-mode", "image_id": "node"},
+        headers=mag,
+    )
+    assert r.status_code == 201, r.text
+    body = {"cluster_template_id": "tpl", "name": "c1", "node_count": 1}
+    for value in (HUGE, str(HUGE), -1):
+        r = await client.post(
+            "/container-infra/v1/clusters", json={**body, "create_timeout": value}, headers=mag
+        )
+        detail = _magnum_detail(r)
+        assert "create_timeout" in detail and "10080" in detail
+    r = await client.post(
+        "/container-infra/v1/clusters", json={**body, "create_timeout": 0}, headers=mag
+    )
+    assert r.status_code == 202, r.text  # 0 still means "no deadline"
+
+
+async def test_magnum_quota_past_the_column_is_a_400(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    r = await client.post(
+        "/container-infra/v1/quotas",
+        json={"project_id": "p1", "resource": "Cluster", "hard_limit": 10**30},
+        headers={"X-Auth-Token": admin_token},
+    )
+    assert "hard_limit" in _magnum_detail(r)
+
+
+async def test_nul_is_refused_by_magnum_and_identity(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    r = await client.post(
+        "/container-infra/v1/clustertemplates",
+        json={"name": "t\x00", "coe": "swarm-mode", "image_id": "node"},
+        headers={"X-Auth-Token": admin_token},
+    )
+    assert "'name'" in _magnum_detail(r)
+    r = await client.post(
+        "/identity/v3/projects",
+        json={"project": {"name": "p\x00", "domain_id": "default"}},
+        headers={"X-Auth-Token": admin_token},
+    )
+    assert r.status_code == 400 and "project.name" in r.json()["error"]["message"]
