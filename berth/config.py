@@ -85,6 +85,32 @@ class Settings(BaseSettings):
         default=None, description="base URL put in the catalog; default http://bind_host:port"
     )
     region: str = "RegionOne"
+    max_request_body_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description=(
+            "largest request body of the APIs (413 above); image uploads, put_archive and "
+            "agent reports have their own limits"
+        ),
+    )
+    max_json_depth: int = Field(
+        default=32,
+        gt=0,
+        description=(
+            "deepest nesting of a JSON request body (400 deeper); the stock clients' deepest "
+            "bodies (capsule templates, Keystone auth) nest under 10"
+        ),
+    )
+    max_agent_report_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        gt=0,
+        description="largest body an agent may send on /internal (a busy host's observations)",
+    )
+    image_upload_max_bytes: int = Field(
+        default=16 * 1024**3,
+        gt=0,
+        description="largest 'docker save' archive POST /v1/images/upload accepts",
+    )
     policy_file: Path | None = None
 
     # -- identity

@@ -163,10 +163,28 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    app: FastAPI, request: pytest.FixtureRequest
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The shared API client; the test fails if any answer was a 5xx.
+
+    Bad input must get a 4xx; a test that provokes a genuine server-side failure
+    (an unreachable host's 503) says so with ``@pytest.mark.allows_5xx("why")``.
+    """
+    served: list[str] = []
+
+    async def record(response: httpx.Response) -> None:
+        if response.status_code >= 500:
+            served.append(f"{response.request.method} {response.request.url.path}: "
+                          f"{response.status_code}")
+
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", event_hooks={"response": [record]}
+    ) as c:
         yield c
+    if request.node.get_closest_marker("allows_5xx") is None:
+        assert not served, f"the API answered 5xx (mark allows_5xx if meant): {served}"
 
 
 async def issue_token(client: httpx.AsyncClient, user: str, password: str, project: str) -> str:

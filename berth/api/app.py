@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -15,7 +16,7 @@ from berth.api.identity import router as identity_router
 from berth.api.internal import router as internal_router
 from berth.api.magnum import router as magnum_router
 from berth.api.magnum.microversions import MagnumPathMiddleware
-from berth.api.middleware import RequestIdMiddleware
+from berth.api.middleware import BodyLimitMiddleware, BodyLimits, RequestIdMiddleware
 from berth.api.state import AppState
 from berth.api.zun import router as zun_router
 from berth.api.zun.microversions import ZunPathMiddleware
@@ -89,6 +90,8 @@ def create_app(
     app.state.berth = state
     app.state.cluster_drivers = load_drivers()
     install_error_handlers(app)
+    # Innermost of the three: it sees the canonical paths the path middlewares make.
+    app.add_middleware(BodyLimitMiddleware, limits=_body_limits(settings))
     app.add_middleware(ZunPathMiddleware)
     app.add_middleware(MagnumPathMiddleware)
     app.add_middleware(RequestIdMiddleware)
@@ -98,6 +101,28 @@ def create_app(
     app.include_router(internal_router.router, prefix="/internal")
     app.include_router(build_dashboard_router())
     return app
+
+
+def _body_limits(settings: Settings) -> BodyLimits:
+    """Every request body is bounded; these routes legitimately send more than the default."""
+    archive = settings.archive_max_bytes * 4 // 3 + 65536  # base64 in JSON, as the route checks
+    return BodyLimits(
+        max_bytes=settings.max_request_body_bytes,
+        max_depth=settings.max_json_depth,
+        routes=(
+            # A ``docker save`` tar, not JSON: streamed to a file, counted, never scanned.
+            (
+                "POST",
+                re.compile(r"/container/v1/images/upload"),
+                settings.image_upload_max_bytes,
+                False,
+            ),
+            # A tar in a JSON string: as big as archive_max_bytes allows.
+            ("POST", re.compile(r"/container/v1/containers/[^/]+/put_archive"), archive, True),
+            # Agents (service credential only) report every container of a host at once.
+            ("POST", re.compile(r"/internal/.*"), settings.max_agent_report_bytes, True),
+        ),
+    )
 
 
 @asynccontextmanager

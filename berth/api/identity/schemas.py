@@ -13,6 +13,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, ValidationError
 
 from berth import errors
+from berth.api.bounds import check_no_nul
 from berth.identity.models import (
     AuthRequest,
     PasswordCredentials,
@@ -56,6 +57,7 @@ async def read_body(request: Request) -> dict[str, Any]:
         raise errors.Invalid("The request body is not valid JSON.") from exc
     if not isinstance(data, dict):
         raise errors.Invalid("The request body must be a JSON object.")
+    check_no_nul(data)  # names, passwords, descriptions: none takes a NUL
     return data
 
 

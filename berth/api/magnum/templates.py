@@ -9,11 +9,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from berth import errors
+from berth.api.bounds import INT32_MAX, check_int_field, check_no_nul
 from berth.api.deps import Caller, State
 from berth.api.magnum.views import TEMPLATE_SORT_KEYS, app_url, page, template_view
 from berth.services import cluster_templates as svc
 
-__all__ = ["read_json", "router"]
+__all__ = ["MAX_CREATE_TIMEOUT", "read_json", "router"]
+
+# Minutes a cluster create may take before it fails (0: no deadline, as Heat): a week.
+MAX_CREATE_TIMEOUT = 7 * 24 * 60
+# Integer attributes of cluster and template bodies and their bounds (node counts are
+# the cluster services' own checks).
+INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "create_timeout": (0, MAX_CREATE_TIMEOUT),
+    "docker_volume_size": (0, INT32_MAX),
+    "hard_limit": (0, INT32_MAX),
+}
 
 router = APIRouter()
 
@@ -24,9 +35,13 @@ async def read_json(request: Request) -> Any:
     if not raw.strip():
         raise errors.Invalid("The request body is empty: send a JSON document.")
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except ValueError as exc:
         raise errors.Invalid(f"Malformed JSON in request body: {exc}.") from None
+    check_no_nul(data)  # names, labels, images: none takes a NUL
+    for name, (low, high) in INT_BOUNDS.items():
+        check_int_field(data, name, low, high)
+    return data
 
 
 async def _list(request: Request, state: State, ctx: Caller, rule: str) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from berth import errors
+from berth.api.bounds import INT32_MAX
 from berth.api.deps import Caller, State
 from berth.api.zun.containers import base_url
 from berth.api.zun.microversions import APIVersion
@@ -143,10 +145,15 @@ def _limits(p: dict[str, Any]) -> dict[str, int]:
         if key not in quotas.RESOURCES:
             raise errors.Invalid(f"Additional properties are not allowed ('{key}' was unexpected).")
         text = str(value)
-        if isinstance(value, bool) or not text.lstrip("-").isdigit() or int(text) < -1:
+        if (
+            isinstance(value, bool)
+            # ASCII digits, at most 12 of them: int() of the rest is an error or slow
+            or not re.fullmatch(r"-?[0-9]{1,12}", text)
+            or not -1 <= int(text) <= INT32_MAX
+        ):
             raise errors.Invalid(
                 f"Invalid input for field '{key}': {value!r} must be an "
-                "integer of at least -1 (-1 means unlimited)."
+                f"integer from -1 (unlimited) to {INT32_MAX}."
             )
         values[key] = int(text)
     return values

@@ -20,11 +20,14 @@ from berth.api.zun.params import (
 )
 from berth.api.zun.schemas import (
     FIELD_MIN_VERSION,
+    MAX_SECONDS,
     ContainerCreate,
     ContainerPatch,
     check_limits,
     command_list,
     int_in,
+    logs_since,
+    logs_tail,
     number_in,
     parse_model,
 )
@@ -237,14 +240,16 @@ async def start(ident: str, caller: Caller, state: State) -> JSONResponse:
 @router.post("/v1/containers/{ident}/stop")
 async def stop(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     p = await action_params(request)
-    await ops.stop(state.env, caller, ident, parse_int(p.get("timeout"), "timeout", minimum=0))
+    timeout = parse_int(p.get("timeout"), "timeout", minimum=0, maximum=MAX_SECONDS)
+    await ops.stop(state.env, caller, ident, timeout)
     return _accepted()
 
 
 @router.post("/v1/containers/{ident}/reboot")
 async def reboot(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     p = await action_params(request)
-    await ops.reboot(state.env, caller, ident, parse_int(p.get("timeout"), "timeout", minimum=0))
+    timeout = parse_int(p.get("timeout"), "timeout", minimum=0, maximum=MAX_SECONDS)
+    await ops.reboot(state.env, caller, ident, timeout)
     return _accepted()
 
 
@@ -294,10 +299,9 @@ async def logs(ident: str, request: Request, caller: Caller, state: State) -> Re
     stderr = parse_bool(q.get("stderr"), "stderr", extended=True, default=True)
     if not stdout and not stderr:
         stdout = stderr = True
-    tail = q.get("tail", "all")
-    if not tail.isdigit():
-        tail = "all"
-    since = q.get("since")
+    tail = logs_tail(q.get("tail"))
+    # Checked here: a bad value used to reach the engine and come back as a 503.
+    since = q.get("since") if logs_since(q.get("since")) is not None else None
     if parse_bool(q.get("follow"), "follow", extended=True):  # a Berth extension
         params = {"stdout": stdout, "stderr": stderr, "tail": tail}
         params["timestamps"] = parse_bool(q.get("timestamps"), "timestamps", extended=True)

@@ -28,8 +28,9 @@ _EXEC_ID = re.compile(r"^[0-9a-f]{1,80}$")
 
 
 def _size(params: dict[str, Any]) -> tuple[int, int]:
-    width = parse_int(params.get("w"), "w", minimum=1)
-    height = parse_int(params.get("h"), "h", minimum=1)
+    # A terminal's size is 16-bit in the engine's API.
+    width = parse_int(params.get("w"), "w", minimum=1, maximum=65535)
+    height = parse_int(params.get("h"), "h", minimum=1, maximum=65535)
     if width is None or height is None:
         raise errors.Invalid("Invalid input: both w (columns) and h (rows) are required.")
     return width, height

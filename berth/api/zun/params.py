@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from berth import errors
+from berth.api.bounds import INT32_MAX
 from berth.api.zun.microversions import PREFIX
 
 __all__ = [
@@ -53,8 +54,10 @@ def parse_bool(value: Any, name: str, *, extended: bool = False, default: bool =
     )
 
 
-def parse_int(value: Any, name: str, *, minimum: int | None = None) -> int | None:
-    """An integer from JSON or a digit string; ``None``/``"None"`` mean absent."""
+def parse_int(
+    value: Any, name: str, *, minimum: int | None = None, maximum: int = INT32_MAX
+) -> int | None:
+    """An integer from JSON or a digit string, at most ``maximum``; ``None``/``"None"`` absent."""
     if value is None or value == "None":
         return None
     if isinstance(value, bool):
@@ -69,6 +72,11 @@ def parse_int(value: Any, name: str, *, minimum: int | None = None) -> int | Non
         raise errors.Invalid(
             f"Invalid input for field/attribute {name}. Value: {value}. "
             f"It must be at least {minimum}."
+        )
+    if number > maximum:
+        raise errors.Invalid(
+            f"Invalid input for field/attribute {name}. Value: {value}. "
+            f"It must be at most {maximum}."
         )
     return number
 

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from berth import errors
+from berth.api.bounds import INT32_MAX, MAX_EPOCH_SECONDS, check_no_nul
 from berth.api.zun.microversions import APIVersion
 from berth.config import Settings
 
 __all__ = [
     "FIELD_MIN_VERSION",
+    "MAX_SECONDS",
     "ContainerCreate",
     "ContainerPatch",
     "check_limits",
     "command_list",
     "int_in",
+    "logs_since",
+    "logs_tail",
     "number_in",
     "parse_model",
 ]
@@ -28,6 +32,29 @@ M = TypeVar("M", bound=BaseModel)
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9-._]*$")
 IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Seconds a healthcheck interval, timeout or a stop timeout may last: a day.
+MAX_SECONDS = 86_400
+
+
+def _plain(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("control characters (NUL, newlines, tabs, ...) are not allowed")
+    return value
+
+
+def _text(value: str) -> str:
+    if _CONTROL_BUT_LINES.search(value):
+        raise ValueError("NUL and control characters other than tab and newline are not allowed")
+    return value
+
+
+# A name, path or reference: one line, no control characters at all.
+Plain = Annotated[str, AfterValidator(_plain)]
+# A value a program reads (an argument, an environment value): tabs and newlines are
+# legitimate there (a script passed to ``sh -c``), NUL and the rest of C0 are not.
+Text = Annotated[str, AfterValidator(_text)]
 
 # The microversion each create field appeared in (absent = 1.1).
 FIELD_MIN_VERSION: dict[str, APIVersion] = {
@@ -47,7 +74,7 @@ FIELD_MIN_VERSION: dict[str, APIVersion] = {
 
 
 def _name(value: str | None) -> str | None:
-    if value is not None and (not 2 <= len(value) <= 255 or not NAME_RE.match(value)):
+    if value is not None and (not 2 <= len(value) <= 255 or not NAME_RE.fullmatch(value)):
         raise ValueError(
             "must be 2-255 characters of letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
@@ -63,19 +90,20 @@ class RestartPolicy(BaseModel):
     @field_validator("MaximumRetryCount")
     @classmethod
     def _count(cls, v: int | str) -> int | str:
-        if isinstance(v, str) and not v.isdigit():
-            raise ValueError("must be a non-negative integer")
-        if isinstance(v, int) and v < 0:
-            raise ValueError("must be a non-negative integer")
+        bad = f"must be an integer from 0 to {INT32_MAX}"
+        if isinstance(v, str) and not (v.isascii() and v.isdigit()):
+            raise ValueError(bad)
+        if not 0 <= int(v) <= INT32_MAX:
+            raise ValueError(bad)
         return v
 
 
 class Healthcheck(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cmd: str | None = None
-    interval: int | None = Field(default=None, ge=0)
-    retries: int | None = Field(default=None, ge=0)
-    timeout: int | None = Field(default=None, ge=0)
+    cmd: Text | None = None
+    interval: int | None = Field(default=None, ge=0, le=MAX_SECONDS)
+    retries: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    timeout: int | None = Field(default=None, ge=0, le=MAX_SECONDS)
 
 
 class ContainerCreate(BaseModel):
@@ -83,27 +111,27 @@ class ContainerCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(min_length=2, max_length=255)
+    image: Plain = Field(min_length=2, max_length=255)
     name: str | None = None
-    command: list[str] | str | None = None
-    entrypoint: list[str] | None = None
+    command: list[Text] | Text | None = None
+    entrypoint: list[Text] | None = None
     cpu: float | str | None = None
     cpu_policy: Literal["dedicated", "shared"] | None = None
     memory: int | str | None = None
     disk: int | str | None = None
-    workdir: str | None = None
-    labels: dict[str, str] | None = None
-    environment: dict[str, str] | None = None
+    workdir: Plain | None = Field(default=None, max_length=4096)
+    labels: dict[Plain, Text] | None = None
+    environment: dict[Plain, Text] | None = None
     restart_policy: RestartPolicy | None = None
     interactive: bool | None = None
     tty: bool | None = None
-    image_driver: str | None = None
-    image_pull_policy: str | None = None
-    security_groups: list[str] | None = None
+    image_driver: Plain | None = None
+    image_pull_policy: Plain | None = None
+    security_groups: list[Plain] | None = None
     hints: dict[str, Any] | None = None
     nets: list[dict[str, Any]] | None = None
     mounts: list[dict[str, Any]] | None = None
-    runtime: str | None = None
+    runtime: Plain | None = None
     hostname: str | None = Field(default=None, min_length=1, max_length=63)
     auto_remove: bool | None = None
     auto_heal: bool | None = None
@@ -111,7 +139,7 @@ class ContainerCreate(BaseModel):
     privileged: bool | None = None
     healthcheck: Healthcheck | None = None
     exposed_ports: dict[str, Any] | None = None
-    registry: str | None = None
+    registry: Plain | None = None
     host: str | None = Field(default=None, min_length=1, max_length=255)
 
     _n = field_validator("name")(lambda cls, v: _name(v))  # type: ignore[misc]
@@ -126,7 +154,7 @@ class ContainerCreate(BaseModel):
     @field_validator("hostname", "host")
     @classmethod
     def _hostname(cls, v: str | None) -> str | None:
-        if v is not None and not HOSTNAME_RE.match(v):
+        if v is not None and not HOSTNAME_RE.fullmatch(v):
             raise ValueError("may only hold letters, digits, '-', '.' and '_'")
         return v
 
@@ -155,6 +183,7 @@ class ContainerPatch(BaseModel):
 
 def parse_model(model: type[M], data: dict[str, Any]) -> M:
     """Validate ``data`` into ``model``; a clear 400 naming the bad field otherwise."""
+    check_no_nul(data)  # anywhere, also inside the free-form hints, nets and mounts
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -189,9 +218,10 @@ def int_in(value: int | str | None, name: str, low: int, high: int) -> int | Non
     if value is None:
         return None
     text = str(value).strip()
-    if not re.fullmatch(r"-?\d+", text):
+    if not re.fullmatch(r"-?[0-9]+", text):  # ASCII: int() takes other digits too
         raise errors.Invalid(f"Invalid input for field '{name}': {value!r} is not an integer.")
-    number = int(text)
+    # Past 30 digits it is out of any range, and int() of thousands of digits fails.
+    number = int(text) if len(text) <= 30 else high + 1
     if not low <= number <= high:
         raise errors.Invalid(
             f"Invalid input for field '{name}': {value} is out of range [{low}, {high}]."
@@ -221,3 +251,31 @@ def check_limits(
     memory = int_in(body.memory, "memory", settings.minimum_memory, settings.maximum_memory)
     disk = int_in(body.disk, "disk", settings.minimum_disk, settings.maximum_disk)
     return cpu, memory, disk
+
+
+def logs_since(value: str | None) -> float | None:
+    """``since`` of the logs: seconds since the epoch, up to the year 9999; else a 400."""
+    if value in (None, "None", ""):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= MAX_EPOCH_SECONDS:  # also refuses nan and inf
+        raise errors.Invalid(
+            f"Invalid input for field 'since': {value!r} must be a UNIX timestamp in seconds "
+            f"from 0 to {MAX_EPOCH_SECONDS}."
+        )
+    return number
+
+
+def logs_tail(value: str | None) -> str:
+    """``tail`` of the logs: ``all`` or a line count up to INT32_MAX (Zun: anything else is all)."""
+    if value is None or not (value.isascii() and value.isdigit()):
+        return "all"
+    if int(value) > INT32_MAX:
+        raise errors.Invalid(
+            f"Invalid input for field 'tail': {value} lines is more than {INT32_MAX}; "
+            "use 'all' for every line."
+        )
+    return value

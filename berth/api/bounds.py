@@ -1,0 +1,89 @@
+"""Bounds every API shares: the largest integer a field takes, and no NUL in any string.
+
+A tenant's number or string ends in a database column, an engine call or a
+log line: a NUL truncates or breaks each of them, an integer past 32 bits
+overflows the columns (and Docker's own fields). So request bodies of all
+three APIs are checked here once, and each field adds its own, tighter bound.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from berth import errors
+
+__all__ = [
+    "INT32_MAX",
+    "MAX_EPOCH_SECONDS",
+    "check_int_field",
+    "check_no_control",
+    "check_no_nul",
+    "first_nul",
+]
+
+# The largest value an INTEGER column (and most engine fields) holds.
+INT32_MAX = 2**31 - 1
+# 9999-12-31T23:59:59Z: the last second a timestamp field may name.
+MAX_EPOCH_SECONDS = 253_402_300_799
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def first_nul(data: Any) -> str | None:
+    """The dotted path of the first key or string value holding a NUL, else None.
+
+    Iterative (the body's depth is bounded, but recursion is not needed).
+    """
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return path or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                sub = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and "\x00" in key:
+                    return sub
+                stack.append((sub, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
+def check_no_nul(data: Any) -> None:
+    """Raise Invalid naming the first field whose key or value holds a NUL character."""
+    path = first_nul(data)
+    if path is not None:
+        shown = path.replace("\x00", "\\u0000")  # a NUL in a key must not reach the message
+        raise errors.Invalid(
+            f"Invalid input for field '{shown}': "
+            "NUL characters (\\u0000) are not allowed; remove them."
+        )
+
+
+def check_int_field(body: Any, name: str, low: int, high: int) -> None:
+    """Raise Invalid when ``body[name]`` is an integer (or digit string) outside [low, high].
+
+    Other types are left to the field's own coercion, which names them.
+    """
+    if not isinstance(body, dict) or isinstance(body.get(name), bool):
+        return
+    text = str(body.get(name)).strip()
+    if not re.fullmatch(r"-?[0-9]+", text):
+        return
+    if len(text) > 30 or not low <= int(text) <= high:
+        raise errors.Invalid(
+            f"Invalid input for field/attribute {name}. Value: {text[:40]}. "
+            f"It must be an integer from {low} to {high}."
+        )
+
+
+def check_no_control(value: str | None, name: str) -> str | None:
+    """``value`` unchanged, or Invalid when it holds a control character (NUL, newline, ...)."""
+    if value is not None and _CONTROL.search(value):
+        raise errors.Invalid(
+            f"Invalid input for field '{name}': control characters (NUL, newlines, tabs, ...) "
+            "are not allowed."
+        )
+    return value
