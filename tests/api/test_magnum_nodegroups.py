@@ -49,7 +49,15 @@ FLAVORS = {
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"cluster_flavors": FLAVORS, "max_clusters_per_project": 3})
+    # Nodes cost quota: a gpu.huge group of three needs more than the default 20 CPUs.
+    return settings.model_copy(
+        update={
+            "cluster_flavors": FLAVORS,
+            "max_clusters_per_project": 3,
+            "quota_cpu": 64,
+            "quota_memory": 256 * 1024,
+        }
+    )
 
 
 def h(token: str, version: str | None = None) -> dict[str, str]:
