@@ -6,6 +6,7 @@ the lifecycle worker (``cluster_lifecycle``) runs the driver and records the end
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -460,7 +461,7 @@ async def rotate_ca(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
         raise errors.Invalid(
             f"Rotating the CA of cluster {row.uuid} is not supported: TLS is disabled."
         )
-    ca = pki.new_ca(row.name)
+    ca = await asyncio.to_thread(pki.new_ca, row.name)  # key generation: off the event loop
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, row.id, with_for_update=True)
         if fresh is None:
