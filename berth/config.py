@@ -242,6 +242,19 @@ class Settings(BaseSettings):
         description="flavor name -> {cpu, memory_mb} of one cluster node container",
     )
     max_clusters_per_project: int = Field(default=20, ge=0)
+    max_nodes_per_cluster: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="most nodes (masters included) one cluster may have; checked at the API "
+        "and again by the worker before it plans",
+    )
+    cluster_job_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="times the worker starts one cluster operation (a crash or restart "
+        "counts) before it marks the cluster FAILED instead of retrying",
+    )
     cluster_health_interval: float = Field(
         default=30.0, gt=0, description="seconds between two health polls of every cluster"
     )

@@ -33,6 +33,8 @@ __all__ = [
 
 IN_PROGRESS: Final = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS")
 _NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]*$")
+_INT_MAX: Final = 2**31 - 1
+_NODE_COUNTS: Final = frozenset({"node_count", "master_count", "min_node_count", "max_node_count"})
 
 # Request attributes of POST /v1/clusters and their kinds.
 CREATE_FIELDS: Final[dict[str, str]] = {
@@ -97,19 +99,36 @@ def check_name(name: str) -> str:
     return name
 
 
+def _shown(value: Any) -> str:
+    """A value for an error message, cut short (str() of a huge int even raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**40:
+        return "(an integer of more than 40 digits)"
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _coerce(name: str, kind: str, value: Any) -> Any:
-    bad = errors.Invalid(f"Invalid input for field/attribute {name}. Value: {value}.")
+    bad = errors.Invalid(f"Invalid input for field/attribute {name}. Value: {_shown(value)}.")
     if kind == "str":
         if isinstance(value, bool) or not isinstance(value, (str, int)) or len(str(value)) > 255:
             raise bad
         return str(value)
     if kind == "int":
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise bad
         try:
-            return int(str(value))
+            number = int(value) if isinstance(value, int) else int(value[:12])
         except ValueError:
             raise bad from None
+        # Bounded like the integer columns they land in: past them a database refuses
+        # (5xx). Node counts get the operator's far lower cap instead, in the services.
+        big = abs(number) > _INT_MAX and name not in _NODE_COUNTS
+        if big or (isinstance(value, str) and len(value) > 12):
+            raise errors.Invalid(
+                f"Invalid input for field/attribute {name}. Value: {_shown(value)}: "
+                f"at most {_INT_MAX}."
+            )
+        return number
     if kind == "bool":
         if isinstance(value, bool):
             return value

@@ -6,6 +6,14 @@ worker that dies mid-operation leaves a cluster another pass picks up again
 retried operation does not get a fresh timeout. The end is written only if the
 cluster still is in the status the operation started from (a delete requested
 during a create wins).
+
+A job that kills its worker cannot catch anything, so every start is counted
+in the row (``attrs["job"]``) and committed *before* the job runs, and cleared
+at its end: a cluster whose operation was started ``cluster_job_attempts``
+times without ever ending is quarantined (``<OP>_FAILED`` with a reason)
+instead of crashing every worker that claims it. A cluster that wants more
+nodes than ``max_nodes_per_cluster`` (a row from an older version, a hand
+edit) fails before any plan is made.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from berth import errors
 from berth.clusters import pki
 from berth.clusters.driver import (
     ClusterSpec,
@@ -50,6 +59,7 @@ log = logging.getLogger(__name__)
 # Builds the node provisioner of one cluster (services implement it over containers).
 ProvisionerFactory = Callable[[ClusterRow], NodeProvisioner]
 _LEASE = dt.timedelta(minutes=2)
+_JOB = "job"  # attrs key: {"status": the operation's status, "attempts": starts so far}
 
 
 def ca_of(env: Env, row: ClusterRow) -> pki.CertificateAuthority:
@@ -92,13 +102,25 @@ async def _claim(env: Env, uuid: str) -> ClusterRow | None:
         if not result.rowcount:  # type: ignore[attr-defined]
             return None
         row = await session.scalar(select(ClusterRow).where(ClusterRow.uuid == uuid))
-        if row is not None and row.status == "CREATE_IN_PROGRESS" and not row.ca_cert:
-            ca = pki.new_ca(row.name)
+        if row is None:
+            return None
+        # Count this start durably (committed with the claim) before anything can crash.
+        job = row.attrs.get(_JOB)
+        attempts = job.get("attempts") if isinstance(job, dict) else None
+        if not isinstance(job, dict) or job.get("status") != row.status:
+            attempts = 0
+        attempts = attempts if isinstance(attempts, int) else 0
+        row.attrs = {**row.attrs, _JOB: {"status": row.status, "attempts": attempts + 1}}
+        if attempts >= env.settings.cluster_job_attempts:
+            return row  # run_one quarantines it: no key generation, no plan
+        # Key generation is CPU work: off the event loop.
+        if row.status == "CREATE_IN_PROGRESS" and not row.ca_cert:
+            ca = await asyncio.to_thread(pki.new_ca, row.name)
             row.ca_cert, row.ca_key_sealed = ca.cert_pem, env.secrets.seal(ca.key_pem)
             emit_step(session, row, "Cluster CA created.")
-        if row is not None and not row.control_ca_cert:
+        if not row.control_ca_cert:
             # Berth's own CA for reaching the nodes: never rotated, never shown.
-            control = pki.new_ca(f"berth control {row.uuid[:8]}")
+            control = await asyncio.to_thread(pki.new_ca, f"berth control {row.uuid[:8]}")
             row.control_ca_cert = control.cert_pem
             row.control_ca_key_sealed = env.secrets.seal(control.key_pem)
         return row
@@ -161,6 +183,11 @@ async def run_one(
     if row is None:
         return False
     started = row.status
+    op = started.split("_", 1)[0]
+    refused = _quarantine_reason(env, row) or await _over_cap_reason(env, row)
+    if refused:
+        await _finish(env, uuid, started, f"{op}_FAILED", refused, None)
+        return True
 
     async def report(reason: str) -> None:
         async with env.db.transaction() as session:
@@ -179,6 +206,47 @@ async def run_one(
             await renewing
     await _finish(env, uuid, started, result_status, reason, outcome)
     return True
+
+
+def _quarantine_reason(env: Env, row: ClusterRow) -> str | None:
+    """Why the operation must not start again: it was started too often without ending."""
+    job = row.attrs.get(_JOB) or {}
+    started = int(job.get("attempts", 0)) - 1  # the starts before this claim
+    if started < env.settings.cluster_job_attempts:
+        return None
+    op = row.status.split("_", 1)[0].lower()
+    return (
+        f"Cluster {op} stopped: it was started {started} times and never ended (the worker "
+        "crashed or was restarted each time), so it is not retried again. The worker's log "
+        f"has the cause under cluster {row.uuid}; "
+        + ("delete the cluster again to retry." if op == "delete" else
+           "fix it, then resize or update the cluster to retry, or delete it.")
+    )  # fmt: skip
+
+
+async def _over_cap_reason(env: Env, row: ClusterRow) -> str | None:
+    """Why a create/update must not be planned: more nodes than the operator allows."""
+    if row.status == "DELETE_IN_PROGRESS":
+        return None  # a delete removes what exists, whatever was asked
+    async with env.db.read() as session:
+        found = await cluster_groups.groups_of(session, row.uuid)
+    if found:
+        wanted = sum(g.node_count for g in found if not g.status.startswith("DELETE_"))
+    else:  # a row from before node groups: its counts
+        wanted = sum(_count(row.attrs.get(k)) for k in ("master_count", "node_count"))
+    cap = env.settings.max_nodes_per_cluster
+    if wanted <= cap:
+        return None
+    return (
+        f"Cluster wants {wanted} nodes, more than the {cap} nodes per cluster this cloud "
+        "allows (max_nodes_per_cluster): nothing was created. Delete the cluster, or resize "
+        f"it to at most {cap} nodes in all."
+    )
+
+
+def _count(value: object) -> int:
+    """A node count from a row's attrs; junk counts as 0 (and a huge one stays huge)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 async def _renew_lease(env: Env, uuid: str, started: str) -> None:
@@ -205,9 +273,11 @@ async def _operate(
     timeout = None if row.deadline is None else max(0.0, (row.deadline - utcnow()).total_seconds())
     if driver is None:
         return f"{op}_FAILED", f"Driver {row.driver} is not installed.", None
-    res = await run_operation(
-        op, driver, await _spec(env, row), provisioners(row), report, timeout_s=timeout
-    )
+    try:
+        cluster = await _spec(env, row)
+    except errors.BerthError as exc:  # e.g. a flavor the operator has removed since
+        return f"{op}_FAILED", f"Cluster {op.lower()} failed: {exc.message}", None
+    res = await run_operation(op, driver, cluster, provisioners(row), report, timeout_s=timeout)
     return res.status, res.reason, res.outcome
 
 
@@ -262,8 +332,9 @@ async def _finish(
         row = await session.scalar(select(ClusterRow).where(ClusterRow.uuid == uuid))
         if row is None or row.status != started:
             return  # another request (a delete) superseded this operation
-        row.status, row.status_reason = status, reason
-        row.attrs = {**row.attrs, **_outcome_attrs(outcome)}
+        row.status, row.status_reason = status, reason[:1024]
+        attrs = {k: v for k, v in row.attrs.items() if k != _JOB}  # the job ended
+        row.attrs = {**attrs, **_outcome_attrs(outcome)}
         row.lease_until, row.updated_at = None, utcnow()
         emit_step(session, row, reason)
         emit_notification(

@@ -15,6 +15,7 @@ from berth import errors
 from berth.domain import clusters as spec
 from berth.domain.context import RequestContext
 from berth.domain.jsonpatch import apply_patch
+from berth.services import cluster_costs as costs
 from berth.services import cluster_groups as groups
 from berth.services import cluster_templates, clusters
 from berth.services.env import Env
@@ -74,6 +75,7 @@ async def create(env: Env, ctx: RequestContext, ident: str, body: Any) -> Cluste
     name = values["name"]
     node_count = values.get("node_count", 1)
     low, high = values.get("min_node_count", 0), values.get("max_node_count")
+    costs.check_group_bounds(env, name, low, high)
     spec.check_node_counts(name, node_count, low, high)
     role = values.get("role", "worker")
     if role == "master":
@@ -120,6 +122,8 @@ async def create(env: Env, ctx: RequestContext, ident: str, body: Any) -> Cluste
             status="CREATE_IN_PROGRESS",
             created_at=utcnow(),
         )
+        costs.check_cap(env, fresh.name, costs.plan_size([*found, row]))
+        await costs.charge(env, session, fresh, [*found, row])
         session.add(row)
         found.append(row)
         groups.recount(fresh, found)
@@ -192,6 +196,7 @@ async def update(env: Env, ctx: RequestContext, ident: str, ng: str, patch: Any)
         if after[key] is not None and after[key] < 0:
             raise errors.Invalid(f"Invalid input for field/attribute {key}. Value: {value}.")
     node_labels = {str(k): str(v) for k, v in after["node_labels"].items()}
+    costs.check_group_bounds(env, group.name, after["min_node_count"], after["max_node_count"])
     spec.check_node_counts(
         group.name, group.node_count, after["min_node_count"], after["max_node_count"]
     )
@@ -209,7 +214,8 @@ async def update(env: Env, ctx: RequestContext, ident: str, ng: str, patch: Any)
         # New node labels reach the nodes through a cluster update: started here
         # when the cluster is idle, else the next update applies them.
         if relabel and owner is not None and owner.status in groups.SETTLED:
-            await groups.settle(session, owner)
+            # The update also creates the nodes a failed one left missing: they cost.
+            await costs.charge(env, session, owner, await groups.settle(session, owner))
             fresh.status = "UPDATE_IN_PROGRESS"
             found.cluster = owner
             groups.begin_update(

@@ -6,6 +6,7 @@ the lifecycle worker (``cluster_lifecycle``) runs the driver and records the end
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from berth.clusters.registry import DriverRegistry
 from berth.domain import clusters as spec
 from berth.domain.context import RequestContext
 from berth.domain.jsonpatch import apply_patch
+from berth.services import cluster_costs as costs
 from berth.services import cluster_groups as groups
 from berth.services import cluster_templates as templates
 from berth.services.cluster_events import emit_notification, emit_step
@@ -75,12 +77,13 @@ async def create(
     driver = drivers.select(
         server_type=ct["server_type"], os=ct["cluster_distro"], coe=ct["coe"], name=ct["driver"]
     )
-    attrs = _initial_attrs(env, ct, values, zero_ok=zero_ok)
+    name = spec.check_name(values.get("name") or generate_name("cluster"))
+    attrs = _initial_attrs(env, ct, values, name, zero_ok=zero_ok)
     row = ClusterRow(
         uuid=new_uuid(),
         project_id=ctx.project_id,
         user_id=ctx.user_id,
-        name=spec.check_name(values.get("name") or generate_name("cluster")),
+        name=name,
         cluster_template_id=template.uuid,
         driver=driver.info.name,
         status="CREATE_IN_PROGRESS",
@@ -105,16 +108,18 @@ async def create(
                 f"You have reached the maximum clusters per project, {limit}. "
                 "You may delete a cluster to make room for a new one."
             )
+        new_groups = groups.default_groups(row)
+        await costs.charge(env, session, row, new_groups)
         session.add(row)
         await session.flush()  # the groups reference the cluster's uuid
-        session.add_all(groups.default_groups(row))
+        session.add_all(new_groups)
         emit_step(session, row, row.status_reason or "")
         emit_notification(session, row, row.status, "pending", ctx.user_id)
     return row
 
 
 def _initial_attrs(
-    env: Env, ct: dict[str, Any], values: dict[str, Any], *, zero_ok: bool
+    env: Env, ct: dict[str, Any], values: dict[str, Any], name: str, *, zero_ok: bool
 ) -> dict[str, Any]:
     master_count = values.get("master_count", 1)
     node_count = values.get("node_count", 1)
@@ -132,14 +137,13 @@ def _initial_attrs(
     if values.get("merge_labels"):
         labels = {**ct["labels"], **(values.get("labels") or {})}
     bounds = [labels.get(k) for k in ("min_node_count", "max_node_count")]
-    if any(b is not None and not str(b).isdigit() for b in bounds):
+    # (at most 9 digits: int() of a huge digit string is slow, then refuses)
+    if any(b is not None and not (str(b).isdigit() and len(str(b)) <= 9) for b in bounds):
         raise errors.Invalid("The labels min_node_count and max_node_count must be integers >= 0.")
-    spec.check_node_counts(
-        "default-worker",
-        node_count,
-        int(bounds[0] or 0),
-        None if bounds[1] is None else int(bounds[1]),
-    )
+    low, high = int(bounds[0] or 0), None if bounds[1] is None else int(bounds[1])
+    costs.check_cap(env, name, master_count + node_count)
+    costs.check_group_bounds(env, "default-worker", low, high)
+    spec.check_node_counts("default-worker", node_count, low, high)
     flavor_id = values.get("flavor_id", ct["flavor_id"])
     master_flavor_id = values.get("master_flavor_id", ct["master_flavor_id"])
     groups.resolve_flavor(env, flavor_id)
@@ -290,6 +294,8 @@ async def resize(
         spec.check_resize_bounds(group.name, node_count, group.min_node_count, group.max_node_count)
         removing = await _nodes_to_remove(session, fresh, group.name, nodes_to_remove)
         group.node_count = node_count
+        costs.check_cap(env, fresh.name, costs.plan_size(found))
+        await costs.charge(env, session, fresh, found)
         group.status, group.updated_at = "UPDATE_IN_PROGRESS", utcnow()
         groups.recount(fresh, found)
         where = "" if group.name == "default-worker" else f" in node group {group.name}"
@@ -455,7 +461,7 @@ async def rotate_ca(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
         raise errors.Invalid(
             f"Rotating the CA of cluster {row.uuid} is not supported: TLS is disabled."
         )
-    ca = pki.new_ca(row.name)
+    ca = await asyncio.to_thread(pki.new_ca, row.name)  # key generation: off the event loop
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, row.id, with_for_update=True)
         if fresh is None:

@@ -51,8 +51,15 @@ FLAVORS = {
 def settings(settings: Settings) -> Settings:
     # Members run their own clusters here, as an operator's policy file allows (by
     # default creating nodes is admin-only, see tests/api/test_magnum_policy.py).
-    opened = open_clusters(settings)
-    return opened.model_copy(update={"cluster_flavors": FLAVORS, "max_clusters_per_project": 3})
+    # Nodes cost quota: a gpu.huge group of three needs more than the default 20 CPUs.
+    return open_clusters(settings).model_copy(
+        update={
+            "cluster_flavors": FLAVORS,
+            "max_clusters_per_project": 3,
+            "quota_cpu": 64,
+            "quota_memory": 256 * 1024,
+        }
+    )
 
 
 def h(token: str, version: str | None = None) -> dict[str, str]:

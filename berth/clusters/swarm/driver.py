@@ -149,7 +149,8 @@ class _Run:
             await asyncio.sleep(0.5)
             info = await self.nodes.inspect_node(slot.name)
         if info is None:
-            info = await self.nodes.create_node(self.node_spec(slot))
+            # Issuing the node's key and certificate is CPU work: off the event loop.
+            info = await self.nodes.create_node(await _thread(partial(self.node_spec, slot)))
         info = await self.wait_running(slot.name)
         api = self.api(info)
         await _thread(lambda: api.wait_ready(NODE_START_S))
@@ -383,7 +384,10 @@ class SwarmModeDriver:
 
     async def _converge_with(self, run: _Run) -> Outcome:
         spec, report = run.spec, run.report
-        todo: Plan = plan(spec, await run.nodes.list_nodes())
+        # Planning is proportional to the node counts: off the event loop (the
+        # worker refuses a cluster above the operator's max_nodes_per_cluster first).
+        existing = await run.nodes.list_nodes()
+        todo: Plan = await _thread(partial(plan, spec, existing))
         masters = [s for s in todo.slots if s.manager]
         if not masters:
             raise SwarmError("a swarm-mode cluster needs at least one master")
