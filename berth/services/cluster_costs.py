@@ -125,6 +125,9 @@ async def charge(
     passes whatever the project's usage. Runs in the caller's transaction, the
     one that stores the change, so the quota check's locking covers both.
     """
+    # The project's usage stands still from here to commit: two cluster requests on
+    # two API processes cannot each count the other's nodes as not yet promised.
+    await quotas.lock_usage(session, cluster.project_id, "containers")
     nodes = await _nodes_by_group(session, cluster.project_id)
     need = _missing(env, cluster.uuid, groups, nodes)
     if not need.count:
