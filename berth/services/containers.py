@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth import errors
 from berth.domain.containers import Status, TaskState, action_allowed
 from berth.domain.context import RequestContext
-from berth.services import image_refs, networks, quotas, security_groups, volumes
+from berth.services import image_refs, injected_files, networks, quotas, security_groups, volumes
 from berth.services.actions import emit, finish_open_actions, start_action
 from berth.services.env import Env
 from berth.services.names import generate_name
@@ -384,6 +384,7 @@ async def delete(
             await session.delete(row)
             await security_groups.drop_container_group(session, row.uuid)
             await volumes.delete_owned(session, row.uuid)
+            await injected_files.forget(session, row.uuid)
             emit(session, row, "container.delete.end", ctx.request_id)
             return
         row.desired_state = "deleted"
