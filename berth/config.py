@@ -222,6 +222,14 @@ class Settings(BaseSettings):
     archive_max_bytes: int = Field(
         default=100 * 1024 * 1024, gt=0, description="largest tar that cp copies either way"
     )
+    # Zun's file injection (``mounts`` of type bind): the decoded content is kept in
+    # the database and written into the container before it starts.
+    inject_file_max_bytes: int = Field(
+        default=1024 * 1024, ge=0, description="largest file a mount of type bind may inject"
+    )
+    inject_max_files: int = Field(
+        default=10, ge=0, description="most files one container may inject (0: refuse them)"
+    )
 
     # -- quotas
     quota_containers: int = 40

@@ -28,6 +28,7 @@ from berth.agent.diff import (
     Unpause,
     Update,
 )
+from berth.agent.injection import FileSource, fetch_files, write_files
 from berth.domain.hostsync import DesiredContainer, Observation
 from berth.networks.base import NetworkDriver, network_id_of
 from berth.runtimes.base import RuntimeContainer, RuntimeDriver, effective_pull_policy
@@ -61,11 +62,13 @@ async def apply_plan(
     desired: DesiredContainer | None,
     *,
     done_ops: Iterable[str] = (),
+    files: FileSource | None = None,
 ) -> Observation:
     """Run ``actions`` in order for ``uuid`` and return the observation that follows.
 
     ``done_ops`` are ops completed earlier, still to be reported; the ops this
-    plan completes are added.
+    plan completes are added. ``files`` fetches the content of the injected
+    files a Create writes.
     """
     done = list(done_ops)
     error: str | None = None
@@ -80,14 +83,14 @@ async def apply_plan(
         running = action
         try:
             try:
-                await _run(runtime, uuid, action, desired)
+                await _run(runtime, uuid, action, desired, files)
             except errors.ImageNotFound:
                 if deferred is None or not isinstance(action, Create):
                     raise
                 running = deferred
-                await _run(runtime, uuid, deferred, desired)
+                await _run(runtime, uuid, deferred, desired, files)
                 running = action
-                await _run(runtime, uuid, action, desired)
+                await _run(runtime, uuid, action, desired, files)
         except Exception as exc:
             error = describe_failure(running, exc)
             if not isinstance(exc, errors.BerthError):
@@ -198,7 +201,11 @@ def _network_driver(runtime: RuntimeDriver) -> NetworkDriver:
 
 
 async def _run(
-    runtime: RuntimeDriver, uuid: str, action: Action, desired: DesiredContainer | None
+    runtime: RuntimeDriver,
+    uuid: str,
+    action: Action,
+    desired: DesiredContainer | None,
+    files: FileSource | None = None,
 ) -> None:
     match action:
         case EnsureImage(image=image, pull_policy=policy):
@@ -206,7 +213,10 @@ async def _run(
             auth = desired.registry_auth if desired is not None else None
             await runtime.ensure_image(image, policy, auth)
         case Create(spec=spec):
+            # Fetched first: a control plane that cannot answer leaves nothing behind.
+            content = await fetch_files(spec, files)
             await runtime.create(spec)
+            await write_files(runtime, uuid, content)
         case Start():
             await runtime.start(uuid)
         case Stop(timeout=timeout):

@@ -20,13 +20,14 @@ import httpx
 from pydantic import TypeAdapter
 
 from berth import errors
-from berth.domain.hostsync import DesiredHost, HostReport, Observation
+from berth.domain.hostsync import DesiredHost, HostReport, InjectedFile, Observation
 
 __all__ = ["ControlClient", "ControlPlane", "ControlPlaneError", "TokenSlot"]
 
 _REPORT = TypeAdapter(HostReport)
 _DESIRED = TypeAdapter(DesiredHost)
 _OBSERVATIONS = TypeAdapter(list[Observation])
+_FILES = TypeAdapter(list[InjectedFile])
 # The long poll may legitimately hold a request for ``wait`` seconds; this much more
 # is the allowance for the answer itself.
 _POLL_MARGIN = 15.0
@@ -62,6 +63,9 @@ class ControlPlane(Protocol):
 
     async def report(self, hostname: str, observations: list[Observation]) -> None:
         """Send a batch of observations."""
+
+    async def files(self, hostname: str, uuid: str) -> list[InjectedFile]:
+        """The files (content included) to write into container ``uuid`` when creating it."""
 
 
 class TokenSlot:
@@ -144,6 +148,14 @@ class ControlClient:
         await self._call(
             "POST", f"/internal/v1/hosts/{quote(hostname, safe='')}/observations", json=body
         )
+
+    async def files(self, hostname: str, uuid: str) -> list[InjectedFile]:
+        """The files (content included) to write into container ``uuid`` when creating it."""
+        host, container = quote(hostname, safe=""), quote(uuid, safe="")
+        response = await self._call(
+            "GET", f"/internal/v1/hosts/{host}/containers/{container}/files"
+        )
+        return _FILES.validate_python(response.json().get("files", []))
 
     async def _call(
         self, method: str, path: str, *, read_timeout: float | None = None, **kwargs: Any

@@ -1,4 +1,4 @@
-"""An in-memory control plane for agent tests: the four internal routes and a token.
+"""An in-memory control plane for agent tests: the internal routes and a token.
 
 It follows the internal API's contract (the same JSON, the long poll on the
 host generation) and folds observations back in the way the real control plane
@@ -20,7 +20,13 @@ import httpx
 from fastapi import FastAPI, Header, HTTPException, Response
 from pydantic import TypeAdapter
 
-from berth.domain.hostsync import DesiredContainer, DesiredHost, HostReport, Observation
+from berth.domain.hostsync import (
+    DesiredContainer,
+    DesiredHost,
+    HostReport,
+    InjectedFile,
+    Observation,
+)
 
 __all__ = ["FakeControlPlane", "now_iso"]
 
@@ -40,6 +46,8 @@ class FakeControlPlane:
         self.hosts: dict[str, HostReport] = {}
         self.heartbeats: dict[str, int] = {}
         self.containers: dict[str, DesiredContainer] = {}
+        # Injected files with their content, by container (``files`` route).
+        self.files: dict[str, list[InjectedFile]] = {}
         self.generation = 1
         self.observations: list[Observation] = []
         self.latest: dict[str, Observation] = {}
@@ -159,6 +167,15 @@ class FakeControlPlane:
             except TimeoutError:
                 pass
             return DesiredHost(hostname, self.generation, list(self.containers.values()))
+
+        @app.get("/internal/v1/hosts/{hostname}/containers/{uuid}/files")
+        async def files(
+            hostname: str, uuid: str, x_auth_token: str | None = Header(None)
+        ) -> dict[str, list[InjectedFile]]:
+            self._check(x_auth_token)
+            if uuid not in self.containers:
+                raise HTTPException(404, "unknown container")
+            return {"files": self.files.get(uuid, [])}
 
         @app.post("/internal/v1/hosts/{hostname}/observations")
         async def observations(

@@ -37,7 +37,13 @@ from berth.agent.diff import (
 )
 from berth.agent.firewall import FirewallSync
 from berth.config import Settings
-from berth.domain.hostsync import DesiredContainer, DesiredHost, HostReport, Observation
+from berth.domain.hostsync import (
+    DesiredContainer,
+    DesiredHost,
+    HostReport,
+    InjectedFile,
+    Observation,
+)
 from berth.networks.base import NetworkDriver
 from berth.runtimes.base import HostFacts, RuntimeContainer, RuntimeDriver
 
@@ -431,7 +437,12 @@ class Agent:
             if desired is None:
                 log.info("removing container %s: the control plane no longer has it", uuid)
             obs = await apply_plan(
-                self._runtime, uuid, actions, desired, done_ops=self._done_ops(memory, desired)
+                self._runtime,
+                uuid,
+                actions,
+                desired,
+                done_ops=self._done_ops(memory, desired),
+                files=self._files,
             )
             self._remember(memory, desired, actions, obs)
             if desired is not None:
@@ -439,6 +450,10 @@ class Agent:
             if obs.error or not any(isinstance(a, Kill | Restart | Acknowledge) for a in actions):
                 return
             observed = await self._runtime.inspect(uuid)  # ops ran alone: plan the rest
+
+    async def _files(self, uuid: str) -> list[InjectedFile]:
+        """The injected files of ``uuid``, content included, from the control plane."""
+        return await self._control.files(self.hostname, uuid)
 
     async def _report_if_news(
         self,

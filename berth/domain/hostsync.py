@@ -15,6 +15,7 @@ __all__ = [
     "DesiredHost",
     "HostReport",
     "IngressRule",
+    "InjectedFile",
     "NetworkRef",
     "Observation",
     "PendingOp",
@@ -70,6 +71,20 @@ class VolumeMount:
     owner: str | None = None
     # An admin's host-path bind mount (no volume): ``volume_uuid`` is empty.
     host_path: str | None = None
+
+
+@dataclass(slots=True)
+class InjectedFile:
+    """A file Zun's ``mounts`` ``type=bind`` injects, written before the container starts.
+
+    The desired state carries ``destination`` and ``size`` only, so the long poll
+    stays small; the agent fetches the content (``data``, base64) from the
+    control plane when it creates the container (``ControlPlane.files``).
+    """
+
+    destination: str
+    size: int
+    data: str | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -165,6 +180,8 @@ class DesiredContainer:
     published_ports: list[PublishedPort] = field(default_factory=list)
     # Data volumes (created by the host's volume driver before the container).
     volumes: list[VolumeMount] = field(default_factory=list)
+    # Files to write into the container after each create, before it starts.
+    files: list[InjectedFile] = field(default_factory=list)
     # A capsule member joins the network namespace of its sandbox (this uuid).
     network_container: str | None = None
 

@@ -14,6 +14,7 @@ from berth.domain.context import RequestContext
 from berth.services import (
     address_check,
     image_refs,
+    injected_files,
     networks,
     quotas,
     security_groups,
@@ -396,6 +397,7 @@ async def delete(
             await session.delete(row)
             await security_groups.drop_container_group(session, row.uuid)
             await volumes.delete_owned(session, row.uuid)
+            await injected_files.forget(session, row.uuid)
             emit(session, row, "container.delete.end", ctx.request_id)
             return
         row.desired_state = "deleted"

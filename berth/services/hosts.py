@@ -19,7 +19,7 @@ from berth.domain.hostsync import (
     PendingOp,
     PublishedPort,
 )
-from berth.services import capsules, networks, security_groups, volumes
+from berth.services import capsules, injected_files, networks, security_groups, volumes
 from berth.services.env import Env
 from berth.services.host_return import restore_returned
 from berth.services.observations import apply_observation
@@ -189,6 +189,7 @@ def _desired(
         runtime_id=row.runtime_id,
         held=row.held,
         volumes=volumes.desired_mounts(row),
+        files=injected_files.desired_files(row),
         network_container=_sandbox_of(row),
         networks=networks.refs(row),
         no_network=networks.detached_from_all(row),

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.containers import Status, status_for_observation
 from berth.domain.hostsync import Observation
-from berth.services import volumes
+from berth.services import injected_files, volumes
 from berth.services.actions import emit, finish_open_actions
 from berth.services.placement import release
 from berth.services.security_groups import drop_container_group
@@ -45,6 +45,7 @@ async def _remove(session: AsyncSession, row: ContainerRow, reason: str) -> None
     await session.delete(row)
     await drop_container_group(session, row.uuid)
     await volumes.delete_owned(session, row.uuid)  # its host removed their data
+    await injected_files.forget(session, row.uuid)
 
 
 def _record_facts(row: ContainerRow, obs: Observation) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import VolumeMount
+from berth.services import injected_files
 from berth.services.env import Env
 from berth.store.base import new_uuid, utcnow
 from berth.store.paging import page, page_size
@@ -268,11 +269,12 @@ async def resolve_mounts(
     owner: str,
     owner_name: str,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Check the mounts, create the ``size=N`` volumes; (stored mounts, required host).
+    """Check the mounts, create the ``size=N`` volumes, keep injected files; (stored, host).
 
     The required host is where the mounted existing volumes live (they must all
     live on one); None when no mounted volume has a host yet.
     """
+    injected_files.check_count(env, sum(m.type == "bind" for m in mounts))
     stored: list[dict[str, Any]] = []
     hosts_needed: set[str] = set()
     seen: set[str] = set()
@@ -287,12 +289,18 @@ async def resolve_mounts(
             raise errors.Invalid(f"Two mounts have the same destination {dest}.")
         seen.add(dest)
         if m.type == "bind":
-            raise errors.Invalid(
-                "Mounts of type 'bind' (file injection) are not supported by Berth; "
-                "mount a volume instead."
-            )
+            # Zun's file injection: the source is the file's content, never a host path.
+            if m.size is not None or m.read_only:
+                raise errors.Invalid(
+                    f"Mount at {dest}: a file injection (type bind) takes a source (the "
+                    "base64 content) and a destination only, not size or read_only."
+                )
+            stored.append(injected_files.accept(env, session, owner, dest, m.source))
+            continue
         if m.type != "volume":
-            raise errors.Invalid(f"Invalid mount type {m.type!r}: use 'volume'.")
+            raise errors.Invalid(
+                f"Invalid mount type {m.type!r}: use 'volume', or 'bind' to inject a file."
+            )
         if m.source and m.source.startswith("/"):
             if not env.allowed(ctx, "container:create:host_path"):
                 raise errors.PolicyNotAuthorized("container:create:host_path")
@@ -348,6 +356,8 @@ def desired_mounts(row: ContainerRow) -> list[VolumeMount]:
     """What the agent needs for ``row``'s volume mounts (host paths are not volumes)."""
     result: list[VolumeMount] = []
     for m in row.mounts or []:
+        if m.get("type") == "file":
+            continue  # an injected file (berth.services.injected_files), not a mount
         if m.get("type") == "bind":
             result.append(VolumeMount("", m["destination"], host_path=m["source"]))
             continue

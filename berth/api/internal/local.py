@@ -29,9 +29,9 @@ from berth.agent.client import ControlPlaneError, TokenSlot
 from berth.api.errors import status_of
 from berth.api.state import AppState
 from berth.domain.context import RequestContext
-from berth.domain.hostsync import DesiredHost, HostReport, Observation
+from berth.domain.hostsync import DesiredHost, HostReport, InjectedFile, Observation
 from berth.identity.models import AuthRequest, PasswordCredentials, ScopeRequest
-from berth.services import hosts, image_refs
+from berth.services import hosts, image_refs, injected_files
 from berth.services.identity import auth
 
 __all__ = ["LocalControl"]
@@ -77,6 +77,12 @@ class LocalControl:
         await self._call(
             "observations",
             lambda ctx: hosts.record_observations(self._state.env, ctx, hostname, observations),
+        )
+
+    async def files(self, hostname: str, uuid: str) -> list[InjectedFile]:
+        return await self._call(
+            "injected files",
+            lambda ctx: injected_files.for_agent(self._state.env, ctx, hostname, uuid),
         )
 
     async def _call(self, what: str, call: Callable[[RequestContext], Awaitable[T]]) -> T:

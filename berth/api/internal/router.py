@@ -1,4 +1,4 @@
-"""The control plane's API for agents: register, heartbeat, desired state, observations."""
+"""The control plane's API for agents: register, heartbeat, desired state, files, observations."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pydantic import TypeAdapter, ValidationError
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.zun.params import json_body
-from berth.domain.hostsync import DesiredHost, HostReport, Observation
-from berth.services import hosts, image_refs
+from berth.domain.hostsync import DesiredHost, HostReport, InjectedFile, Observation
+from berth.services import hosts, image_refs, injected_files
 
 __all__ = ["router"]
 
@@ -21,6 +21,7 @@ T = TypeVar("T")
 _REPORT = TypeAdapter(HostReport)
 _OBSERVATIONS = TypeAdapter(list[Observation])
 _DESIRED = TypeAdapter(DesiredHost)
+_FILES = TypeAdapter(list[InjectedFile])
 
 
 def _parse(adapter: TypeAdapter[T], data: Any) -> T:
@@ -51,6 +52,12 @@ async def desired(hostname: str, request: Request, caller: Caller, state: State)
     result = await hosts.desired_for(state.env, caller, hostname, generation, wait)
     result = await image_refs.for_agent(state.env, result)
     return _DESIRED.dump_python(result, mode="json")
+
+
+@router.get("/v1/hosts/{hostname}/containers/{uuid}/files")
+async def files(hostname: str, uuid: str, caller: Caller, state: State) -> Any:
+    found = await injected_files.for_agent(state.env, caller, hostname, uuid)
+    return {"files": _FILES.dump_python(found, mode="json")}
 
 
 @router.post("/v1/hosts/{hostname}/observations")

@@ -83,6 +83,14 @@ def _healthcheck(value: dict[str, Any] | None) -> dict[str, Any]:
 
 def _mount(m: dict[str, Any]) -> dict[str, Any]:
     """A mount as the user gave it: the volume's name (or host path), where, how big."""
+    if m.get("type") == "file":
+        # An injected file: its content is not echoed back (it may be a secret).
+        return {
+            "type": "bind",
+            "source": None,
+            "destination": m.get("destination"),
+            "file_size": m.get("size"),
+        }
     view: dict[str, Any] = {
         "type": m.get("type", "volume"),
         "source": m.get("source"),

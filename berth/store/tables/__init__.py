@@ -3,6 +3,7 @@
 from berth.store.tables.clusters import ClusterRow, ClusterTemplateRow, OutboxCursorRow
 from berth.store.tables.containers import ActionEventRow, ContainerActionRow, ContainerRow
 from berth.store.tables.events import EventRow
+from berth.store.tables.files import ContainerFileRow
 from berth.store.tables.hosts import HostRow, ServiceRow
 from berth.store.tables.identity import (
     DomainRow,
@@ -27,6 +28,7 @@ __all__ = [
     "ClusterTemplateRow",
     "ConductorRow",
     "ContainerActionRow",
+    "ContainerFileRow",
     "ContainerRow",
     "DomainRow",
     "EventRow",

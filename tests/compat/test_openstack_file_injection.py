@@ -1,0 +1,124 @@
+"""Acceptance: file injection with the unmodified ``openstack appcontainer run --mount type=bind``.
+
+python-zunclient 5.5.0 (``zunclient/common/utils.py`` ``parse_mounts``) reads
+the local file named by ``source``, and ``zunclient/v1/containers.py``
+``_process_mounts`` base64-encodes it; Zun 18.0.0 keeps it as the volume's
+``contents`` (``zun/api/controllers/v1/containers.py``
+``_build_requested_volumes``) and its ``Local`` volume driver
+(``zun/volume/driver.py``) writes it where the container sees it at
+``destination``. Here a live all-in-one Berth and the real Docker engine: the
+file is there when the container's command runs, and again after a rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.compat.oscli import ADMIN_PASSWORD, Cli
+from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
+from tests.live import free_port, live_server
+
+pytestmark = [pytest.mark.compat, pytest.mark.docker]
+
+PW = "member-pw-123"
+CONTENT = "injected by the stock client\nsecond line\n"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path, Any]]:
+    engine = engine_or_skip()
+    ensure_test_image(engine)
+    work = tmp_path_factory.mktemp("compat-inject")
+    host = f"compat-{uuid.uuid4().hex[:8]}"
+    env = {
+        "BERTH_DATA_DIR": str(work / "data"),
+        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
+        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "BERTH_ALL_IN_ONE": "true",
+        "BERTH_AGENT_HOST": host,
+        "BERTH_AGENT_PORT": str(free_port()),
+    }
+    try:
+        with live_server(env) as base_url:
+            cli = Cli(base_url, work)
+            cli.run("project", "create", "team-a")
+            cli.run("user", "create", "--project", "team-a", "--password", PW, "alice")
+            cli.run("role", "add", "--user", "alice", "--project", "team-a", "member")
+            yield cli, work, engine
+    finally:
+        remove_owned(engine, host)
+
+
+def alice(cli: Cli, *args: str, check: bool = True) -> Any:
+    return cli.run(*args, user="alice", password=PW, project="team-a", check=check)
+
+
+def wait_logs(cli: Cli, name: str, want: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    out = ""
+    while time.monotonic() < deadline:
+        out = alice(cli, "appcontainer", "logs", name, check=False).stdout
+        if want in out:
+            return out
+        time.sleep(0.5)
+    raise AssertionError(f"{name}'s logs never showed {want!r}: {out!r}")
+
+
+def test_stock_client_injects_a_file_the_command_reads(world: tuple[Cli, Path, Any]) -> None:
+    cli, work, engine = world
+    (work / "testfile").write_text(CONTENT)
+    created = json.loads(
+        alice(
+            cli,
+            "appcontainer",
+            "run",
+            "-f",
+            "json",
+            "--name",
+            "inject",
+            "--mount",
+            "type=bind,source=testfile,destination=/data/testfile",
+            "berth-test/busybox",
+            "cat",
+            "/data/testfile",
+        ).stdout
+    )
+    wait_logs(cli, "inject", CONTENT)
+    shown = json.loads(alice(cli, "appcontainer", "show", "-f", "json", "inject").stdout)
+    assert shown["mounts"] == [
+        {
+            "type": "bind",
+            "source": None,
+            "destination": "/data/testfile",
+            "file_size": len(CONTENT),
+        }
+    ]
+    # Written into the container's own file system, not bind-mounted from the host.
+    found = engine.containers(all=True, filters={"label": f"berth.uuid={created['uuid']}"})
+    assert found and engine.inspect_container(found[0]["Id"])["Mounts"] == []
+
+    # A rebuild makes a new container from the image (left created: the old one had
+    # exited): the file is written into it again, before anything starts it.
+    old_id = found[0]["Id"]
+    alice(cli, "appcontainer", "rebuild", "inject")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = engine.containers(all=True, filters={"label": f"berth.uuid={created['uuid']}"})
+        if now and now[0]["Id"] != old_id:
+            break
+        time.sleep(0.5)
+    else:
+        shown = json.loads(alice(cli, "appcontainer", "show", "-f", "json", "inject").stdout)
+        raise AssertionError(f"the rebuild never replaced the container: {shown}")
+    alice(cli, "appcontainer", "start", "inject")
+    deadline = time.monotonic() + 60
+    while CONTENT not in engine.logs(now[0]["Id"]).decode():
+        assert time.monotonic() < deadline, engine.inspect_container(now[0]["Id"])["State"]
+        time.sleep(0.5)
