@@ -224,8 +224,10 @@ class Settings(BaseSettings):
     )
     # Zun's file injection (``mounts`` of type bind): the decoded content is kept in
     # the database and written into the container before it starts.
+    # Below max_request_body_bytes (base64 adds a third), so the per-file limit is the
+    # one a client meets; the body limit bounds the total of one request.
     inject_file_max_bytes: int = Field(
-        default=1024 * 1024, ge=0, description="largest file a mount of type bind may inject"
+        default=256 * 1024, ge=0, description="largest file a mount of type bind may inject"
     )
     inject_max_files: int = Field(
         default=10, ge=0, description="most files one container may inject (0: refuse them)"

@@ -217,6 +217,7 @@ ACCESS: dict[tuple[str, str], Who] = {
     ("POST", "/internal/v1/hosts/{hostname}/heartbeat"): Who.SERVICE,
     ("GET", "/internal/v1/hosts/{hostname}/desired"): Who.SERVICE,
     ("POST", "/internal/v1/hosts/{hostname}/observations"): Who.SERVICE,
+    ("GET", "/internal/v1/hosts/{hostname}/containers/{uuid}/files"): Who.SERVICE,
 }  # fmt: skip
 
 # Routes outside the JSON APIs (see the module docstring).
@@ -383,6 +384,7 @@ async def _build(app: FastAPI, c: httpx.AsyncClient) -> World:
     await make(f"{MAG_V1}/quotas", quota, admin)
     params = {
         "ident": ctr["uuid"],
+        "uuid": ctr["uuid"],
         "request_id": actions["containerActions"][0]["request_id"],
         "project_id": project_a["id"],
         "user_id": alice["id"],

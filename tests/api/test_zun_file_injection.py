@@ -109,10 +109,10 @@ async def test_bad_file_injections_are_400_naming_the_problem(
     client: httpx.AsyncClient, alice: str, admin_token: str, agent: ScriptedAgent
 ) -> None:
     """Bad base64, too big, too many, unsafe destinations: Zun's 400 body, no container."""
-    big = b"x" * (1024 * 1024 + 1)
+    big = b"x" * (256 * 1024 + 1)
     cases: list[tuple[list[dict[str, Any]], str]] = [
         ([bind("not base64!")], "Invalid Base 64 file data"),
-        ([bind(big)], "1048576 bytes (inject_file_max_bytes)"),
+        ([bind(big)], "262144 bytes (inject_file_max_bytes)"),
         ([bind(b"x", f"/f{n}") for n in range(11)], "at most 10 files (inject_max_files)"),
         ([bind(b"x", "relative/path")], "absolute"),
         ([bind(b"x", "/")], "other than '/'"),
