@@ -297,3 +297,19 @@ async def test_cluster_bodies_name_the_stack_by_version(
         assert present in body and absent not in body, (path, body)
     body = (await world.client.get(f"{V}/clusters/c1", headers=hdr(admin_token, version))).json()
     assert present in body and absent not in body
+
+
+async def test_nodegroup_node_labels_and_taints_are_shown_from_1_9(
+    world: World, admin_token: str
+) -> None:
+    """The 1.14 fields are not gated: a node group shows ``node_labels`` and
+    ``node_taints`` at 1.9 as at ``latest``. Upstream: magnum/api/controllers/v1/
+    nodegroup.py ``NodeGroup`` (plain attributes; no ``pecan.request.version`` check)."""
+    await world.template(admin_token)
+    await world.cluster(admin_token)
+    for version in ("1.9", "1.13", "latest"):
+        r = await world.client.get(
+            f"{V}/clusters/c1/nodegroups/default-worker", headers=hdr(admin_token, version)
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["node_labels"] == {} and r.json()["node_taints"] == [], version
