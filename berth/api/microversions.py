@@ -5,8 +5,9 @@ range, path prefix and the small differences of its 406 answers); one
 ``PathMiddleware`` applies them: it normalises the API's paths (a first segment
 that is not ``v1`` gets ``v1`` prepended, for bookmark links; trailing slashes
 and ``.json`` are ignored), negotiates ``OpenStack-API-Version`` for every
-``/v1`` request (no header means the minimum, ``latest`` the maximum), stores
-the version in ``scope["state"]`` and adds the version headers to the answer.
+``/v1`` request (no header means the minimum, ``latest`` the maximum whatever
+the service type, as both upstreams' ``Version.parse_headers``), stores the
+version in ``scope["state"]`` and adds the version headers to the answer.
 """
 
 from __future__ import annotations
@@ -47,12 +48,17 @@ class APIVersion:
 
 
 class VersionError(Exception):
-    """The header is malformed (``unsupported`` False) or names a version not served."""
+    """The header is malformed (``requested`` None) or names a version not served."""
 
-    def __init__(self, message: str, unsupported: bool = False) -> None:
+    def __init__(self, message: str, requested: APIVersion | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.unsupported = unsupported
+        self.requested = requested
+
+    @property
+    def unsupported(self) -> bool:
+        """True when the header was well formed but names a version outside the range."""
+        return self.requested is not None
 
 
 @dataclass(frozen=True)
@@ -79,20 +85,29 @@ class Service:
         if value is None:
             return self.minimum
         parts = value.split()
+        # Upstream replaces ``<any> latest`` by the maximum before it checks the
+        # service type (Magnum's own test_parse_headers_latest sends "magnum latest").
+        if len(parts) == 2 and parts[1].lower() == "latest":
+            return self.maximum
         if len(parts) != 2 or parts[0].lower() not in self.aliases:
             raise VersionError(self.bad_type)
-        if parts[1].lower() == "latest":
-            return self.maximum
         try:
             version = APIVersion.parse(parts[1])
         except ValueError:
             raise VersionError(self.bad_value) from None
-        if version.major != 1 or not self.minimum <= version <= self.maximum:
+        low, high = f"{self.name} {self.minimum}", f"{self.name} {self.maximum}"
+        served = f"The supported version range is: [{low}, {high}]."
+        if version.major != self.maximum.major:
+            raise VersionError(
+                f"Mutually exclusive versions requested. Version {version} requested but not "
+                f"supported by this service. {served}",
+                requested=version,
+            )
+        if not self.minimum <= version <= self.maximum:
             raise VersionError(
                 f"Version {version} was requested but the minor version is not supported by "
-                f"this service. The supported version range is: [{self.minimum}, "
-                f"{self.maximum}].",
-                unsupported=True,
+                f"this service. {served}",
+                requested=version,
             )
         return version
 
@@ -149,6 +164,11 @@ class Service:
             (b"content-length", str(len(body)).encode()),
             *self.range_headers(),
         ]
+        if exc.requested is not None:
+            # Upstream's ``_route`` sets the version headers before ``_check_version``
+            # refuses: the 406 names the version that was asked for.
+            asked = f"{self.name} {exc.requested}".encode()
+            headers.append((b"openstack-api-version", asked))
         if self.vary_on_406:
             headers.append((b"vary", b"OpenStack-API-Version"))
         return body, headers

@@ -201,8 +201,13 @@ async def get(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
     return await _find(env, ctx, ident, "get_one")
 
 
-async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> ClusterRow:
-    """Apply a JSON-Patch: node_count starts an update; health fields are just saved."""
+async def update(
+    env: Env, ctx: RequestContext, ident: str, patch: Any, *, zero_ok: bool = True
+) -> ClusterRow:
+    """Apply a JSON-Patch: node_count starts an update; health fields are just saved.
+
+    ``zero_ok`` False refuses a node_count of 0 (microversions below 1.10).
+    """
     row = await _find(env, ctx, ident, "update")
     env.enforce(ctx, "cluster:update", row.project_id)
     async with env.db.read() as session:
@@ -232,7 +237,7 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
         isinstance(op, dict) and op.get("path") == "/node_count" for op in patch
     )
     if "node_count" in changed or retry:  # the same node_count again retries a failed update
-        return await resize(env, ctx, row.uuid, node_count, zero_ok=True)
+        return await resize(env, ctx, row.uuid, node_count, zero_ok=zero_ok)
     return await _save_health(env, row, after)
 
 
@@ -281,7 +286,8 @@ async def resize(
         raise errors.Invalid(f"node_count must be >= 0, not {node_count}.")
     if node_count == 0 and not zero_ok:
         raise errors.Invalid(
-            "Resizing a nodegroup to zero is not supported in the provided microversion."
+            "Resizing a nodegroup to zero is not supported in the provided microversion: "
+            "use 1.10 or later."
         )
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, row.id, with_for_update=True)

@@ -105,3 +105,31 @@ async def test_each_versioned_route_answers_as_zun_at_the_edges_of_its_range(
             else:
                 assert "not supported for this version" in zun_error(r)["detail"]
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    ("value", "answer"),
+    [(None, "container 1.1"), ("container latest", "container 1.40"),
+     ("compute LATEST", "container 1.40")],
+)  # fmt: skip
+async def test_no_header_is_the_minimum_and_latest_the_maximum(
+    client: httpx.AsyncClient, admin_token: str, value: str | None, answer: str
+) -> None:
+    """No header means 1.1; ``latest`` is replaced by the maximum before the service type
+    is checked. Upstream: zun/api/controllers/versions.py ``Version.parse_headers``."""
+    headers = {"X-Auth-Token": admin_token}
+    if value is not None:
+        headers["OpenStack-API-Version"] = value
+    r = await client.get("/container/v1/containers", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["openstack-api-version"] == answer
+
+
+async def test_another_major_version_is_406_naming_it(client: httpx.AsyncClient) -> None:
+    """Another major version gets Zun's own words and the 406 names the version asked
+    for. Upstream: zun/api/controllers/v1/__init__.py ``Controller._check_version``."""
+    version = {"OpenStack-API-Version": "container 2.1"}
+    r = await client.get("/container/v1/containers", headers=version)
+    assert r.status_code == 406
+    assert zun_error(r)["detail"].startswith("Mutually exclusive versions requested.")
+    assert r.headers["openstack-api-version"] == "container 2.1"

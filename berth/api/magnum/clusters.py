@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from berth import errors
 from berth.api.deps import Caller, State
-from berth.api.magnum.microversions import MIN_VERSION
+from berth.api.magnum.microversions import require, version_of
 from berth.api.magnum.templates import read_json
 from berth.api.magnum.views import (
     CLUSTER_SORT_KEYS,
@@ -19,7 +19,7 @@ from berth.api.magnum.views import (
     links,
     page,
 )
-from berth.api.zun.microversions import APIVersion
+from berth.api.microversions import APIVersion
 from berth.clusters import pki
 from berth.clusters.registry import DriverRegistry
 from berth.services import cluster_lifecycle
@@ -29,11 +29,6 @@ from berth.services import clusters as svc
 __all__ = ["router"]
 
 router = APIRouter()
-
-
-def _version(request: Request) -> APIVersion:
-    version: APIVersion = getattr(request.state, "magnum_version", MIN_VERSION)
-    return version
 
 
 def _drivers(request: Request) -> DriverRegistry:
@@ -49,7 +44,7 @@ def _accepted(uuid: str) -> JSONResponse:
 async def list_clusters(request: Request, state: State, ctx: Caller) -> dict[str, Any]:
     """Summaries of the caller's clusters (admins: every project's)."""
     rows = await svc.list_clusters(state.env, ctx, "get_all")
-    items = [cluster_summary(request, r, _version(request)) for r in rows]
+    items = [cluster_summary(request, r, version_of(request)) for r in rows]
     return page(request, items, "clusters", "clusters", sort_keys=CLUSTER_SORT_KEYS)
 
 
@@ -57,7 +52,7 @@ async def list_clusters(request: Request, state: State, ctx: Caller) -> dict[str
 async def detail_clusters(request: Request, state: State, ctx: Caller) -> dict[str, Any]:
     """Full objects of the caller's clusters."""
     rows = await svc.list_clusters(state.env, ctx, "detail")
-    items = [cluster_view(request, r, _version(request)) for r in rows]
+    items = [cluster_view(request, r, version_of(request)) for r in rows]
     return page(request, items, "clusters", "clusters/detail", sort_keys=CLUSTER_SORT_KEYS)
 
 
@@ -67,7 +62,7 @@ async def create_cluster(request: Request, state: State, ctx: Caller) -> JSONRes
     body = await read_json(request)
     if not isinstance(body, dict):
         raise errors.Invalid("The request body must be a JSON object.")
-    since_1_10 = _version(request) >= APIVersion(1, 10)
+    since_1_10 = version_of(request) >= APIVersion(1, 10)
     try:
         row = await svc.create(state.env, ctx, _drivers(request), body, zero_ok=since_1_10)
     except templates_svc.ClusterTemplateNotFound as exc:
@@ -82,31 +77,29 @@ async def create_cluster(request: Request, state: State, ctx: Caller) -> JSONRes
 async def show_cluster(request: Request, state: State, ctx: Caller, ident: str) -> dict[str, Any]:
     """One cluster by UUID or name, with ``faults`` when it failed."""
     row = await svc.get(state.env, ctx, ident)
-    return cluster_view(request, row, _version(request), faults=True)
+    return cluster_view(request, row, version_of(request), faults=True)
 
 
 @router.patch("/v1/clusters/{ident}")
 async def update_cluster(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
     """JSON-Patch of node_count (an update) or the health fields; 202 ``{"uuid"}``."""
-    row = await svc.update(state.env, ctx, ident, await read_json(request))
+    # Magnum's 1.1-1.2 and 1.3-1.9 patch handlers refuse a node_count of 0.
+    zero_ok = version_of(request) >= APIVersion(1, 10)
+    row = await svc.update(state.env, ctx, ident, await read_json(request), zero_ok=zero_ok)
     return _accepted(row.uuid)
 
 
 @router.post("/v1/clusters/{ident}/actions/resize")
 async def resize_cluster(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
     """Resize a worker group, default-worker unless ``nodegroup`` (microversion 1.7+)."""
-    if _version(request) < APIVersion(1, 7):
-        raise errors.NotAcceptable(
-            f"Version {_version(request)} was requested but the requested API resize is not "
-            "supported for this version."
-        )
+    version = require(request, APIVersion(1, 7), "resize")
     body = await read_json(request)
     if not isinstance(body, dict) or "node_count" not in body:
         raise errors.Invalid("Mandatory field missing: node_count")
     unknown = sorted(set(body) - {"node_count", "nodes_to_remove", "nodegroup"})
     if unknown:
         raise errors.Invalid(f"Unknown attribute for argument cluster resize: {unknown[0]}")
-    zero_ok = _version(request) >= APIVersion(1, 10)
+    zero_ok = version >= APIVersion(1, 10)
     row = await svc.resize(
         state.env,
         ctx,
@@ -122,13 +115,7 @@ async def resize_cluster(request: Request, state: State, ctx: Caller, ident: str
 @router.post("/v1/clusters/{ident}/actions/upgrade")
 async def upgrade_cluster(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
     """Move the cluster (or a node group) to another template's node image (1.8+)."""
-    version = _version(request)
-    if version < APIVersion(1, 7):
-        raise errors.NotAcceptable(
-            f"Version {version} was requested but the requested API upgrade is not "
-            "supported for this version."
-        )
-    if version < APIVersion(1, 8):
+    if require(request, APIVersion(1, 7), "upgrade") < APIVersion(1, 8):
         raise errors.Invalid(
             "Cluster Upgrade is not supported in microversion 1.7: use 1.8 or later."
         )

@@ -7,12 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from berth import errors
 from berth.api.deps import Caller, State
-from berth.api.magnum.microversions import MIN_VERSION
+from berth.api.magnum.microversions import require
 from berth.api.magnum.templates import read_json
 from berth.api.magnum.views import NODEGROUP_SORT_KEYS, app_url, iso, page
-from berth.api.zun.microversions import APIVersion
+from berth.api.microversions import APIVersion
 from berth.services import cluster_groups
 from berth.services import cluster_nodegroups as svc
 from berth.store.tables import NodeGroupRow
@@ -37,12 +36,7 @@ _SUMMARY = (
 
 
 def _gate(request: Request) -> None:
-    version: APIVersion = getattr(request.state, "magnum_version", MIN_VERSION)
-    if version < APIVersion(1, 9):
-        raise errors.NotAcceptable(
-            f"Version {version} was requested but the requested API nodegroups is not "
-            "supported for this version."
-        )
+    require(request, APIVersion(1, 9), "nodegroups")  # every handler of nodegroup.py
 
 
 def _view(request: Request, found: svc.ClusterGroups, g: NodeGroupRow) -> dict[str, Any]:
