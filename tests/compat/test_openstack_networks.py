@@ -215,7 +215,8 @@ def test_expose_port_publishes_and_keeps_the_other_groups(world: World) -> None:
     shown = wait_for(lambda: w.show("a-pub"), lambda s: bool(s["ports"]))
     (host_port,) = shown["ports"]
     groups = shown["security_groups"]
-    assert len(groups) == 2  # the project's default group stays, next to the exposed port's
+    # As Zun's _process_exposed_ports: the exposed-port group alone (no default group).
+    assert len(groups) == 1
     with socket.create_connection(("127.0.0.1", host_port), timeout=5) as conn:
         conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
         reply = b""
@@ -224,11 +225,11 @@ def test_expose_port_publishes_and_keeps_the_other_groups(world: World) -> None:
     assert reply.endswith(b"hi\n")
     pub = w.ip("a-pub")
     answers(w, "a-cli", pub, 8000, True)
-    answers(w, "a-cli", pub, 9000, True)  # the default group still lets members in
+    answers(w, "a-cli", pub, 9000, False)  # only the exposed ports, members included
     answers(w, "b-cli", pub, 8000, False)
     w.alice("appcontainer", "add", "security", "group", "a-pub", "web")
     after = w.show("a-pub")["security_groups"]
-    assert after[:2] == groups and len(after) == 3
+    assert after[:1] == groups and len(after) == 2
 
 
 def test_network_attach_and_detach(world: World) -> None:
@@ -276,7 +277,8 @@ def test_delete_removes_the_chain_and_the_exposed_group(world: World) -> None:
     wait_for(lambda: w.api("GET", f"/containers/{uid}").status_code, lambda s: s == 404, 60)
     wait_for(iptables_rules, lambda rules: chain not in rules)
     groups = w.api("GET", "/security_groups").json()["security_groups"]
-    assert [g["name"] for g in groups if g["id"] in groups_before] == ["default", "web"]
+    # the exposed-port group went with the container; the group added by name stays
+    assert [g["name"] for g in groups if g["id"] in groups_before] == ["web"]
 
 
 def iptables_rules() -> str:

@@ -137,6 +137,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "BERTH_RECONCILE_INTERVAL": "1",
         # Capsules: a sandbox from the local test image (nothing is pulled from the internet).
         "BERTH_SANDBOX_IMAGE": "berth-test/busybox:latest",
+        # The tests' own registries listen on loopback ports picked later: the operator's
+        # allowlist lets members name them (tests/api/test_image_addresses.py checks that
+        # loopback is refused without it).
+        "BERTH_IMAGE_REGISTRY_ALLOWLIST": '["127.0.0.1"]',
         # Clusters: a driver with steps and no nodes, registered through the entry point.
         **fake_cluster_driver.install(work / "drivers"),
     }
