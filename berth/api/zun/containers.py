@@ -23,9 +23,11 @@ from berth.api.zun.schemas import (
     MAX_SECONDS,
     ContainerCreate,
     ContainerPatch,
+    check_counts,
     check_limits,
     command_list,
     int_in,
+    kill_signal,
     logs_since,
     logs_tail,
     number_in,
@@ -71,6 +73,7 @@ def _new_container(state: State, body: dict[str, Any], version: APIVersion) -> N
                 f"{name} is only supported from version {since}"
             )
     req = parse_model(ContainerCreate, body)
+    check_counts(req)
     cpu, memory, disk = check_limits(state.settings, req)
     driver = req.image_driver if req.image_driver not in (None, "None") else None
     if driver is not None and driver not in state.settings.image_driver_list:
@@ -268,7 +271,7 @@ async def unpause(ident: str, caller: Caller, state: State) -> JSONResponse:
 @router.post("/v1/containers/{ident}/kill")
 async def kill(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     p = await action_params(request)
-    await ops.kill(state.env, caller, ident, p.get("signal"))
+    await ops.kill(state.env, caller, ident, kill_signal(p.get("signal")))
     return _accepted()
 
 
