@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, model_schema, wrapped
 from berth.api.zun.params import json_body
 from berth.domain.hostsync import DesiredHost, HostReport, Observation
 from berth.services import hosts, image_refs
@@ -33,7 +34,7 @@ def _parse(adapter: TypeAdapter[T], data: Any) -> T:
         raise errors.Invalid(f"Invalid agent message: {exc.errors()[0]['msg']}") from None
 
 
-@router.post("/v1/hosts")
+@router.post("/v1/hosts", openapi_extra=body(model_schema(HostReport)))
 async def register(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     report = _parse(_REPORT, await json_body(request, required=True))
     host = await hosts.register(state.env, caller, report)
@@ -78,7 +79,10 @@ async def desired(hostname: str, request: Request, caller: Caller, state: State)
     return _DESIRED.dump_python(result, mode="json")
 
 
-@router.post("/v1/hosts/{hostname}/observations")
+@router.post(
+    "/v1/hosts/{hostname}/observations",
+    openapi_extra=body(wrapped("observations", model_schema(list[Observation]))),
+)
 async def observations(
     hostname: str, request: Request, caller: Caller, state: State
 ) -> dict[str, Any]:
