@@ -7,6 +7,7 @@ is an ``errors.Invalid`` naming the field, so the user gets a clear 400.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from berth import errors
 
 __all__ = [
+    "MAX_COUNTS",
     "CapsuleSpec",
     "MemberSpec",
     "MountSpec",
@@ -27,7 +29,23 @@ _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]")
 _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 )
-_MEMORY = re.compile(r"^(\d+)\s*(Mi|M|MiB|Gi|G|GiB)?$")
+_MEMORY = re.compile(r"([0-9]{1,12})\s*(Mi|M|MiB|Gi|G|GiB)?")
+# A name, path or image: one line. A command argument or an environment value may
+# hold tabs and newlines (a script for ``sh -c``), never NUL or other C0 characters.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Entries per list or map of a template: a 1 MiB body could otherwise carry tens of
+# thousands, each a container, a volume or a row of every agent's desired state.
+MAX_COUNTS: dict[str, int] = {
+    "containers": 16,
+    "volumes": 16,
+    "ports": 256,
+    "volumeMounts": 64,
+    "env": 512,
+    "labels": 128,
+    "annotations": 128,
+    "command": 1024,
+}
 _TOP_KEYS = {"kind", "capsuleVersion", "metadata", "restartPolicy", "availabilityZone", "spec"}
 _CONTAINER_KEYS = {
     "name",
@@ -94,6 +112,24 @@ def _bad(where: str, why: str) -> errors.Invalid:
     return errors.Invalid(f"Invalid capsule template: {where} {why}.")
 
 
+def _count(value: Any, where: str, kind: str) -> None:
+    limit = MAX_COUNTS[kind]
+    if isinstance(value, list | dict) and len(value) > limit:
+        raise _bad(where, f"has {len(value)} entries, at most {limit} are allowed")
+
+
+def _line(value: str, where: str) -> str:
+    if _CONTROL.search(value):
+        raise _bad(where, "must not hold control characters (NUL, newlines, tabs, ...)")
+    return value
+
+
+def _text(value: str, where: str) -> str:
+    if _CONTROL_BUT_LINES.search(value):
+        raise _bad(where, "must not hold NUL or control characters other than tab and newline")
+    return value
+
+
 def _dict(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -105,41 +141,61 @@ def _dict(value: Any, where: str) -> dict[str, Any]:
 def _strings(value: Any, where: str) -> list[str]:
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+    if not isinstance(value, list) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
+    ):
         raise _bad(where, "must be a list of strings")
-    return [str(v) for v in value]
+    _count(value, where, "command")
+    return [_text(str(v), where) for v in value]
 
 
-def _str_map(value: Any, where: str) -> dict[str, str]:
+def _str_map(value: Any, where: str, kind: str) -> dict[str, str]:
     """``{k: v}``, or Kubernetes' ``[{name, value}]`` for env."""
+    _count(value, where, kind)
+    pairs: list[tuple[Any, Any]] = []
     if isinstance(value, list):
-        result: dict[str, str] = {}
         for item in value:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 raise _bad(where, "must map names to values")
-            result[item["name"]] = str(item.get("value", ""))
-        return result
-    return {str(k): str(v) for k, v in _dict(value, where).items()}
+            pairs.append((item["name"], item.get("value", "")))
+    else:
+        pairs = list(_dict(value, where).items())
+    result: dict[str, str] = {}
+    for key, item in pairs:
+        if not isinstance(item, str | int | float | bool):
+            raise _bad(f"{where}.{_line(str(key), where)}", "must be a string")
+        result[_line(str(key), f"{where} names")] = _text(str(item), f"{where} values")
+    return result
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _bad(where, "must be a list")
+    return value
 
 
 def _cpu(value: Any, where: str) -> float | None:
     if value is None:
         return None
+    text = str(value)[:40] if isinstance(value, str | int | float) else "?"
     try:
-        cpu = float(str(value).removesuffix("m")) / (1000 if str(value).endswith("m") else 1)
+        cpu = float(text.removesuffix("m")) / (1000 if text.endswith("m") else 1)
     except ValueError:
-        raise _bad(where, f"{value!r} is not a number of CPUs") from None
-    if cpu <= 0:
-        raise _bad(where, "must be positive")
+        raise _bad(where, f"{text!r} is not a number of CPUs") from None
+    if not math.isfinite(cpu) or cpu <= 0:
+        raise _bad(where, "must be a positive number of CPUs")
     return cpu
 
 
 def _memory(value: Any, where: str) -> int | None:
     if value is None:
         return None
-    match = _MEMORY.match(str(value).strip())
+    text = str(value)[:40] if isinstance(value, str | int) else "?"
+    match = _MEMORY.fullmatch(text.strip())
     if not match:
-        raise _bad(where, f"{value!r} is not a memory size in MiB (e.g. 256 or 256Mi)")
+        raise _bad(where, f"{text!r} is not a memory size in MiB (e.g. 256 or 256Mi)")
     amount = int(match.group(1))
     return amount * 1024 if (match.group(2) or "").startswith("G") else amount
 
@@ -158,10 +214,18 @@ def _member(raw: Any, where: str, volume_names: set[str]) -> MemberSpec:
     if unknown:
         raise _bad(where, f"has unknown key(s) {', '.join(unknown)}")
     image = spec.get("image")
-    if not isinstance(image, str) or not _IMAGE.search(image) or any(c.isspace() for c in image):
+    if (
+        not isinstance(image, str)
+        or not 2 <= len(image) <= 255
+        or not _IMAGE.search(image)
+        or any(c.isspace() for c in image)
+    ):
         raise _bad(f"{where}.image", "is required and must be an image reference")
+    _line(image, f"{where}.image")
     name = spec.get("name")
-    if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
+    if name is not None and (
+        not isinstance(name, str) or len(name) > 255 or not _NAME.fullmatch(name)
+    ):
         raise _bad(f"{where}.name", "must be letters, digits, '_', '.' or '-'")
     resources = _dict(spec.get("resources"), f"{where}.resources")
     requests = _dict(resources.get("requests"), f"{where}.resources.requests")
@@ -169,32 +233,39 @@ def _member(raw: Any, where: str, volume_names: set[str]) -> MemberSpec:
     cpu = _cpu(limits.get("cpu", requests.get("cpu")), f"{where}.resources cpu")
     memory = _memory(limits.get("memory", requests.get("memory")), f"{where}.resources memory")
     ports: list[str] = []
-    for n, port in enumerate(spec.get("ports") or []):
+    _count(spec.get("ports"), f"{where}.ports", "ports")
+    _count(spec.get("volumeMounts"), f"{where}.volumeMounts", "volumeMounts")
+    for n, port in enumerate(_list(spec.get("ports"), f"{where}.ports")):
         p = _dict(port, f"{where}.ports[{n}]")
         number = p.get("containerPort")
-        if not isinstance(number, int) or not 0 < number < 65536:
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 65536:
             raise _bad(f"{where}.ports[{n}].containerPort", "must be a port number 1-65535")
-        protocol = str(p.get("protocol", "TCP"))
-        if protocol.upper() not in ("TCP", "UDP"):
+        protocol = p.get("protocol", "TCP")
+        if not isinstance(protocol, str) or protocol.upper() not in ("TCP", "UDP"):
             raise _bad(f"{where}.ports[{n}].protocol", "must be TCP or UDP")
         ports.append(f"{number}/{protocol.lower()}")
     mounts: list[MountSpec] = []
-    for n, mount in enumerate(spec.get("volumeMounts") or []):
+    for n, mount in enumerate(_list(spec.get("volumeMounts"), f"{where}.volumeMounts")):
         m = _dict(mount, f"{where}.volumeMounts[{n}]")
         vol, path = m.get("name"), m.get("mountPath")
         if not isinstance(vol, str) or not isinstance(path, str) or not path.startswith("/"):
             raise _bad(
                 f"{where}.volumeMounts[{n}]", "needs a volume name and an absolute mountPath"
             )
+        _line(path, f"{where}.volumeMounts[{n}].mountPath")
         if vol not in volume_names:
             raise _bad(f"{where}.volumeMounts[{n}]", f"names volume {vol!r}, not in spec.volumes")
         mounts.append(MountSpec(vol, path, _bool(m.get("readOnly"), f"{where} readOnly")))
     policy = spec.get("imagePullPolicy")
-    if policy is not None and str(policy).lower() not in ("always", "never", "ifnotpresent"):
+    if policy is not None and (
+        not isinstance(policy, str) or policy.lower() not in ("always", "never", "ifnotpresent")
+    ):
         raise _bad(f"{where}.imagePullPolicy", "must be Always, Never or IfNotPresent")
     workdir = spec.get("workDir", spec.get("workingDir"))
-    if workdir is not None and not isinstance(workdir, str):
+    if workdir is not None and (not isinstance(workdir, str) or len(workdir) > 4096):
         raise _bad(f"{where}.workDir", "must be a path")
+    if workdir is not None:
+        _line(workdir, f"{where}.workDir")
     return MemberSpec(
         image=image,
         name=name,
@@ -202,7 +273,7 @@ def _member(raw: Any, where: str, volume_names: set[str]) -> MemberSpec:
         + _strings(spec.get("args"), f"{where}.args"),
         cpu=cpu,
         memory=memory,
-        environment=_str_map(spec.get("env"), f"{where}.env"),
+        environment=_str_map(spec.get("env"), f"{where}.env", "env"),
         workdir=workdir,
         ports=ports,
         mounts=mounts,
@@ -215,7 +286,7 @@ def _member(raw: Any, where: str, volume_names: set[str]) -> MemberSpec:
 def _volume(raw: Any, where: str) -> VolumeSpec:
     v = _dict(raw, where)
     name = v.get("name")
-    if not isinstance(name, str) or not 2 <= len(name) <= 255 or not _NAME.match(name):
+    if not isinstance(name, str) or not 2 <= len(name) <= 255 or not _NAME.fullmatch(name):
         raise _bad(f"{where}.name", "is required: 2-255 letters, digits, '_', '.' or '-'")
     cinder = v.get("cinder")
     if not isinstance(cinder, dict):
@@ -223,9 +294,15 @@ def _volume(raw: Any, where: str) -> VolumeSpec:
     volume_id, size = cinder.get("volumeID"), cinder.get("size")
     if (volume_id is None) == (size is None):
         raise _bad(f"{where}.cinder", "needs exactly one of volumeID and size")
-    if volume_id is not None and (not isinstance(volume_id, str) or not volume_id):
+    if volume_id is not None and (
+        not isinstance(volume_id, str) or not 1 <= len(volume_id) <= 255
+    ):
         raise _bad(f"{where}.cinder.volumeID", "must be a volume UUID or name")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+    if volume_id is not None:
+        _line(volume_id, f"{where}.cinder.volumeID")
+    if size is not None and (
+        not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 2**31 - 1
+    ):
         raise _bad(f"{where}.cinder.size", "must be a whole number of GiB, at least 1")
     return VolumeSpec(
         name, volume_id, size, _bool(cinder.get("autoRemove"), f"{where}.cinder.autoRemove")
@@ -248,30 +325,33 @@ def parse_template(template: Any) -> CapsuleSpec:
     meta = _dict(top["metadata"], "metadata")
     name = meta.get("name")
     if name is not None and (
-        not isinstance(name, str) or not 2 <= len(name) <= 255 or not _NAME.match(name)
+        not isinstance(name, str) or not 2 <= len(name) <= 255 or not _NAME.fullmatch(name)
     ):
         raise _bad("metadata.name", "must be 2-255 letters, digits, '_', '.' or '-'")
     spec = _dict(top["spec"], "spec")
-    volumes = [_volume(v, f"spec.volumes[{n}]") for n, v in enumerate(spec.get("volumes") or [])]
+    raw_volumes = _list(spec.get("volumes"), "spec.volumes")
+    _count(raw_volumes, "spec.volumes", "volumes")
+    volumes = [_volume(v, f"spec.volumes[{n}]") for n, v in enumerate(raw_volumes)]
     names = [v.name for v in volumes]
     if len(set(names)) != len(names):
         raise _bad("spec.volumes", "has two volumes with the same name")
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise _bad("spec.containers", "must list at least one container")
-    inits = spec.get("initContainers") or []
-    if not isinstance(inits, list):
-        raise _bad("spec.initContainers", "must be a list")
+    inits = _list(spec.get("initContainers"), "spec.initContainers")
+    _count([*containers, *inits], "spec.containers and spec.initContainers", "containers")
     policy = spec.get("restartPolicy", "Always")
-    if policy not in RESTART_POLICIES:
+    if not isinstance(policy, str) or policy not in RESTART_POLICIES:
         raise _bad("spec.restartPolicy", "must be Always, OnFailure or Never")
     zone = top.get("availabilityZone")
     if zone is not None and (not isinstance(zone, str) or not 1 <= len(zone) <= 255):
         raise _bad("availabilityZone", "must be a zone name")
+    if zone is not None:
+        _line(zone, "availabilityZone")
     return CapsuleSpec(
         name=name,
-        labels=_str_map(meta.get("labels"), "metadata.labels"),
-        annotations=_str_map(meta.get("annotations"), "metadata.annotations"),
+        labels=_str_map(meta.get("labels"), "metadata.labels", "labels"),
+        annotations=_str_map(meta.get("annotations"), "metadata.annotations", "annotations"),
         restart_policy=RESTART_POLICIES[policy],
         containers=[
             _member(c, f"spec.containers[{n}]", set(names)) for n, c in enumerate(containers)

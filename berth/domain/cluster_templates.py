@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from berth import errors
+from berth.domain.clusters import coerce_labels
 
 __all__ = [
     "COES",
     "FIELDS",
+    "INT_MAX",
     "NON_REMOVABLE",
     "READ_ONLY",
     "FieldSpec",
@@ -25,6 +28,10 @@ _SERVER_TYPES: Final = ("vm", "bm")
 _TRUE: Final = {"true", "1", "yes", "on", "t", "y"}
 _FALSE: Final = {"false", "0", "no", "off", "f", "n"}
 _NON_EMPTY: Final = frozenset({"name", "image_id", "keypair_id", "cluster_distro"})
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_DIGITS: Final = re.compile(r"\s*[-+]?[0-9]{1,12}\s*")
+# The largest value of an integer attribute without its own maximum (an INTEGER column).
+INT_MAX: Final = 2**31 - 1
 
 # Per COE: (network drivers Magnum supports, those allowed by its default config,
 # volume drivers). Kubernetes from Magnum 23 (magnum/api/validation.py K8sValidator and
@@ -63,7 +70,7 @@ FIELDS: Final[dict[str, FieldSpec]] = {
     "dns_nameserver": FieldSpec("str"),
     "network_driver": FieldSpec("str"),
     "volume_driver": FieldSpec("str"),
-    "docker_volume_size": FieldSpec("int", minimum=1),
+    "docker_volume_size": FieldSpec("int", minimum=1, maximum=INT_MAX),
     "docker_storage_driver": FieldSpec("str"),
     "apiserver_port": FieldSpec("int", minimum=1024, maximum=65535),
     "http_proxy": FieldSpec("str"),
@@ -100,7 +107,12 @@ NON_REMOVABLE: Final = frozenset(
 
 
 def _bad(name: str, value: Any, why: str) -> errors.Invalid:
-    return errors.Invalid(f"Invalid input for field/attribute {name}. Value: {value}. {why}")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**40:
+        shown = "(an integer of more than 40 digits)"
+    else:
+        text = str(value) if not isinstance(value, dict | list) else type(value).__name__
+        shown = text if len(text) <= 80 else text[:77] + "..."
+    return errors.Invalid(f"Invalid input for field/attribute {name}. Value: {shown}. {why}")
 
 
 def coerce_field(name: str, value: Any) -> Any:
@@ -111,9 +123,15 @@ def coerce_field(name: str, value: Any) -> Any:
     if spec.kind in ("str", "enum"):
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise _bad(name, value, "Wrong type. Expected 'str'.")
+        if isinstance(value, int) and abs(value) > 10**255:
+            raise _bad(name, value, "Length must be 1-255 characters.")
         text = str(value)
         if len(text) > 255 or (name in _NON_EMPTY and not text):
             raise _bad(name, value, "Length must be 1-255 characters.")
+        if _CONTROL.search(text):
+            raise _bad(
+                name, "...", "Control characters (NUL, newlines, tabs, ...) are not allowed."
+            )
         if spec.choices and text not in spec.choices:
             raise _bad(name, value, f"Value should be one of: {', '.join(spec.choices)}.")
         return text
@@ -126,10 +144,11 @@ def coerce_field(name: str, value: Any) -> Any:
             return False
         raise _bad(name, value, "Wrong type. Expected a boolean.")
     if spec.kind == "int":
-        try:
-            number = int(str(value)) if not isinstance(value, bool) else None
-        except ValueError:
-            number = None
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and _DIGITS.fullmatch(value):  # ASCII, not "١٢" or "1_0"
+            number = int(value)
         if number is None:
             raise _bad(name, value, "Wrong type. Expected 'int'.")
         if spec.minimum is not None and number < spec.minimum:
@@ -139,12 +158,7 @@ def coerce_field(name: str, value: Any) -> Any:
         return number
     if not isinstance(value, dict):
         raise _bad(name, value, "Wrong type. Expected a dict.")
-    out: dict[str, str] = {}
-    for key, item in value.items():
-        if not isinstance(item, (str, int, float, bool)):
-            raise _bad(name, value, "Values must be strings, numbers or booleans.")
-        out[str(key)] = str(item)
-    return out
+    return coerce_labels(name, value)
 
 
 def coerce_fields(body: Mapping[str, Any], *, allowed: frozenset[str]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 import uuid as uuid_mod
 from collections.abc import Mapping
@@ -10,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from berth import errors
+from berth.domain.jsonpatch import python_literal
 
 __all__ = [
     "CREATE_FIELDS",
@@ -17,6 +17,8 @@ __all__ = [
     "FLAVORS",
     "IN_PROGRESS",
     "MAX_CLUSTERS_PER_PROJECT",
+    "MAX_LABELS",
+    "MAX_TAINTS",
     "NODEGROUP_FIELDS",
     "NODEGROUP_PATCHABLE",
     "PATCHABLE",
@@ -25,6 +27,7 @@ __all__ = [
     "check_node_counts",
     "check_resize_bounds",
     "coerce_create",
+    "coerce_labels",
     "coerce_nodegroup",
     "coerce_taints",
     "default_group_uuid",
@@ -32,7 +35,14 @@ __all__ = [
 ]
 
 IN_PROGRESS: Final = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS")
-_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_.-]*$")
+_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_.-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DIGITS = re.compile(r"\s*[-+]?[0-9]{1,12}\s*")
+# Entries of a labels map and of a taints list; lengths of a label key and value.
+MAX_LABELS: Final = 128
+MAX_TAINTS: Final = 64
+MAX_LABEL_KEY: Final = 255
+MAX_LABEL_VALUE: Final = 4096
 _INT_MAX: Final = 2**31 - 1
 _NODE_COUNTS: Final = frozenset({"node_count", "master_count", "min_node_count", "max_node_count"})
 
@@ -91,7 +101,7 @@ def resolve_flavor(name: str | None, presets: Mapping[str, Flavor] = FLAVORS) ->
 
 def check_name(name: str) -> str:
     """Magnum's cluster name rule: 1-242 chars, a letter first, then letters/digits/_.-."""
-    if not 1 <= len(name) <= 242 or not _NAME.match(name):
+    if not 1 <= len(name) <= 242 or not _NAME.fullmatch(name):
         raise errors.Invalid(
             f"Cluster name {name} is invalid: it must start with a letter and contain only "
             "letters, digits, '_', '.' or '-' (at most 242 characters)."
@@ -103,23 +113,60 @@ def _shown(value: Any) -> str:
     """A value for an error message, cut short (str() of a huge int even raises)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**40:
         return "(an integer of more than 40 digits)"
-    text = str(value)
+    try:
+        text = str(value)
+    except ValueError:  # a container holding an integer of more than 4300 digits
+        return "(a value too large to show)"
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _no_control(name: str, text: str) -> str:
+    if _CONTROL.search(text):
+        raise errors.Invalid(
+            f"Invalid input for field/attribute {name}: control characters (NUL, newlines, "
+            "tabs, ...) are not allowed."
+        )
+    return text
+
+
+def coerce_labels(name: str, value: Any) -> dict[str, str]:
+    """A labels map: at most MAX_LABELS scalar entries, one-line keys and values, bounded."""
+    if not isinstance(value, dict) or not all(
+        isinstance(v, (str, int, float, bool)) for v in value.values()
+    ):
+        raise errors.Invalid(
+            f"Invalid input for field/attribute {name}. Value: {_shown(value)}. "
+            "Values must be strings, numbers or booleans."
+        )
+    if len(value) > MAX_LABELS:
+        raise errors.Invalid(
+            f"Invalid input for field/attribute {name}: {len(value)} labels given, at most "
+            f"{MAX_LABELS} are allowed."
+        )
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        text = _shown(item) if isinstance(item, int) else str(item)
+        if len(str(key)) > MAX_LABEL_KEY or len(text) > MAX_LABEL_VALUE:
+            raise errors.Invalid(
+                f"Invalid input for field/attribute {name}: a key is at most {MAX_LABEL_KEY} "
+                f"characters, a value at most {MAX_LABEL_VALUE}."
+            )
+        out[_no_control(name, str(key))] = _no_control(name, text)
+    return out
 
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
     bad = errors.Invalid(f"Invalid input for field/attribute {name}. Value: {_shown(value)}.")
     if kind == "str":
-        if isinstance(value, bool) or not isinstance(value, (str, int)) or len(str(value)) > 255:
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or len(_shown(value)) > 255:
             raise bad
-        return str(value)
+        return _no_control(name, str(value))
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise bad
-        try:
-            number = int(value) if isinstance(value, int) else int(value[:12])
-        except ValueError:
-            raise bad from None
+        if isinstance(value, str) and not _DIGITS.fullmatch(value):
+            raise bad  # ASCII digits only: int() also takes "١٢" and "1_000"
+        number = int(value) if isinstance(value, int) else int(value.strip())
         # Bounded like the integer columns they land in: past them a database refuses
         # (5xx). Node counts get the operator's far lower cap instead, in the services.
         big = abs(number) > _INT_MAX and name not in _NODE_COUNTS
@@ -138,11 +185,7 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
         if text in ("false", "0", "no", "off", "f", "n"):
             return False
         raise bad
-    if not isinstance(value, dict) or not all(
-        isinstance(v, (str, int, float, bool)) for v in value.values()
-    ):
-        raise bad
-    return {str(k): str(v) for k, v in value.items()}
+    return coerce_labels(name, value)
 
 
 def coerce_create(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,26 +234,34 @@ def default_group_uuid(cluster_uuid: str, name: str) -> str:
 def coerce_taints(value: Any) -> list[dict[str, str]]:
     """Kubernetes-style taints: a list of ``{key, value?, effect}`` (a literal string too)."""
     if isinstance(value, str):
-        try:
-            value = ast.literal_eval(value) if value.strip() else []
-        except (ValueError, SyntaxError):
-            raise errors.Invalid(f"Invalid input for node_taints: {value}") from None
+        value = python_literal("node_taints", value) if value.strip() else []
     if not isinstance(value, list):
         raise errors.Invalid("Invalid input for field/attribute node_taints: a list is expected.")
+    if len(value) > MAX_TAINTS:
+        raise errors.Invalid(
+            f"Invalid input for field/attribute node_taints: {len(value)} taints given, at "
+            f"most {MAX_TAINTS} are allowed."
+        )
     out = []
     for taint in value:
-        if not isinstance(taint, dict) or not isinstance(taint.get("key"), str) or not taint["key"]:
-            raise errors.Invalid(f"Invalid taint {taint!r}: a key is required.")
-        if taint.get("effect") not in _TAINT_EFFECTS:
+        shown = _shown(taint)
+        key = taint.get("key") if isinstance(taint, dict) else None
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_LABEL_KEY:
+            raise errors.Invalid(f"Invalid taint {shown}: a key of 1-255 characters is required.")
+        effect = taint.get("effect")
+        if not isinstance(effect, str) or effect not in _TAINT_EFFECTS:
             raise errors.Invalid(
-                f"Invalid taint effect {taint.get('effect')!r}: use {', '.join(_TAINT_EFFECTS)}."
+                f"Invalid taint effect {_shown(effect)!r}: use {', '.join(_TAINT_EFFECTS)}."
             )
-        unknown = set(taint) - {"key", "value", "effect"}
+        unknown = sorted(str(k) for k in set(taint) - {"key", "value", "effect"})
         if unknown:
-            raise errors.Invalid(f"Invalid taint {taint!r}: unknown {sorted(unknown)[0]}.")
-        item = {"key": taint["key"], "effect": str(taint["effect"])}
-        if taint.get("value") not in (None, ""):
-            item["value"] = str(taint["value"])
+            raise errors.Invalid(f"Invalid taint {shown}: unknown {unknown[0][:40]}.")
+        item = {"key": _no_control("node_taints", key), "effect": effect}
+        tv = taint.get("value")
+        if tv not in (None, ""):
+            if not isinstance(tv, (str, int, float)) or isinstance(tv, bool) or len(str(tv)) > 255:
+                raise errors.Invalid(f"Invalid taint {shown}: the value is 255 characters at most.")
+            item["value"] = _no_control("node_taints", str(tv))
         out.append(item)
     return out
 
@@ -228,7 +279,7 @@ def coerce_nodegroup(body: Mapping[str, Any]) -> dict[str, Any]:
         out[name] = coerce_taints(value) if kind == "list" else _coerce(name, kind, value)
     if "name" not in out:
         raise errors.Invalid("Mandatory field missing: name")
-    if not 1 <= len(out["name"]) <= 255 or not _NAME.match(out["name"]):
+    if not 1 <= len(out["name"]) <= 255 or not _NAME.fullmatch(out["name"]):
         raise errors.Invalid(
             f"Nodegroup name {out['name']} is invalid: it must start with a letter and contain "
             "only letters, digits, '_', '.' or '-' (it names the node containers)."

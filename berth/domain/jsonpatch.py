@@ -16,9 +16,15 @@ from typing import Any
 
 from berth import errors
 
-__all__ = ["PatchError", "apply_patch", "check_patch"]
+__all__ = ["MAX_LITERAL", "PatchError", "apply_patch", "check_patch", "python_literal"]
 
-_PATH = re.compile(r"^(/[\w-]+)+$")
+_PATH = re.compile(r"(/[A-Za-z0-9_-]+)+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The longest Python-literal string parsed (a labels dict): past it, parsing only
+# costs the server memory and time.
+MAX_LITERAL = 65_536
+# Entries a dict value (labels) may hold.
+MAX_ENTRIES = 128
 _ALWAYS_READ_ONLY = frozenset(
     {"created_at", "id", "links", "updated_at", "uuid", "project_id", "user_id"}
 )
@@ -28,13 +34,39 @@ class PatchError(errors.Invalid):
     """The patch document is malformed or touches what it may not."""
 
 
+def python_literal(where: str, text: str) -> Any:
+    """The Python literal ``text`` (what python-magnumclient sends for dicts), else Invalid.
+
+    ``ast.literal_eval`` raises more than ValueError: TypeError for ``{[]: 1}``,
+    RecursionError or MemoryError for deep nesting; each is the client's mistake.
+    """
+    shown = text[:60] + ("..." if len(text) > 60 else "")
+    if len(text) > MAX_LITERAL:
+        raise PatchError(f"Invalid value for {where}: longer than {MAX_LITERAL} characters.")
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise PatchError(f"Invalid value for {where}: {shown!r} is not a literal.") from None
+
+
 def _literal(path: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        raise PatchError(f"Invalid value for {path}: {value!r} is not a literal.") from None
+    return python_literal(path, value)
+
+
+def _check_value(path: str, value: Any) -> None:
+    """Strings (and dict keys and values) without control characters; dicts bounded."""
+    items = list(value.items()) if isinstance(value, dict) else [(None, value)]
+    if len(items) > MAX_ENTRIES:
+        raise PatchError(f"Invalid value for {path}: at most {MAX_ENTRIES} entries are allowed.")
+    for key, item in items:
+        for text in (key, item):
+            if isinstance(text, str) and _CONTROL.search(text):
+                raise PatchError(
+                    f"Invalid value for {path}: control characters (NUL, newlines, tabs, ...) "
+                    "are not allowed."
+                )
 
 
 def apply_patch(
@@ -80,12 +112,16 @@ def check_patch(patch: Any, *, read_only: Iterable[str] = ()) -> list[dict[str, 
     ro = _ALWAYS_READ_ONLY | set(read_only)
     for op in patch:
         if not isinstance(op, dict) or set(op) - {"op", "path", "value"}:
-            raise PatchError(f"Invalid patch operation: {op!r}.")
+            raise PatchError(f"Invalid patch operation: {str(op)[:200]}.")
         kind, path = op.get("op"), op.get("path")
         if kind not in ("add", "replace", "remove"):
-            raise PatchError(f"Invalid patch operation {kind!r}: use add, replace or remove.")
-        if not isinstance(path, str) or not _PATH.match(path):
-            raise PatchError(f"Invalid patch path {path!r}.")
+            raise PatchError(
+                f"Invalid patch operation {str(kind)[:40]!r}: use add, replace or remove."
+            )
+        if not isinstance(path, str) or not _PATH.fullmatch(path):
+            raise PatchError(f"Invalid patch path {str(path)[:80]!r}.")
+        if "value" in op:
+            _check_value(path, op["value"])
         if path.strip("/").split("/")[0] in ro:
             raise PatchError(f"'{path}' is an internal attribute and can not be updated")
     return patch
@@ -108,6 +144,7 @@ def _apply_top(
         value = _literal("/" + top, value)
         if not isinstance(value, dict):
             raise PatchError(f"Invalid value for /{top}: a dict is expected.")
+        _check_value("/" + top, value)
     out[top] = value
 
 

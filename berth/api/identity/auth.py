@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from berth.api.deps import Caller, State
 from berth.api.identity import params, schemas, views
+from berth.api.openapi import body, model_schema, wrapped
 from berth.services import identity
 
 __all__ = ["router"]
@@ -29,7 +30,10 @@ async def version_v3(request: Request, state: State) -> JSONResponse:
     return JSONResponse({"version": views.version_doc(views.v3_url(request, state.settings))})
 
 
-@router.post("/v3/auth/tokens", status_code=201)
+@router.post(
+    "/v3/auth/tokens", status_code=201,
+    openapi_extra=body(wrapped("auth", model_schema(schemas.AuthBody))),
+)
 async def issue_token(request: Request, state: State) -> JSONResponse:
     """Authenticate (password or token method) and issue a token in ``X-Subject-Token``."""
     body = await schemas.read_body(request)

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from berth.api.deps import Caller, State
 from berth.api.identity import params, schemas, views
+from berth.api.openapi import body, model_schema, wrapped
 from berth.services import identity
 
 __all__ = ["router"]
@@ -32,7 +33,10 @@ async def list_projects(request: Request, state: State, caller: Caller) -> JSONR
     )
 
 
-@router.post("/v3/projects", status_code=201)
+@router.post(
+    "/v3/projects", status_code=201,
+    openapi_extra=body(wrapped("project", model_schema(schemas.ProjectCreate))),
+)
 async def create_project(request: Request, state: State, caller: Caller) -> JSONResponse:
     """Create a project; 409 when its name is taken in the domain."""
     body = await schemas.read_body(request)
@@ -52,7 +56,10 @@ async def show_project(
     return JSONResponse({"project": views.project_view(project, v3)})
 
 
-@router.patch("/v3/projects/{project_id}")
+@router.patch(
+    "/v3/projects/{project_id}",
+    openapi_extra=body(wrapped("project", model_schema(schemas.ProjectPatch))),
+)
 async def update_project(
     project_id: str, request: Request, state: State, caller: Caller
 ) -> JSONResponse:

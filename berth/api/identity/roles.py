@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from berth.api.deps import Caller, State
 from berth.api.identity import params, schemas, views
+from berth.api.openapi import body, model_schema, wrapped
 from berth.identity.models import AssignmentFilter
 from berth.services import identity
 
@@ -30,7 +31,10 @@ async def list_roles(request: Request, state: State, caller: Caller) -> JSONResp
     return JSONResponse(views.collection("roles", (views.role_view(r, v3) for r in found), url))
 
 
-@router.post("/v3/roles", status_code=201)
+@router.post(
+    "/v3/roles", status_code=201,
+    openapi_extra=body(wrapped("role", model_schema(schemas.RoleCreate))),
+)
 async def create_role(request: Request, state: State, caller: Caller) -> JSONResponse:
     """Create a role; 409 when the name is taken."""
     body = await schemas.read_body(request)

@@ -7,10 +7,19 @@ Bodies are read by hand (``read_body``) so that malformed JSON is a Keystone
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    ValidationError,
+)
 
 from berth import errors
 from berth.api.bounds import check_no_nul
@@ -26,6 +35,7 @@ from berth.identity.models import (
 )
 
 __all__ = [
+    "MAX_TAGS",
     "AuthBody",
     "PasswordChange",
     "ProjectCreate",
@@ -39,11 +49,37 @@ __all__ = [
 
 _M = TypeVar("_M", bound=BaseModel)
 
-Name64 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
-Name255 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=255)]
-Text255 = Annotated[str, StringConstraints(strict=True, max_length=255)]
-Id64 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _one_line(value: str) -> str:
+    # Names and IDs end in tokens, catalogs, log lines and the dashboard: one line.
+    if _CONTROL.search(value):
+        raise ValueError("control characters (NUL, newlines, tabs, ...) are not allowed")
+    return value
+
+
+def _prose(value: str) -> str:
+    # A description may run over lines (Keystone keeps it as given); no other C0.
+    if _CONTROL_BUT_LINES.search(value):
+        raise ValueError("NUL and control characters other than tab and newline are not allowed")
+    return value
+
+
+_Line = AfterValidator(_one_line)
+Name64 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64), _Line]
+Name255 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=255), _Line]
+Line255 = Annotated[str, StringConstraints(strict=True, max_length=255), _Line]
+Text255 = Annotated[str, StringConstraints(strict=True, max_length=255), AfterValidator(_prose)]
+Id64 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64), _Line]
+# Keystone takes any characters in a password; NUL is refused by read_body.
 Secret = Annotated[str, StringConstraints(strict=True, max_length=4096)]
+# Keystone's project tags: at most 80, each 1-255 characters without '/' or ','.
+Tag = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=255, pattern=r"^[^,/]*$"), _Line
+]
+MAX_TAGS = 80
 # Keys a client may echo back in a body that are not free-form extra attributes.
 _RESERVED = frozenset({"id", "links", "domain_id", "is_domain", "parent_id"})
 
@@ -201,7 +237,7 @@ class ProjectCreate(_Resource):
     enabled: StrictBool = True
     is_domain: StrictBool = False
     parent_id: Id64 | None = None
-    tags: list[Name255] | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     options: dict[str, Any] | None = None
 
     def to_spec(self) -> ProjectSpec:
@@ -219,7 +255,7 @@ class ProjectPatch(_Resource):
     domain_id: Id64 | None = None
     description: Text255 | None = None
     enabled: StrictBool | None = None
-    tags: list[Name255] | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     options: dict[str, Any] | None = None
 
     def to_update(self) -> ProjectUpdate:
@@ -235,7 +271,7 @@ class UserCreate(_Resource):
     name: Name255
     domain_id: Id64 = "default"
     password: Secret | None = None
-    email: Text255 | None = None
+    email: Line255 | None = None
     description: Text255 | None = None
     enabled: StrictBool = True
     default_project_id: Id64 | None = None
@@ -259,7 +295,7 @@ class UserPatch(_Resource):
     name: Name255 | None = None
     domain_id: Id64 | None = None
     password: Secret | None = None
-    email: Text255 | None = None
+    email: Line255 | None = None
     description: Text255 | None = None
     enabled: StrictBool | None = None
     default_project_id: Id64 | None = None

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from berth.api.deps import Caller, State
 from berth.api.identity import params, schemas, views
+from berth.api.openapi import body, model_schema, wrapped
 from berth.services import identity
 
 __all__ = ["router"]
@@ -30,7 +31,10 @@ async def list_users(request: Request, state: State, caller: Caller) -> JSONResp
     return JSONResponse(views.collection("users", (views.user_view(u, v3) for u in found), url))
 
 
-@router.post("/v3/users", status_code=201)
+@router.post(
+    "/v3/users", status_code=201,
+    openapi_extra=body(wrapped("user", model_schema(schemas.UserCreate))),
+)
 async def create_user(request: Request, state: State, caller: Caller) -> JSONResponse:
     """Create a user; 409 when its name is taken in the domain."""
     body = await schemas.read_body(request)
@@ -48,7 +52,9 @@ async def show_user(user_id: str, request: Request, state: State, caller: Caller
     return JSONResponse({"user": views.user_view(user, v3)})
 
 
-@router.patch("/v3/users/{user_id}")
+@router.patch(
+    "/v3/users/{user_id}", openapi_extra=body(wrapped("user", model_schema(schemas.UserPatch)))
+)
 async def update_user(user_id: str, request: Request, state: State, caller: Caller) -> JSONResponse:
     """Change a user: name, password, email, description, enabled, default project."""
     body = await schemas.read_body(request)
@@ -78,7 +84,10 @@ async def user_projects(
     )
 
 
-@router.post("/v3/users/{user_id}/password", status_code=204)
+@router.post(
+    "/v3/users/{user_id}/password", status_code=204,
+    openapi_extra=body(wrapped("user", model_schema(schemas.PasswordChange))),
+)
 async def change_password(user_id: str, request: Request, state: State, caller: Caller) -> Response:
     """A user replaces its own password (``openstack user password set``)."""
     body = await schemas.read_body(request)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -9,11 +12,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, model_schema, wrapped
 from berth.api.zun.params import json_body
 from berth.domain.hostsync import DesiredHost, HostReport, InjectedFile, Observation
 from berth.services import hosts, image_refs, injected_files
 
-__all__ = ["router"]
+__all__ = ["MAX_WAIT", "desired_query", "router"]
 
 router = APIRouter()
 T = TypeVar("T")
@@ -31,7 +35,7 @@ def _parse(adapter: TypeAdapter[T], data: Any) -> T:
         raise errors.Invalid(f"Invalid agent message: {exc.errors()[0]['msg']}") from None
 
 
-@router.post("/v1/hosts")
+@router.post("/v1/hosts", openapi_extra=body(model_schema(HostReport)))
 async def register(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     report = _parse(_REPORT, await json_body(request, required=True))
     host = await hosts.register(state.env, caller, report)
@@ -44,11 +48,33 @@ async def heartbeat(hostname: str, caller: Caller, state: State) -> dict[str, An
     return {"ok": True}
 
 
+# Seconds an agent's long poll may wait for a change (the services cap it there too).
+MAX_WAIT = 60.0
+
+
+def desired_query(query: Mapping[str, str]) -> tuple[int | None, float]:
+    """``generation`` (None unless an integer) and ``wait`` (0-60 s) of a desired-state poll.
+
+    A ``wait`` that is not a number in range is a 400 (it used to be a 500).
+    """
+    text = query.get("generation", "")
+    generation = int(text) if re.fullmatch(r"-?[0-9]{1,18}", text) else None
+    raw = query.get("wait", "") or "0"
+    try:
+        wait = float(raw) if re.fullmatch(r"[0-9.eE+-]{1,32}", raw) else math.nan
+    except ValueError:
+        wait = math.nan
+    if not 0 <= wait <= MAX_WAIT:  # also nan and inf
+        raise errors.Invalid(
+            f"Invalid input for field 'wait': {raw[:40]!r} must be a number of seconds "
+            f"from 0 to {MAX_WAIT:g}."
+        )
+    return generation, wait
+
+
 @router.get("/v1/hosts/{hostname}/desired")
 async def desired(hostname: str, request: Request, caller: Caller, state: State) -> Any:
-    q = request.query_params
-    generation = int(q["generation"]) if q.get("generation", "").lstrip("-").isdigit() else None
-    wait = float(q.get("wait", "0") or 0)
+    generation, wait = desired_query(request.query_params)
     result = await hosts.desired_for(state.env, caller, hostname, generation, wait)
     result = await image_refs.for_agent(state.env, result)
     return _DESIRED.dump_python(result, mode="json")
@@ -60,7 +86,10 @@ async def files(hostname: str, uuid: str, caller: Caller, state: State) -> Any:
     return {"files": _FILES.dump_python(found, mode="json")}
 
 
-@router.post("/v1/hosts/{hostname}/observations")
+@router.post(
+    "/v1/hosts/{hostname}/observations",
+    openapi_extra=body(wrapped("observations", model_schema(list[Observation]))),
+)
 async def observations(
     hostname: str, request: Request, caller: Caller, state: State
 ) -> dict[str, Any]:

@@ -20,8 +20,10 @@ from berth.api.magnum.views import (
     page,
 )
 from berth.api.microversions import APIVersion
+from berth.api.openapi import JSON_PATCH, body, kinds_schema, props
 from berth.clusters import pki
 from berth.clusters.registry import DriverRegistry
+from berth.domain.clusters import CREATE_FIELDS
 from berth.services import cluster_lifecycle
 from berth.services import cluster_templates as templates_svc
 from berth.services import clusters as svc
@@ -56,7 +58,10 @@ async def detail_clusters(request: Request, state: State, ctx: Caller) -> dict[s
     return page(request, items, "clusters", "clusters/detail", sort_keys=CLUSTER_SORT_KEYS)
 
 
-@router.post("/v1/clusters")
+@router.post(
+    "/v1/clusters",
+    openapi_extra=body(kinds_schema(CREATE_FIELDS, required=("cluster_template_id",))),
+)
 async def create_cluster(request: Request, state: State, ctx: Caller) -> JSONResponse:
     """202 ``{"uuid"}``: the cluster is recorded; the lifecycle worker builds it."""
     body = await read_json(request)
@@ -80,7 +85,7 @@ async def show_cluster(request: Request, state: State, ctx: Caller, ident: str) 
     return cluster_view(request, row, version_of(request), faults=True)
 
 
-@router.patch("/v1/clusters/{ident}")
+@router.patch("/v1/clusters/{ident}", openapi_extra=body(JSON_PATCH))
 async def update_cluster(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
     """JSON-Patch of node_count (an update) or the health fields; 202 ``{"uuid"}``."""
     # Magnum's 1.1-1.2 and 1.3-1.9 patch handlers refuse a node_count of 0.
@@ -89,7 +94,12 @@ async def update_cluster(request: Request, state: State, ctx: Caller, ident: str
     return _accepted(row.uuid)
 
 
-@router.post("/v1/clusters/{ident}/actions/resize")
+@router.post(
+    "/v1/clusters/{ident}/actions/resize",
+    openapi_extra=body(
+        props(required=("node_count",), node_count="int", nodes_to_remove="strs", nodegroup="str")
+    ),
+)
 async def resize_cluster(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
     """Resize a worker group, default-worker unless ``nodegroup`` (microversion 1.7+)."""
     version = require(request, APIVersion(1, 7), "resize")
@@ -112,7 +122,10 @@ async def resize_cluster(request: Request, state: State, ctx: Caller, ident: str
     return _accepted(row.uuid)
 
 
-@router.post("/v1/clusters/{ident}/actions/upgrade")
+@router.post(
+    "/v1/clusters/{ident}/actions/upgrade",
+    openapi_extra=body(props(cluster_template="str", max_batch_size="int", nodegroup="str")),
+)
 async def upgrade_cluster(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
     """Move the cluster (or a node group) to another template's node image (1.8+)."""
     if require(request, APIVersion(1, 7), "upgrade") < APIVersion(1, 8):
@@ -144,7 +157,12 @@ async def show_ca(request: Request, state: State, ctx: Caller, ident: str) -> di
     }
 
 
-@router.post("/v1/certificates")
+@router.post(
+    "/v1/certificates",
+    openapi_extra=body(
+        props(required=("cluster_uuid", "csr"), cluster_uuid="str", csr="str", ca_cert_type="str")
+    ),
+)
 async def sign_csr(request: Request, state: State, ctx: Caller) -> JSONResponse:
     """Sign a CSR with the cluster's CA; 201 with the certificate."""
     body = await read_json(request)

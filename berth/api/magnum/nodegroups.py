@@ -12,6 +12,8 @@ from berth.api.magnum.microversions import require
 from berth.api.magnum.templates import read_json
 from berth.api.magnum.views import NODEGROUP_SORT_KEYS, app_url, iso, page
 from berth.api.microversions import APIVersion
+from berth.api.openapi import JSON_PATCH, body, kinds_schema
+from berth.domain.clusters import NODEGROUP_FIELDS
 from berth.services import cluster_groups
 from berth.services import cluster_nodegroups as svc
 from berth.store.tables import NodeGroupRow
@@ -114,7 +116,10 @@ async def show_nodegroup(
     return _view(request, found, found.rows[0])
 
 
-@router.post("/v1/clusters/{ident}/nodegroups")
+@router.post(
+    "/v1/clusters/{ident}/nodegroups",
+    openapi_extra=body(kinds_schema(NODEGROUP_FIELDS, required=("name",))),
+)
 async def create_nodegroup(request: Request, state: State, ctx: Caller, ident: str) -> JSONResponse:
     """202 with the new nodegroup; the cluster update creates its nodes."""
     _gate(request)
@@ -122,7 +127,7 @@ async def create_nodegroup(request: Request, state: State, ctx: Caller, ident: s
     return JSONResponse(_view(request, found, found.rows[0]), status_code=202)
 
 
-@router.patch("/v1/clusters/{ident}/nodegroups/{ng}")
+@router.patch("/v1/clusters/{ident}/nodegroups/{ng}", openapi_extra=body(JSON_PATCH))
 async def update_nodegroup(
     request: Request, state: State, ctx: Caller, ident: str, ng: str
 ) -> JSONResponse:

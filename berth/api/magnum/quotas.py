@@ -11,6 +11,7 @@ from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.magnum.templates import read_json
 from berth.api.magnum.views import iso, page
+from berth.api.openapi import body, props
 from berth.services import cluster_quotas as svc
 
 __all__ = ["router"]
@@ -44,14 +45,19 @@ async def show_quota(state: State, ctx: Caller, project_id: str, resource: str) 
     return await svc.get(state.env, ctx, project_id, resource)
 
 
-@router.post("/v1/quotas")
+@router.post(
+    "/v1/quotas", openapi_extra=body(props(project_id="str", resource="str", hard_limit="int"))
+)
 async def create_quota(request: Request, state: State, ctx: Caller) -> JSONResponse:
     """201 with the new quota."""
     row = await svc.create(state.env, ctx, await read_json(request))
     return JSONResponse(svc.view(row), status_code=201)
 
 
-@router.patch("/v1/quotas/{project_id}/{resource}")
+@router.patch(
+    "/v1/quotas/{project_id}/{resource}",
+    openapi_extra=body(props(required=("hard_limit",), hard_limit="int")),
+)
 async def update_quota(
     request: Request, state: State, ctx: Caller, project_id: str, resource: str
 ) -> JSONResponse:

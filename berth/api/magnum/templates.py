@@ -12,6 +12,7 @@ from berth import errors
 from berth.api.bounds import INT32_MAX, check_int_field, check_no_nul
 from berth.api.deps import Caller, State
 from berth.api.magnum.views import TEMPLATE_SORT_KEYS, app_url, page, template_view
+from berth.api.openapi import JSON_PATCH, TEMPLATE_BODY, body
 from berth.services import cluster_templates as svc
 
 __all__ = ["MAX_CREATE_TIMEOUT", "read_json", "router"]
@@ -63,7 +64,7 @@ async def detail_templates(request: Request, state: State, ctx: Caller) -> dict[
     return await _list(request, state, ctx, "detail")
 
 
-@router.post("/v1/clustertemplates")
+@router.post("/v1/clustertemplates", openapi_extra=body(TEMPLATE_BODY))
 async def create_template(request: Request, state: State, ctx: Caller) -> JSONResponse:
     """201 with the new template and its Location."""
     body = await read_json(request)
@@ -83,7 +84,7 @@ async def show_template(request: Request, state: State, ctx: Caller, ident: str)
     return template_view(request, await svc.get(state.env, ctx, ident))
 
 
-@router.patch("/v1/clustertemplates/{ident}")
+@router.patch("/v1/clustertemplates/{ident}", openapi_extra=body(JSON_PATCH))
 async def update_template(
     request: Request, state: State, ctx: Caller, ident: str
 ) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from berth import errors
 from berth.api.bounds import INT32_MAX
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, kinds_schema, props
 from berth.api.zun.containers import base_url
 from berth.api.zun.microversions import APIVersion
 from berth.api.zun.params import action_params, parse_bool
@@ -74,7 +75,9 @@ async def delete_service(request: Request, caller: Caller, state: State) -> JSON
     return JSONResponse(None)
 
 
-@router.put("/v1/services/enable")
+@router.put(
+    "/v1/services/enable", openapi_extra=body(props(host="str", binary="str"), required=False)
+)
 async def enable(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     host, binary = _host_binary(await action_params(request))
     svc = await hosts_admin.set_service(
@@ -96,7 +99,10 @@ async def enable(request: Request, caller: Caller, state: State) -> dict[str, An
     }
 
 
-@router.put("/v1/services/disable")
+@router.put(
+    "/v1/services/disable",
+    openapi_extra=body(props(host="str", binary="str", disabled_reason="str"), required=False),
+)
 async def disable(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     p = await action_params(request)
     host, binary = _host_binary(p)
@@ -122,7 +128,10 @@ async def disable(request: Request, caller: Caller, state: State) -> dict[str, A
     }
 
 
-@router.put("/v1/services/force_down")
+@router.put(
+    "/v1/services/force_down",
+    openapi_extra=body(props(host="str", binary="str", forced_down="bool"), required=False),
+)
 async def force_down(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     p = await action_params(request)
     host, binary = _host_binary(p)
@@ -168,7 +177,10 @@ async def get_quota(
     return await quotas.project_limits(state.env, caller, project_id)
 
 
-@router.put("/v1/quotas/{project_id}")
+@router.put(
+    "/v1/quotas/{project_id}",
+    openapi_extra=body(kinds_schema(dict.fromkeys(quotas.RESOURCES, "int")), required=False),
+)
 async def put_quota(
     project_id: str, request: Request, caller: Caller, state: State
 ) -> dict[str, int]:
@@ -193,7 +205,10 @@ async def get_quota_class(name: str, caller: Caller, state: State) -> dict[str, 
     return await quotas.class_limits(state.env, caller, name)
 
 
-@router.put("/v1/quota_classes/{name}")
+@router.put(
+    "/v1/quota_classes/{name}",
+    openapi_extra=body(kinds_schema(dict.fromkeys(quotas.RESOURCES, "int")), required=False),
+)
 async def put_quota_class(
     name: str, request: Request, caller: Caller, state: State
 ) -> dict[str, int]:

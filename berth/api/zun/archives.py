@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, props
 from berth.api.zun.microversions import APIVersion
 from berth.api.zun.params import action_params
 from berth.services import archives
@@ -44,7 +45,10 @@ async def get_archive(ident: str, request: Request, caller: Caller, state: State
     return {"data": encoded, "stat": stat}
 
 
-@router.post("/v1/containers/{ident}/put_archive")
+@router.post(
+    "/v1/containers/{ident}/put_archive",
+    openapi_extra=body(props(path="str", data="str"), required=False),
+)
 async def put_archive(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     """Extract the tar in ``data`` into the directory ``path`` (200 ``null``)."""
     limit = state.settings.archive_max_bytes

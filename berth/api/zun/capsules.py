@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import CAPSULE_TEMPLATE, body, wrapped
 from berth.api.zun.containers import base_url, version_of
 from berth.api.zun.microversions import APIVersion
 from berth.api.zun.params import (
@@ -85,7 +86,9 @@ def capsule_view(
     return view
 
 
-@router.post("/v1/capsules", status_code=202)
+@router.post(
+    "/v1/capsules", status_code=202, openapi_extra=body(wrapped("template", CAPSULE_TEMPLATE))
+)
 @router.post("/v1/capsules/", status_code=202, include_in_schema=False)
 async def create_capsule(request: Request, caller: Caller, state: State) -> JSONResponse:
     body = await json_body(request, required=True)

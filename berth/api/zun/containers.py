@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, model_schema, props
 from berth.api.zun.interactive import follow_logs
 from berth.api.zun.microversions import APIVersion
 from berth.api.zun.params import (
@@ -23,9 +24,11 @@ from berth.api.zun.schemas import (
     MAX_SECONDS,
     ContainerCreate,
     ContainerPatch,
+    check_counts,
     check_limits,
     command_list,
     int_in,
+    kill_signal,
     logs_since,
     logs_tail,
     number_in,
@@ -71,6 +74,7 @@ def _new_container(state: State, body: dict[str, Any], version: APIVersion) -> N
                 f"{name} is only supported from version {since}"
             )
     req = parse_model(ContainerCreate, body)
+    check_counts(req)
     cpu, memory, disk = check_limits(state.settings, req)
     driver = req.image_driver if req.image_driver not in (None, "None") else None
     if driver is not None and driver not in state.settings.image_driver_list:
@@ -133,7 +137,7 @@ def _restart_policy(req: ContainerCreate) -> dict[str, str] | None:
     return {"Name": rp.Name, "MaximumRetryCount": str(count)}
 
 
-@router.post("/v1/containers", status_code=202)
+@router.post("/v1/containers", status_code=202, openapi_extra=body(model_schema(ContainerCreate)))
 async def create_container(request: Request, caller: Caller, state: State) -> JSONResponse:
     run = parse_bool(request.query_params.get("run"), "run", extended=True)
     body = await json_body(request, required=True)
@@ -175,7 +179,9 @@ async def show_container(
     return container_view(state.env, caller, row, base_url(request))
 
 
-@router.patch("/v1/containers/{ident}")
+@router.patch(
+    "/v1/containers/{ident}", openapi_extra=body(model_schema(ContainerPatch), required=False)
+)
 async def update_container(
     ident: str, request: Request, caller: Caller, state: State
 ) -> dict[str, Any]:
@@ -237,7 +243,9 @@ async def start(ident: str, caller: Caller, state: State) -> JSONResponse:
     return _accepted()
 
 
-@router.post("/v1/containers/{ident}/stop")
+@router.post(
+    "/v1/containers/{ident}/stop", openapi_extra=body(props(timeout="int"), required=False)
+)
 async def stop(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     p = await action_params(request)
     timeout = parse_int(p.get("timeout"), "timeout", minimum=0, maximum=MAX_SECONDS)
@@ -245,7 +253,9 @@ async def stop(ident: str, request: Request, caller: Caller, state: State) -> JS
     return _accepted()
 
 
-@router.post("/v1/containers/{ident}/reboot")
+@router.post(
+    "/v1/containers/{ident}/reboot", openapi_extra=body(props(timeout="int"), required=False)
+)
 async def reboot(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     p = await action_params(request)
     timeout = parse_int(p.get("timeout"), "timeout", minimum=0, maximum=MAX_SECONDS)
@@ -265,14 +275,14 @@ async def unpause(ident: str, caller: Caller, state: State) -> JSONResponse:
     return _accepted()
 
 
-@router.post("/v1/containers/{ident}/kill")
+@router.post("/v1/containers/{ident}/kill", openapi_extra=body(props(signal="str"), required=False))
 async def kill(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     p = await action_params(request)
-    await ops.kill(state.env, caller, ident, p.get("signal"))
+    await ops.kill(state.env, caller, ident, kill_signal(p.get("signal")))
     return _accepted()
 
 
-@router.post("/v1/containers/{ident}/rename")
+@router.post("/v1/containers/{ident}/rename", openapi_extra=body(props(name="str"), required=False))
 async def rename(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
     if version_of(request) >= APIVersion(1, 14):
         raise errors.NotAcceptable(
@@ -321,7 +331,10 @@ async def logs(ident: str, request: Request, caller: Caller, state: State) -> Re
     return JSONResponse(text)
 
 
-@router.post("/v1/containers/{ident}/execute")
+@router.post(
+    "/v1/containers/{ident}/execute",
+    openapi_extra=body(props(command="str", run="bool", interactive="bool")),
+)
 async def execute(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
     p = await action_params(request)
     command = p.get("command")

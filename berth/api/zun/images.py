@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, model_schema, props
 from berth.api.zun.containers import base_url
 from berth.api.zun.params import (
     action_params,
@@ -76,7 +77,7 @@ async def list_images(request: Request, caller: Caller, state: State) -> dict[st
     return {"images": [image_view(r, base) for r in rows], "next": nxt}
 
 
-@router.post("/v1/images")
+@router.post("/v1/images", openapi_extra=body(model_schema(_PullBody)))
 async def pull_image(request: Request, caller: Caller, state: State) -> JSONResponse:
     body = parse_model(_PullBody, await json_body(request, required=True))
     row = await svc.pull(state.env, caller, body.repo, body.host, body.tag)
@@ -129,7 +130,10 @@ async def search_image(image: str, request: Request, caller: Caller, state: Stat
     return JSONResponse(hits)
 
 
-@router.post("/v1/containers/{ident}/commit")
+@router.post(
+    "/v1/containers/{ident}/commit",
+    openapi_extra=body(props(repository="str", tag="str"), required=False),
+)
 async def commit(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     p = await action_params(request)
     repository = p.get("repository")

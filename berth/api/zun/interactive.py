@@ -17,6 +17,7 @@ from starlette.background import BackgroundTask
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, props
 from berth.api.zun.params import action_params, parse_int
 from berth.services import streams
 
@@ -42,7 +43,9 @@ async def attach(ident: str, caller: Caller, state: State) -> JSONResponse:
     return JSONResponse(await streams.attach_url(state.env, caller, ident))
 
 
-@router.post("/v1/containers/{ident}/resize")
+@router.post(
+    "/v1/containers/{ident}/resize", openapi_extra=body(props(h="int", w="int"), required=False)
+)
 async def resize(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     """Resize the container's TTY (200 ``null``)."""
     width, height = _size(await action_params(request))
@@ -50,7 +53,10 @@ async def resize(ident: str, request: Request, caller: Caller, state: State) -> 
     return JSONResponse(None)
 
 
-@router.post("/v1/containers/{ident}/execute_resize")
+@router.post(
+    "/v1/containers/{ident}/execute_resize",
+    openapi_extra=body(props(exec_id="str", h="int", w="int"), required=False),
+)
 async def execute_resize(
     ident: str, request: Request, caller: Caller, state: State
 ) -> JSONResponse:

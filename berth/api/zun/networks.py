@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, props
 from berth.api.zun.containers import base_url, version_of
 from berth.api.zun.microversions import APIVersion
 from berth.api.zun.params import action_params, json_body, parse_bool, reject_unknown
@@ -48,7 +49,7 @@ def network_view(row: NetworkRow, base: str) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/networks")
+@router.post("/v1/networks", openapi_extra=body(props(name="str", neutron_net_id="str")))
 async def create_network(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     body = await json_body(request, required=True)
     reject_unknown(body, {"name", "neutron_net_id"})
@@ -97,7 +98,10 @@ def _since(request: Request, version: APIVersion, action: str) -> None:
         )
 
 
-@router.post("/v1/containers/{ident}/network_attach")
+@router.post(
+    "/v1/containers/{ident}/network_attach",
+    openapi_extra=body(props(network="str", port="str", fixed_ip="str"), required=False),
+)
 async def network_attach(
     ident: str, request: Request, caller: Caller, state: State
 ) -> JSONResponse:
@@ -112,7 +116,10 @@ async def network_attach(
     return JSONResponse(None, status_code=200)
 
 
-@router.post("/v1/containers/{ident}/network_detach")
+@router.post(
+    "/v1/containers/{ident}/network_detach",
+    openapi_extra=body(props(network="str", port="str"), required=False),
+)
 async def network_detach(
     ident: str, request: Request, caller: Caller, state: State
 ) -> JSONResponse:

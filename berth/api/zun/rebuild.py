@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, model_schema, props
 from berth.api.zun.microversions import APIVersion
 from berth.api.zun.params import action_params
 from berth.api.zun.schemas import ContainerPatch, int_in, number_in, parse_model
@@ -27,7 +28,10 @@ def _given(value: Any) -> str | None:
     return None if value in (None, "", "None") else str(value)
 
 
-@router.post("/v1/containers/{ident}/rebuild")
+@router.post(
+    "/v1/containers/{ident}/rebuild",
+    openapi_extra=body(props(image="str", image_driver="str"), required=False),
+)
 async def rebuild(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     """Recreate the runtime container from ``image`` (default: the current one); 202."""
     params = await action_params(request)
@@ -41,7 +45,10 @@ async def rebuild(ident: str, request: Request, caller: Caller, state: State) ->
     return JSONResponse(None, status_code=202)
 
 
-@router.post("/v1/containers/{ident}/resize_container")
+@router.post(
+    "/v1/containers/{ident}/resize_container",
+    openapi_extra=body(model_schema(ContainerPatch), required=False),
+)
 async def resize_container(
     ident: str, request: Request, caller: Caller, state: State
 ) -> JSONResponse:

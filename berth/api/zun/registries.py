@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, model_schema, wrapped
 from berth.api.zun.containers import base_url
 from berth.api.zun.params import (
     json_body,
@@ -75,7 +76,10 @@ async def _fields(request: Request, *, required: bool) -> RegistryFields:
     return RegistryFields(parsed.name, parsed.domain, parsed.username, parsed.password)
 
 
-@router.post("/v1/registries", status_code=201)
+@router.post(
+    "/v1/registries", status_code=201,
+    openapi_extra=body(wrapped("registry", model_schema(_RegistryBody))),
+)
 async def create_registry(request: Request, caller: Caller, state: State) -> JSONResponse:
     fields = await _fields(request, required=True)
     if not fields.domain:
@@ -108,7 +112,9 @@ async def show_registry(
     return {"registry": registry_view(row, base_url(request))}
 
 
-@router.patch("/v1/registries/{ident}")
+@router.patch(
+    "/v1/registries/{ident}", openapi_extra=body(wrapped("registry", model_schema(_RegistryBody)))
+)
 async def update_registry(
     ident: str, request: Request, caller: Caller, state: State
 ) -> dict[str, Any]:

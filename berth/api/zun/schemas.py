@@ -15,12 +15,15 @@ from berth.config import Settings
 
 __all__ = [
     "FIELD_MIN_VERSION",
+    "MAX_COUNTS",
     "MAX_SECONDS",
     "ContainerCreate",
     "ContainerPatch",
+    "check_counts",
     "check_limits",
     "command_list",
     "int_in",
+    "kill_signal",
     "logs_since",
     "logs_tail",
     "number_in",
@@ -36,6 +39,20 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Seconds a healthcheck interval, timeout or a stop timeout may last: a day.
 MAX_SECONDS = 86_400
+# How many entries each list or map of a container may hold. The body's byte limit
+# alone lets 1 MiB carry 50,000 labels, each a row in the views, the engine call
+# and every agent's desired state; real containers use a handful.
+MAX_COUNTS: dict[str, int] = {
+    "labels": 128,
+    "environment": 512,
+    "command": 1024,
+    "entrypoint": 64,
+    "mounts": 64,
+    "nets": 16,
+    "security_groups": 32,
+    "hints": 32,
+    "exposed_ports": 256,
+}
 
 
 def _plain(value: str) -> str:
@@ -229,6 +246,19 @@ def int_in(value: int | str | None, name: str, low: int, high: int) -> int | Non
     return number
 
 
+def kill_signal(value: Any) -> str | None:
+    """``signal`` of kill as text (a name like SIGTERM or a number), else a 400."""
+    if value is None:
+        return None
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or len(text) > 32 or not text.isascii() or _CONTROL.search(text):
+        raise errors.Invalid(
+            f"Invalid input for field 'signal': {str(value)[:40]!r} is not a signal: "
+            "give a name such as SIGTERM or a number from 1 to 64."
+        )
+    return text
+
+
 def command_list(value: list[str] | str | None, version: APIVersion) -> list[str]:
     """Zun ``command``: a string (shell-split) below 1.20, a list from 1.20 on."""
     if value is None:
@@ -241,6 +271,17 @@ def command_list(value: list[str] | str | None, version: APIVersion) -> list[str
         except ValueError as exc:
             raise errors.Invalid(f"Invalid input for field 'command': {exc}.") from None
     return list(value)
+
+
+def check_counts(body: BaseModel) -> None:
+    """Raise Invalid when a list or map of ``body`` holds more entries than MAX_COUNTS allows."""
+    for name, limit in MAX_COUNTS.items():
+        value = getattr(body, name, None)
+        if isinstance(value, list | dict) and len(value) > limit:
+            raise errors.Invalid(
+                f"Invalid input for field '{name}': {len(value)} entries given, at most "
+                f"{limit} are allowed; send fewer."
+            )
 
 
 def check_limits(

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, model_schema, props, wrapped
 from berth.api.zun.containers import base_url
 from berth.api.zun.params import action_params, json_body, parse_bool, reject_unknown
 from berth.api.zun.schemas import NAME_RE, parse_model
@@ -80,7 +81,10 @@ async def list_groups(request: Request, caller: Caller, state: State) -> dict[st
     return {"security_groups": [group_view(r, base) for r in rows]}
 
 
-@router.post("/v1/security_groups", status_code=201)
+@router.post(
+    "/v1/security_groups", status_code=201,
+    openapi_extra=body(wrapped("security_group", model_schema(_GroupBody))),
+)
 async def create_group(request: Request, caller: Caller, state: State) -> JSONResponse:
     body = parse_model(
         _GroupBody, _wrapped(await json_body(request, required=True), "security_group")
@@ -106,7 +110,10 @@ async def delete_group(ident: str, caller: Caller, state: State) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/v1/security_groups/{ident}/rules", status_code=201)
+@router.post(
+    "/v1/security_groups/{ident}/rules", status_code=201,
+    openapi_extra=body(wrapped("security_group_rule", model_schema(_RuleBody))),
+)
 async def add_rule(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     raw = _wrapped(await json_body(request, required=True), "security_group_rule")
     body = parse_model(_RuleBody, raw)
@@ -133,7 +140,10 @@ async def delete_rule(ident: str, rule_id: str, caller: Caller, state: State) ->
     return Response(status_code=204)
 
 
-@router.post("/v1/containers/{ident}/add_security_group")
+@router.post(
+    "/v1/containers/{ident}/add_security_group",
+    openapi_extra=body(props(name="str"), required=False),
+)
 async def add_security_group(
     ident: str, request: Request, caller: Caller, state: State
 ) -> JSONResponse:
@@ -143,7 +153,10 @@ async def add_security_group(
     return JSONResponse(None, status_code=202)
 
 
-@router.post("/v1/containers/{ident}/remove_security_group")
+@router.post(
+    "/v1/containers/{ident}/remove_security_group",
+    openapi_extra=body(props(name="str"), required=False),
+)
 async def remove_security_group(
     ident: str, request: Request, caller: Caller, state: State
 ) -> JSONResponse:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from berth import errors
 from berth.api.deps import Caller, State
+from berth.api.openapi import body, props
 from berth.api.zun.containers import base_url
 from berth.api.zun.params import json_body, list_query
 from berth.api.zun.views import links, zun_time
@@ -49,7 +50,7 @@ def volume_view(env: Env, ctx: RequestContext, row: VolumeRow, base: str) -> dic
     return view
 
 
-@router.post("/v1/volumes", status_code=202)
+@router.post("/v1/volumes", status_code=202, openapi_extra=body(props(name="str", size="int")))
 async def create_volume(request: Request, caller: Caller, state: State) -> JSONResponse:
     body = await json_body(request, required=True)
     unknown = sorted(set(body) - _CREATE_KEYS)
