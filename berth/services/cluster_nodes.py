@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth import errors
 from berth.clusters.driver import NodeInfo, NodeSpec
 from berth.domain.context import RequestContext
-from berth.services import containers
+from berth.services import containers, security_groups
 from berth.services.cluster_lifecycle import ProvisionerFactory
 from berth.services.containers import NewContainer
 from berth.services.env import Env
@@ -83,6 +83,10 @@ class ContainerNodes:
             labels=labels,
             environment=dict(spec.environment),
             exposed_ports=exposed or None,
+            # The project's default group next to the exposed-port one: the swarm's own
+            # ports (2377, 7946, 4789) stay open between the cluster's nodes. (Exposed
+            # ports alone give only their group, as in Zun.)
+            security_groups=[security_groups.DEFAULT_GROUP],
             hostname=spec.name[:63],
             node_profile=spec.profile,
             given=frozenset(
