@@ -185,6 +185,12 @@ class FakeCloud:
                 for n in self.swarm.values()
             }
 
+    def node_ls(self) -> list[tuple[str, str]]:
+        """Every line of ``docker node ls``: (hostname, state), a stale entry included."""
+        with self.lock:
+            return sorted((n["Description"]["Hostname"], n["Status"]["State"])
+                          for n in self.swarm.values())  # fmt: skip
+
     def add_label(self, hostname: str, key: str, value: str) -> None:
         """``docker node update --label-add key=value <hostname>``."""
         with self.lock:
