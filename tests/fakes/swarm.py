@@ -8,13 +8,14 @@
   with ``pki``) against the CA bundle it was handed and the name it asked for, and
   the node accepts the control plane only while its client CA bundle holds the
   control CA; ``install_certificates`` records the files dropped in
-  ``/etc/docker/tls/next/`` and "restarts" dockerd with them;
+  ``/etc/docker/tls/next/`` and "restarts" dockerd with them (or does not);
 - swarm: init, join tokens, join (as the token's role), leave, the node list with
   role / availability / state / labels, node updates and removal;
 - tasks: a service's replicas placed on active nodes; a drain moves a node's tasks
   to other active nodes, deleting a container that still runs tasks interrupts them;
 - faults: a node container that never runs (or fails), a dockerd that does not
-  answer, or drops the connection of the next few calls of one kind.
+  answer, keeps its old certificate, is cut off from the swarm, or drops the
+  connection of the next few calls of one kind.
 
 Refusals are ``requests.exceptions.HTTPError``s, as the docker SDK's ``APIError``
 (a subclass) is for the real client.
@@ -102,6 +103,7 @@ class FakeCloud:
         # What a user watching `docker ps` / `docker node ls` would see happen, in order.
         self.history: list[str] = []
         self.never_running: dict[str, str | None] = {}  # name fragment -> Error reason or None
+        self.keeps_old_certificate: set[str] = set()  # nodes whose dockerd ignores new files
         self._addresses = (f"10.0.0.{i}" for i in itertools.count(2))
         self._ids = (f"node{i:03d}" for i in itertools.count(1))
 
@@ -190,6 +192,13 @@ class FakeCloud:
         with self.lock:
             return sorted((n["Description"]["Hostname"], n["Status"]["State"])
                           for n in self.swarm.values())  # fmt: skip
+
+    def partition(self, hostname: str) -> None:
+        """The node's dockerd answers, but the swarm's managers no longer hear it (``down``)."""
+        with self.lock:
+            for node in self.swarm.values():
+                if node["Description"]["Hostname"] == hostname:
+                    node["Status"]["State"] = "down"
 
     def add_label(self, hostname: str, key: str, value: str) -> None:
         """``docker node update --label-add key=value <hostname>``."""
@@ -308,6 +317,8 @@ class FakeNodeApi:
             engine = self._connect("install_certificates")
             engine.tls_drops.append({"next/ca.pem": ca_pem, "next/cert.pem": cert_pem,
                                      "next/key.pem": key_pem, "next/ready": ""})  # fmt: skip
+            if engine.name in self.cloud.keeps_old_certificate:
+                return
             # The entrypoint sees "ready" and restarts dockerd with the new files.
             engine.server_cert_pem, engine.client_ca_pem = cert_pem, ca_pem
 

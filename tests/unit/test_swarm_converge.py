@@ -286,6 +286,33 @@ async def test_a_node_that_never_runs_fails_the_operation_with_its_name(
     )
 
 
+async def test_a_node_the_swarm_never_sees_ready_or_without_its_certificate_fails_by_name(
+    swarm: SwarmModeDriver, cloud: FakeCloud
+) -> None:
+    await swarm.create(_spec(), cloud, Steps())
+    cloud.partition(_worker(1))
+    result = await run_operation("UPDATE", swarm, _spec(), cloud, Steps(), timeout_s=30)
+    assert result.reason == f"Cluster update failed: nodes not Ready in the swarm: {_worker(1)}"
+
+    cloud.keeps_old_certificate.add(_worker(2))
+    result = await run_operation("UPDATE", swarm, _spec(workers=3), cloud, Steps(), timeout_s=30)
+    assert result.reason == (
+        f"Cluster update failed: node {_worker(2)} did not take its new certificate"
+    )
+
+
+async def test_node_containers_get_the_templates_registry_and_storage_driver(
+    swarm: SwarmModeDriver, cloud: FakeCloud
+) -> None:
+    spec = replace(_spec(), insecure_registry="10.0.0.1:5000",
+                   labels={"docker_storage_driver": "overlay2"})  # fmt: skip
+    await swarm.create(spec, cloud, Steps())
+    env = cloud.engines[_worker(0)].environment
+    assert env["BERTH_NODE_INSECURE_REGISTRIES"] == "10.0.0.1:5000"
+    assert env["BERTH_NODE_STORAGE_DRIVER"] == "overlay2"
+    assert env["BERTH_NODE_LABELS"] == "berth.nodegroup=default-worker,berth.role=worker"
+
+
 async def test_a_dropped_connection_retries_the_converge_from_the_top(
     swarm: SwarmModeDriver, cloud: FakeCloud
 ) -> None:
