@@ -1,5 +1,6 @@
 """The ``swarm-mode`` reference cluster driver (Docker Swarm mode on Docker-in-Docker nodes)."""
 
-from berth.clusters.swarm.driver import SwarmModeDriver, driver
+from berth.clusters.swarm.driver import SwarmModeDriver, Timeouts, driver
+from berth.clusters.swarm.nodeapi import ConnectNodes, NodeApi, NodeClients
 
-__all__ = ["SwarmModeDriver", "driver"]
+__all__ = ["ConnectNodes", "NodeApi", "NodeClients", "SwarmModeDriver", "Timeouts", "driver"]

@@ -1,5 +1,10 @@
 """Talking to a node's dockerd over mutual TLS with the docker SDK (blocking; run in threads).
 
+The driver sees a node only through the ``NodeApi`` protocol, and gets its
+clients from a ``NodeClients`` (one per converge, made by a ``ConnectNodes``
+factory handed to the driver): ``TlsNodeClients``/``DockerNodeApi`` here are the
+real ones; tests hand in an in-memory swarm.
+
 The control plane authenticates with a client certificate from the cluster's
 *control* CA (which every node trusts besides the cluster CA) and verifies the
 node's server certificate against the CA bundle the node was started with and
@@ -18,9 +23,9 @@ import os
 import tarfile
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
@@ -29,7 +34,17 @@ from requests.adapters import HTTPAdapter
 
 from berth.clusters import pki
 
-__all__ = ["MANAGED_LABELS", "Credentials", "NodeApi", "NodeApiError"]
+__all__ = [
+    "MANAGED_LABELS",
+    "ConnectNodes",
+    "Credentials",
+    "DockerNodeApi",
+    "NodeApi",
+    "NodeApiError",
+    "NodeClients",
+    "TlsNodeClients",
+    "merge_labels",
+]
 
 PORT = 2376
 MANAGED_LABELS = "berth.managed-labels"  # the swarm node labels Berth set, comma-separated
@@ -40,6 +55,112 @@ _TLS_DIR = "/etc/docker/tls"
 
 class NodeApiError(Exception):
     """A node's dockerd did not answer or refused what was asked."""
+
+
+class NodeApi(Protocol):
+    """One node's dockerd, as the swarm-mode driver uses it (blocking calls, run in threads).
+
+    A call a node does not answer or refuses raises a ``requests`` exception (the
+    docker SDK's ``APIError`` is one): the converge is retried from the top.
+    ``NodeApiError`` (from ``wait_ready``, ``install_certificates``) fails it at once.
+    """
+
+    address: str
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+    def ping(self) -> bool:
+        """True when the node's dockerd answers (never raises)."""
+        ...
+
+    def wait_ready(self, within: float) -> None:
+        """Return once the dockerd answers; NodeApiError after ``within`` seconds."""
+        ...
+
+    def version(self) -> dict[str, Any]:
+        """The engine's ``/version`` (``Version``, ``ApiVersion``)."""
+        ...
+
+    def serves_name(self, ca_bundle_pem: str, name: str) -> bool:
+        """Does the node's server certificate verify against ``ca_bundle_pem`` for ``name``?"""
+        ...
+
+    def install_certificates(self, ca_pem: str, cert_pem: str, key_pem: str) -> None:
+        """Drop new TLS files into the node; its dockerd restarts with them."""
+        ...
+
+    def swarm_state(self) -> dict[str, Any]:
+        """The node's ``Info.Swarm`` (``LocalNodeState``, ``NodeID``, ``ControlAvailable``)."""
+        ...
+
+    def swarm_init(self) -> None:
+        """Make this node the first manager of a new swarm."""
+        ...
+
+    def join_tokens(self) -> dict[str, str]:
+        """The swarm's ``{"Manager": ..., "Worker": ...}`` join tokens (a manager only)."""
+        ...
+
+    def swarm_join(self, manager_address: str, token: str) -> None:
+        """Join the swarm of the manager at ``manager_address`` with ``token``."""
+        ...
+
+    def swarm_leave(self) -> None:
+        """Leave the swarm (forced); no error when not in one."""
+        ...
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The swarm's node list as the Engine API returns it (a manager only)."""
+        ...
+
+    def update_node(self, node_id: str, **changes: str) -> None:
+        """Change a swarm node's Availability and/or Role (``availability=``, ``role=``)."""
+        ...
+
+    def set_labels(self, node_id: str, labels: Mapping[str, str]) -> bool:
+        """Make ``labels`` Berth's labels of a swarm node (``merge_labels``); False if unchanged."""
+        ...
+
+    def remove_node(self, node_id: str) -> None:
+        """Force-remove a swarm node entry; no error when it is gone."""
+        ...
+
+    def running_tasks_on(self, node_id: str) -> int:
+        """How many tasks run on a swarm node."""
+        ...
+
+
+class NodeClients(Protocol):
+    """Makes node clients for one converge, authenticated as the control plane."""
+
+    def connect(self, address: str, ca_bundle_pem: str, server_name: str) -> NodeApi:
+        """A client of ``https://<address>:2376`` verifying the server as ``server_name``."""
+        ...
+
+    def close(self) -> None:
+        """Forget the control plane's credentials (the clients are closed by their user)."""
+        ...
+
+
+# What the driver is handed: the cluster's control CA in, node clients out.
+ConnectNodes = Callable[[pki.CertificateAuthority], NodeClients]
+
+
+def merge_labels(current: Mapping[str, str], labels: Mapping[str, str]) -> dict[str, str] | None:
+    """A swarm node's labels with ``labels`` as Berth's own; None when nothing changes.
+
+    The keys Berth set last time are kept in the label ``berth.managed-labels``:
+    those not wanted any more are removed, and labels someone added by hand
+    (``docker node update --label-add``) stay.
+    """
+    rest = dict(current)
+    previous = {k for k in rest.pop(MANAGED_LABELS, "").split(",") if k}
+    wanted = {k: v for k, v in rest.items() if k not in previous}
+    wanted.update(labels)
+    wanted[MANAGED_LABELS] = ",".join(sorted(labels))
+    return None if wanted == dict(current) else wanted
 
 
 class _NamedServerAdapter(HTTPAdapter):
@@ -84,7 +205,22 @@ class Credentials:
         self._dir.rmdir()
 
 
-class NodeApi:
+class TlsNodeClients:
+    """The real ``NodeClients``: a client certificate from the control CA, as files."""
+
+    def __init__(self, control_ca: pki.CertificateAuthority) -> None:
+        self.creds = Credentials(control_ca)
+
+    def connect(self, address: str, ca_bundle_pem: str, server_name: str) -> DockerNodeApi:
+        """A docker SDK client of the node (see ``NodeClients.connect``)."""
+        return DockerNodeApi(self.creds, address, ca_bundle_pem, server_name)
+
+    def close(self) -> None:
+        """Remove the credential files."""
+        self.creds.close()
+
+
+class DockerNodeApi:
     """One node's dockerd: ``https://<address>:2376``, server verified as ``server_name``."""
 
     def __init__(
@@ -92,6 +228,7 @@ class NodeApi:
         timeout: float = 30.0,
     ) -> None:  # fmt: skip
         self.address, self.server_name = address, server_name
+        self._creds = creds
         tls = TLSConfig(
             client_cert=(creds.cert, creds.key), ca_cert=creds.bundle(ca_bundle_pem), verify=True
         )
@@ -133,9 +270,9 @@ class NodeApi:
 
     # -- certificates
 
-    def serves_name(self, creds: Credentials, ca_bundle_pem: str, name: str) -> bool:
+    def serves_name(self, ca_bundle_pem: str, name: str) -> bool:
         """Does the node's server certificate verify for ``name`` (e.g. its address)?"""
-        probe = NodeApi(creds, self.address, ca_bundle_pem, name, timeout=10)
+        probe = DockerNodeApi(self._creds, self.address, ca_bundle_pem, name, timeout=10)
         try:
             probe.client.ping()
             return True
@@ -228,20 +365,11 @@ class NodeApi:
         self.client.api.update_node(node_id, node["Version"]["Index"], spec)  # type: ignore[arg-type]
 
     def set_labels(self, node_id: str, labels: Mapping[str, str]) -> bool:
-        """Make ``labels`` a swarm node's labels; False when they already were.
-
-        The keys Berth set last time are kept in the label ``berth.managed-labels``:
-        those not wanted any more are removed, and labels someone added by hand
-        (``docker node update --label-add``) stay.
-        """
+        """Make ``labels`` Berth's labels of a swarm node (``merge_labels``); False if unchanged."""
         node = self.client.api.inspect_node(node_id)
         spec = dict(node["Spec"])
-        current = dict(spec.get("Labels") or {})
-        previous = {k for k in current.pop(MANAGED_LABELS, "").split(",") if k}
-        wanted = {k: v for k, v in current.items() if k not in previous}
-        wanted.update(labels)
-        wanted[MANAGED_LABELS] = ",".join(sorted(labels))
-        if wanted == (spec.get("Labels") or {}):
+        wanted = merge_labels(spec.get("Labels") or {}, labels)
+        if wanted is None:
             return False
         spec["Labels"] = wanted
         self.client.api.update_node(node_id, node["Version"]["Index"], spec)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from berth.clusters.driver import ClusterSpec, NodeGroupSpec, NodeInfo
 __all__ = [
     "NodeName",
     "Plan",
+    "Replacement",
     "Slot",
     "batches",
     "generation",
