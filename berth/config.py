@@ -8,12 +8,13 @@ is built once at process start and passed in; nothing reads it globally.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = ["DEFAULT_CLUSTER_FLAVORS", "ClusterFlavor", "Settings", "load_settings"]
@@ -57,6 +58,14 @@ class _YamlSource(PydanticBaseSettingsSource):
         if not isinstance(data, dict):
             raise ValueError(f"{path}: the config file must hold a mapping")
         return data
+
+
+def _host_port(entry: Any) -> str:
+    """``5000``, ``"5000"``, ``"53/udp"`` → ``"5000/tcp"``, ``"53/udp"``; else a clear error."""
+    match = re.fullmatch(r"\s*(\d{1,5})\s*(?:/\s*(tcp|udp)\s*)?", str(entry), re.IGNORECASE)
+    if isinstance(entry, bool) or match is None or not 1 <= int(match.group(1)) <= 65535:
+        raise ValueError(f"{entry!r} is not a host port: give <1-65535>[/tcp|/udp], e.g. 5000/tcp")
+    return f"{int(match.group(1))}/{(match.group(2) or 'tcp').lower()}"
 
 
 class Settings(BaseSettings):
@@ -277,6 +286,23 @@ class Settings(BaseSettings):
         default_factory=lambda: ["sleep", "2147483647"],
         description="the sandbox's command: it only has to keep running",
     )
+
+    # -- networks: what containers may reach on the host itself (the host guard)
+    container_host_ports_allowlist: list[str] = Field(
+        default_factory=list,
+        description=(
+            "ports on the host's own addresses that containers may reach, as <port>[/tcp|/udp] "
+            "(the image store's and image_registry_allowlist entries' ports always are)"
+        ),
+    )
+
+    @field_validator("container_host_ports_allowlist", mode="before")
+    @classmethod
+    def _host_ports(cls, value: Any) -> Any:
+        # Ports given as JSON numbers are welcome too; each is checked and normalised.
+        if not isinstance(value, list):
+            return value
+        return [_host_port(entry) for entry in value]
 
     # -- networks: how long a host keeps a project's bridge after its last container
     network_idle_seconds: float = Field(

@@ -21,6 +21,8 @@ from berth.api.app import Extension, create_app
 from berth.api.internal.local import LocalControl
 from berth.api.state import AppState
 from berth.config import Settings, load_settings
+from berth.networks.bridge import BridgeNetworks
+from berth.networks.hostguard import allowed_host_ports
 from berth.runtimes.docker import DockerDriver
 from berth.runtimes.dockermap import TenantLimits
 
@@ -36,11 +38,20 @@ def _logging() -> None:
 
 
 def docker_runtime(settings: Settings) -> DockerDriver:
-    """The agent's runtime driver, holding tenant containers to the operator's limits."""
+    """The agent's runtime driver, holding tenant containers to the operator's limits and
+    keeping them off the host's own services except the ports the operator allows."""
     limits = TenantLimits(
         pids=settings.container_pids_limit, log_max_mb=settings.container_log_max_mb
     )
-    return DockerDriver(settings.docker_url, owner=settings.agent_host, limits=limits)
+    registries = [*([settings.image_store] if settings.image_store else [])]
+    host_ports = allowed_host_ports(
+        settings.container_host_ports_allowlist,
+        [*registries, *settings.image_registry_allowlist],
+    )
+    networks = BridgeNetworks(settings.docker_url, owner=settings.agent_host, host_ports=host_ports)
+    return DockerDriver(
+        settings.docker_url, owner=settings.agent_host, limits=limits, networks=networks
+    )
 
 
 def embedded_agent(settings: Settings) -> Extension:

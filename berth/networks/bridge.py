@@ -6,7 +6,10 @@ it and pruned once none uses it. Docker already isolates bridge networks from
 one another, so containers of different networks (and so of different
 projects) cannot reach each other. Security groups are enforced per container
 by the chains of ``berth.networks.firewall``, written with ``iptables-restore
---noflush`` so a chain is replaced in one atomic step.
+--noflush`` so a chain is replaced in one atomic step. The host's own services
+are kept out of reach by ``berth.networks.hostguard``: every bridge of this
+owner (named ``brt-<11 hex>``) is guarded in ``INPUT`` before a container can
+join it, and the guard is re-checked whenever unused networks are pruned.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
+import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import docker
@@ -27,6 +31,15 @@ from berth import errors
 from berth.domain.hostsync import NetworkRef
 from berth.networks.base import FirewallSpec, network_id_of, network_name
 from berth.networks.firewall import JUMP_CHAIN, chain_name, chain_rules, jump_comment
+from berth.networks.hostguard import (
+    HostPort,
+    bridge_name,
+    chain_listing,
+    guard_chain,
+    guard_lines,
+    guard_rules,
+    guarded_bridges,
+)
 
 __all__ = ["BridgeNetworks"]
 
@@ -36,6 +49,7 @@ T = TypeVar("T")
 LABEL_NETWORK = "berth.network"
 LABEL_PROJECT = "berth.project"
 LABEL_OWNER = "berth.owner"
+OPTION_BRIDGE = "com.docker.network.bridge.name"
 
 
 class BridgeNetworks:
@@ -43,7 +57,8 @@ class BridgeNetworks:
 
     ``owner`` (the agent's host name) labels the networks created and the jump
     rules written, so agents sharing one engine or kernel never remove each
-    other's.
+    other's. ``host_ports``: the ports on the host itself that containers may
+    still reach (everything else on the host's addresses is rejected).
     """
 
     def __init__(
@@ -52,10 +67,17 @@ class BridgeNetworks:
         *,
         owner: str,
         iptables: str = "iptables",
+        host_ports: Sequence[HostPort] = (),
     ) -> None:
         self._base_url = base_url
         self._owner = owner
         self._binary = iptables
+        self._host_ports = tuple(sorted(set(host_ports)))
+        # IPv6 too: a container with NET_ADMIN (a cluster node) can turn IPv6 back on
+        # in its namespace and reach the host's [::] listeners by the bridge's fe80:: address.
+        ip6 = iptables.replace("iptables", "ip6tables")
+        self._families = [(iptables, False)] + ([(ip6, True)] if shutil.which(ip6) else [])
+        self._guarded: dict[str, str] | None = None  # bridge -> network id, as last written
         self._api: Any = None
         self._lock = threading.Lock()
         self._create_lock = asyncio.Lock()
@@ -98,7 +120,10 @@ class BridgeNetworks:
         if name in self._known:
             return
         async with self._create_lock:
-            if await self._find(name) is not None:
+            found = await self._find(name)
+            if found is not None:
+                if (found.get("Labels") or {}).get(LABEL_OWNER) == self._owner:
+                    await self._guard({_bridge_of(found): net.id})
                 self._known.add(name)
                 return
             labels = {
@@ -106,10 +131,17 @@ class BridgeNetworks:
                 LABEL_PROJECT: net.project_id,
                 LABEL_OWNER: self._owner,
             }
+            # Guarded before it exists: no container is ever on it unguarded.
+            bridge = bridge_name(self._owner, net.id)
+            await self._guard({bridge: net.id})
             try:
                 await self._run(
                     lambda api: api.create_network(
-                        name, driver="bridge", labels=labels, check_duplicate=True
+                        name,
+                        driver="bridge",
+                        labels=labels,
+                        options={OPTION_BRIDGE: bridge},
+                        check_duplicate=True,
                     )
                 )
             except errors.BerthError:
@@ -156,9 +188,13 @@ class BridgeNetworks:
             lambda api: api.networks(filters={"label": [f"{LABEL_OWNER}={self._owner}"]})
         )
         removed = []
+        bridges: dict[str, str] = {}
         for entry in mine:
             net_id = network_id_of(str(entry.get("Name")))
-            if net_id is None or net_id in keep:
+            if net_id is None:
+                continue
+            bridges[_bridge_of(entry)] = net_id
+            if net_id in keep:
                 continue
             try:
                 if not await self._remove_if_unused(str(entry["Id"])):
@@ -167,7 +203,9 @@ class BridgeNetworks:
                 log.debug("network %s not pruned: %s", entry.get("Name"), exc.message)
                 continue
             removed.append(net_id)
+            del bridges[_bridge_of(entry)]
             log.info("removed unused network %s", entry.get("Name"))
+        await self._sync_guard(bridges)
         return removed
 
     async def _remove_if_unused(self, ident: str) -> bool:
@@ -180,8 +218,10 @@ class BridgeNetworks:
 
     # -- iptables
 
-    async def _iptables(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        binary = self._binary + ("-restore" if stdin is not None else "")
+    async def _iptables(
+        self, *args: str, stdin: str | None = None, check: bool = True, binary: str = ""
+    ) -> str:
+        binary = (binary or self._binary) + ("-restore" if stdin is not None else "")
         # In a worker thread: forking the agent takes milliseconds, and asyncio's
         # subprocess support forks on the event loop, in the middle of creates.
         done = await asyncio.to_thread(
@@ -284,9 +324,62 @@ class BridgeNetworks:
                 else:
                     self._jump_cache[uuid] = written
 
+    # -- the host guard (berth.networks.hostguard)
+
+    async def _guard(self, add: dict[str, str]) -> None:
+        """Guard the bridges of ``add`` (``{bridge: network id}``) besides those already."""
+        if self._guarded is None:
+            self._guarded = guarded_bridges(self._owner, await self._iptables("-S", "INPUT"))
+        if all(self._guarded.get(b) == n for b, n in add.items()):
+            return
+        present = {binary: self._guarded for binary, _ in self._families}
+        await self._write_guard({**self._guarded, **add}, present)
+
+    async def _sync_guard(self, bridges: dict[str, str]) -> None:
+        """Make the guard exactly ``bridges`` (this owner's networks on the engine), as the
+        kernel has it now: a flushed ``INPUT``, a tampered chain or a changed allowlist is
+        repaired, jumps of networks removed behind the driver's back go."""
+        present: dict[str, dict[str, str]] = {}
+        chain, stale = guard_chain(self._owner), False
+        for binary, ipv6 in self._families:
+            listing = await self._iptables("-S", binary=binary)
+            present[binary] = guarded_bridges(self._owner, listing)
+            rules = chain_listing(chain, listing)
+            wanted = guard_rules(chain, self._host_ports, ipv6=ipv6) if bridges else []
+            stale = stale or present[binary] != bridges or rules != wanted
+        if stale:
+            await self._write_guard(bridges, present)
+        else:
+            self._guarded = dict(bridges)
+
+    async def _write_guard(
+        self, bridges: dict[str, str], present: Mapping[str, Mapping[str, str]]
+    ) -> None:
+        self._guarded = None  # re-read after a failure
+        for binary, ipv6 in self._families:
+            lines = guard_lines(
+                self._owner, bridges, present.get(binary, {}), self._host_ports, ipv6=ipv6
+            )
+            body = "\n".join(["*filter", *lines, "COMMIT"]) + "\n"
+            try:
+                await self._iptables("--noflush", stdin=body, binary=binary)
+            except errors.BerthError as exc:
+                if not ipv6:
+                    raise errors.BerthError(
+                        f"cannot guard the host from containers: {exc.message}"
+                    ) from exc
+                log.warning("the IPv6 host guard is not written: %s", exc.message)
+        self._guarded = dict(bridges)
+
     async def firewalled(self) -> set[str]:
         """The uuids of the containers this owner filters."""
         return {u for u, jumps in (await self._present()).items() if jumps}
+
+
+def _bridge_of(network: Mapping[str, Any]) -> str:
+    """The Linux bridge of a network listing: named by Berth, else Docker's ``br-<12 of id>``."""
+    named = (network.get("Options") or {}).get(OPTION_BRIDGE)
+    return str(named) if named else f"br-{str(network.get('Id'))[:12]}"
 
 
 def _quote(args: list[str]) -> str:

@@ -142,10 +142,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "BERTH_CLUSTER_HEALTH_INTERVAL": "3",
     }
     try:
-        with local_registry(bind="0.0.0.0") as registry, live_server(env) as base_url:
-            # The nodes pull from the registry through the bridge's gateway.
+        with contextlib.ExitStack() as stack:
+            registry = stack.enter_context(local_registry(bind="0.0.0.0"))
+            # The nodes pull from the registry through the bridge's gateway: the operator
+            # lists it, which also opens its port in the host guard.
             port = registry.rsplit(":", 1)[1]
             node_side = f"{_bridge_gateway(engine)}:{port}"
+            env["BERTH_IMAGE_REGISTRY_ALLOWLIST"] = json.dumps([node_side])
+            base_url = stack.enter_context(live_server(env))
             engine.tag("berth-test/busybox:latest", f"{registry}/busybox", "latest")
             for line in engine.push(f"{registry}/busybox", "latest", stream=True, decode=True):
                 assert "error" not in line, line

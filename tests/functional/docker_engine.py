@@ -16,11 +16,14 @@ import docker
 import docker.errors
 import pytest
 
+from berth.networks.hostguard import guard_chain
+
 __all__ = [
     "DOCKER_URL",
     "TEST_IMAGE",
     "engine_or_skip",
     "ensure_test_image",
+    "remove_host_guard",
     "remove_owned",
     "remove_owned_networking",
 ]
@@ -97,3 +100,21 @@ def remove_owned_networking(api: Any, owner: str) -> None:
         chain = words[words.index("-j") + 1]
         subprocess.run(["iptables", "-w", "-F", chain], capture_output=True, check=False)
         subprocess.run(["iptables", "-w", "-X", chain], capture_output=True, check=False)
+    remove_host_guard(owner)
+
+
+def remove_host_guard(owner: str) -> None:
+    """Remove the ``INPUT`` jumps and the guard chain of ``owner`` (IPv4 and IPv6)."""
+    for binary in ("iptables", "ip6tables"):
+        if shutil.which(binary) is None:
+            continue
+        listing = subprocess.run(
+            [binary, "-w", "-S", "INPUT"], capture_output=True, text=True, check=False
+        ).stdout
+        for line in listing.splitlines():
+            if f'--comment "berth-guard {owner} ' in line:
+                words = shlex.split(line)
+                subprocess.run([binary, "-w", "-D", *words[1:]], capture_output=True, check=False)
+        chain = guard_chain(owner)
+        subprocess.run([binary, "-w", "-F", chain], capture_output=True, check=False)
+        subprocess.run([binary, "-w", "-X", chain], capture_output=True, check=False)

@@ -242,3 +242,53 @@ async def test_one_bad_chain_does_not_hold_up_the_others() -> None:
     driver.bad.clear()
     await sync.sync()  # the retry writes only what is still missing
     assert driver.writes[-1].keys() == {"b"}
+
+
+def test_host_ports_parse_and_registries_open_their_port() -> None:
+    from berth.networks.hostguard import HostPort, allowed_host_ports, parse_host_port
+
+    assert parse_host_port(5000) == HostPort(5000)
+    assert parse_host_port(" 53/UDP") == HostPort(53, "udp")
+    for bad in ("0", "65536", "22/sctp", "ssh", ""):
+        with pytest.raises(ValueError, match="not a host port"):
+            parse_host_port(bad)
+    registries = ["172.17.0.1:5000", "registry.local", "[fd00::1]:5001", "fd00::2"]
+    assert allowed_host_ports(["53/udp", "5000"], registries) == [
+        HostPort(53, "udp"),
+        HostPort(443),
+        HostPort(5000),
+        HostPort(5001),
+    ]
+
+
+def test_the_host_guard_is_written_whole_and_only_what_differs_moves() -> None:
+    from berth.networks.hostguard import HostPort, bridge_name, guard_chain, guard_lines
+
+    chain = guard_chain("h1")
+    assert len(chain) <= 28 and chain != guard_chain("h2")
+    assert len(bridge_name("h1", "n1")) <= 15  # Linux interface names
+    assert bridge_name("h1", "n1") != bridge_name("h2", "n1")  # two engines on one kernel
+    present = {"brt-a": "n1", "brt-x": "n9"}
+    lines = guard_lines("h1", {"brt-a": "n1", "br-old": "n2"}, present, [HostPort(5000)])
+    assert lines[0] == f":{chain} - [0:0]"  # emptied and refilled in the same step
+    assert [line for line in lines if line.startswith(("-D", "-I"))] == [
+        f'-D INPUT -i brt-x -m comment --comment "berth-guard h1 n9" -j {chain}',
+        f'-I INPUT -i br-old -m comment --comment "berth-guard h1 n2" -j {chain}',
+    ]
+    assert f"-A {chain} -p tcp -m tcp --dport 5000 -j RETURN" in lines
+    assert lines[-3:-1] == [
+        f"-A {chain} -p tcp -j REJECT --reject-with tcp-reset",
+        f"-A {chain} -j REJECT --reject-with icmp-port-unreachable",
+    ]
+    assert guard_lines("h1", {}, {"brt-a": "n1"}, [])[-1] == f"-X {chain}"
+
+
+def test_the_host_ports_setting_is_checked() -> None:
+    from pydantic import ValidationError
+
+    from berth.config import Settings
+
+    given = Settings(container_host_ports_allowlist=[5000, "53/UDP"])
+    assert given.container_host_ports_allowlist == ["5000/tcp", "53/udp"]
+    with pytest.raises(ValidationError, match="not a host port"):
+        Settings(container_host_ports_allowlist=["22/sctp"])
