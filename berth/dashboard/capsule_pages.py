@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from berth import errors
 from berth.dashboard.pages import explain, redirect
-from berth.dashboard.render import env_of, fragment, page
+from berth.dashboard.render import env_of, fragment, page, permissions
 from berth.dashboard.session import Flash, Session
 from berth.services import capsules
 
@@ -38,7 +38,7 @@ async def _rows(request: Request, session: Session) -> dict[str, Any]:
         status, reason = capsules.status_of(capsule, members)
         rows.append((capsule, status, reason, members))
     rows.sort(key=lambda r: r[0].created_at, reverse=True)
-    return {"capsules": rows, "csrf": session.csrf}
+    return {"capsules": rows, "csrf": session.csrf, "can": permissions(request, session)}
 
 
 async def capsules_page(request: Request, session: Session) -> Response:

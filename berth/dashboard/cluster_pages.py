@@ -23,7 +23,7 @@ from berth.clusters.client_config import ClientConfig, new_client_key, zip_bundl
 from berth.clusters.registry import DriverRegistry
 from berth.dashboard.forms import key_value_lines
 from berth.dashboard.pages import explain, redirect
-from berth.dashboard.render import env_of, fragment, page
+from berth.dashboard.render import env_of, fragment, page, permissions
 from berth.dashboard.session import Flash, Session
 from berth.domain import cluster_templates as template_spec
 from berth.domain.clusters import FLAVORS
@@ -76,6 +76,7 @@ async def _rows(request: Request, session: Session) -> dict[str, Any]:
         "clusters": sorted(rows, key=lambda r: r.created_at, reverse=True),
         "template_names": await _template_names(request, session),
         "cls": status_class,
+        "can": permissions(request, session),
     }
 
 
@@ -109,7 +110,11 @@ async def _new_values(request: Request, session: Session) -> dict[str, Any]:
 
 
 async def new_cluster(request: Request, session: Session) -> Response:
-    """The create form (the template may be preselected with ``?template=``)."""
+    """The create form (the template may be preselected with ``?template=``).
+
+    A caller the policy does not let create clusters gets the 403 page, not a form.
+    """
+    env_of(request).enforce(session.ctx, "cluster:create")
     form = {**_blank(), "template": request.query_params.get("template", "")}
     values = await _new_values(request, session)
     return await page(request, "cluster_new.html", session, form=form, **values)
@@ -190,6 +195,7 @@ async def _live_values(request: Request, session: Session) -> dict[str, Any]:
         "groups": [(g, display_status(g, row)) for g in groups.rows],
         "steps": [e for e in steps if e.event_type == "cluster.step"],
         "cls": status_class,
+        "can": permissions(request, session),
         "csrf": session.csrf,
         "settled": not row.status.endswith("_IN_PROGRESS"),
         "may_config": bool(row.ca_cert) and row.status != "DELETE_IN_PROGRESS",

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from berth import errors
 from berth.dashboard.forms import RESTART_POLICIES, blank_form, container_from_form
 from berth.dashboard.pages import explain, redirect
-from berth.dashboard.render import TERMINAL_CSP, env_of, fragment, page
+from berth.dashboard.render import TERMINAL_CSP, Can, env_of, fragment, page, permissions
 from berth.dashboard.session import Flash, Session, check_csrf, read_form
 from berth.domain.containers import action_allowed
 from berth.services import container_ops as ops
@@ -64,7 +64,11 @@ async def _rows(request: Request, session: Session) -> dict[str, Any]:
         sort_key="created_at",
         sort_dir="desc",
     )
-    return {"containers": rows, "all_projects": all_projects}
+    return {
+        "containers": rows,
+        "all_projects": all_projects,
+        "can": permissions(request, session),
+    }
 
 
 async def _usage(request: Request, session: Session) -> dict[str, dict[str, float]] | None:
@@ -120,7 +124,8 @@ async def _chosen_groups(request: Request) -> tuple[str, ...]:
 
 
 async def new_container(request: Request, session: Session) -> Response:
-    """The empty create form."""
+    """The empty create form (a 403 page for a caller the policy does not let create)."""
+    env_of(request).enforce(session.ctx, "container:create")
     values = await _form_page_values(request, session)
     return await page(
         request, "container_new.html", session, form=blank_form(), chosen_groups=(), **values
@@ -165,19 +170,26 @@ async def create_container(request: Request, session: Session) -> Response:
     return redirect(f"/containers/{row.uuid}", (level, text))
 
 
-def _offered(row: ContainerRow) -> list[tuple[str, str]]:
-    return [(value, label) for value, label, rule in ACTIONS if action_allowed(rule, row.status)]
+def _offered(row: ContainerRow, can: Can) -> list[tuple[str, str]]:
+    # Each form value is also the action's policy rule (container:start, container:delete...).
+    return [
+        (value, label)
+        for value, label, state in ACTIONS
+        if action_allowed(state, row.status) and can(f"container:{value}", row.project_id)
+    ]
 
 
 async def _live_values(request: Request, session: Session, ident: str) -> dict[str, Any]:
-    env = env_of(request)
+    env, can = env_of(request), permissions(request, session)
     row = await svc.get(env, session.ctx, ident)
     actions = await svc.list_actions(env, session.ctx, row.uuid)
     return {
         "c": row,
-        "offered": _offered(row),
+        "can": can,
+        "offered": _offered(row, can),
         "force_delete": action_allowed("delete_force", row.status)
-        and not action_allowed("delete_stop", row.status),
+        and not action_allowed("delete_stop", row.status)
+        and can("container:delete_force", row.project_id),
         "history": actions[:20],
         "show_host": env.allowed(session.ctx, "container:get_one:host", row.project_id),
         "csrf": session.csrf,

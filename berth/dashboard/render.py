@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+from collections.abc import Callable
 from typing import Any
 
 import jinja2
@@ -14,7 +15,19 @@ from berth.dashboard.session import Flash, Session, clear_flash, read_flash
 from berth.services import identity
 from berth.services.env import Env
 
-__all__ = ["SECURITY_HEADERS", "TERMINAL_CSP", "can_admin", "env_of", "fragment", "page"]
+__all__ = [
+    "SECURITY_HEADERS",
+    "TERMINAL_CSP",
+    "Can",
+    "can_admin",
+    "env_of",
+    "fragment",
+    "page",
+    "permissions",
+]
+
+# What templates ask before offering a button or a form: ``can(rule, project_id=None)``.
+Can = Callable[..., bool]
 
 # Only our own scripts and styles; no inline code, no framing, no third parties.
 SECURITY_HEADERS = {
@@ -102,6 +115,22 @@ def can_admin(request: Request, session: Session) -> bool:
     return env_of(request).allowed(session.ctx, "host:get_all")
 
 
+def permissions(request: Request, session: Session | None) -> Can:
+    """The policy question templates ask: may this session use ``rule`` (on ``project_id``)?
+
+    Templates offer a button or form only when the rule behind it allows the caller,
+    so the page shows what the API would accept; the routes still enforce it.
+    """
+    if session is None:
+        return lambda rule, project_id=None: False
+    env, ctx = env_of(request), session.ctx
+
+    def can(rule: str, project_id: str | None = None) -> bool:
+        return env.allowed(ctx, rule, project_id)
+
+    return can
+
+
 def _headers(response: Response) -> Response:
     for key, value in SECURITY_HEADERS.items():
         response.headers.setdefault(key, value)
@@ -128,6 +157,7 @@ async def page(
         "is_admin": can_admin(request, session) if session else False,
         "may_images": (env_of(request).allowed(session.ctx, "image:get_all") if session else False),
         "projects": projects,
+        "can": permissions(request, session),
         "flash": pending,
         "path": request.url.path,
     }

@@ -14,9 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
+from berth.api.app import create_app
 from berth.config import Settings
-from berth.services.identity import login_throttle, source_address
+from berth.services.identity import LoginThrottle, login_throttle, source_address
+from berth.services.identity.throttle import ThrottleLimits
+from berth.store.tables import LoginFailureRow
 from tests.conftest import ADMIN_PASSWORD, AGENT_PASSWORD
 from tests.helpers import make_member
 
@@ -252,3 +256,75 @@ async def test_the_dashboard_login_backs_off_the_same_way(
     clock.now += 2
     r = await dashboard_login(attacker, "alice", PW)
     assert r.status_code == 303 and r.headers["location"] == "/containers"
+
+
+# -- several API processes over one database -----------------------------------
+
+
+@pytest.fixture
+async def second(settings: Settings, app: FastAPI, clock: Clock) -> AsyncIterator[FastAPI]:
+    """Another app (its own engine and pool) over the same database, on the same clock."""
+    other = create_app(settings, run_workers=False)
+    async with other.router.lifespan_context(other):
+        state = other.state.berth
+        login_throttle(state.db, state.settings).clock = clock
+        yield other
+    assert not other.state.berth.saw_server_error
+
+
+async def test_failures_on_one_api_process_lock_the_user_on_another(
+    app: FastAPI, second: FastAPI, clock: Clock
+) -> None:
+    async with client_from(app, ATTACKER) as one, client_from(second, ("198.51.100.9", 1)) as two:
+        both = (one, two)
+        statuses = [(await login(both[i % 2], "admin", f"g{i}")).status_code for i in range(6)]
+        assert statuses == [401] * 5 + [429]  # five in all, not five per process
+        assert throttled(await login(two, "admin", ADMIN_PASSWORD)) == 2
+        assert throttled(await login(one, "admin", ADMIN_PASSWORD)) == 2
+        clock.now += 2
+        assert (await login(two, "admin", "again")).status_code == 401
+        assert throttled(await login(one, "admin", ADMIN_PASSWORD)) == 4  # the lock doubled
+        clock.now += 4
+        assert (await login(one, "admin", ADMIN_PASSWORD)).status_code == 201
+
+
+async def test_parallel_guesses_on_two_processes_are_all_counted(
+    app: FastAPI, second: FastAPI, clock: Clock
+) -> None:
+    async with client_from(app, ATTACKER) as one, client_from(second, ATTACKER) as two:
+        found = await asyncio.gather(
+            *(login((one, two)[i % 2], "admin", f"g{i}") for i in range(40))
+        )
+        checked = sum(r.status_code == 401 for r in found)
+        # Each process lets through only the failures still allowed, so at most
+        # twice one process's; every one checked is counted, exactly.
+        assert 5 <= checked <= 10 and checked + sum(r.status_code == 429 for r in found) == 40
+        async with app.state.berth.db.read() as s:
+            counted = await s.scalar(
+                select(LoginFailureRow.failures).where(LoginFailureRow.kind == "source")
+            )
+        assert counted == checked
+        throttled(await login(two, "admin", ADMIN_PASSWORD))
+
+
+async def test_old_rows_are_forgotten_and_a_spray_of_names_stays_bounded(
+    app: FastAPI, clock: Clock
+) -> None:
+    db = app.state.berth.db
+    limits = ThrottleLimits(allowed=5, window=900.0, backoff=2.0, backoff_max=900.0)
+
+    async def spray(throttle: LoginThrottle, start: int, n: int) -> None:
+        for i in range(start, start + n):  # a new name from a new address each time
+            async with throttle.attempt(f"nobody-{i}", f"192.0.2.{i % 250}/{i}") as done:
+                done(False)
+
+    roomy = LoginThrottle(db, limits, limits, clock=clock, max_keys=10_000)
+    await spray(roomy, 0, 300)
+    assert await roomy.rows() == 600  # a user and a source row each, all within the window
+    clock.now += 901
+    await spray(roomy, 300, 128)  # enough new rows to sweep: the expired ones go
+    assert await roomy.rows() <= 256
+
+    capped = LoginThrottle(db, limits, limits, clock=clock, max_keys=20)
+    await spray(capped, 1000, 600)
+    assert await capped.rows() <= 20 + 256  # the cap, plus what one sweep period adds

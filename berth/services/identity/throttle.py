@@ -28,40 +28,65 @@ Attempts refused that way do not count. A success resets the user's counter,
 never the source's (else an attacker with one valid account could reset it
 between guesses). Correct passwords never count.
 
-Concurrent attempts on one key are held to the failures still allowed: a
-burst of 600 parallel guesses waits in line instead of all being checked
-before the first failure is recorded.
+The counts live in the database (``login_failures``), so every API process
+over it sees the same ones: failures on one process lock the user on all. A
+failure is counted with one atomic upsert (``INSERT … ON CONFLICT DO UPDATE …
+RETURNING``: the row lock makes concurrent failures on several processes add
+up exactly) and the lock it earns is written in the same transaction.
 
-The counters live in this process (one ``LoginThrottle`` per database handle).
-Several API processes over one database each keep their own, so N processes
-allow up to N times the guesses (docs/operators.md says so).
+Concurrent attempts on one key are held to the failures still allowed, in
+each process: a burst of 600 parallel guesses waits in line instead of all
+being checked before the first failure is recorded. (Across P processes a
+burst can have up to P checks in flight per free failure; the counts and
+locks stay exact.)
+
+Rows are forgotten once their window has passed (a week for known
+addresses), and their number is capped (``max_keys`` per kind of row, the
+least recently failed unlocked ones go first), so a spray of random user
+names cannot grow the table without bound. The clock is wall time (shared by
+processes) and injectable, so tests move it instead of sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import logging
 import math
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.config import Settings
 from berth.store.db import Database
+from berth.store.tables import LoginFailureRow
 
 __all__ = ["LoginThrottle", "ThrottleLimits", "login_throttle", "source_address"]
 
 log = logging.getLogger(__name__)
 
-# Keys remembered per kind; beyond it the least recently failed unlocked ones go.
+T = LoginFailureRow
+# Rows kept per kind (failure counters, known addresses); beyond it the least
+# recently failed unlocked ones go.
 _MAX_KEYS = 50_000
+# How many rows a process may add before it sweeps expired and surplus ones.
+_SWEEP_EVERY = 256
 # How long a successful login makes its address "known" for the user.
 _KNOWN_FOR = 7 * 24 * 3600.0
+_KNOWN = "known"
+# The longest a waiting check sleeps before it looks at the counts again.
+_RECHECK = 1.0
+# Longer keys are stored as their digest (a name as given may be long).
+_MAX_KEY = 320
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,81 +99,36 @@ class ThrottleLimits:
     backoff_max: float
 
 
-@dataclass(slots=True)
-class _Key:
+@dataclass(frozen=True, slots=True)
+class _Counter:
+    """One kind of key (users, sources, users from a known address) and its limits."""
+
+    kind: str  # the rows' kind
+    label: str  # how logs name it
+    limits: ThrottleLimits
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
     failures: int = 0
-    last: float = 0.0  # clock of the last failure
     locked_until: float = 0.0
-    in_flight: int = 0
+
+
+@dataclass(slots=True)
+class _Flight:
+    """Checks of one key running in this process now."""
+
+    count: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class _Counter:
-    """Failures and locks of one kind of key (users or sources)."""
+Guard = tuple[_Counter, str]
 
-    def __init__(self, kind: str, limits: ThrottleLimits, clock: Callable[[], float]) -> None:
-        self.kind, self.limits, self._clock = kind, limits, clock
-        self._keys: OrderedDict[str, _Key] = OrderedDict()
 
-    def _get(self, key: str) -> _Key:
-        entry = self._keys.get(key)
-        now = self._clock()
-        if entry is not None and entry.failures and now - entry.last > self.limits.window:
-            entry.failures, entry.locked_until = 0, 0.0  # forgotten after a quiet window
-        if entry is None:
-            entry = self._keys[key] = _Key()
-            self._evict()
-        return entry
-
-    def _evict(self) -> None:
-        while len(self._keys) > _MAX_KEYS:
-            oldest = next(iter(self._keys))
-            if self._keys[oldest].in_flight:
-                self._keys.move_to_end(oldest)
-                return
-            del self._keys[oldest]
-
-    def retry_after(self, key: str) -> float:
-        """Seconds ``key`` stays locked (0: not locked)."""
-        return max(0.0, self._get(key).locked_until - self._clock())
-
-    def failures(self, key: str) -> int:
-        """Failures of ``key`` counted now."""
-        return self._get(key).failures
-
-    def budget(self, key: str) -> int:
-        """How many attempts on ``key`` may be checked at once now."""
-        return max(1, self.limits.allowed - self._get(key).failures)
-
-    def fail(self, key: str) -> tuple[int, float]:
-        """Count a failure; (failures, seconds now locked)."""
-        entry = self._get(key)
-        now = self._clock()
-        entry.failures += 1
-        entry.last = now
-        self._keys.move_to_end(key)
-        over = entry.failures - self.limits.allowed
-        if over < 0:
-            return entry.failures, 0.0
-        delay = min(self.limits.backoff * 2 ** min(over, 62), self.limits.backoff_max)
-        entry.locked_until = now + delay
-        return entry.failures, delay
-
-    def reset(self, key: str) -> None:
-        """Forget the failures of ``key``."""
-        entry = self._keys.get(key)
-        if entry is not None:
-            entry.failures, entry.locked_until = 0, 0.0
-
-    def enter(self, key: str) -> _Key:
-        entry = self._get(key)
-        entry.in_flight += 1
-        return entry
-
-    def leave(self, entry: _Key) -> None:
-        entry.in_flight -= 1
-        entry.changed.set()
-        entry.changed = asyncio.Event()
+def _stored(key: str) -> str:
+    if len(key) <= _MAX_KEY:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 class LoginThrottle:
@@ -156,19 +136,30 @@ class LoginThrottle:
 
     def __init__(
         self,
+        db: Database,
         user_limits: ThrottleLimits,
         source_limits: ThrottleLimits,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        max_keys: int = _MAX_KEYS,
     ) -> None:
         self.clock = clock
-        self._users = _Counter("user", user_limits, self._now)
-        self._pairs = _Counter("user from a known address", user_limits, self._now)
-        self._sources = _Counter("source", source_limits, self._now)
-        self._known: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # Weak: the throttle is cached per database handle and must not keep it alive.
+        self._db = weakref.ref(db)
+        self._max_keys = max_keys
+        self._users = _Counter("user", "user", user_limits)
+        self._pairs = _Counter("pair", "user from a known address", user_limits)
+        self._sources = _Counter("source", "source", source_limits)
+        self._flights: dict[tuple[str, str], _Flight] = {}
+        self._added = 0  # rows added since the last sweep
 
-    def _now(self) -> float:
-        return self.clock()
+    @property
+    def db(self) -> Database:
+        """The database the counts live in."""
+        db = self._db()
+        if db is None:
+            raise RuntimeError("the login throttle outlived its database")
+        return db
 
     @asynccontextmanager
     async def attempt(self, user: str, source: str) -> AsyncIterator[Callable[[bool], None]]:
@@ -178,55 +169,101 @@ class LoginThrottle:
         running. The body calls the yielded ``done(ok)`` with the check's
         outcome; leaving the body without calling it counts as nothing.
         """
-        guards = self._guards(user, source)
-        entries = await self._admit(guards, user, source)
+        user, source = _stored(user), _stored(source)
+        guards = await self._guards(user, source)
+        flights = await self._admit(guards, user, source)
         outcome: list[bool] = []
         try:
             yield outcome.append
         finally:
-            for (counter, _), entry in zip(guards, entries, strict=True):
-                counter.leave(entry)
-            if outcome:
-                self._record(guards, user, source, outcome[-1])
+            try:
+                # Recorded before leaving: a waiting check must see this failure.
+                if outcome:
+                    await self._record(guards, user, source, outcome[-1])
+            finally:
+                for (counter, key), flight in zip(guards, flights, strict=True):
+                    self._leave(counter, key, flight)
 
-    def _guards(self, user: str, source: str) -> list[tuple[_Counter, str]]:
+    async def _guards(self, user: str, source: str) -> list[Guard]:
         # An address this user logged in from lately is judged on its own
         # failures, not the user's: an attacker elsewhere cannot lock the real
         # user (or an agent's service account) out of the place it works from.
-        seen = self._known.get((user, source))
-        if seen is not None and self._now() - seen < _KNOWN_FOR:
-            return [(self._pairs, f"{user}@{source}"), (self._sources, source)]
+        pair = _stored(f"{user}@{source}")
+        async with self.db.read() as s:
+            seen = await s.scalar(select(T.last).where(T.kind == _KNOWN, T.key == pair))
+        if seen is not None and self.clock() - seen < _KNOWN_FOR:
+            return [(self._pairs, pair), (self._sources, source)]
         return [(self._users, user), (self._sources, source)]
 
-    async def _admit(
-        self, guards: list[tuple[_Counter, str]], user: str, source: str
-    ) -> list[_Key]:
+    def _enter(self, counter: _Counter, key: str) -> _Flight:
+        flight = self._flights.setdefault((counter.kind, key), _Flight())
+        flight.count += 1
+        return flight
+
+    def _leave(self, counter: _Counter, key: str, flight: _Flight, *, ran: bool = True) -> None:
+        flight.count -= 1
+        if flight.count == 0:
+            self._flights.pop((counter.kind, key), None)
+        elif not ran:
+            # A check that backed off changes nothing the others wait for; waking
+            # them would have every waiter wake every other one, round and round.
+            return
+        flight.changed.set()
+        flight.changed = asyncio.Event()
+
+    async def _admit(self, guards: list[Guard], user: str, source: str) -> list[_Flight]:
         while True:
-            self._refuse_if_locked(guards, user, source)
-            entries = [counter.enter(key) for counter, key in guards]
+            # Enter before reading: a check that ends meanwhile has recorded its
+            # failure before leaving, so it is either still counted or seen.
+            flights = [self._enter(counter, key) for counter, key in guards]
+            try:
+                states = await self._states(guards)
+                self._refuse_if_locked(guards, states, user, source)
+            except BaseException:
+                for (counter, key), flight in zip(guards, flights, strict=True):
+                    self._leave(counter, key, flight, ran=False)
+                raise
             full = [
-                (counter, entry)
-                for (counter, key), entry in zip(guards, entries, strict=True)
-                if entry.in_flight > counter.budget(key)
+                flight
+                for (counter, _), state, flight in zip(guards, states, flights, strict=True)
+                if flight.count > max(1, counter.limits.allowed - state.failures)
             ]
             if not full:
-                return entries
+                return flights
             # More checks in flight than failures still allowed: wait for one to end.
-            for (counter, _), entry in zip(guards, entries, strict=True):
-                counter.leave(entry)
-            await _first([entry.changed for _, entry in full])
+            for (counter, key), flight in zip(guards, flights, strict=True):
+                self._leave(counter, key, flight, ran=False)
+            events = [flight.changed for flight in full if flight.count > 0]
+            if events:
+                await _first(events)
 
-    def _refuse_if_locked(self, guards: list[tuple[_Counter, str]], user: str, source: str) -> None:
+    async def _states(self, guards: list[Guard]) -> list[_State]:
+        wanted = or_(*(and_(T.kind == c.kind, T.key == key) for c, key in guards))
+        async with self.db.read() as s:
+            rows = {(r.kind, r.key): r for r in (await s.scalars(select(T).where(wanted))).all()}
+        now, found = self.clock(), []
         for counter, key in guards:
-            left = counter.retry_after(key)
+            row = rows.get((counter.kind, key))
+            if row is None or now - row.last > counter.limits.window:
+                found.append(_State())  # forgotten after a quiet window
+            else:
+                found.append(_State(row.failures, row.locked_until))
+        return found
+
+    def _refuse_if_locked(
+        self, guards: list[Guard], states: list[_State], user: str, source: str
+    ) -> None:
+        now = self.clock()
+        for (counter, _), state in zip(guards, states, strict=True):
+            left = state.locked_until - now
             if left > 0:
                 log.warning(
                     "login refused while the %s is throttled: user=%r source=%s "
                     "failures=%d retry_after=%.0fs",
-                    counter.kind,
+                    counter.label,
                     user,
                     source,
-                    counter.failures(key),
+                    state.failures,
                     left,
                 )
                 whom = "from your address" if counter is self._sources else "for this user"
@@ -235,34 +272,104 @@ class LoginThrottle:
                     retry_after=math.ceil(left),
                 )
 
-    def _record(self, guards: list[tuple[_Counter, str]], user: str, source: str, ok: bool) -> None:
-        if ok:
-            self._users.reset(user)
-            self._pairs.reset(f"{user}@{source}")
-            self._known[(user, source)] = self._now()
-            self._known.move_to_end((user, source))
-            while len(self._known) > _MAX_KEYS:
-                self._known.popitem(last=False)
+    async def _record(self, guards: list[Guard], user: str, source: str, ok: bool) -> None:
+        now = self.clock()
+        async with self.db.transaction() as s:
+            if ok:
+                await self._succeed(s, user, source, now)
+            else:
+                # A failure from a known address still counts for the user too.
+                counted = guards if guards[0][0] is self._users else [*guards, (self._users, user)]
+                for counter, key in counted:
+                    await self._fail(s, counter, key, user, source, now)
+        if self._added >= _SWEEP_EVERY:
+            self._added = 0
+            await self._sweep(now)
+
+    async def _succeed(self, s: AsyncSession, user: str, source: str, now: float) -> None:
+        pair = _stored(f"{user}@{source}")
+        reset = {"failures": 0, "locked_until": 0.0}
+        for kind, key in (("user", user), ("pair", pair)):
+            await s.execute(update(T).where(T.kind == kind, T.key == key).values(**reset))
+        stmt = _insert(s).values(kind=_KNOWN, key=pair, failures=0, last=now, locked_until=0.0)
+        keys = [T.kind, T.key]
+        await s.execute(stmt.on_conflict_do_update(index_elements=keys, set_={"last": now}))
+        self._added += 1
+
+    async def _fail(
+        self, s: AsyncSession, counter: _Counter, key: str, user: str, source: str, now: float
+    ) -> None:
+        limits = counter.limits
+        stmt = _insert(s).values(kind=counter.kind, key=key, failures=1, last=now, locked_until=0.0)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[T.kind, T.key],
+            set_={
+                "failures": case((now - T.last > limits.window, 1), else_=T.failures + 1),
+                "last": now,
+            },
+        )
+        count: int = (await s.execute(stmt.returning(T.failures))).scalar_one()
+        if count == 1:
+            self._added += 1
+        over = count - limits.allowed
+        if over < 0:
             return
-        # A failure from a known address still counts for the user too.
-        counted = guards if guards[0][0] is self._users else [*guards, (self._users, user)]
-        for counter, key in counted:
-            count, delay = counter.fail(key)
-            if delay > 0:
-                log.warning(
-                    "login throttled by %s: user=%r source=%s failures=%d delay=%.0fs",
-                    counter.kind,
-                    user,
-                    source,
-                    count,
-                    delay,
+        delay = min(limits.backoff * 2 ** min(over, 62), limits.backoff_max)
+        await s.execute(
+            update(T).where(T.kind == counter.kind, T.key == key).values(locked_until=now + delay)
+        )
+        log.warning(
+            "login throttled by %s: user=%r source=%s failures=%d delay=%.0fs",
+            counter.label,
+            user,
+            source,
+            count,
+            delay,
+        )
+
+    async def _sweep(self, now: float) -> None:
+        """Forget expired rows, then the oldest unlocked ones beyond ``max_keys`` per kind."""
+        window = max(c.limits.window for c in (self._users, self._pairs, self._sources))
+        async with self.db.transaction() as s:
+            await s.execute(
+                delete(T).where(
+                    or_(
+                        and_(T.kind != _KNOWN, T.last < now - window, T.locked_until <= now),
+                        and_(T.kind == _KNOWN, T.last < now - _KNOWN_FOR),
+                    )
                 )
+            )
+            for known in (True, False):
+                of_kind = (T.kind == _KNOWN) if known else (T.kind != _KNOWN)
+                cutoff = await s.scalar(
+                    select(T.last)
+                    .where(of_kind)
+                    .order_by(T.last.desc())
+                    .offset(self._max_keys)
+                    .limit(1)
+                )
+                if cutoff is not None:
+                    await s.execute(
+                        delete(T).where(of_kind, T.last <= cutoff, T.locked_until <= now)
+                    )
+
+    async def rows(self) -> int:
+        """How many rows the throttle keeps now (every kind)."""
+        async with self.db.read() as s:
+            return int(await s.scalar(select(func.count()).select_from(T)) or 0)
+
+
+def _insert(s: AsyncSession) -> Any:
+    # ON CONFLICT … DO UPDATE is spelled alike by both databases, built by each dialect.
+    dialect = s.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(T)
 
 
 async def _first(events: list[asyncio.Event]) -> None:
     tasks = [asyncio.create_task(e.wait()) for e in events]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        # The timeout only bounds a wait whose wake-up went astray: the caller looks again.
+        await asyncio.wait(tasks, timeout=_RECHECK, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for t in tasks:
             t.cancel()
@@ -284,7 +391,7 @@ def login_throttle(db: Database, settings: Settings) -> LoginThrottle:
     """The login throttle of ``db`` (one per database handle, made on first use)."""
     throttle = _THROTTLES.get(db)
     if throttle is None:
-        throttle = _THROTTLES[db] = LoginThrottle(*_limits(settings))
+        throttle = _THROTTLES[db] = LoginThrottle(db, *_limits(settings))
     return throttle
 
 

@@ -14,6 +14,7 @@ from berth.store.tables.identity import (
     UserRow,
 )
 from berth.store.tables.images import ImageRow, RegistryRow
+from berth.store.tables.login_failures import LoginFailureRow
 from berth.store.tables.networks import NetworkRow, SecurityGroupRow
 from berth.store.tables.nodegroups import ClusterQuotaRow, ConductorRow, NodeGroupRow
 from berth.store.tables.quotas import QuotaClassRow, QuotaRow
@@ -34,6 +35,7 @@ __all__ = [
     "EventRow",
     "HostRow",
     "ImageRow",
+    "LoginFailureRow",
     "NetworkRow",
     "NodeGroupRow",
     "OutboxCursorRow",
