@@ -57,6 +57,9 @@ BUILT: dict[tuple[str, str], set[str]] = {
     ("services/container_ops.py", "f'container:{action}'"): {
         f"container:{a}" for a in _CONTAINER_ACTIONS | _CONTAINER_CALLS
     },
+    ("dashboard/container_pages.py", "f'container:{value}'"): {  # the action buttons
+        f"container:{a}" for a in ("start", "stop", "reboot", "pause", "unpause", "kill", "delete")
+    },
     ("services/containers.py", "f'container:{a}'"): {  # _NODE_GUARDED
         f"container:{a}"
         for a in ("execute", "attach", "get_archive", "put_archive", "commit", "rebuild",
