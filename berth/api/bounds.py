@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from berth import errors
+from berth.domain.text import CONTROL
 
 __all__ = [
     "INT32_MAX",
@@ -26,7 +27,6 @@ __all__ = [
 INT32_MAX = 2**31 - 1
 # 9999-12-31T23:59:59Z: the last second a timestamp field may name.
 MAX_EPOCH_SECONDS = 253_402_300_799
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def first_nul(data: Any) -> str | None:
@@ -81,7 +81,7 @@ def check_int_field(body: Any, name: str, low: int, high: int) -> None:
 
 def check_no_control(value: str | None, name: str) -> str | None:
     """``value`` unchanged, or Invalid when it holds a control character (NUL, newline, ...)."""
-    if value is not None and _CONTROL.search(value):
+    if value is not None and CONTROL.search(value):
         raise errors.Invalid(
             f"Invalid input for field '{name}': control characters (NUL, newlines, tabs, ...) "
             "are not allowed."

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from berth import errors
+from berth.domain.text import CONTROL, CONTROL_BUT_LINES
 
 __all__ = [
     "MAX_COUNTS",
@@ -32,8 +33,6 @@ _UUID = re.compile(
 _MEMORY = re.compile(r"([0-9]{1,12})\s*(Mi|M|MiB|Gi|G|GiB)?")
 # A name, path or image: one line. A command argument or an environment value may
 # hold tabs and newlines (a script for ``sh -c``), never NUL or other C0 characters.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Entries per list or map of a template: a 1 MiB body could otherwise carry tens of
 # thousands, each a container, a volume or a row of every agent's desired state.
 MAX_COUNTS: dict[str, int] = {
@@ -119,13 +118,13 @@ def _count(value: Any, where: str, kind: str) -> None:
 
 
 def _line(value: str, where: str) -> str:
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         raise _bad(where, "must not hold control characters (NUL, newlines, tabs, ...)")
     return value
 
 
 def _text(value: str, where: str) -> str:
-    if _CONTROL_BUT_LINES.search(value):
+    if CONTROL_BUT_LINES.search(value):
         raise _bad(where, "must not hold NUL or control characters other than tab and newline")
     return value
 

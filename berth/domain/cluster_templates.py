@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from berth import errors
 from berth.domain.clusters import coerce_labels
+from berth.domain.text import CONTROL
 
 __all__ = [
     "COES",
@@ -28,7 +29,6 @@ _SERVER_TYPES: Final = ("vm", "bm")
 _TRUE: Final = {"true", "1", "yes", "on", "t", "y"}
 _FALSE: Final = {"false", "0", "no", "off", "f", "n"}
 _NON_EMPTY: Final = frozenset({"name", "image_id", "keypair_id", "cluster_distro"})
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _DIGITS: Final = re.compile(r"\s*[-+]?[0-9]{1,12}\s*")
 # The largest value of an integer attribute without its own maximum (an INTEGER column).
 INT_MAX: Final = 2**31 - 1
@@ -128,7 +128,7 @@ def coerce_field(name: str, value: Any) -> Any:
         text = str(value)
         if len(text) > 255 or (name in _NON_EMPTY and not text):
             raise _bad(name, value, "Length must be 1-255 characters.")
-        if _CONTROL.search(text):
+        if CONTROL.search(text):
             raise _bad(
                 name, "...", "Control characters (NUL, newlines, tabs, ...) are not allowed."
             )

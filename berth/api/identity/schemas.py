@@ -7,7 +7,6 @@ Bodies are read by hand (``read_body``) so that malformed JSON is a Keystone
 from __future__ import annotations
 
 import json
-import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
@@ -23,6 +22,7 @@ from pydantic import (
 
 from berth import errors
 from berth.api.bounds import check_no_nul
+from berth.domain.text import one_line, prose
 from berth.identity.models import (
     AuthRequest,
     PasswordCredentials,
@@ -49,29 +49,15 @@ __all__ = [
 
 _M = TypeVar("_M", bound=BaseModel)
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def _one_line(value: str) -> str:
-    # Names and IDs end in tokens, catalogs, log lines and the dashboard: one line.
-    if _CONTROL.search(value):
-        raise ValueError("control characters (NUL, newlines, tabs, ...) are not allowed")
-    return value
 
 
-def _prose(value: str) -> str:
-    # A description may run over lines (Keystone keeps it as given); no other C0.
-    if _CONTROL_BUT_LINES.search(value):
-        raise ValueError("NUL and control characters other than tab and newline are not allowed")
-    return value
-
-
-_Line = AfterValidator(_one_line)
+_Line = AfterValidator(one_line)
 Name64 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64), _Line]
 Name255 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=255), _Line]
 Line255 = Annotated[str, StringConstraints(strict=True, max_length=255), _Line]
-Text255 = Annotated[str, StringConstraints(strict=True, max_length=255), AfterValidator(_prose)]
+Text255 = Annotated[str, StringConstraints(strict=True, max_length=255), AfterValidator(prose)]
 Id64 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64), _Line]
 # Keystone takes any characters in a password; NUL is refused by read_body.
 Secret = Annotated[str, StringConstraints(strict=True, max_length=4096)]

@@ -12,6 +12,7 @@ from berth import errors
 from berth.api.bounds import INT32_MAX, MAX_EPOCH_SECONDS, check_no_nul
 from berth.api.zun.microversions import APIVersion
 from berth.config import Settings
+from berth.domain.text import CONTROL, one_line, prose
 
 __all__ = [
     "FIELD_MIN_VERSION",
@@ -35,8 +36,6 @@ M = TypeVar("M", bound=BaseModel)
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 HOSTNAME_RE = re.compile(r"^[a-zA-Z0-9-._]*$")
 IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Seconds a healthcheck interval, timeout or a stop timeout may last: a day.
 MAX_SECONDS = 86_400
 # How many entries each list or map of a container may hold. The body's byte limit
@@ -55,23 +54,13 @@ MAX_COUNTS: dict[str, int] = {
 }
 
 
-def _plain(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("control characters (NUL, newlines, tabs, ...) are not allowed")
-    return value
-
-
-def _text(value: str) -> str:
-    if _CONTROL_BUT_LINES.search(value):
-        raise ValueError("NUL and control characters other than tab and newline are not allowed")
-    return value
 
 
 # A name, path or reference: one line, no control characters at all.
-Plain = Annotated[str, AfterValidator(_plain)]
+Plain = Annotated[str, AfterValidator(one_line)]
 # A value a program reads (an argument, an environment value): tabs and newlines are
 # legitimate there (a script passed to ``sh -c``), NUL and the rest of C0 are not.
-Text = Annotated[str, AfterValidator(_text)]
+Text = Annotated[str, AfterValidator(prose)]
 
 # The microversion each create field appeared in (absent = 1.1).
 FIELD_MIN_VERSION: dict[str, APIVersion] = {
@@ -251,7 +240,7 @@ def kill_signal(value: Any) -> str | None:
     if value is None:
         return None
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(text, str) or len(text) > 32 or not text.isascii() or _CONTROL.search(text):
+    if not isinstance(text, str) or len(text) > 32 or not text.isascii() or CONTROL.search(text):
         raise errors.Invalid(
             f"Invalid input for field 'signal': {str(value)[:40]!r} is not a signal: "
             "give a name such as SIGTERM or a number from 1 to 64."
