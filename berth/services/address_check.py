@@ -63,7 +63,8 @@ def _local_addresses() -> set[IPAddress]:
 
 
 async def _own_addresses(env: Env) -> set[IPAddress]:
-    own = _local_addresses()
+    # File reads and a resolver call: off the event loop.
+    own = await asyncio.to_thread(_local_addresses)
     async with env.db.read() as session:
         urls = (await session.execute(select(HostRow.agent_url))).scalars().all()
     for url in urls:
