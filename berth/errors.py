@@ -29,6 +29,9 @@ __all__ = [
     "Base64Exception",
     "BerthError",
     "CapsuleNotFound",
+    "ClusterNotFound",
+    "ClusterTemplateNotFound",
+    "ClusterTemplateReferenced",
     "Conflict",
     "ContainerNotFound",
     "Forbidden",
@@ -40,10 +43,12 @@ __all__ = [
     "InvalidStateException",
     "NetworkNotFound",
     "NoInteractiveFlag",
+    "NodeGroupNotFound",
     "NotAcceptable",
     "NotFound",
     "OverQuota",
     "PolicyNotAuthorized",
+    "QuotaNotFound",
     "RegistryNotFound",
     "ResourceNotFound",
     "SecurityGroupNotFound",
@@ -82,6 +87,10 @@ class Base64Exception(Invalid):
 
 class ImageNotFound(Invalid):
     """The image does not exist where it was looked for."""
+
+
+class ClusterTemplateReferenced(Invalid):
+    """A cluster still uses the template (Magnum refuses to delete or change it)."""
 
 
 class Unauthorized(BerthError):
@@ -142,6 +151,23 @@ class VolumeNotFound(NotFound):
 
 class CapsuleNotFound(NotFound):
     pass
+
+
+# Magnum's resources (the cluster API's services raise these).
+class ClusterNotFound(NotFound):
+    """No visible cluster has that UUID or name."""
+
+
+class ClusterTemplateNotFound(NotFound):
+    """No visible template has that UUID or name."""
+
+
+class NodeGroupNotFound(NotFound):
+    """No node group of the cluster has that UUID, name or id."""
+
+
+class QuotaNotFound(NotFound):
+    """No quota row for that project and resource."""
 
 
 class NotAcceptable(BerthError):

@@ -26,7 +26,9 @@ def split_reference(image: str) -> tuple[str, str]:
     """(repository, tag) of ``image``; the tag defaults to ``latest``; a digest stays whole.
 
     ``127.0.0.1:5000/a/b`` has no tag (the colon belongs to the host);
-    ``a/b@sha256:...`` keeps the digest as its "tag" after the ``@``.
+    ``a/b@sha256:...`` keeps the digest as its "tag" after the ``@``;
+    ``busybox:`` is ``latest``, as the engine's pull (and docker-py's) reads
+    it. The agent's Docker runtime splits with this same function.
     """
     if "@" in image:
         repo, digest = image.split("@", 1)

@@ -14,7 +14,7 @@ import requests
 
 from berth import errors
 from berth.domain.hostsync import RegistryAuth
-from berth.runtimes import dockermap
+from berth.images.refs import split_reference
 from berth.runtimes.base import container_name, effective_pull_policy
 from berth.runtimes.images import ImageInfo, refused_access
 
@@ -75,8 +75,7 @@ class DockerImageOps:
         self, uuid: str, reference: str, auth: RegistryAuth | None = None
     ) -> ImageInfo:
         """``docker commit`` (pausing the container meanwhile), then push ``reference``."""
-        repository, parsed_tag = dockermap.split_image(reference)
-        tag = parsed_tag or "latest"
+        repository, tag = split_reference(reference)
         name = container_name(uuid)
         await self._engine.run(
             lambda api: api.commit(name, repository=repository, tag=tag, pause=True)
@@ -98,7 +97,7 @@ class DockerImageOps:
         return ImageInfo(image_id=str(data.get("Id", "")), size=int(data.get("Size") or 0))
 
     async def _pull(self, image: str, auth: RegistryAuth | None) -> None:
-        repository, tag = dockermap.split_image(image)
+        repository, tag = split_reference(image)
         config = _auth_config(auth)
 
         def pull(api: Any) -> None:

@@ -37,7 +37,6 @@ __all__ = [
     "human_duration",
     "restart_policy",
     "signal_name",
-    "split_image",
     "status_text",
     "zun_stats",
 ]
@@ -339,18 +338,6 @@ def _addresses(networks: dict[str, Any] | None) -> dict[str, Any]:
         if addrs:
             result[name] = addrs
     return result
-
-
-def split_image(image: str) -> tuple[str, str | None]:
-    """(repository, tag-or-digest) for a pull; a bare name means tag ``latest``."""
-    if "@" in image:
-        repo, digest = image.split("@", 1)
-        return repo, digest
-    slash = image.rfind("/")
-    colon = image.rfind(":")
-    if colon > slash:
-        return image[:colon], image[colon + 1 :]
-    return image, "latest"
 
 
 def signal_name(signal: str | int | None) -> str | int:

@@ -20,23 +20,12 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from berth import errors
-from berth.services.agents import AgentCalls
+from berth.services.agents import AgentCalls, error_for
 from berth.services.asgi_memory import MemoryResponse, MemoryWebSocket
 
-__all__ = ["AgentSession", "AgentStream", "error_for", "open_session", "open_stream"]
+__all__ = ["AgentSession", "AgentStream", "open_session", "open_stream"]
 
 _OPEN_TIMEOUT = 15.0
-
-
-def error_for(status: int, message: str, hostname: str) -> errors.BerthError:
-    """The domain error for an agent's HTTP status (or a session's 4000 + status close)."""
-    if status == 400:
-        return errors.Invalid(message)
-    if status == 404:
-        return errors.ContainerNotFound(message)
-    if status == 409:
-        return errors.Conflict(message)
-    return errors.HostUnavailable(f"The agent on host {hostname} failed: {message}")
 
 
 def _memory_app(agents: AgentCalls, hostname: str) -> Any:

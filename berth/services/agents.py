@@ -8,7 +8,7 @@ import httpx
 
 from berth import errors
 
-__all__ = ["AgentCalls"]
+__all__ = ["AgentCalls", "error_for"]
 
 
 class AgentCalls:
@@ -54,18 +54,22 @@ class AgentCalls:
             ) from exc
         if resp.status_code < 400:
             return resp.json()
-        raise _error_from(resp, hostname)
+        raise error_for(resp.status_code, _message(resp, hostname), hostname)
 
 
-def _error_from(resp: httpx.Response, hostname: str) -> errors.BerthError:
+def _message(resp: httpx.Response, hostname: str) -> str:
     try:
-        message = str(resp.json()["error"]["message"])
+        return str(resp.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):
-        message = resp.text or f"agent on {hostname} answered {resp.status_code}"
-    if resp.status_code == 404:
-        return errors.ContainerNotFound(message)
-    if resp.status_code == 409:
-        return errors.Conflict(message)
-    if resp.status_code == 400:
+        return resp.text or f"agent on {hostname} answered {resp.status_code}"
+
+
+def error_for(status: int, message: str, hostname: str) -> errors.BerthError:
+    """The domain error for an agent's HTTP status (or a session's 4000 + status close)."""
+    if status == 400:
         return errors.Invalid(message)
+    if status == 404:
+        return errors.ContainerNotFound(message)
+    if status == 409:
+        return errors.Conflict(message)
     return errors.HostUnavailable(f"The agent on host {hostname} failed: {message}")

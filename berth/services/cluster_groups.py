@@ -30,7 +30,6 @@ from berth.store.tables import ClusterRow, NodeGroupRow
 
 __all__ = [
     "SETTLED",
-    "NodeGroupNotFound",
     "begin_update",
     "default_groups",
     "display_status",
@@ -46,10 +45,6 @@ __all__ = [
 
 # Cluster statuses from which a new update (resize, node group change, upgrade) may start.
 SETTLED = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_FAILED")
-
-
-class NodeGroupNotFound(errors.NotFound):
-    """No node group of the cluster has that UUID, name or id."""
 
 
 def flavors(env: Env) -> dict[str, spec.Flavor]:
@@ -162,7 +157,7 @@ def find_group(
             continue
         if ident in (group.uuid, group.name, str(group.id)):
             return group
-    raise NodeGroupNotFound(f"Nodegroup {ident} could not be found.")
+    raise errors.NodeGroupNotFound(f"Nodegroup {ident} could not be found.")
 
 
 # Per-operation hints for the driver, in the cluster's attrs; each update replaces them.

@@ -92,7 +92,7 @@ async def create(env: Env, ctx: RequestContext, ident: str, body: Any) -> Cluste
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, cluster.id, with_for_update=True)
         if fresh is None:
-            raise clusters.ClusterNotFound(f"Cluster {ident} could not be found.")
+            raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
         found = await groups.settle(session, fresh)
         if any(g.name == name for g in found):
             raise errors.Conflict(
@@ -205,7 +205,7 @@ async def update(env: Env, ctx: RequestContext, ident: str, ng: str, patch: Any)
         owner = await session.get(ClusterRow, cluster.id, with_for_update=True)
         fresh = await session.get(NodeGroupRow, group.id, with_for_update=True)
         if fresh is None:
-            raise groups.NodeGroupNotFound(f"Nodegroup {ng} could not be found.")
+            raise errors.NodeGroupNotFound(f"Nodegroup {ng} could not be found.")
         relabel = node_labels != dict(fresh.attrs.get("node_labels") or {})
         fresh.min_node_count = after["min_node_count"]
         fresh.max_node_count = after["max_node_count"]
@@ -239,7 +239,7 @@ async def delete(env: Env, ctx: RequestContext, ident: str, ng: str) -> None:
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, cluster.id, with_for_update=True)
         if fresh is None:
-            raise clusters.ClusterNotFound(f"Cluster {ident} could not be found.")
+            raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
         rows = await groups.settle(session, fresh)
         target = groups.find_group(rows, fresh, group.uuid)
         target.status, target.updated_at = "DELETE_IN_PROGRESS", utcnow()

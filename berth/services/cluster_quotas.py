@@ -22,7 +22,6 @@ from berth.store.tables import ClusterQuotaRow, ConductorRow, ProjectRow
 
 __all__ = [
     "CONDUCTOR_BINARY",
-    "QuotaNotFound",
     "conductor_state",
     "create",
     "delete",
@@ -35,10 +34,6 @@ __all__ = [
 
 RESOURCE = "Cluster"
 CONDUCTOR_BINARY = "berth-worker"
-
-
-class QuotaNotFound(errors.NotFound):
-    """No quota row for that project and resource."""
 
 
 def _resource(value: Any) -> str:
@@ -158,7 +153,7 @@ async def update(
     async with env.db.transaction() as session:
         row = await _row(session, project_id)
         if row is None:
-            raise QuotaNotFound(
+            raise errors.QuotaNotFound(
                 f"Quota could not be found: project {project_id}, resource {RESOURCE}."
             )
         row.hard_limit, row.updated_at = limit, utcnow()
@@ -172,7 +167,7 @@ async def delete(env: Env, ctx: RequestContext, project_id: str, resource: str) 
     async with env.db.transaction() as session:
         row = await _row(session, project_id)
         if row is None:
-            raise QuotaNotFound(
+            raise errors.QuotaNotFound(
                 f"Quota could not be found: project {project_id}, resource {RESOURCE}."
             )
         await session.delete(row)

@@ -28,8 +28,6 @@ from berth.store.scope import Scope
 from berth.store.tables import ClusterRow, ClusterTemplateRow, ImageRow
 
 __all__ = [
-    "ClusterTemplateNotFound",
-    "ClusterTemplateReferenced",
     "attributes",
     "create",
     "delete",
@@ -44,14 +42,6 @@ _SETTABLE = frozenset(spec.FIELDS)
 _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _WHILE_REFERENCED = frozenset({"name", "public", "hidden", "tags"})
-
-
-class ClusterTemplateNotFound(errors.NotFound):
-    """No visible template has that UUID or name."""
-
-
-class ClusterTemplateReferenced(errors.Invalid):
-    """A cluster still uses the template."""
 
 
 def attributes(row: ClusterTemplateRow) -> dict[str, Any]:
@@ -187,7 +177,7 @@ async def _find(env: Env, ctx: RequestContext, ident: str, rule: str) -> Cluster
     async with env.db.read() as session:
         rows = await repo.find(session, _scope(env, ctx, rule), ident)
     if not rows:
-        raise ClusterTemplateNotFound(f"ClusterTemplate {ident} could not be found.")
+        raise errors.ClusterTemplateNotFound(f"ClusterTemplate {ident} could not be found.")
     if len(rows) > 1:
         raise errors.Conflict(
             f"Multiple cluster templates exist with same name {ident}. "
@@ -222,7 +212,7 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
     if not changed:
         return row
     if set(changed) - _WHILE_REFERENCED and await _in_use(env, row.uuid):
-        raise ClusterTemplateReferenced(
+        raise errors.ClusterTemplateReferenced(
             f"ClusterTemplate {ident} is referenced by one or multiple clusters: "
             "only name, public, hidden and tags may change."
         )
@@ -239,7 +229,7 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterTemplateRow, row.id, with_for_update=True)
         if fresh is None:
-            raise ClusterTemplateNotFound(f"ClusterTemplate {ident} could not be found.")
+            raise errors.ClusterTemplateNotFound(f"ClusterTemplate {ident} could not be found.")
         attrs = dict(fresh.attrs)
         for key, value in changed.items():
             if key in ("name", "public", "hidden"):
@@ -264,7 +254,7 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
     row = await _find(env, ctx, ident, "clustertemplate:delete")
     env.enforce(ctx, "clustertemplate:delete", row.project_id)
     if await _in_use(env, row.uuid):
-        raise ClusterTemplateReferenced(
+        raise errors.ClusterTemplateReferenced(
             f"ClusterTemplate {ident} is referenced by one or multiple clusters."
         )
     async with env.db.transaction() as session:

@@ -32,7 +32,6 @@ from berth.store.base import new_uuid, utcnow
 from berth.store.tables import ClusterQuotaRow, ClusterRow, ClusterTemplateRow
 
 __all__ = [
-    "ClusterNotFound",
     "create",
     "delete",
     "get",
@@ -50,10 +49,6 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 def _deadline(minutes: int) -> dt.datetime | None:
     """When an operation must have ended; ``create_timeout`` 0 means no deadline (as Heat)."""
     return utcnow() + dt.timedelta(minutes=minutes) if minutes else None
-
-
-class ClusterNotFound(errors.NotFound):
-    """No visible cluster has that UUID or name."""
 
 
 def _all(env: Env, ctx: RequestContext, rule: str) -> bool:
@@ -187,7 +182,7 @@ async def _find(env: Env, ctx: RequestContext, ident: str, rule: str) -> Cluster
     async with env.db.read() as session:
         rows = (await session.scalars(stmt)).all()
     if not rows:
-        raise ClusterNotFound(f"Cluster {ident} could not be found.")
+        raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
     if len(rows) > 1:
         raise errors.Conflict(
             f"Multiple clusters exist with same name {ident}. Please use the cluster uuid instead."
@@ -245,7 +240,7 @@ async def _save_health(env: Env, row: ClusterRow, after: dict[str, Any]) -> Clus
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, row.id, with_for_update=True)
         if fresh is None:
-            raise ClusterNotFound(f"Cluster {row.uuid} could not be found.")
+            raise errors.ClusterNotFound(f"Cluster {row.uuid} could not be found.")
         fresh.attrs = {
             **fresh.attrs,
             "health_status": after["health_status"],
@@ -292,7 +287,7 @@ async def resize(
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, row.id, with_for_update=True)
         if fresh is None:
-            raise ClusterNotFound(f"Cluster {ident} could not be found.")
+            raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
         found = await groups.settle(session, fresh)
         group = groups.find_group(found, fresh, nodegroup or "default-worker", deleting=False)
         if group.role == "master":
@@ -389,7 +384,7 @@ async def upgrade(env: Env, ctx: RequestContext, ident: str, body: Any) -> Clust
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, row.id, with_for_update=True)
         if fresh is None:
-            raise ClusterNotFound(f"Cluster {ident} could not be found.")
+            raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
         found = await groups.settle(session, fresh)
         group = groups.find_group(found, fresh, ng, deleting=False) if ng else None
         if group is not None and not group.is_default:
@@ -471,7 +466,7 @@ async def rotate_ca(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, row.id, with_for_update=True)
         if fresh is None:
-            raise ClusterNotFound(f"Cluster {ident} could not be found.")
+            raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
         if not fresh.status.endswith("_COMPLETE"):
             raise errors.Invalid(
                 f"Rotating the CA of cluster {fresh.uuid} is not allowed in status {fresh.status}."

@@ -14,8 +14,8 @@ from berth import errors
 from berth.domain.containers import Status, TaskState, action_allowed
 from berth.domain.context import RequestContext
 from berth.services.actions import emit, start_action
-from berth.services.containers import get
 from berth.services.env import Env
+from berth.services.host_calls import call_agent, container_for
 from berth.store import containers as repo
 from berth.store.base import utcnow
 from berth.store.scope import Scope
@@ -169,26 +169,6 @@ async def kill(env: Env, ctx: RequestContext, ident: str, signal: str | None) ->
     await env.notifier.touch(row.host)
 
 
-async def _running(env: Env, ctx: RequestContext, ident: str, action: str) -> ContainerRow:
-    row = await get(env, ctx, ident, rule=f"container:{action}")
-    if not action_allowed(action, row.status):
-        raise errors.InvalidStateException(
-            f"Cannot {action} container {row.uuid} in {row.status} state."
-        )
-    if row.host is None:
-        raise errors.InvalidStateException(f"Container {row.uuid} has no host.")
-    return row
-
-
-async def _host_call(env: Env, row: ContainerRow, method: str, path: str, **kw: Any) -> Any:
-    from berth.services import hosts
-
-    agent_url = await hosts.agent_url(env, row.host or "")
-    return await env.agents.call(
-        row.host or "", agent_url, method, f"/v1/containers/{row.uuid}/{path}", **kw
-    )
-
-
 async def logs(
     env: Env,
     ctx: RequestContext,
@@ -200,7 +180,7 @@ async def logs(
     tail: str,
     since: str | None,
 ) -> str:
-    row = await _running(env, ctx, ident, "logs")
+    row = await container_for(env, ctx, ident, "logs")
     params: dict[str, Any] = {
         "stdout": stdout,
         "stderr": stderr,
@@ -209,20 +189,20 @@ async def logs(
     }
     if since:
         params["since"] = since
-    result = await _host_call(env, row, "GET", "logs", params=params)
+    result = await call_agent(env, row, "GET", "logs", params=params)
     return str(result["logs"])
 
 
 async def execute(env: Env, ctx: RequestContext, ident: str, command: str) -> dict[str, Any]:
     """Run ``command`` (a shell-like string) in the container and return output and exit code."""
-    row = await _running(env, ctx, ident, "execute")
+    row = await container_for(env, ctx, ident, "execute")
     try:
         argv = shlex.split(command)
     except ValueError as exc:
         raise errors.Invalid(f"Cannot parse command {command!r}: {exc}") from exc
     if not argv:
         raise errors.Invalid("The command to execute is empty.")
-    result = await _host_call(
+    result = await call_agent(
         env, row, "POST", "execute", json={"command": argv, "timeout": env.settings.execute_timeout}
     )
     return {
@@ -234,14 +214,14 @@ async def execute(env: Env, ctx: RequestContext, ident: str, command: str) -> di
 
 
 async def top(env: Env, ctx: RequestContext, ident: str, ps_args: str | None) -> dict[str, Any]:
-    row = await _running(env, ctx, ident, "top")
+    row = await container_for(env, ctx, ident, "top")
     params = {"ps_args": ps_args} if ps_args and ps_args != "None" else None
-    result: dict[str, Any] = await _host_call(env, row, "GET", "top", params=params)
+    result: dict[str, Any] = await call_agent(env, row, "GET", "top", params=params)
     return result
 
 
 async def stats(env: Env, ctx: RequestContext, ident: str) -> dict[str, Any]:
-    row = await _running(env, ctx, ident, "stats")
-    result: dict[str, Any] = await _host_call(env, row, "GET", "stats")
+    row = await container_for(env, ctx, ident, "stats")
+    result: dict[str, Any] = await call_agent(env, row, "GET", "stats")
     result["CONTAINER"] = row.name  # the agent only knows the runtime name
     return result

@@ -35,6 +35,12 @@ from berth.services.secrets import key_path, open_box
         ("127.0.0.1:5000/a/b", ("127.0.0.1:5000/a/b", "latest")),
         ("127.0.0.1:5000/a/b:v2", ("127.0.0.1:5000/a/b", "v2")),
         ("a/b@sha256:abc", ("a/b", "sha256:abc")),
+        ("reg:5000/team/app", ("reg:5000/team/app", "latest")),
+        ("reg:5000/app:2", ("reg:5000/app", "2")),
+        # An empty tag is latest, as the engine's pull reads it (it trims a trailing ":")
+        # and docker-py's pull too; ``docker run busybox:`` refuses it client-side.
+        ("busybox:", ("busybox", "latest")),
+        ("127.0.0.1:5000/a/b:", ("127.0.0.1:5000/a/b", "latest")),
     ],
 )
 def test_split_reference(image: str, expected: tuple[str, str]) -> None:

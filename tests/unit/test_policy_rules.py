@@ -26,8 +26,8 @@ RULE_LIKE = re.compile(rf"(?:{'|'.join(map(re.escape, PREFIXES))}):[a-z_]+(?::[a
 STEMS = {"clustertemplate:get_one"}
 
 _CONTAINER_ACTIONS = {"start", "stop", "reboot", "pause", "unpause"}  # container_ops._act
-_CONTAINER_CALLS = {"logs", "execute", "top", "stats"}  # container_ops._running
-_STREAM_AND_ARCHIVE = {  # host_calls.container_for's callers (streams, archives)
+_CONTAINER_CALLS = {"logs", "execute", "top", "stats"}  # container_ops' agent calls
+_STREAM_AND_ARCHIVE = {  # host_calls.container_for's other callers (streams, archives)
     "execute", "attach", "resize", "execute_resize", "logs", "get_archive", "put_archive",
 }  # fmt: skip
 _CLUSTER_FIND = {"get_one", "update", "upgrade", "delete"}  # clusters._find's callers
@@ -55,7 +55,7 @@ BUILT: dict[tuple[str, str], set[str]] = {
     },
     ("services/clusters.py", "f'cluster:{rule}'"): {"cluster:get_all", "cluster:detail"},
     ("services/container_ops.py", "f'container:{action}'"): {
-        f"container:{a}" for a in _CONTAINER_ACTIONS | _CONTAINER_CALLS
+        f"container:{a}" for a in _CONTAINER_ACTIONS
     },
     ("dashboard/container_pages.py", "f'container:{value}'"): {  # the action buttons
         f"container:{a}" for a in ("start", "stop", "reboot", "pause", "unpause", "kill", "delete")
@@ -69,7 +69,7 @@ BUILT: dict[tuple[str, str], set[str]] = {
         "container:update", "container:resize_container",
     },
     ("services/host_calls.py", "f'container:{action}'"): {
-        f"container:{a}" for a in _STREAM_AND_ARCHIVE
+        f"container:{a}" for a in _STREAM_AND_ARCHIVE | _CONTAINER_CALLS
     },
     ("services/networks.py", "f'container:{action}'"): {
         "container:network_attach", "container:network_detach",

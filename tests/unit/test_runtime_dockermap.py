@@ -115,16 +115,6 @@ def test_restart_policy(policy: dict[str, Any] | None, expected: dict[str, Any] 
 
 
 @pytest.mark.parametrize(
-    ("image", "expected"),
-    [("busybox", ("busybox", "latest")), ("busybox:1.36", ("busybox", "1.36")),
-     ("reg:5000/team/app", ("reg:5000/team/app", "latest")),
-     ("reg:5000/app:2", ("reg:5000/app", "2")), ("app@sha256:abc", ("app", "sha256:abc"))],
-)  # fmt: skip
-def test_split_image(image: str, expected: tuple[str, str]) -> None:
-    assert dockermap.split_image(image) == expected
-
-
-@pytest.mark.parametrize(
     ("signal", "expected"),
     [(None, "SIGKILL"), ("None", "SIGKILL"), (9, 9), ("15", 15), ("term", "SIGTERM"),
      ("SIGHUP", "SIGHUP")],

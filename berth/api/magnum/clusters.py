@@ -25,7 +25,6 @@ from berth.clusters import pki
 from berth.clusters.registry import DriverRegistry
 from berth.domain.clusters import CREATE_FIELDS
 from berth.services import cluster_lifecycle
-from berth.services import cluster_templates as templates_svc
 from berth.services import clusters as svc
 
 __all__ = ["router"]
@@ -70,7 +69,7 @@ async def create_cluster(request: Request, state: State, ctx: Caller) -> JSONRes
     since_1_10 = version_of(request) >= APIVersion(1, 10)
     try:
         row = await svc.create(state.env, ctx, _drivers(request), body, zero_ok=since_1_10)
-    except templates_svc.ClusterTemplateNotFound as exc:
+    except errors.ClusterTemplateNotFound as exc:
         if since_1_10:
             raise
         # Magnum's ct_not_found_to_bad_request: a 400 on the 1.1-1.9 create handler only.
@@ -173,7 +172,7 @@ async def sign_csr(request: Request, state: State, ctx: Caller) -> JSONResponse:
         raise errors.Invalid(f"Unknown attribute for argument certificate: {unknown[0]}")
     try:
         row = await svc.get(state.env, ctx, str(body["cluster_uuid"]))
-    except svc.ClusterNotFound as exc:
+    except errors.ClusterNotFound as exc:
         raise errors.Invalid(exc.message) from None
     state.env.enforce(ctx, "certificate:create", row.project_id)
     if not row.ca_cert:

@@ -12,10 +12,9 @@ from berth import errors
 from berth.api.bounds import INT32_MAX
 from berth.api.deps import Caller, State
 from berth.api.openapi import body, kinds_schema, props
-from berth.api.zun.containers import base_url
-from berth.api.zun.microversions import APIVersion
+from berth.api.zun.microversions import APIVersion, require
 from berth.api.zun.params import action_params, parse_bool
-from berth.api.zun.views import host_view, service_view, stored_binary
+from berth.api.zun.views import endpoint_url, host_view, service_view, stored_binary
 from berth.services import host_watch, hosts_admin, quotas
 
 __all__ = ["router"]
@@ -25,15 +24,15 @@ router = APIRouter()
 
 @router.get("/v1/hosts")
 async def list_hosts(request: Request, caller: Caller, state: State) -> dict[str, Any]:
-    _since(request, APIVersion(1, 4), "hosts")
+    require(request, APIVersion(1, 4), "hosts")
     rows = await hosts_admin.list_hosts(state.env, caller)
-    return {"hosts": [host_view(r, base_url(request)) for r in rows], "next": None}
+    return {"hosts": [host_view(r, endpoint_url(request)) for r in rows], "next": None}
 
 
 @router.get("/v1/hosts/{ident}")
 async def show_host(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
-    _since(request, APIVersion(1, 4), "hosts")
-    return host_view(await hosts_admin.get_host(state.env, caller, ident), base_url(request))
+    require(request, APIVersion(1, 4), "hosts")
+    return host_view(await hosts_admin.get_host(state.env, caller, ident), endpoint_url(request))
 
 
 @router.post("/v1/hosts/{ident}/evacuate", status_code=202)
@@ -41,15 +40,6 @@ async def evacuate_host(ident: str, caller: Caller, state: State) -> dict[str, A
     """Berth extension: move a dead host's auto_heal containers to other hosts."""
     report = await host_watch.evacuate(state.env, caller, ident)
     return {"moved": report.moved, "failed": report.failed, "left": report.left}
-
-
-def _since(request: Request, version: APIVersion, what: str) -> None:
-    asked: APIVersion = request.state.zun_version
-    if asked < version:
-        raise errors.NotAcceptable(
-            f"Version {asked} was requested but the requested API is not supported for this "
-            f"version: {what} needs {version} or later."
-        )
 
 
 @router.get("/v1/services")

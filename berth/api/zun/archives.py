@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.openapi import body, props
-from berth.api.zun.microversions import APIVersion
+from berth.api.zun.microversions import APIVersion, version_of
 from berth.api.zun.params import action_params
 from berth.services import archives
 
@@ -27,18 +27,13 @@ router = APIRouter()
 _BASE64_SINCE = APIVersion(1, 25)
 
 
-def _version(request: Request) -> APIVersion:
-    version: APIVersion = request.state.zun_version
-    return version
-
-
 @router.get("/v1/containers/{ident}/get_archive")
 async def get_archive(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
     """``{"data": <tar>, "stat": {...}}`` of ``path`` in the container."""
     data, stat = await archives.get_archive(
         state.env, caller, ident, request.query_params.get("path")
     )
-    if _version(request) >= _BASE64_SINCE:
+    if version_of(request) >= _BASE64_SINCE:
         encoded = base64.b64encode(data).decode()
     else:
         encoded = data.decode("utf-8", errors="replace")
@@ -61,7 +56,7 @@ async def put_archive(ident: str, request: Request, caller: Caller, state: State
     raw = params.get("data")
     if not isinstance(raw, str) or not raw:
         raise errors.Invalid("Invalid input for field 'data': the tar archive is required.")
-    if _version(request) >= _BASE64_SINCE:
+    if version_of(request) >= _BASE64_SINCE:
         try:
             data = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):

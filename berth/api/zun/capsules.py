@@ -14,14 +14,13 @@ from fastapi.responses import JSONResponse, Response
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.openapi import CAPSULE_TEMPLATE, body, wrapped
-from berth.api.zun.containers import base_url, version_of
-from berth.api.zun.microversions import APIVersion
+from berth.api.zun.microversions import APIVersion, version_of
 from berth.api.zun.params import (
     json_body,
     list_query,
     parse_bool,
 )
-from berth.api.zun.views import container_view, links, zun_time
+from berth.api.zun.views import container_view, endpoint_url, links, zun_time
 from berth.domain.context import RequestContext
 from berth.services import capsules as svc
 from berth.services.env import Env
@@ -102,7 +101,7 @@ async def create_capsule(request: Request, caller: Caller, state: State) -> JSON
         raise errors.Invalid("Invalid input for field 'template': a capsule template is required.")
     capsule = await svc.create(state.env, caller, body["template"])
     capsule, rows = await svc.get(state.env, caller, capsule.uuid)
-    base = base_url(request)
+    base = endpoint_url(request)
     return JSONResponse(
         capsule_view(state.env, caller, capsule, rows, base, version_of(request)),
         status_code=202,
@@ -115,7 +114,7 @@ async def create_capsule(request: Request, caller: Caller, state: State) -> JSON
 async def list_capsules(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     q = list_query(request)
     found, page = await svc.list_capsules(state.env, caller, q.all_projects, **q.paging)
-    base, version = base_url(request), version_of(request)
+    base, version = endpoint_url(request), version_of(request)
     uuids = [c.uuid for c, _ in found]
     return {
         "capsules": [capsule_view(state.env, caller, c, r, base, version) for c, r in found],
@@ -131,7 +130,8 @@ async def show_capsule(
         request.query_params.get("all_projects"), "all_projects", extended=True
     )
     capsule, rows = await svc.get(state.env, caller, ident, all_projects)
-    return capsule_view(state.env, caller, capsule, rows, base_url(request), version_of(request))
+    base, version = endpoint_url(request), version_of(request)
+    return capsule_view(state.env, caller, capsule, rows, base, version)
 
 
 @router.delete("/v1/capsules/{ident}", status_code=204)

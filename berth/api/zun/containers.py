@@ -11,7 +11,7 @@ from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.openapi import body, model_schema, props
 from berth.api.zun.interactive import follow_logs
-from berth.api.zun.microversions import APIVersion
+from berth.api.zun.microversions import APIVersion, version_of
 from berth.api.zun.params import (
     action_params,
     json_body,
@@ -55,15 +55,6 @@ _FILTERS = (
     "status",
     "auto_remove",
 )
-
-
-def version_of(request: Request) -> APIVersion:
-    version: APIVersion = request.state.zun_version
-    return version
-
-
-def base_url(request: Request) -> str:
-    return endpoint_url(request)
 
 
 def _new_container(state: State, body: dict[str, Any], version: APIVersion) -> NewContainer:
@@ -143,7 +134,7 @@ async def create_container(request: Request, caller: Caller, state: State) -> JS
     body = await json_body(request, required=True)
     new = _new_container(state, body, version_of(request))
     row = await svc.create(state.env, caller, new, run)
-    base = base_url(request)
+    base = endpoint_url(request)
     return JSONResponse(
         container_view(state.env, caller, row, base),
         status_code=202,
@@ -162,7 +153,7 @@ async def list_containers(request: Request, caller: Caller, state: State) -> dic
     rows, page = await svc.list_containers(
         state.env, caller, all_projects=q.all_projects, filters=filters, **q.paging
     )
-    base = base_url(request)
+    base = endpoint_url(request)
     items = [container_view(state.env, caller, r, base) for r in rows]
     nxt = q.next_link(base, "containers", [r.uuid for r in rows], page)
     return {"containers": items, "next": nxt}
@@ -176,7 +167,7 @@ async def show_container(
         request.query_params.get("all_projects"), "all_projects", extended=True
     )
     row = await svc.get(state.env, caller, ident, all_projects)
-    return container_view(state.env, caller, row, base_url(request))
+    return container_view(state.env, caller, row, endpoint_url(request))
 
 
 @router.patch(
@@ -205,7 +196,7 @@ async def update_container(
     if not values:
         raise errors.Invalid("Nothing to update: give cpu, memory, name or auto_heal.")
     row = await svc.update(state.env, caller, ident, values)
-    return container_view(state.env, caller, row, base_url(request))
+    return container_view(state.env, caller, row, endpoint_url(request))
 
 
 @router.delete("/v1/containers/{ident}", status_code=204)
@@ -299,7 +290,7 @@ async def rename(ident: str, request: Request, caller: Caller, state: State) -> 
             f"The new name for the container is the same as the old name {patch.name}."
         )
     row = await svc.update(state.env, caller, ident, {"name": patch.name})
-    return container_view(state.env, caller, row, base_url(request))
+    return container_view(state.env, caller, row, endpoint_url(request))
 
 
 @router.get("/v1/containers/{ident}/logs")

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.openapi import body, model_schema, props
-from berth.api.zun.containers import base_url
 from berth.api.zun.params import (
     action_params,
     json_body,
@@ -23,7 +22,7 @@ from berth.api.zun.params import (
     sort_params,
 )
 from berth.api.zun.schemas import parse_model
-from berth.api.zun.views import links
+from berth.api.zun.views import endpoint_url, links
 from berth.services import image_search, image_store
 from berth.services import images as svc
 from berth.store.tables import ImageRow
@@ -72,7 +71,7 @@ async def list_images(request: Request, caller: Caller, state: State) -> dict[st
         sort_key=sort_key,
         sort_dir=sort_dir,
     )
-    base = base_url(request)
+    base = endpoint_url(request)
     nxt = next_link(base, "images", [r.uuid for r in rows], page, sort_key, sort_dir)
     return {"images": [image_view(r, base) for r in rows], "next": nxt}
 
@@ -81,7 +80,7 @@ async def list_images(request: Request, caller: Caller, state: State) -> dict[st
 async def pull_image(request: Request, caller: Caller, state: State) -> JSONResponse:
     body = parse_model(_PullBody, await json_body(request, required=True))
     row = await svc.pull(state.env, caller, body.repo, body.host, body.tag)
-    base = base_url(request)
+    base = endpoint_url(request)
     return JSONResponse(
         image_view(row, base),
         status_code=202,
@@ -107,13 +106,13 @@ async def upload_image(request: Request, caller: Caller, state: State) -> JSONRe
         if size == 0:
             raise errors.Invalid("The body is empty: send a 'docker save' archive.")
         rows = await image_store.upload(state.env, caller, Path(tmp.name), name=name, public=public)
-    base = base_url(request)
+    base = endpoint_url(request)
     return JSONResponse({"images": [image_view(r, base) for r in rows]}, status_code=201)
 
 
 @router.get("/v1/images/{ident}")
 async def show_image(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
-    return image_view(await svc.get(state.env, caller, ident), base_url(request))
+    return image_view(await svc.get(state.env, caller, ident), endpoint_url(request))
 
 
 @router.delete("/v1/images/{ident}")

@@ -9,6 +9,9 @@ machinery is shared with Magnum's API (``berth.api.microversions``).
 
 from __future__ import annotations
 
+from starlette.requests import Request
+
+from berth import errors
 from berth.api.microversions import APIVersion, PathMiddleware, Service, VersionError
 
 __all__ = [
@@ -19,6 +22,8 @@ __all__ = [
     "VersionError",
     "ZunPathMiddleware",
     "parse_header",
+    "require",
+    "version_of",
 ]
 
 PREFIX = "/container"
@@ -51,3 +56,20 @@ class ZunPathMiddleware(PathMiddleware):
     """Normalises container-API paths and negotiates the microversion for ``/container/v1``."""
 
     service = ZUN
+
+
+def version_of(request: Request) -> APIVersion:
+    """The microversion ``ZunPathMiddleware`` negotiated for ``request``."""
+    version: APIVersion = request.state.zun_version
+    return version
+
+
+def require(request: Request, since: APIVersion, what: str) -> APIVersion:
+    """The request's version, or 406 (Zun's ``NotAcceptable``) if it is below ``since``."""
+    version = version_of(request)
+    if version < since:
+        raise errors.NotAcceptable(
+            f"Version {version} was requested but the requested API is not supported for this "
+            f"version: {what} needs {since} or later."
+        )
+    return version

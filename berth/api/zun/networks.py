@@ -17,11 +17,10 @@ from fastapi.responses import JSONResponse, Response
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.openapi import body, props
-from berth.api.zun.containers import base_url, version_of
-from berth.api.zun.microversions import APIVersion
+from berth.api.zun.microversions import APIVersion, require, version_of
 from berth.api.zun.params import action_params, json_body, parse_bool, reject_unknown
 from berth.api.zun.schemas import NAME_RE
-from berth.api.zun.views import links
+from berth.api.zun.views import endpoint_url, links
 from berth.services import containers
 from berth.services import networks as svc
 from berth.store.tables import NetworkRow
@@ -62,7 +61,7 @@ async def create_network(request: Request, caller: Caller, state: State) -> dict
             "or '-', starting with a letter or digit."
         )
     row = await svc.create(state.env, caller, name)
-    return network_view(row, base_url(request))
+    return network_view(row, endpoint_url(request))
 
 
 @router.get("/v1/networks")
@@ -71,7 +70,7 @@ async def list_networks(request: Request, caller: Caller, state: State) -> dict[
     reject_unknown(q, {"all_projects"})
     all_projects = parse_bool(q.get("all_projects"), "all_projects", extended=True)
     rows = await svc.list_networks(state.env, caller, all_projects)
-    base = base_url(request)
+    base = endpoint_url(request)
     return {"networks": [network_view(r, base) for r in rows]}
 
 
@@ -80,22 +79,14 @@ async def show_network(
     ident: str, request: Request, caller: Caller, state: State
 ) -> dict[str, Any]:
     row = await svc.get(state.env, caller, ident)
-    return network_view(row, base_url(request))
+    return network_view(row, endpoint_url(request))
 
 
 @router.delete("/v1/networks/{ident}", status_code=204)
 async def delete_network(ident: str, request: Request, caller: Caller, state: State) -> Response:
-    _since(request, APIVersion(1, 27), "network delete")
+    require(request, APIVersion(1, 27), "network delete")
     await svc.delete(state.env, caller, ident)
     return Response(status_code=204)
-
-
-def _since(request: Request, version: APIVersion, action: str) -> None:
-    if version_of(request) < version:
-        raise errors.NotAcceptable(
-            f"Version {version_of(request)} was requested but the requested API is not "
-            f"supported for this version: {action} needs {version} or later."
-        )
 
 
 @router.post(
@@ -105,7 +96,7 @@ def _since(request: Request, version: APIVersion, action: str) -> None:
 async def network_attach(
     ident: str, request: Request, caller: Caller, state: State
 ) -> JSONResponse:
-    _since(request, APIVersion(1, 8), "network_attach")
+    require(request, APIVersion(1, 8), "network_attach")
     p = await action_params(request)
     reject_unknown(p, {"network", "port", "fixed_ip"})
     if p.get("network") and p.get("port"):
@@ -123,7 +114,7 @@ async def network_attach(
 async def network_detach(
     ident: str, request: Request, caller: Caller, state: State
 ) -> JSONResponse:
-    _since(request, APIVersion(1, 6), "network_detach")
+    require(request, APIVersion(1, 6), "network_detach")
     p = await action_params(request)
     reject_unknown(p, {"network", "port"})
     if bool(p.get("network")) == bool(p.get("port")):
@@ -134,7 +125,7 @@ async def network_detach(
 
 @router.get("/v1/containers/{ident}/network_list")
 async def network_list(ident: str, request: Request, caller: Caller, state: State) -> Any:
-    _since(request, _NETWORK_LIST_SINCE, "network_list")
+    require(request, _NETWORK_LIST_SINCE, "network_list")
     row = await containers.get(state.env, caller, ident)
     flat = version_of(request) < _NEW_SHAPE_SINCE
     return {"networks": svc.network_list(row, flat)}

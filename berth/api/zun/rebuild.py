@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.openapi import body, model_schema, props
-from berth.api.zun.microversions import APIVersion
+from berth.api.zun.microversions import APIVersion, version_of
 from berth.api.zun.params import action_params
 from berth.api.zun.schemas import ContainerPatch, int_in, number_in, parse_model
 from berth.api.zun.views import container_view
@@ -53,7 +53,7 @@ async def resize_container(
     ident: str, request: Request, caller: Caller, state: State
 ) -> JSONResponse:
     """Change cpu/memory live, as PATCH does; 202 with the container."""
-    version: APIVersion = request.state.zun_version
+    version = version_of(request)
     if version < _RESIZE_SINCE:
         raise errors.NotAcceptable(
             f"Version {version} was requested but the requested API is not supported for "

@@ -14,13 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.openapi import body, model_schema, wrapped
-from berth.api.zun.containers import base_url
 from berth.api.zun.params import (
     json_body,
     list_query,
 )
 from berth.api.zun.schemas import NAME_RE, parse_model
-from berth.api.zun.views import links
+from berth.api.zun.views import endpoint_url, links
 from berth.services import registries as svc
 from berth.services.registries import RegistryFields
 from berth.store.tables import RegistryRow
@@ -85,7 +84,7 @@ async def create_registry(request: Request, caller: Caller, state: State) -> JSO
     if not fields.domain:
         raise errors.Invalid("Invalid input for field 'domain': 'domain' is a required property.")
     row = await svc.create(state.env, caller, fields)
-    base = base_url(request)
+    base = endpoint_url(request)
     return JSONResponse(
         {"registry": registry_view(row, base)},
         status_code=201,
@@ -99,7 +98,7 @@ async def list_registries(request: Request, caller: Caller, state: State) -> dic
     rows, page = await svc.list_registries(
         state.env, caller, all_projects=q.all_projects, filters=q.filters, **q.paging
     )
-    base = base_url(request)
+    base = endpoint_url(request)
     nxt = q.next_link(base, "registries", [r.uuid for r in rows], page)
     return {"registries": [registry_view(r, base) for r in rows], "next": nxt}
 
@@ -109,7 +108,7 @@ async def show_registry(
     ident: str, request: Request, caller: Caller, state: State
 ) -> dict[str, Any]:
     row = await svc.get(state.env, caller, ident)
-    return {"registry": registry_view(row, base_url(request))}
+    return {"registry": registry_view(row, endpoint_url(request))}
 
 
 @router.patch(
@@ -122,7 +121,7 @@ async def update_registry(
     if all(v is None for v in vars(fields).values()):
         raise errors.Invalid("Nothing to update: give name, domain, username or password.")
     row = await svc.update(state.env, caller, ident, fields)
-    return {"registry": registry_view(row, base_url(request))}
+    return {"registry": registry_view(row, endpoint_url(request))}
 
 
 @router.delete("/v1/registries/{ident}", status_code=204)

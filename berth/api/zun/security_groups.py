@@ -18,10 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.openapi import body, model_schema, props, wrapped
-from berth.api.zun.containers import base_url
 from berth.api.zun.params import action_params, json_body, parse_bool, reject_unknown
 from berth.api.zun.schemas import NAME_RE, parse_model
-from berth.api.zun.views import links
+from berth.api.zun.views import endpoint_url, links
 from berth.services import security_groups as svc
 from berth.services.security_groups import RuleFields
 from berth.store.tables import SecurityGroupRow
@@ -77,7 +76,7 @@ async def list_groups(request: Request, caller: Caller, state: State) -> dict[st
     reject_unknown(q, {"all_projects"})
     all_projects = parse_bool(q.get("all_projects"), "all_projects", extended=True)
     rows = await svc.list_groups(state.env, caller, all_projects)
-    base = base_url(request)
+    base = endpoint_url(request)
     return {"security_groups": [group_view(r, base) for r in rows]}
 
 
@@ -95,13 +94,13 @@ async def create_group(request: Request, caller: Caller, state: State) -> JSONRe
             "a letter or digit."
         )
     row = await svc.create(state.env, caller, body.name, body.description)
-    return JSONResponse({"security_group": group_view(row, base_url(request))}, status_code=201)
+    return JSONResponse({"security_group": group_view(row, endpoint_url(request))}, status_code=201)
 
 
 @router.get("/v1/security_groups/{ident}")
 async def show_group(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
     row = await svc.get(state.env, caller, ident)
-    return {"security_group": group_view(row, base_url(request))}
+    return {"security_group": group_view(row, endpoint_url(request))}
 
 
 @router.delete("/v1/security_groups/{ident}", status_code=204)

@@ -16,9 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.openapi import body, props
-from berth.api.zun.containers import base_url
 from berth.api.zun.params import json_body, list_query
-from berth.api.zun.views import links, zun_time
+from berth.api.zun.views import endpoint_url, links, zun_time
 from berth.domain.context import RequestContext
 from berth.services import volumes as svc
 from berth.services.env import Env
@@ -62,7 +61,7 @@ async def create_volume(request: Request, caller: Caller, state: State) -> JSONR
     if "size" not in body:
         raise errors.Invalid("Invalid input for field 'size': a size in GiB is required.")
     row = await svc.create(state.env, caller, body.get("name"), body["size"])
-    base = base_url(request)
+    base = endpoint_url(request)
     return JSONResponse(
         volume_view(state.env, caller, row, base),
         status_code=202,
@@ -74,7 +73,7 @@ async def create_volume(request: Request, caller: Caller, state: State) -> JSONR
 async def list_volumes(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     q = list_query(request)
     rows, size = await svc.list_volumes(state.env, caller, q.all_projects, **q.paging)
-    base = base_url(request)
+    base = endpoint_url(request)
     return {
         "volumes": [volume_view(state.env, caller, r, base) for r in rows],
         "next": q.next_link(base, "volumes", [r.uuid for r in rows], size),
@@ -84,7 +83,7 @@ async def list_volumes(request: Request, caller: Caller, state: State) -> dict[s
 @router.get("/v1/volumes/{ident}")
 async def show_volume(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
     row = await svc.get(state.env, caller, ident)
-    return volume_view(state.env, caller, row, base_url(request))
+    return volume_view(state.env, caller, row, endpoint_url(request))
 
 
 @router.delete("/v1/volumes/{ident}", status_code=204)
