@@ -27,7 +27,10 @@ async def container_for(env: Env, ctx: RequestContext, ident: str, action: str) 
             f"Cannot {action} container {row.uuid} in {row.status} state."
         )
     if row.host is None:
-        raise errors.InvalidStateException(f"Container {row.uuid} has no host.")
+        raise errors.InvalidStateException(
+            f"Cannot {action} container {row.uuid}: it has no host. "
+            "Delete it and create it again."
+        )
     return row
 
 

@@ -169,6 +169,11 @@ async def test_no_host_gives_error_with_reason(client: httpx.AsyncClient, admin_
     body = r.json()
     assert body["status"] == "Error"
     assert "not enough hosts" in body["status_reason"]
+    # Reaching its agent is impossible: the answer says what to do instead.
+    h = {"X-Auth-Token": admin_token, **ZUN}
+    r = await client.get(f"/container/v1/containers/{body['uuid']}/logs", headers=h)
+    assert r.status_code == 409, r.text
+    assert "it has no host. Delete it and create it again." in r.text
 
 
 async def test_capacity_reason_names_the_resource(
