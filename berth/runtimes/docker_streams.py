@@ -70,6 +70,14 @@ class DockerStreams:
         info = await self._exec_of(uuid, exec_id)
         tty = bool((info.get("ProcessConfig") or {}).get("tty"))
         conn = await self._engine.run(lambda api: api.exec_start(exec_id, socket=True, tty=tty))
+        # The engine answers the attach before it marks the exec running: wait (a second
+        # at most) so that a resize right after the open finds the session up.
+        until = time.monotonic() + 1.0
+        while time.monotonic() < until:
+            state = await self._engine.run(lambda api: api.exec_inspect(exec_id))
+            if state.get("Running") or state.get("ExitCode") is not None:
+                break
+            await asyncio.sleep(0.02)
 
         async def hang_up() -> None:
             await self._end_exec(exec_id)
@@ -86,7 +94,7 @@ class DockerStreams:
         """Resize an exec's TTY; a session not started yet is a state error at once.
 
         (The engine would hold the request for 10 s waiting for the session to
-        start, then fail.) One just being started gets a second to come up.
+        start, then fail.) ``exec_open`` returns only once the session is up.
         """
         info = await self._exec_of(uuid, exec_id)
         if not info.get("Running"):
