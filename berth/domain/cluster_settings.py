@@ -1,4 +1,4 @@
-"""Typed settings of a cluster and of a node group, stored as JSON in their rows' ``attrs``.
+"""Typed settings of clusters, node groups and templates, stored as JSON in rows' ``attrs``.
 
 Rows are read with ``from_json`` and written back with ``to_json``: the only code that
 knows the JSON keys. Loading is lossless: keys Berth does not know (written by another
@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final, Self
+
+from berth.domain.cluster_templates import FIELDS
 
 __all__ = [
     "DEFAULT_CREATE_TIMEOUT",
@@ -22,6 +24,7 @@ __all__ = [
     "ClusterSettings",
     "Job",
     "NodeGroupSettings",
+    "TemplateSettings",
 ]
 
 # Minutes an operation may run (Magnum's default); 0 means no deadline.
@@ -67,11 +70,14 @@ class Job:
     @classmethod
     def from_json(cls, value: object) -> Job | None:
         """The job of a stored ``{"status", "attempts"}``; None when there is none or junk."""
-        if not isinstance(value, dict) or not isinstance(value.get("status"), str):
+        if not isinstance(value, dict):
             return None
-        attempts = value.get("attempts")
-        ok = isinstance(attempts, int) and not isinstance(attempts, bool)
-        return cls(value["status"], attempts if ok else 0)  # type: ignore[arg-type]
+        status, attempts = value.get("status"), value.get("attempts")
+        if not isinstance(status, str):
+            return None
+        if not isinstance(attempts, int) or isinstance(attempts, bool):
+            attempts = 0  # junk counts as no start
+        return cls(status, attempts)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form."""
@@ -88,6 +94,7 @@ class _Stored:
     """Lossless JSON mapping shared by the settings dataclasses (see the module doc)."""
 
     __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # each subclass is a dataclass
     _CHECKS: Mapping[str, Callable[[object], bool]] = {}
 
     extra: Mapping[str, Any]
@@ -104,7 +111,8 @@ class _Stored:
                 known[key] = value
             else:
                 extra[key] = value
-        return cls(**cls._load(known), extra=extra, present=frozenset(known))  # type: ignore[call-arg]
+        values = {**cls._load(known), "extra": extra, "present": frozenset(known)}
+        return cls(**values)
 
     @classmethod
     def _load(cls, known: dict[str, Any]) -> dict[str, Any]:
@@ -125,19 +133,19 @@ class _Stored:
         """A copy with fields set (each is then stored, even when None)."""
         extra = {k: v for k, v in self.extra.items() if k not in changes}
         present = self.present | frozenset(changes)
-        return dataclasses.replace(self, **changes, extra=extra, present=present)  # type: ignore[type-var]
+        return dataclasses.replace(self, **changes, extra=extra, present=present)
 
     def without(self, *names: str) -> Self:
         """A copy with fields back at their defaults and no longer stored."""
         defaults = {
             f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING
                      else f.default)
-            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            for f in dataclasses.fields(self)
             if f.name in names
         }  # fmt: skip
         extra = {k: v for k, v in self.extra.items() if k not in names}
         present = self.present - frozenset(names)
-        return dataclasses.replace(self, **defaults, extra=extra, present=present)  # type: ignore[type-var]
+        return dataclasses.replace(self, **defaults, extra=extra, present=present)
 
     def stored(self, name: str) -> Any:
         """The stored value of a key, as an API body shows it (None when never stored)."""
@@ -220,6 +228,12 @@ class ClusterSettings(_Stored):
         value = getattr(self, name)
         return value.to_json() if isinstance(value, Job) else value
 
+    def attempts(self, status: str) -> int:
+        """How often the operation in ``status`` was started so far (0 for a new one)."""
+        # A job not in Berth's exact form (a hand edit) still counts, as it always did.
+        job = self.job or Job.from_json(self.extra.get("job"))
+        return job.attempts if job is not None and job.status == status else 0
+
     @property
     def masters(self) -> int:
         """The master count (the default when the row has none)."""
@@ -251,3 +265,70 @@ class NodeGroupSettings(_Stored):
         "node_labels": _is_dict,
         "node_taints": _is_list,
     }
+
+
+_TEMPLATE_CHECKS: Final[dict[str, Callable[[object], bool]]] = {
+    "str": _is_str,
+    "enum": _is_str,
+    "int": _is_int,
+    "bool": _is_bool,
+    "dict": _is_dict,
+}
+# A template's columns, not in its JSON.
+_TEMPLATE_COLUMNS: Final = ("name", "public", "hidden")
+
+
+def _not_none(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    """A check for a field that has a default: None is then not a value of it."""
+    return lambda value: value is not None and check(value)
+
+
+def _default(name: str) -> Any:
+    """A template attribute's default, from the one table of them (``FIELDS``)."""
+    return FIELDS[name].default
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSettings(_Stored):
+    """A cluster template's Magnum attributes besides its columns (name, public, hidden).
+
+    Defaults come from ``berth.domain.cluster_templates.FIELDS``; only values a request
+    set are stored (a removed one goes back to its default).
+    """
+
+    coe: str | None = None
+    image_id: str | None = None
+    flavor_id: str | None = None
+    master_flavor_id: str | None = None
+    keypair_id: str | None = None
+    external_network_id: str | None = None
+    fixed_network: str | None = None
+    fixed_subnet: str | None = None
+    dns_nameserver: str | None = None
+    network_driver: str | None = None
+    volume_driver: str | None = None
+    docker_volume_size: int | None = None
+    docker_storage_driver: str | None = None
+    apiserver_port: int | None = None
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: str | None = None
+    registry_enabled: bool = _default("registry_enabled")
+    insecure_registry: str | None = None
+    labels: Mapping[str, Any] = field(default_factory=lambda: dict(_default("labels")))
+    tls_disabled: bool = _default("tls_disabled")
+    server_type: str = _default("server_type")
+    master_lb_enabled: bool = _default("master_lb_enabled")
+    floating_ip_enabled: bool = _default("floating_ip_enabled")
+    tags: str | None = None
+    driver: str | None = None
+    cluster_distro: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    present: frozenset[str] = frozenset()
+
+    _CHECKS = {  # unannotated: a class constant, not a dataclass field
+        name: _not_none(_TEMPLATE_CHECKS[spec.kind]) if spec.default is not None
+        else _TEMPLATE_CHECKS[spec.kind]
+        for name, spec in FIELDS.items()
+        if name not in _TEMPLATE_COLUMNS
+    }  # fmt: skip

@@ -105,8 +105,7 @@ async def _claim(env: Env, uuid: str) -> ClusterRow | None:
             return None
         # Count this start durably (committed with the claim) before anything can crash.
         settings = ClusterSettings.from_json(row.attrs)
-        job = settings.job or Job.from_json(settings.extra.get("job"))
-        attempts = job.attempts if job is not None and job.status == row.status else 0
+        attempts = settings.attempts(row.status)
         row.attrs = settings.with_(job=Job(row.status, attempts + 1)).to_json()
         if attempts >= env.settings.cluster_job_attempts:
             return row  # run_one quarantines it: no key generation, no plan
@@ -128,7 +127,7 @@ async def _spec(env: Env, row: ClusterRow) -> ClusterSpec:
         template = await session.scalar(
             select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
         )
-    image = templates.attributes(template)["image_id"] if template else ""
+    image = (templates.settings_of(template).image_id if template else "") or ""
     settings = ClusterSettings.from_json(row.attrs)
     flavor = cluster_groups.resolve_flavor(env, settings.flavor_id)
     ca = ca_of(env, row) if row.ca_cert else None
@@ -156,7 +155,7 @@ async def _spec(env: Env, row: ClusterRow) -> ClusterSpec:
         control_ca_cert_pem=control.cert_pem if control else "",
         control_ca_key_pem=control.key_pem if control else "",
         insecure_registry=str(
-            (templates.attributes(template).get("insecure_registry") if template else None) or ""
+            (templates.settings_of(template).insecure_registry if template else None) or ""
         ),
         max_batch_size=_batch_size(settings.upgrade),
     )

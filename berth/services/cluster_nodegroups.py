@@ -38,7 +38,7 @@ async def _template_image(env: Env, cluster: ClusterRow) -> str:
         template = await session.scalar(
             select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == cluster.cluster_template_id)
         )
-    return str(cluster_templates.attributes(template)["image_id"]) if template else ""
+    return str(cluster_templates.settings_of(template).image_id) if template else ""
 
 
 async def _load(env: Env, ctx: RequestContext, ident: str, rule: str) -> ClusterGroups:

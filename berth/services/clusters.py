@@ -19,7 +19,11 @@ from berth import errors
 from berth.clusters import pki
 from berth.clusters.registry import DriverRegistry
 from berth.domain import clusters as spec
-from berth.domain.cluster_settings import DEFAULT_CREATE_TIMEOUT, ClusterSettings
+from berth.domain.cluster_settings import (
+    DEFAULT_CREATE_TIMEOUT,
+    ClusterSettings,
+    TemplateSettings,
+)
 from berth.domain.context import RequestContext
 from berth.domain.jsonpatch import apply_patch
 from berth.services import cluster_costs as costs
@@ -74,9 +78,9 @@ async def create(
     template = await templates.get(env, ctx, values["cluster_template_id"])
     if template.hidden and not ctx.is_admin:
         raise errors.Forbidden("Cluster template is hidden: only admins may use it.")
-    ct = templates.attributes(template)
+    ct = templates.settings_of(template)
     driver = drivers.select(
-        server_type=ct["server_type"], os=ct["cluster_distro"], coe=ct["coe"], name=ct["driver"]
+        server_type=ct.server_type, os=ct.cluster_distro, coe=str(ct.coe), name=ct.driver
     )
     name = spec.check_name(values.get("name") or generate_name("cluster"))
     settings = _initial_settings(env, ct, values, name, zero_ok=zero_ok)
@@ -120,7 +124,7 @@ async def create(
 
 
 def _initial_settings(
-    env: Env, ct: dict[str, Any], values: dict[str, Any], name: str, *, zero_ok: bool
+    env: Env, ct: TemplateSettings, values: dict[str, Any], name: str, *, zero_ok: bool
 ) -> ClusterSettings:
     master_count = values.get("master_count", 1)
     node_count = values.get("node_count", 1)
@@ -135,9 +139,9 @@ def _initial_settings(
     create_timeout = values.get("create_timeout", DEFAULT_CREATE_TIMEOUT)
     if create_timeout < 0:
         raise errors.Invalid("create_timeout must be >= 0.")
-    labels = dict(values.get("labels") or ct["labels"])
+    labels = dict(values.get("labels") or ct.labels)
     if values.get("merge_labels"):
-        labels = {**ct["labels"], **(values.get("labels") or {})}
+        labels = {**ct.labels, **(values.get("labels") or {})}
     bounds = [labels.get(k) for k in ("min_node_count", "max_node_count")]
     # (at most 9 digits: int() of a huge digit string is slow, then refuses)
     if any(b is not None and not (str(b).isdigit() and len(str(b)) <= 9) for b in bounds):
@@ -146,25 +150,25 @@ def _initial_settings(
     costs.check_cap(env, name, master_count + node_count)
     costs.check_group_bounds(env, "default-worker", low, high)
     spec.check_node_counts("default-worker", node_count, low, high)
-    flavor_id = values.get("flavor_id", ct["flavor_id"])
-    master_flavor_id = values.get("master_flavor_id", ct["master_flavor_id"])
+    flavor_id = values.get("flavor_id", ct.flavor_id)
+    master_flavor_id = values.get("master_flavor_id", ct.master_flavor_id)
     groups.resolve_flavor(env, flavor_id)
     groups.resolve_flavor(env, master_flavor_id)
     return ClusterSettings().with_(
-        keypair=values.get("keypair", ct["keypair_id"]),
+        keypair=values.get("keypair", ct.keypair_id),
         node_count=node_count,
         master_count=master_count,
-        docker_volume_size=values.get("docker_volume_size", ct["docker_volume_size"]),
+        docker_volume_size=values.get("docker_volume_size", ct.docker_volume_size),
         labels=labels,
         master_flavor_id=master_flavor_id,
         flavor_id=flavor_id,
         create_timeout=create_timeout,
         discovery_url=values.get("discovery_url"),
-        fixed_network=values.get("fixed_network", ct["fixed_network"]),
-        fixed_subnet=values.get("fixed_subnet", ct["fixed_subnet"]),
-        floating_ip_enabled=values.get("floating_ip_enabled", ct["floating_ip_enabled"]),
-        master_lb_enabled=values.get("master_lb_enabled", ct["master_lb_enabled"]),
-        template_labels=dict(ct["labels"]),
+        fixed_network=values.get("fixed_network", ct.fixed_network),
+        fixed_subnet=values.get("fixed_subnet", ct.fixed_subnet),
+        floating_ip_enabled=values.get("floating_ip_enabled", ct.floating_ip_enabled),
+        master_lb_enabled=values.get("master_lb_enabled", ct.master_lb_enabled),
+        template_labels=dict(ct.labels),
     )
 
 
@@ -386,11 +390,12 @@ async def upgrade(env: Env, ctx: RequestContext, ident: str, body: Any) -> Clust
         current = await session.scalar(
             select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
         )
-    new_ct = templates.attributes(template)
-    if current is not None and templates.attributes(current)["coe"] != new_ct["coe"]:
+    new_ct = templates.settings_of(template)
+    current_coe = templates.settings_of(current).coe if current is not None else None
+    if current is not None and current_coe != new_ct.coe:
         raise errors.Conflict(
             "Cluster Template is not valid for upgrade: the COE must stay "
-            f"{templates.attributes(current)['coe']}, not {new_ct['coe']}."
+            f"{current_coe}, not {new_ct.coe}."
         )
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, row.id, with_for_update=True)
@@ -415,7 +420,7 @@ async def upgrade(env: Env, ctx: RequestContext, ident: str, body: Any) -> Clust
             session,
             fresh,
             f"Upgrade of {', '.join(g.name for g in targets)} to cluster template "
-            f"{template.name} ({new_ct['image_id']}) requested.",
+            f"{template.name} ({new_ct.image_id}) requested.",
             ctx.user_id,
             ClusterSettings.from_json(fresh.attrs).timeout,
             {
@@ -468,7 +473,7 @@ async def rotate_ca(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
         template = await session.scalar(
             select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
         )
-    if template is not None and templates.attributes(template)["tls_disabled"]:
+    if template is not None and templates.settings_of(template).tls_disabled:
         raise errors.Invalid(
             f"Rotating the CA of cluster {row.uuid} is not supported: TLS is disabled."
         )

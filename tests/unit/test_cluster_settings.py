@@ -1,4 +1,4 @@
-"""Typed cluster and node group settings: rows of every age load, and round trips are lossless."""
+"""Typed cluster, node group and template settings: old rows load, round trips are lossless."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from berth.domain.cluster_settings import (
     ClusterSettings,
     Job,
     NodeGroupSettings,
+    TemplateSettings,
 )
+from berth.domain.cluster_templates import FIELDS
 
 # A cluster as Berth writes it at create, then after a build and a health poll.
 CREATED: dict[str, Any] = {
@@ -108,3 +110,42 @@ def test_a_stored_node_group_round_trips_unchanged(stored: dict[str, Any]) -> No
     settings = NodeGroupSettings.from_json(stored)
     assert settings.to_json() == stored
     assert isinstance(settings.merge_labels, bool) and isinstance(settings.node_labels, dict)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"coe": "swarm-mode", "image_id": "berth/node:1", "network_driver": "docker"},
+        {"coe": "swarm-mode", "image_id": "i", "labels": {"a": "1"}, "tls_disabled": True},
+        {"coe": "swarm-mode", "image_id": "i", "future_field": [1], "server_type": None},
+    ],
+)
+def test_a_stored_template_round_trips_unchanged(stored: dict[str, Any]) -> None:
+    assert TemplateSettings.from_json(stored).to_json() == stored
+
+
+def test_template_defaults_come_from_the_field_table() -> None:
+    settings = TemplateSettings.from_json({"coe": "swarm-mode", "server_type": None})
+    for name in ("registry_enabled", "tls_disabled", "master_lb_enabled", "floating_ip_enabled"):
+        assert getattr(settings, name) is FIELDS[name].default
+    assert settings.server_type == FIELDS["server_type"].default == "vm"  # None is no value
+    assert settings.labels == {} and settings.docker_volume_size is None
+    removed = settings.with_(tls_disabled=True).without("tls_disabled")
+    assert removed.tls_disabled is False and "tls_disabled" not in removed.to_json()
+
+
+@pytest.mark.parametrize(
+    ("job", "attempts"),
+    [
+        (None, 0),
+        ({"status": "CREATE_IN_PROGRESS", "attempts": 2}, 2),
+        ({"status": "DELETE_IN_PROGRESS", "attempts": 2}, 0),  # another operation: a new count
+        ({"status": "CREATE_IN_PROGRESS", "attempts": "2"}, 0),  # junk counts as no start
+        ({"status": "CREATE_IN_PROGRESS", "attempts": 3, "by": "hand"}, 3),
+    ],
+)
+def test_the_starts_of_an_operation_are_counted_per_status(
+    job: dict[str, Any] | None, attempts: int
+) -> None:
+    settings = ClusterSettings.from_json({} if job is None else {"job": job})
+    assert settings.attempts("CREATE_IN_PROGRESS") == attempts
