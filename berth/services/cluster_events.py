@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from berth.domain.cluster_settings import ClusterSettings
 from berth.store.tables import ClusterRow, EventRow
 
 __all__ = ["cadf", "emit_notification", "emit_step"]
@@ -22,6 +23,7 @@ _ACTIONS = {"CREATE": "create", "UPDATE": "update", "DELETE": "delete", "ROLLBAC
 
 def cadf(row: ClusterRow, action: str, outcome: str, user_id: str) -> dict[str, Any]:
     """A CADF event describing ``row`` (Magnum's payload, without the upstream key typo)."""
+    settings = ClusterSettings.from_json(row.attrs)
     return {
         "typeURI": "http://schemas.dmtf.org/cloud/audit/1.0/event",
         "eventType": "activity",
@@ -46,9 +48,9 @@ def cadf(row: ClusterRow, action: str, outcome: str, user_id: str) -> dict[str, 
                         "status_reason": row.status_reason,
                         "project_id": row.project_id,
                         "cluster_template_id": row.cluster_template_id,
-                        "node_count": row.attrs.get("node_count"),
-                        "master_count": row.attrs.get("master_count"),
-                        "api_address": row.attrs.get("api_address"),
+                        "node_count": settings.stored("node_count"),
+                        "master_count": settings.stored("master_count"),
+                        "api_address": settings.stored("api_address"),
                     },
                     "contentType": "application/json",
                 }

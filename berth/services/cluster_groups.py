@@ -23,6 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth import errors
 from berth.clusters.driver import NodeGroupSpec
 from berth.domain import clusters as spec
+from berth.domain.cluster_settings import (
+    UPDATE_HINTS,
+    ClusterSettings,
+    NodeGroupSettings,
+)
 from berth.services.cluster_events import emit_notification, emit_step
 from berth.services.env import Env
 from berth.store.base import utcnow
@@ -72,11 +77,12 @@ def default_groups(row: ClusterRow) -> list[NodeGroupRow]:
 
     As in Magnum, the labels ``min_node_count``/``max_node_count`` bound default-worker.
     """
-    labels = dict(row.attrs.get("labels") or {})
+    settings = ClusterSettings.from_json(row.attrs)
+    labels = dict(settings.labels)
     out = []
     for name, role, count, flavor in (
-        ("default-master", "master", row.attrs["master_count"], row.attrs.get("master_flavor_id")),
-        ("default-worker", "worker", row.attrs["node_count"], row.attrs.get("flavor_id")),
+        ("default-master", "master", settings.masters, settings.master_flavor_id),
+        ("default-worker", "worker", settings.nodes, settings.flavor_id),
     ):
         out.append(
             NodeGroupRow(
@@ -86,14 +92,14 @@ def default_groups(row: ClusterRow) -> list[NodeGroupRow]:
                 name=name,
                 role=role,
                 is_default=True,
-                node_count=int(count),
+                node_count=count,
                 min_node_count=1 if role == "master" else _label_int(labels, "min_node_count") or 0,
                 max_node_count=None if role == "master" else _label_int(labels, "max_node_count"),
                 flavor_id=flavor,
                 image_id=None,  # the cluster template's image, so an upgrade moves it
-                docker_volume_size=row.attrs.get("docker_volume_size"),
-                labels=dict(row.attrs.get("labels") or {}),
-                attrs={},
+                docker_volume_size=settings.docker_volume_size,
+                labels=dict(settings.labels),
+                attrs=NodeGroupSettings().to_json(),
                 status="CREATE_IN_PROGRESS",
                 created_at=row.created_at,
             )
@@ -138,11 +144,14 @@ async def settle(session: AsyncSession, cluster: ClusterRow) -> list[NodeGroupRo
 def recount(cluster: ClusterRow, groups: Sequence[NodeGroupRow]) -> None:
     """Keep the cluster's node_count/master_count the sums of its (not deleted) groups."""
     alive = [g for g in groups if not g.status.startswith("DELETE_")]
-    cluster.attrs = {
-        **cluster.attrs,
-        "node_count": sum(g.node_count for g in alive if g.role != "master"),
-        "master_count": sum(g.node_count for g in alive if g.role == "master"),
-    }
+    cluster.attrs = (
+        ClusterSettings.from_json(cluster.attrs)
+        .with_(
+            node_count=sum(g.node_count for g in alive if g.role != "master"),
+            master_count=sum(g.node_count for g in alive if g.role == "master"),
+        )
+        .to_json()
+    )
 
 
 def find_group(
@@ -158,10 +167,6 @@ def find_group(
         if ident in (group.uuid, group.name, str(group.id)):
             return group
     raise errors.NodeGroupNotFound(f"Nodegroup {ident} could not be found.")
-
-
-# Per-operation hints for the driver, in the cluster's attrs; each update replaces them.
-_HINTS = ("nodes_to_remove", "upgrade")
 
 
 def begin_update(
@@ -180,8 +185,8 @@ def begin_update(
         raise errors.InvalidStateException(
             f"Updating a cluster when status is {cluster.status} is not supported."
         )
-    attrs = {k: v for k, v in cluster.attrs.items() if k not in _HINTS}
-    cluster.attrs = {**attrs, **(hints or {})}
+    settings = ClusterSettings.from_json(cluster.attrs).without(*UPDATE_HINTS)
+    cluster.attrs = settings.with_(**(hints or {})).to_json()
     now = utcnow()
     cluster.status = "UPDATE_IN_PROGRESS"
     cluster.status_reason = reason
@@ -203,27 +208,28 @@ async def spec_groups(
     """
     async with env.db.read() as session:
         rows = await groups_of(session, cluster.uuid)
-    labels: Mapping[str, str] = dict(cluster.attrs.get("labels") or {})
+    settings = ClusterSettings.from_json(cluster.attrs)
+    labels: Mapping[str, str] = dict(settings.labels)
     if not rows:
         return tuple(
-            NodeGroupSpec(name, role, int(cluster.attrs.get(count, 1)),
-                          f.cpu, f.memory_mb, template_image, labels)
+            NodeGroupSpec(name, role, count, f.cpu, f.memory_mb, template_image, labels)
             for name, role, count, f in (
-                ("default-master", "master", "master_count",
-                 resolve_flavor(env, cluster.attrs.get("master_flavor_id"))),
-                ("default-worker", "worker", "node_count",
-                 resolve_flavor(env, cluster.attrs.get("flavor_id"))),
+                ("default-master", "master", settings.masters,
+                 resolve_flavor(env, settings.master_flavor_id)),
+                ("default-worker", "worker", settings.nodes,
+                 resolve_flavor(env, settings.flavor_id)),
             )
         )  # fmt: skip
-    hint = cluster.attrs.get("nodes_to_remove")
+    hint = settings.nodes_to_remove
     removing: dict[str, tuple[str, ...]] = {}
-    if isinstance(hint, dict):  # {"nodegroup": name, "nodes": [node names]}
+    if hint is not None:  # {"nodegroup": name, "nodes": [node names]}
         removing[str(hint.get("nodegroup"))] = tuple(str(n) for n in hint.get("nodes") or ())
     out = []
     for g in rows:
         if g.status.startswith("DELETE_"):
             continue
         flavor = resolve_flavor(env, g.flavor_id)
+        group_labels = NodeGroupSettings.from_json(g.attrs).node_labels
         out.append(
             NodeGroupSpec(
                 name=g.name,
@@ -233,7 +239,7 @@ async def spec_groups(
                 memory_mb=flavor.memory_mb,
                 image=g.image_id or template_image,
                 labels=dict(g.labels or labels),
-                node_labels={str(k): str(v) for k, v in (g.attrs.get("node_labels") or {}).items()},
+                node_labels={str(k): str(v) for k, v in group_labels.items()},
                 nodes_to_remove=removing.get(g.name, ()),
             )
         )

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from berth.clusters.driver import Health, HealthCheck
 from berth.clusters.registry import DriverRegistry
+from berth.domain.cluster_settings import ClusterSettings
 from berth.services.cluster_events import emit_step
 from berth.services.cluster_lifecycle import ProvisionerFactory, cluster_spec
 from berth.services.env import Env
@@ -68,7 +69,7 @@ class ClusterHealth:
     async def _record(self, env: Env, row: ClusterRow, health: Health) -> None:
         heal = (
             bool(health.dead_nodes)
-            and _truthy((row.attrs.get("labels") or {}).get("auto_healing_enabled"))
+            and _truthy(ClusterSettings.from_json(row.attrs).labels.get("auto_healing_enabled"))
         )  # fmt: skip
         if heal:
             nodes = self.provisioners(row)
@@ -79,16 +80,15 @@ class ClusterHealth:
             if fresh is None or fresh.status not in _SETTLED:
                 return  # an operation started meanwhile: its end decides
             reasons = {str(k): str(v) for k, v in health.reasons.items()}
+            settings = ClusterSettings.from_json(fresh.attrs)
             changed = (
-                fresh.attrs.get("health_status") != health.status
-                or fresh.attrs.get("health_status_reason") != reasons
+                settings.stored("health_status") != health.status
+                or settings.stored("health_status_reason") != reasons
             )
             if changed:
-                fresh.attrs = {
-                    **fresh.attrs,
-                    "health_status": health.status,
-                    "health_status_reason": reasons,
-                }
+                fresh.attrs = settings.with_(
+                    health_status=health.status, health_status_reason=reasons
+                ).to_json()
             if heal:
                 fresh.status = "UPDATE_IN_PROGRESS"
                 fresh.status_reason = (

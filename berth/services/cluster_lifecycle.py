@@ -8,7 +8,7 @@ cluster still is in the status the operation started from (a delete requested
 during a create wins).
 
 A job that kills its worker cannot catch anything, so every start is counted
-in the row (``attrs["job"]``) and committed *before* the job runs, and cleared
+in the row (``ClusterSettings.job``) and committed *before* the job runs, and cleared
 at its end: a cluster whose operation was started ``cluster_job_attempts``
 times without ever ending is quarantined (``<OP>_FAILED`` with a reason)
 instead of crashing every worker that claims it. A cluster that wants more
@@ -23,7 +23,6 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from sqlalchemy import or_, select, update
 
@@ -38,6 +37,7 @@ from berth.clusters.driver import (
 from berth.clusters.engine import run_operation
 from berth.clusters.registry import DriverRegistry
 from berth.domain import clusters as spec
+from berth.domain.cluster_settings import ClusterSettings, Job
 from berth.services import cluster_groups
 from berth.services import cluster_templates as templates
 from berth.services.cluster_events import emit_notification, emit_step
@@ -59,7 +59,6 @@ log = logging.getLogger(__name__)
 # Builds the node provisioner of one cluster (services implement it over containers).
 ProvisionerFactory = Callable[[ClusterRow], NodeProvisioner]
 _LEASE = dt.timedelta(minutes=2)
-_JOB = "job"  # attrs key: {"status": the operation's status, "attempts": starts so far}
 
 
 def ca_of(env: Env, row: ClusterRow) -> pki.CertificateAuthority:
@@ -105,12 +104,9 @@ async def _claim(env: Env, uuid: str) -> ClusterRow | None:
         if row is None:
             return None
         # Count this start durably (committed with the claim) before anything can crash.
-        job = row.attrs.get(_JOB)
-        attempts = job.get("attempts") if isinstance(job, dict) else None
-        if not isinstance(job, dict) or job.get("status") != row.status:
-            attempts = 0
-        attempts = attempts if isinstance(attempts, int) else 0
-        row.attrs = {**row.attrs, _JOB: {"status": row.status, "attempts": attempts + 1}}
+        settings = ClusterSettings.from_json(row.attrs)
+        attempts = settings.attempts(row.status)
+        row.attrs = settings.with_(job=Job(row.status, attempts + 1)).to_json()
         if attempts >= env.settings.cluster_job_attempts:
             return row  # run_one quarantines it: no key generation, no plan
         # Key generation is CPU work: off the event loop.
@@ -131,23 +127,24 @@ async def _spec(env: Env, row: ClusterRow) -> ClusterSpec:
         template = await session.scalar(
             select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
         )
-    image = templates.attributes(template)["image_id"] if template else ""
-    flavor = cluster_groups.resolve_flavor(env, row.attrs.get("flavor_id"))
+    image = (templates.settings_of(template).image_id if template else "") or ""
+    settings = ClusterSettings.from_json(row.attrs)
+    flavor = cluster_groups.resolve_flavor(env, settings.flavor_id)
     ca = ca_of(env, row) if row.ca_cert else None
     control = (
         pki.CertificateAuthority(row.control_ca_cert, env.secrets.open(row.control_ca_key_sealed))
         if row.control_ca_cert and row.control_ca_key_sealed
         else None
     )
-    labels = dict(row.attrs.get("labels") or {})
+    labels = dict(settings.labels)
     # The node groups from their table: flavors resolved per group, images per group.
     groups = await cluster_groups.spec_groups(env, row, image)
     return ClusterSpec(
         uuid=row.uuid,
         name=row.name,
         project_id=row.project_id,
-        master_count=int(row.attrs.get("master_count", 1)),
-        node_count=int(row.attrs.get("node_count", 1)),
+        master_count=settings.masters,
+        node_count=settings.nodes,
         cpu=flavor.cpu,
         memory_mb=flavor.memory_mb,
         image=image,
@@ -158,9 +155,9 @@ async def _spec(env: Env, row: ClusterRow) -> ClusterSpec:
         control_ca_cert_pem=control.cert_pem if control else "",
         control_ca_key_pem=control.key_pem if control else "",
         insecure_registry=str(
-            (templates.attributes(template).get("insecure_registry") if template else None) or ""
+            (templates.settings_of(template).insecure_registry if template else None) or ""
         ),
-        max_batch_size=_batch_size(row.attrs.get("upgrade")),
+        max_batch_size=_batch_size(settings.upgrade),
     )
 
 
@@ -210,8 +207,8 @@ async def run_one(
 
 def _quarantine_reason(env: Env, row: ClusterRow) -> str | None:
     """Why the operation must not start again: it was started too often without ending."""
-    job = row.attrs.get(_JOB) or {}
-    started = int(job.get("attempts", 0)) - 1  # the starts before this claim
+    job = ClusterSettings.from_json(row.attrs).job
+    started = (job.attempts if job is not None else 0) - 1  # the starts before this claim
     if started < env.settings.cluster_job_attempts:
         return None
     op = row.status.split("_", 1)[0].lower()
@@ -233,7 +230,8 @@ async def _over_cap_reason(env: Env, row: ClusterRow) -> str | None:
     if found:
         wanted = sum(g.node_count for g in found if not g.status.startswith("DELETE_"))
     else:  # a row from before node groups: its counts
-        wanted = sum(_count(row.attrs.get(k)) for k in ("master_count", "node_count"))
+        settings = ClusterSettings.from_json(row.attrs)
+        wanted = (settings.master_count or 0) + (settings.node_count or 0)
     cap = env.settings.max_nodes_per_cluster
     if wanted <= cap:
         return None
@@ -242,11 +240,6 @@ async def _over_cap_reason(env: Env, row: ClusterRow) -> str | None:
         "allows (max_nodes_per_cluster): nothing was created. Delete the cluster, or resize "
         f"it to at most {cap} nodes in all."
     )
-
-
-def _count(value: object) -> int:
-    """A node count from a row's attrs; junk counts as 0 (and a huge one stays huge)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 async def _renew_lease(env: Env, uuid: str, started: str) -> None:
@@ -313,16 +306,17 @@ class ClusterWorker:
         return len(uuids)
 
 
-def _outcome_attrs(outcome: Outcome | None) -> dict[str, Any]:
+def _with_outcome(settings: ClusterSettings, outcome: Outcome | None) -> ClusterSettings:
+    """The settings with what a successful operation found (unchanged without one)."""
     if outcome is None:
-        return {}
-    return {
-        "api_address": outcome.api_address,
-        "master_addresses": list(outcome.master_addresses),
-        "node_addresses": list(outcome.node_addresses),
-        "coe_version": outcome.coe_version,
-        "container_version": outcome.container_version,
-    }
+        return settings
+    return settings.with_(
+        api_address=outcome.api_address,
+        master_addresses=list(outcome.master_addresses),
+        node_addresses=list(outcome.node_addresses),
+        coe_version=outcome.coe_version,
+        container_version=outcome.container_version,
+    )
 
 
 async def _finish(
@@ -333,8 +327,8 @@ async def _finish(
         if row is None or row.status != started:
             return  # another request (a delete) superseded this operation
         row.status, row.status_reason = status, reason[:1024]
-        attrs = {k: v for k, v in row.attrs.items() if k != _JOB}  # the job ended
-        row.attrs = {**attrs, **_outcome_attrs(outcome)}
+        ended = ClusterSettings.from_json(row.attrs).without("job")  # the job ended
+        row.attrs = _with_outcome(ended, outcome).to_json()
         row.lease_until, row.updated_at = None, utcnow()
         emit_step(session, row, reason)
         emit_notification(

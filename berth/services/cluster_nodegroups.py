@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from berth import errors
 from berth.domain import clusters as spec
+from berth.domain.cluster_settings import ClusterSettings, NodeGroupSettings
 from berth.domain.context import RequestContext
 from berth.domain.jsonpatch import apply_patch
 from berth.services import cluster_costs as costs
@@ -37,7 +38,7 @@ async def _template_image(env: Env, cluster: ClusterRow) -> str:
         template = await session.scalar(
             select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == cluster.cluster_template_id)
         )
-    return str(cluster_templates.attributes(template)["image_id"]) if template else ""
+    return str(cluster_templates.settings_of(template).image_id) if template else ""
 
 
 async def _load(env: Env, ctx: RequestContext, ident: str, rule: str) -> ClusterGroups:
@@ -67,7 +68,8 @@ async def create(env: Env, ctx: RequestContext, ident: str, body: Any) -> Cluste
     values = spec.coerce_nodegroup(body)
     cluster = await clusters.get(env, ctx, ident)
     env.enforce(ctx, "nodegroup:create", cluster.project_id)
-    if not cluster.attrs.get("api_address"):
+    settings = ClusterSettings.from_json(cluster.attrs)
+    if not settings.api_address:
         raise errors.Conflict(
             f"The API address of cluster {cluster.name} is not available yet: wait until it "
             "is created."
@@ -80,9 +82,9 @@ async def create(env: Env, ctx: RequestContext, ident: str, body: Any) -> Cluste
     role = values.get("role", "worker")
     if role == "master":
         raise errors.Invalid("Creating master nodegroups is currently not supported.")
-    flavor_id = values.get("flavor_id", cluster.attrs.get("flavor_id"))
+    flavor_id = values.get("flavor_id", settings.flavor_id)
     groups.resolve_flavor(env, flavor_id)
-    cluster_labels = dict(cluster.attrs.get("labels") or {})
+    cluster_labels = dict(settings.labels)
     labels = values.get("labels")
     if labels is None:
         labels = cluster_labels
@@ -111,14 +113,16 @@ async def create(env: Env, ctx: RequestContext, ident: str, body: Any) -> Cluste
             flavor_id=flavor_id,
             image_id=image,
             docker_volume_size=values.get(
-                "docker_volume_size", fresh.attrs.get("docker_volume_size")
+                "docker_volume_size", ClusterSettings.from_json(fresh.attrs).docker_volume_size
             ),
             labels=labels,
-            attrs={
-                "merge_labels": bool(values.get("merge_labels", False)),
-                "node_labels": values.get("node_labels") or {},
-                "node_taints": values.get("node_taints") or [],
-            },
+            attrs=NodeGroupSettings()
+            .with_(
+                merge_labels=bool(values.get("merge_labels", False)),
+                node_labels=values.get("node_labels") or {},
+                node_taints=values.get("node_taints") or [],
+            )
+            .to_json(),
             status="CREATE_IN_PROGRESS",
             created_at=utcnow(),
         )
@@ -132,7 +136,7 @@ async def create(env: Env, ctx: RequestContext, ident: str, body: Any) -> Cluste
             fresh,
             f"Node group {name} ({node_count} node(s)) create requested.",
             ctx.user_id,
-            int(fresh.attrs.get("create_timeout", 60)),
+            ClusterSettings.from_json(fresh.attrs).timeout,
         )
     return ClusterGroups(fresh, [row], image)
 
@@ -161,13 +165,14 @@ async def update(env: Env, ctx: RequestContext, ident: str, ng: str, patch: Any)
         op for op in patch if isinstance(op, dict) and str(op.get("path", "")) == "/node_taints"
     ]
     rest = [op for op in patch if op not in taint_ops]
-    taints = _patch_taints(taint_ops, list(group.attrs.get("node_taints") or []))
+    group_settings = NodeGroupSettings.from_json(group.attrs)
+    taints = _patch_taints(taint_ops, list(group_settings.node_taints))
     before: dict[str, Any] = {
         "name": group.name,
         "node_count": group.node_count,
         "min_node_count": group.min_node_count,
         "max_node_count": group.max_node_count,
-        "node_labels": dict(group.attrs.get("node_labels") or {}),
+        "node_labels": dict(group_settings.node_labels),
         "flavor_id": group.flavor_id,
         "image_id": group.image_id,
         "labels": dict(group.labels or {}),
@@ -206,10 +211,11 @@ async def update(env: Env, ctx: RequestContext, ident: str, ng: str, patch: Any)
         fresh = await session.get(NodeGroupRow, group.id, with_for_update=True)
         if fresh is None:
             raise errors.NodeGroupNotFound(f"Nodegroup {ng} could not be found.")
-        relabel = node_labels != dict(fresh.attrs.get("node_labels") or {})
+        stored = NodeGroupSettings.from_json(fresh.attrs)
+        relabel = node_labels != dict(stored.node_labels)
         fresh.min_node_count = after["min_node_count"]
         fresh.max_node_count = after["max_node_count"]
-        fresh.attrs = {**fresh.attrs, "node_labels": node_labels, "node_taints": taints}
+        fresh.attrs = stored.with_(node_labels=node_labels, node_taints=taints).to_json()
         fresh.updated_at = utcnow()
         # New node labels reach the nodes through a cluster update: started here
         # when the cluster is idle, else the next update applies them.
@@ -223,7 +229,7 @@ async def update(env: Env, ctx: RequestContext, ident: str, ng: str, patch: Any)
                 owner,
                 f"Node labels of node group {fresh.name} changed.",
                 ctx.user_id,
-                int(owner.attrs.get("create_timeout", 60)),
+                ClusterSettings.from_json(owner.attrs).timeout,
             )
     found.rows = [fresh]
     return found
@@ -249,5 +255,5 @@ async def delete(env: Env, ctx: RequestContext, ident: str, ng: str) -> None:
             fresh,
             f"Node group {target.name} delete requested.",
             ctx.user_id,
-            int(fresh.attrs.get("create_timeout", 60)),
+            ClusterSettings.from_json(fresh.attrs).timeout,
         )

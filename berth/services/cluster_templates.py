@@ -16,6 +16,7 @@ from sqlalchemy import or_, select
 from berth import errors
 from berth.clusters.registry import DriverRegistry
 from berth.domain import cluster_templates as spec
+from berth.domain.cluster_settings import TemplateSettings
 from berth.domain.context import RequestContext
 from berth.domain.jsonpatch import apply_patch, check_patch
 from berth.images.refs import registry_of, split_reference, valid_repository
@@ -33,6 +34,7 @@ __all__ = [
     "delete",
     "get",
     "list_templates",
+    "settings_of",
     "update",
 ]
 
@@ -44,9 +46,15 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _WHILE_REFERENCED = frozenset({"name", "public", "hidden", "tags"})
 
 
+def settings_of(row: ClusterTemplateRow) -> TemplateSettings:
+    """The typed attributes of a template besides its columns (name, public, hidden)."""
+    return TemplateSettings.from_json(row.attrs)
+
+
 def attributes(row: ClusterTemplateRow) -> dict[str, Any]:
     """Every Magnum attribute of a template with its default when not stored."""
-    stored = {**row.attrs, "name": row.name, "public": row.public, "hidden": row.hidden}
+    columns = {"name": row.name, "public": row.public, "hidden": row.hidden}
+    stored = {**settings_of(row).to_json(), **columns}
     return {name: stored.get(name, f.default) for name, f in spec.FIELDS.items()}
 
 
@@ -158,7 +166,9 @@ async def create(
         name=values.pop("name", None) or generate_name("template"),
         public=bool(values.pop("public", False)),
         hidden=bool(values.pop("hidden", False)),
-        attrs={k: v for k, v in values.items() if v is not None},
+        attrs=TemplateSettings()
+        .with_(**{k: v for k, v in values.items() if v is not None})
+        .to_json(),
         created_at=now,
     )
     async with env.db.transaction() as session:
@@ -230,15 +240,15 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
         fresh = await session.get(ClusterTemplateRow, row.id, with_for_update=True)
         if fresh is None:
             raise errors.ClusterTemplateNotFound(f"ClusterTemplate {ident} could not be found.")
-        attrs = dict(fresh.attrs)
+        settings = settings_of(fresh)
         for key, value in changed.items():
             if key in ("name", "public", "hidden"):
                 setattr(fresh, key, bool(value) if key != "name" else value)
             elif value is None or value == {}:
-                attrs.pop(key, None)
+                settings = settings.without(key)  # back to its default
             else:
-                attrs[key] = value
-        fresh.attrs = attrs
+                settings = settings.with_(**{key: value})
+        fresh.attrs = settings.to_json()
         fresh.updated_at = utcnow()
     return fresh
 

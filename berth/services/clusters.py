@@ -19,6 +19,11 @@ from berth import errors
 from berth.clusters import pki
 from berth.clusters.registry import DriverRegistry
 from berth.domain import clusters as spec
+from berth.domain.cluster_settings import (
+    DEFAULT_CREATE_TIMEOUT,
+    ClusterSettings,
+    TemplateSettings,
+)
 from berth.domain.context import RequestContext
 from berth.domain.jsonpatch import apply_patch
 from berth.services import cluster_costs as costs
@@ -68,12 +73,12 @@ async def create(
     template = await templates.get(env, ctx, values["cluster_template_id"])
     if template.hidden and not ctx.is_admin:
         raise errors.Forbidden("Cluster template is hidden: only admins may use it.")
-    ct = templates.attributes(template)
+    ct = templates.settings_of(template)
     driver = drivers.select(
-        server_type=ct["server_type"], os=ct["cluster_distro"], coe=ct["coe"], name=ct["driver"]
+        server_type=ct.server_type, os=ct.cluster_distro, coe=str(ct.coe), name=ct.driver
     )
     name = spec.check_name(values.get("name") or generate_name("cluster"))
-    attrs = _initial_attrs(env, ct, values, name, zero_ok=zero_ok)
+    settings = _initial_settings(env, ct, values, name, zero_ok=zero_ok)
     row = ClusterRow(
         uuid=new_uuid(),
         project_id=ctx.project_id,
@@ -83,9 +88,9 @@ async def create(
         driver=driver.info.name,
         status="CREATE_IN_PROGRESS",
         status_reason="Cluster create requested.",
-        attrs=attrs,
+        attrs=settings.to_json(),
         created_at=utcnow(),
-        deadline=_deadline(attrs["create_timeout"]),
+        deadline=_deadline(settings.timeout),
     )
     async with env.db.transaction() as session:
         limit = await session.scalar(
@@ -113,9 +118,9 @@ async def create(
     return row
 
 
-def _initial_attrs(
-    env: Env, ct: dict[str, Any], values: dict[str, Any], name: str, *, zero_ok: bool
-) -> dict[str, Any]:
+def _initial_settings(
+    env: Env, ct: TemplateSettings, values: dict[str, Any], name: str, *, zero_ok: bool
+) -> ClusterSettings:
     master_count = values.get("master_count", 1)
     node_count = values.get("node_count", 1)
     if master_count < 1 or master_count % 2 == 0:
@@ -126,11 +131,12 @@ def _initial_attrs(
             if node_count == 0
             else f"node_count must be >= 0, not {node_count}."
         )
-    if values.get("create_timeout", 60) < 0:
+    create_timeout = values.get("create_timeout", DEFAULT_CREATE_TIMEOUT)
+    if create_timeout < 0:
         raise errors.Invalid("create_timeout must be >= 0.")
-    labels = dict(values.get("labels") or ct["labels"])
+    labels = dict(values.get("labels") or ct.labels)
     if values.get("merge_labels"):
-        labels = {**ct["labels"], **(values.get("labels") or {})}
+        labels = {**ct.labels, **(values.get("labels") or {})}
     bounds = [labels.get(k) for k in ("min_node_count", "max_node_count")]
     # (at most 9 digits: int() of a huge digit string is slow, then refuses)
     if any(b is not None and not (str(b).isdigit() and len(str(b)) <= 9) for b in bounds):
@@ -139,26 +145,26 @@ def _initial_attrs(
     costs.check_cap(env, name, master_count + node_count)
     costs.check_group_bounds(env, "default-worker", low, high)
     spec.check_node_counts("default-worker", node_count, low, high)
-    flavor_id = values.get("flavor_id", ct["flavor_id"])
-    master_flavor_id = values.get("master_flavor_id", ct["master_flavor_id"])
+    flavor_id = values.get("flavor_id", ct.flavor_id)
+    master_flavor_id = values.get("master_flavor_id", ct.master_flavor_id)
     groups.resolve_flavor(env, flavor_id)
     groups.resolve_flavor(env, master_flavor_id)
-    return {
-        "keypair": values.get("keypair", ct["keypair_id"]),
-        "node_count": node_count,
-        "master_count": master_count,
-        "docker_volume_size": values.get("docker_volume_size", ct["docker_volume_size"]),
-        "labels": labels,
-        "master_flavor_id": master_flavor_id,
-        "flavor_id": flavor_id,
-        "create_timeout": values.get("create_timeout", 60),
-        "discovery_url": values.get("discovery_url"),
-        "fixed_network": values.get("fixed_network", ct["fixed_network"]),
-        "fixed_subnet": values.get("fixed_subnet", ct["fixed_subnet"]),
-        "floating_ip_enabled": values.get("floating_ip_enabled", ct["floating_ip_enabled"]),
-        "master_lb_enabled": values.get("master_lb_enabled", ct["master_lb_enabled"]),
-        "template_labels": dict(ct["labels"]),
-    }
+    return ClusterSettings().with_(
+        keypair=values.get("keypair", ct.keypair_id),
+        node_count=node_count,
+        master_count=master_count,
+        docker_volume_size=values.get("docker_volume_size", ct.docker_volume_size),
+        labels=labels,
+        master_flavor_id=master_flavor_id,
+        flavor_id=flavor_id,
+        create_timeout=create_timeout,
+        discovery_url=values.get("discovery_url"),
+        fixed_network=values.get("fixed_network", ct.fixed_network),
+        fixed_subnet=values.get("fixed_subnet", ct.fixed_subnet),
+        floating_ip_enabled=values.get("floating_ip_enabled", ct.floating_ip_enabled),
+        master_lb_enabled=values.get("master_lb_enabled", ct.master_lb_enabled),
+        template_labels=dict(ct.labels),
+    )
 
 
 async def list_clusters(env: Env, ctx: RequestContext, rule: str) -> Sequence[ClusterRow]:
@@ -208,13 +214,14 @@ async def update(
     async with env.db.read() as session:
         found = await groups.groups_of(session, row.uuid)
     worker = [g for g in found if g.name == "default-worker"]
+    settings = ClusterSettings.from_json(row.attrs)
     before = {
         "name": row.name,
-        "node_count": worker[0].node_count if worker else row.attrs.get("node_count"),
-        "master_count": row.attrs.get("master_count"),
-        "health_status": row.attrs.get("health_status"),
-        "health_status_reason": row.attrs.get("health_status_reason") or {},
-        "labels": row.attrs.get("labels") or {},
+        "node_count": worker[0].node_count if worker else settings.stored("node_count"),
+        "master_count": settings.stored("master_count"),
+        "health_status": settings.stored("health_status"),
+        "health_status_reason": settings.stored("health_status_reason") or {},
+        "labels": settings.stored("labels") or {},
     }
     after = apply_patch(
         before, patch, dict_fields=("labels", "health_status_reason"),
@@ -241,13 +248,16 @@ async def _save_health(env: Env, row: ClusterRow, after: dict[str, Any]) -> Clus
         fresh = await session.get(ClusterRow, row.id, with_for_update=True)
         if fresh is None:
             raise errors.ClusterNotFound(f"Cluster {row.uuid} could not be found.")
-        fresh.attrs = {
-            **fresh.attrs,
-            "health_status": after["health_status"],
-            "health_status_reason": {
-                str(k): str(v) for k, v in after["health_status_reason"].items()
-            },
-        }
+        fresh.attrs = (
+            ClusterSettings.from_json(fresh.attrs)
+            .with_(
+                health_status=after["health_status"],
+                health_status_reason={
+                    str(k): str(v) for k, v in after["health_status_reason"].items()
+                },
+            )
+            .to_json()
+        )
         fresh.updated_at = utcnow()
     return fresh
 
@@ -305,7 +315,7 @@ async def resize(
             fresh,
             f"Resize to {node_count} worker node(s){where} requested.",
             ctx.user_id,
-            int(fresh.attrs.get("create_timeout", 60)),
+            ClusterSettings.from_json(fresh.attrs).timeout,
             {"nodes_to_remove": {"nodegroup": group.name, "nodes": removing}} if removing else None,
         )
     return fresh
@@ -375,11 +385,12 @@ async def upgrade(env: Env, ctx: RequestContext, ident: str, body: Any) -> Clust
         current = await session.scalar(
             select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
         )
-    new_ct = templates.attributes(template)
-    if current is not None and templates.attributes(current)["coe"] != new_ct["coe"]:
+    new_ct = templates.settings_of(template)
+    current_coe = templates.settings_of(current).coe if current is not None else None
+    if current is not None and current_coe != new_ct.coe:
         raise errors.Conflict(
             "Cluster Template is not valid for upgrade: the COE must stay "
-            f"{templates.attributes(current)['coe']}, not {new_ct['coe']}."
+            f"{current_coe}, not {new_ct.coe}."
         )
     async with env.db.transaction() as session:
         fresh = await session.get(ClusterRow, row.id, with_for_update=True)
@@ -404,9 +415,9 @@ async def upgrade(env: Env, ctx: RequestContext, ident: str, body: Any) -> Clust
             session,
             fresh,
             f"Upgrade of {', '.join(g.name for g in targets)} to cluster template "
-            f"{template.name} ({new_ct['image_id']}) requested.",
+            f"{template.name} ({new_ct.image_id}) requested.",
             ctx.user_id,
-            int(fresh.attrs.get("create_timeout", 60)),
+            ClusterSettings.from_json(fresh.attrs).timeout,
             {
                 "upgrade": {
                     "cluster_template_id": template.uuid,
@@ -444,9 +455,8 @@ async def stats(env: Env, ctx: RequestContext, project_id: str | None) -> dict[s
         stmt = stmt.where(ClusterRow.project_id == project)
     async with env.db.read() as session:
         rows = (await session.scalars(stmt)).all()
-    nodes = sum(
-        int(r.attrs.get("node_count", 0)) + int(r.attrs.get("master_count", 0)) for r in rows
-    )
+    counts = [ClusterSettings.from_json(r.attrs) for r in rows]
+    nodes = sum((c.node_count or 0) + (c.master_count or 0) for c in counts)
     return {"clusters": len(rows), "nodes": nodes}
 
 
@@ -458,7 +468,7 @@ async def rotate_ca(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
         template = await session.scalar(
             select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
         )
-    if template is not None and templates.attributes(template)["tls_disabled"]:
+    if template is not None and templates.settings_of(template).tls_disabled:
         raise errors.Invalid(
             f"Rotating the CA of cluster {row.uuid} is not supported: TLS is disabled."
         )
@@ -476,7 +486,7 @@ async def rotate_ca(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
         fresh.status = "UPDATE_IN_PROGRESS"
         fresh.status_reason = "CA rotation requested: nodes get certificates from the new CA."
         fresh.updated_at = utcnow()
-        fresh.deadline = _deadline(int(fresh.attrs.get("create_timeout", 60)))
+        fresh.deadline = _deadline(ClusterSettings.from_json(fresh.attrs).timeout)
         fresh.lease_until = None
         emit_step(session, fresh, fresh.status_reason)
         emit_notification(session, fresh, fresh.status, "pending", ctx.user_id)

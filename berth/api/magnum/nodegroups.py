@@ -13,6 +13,7 @@ from berth.api.magnum.templates import read_json
 from berth.api.magnum.views import NODEGROUP_SORT_KEYS, app_url, iso, page
 from berth.api.microversions import APIVersion
 from berth.api.openapi import JSON_PATCH, body, kinds_schema
+from berth.domain.cluster_settings import ClusterSettings, NodeGroupSettings
 from berth.domain.clusters import NODEGROUP_FIELDS
 from berth.services import cluster_groups
 from berth.services import cluster_nodegroups as svc
@@ -44,13 +45,15 @@ def _gate(request: Request) -> None:
 def _view(request: Request, found: svc.ClusterGroups, g: NodeGroupRow) -> dict[str, Any]:
     cluster = found.cluster
     path = f"clusters/{cluster.uuid}/nodegroups/{g.uuid}"
-    cluster_labels = dict(cluster.attrs.get("labels") or {})
+    settings = ClusterSettings.from_json(cluster.attrs)
+    group_settings = NodeGroupSettings.from_json(g.attrs)
+    cluster_labels = dict(settings.labels)
     labels = dict(g.labels or {})
     addresses: list[str] = []
     if g.name == "default-master":
-        addresses = list(cluster.attrs.get("master_addresses") or [])
+        addresses = list(settings.master_addresses)
     elif g.name == "default-worker":
-        addresses = list(cluster.attrs.get("node_addresses") or [])
+        addresses = list(settings.node_addresses)
     status = cluster_groups.display_status(g, cluster)
     return {
         "id": g.id,
@@ -73,13 +76,13 @@ def _view(request: Request, found: svc.ClusterGroups, g: NodeGroupRow) -> dict[s
         "labels_added": {k: v for k, v in labels.items() if k not in cluster_labels},
         "labels_skipped": {k: v for k, v in cluster_labels.items() if k not in labels},
         "node_addresses": addresses,
-        "node_labels": dict(g.attrs.get("node_labels") or {}),
-        "node_taints": list(g.attrs.get("node_taints") or []),
+        "node_labels": dict(group_settings.node_labels),
+        "node_taints": list(group_settings.node_taints),
         "status": status,
         "status_reason": cluster.status_reason if status != g.status else g.status_reason,
         "stack_id": cluster.uuid,
         "version": g.version,
-        "merge_labels": bool(g.attrs.get("merge_labels", False)),
+        "merge_labels": group_settings.merge_labels,
         "links": [
             {"href": f"{app_url(request)}/v1/{path}", "rel": "self"},
             {"href": f"{app_url(request)}/{path}", "rel": "bookmark"},

@@ -12,6 +12,7 @@ from fastapi import Request
 from berth import errors
 from berth.api.magnum.microversions import PREFIX
 from berth.api.zun.microversions import APIVersion
+from berth.domain.cluster_settings import ClusterSettings
 from berth.services.cluster_templates import attributes
 from berth.store.tables import ClusterRow, ClusterTemplateRow
 
@@ -200,8 +201,9 @@ def cluster_view(
     body["status_reason"] = row.status_reason
     body["merge_labels"] = False
     body["user_id"] = row.user_id
-    template_labels = dict(row.attrs.get("template_labels") or {})
-    labels = dict(row.attrs.get("labels") or {})
+    settings = ClusterSettings.from_json(row.attrs)
+    template_labels = dict(settings.template_labels)
+    labels = dict(settings.labels)
     body["labels_overridden"] = {
         k: v for k, v in template_labels.items() if k in labels and labels[k] != v
     }
@@ -216,6 +218,7 @@ def cluster_view(
 def _cluster(
     request: Request, row: ClusterRow, version: APIVersion, fields: tuple[str, ...]
 ) -> dict[str, Any]:
+    settings = ClusterSettings.from_json(row.attrs)
     body: dict[str, Any] = {
         "uuid": row.uuid,
         "name": row.name,
@@ -225,7 +228,7 @@ def _cluster(
         "links": links(app_url(request), "clusters", row.uuid),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
-        **{name: row.attrs.get(name) for name in fields},
+        **{name: settings.stored(name) for name in fields},
     }
     body["cluster_id" if version >= APIVersion(1, 13) else "stack_id"] = row.uuid
     return body
