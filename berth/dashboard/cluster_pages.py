@@ -26,6 +26,7 @@ from berth.dashboard.pages import explain, redirect
 from berth.dashboard.render import env_of, fragment, page, permissions
 from berth.dashboard.session import Flash, Session
 from berth.domain import cluster_templates as template_spec
+from berth.domain.cluster_settings import DEFAULT_CREATE_TIMEOUT, ClusterSettings
 from berth.domain.clusters import FLAVORS
 from berth.services import cluster_lifecycle, cluster_nodegroups, cluster_templates, timeline
 from berth.services import clusters as svc
@@ -98,7 +99,7 @@ def _blank() -> dict[str, str]:
         "node_count": "1",
         "flavor_id": "",
         "master_flavor_id": "",
-        "create_timeout": "60",
+        "create_timeout": str(DEFAULT_CREATE_TIMEOUT),
         "keypair": "",
         "labels": "",
     }
@@ -191,7 +192,7 @@ async def _live_values(request: Request, session: Session) -> dict[str, Any]:
     )
     return {
         "c": row,
-        "a": row.attrs,
+        "a": ClusterSettings.from_json(row.attrs),
         "groups": [(g, display_status(g, row)) for g in groups.rows],
         "steps": [e for e in steps if e.event_type == "cluster.step"],
         "cls": status_class,
@@ -233,7 +234,8 @@ async def client_config(request: Request, session: Session, ident: str) -> Clien
         )
     key_pem, csr_pem = new_client_key(session.ctx.user_name or "user")
     cert_pem = pki.sign_csr(cluster_lifecycle.ca_of(env, row), csr_pem)
-    return ClientConfig(row.name, row.attrs.get("api_address"), row.ca_cert, cert_pem, key_pem)
+    address = ClusterSettings.from_json(row.attrs).api_address
+    return ClientConfig(row.name, address, row.ca_cert, cert_pem, key_pem)
 
 
 async def cluster_config(request: Request, session: Session, form: dict[str, str]) -> Response:
