@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid as uuidlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +21,6 @@ from berth.runtimes.base import RuntimeDriver, container_name
 from berth.runtimes.docker import DockerDriver
 from tests.functional.docker_engine import (
     DOCKER_URL,
-    engine_or_skip,
     ensure_test_image,
     remove_owned,
 )
@@ -55,14 +54,6 @@ class Box:
     def inspect(self) -> dict[str, Any]:
         data: dict[str, Any] = self.api.inspect_container(container_name(self.uuid))
         return data
-
-
-@pytest.fixture(scope="module")
-def api() -> Iterator[Any]:
-    client = engine_or_skip()
-    ensure_test_image(client)
-    yield client
-    client.close()
 
 
 @pytest.fixture

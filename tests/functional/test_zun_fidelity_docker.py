@@ -7,7 +7,7 @@ what it made (containers, networks), whatever happens.
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,7 +21,6 @@ from berth.runtimes.base import container_name
 from berth.runtimes.docker import DockerDriver
 from tests.functional.docker_engine import (
     DOCKER_URL,
-    engine_or_skip,
     ensure_test_image,
     remove_owned,
 )
@@ -63,14 +62,6 @@ class Host:
         exec_id = self.api.exec_create(container_name(self.uuid), ["ip", "-o", "link"])
         out: bytes = self.api.exec_start(exec_id)
         return [line.split(":")[1].strip().split("@")[0] for line in out.decode().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def api() -> Iterator[Any]:
-    client = engine_or_skip()
-    ensure_test_image(client)
-    yield client
-    client.close()
 
 
 @pytest.fixture
