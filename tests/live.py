@@ -33,6 +33,7 @@ __all__ = [
     "LiveAgent",
     "LiveApi",
     "LiveProcess",
+    "all_in_one_env",
     "berth_agent",
     "free_port",
     "live_api",
@@ -52,6 +53,20 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def all_in_one_env(work: Path, host: str, admin_password: str, **settings: str) -> dict[str, str]:
+    """The settings of an all-in-one Berth keeping its state in ``work``, its agent named
+    ``host`` on a free port; ``settings`` (``BERTH_*`` names) are added or override."""
+    return {
+        "BERTH_DATA_DIR": str(work / "data"),
+        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
+        "BERTH_ADMIN_PASSWORD": admin_password,
+        "BERTH_ALL_IN_ONE": "true",
+        "BERTH_AGENT_HOST": host,
+        "BERTH_AGENT_PORT": str(free_port()),
+        **settings,
+    }
 
 
 def _clean_env() -> dict[str, str]:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
-from tests.functional.docker_engine import TEST_IMAGE, engine_or_skip, ensure_test_image
+from tests.functional.docker_engine import TEST_IMAGE
 from tests.functional.docker_engine import remove_owned as remove_owned_containers
 from tests.live import LiveAgent, berth_agent, live_api
 
@@ -109,13 +109,6 @@ class World:
         wanted = [f"berth.owner={self.host}", *(f"{k}={v}" for k, v in labels.items())]
         found: list[dict[str, Any]] = self.engine.volumes(filters={"label": wanted})["Volumes"]
         return found or []
-
-
-@pytest.fixture(scope="module")
-def engine() -> Any:
-    api = engine_or_skip()
-    ensure_test_image(api)
-    return api
 
 
 @pytest.fixture(scope="module")

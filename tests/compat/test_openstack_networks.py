@@ -24,7 +24,7 @@ import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
 from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
-from tests.live import free_port, live_server
+from tests.live import all_in_one_env, live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker]
 
@@ -124,15 +124,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ensure_test_image(engine)
     work = tmp_path_factory.mktemp("compat-networks")
     host = f"compat-net-{uuid.uuid4().hex[:8]}"
-    env = {
-        "BERTH_DATA_DIR": str(work / "data"),
-        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
-        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "BERTH_ALL_IN_ONE": "true",
-        "BERTH_NETWORK_IDLE_SECONDS": "0",  # the bridge goes with its last container
-        "BERTH_AGENT_HOST": host,
-        "BERTH_AGENT_PORT": str(free_port()),
-    }
+    env = all_in_one_env(
+        work,
+        host,
+        ADMIN_PASSWORD,
+        BERTH_NETWORK_IDLE_SECONDS="0",  # the bridge goes with its last container
+    )
     try:
         with live_server(env) as base_url:
             cli = Cli(base_url, work)
