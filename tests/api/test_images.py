@@ -22,6 +22,7 @@ from berth.store.base import new_uuid
 from berth.store.tables import ImageRow, ProjectRow
 from tests.conftest import AGENT_PASSWORD
 from tests.helpers import make_member
+from tests.helpers import zun_headers as h
 
 IMAGE = "berth-test/busybox:latest"
 STORE = "127.0.0.1:5999"
@@ -36,10 +37,6 @@ def settings(settings: Settings) -> Settings:
             "image_store_password": "store-pw",
         }
     )
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
 
 
 @pytest.fixture

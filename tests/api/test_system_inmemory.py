@@ -21,6 +21,7 @@ from berth.agent.server import create_agent_app
 from berth.config import Settings
 from berth.runtimes.fake import FakeDriver
 from tests.conftest import AGENT_PASSWORD
+from tests.helpers import zun_headers as h
 
 IMAGE = "berth-test/busybox:latest"
 
@@ -47,10 +48,6 @@ async def runtime(
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await http.aclose()
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
 
 
 async def wait_status(
