@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import os
 import sqlite3
-import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import PG_ADMIN_DSN, _pg_exec
+from tests.conftest import PG_ADMIN_DSN, pg_database
 from tests.live import live_api
 
 pytestmark = [pytest.mark.slow]
@@ -42,23 +40,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
         return
-    name = f"berth_test_{uuidlib.uuid4().hex[:12]}"
-    try:
-        _pg_exec(f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    try:
-        yield _pg_url(name)
-    finally:
-        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _pg_url(name: str) -> str:
-    host = PG_ADMIN_DSN.split("@", 1)[1].rsplit("/", 1)[0]
-    user = PG_ADMIN_DSN.split("//", 1)[1].split("@", 1)[0]
-    return f"postgresql+asyncpg://{user}@{host}/{name}"
+    with pg_database() as url:
+        yield url
 
 
 def _token(base: str, user: str, password: str, project: str) -> str:
