@@ -22,7 +22,7 @@ import pytest
 from tests.e2e import fake_cluster_driver
 from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
 from tests.helpers import open_clusters_file
-from tests.live import all_in_one_env, live_server
+from tests.live import all_in_one_env, live_server, live_token
 
 CHROMIUM = Path(os.environ.get("BERTH_CHROMIUM", "/usr/bin/chromium"))
 # Without the background-networking flags Chromium's own connections are refused on a
@@ -67,24 +67,7 @@ def chromium_or_skip() -> Path:
 
 def user_token(world: World, user: str, password: str, project: str) -> str:
     """A project-scoped token of ``user`` on the live Berth."""
-    return _token(world.base_url, user, password, project)
-
-
-def _token(base_url: str, user: str, password: str, project: str) -> str:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": user, "domain": {"name": "Default"}, "password": password}
-                },
-            },
-            "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
-        }
-    }
-    r = httpx.post(f"{base_url}/identity/v3/auth/tokens", json=body, timeout=30)
-    assert r.status_code == 201, r.text
-    return r.headers["x-subject-token"]
+    return live_token(world.base_url, user, password, project)
 
 
 def add_member(world: World, user: str, *projects: str) -> None:
@@ -143,7 +126,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     )
     try:
         with live_server(env) as base_url:
-            w = World(base_url, host, _token(base_url, "admin", ADMIN_PASSWORD, "admin"))
+            w = World(base_url, host, live_token(base_url, "admin", ADMIN_PASSWORD, "admin"))
             add_member(w, "alice", "team-a", "team-c")
             add_member(w, "bob", "team-b")
             yield w

@@ -29,7 +29,7 @@ from tests.functional.docker_engine import (
     ensure_test_image,
     remove_owned,
 )
-from tests.live import LiveAgent, LiveApi, berth_agent, live_api
+from tests.live import LiveAgent, LiveApi, berth_agent, live_api, live_token
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -66,24 +66,7 @@ class Cloud:
         return self.agent.host
 
     def login(self) -> None:
-        body = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {
-                            "name": "admin",
-                            "domain": {"name": "Default"},
-                            "password": ADMIN_PASSWORD,
-                        }
-                    },
-                },
-                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
-            }
-        }
-        r = httpx.post(f"{self.api.base_url}/identity/v3/auth/tokens", json=body, timeout=30)
-        assert r.status_code == 201, r.text
-        self.token = r.headers["x-subject-token"]
+        self.token = live_token(self.api.base_url, "admin", ADMIN_PASSWORD, "admin")
 
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         headers = {**ZUN, "X-Auth-Token": self.token}

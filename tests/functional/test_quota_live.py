@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from tests.conftest import PG_ADMIN_DSN, pg_database
-from tests.live import live_api
+from tests.live import live_api, live_token
 
 pytestmark = [pytest.mark.slow]
 
@@ -42,19 +42,6 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     with pg_database() as url:
         yield url
-
-
-def _token(base: str, user: str, password: str, project: str) -> str:
-    ident = {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}
-    body = {
-        "auth": {
-            "identity": {"methods": ["password"], "password": ident},
-            "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
-        }
-    }
-    r = httpx.post(f"{base}/identity/v3/auth/tokens", json=body, timeout=30)
-    assert r.status_code == 201, r.text
-    return r.headers["x-subject-token"]
 
 
 def _member_project(base: str, admin: str) -> str:
@@ -93,7 +80,7 @@ def test_a_quota_of_three_holds_against_twenty_creates_through_two_processes(
         # One after the other: the first migrates the schema.
         apis = [stack.enter_context(live_api(env, workdir=tmp_path / f"api-{i}")) for i in (1, 2)]
         bases = [api.base_url for api in apis]
-        admin = _token(bases[0], "admin", ADMIN_PASSWORD, "admin")
+        admin = live_token(bases[0], "admin", ADMIN_PASSWORD, "admin")
         pid = _member_project(bases[0], admin)
         r = httpx.put(
             f"{bases[1]}/container/v1/quotas/{pid}",
@@ -101,7 +88,7 @@ def test_a_quota_of_three_holds_against_twenty_creates_through_two_processes(
             headers={"X-Auth-Token": admin, **ZUN},
         )
         assert r.status_code == 200, r.text
-        tokens = [_token(base, "quota-u", MEMBER_PASSWORD, "quota-p") for base in bases]
+        tokens = [live_token(base, "quota-u", MEMBER_PASSWORD, "quota-p") for base in bases]
 
         def create(i: int) -> httpx.Response:
             return httpx.post(
