@@ -135,9 +135,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Wor
         ):
             cli = Cli(api.base_url, work)
             for project, user in (("team-a", "alice"), ("team-b", "bob")):
-                cli.run("project", "create", project)
-                cli.run("user", "create", "--project", project, "--password", PW, user)
-                cli.run("role", "add", "--user", user, "--project", project, "member")
+                cli.add_member(project, user, PW)
             yield World(cli, agent, engine, host, work)
     finally:
         remove_owned_containers(engine, host)

@@ -153,9 +153,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             engine.remove_image(f"{registry}/busybox:latest")
             cli = Cli(base_url, work)
             for project, user in (("swarm-a", "swarm-alice"), ("swarm-b", "swarm-bob")):
-                cli.run("project", "create", project)
-                cli.run("user", "create", "--project", project, "--password", PW, user)
-                cli.run("role", "add", "--user", user, "--project", project, "member")
+                cli.add_member(project, user, PW)
             yield World(cli, engine, node_side, work)
     finally:
         remove_owned(engine, host)

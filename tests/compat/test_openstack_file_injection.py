@@ -41,9 +41,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path,
     try:
         with live_server(env) as base_url:
             cli = Cli(base_url, work)
-            cli.run("project", "create", "team-a")
-            cli.run("user", "create", "--project", "team-a", "--password", PW, "alice")
-            cli.run("role", "add", "--user", "alice", "--project", "team-a", "member")
+            cli.add_member("team-a", "alice", PW)
             yield cli, work, engine
     finally:
         remove_owned(engine, host)

@@ -38,9 +38,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, str, 
             with live_server(env) as base_url:
                 cli = Cli(base_url, work)
                 for project, user in (("team-a", "alice"), ("team-b", "bob")):
-                    cli.run("project", "create", project)
-                    cli.run("user", "create", "--project", project, "--password", PW, user)
-                    cli.run("role", "add", "--user", user, "--project", project, "member")
+                    cli.add_member(project, user, PW)
                 yield cli, host, registry, engine
         finally:
             remove_owned(engine, host)

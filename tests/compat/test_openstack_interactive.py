@@ -45,9 +45,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tup
         with live_server(env) as base_url:
             cli = Cli(base_url, work)
             for project, user in (("team-a", "alice"), ("team-b", "bob")):
-                cli.run("project", "create", project)
-                cli.run("user", "create", "--project", project, "--password", PW, user)
-                cli.run("role", "add", "--user", user, "--project", project, "member")
+                cli.add_member(project, user, PW)
             yield Members(cli), base_url
     finally:
         remove_owned(engine, host)

@@ -134,9 +134,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         with live_server(env) as base_url:
             cli = Cli(base_url, work)
             for project, user in (("team-a", "alice"), ("team-b", "bob")):
-                cli.run("project", "create", project)
-                cli.run("user", "create", "--project", project, "--password", PW, user)
-                cli.run("role", "add", "--user", user, "--project", project, "member")
+                cli.add_member(project, user, PW)
             w = World(cli, engine, host)
             web = w.api("POST", "/security_groups", json={"security_group": {"name": "web"}})
             assert web.status_code == 201, web.text
