@@ -27,7 +27,7 @@ import docker
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
-from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
+from tests.functional.docker_engine import remove_owned
 from tests.functional.registry import local_registry
 from tests.helpers import open_clusters_file
 from tests.live import all_in_one_env, live_server
@@ -121,9 +121,7 @@ def _bridge_gateway(engine: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    engine = engine_or_skip()
-    ensure_test_image(engine)
+def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[World]:
     try:
         engine.inspect_image(NODE_IMAGE)
     except docker.errors.ImageNotFound:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
-from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
+from tests.functional.docker_engine import remove_owned
 from tests.live import all_in_one_env, live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker]
@@ -32,9 +32,7 @@ CONTENT = "injected by the stock client\nsecond line\n"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path, Any]]:
-    engine = engine_or_skip()
-    ensure_test_image(engine)
+def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tuple[Cli, Path, Any]]:
     work = tmp_path_factory.mktemp("compat-inject")
     host = f"compat-{uuid.uuid4().hex[:8]}"
     env = all_in_one_env(work, host, ADMIN_PASSWORD)

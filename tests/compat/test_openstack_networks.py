@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
-from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
+from tests.functional.docker_engine import remove_owned
 from tests.live import all_in_one_env, live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker]
@@ -119,9 +119,7 @@ def network_list(w: World, name: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    engine = engine_or_skip()
-    ensure_test_image(engine)
+def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[World]:
     work = tmp_path_factory.mktemp("compat-networks")
     host = f"compat-net-{uuid.uuid4().hex[:8]}"
     env = all_in_one_env(
