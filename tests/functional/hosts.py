@@ -21,6 +21,7 @@ import httpx
 
 from tests.functional.docker_engine import TEST_IMAGE
 from tests.functional.engines import Dockerd, docker_hosts, wait_until
+from tests.helpers import ZUN
 from tests.live import LiveAgent, LiveApi, berth_agent, live_api, live_token
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
 
 ADMIN_PASSWORD = "mh-admin-pw"
 AGENT_PASSWORD = "mh-agent-pw"
-ZUN = {"OpenStack-API-Version": "container 1.40"}
 
 
 @dataclass(frozen=True)

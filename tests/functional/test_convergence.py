@@ -30,13 +30,13 @@ from tests.functional.docker_engine import (
     remove_owned,
 )
 from tests.functional.engines import wait_until
+from tests.helpers import ZUN
 from tests.live import LiveAgent, LiveApi, berth_agent, live_api, live_token
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 ADMIN_PASSWORD = "conv-admin-pw"
 AGENT_PASSWORD = "conv-agent-pw"
-ZUN = {"OpenStack-API-Version": "container 1.40"}
 N = 10
 CONVERGE_SECONDS = 45.0
 OUTAGE_SECONDS = 5.0

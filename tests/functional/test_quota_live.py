@@ -23,13 +23,13 @@ import psycopg
 import pytest
 
 from tests.conftest import PG_ADMIN_DSN, pg_database
+from tests.helpers import ZUN
 from tests.live import live_api, live_token
 
 pytestmark = [pytest.mark.slow]
 
 ADMIN_PASSWORD = "quota-admin-pw"
 MEMBER_PASSWORD = "quota-member-pw"
-ZUN = {"OpenStack-API-Version": "container 1.40"}
 QUOTA = 3
 CREATES = 20
 
