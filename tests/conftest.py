@@ -8,10 +8,11 @@ its lifespan; every app records the 5xx it served and the test fails if any.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,26 @@ def _pg_url(name: str) -> str:
     host = PG_ADMIN_DSN.split("@", 1)[1].rsplit("/", 1)[0]
     user = PG_ADMIN_DSN.split("//", 1)[1].split("@", 1)[0]
     return f"postgresql+asyncpg://{user}@{host}/{name}"
+
+
+@contextlib.contextmanager
+def pg_database(template: Callable[[], str] | None = None) -> Iterator[str]:
+    """The URL of a new PostgreSQL database (a copy of ``template()``'s if given), dropped after.
+
+    Without a reachable server the test is skipped, except in CI where it fails.
+    """
+    name = f"berth_test_{uuid.uuid4().hex[:12]}"
+    try:
+        copy = f' TEMPLATE "{template()}"' if template is not None else ""
+        _pg_exec(f'CREATE DATABASE "{name}"{copy}')
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    try:
+        yield _pg_url(name)
+    finally:
+        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _migrate(url: str) -> None:
@@ -105,15 +126,8 @@ def blank_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'berth.db'}"
         return
-    name = f"berth_test_{uuid.uuid4().hex[:12]}"
-    try:
-        _pg_exec(f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    yield _pg_url(name)
-    _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -129,20 +143,12 @@ def db_url(
         shutil.copyfile(_template("sqlite", _templates, tmp_path_factory), target)
         yield f"sqlite+aiosqlite:///{target}"
         return
-    name = f"berth_test_{uuid.uuid4().hex[:12]}"
-    try:
-        template = _template("postgres", _templates, tmp_path_factory)
-        _pg_exec(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    yield _pg_url(name)
-    _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database(lambda: _template("postgres", _templates, tmp_path_factory)) as url:
+        yield url
 
 
-@pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> Settings:
+def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
+    """The API tests' settings (validated, as an operator's would be), ``overrides`` applied."""
     return Settings(
         data_dir=tmp_path / "data",
         database_url=db_url,
@@ -150,7 +156,13 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         agent_password=AGENT_PASSWORD,
         all_in_one=False,
         agent_host="test-host",
+        **overrides,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return make_settings(tmp_path, db_url)
 
 
 @pytest.fixture

@@ -12,6 +12,11 @@ from tests.conftest import AGENT_PASSWORD, issue_token
 
 ZUN = {"OpenStack-API-Version": "container 1.40"}
 
+
+def zun_headers(token: str, version: str = "1.40") -> dict[str, str]:
+    """The headers of a Zun request by ``token``'s holder at microversion ``version``."""
+    return {"X-Auth-Token": token, "OpenStack-API-Version": f"container {version}"}
+
 # The policy file docs/clusters.md gives operators who let members run clusters:
 # by default creating nodes or their client certificates is admin-only.
 OPEN_CLUSTERS = """\

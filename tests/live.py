@@ -33,10 +33,13 @@ __all__ = [
     "LiveAgent",
     "LiveApi",
     "LiveProcess",
+    "all_in_one_env",
     "berth_agent",
     "free_port",
     "live_api",
+    "live_login",
     "live_server",
+    "live_token",
 ]
 
 # The real entry points, so BERTH_ALL_IN_ONE=true also runs the embedded agent.
@@ -52,6 +55,39 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def live_login(base_url: str, user: str, password: str, project: str) -> httpx.Response:
+    """Log ``user`` in to ``project`` on the live Berth at ``base_url``; its 201 answer."""
+    ident = {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}
+    body = {
+        "auth": {
+            "identity": {"methods": ["password"], "password": ident},
+            "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
+        }
+    }
+    r = httpx.post(f"{base_url}/identity/v3/auth/tokens", json=body, timeout=30)
+    assert r.status_code == 201, r.text
+    return r
+
+
+def live_token(base_url: str, user: str, password: str, project: str) -> str:
+    """A token of ``user`` scoped to ``project`` from the live Berth at ``base_url``."""
+    return live_login(base_url, user, password, project).headers["x-subject-token"]
+
+
+def all_in_one_env(work: Path, host: str, admin_password: str, **settings: str) -> dict[str, str]:
+    """The settings of an all-in-one Berth keeping its state in ``work``, its agent named
+    ``host`` on a free port; ``settings`` (``BERTH_*`` names) are added or override."""
+    return {
+        "BERTH_DATA_DIR": str(work / "data"),
+        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
+        "BERTH_ADMIN_PASSWORD": admin_password,
+        "BERTH_ALL_IN_ONE": "true",
+        "BERTH_AGENT_HOST": host,
+        "BERTH_AGENT_PORT": str(free_port()),
+        **settings,
+    }
 
 
 def _clean_env() -> dict[str, str]:

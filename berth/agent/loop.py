@@ -19,6 +19,7 @@ import logging
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,13 +48,16 @@ from berth.domain.hostsync import (
 from berth.networks.base import NetworkDriver
 from berth.runtimes.base import HostFacts, RuntimeContainer, RuntimeDriver
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "Sleep"]
 
 log = logging.getLogger(__name__)
 
 _MAX_STEPS = 4  # plan/apply rounds per wake-up: ops first, then level changes
 _RETRY_FIRST, _RETRY_MAX = 10.0, 300.0  # back-off of a failed plan, seconds
 _UNREACHABLE_RETRY = 1.0  # seconds between tries while the control plane does not answer
+
+Sleep = Callable[[float], Awaitable[None]]  # asyncio.sleep's shape
+
 _HEALTH = re.compile(r"\((health: \w+|healthy|unhealthy)\)")
 
 
@@ -133,13 +137,14 @@ class _Backoff:
     later. Error answers back off up to ``limit``.
     """
 
-    def __init__(self, first: float = 0.2, limit: float = 30.0) -> None:
+    def __init__(self, sleep: Sleep, first: float = 0.2, limit: float = 30.0) -> None:
         self.first, self.limit, self.delay = first, limit, first
+        self._sleep = sleep
 
     async def sleep(self, after: BaseException | None = None) -> None:
         limit = min(self.limit, _UNREACHABLE_RETRY) if _unreachable(after) else self.limit
         self.delay = min(self.delay, limit)
-        await asyncio.sleep(self.delay * random.uniform(0.8, 1.2))
+        await self._sleep(self.delay * random.uniform(0.8, 1.2))
         self.delay = min(limit, self.delay * 2)
 
     def reset(self) -> None:
@@ -149,8 +154,18 @@ class _Backoff:
 class Agent:
     """Makes the runtime match the control plane's desired state for this host."""
 
-    def __init__(self, settings: Settings, control: ControlPlane, runtime: RuntimeDriver) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        control: ControlPlane,
+        runtime: RuntimeDriver,
+        *,
+        backoff_sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self._settings = settings
+        # The clock the back-offs wait on: a test gives a fake one to replay a
+        # long outage in no time and read back how long each wait would have been.
+        self._backoff_sleep = backoff_sleep
         self._control = control
         self._runtime = runtime
         self.hostname = settings.agent_host
@@ -185,7 +200,7 @@ class Agent:
 
     async def register(self) -> None:
         """Register this host, retrying with back-off until the control plane answers."""
-        backoff, unreachable = _Backoff(0.5, 30.0), False
+        backoff, unreachable = _Backoff(self._backoff_sleep, 0.5, 30.0), False
         while True:
             try:
                 report = self._host_report(await self._runtime.host_facts())
@@ -254,7 +269,7 @@ class Agent:
                 log.exception("refreshing the host's facts failed unexpectedly")
 
     async def _reconcile_loop(self) -> None:
-        generation, backoff = -1, _Backoff()
+        generation, backoff = -1, _Backoff(self._backoff_sleep)
         wait = self._settings.reconcile_interval
         unreachable = False  # while True, the control plane is retried quietly
         while True:
@@ -286,7 +301,7 @@ class Agent:
             backoff.reset()
 
     async def _report_loop(self) -> None:
-        backoff = _Backoff(0.5, 10.0)
+        backoff = _Backoff(self._backoff_sleep, 0.5, 10.0)
         while True:
             batch = [await self._outbox.get()]
             while not self._outbox.empty():  # whatever queued meanwhile rides along

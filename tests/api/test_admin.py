@@ -6,10 +6,7 @@ import httpx
 import pytest
 
 from tests.helpers import ScriptedAgent, make_member
-
-
-def h(token: str, version: str = "1.40") -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": f"container {version}"}
+from tests.helpers import zun_headers as h
 
 
 @pytest.fixture

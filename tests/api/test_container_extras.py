@@ -12,9 +12,9 @@ import pytest
 
 from berth.runtimes.base import LABEL_REBUILD
 from berth.runtimes.fake import FakeDriver
-from tests.api.test_system_inmemory import IMAGE, h, run, runtime, wait_status
-
-__all__ = ["runtime"]  # the fixture, imported for these tests
+from tests.api.conftest import IMAGE
+from tests.api.test_system_inmemory import run, wait_status
+from tests.helpers import zun_headers as h
 
 
 def a_tar(name: str, data: bytes, kind: bytes = tarfile.REGTYPE, link: str = "") -> bytes:

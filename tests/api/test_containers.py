@@ -8,12 +8,9 @@ import httpx
 import pytest
 
 from tests.helpers import ZUN, ScriptedAgent, make_member
+from tests.helpers import zun_headers as h
 
 pytestmark = pytest.mark.asyncio
-
-
-def h(token: str, version: str = "1.40") -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": f"container {version}"}
 
 
 async def create(

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from berth.config import Settings
 from berth.services.host_watch import mark_lost_hosts
 from tests.helpers import ScriptedAgent
+from tests.helpers import zun_headers as h
 
 # Short, for quick tests, but not so short that a loaded CI machine (another
 # worker building swarm clusters) spends it between a heartbeat and the next call.
@@ -21,10 +22,6 @@ DOWN = 2.0
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"service_down_time": DOWN})
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
 
 
 async def show(client: httpx.AsyncClient, token: str, uuid: str) -> dict[str, Any]:

@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from berth.config import Settings
-from tests.conftest import ADMIN_PASSWORD, AGENT_PASSWORD
-from tests.helpers import ZUN, ScriptedAgent, make_member
+from tests.conftest import make_settings
+from tests.helpers import ScriptedAgent, make_member
+from tests.helpers import zun_headers as h
 
 V = "/container/v1"
 ALLOWED = "127.0.0.1:7000"
@@ -25,19 +26,7 @@ ALLOWED = "127.0.0.1:7000"
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=db_url,
-        admin_password=ADMIN_PASSWORD,
-        agent_password=AGENT_PASSWORD,
-        all_in_one=False,
-        agent_host="test-host",
-        image_registry_allowlist=[ALLOWED],
-    )
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, **ZUN}
+    return make_settings(tmp_path, db_url, image_registry_allowlist=[ALLOWED])
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ in-memory agent (FakeDriver), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -13,17 +11,14 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from berth.agent.client import ControlClient
-from berth.agent.loop import Agent
-from berth.agent.server import create_agent_app
 from berth.config import Settings
 from berth.runtimes.fake import FakeDriver
 from berth.store.base import new_uuid
 from berth.store.tables import ImageRow, ProjectRow
-from tests.conftest import AGENT_PASSWORD
+from tests.api.conftest import IMAGE
 from tests.helpers import make_member
+from tests.helpers import zun_headers as h
 
-IMAGE = "berth-test/busybox:latest"
 STORE = "127.0.0.1:5999"
 
 
@@ -36,33 +31,6 @@ def settings(settings: Settings) -> Settings:
             "image_store_password": "store-pw",
         }
     )
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
-
-
-@pytest.fixture
-async def runtime(
-    app: FastAPI, settings: Settings, client: httpx.AsyncClient, admin_token: str
-) -> AsyncIterator[FakeDriver]:
-    driver = FakeDriver(images={IMAGE})
-    state = app.state.berth
-    state.env.agents.local[settings.agent_host] = httpx.ASGITransport(
-        app=create_agent_app(driver, AGENT_PASSWORD)
-    )
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://berth")
-    fast = settings.model_copy(update={"heartbeat_interval": 0.5, "reconcile_interval": 0.5})
-    task = asyncio.create_task(Agent(fast, ControlClient(http, AGENT_PASSWORD), driver).run())
-    for _ in range(200):
-        if (await client.get("/container/v1/hosts", headers=h(admin_token))).json()["hosts"]:
-            break
-        await asyncio.sleep(0.05)
-    yield driver
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await http.aclose()
 
 
 @pytest.fixture

@@ -8,13 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import ZUN, ScriptedAgent
+from tests.helpers import ScriptedAgent
+from tests.helpers import zun_headers as h
 
 HUGE = 10**20
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, **ZUN}
 
 
 def _detail(r: httpx.Response) -> str:

@@ -13,10 +13,7 @@ from berth.agent.client import ControlPlaneError
 from berth.api.internal.local import LocalControl
 from berth.domain.hostsync import HostReport, Observation
 from tests.conftest import ADMIN_PASSWORD, AGENT_PASSWORD
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
+from tests.helpers import zun_headers as h
 
 
 def _report(hostname: str) -> HostReport:

@@ -21,7 +21,7 @@ from berth.config import Settings
 from berth.services.identity import LoginThrottle, login_throttle, source_address
 from berth.services.identity.throttle import ThrottleLimits
 from berth.store.tables import LoginFailureRow
-from tests.conftest import ADMIN_PASSWORD, AGENT_PASSWORD
+from tests.conftest import ADMIN_PASSWORD, make_settings
 from tests.helpers import make_member
 
 TOKENS = "/identity/v3/auth/tokens"
@@ -41,13 +41,9 @@ class Clock:
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=db_url,
-        admin_password=ADMIN_PASSWORD,
-        agent_password=AGENT_PASSWORD,
-        all_in_one=False,
-        agent_host="test-host",
+    return make_settings(
+        tmp_path,
+        db_url,
         login_failures_per_source=12,
         trusted_proxies=["10.9.0.0/16"],
     )

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from berth.services import cluster_quotas
-from tests.helpers import ScriptedAgent, make_member
+from tests.helpers import ScriptedAgent, make_member, zun_headers
 
 V = "/container-infra/v1"
 CT = f"{V}/clustertemplates"
@@ -159,7 +159,7 @@ async def test_zun_services_report_zun_compute(
     ``openstack appcontainer service disable <host> zun-compute`` names it that way.
     """
     await ScriptedAgent(client).register()
-    hdr = {"X-Auth-Token": admin_token, "OpenStack-API-Version": "container 1.40"}
+    hdr = zun_headers(admin_token)
     services = (await client.get("/container/v1/services", headers=hdr)).json()["services"]
     assert [(s["host"], s["binary"]) for s in services] == [("test-host", "zun-compute")]
     r = await client.put(

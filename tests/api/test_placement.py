@@ -10,10 +10,7 @@ from fastapi import FastAPI
 
 from berth.config import Settings
 from tests.helpers import ScriptedAgent, make_member
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
+from tests.helpers import zun_headers as h
 
 
 async def create(client: httpx.AsyncClient, token: str, **body: Any) -> dict[str, Any]:

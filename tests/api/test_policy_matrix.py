@@ -42,11 +42,10 @@ from berth.identity import passwords
 from berth.services import cluster_lifecycle
 from tests.api.test_magnum_clusters import FakeDriver, FakeNodes, _csr
 from tests.conftest import ADMIN_PASSWORD, AGENT_PASSWORD, _migrate, issue_token
-from tests.helpers import ScriptedAgent, make_member
+from tests.helpers import ZUN, ScriptedAgent, make_member
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-ZUN = {"OpenStack-API-Version": "container 1.40"}
 MAG = {"OpenStack-API-Version": "container-infra latest"}
 
 

@@ -25,14 +25,11 @@ from berth.store.base import new_uuid
 from berth.store.db import Database
 from berth.store.tables import ContainerRow
 from tests.helpers import make_member
+from tests.helpers import zun_headers as h
 
 V = "/container/v1"
 QUOTA = 3
 CREATES = 20
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
 
 
 @pytest.fixture

@@ -14,13 +14,10 @@ from sqlalchemy import select
 from berth.config import Settings
 from berth.services.secrets import key_path
 from berth.store.tables import RegistryRow
-from tests.helpers import ZUN, ScriptedAgent, make_member
+from tests.helpers import ScriptedAgent, make_member
+from tests.helpers import zun_headers as h
 
 PASSWORD = "s3cret-registry-pw"
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, **ZUN}
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from berth.api.app import create_app
 from berth.config import Settings
 from tests.conftest import ADMIN_PASSWORD, issue_token
 from tests.helpers import ScriptedAgent
+from tests.helpers import zun_headers as h
 
 pytestmark = pytest.mark.postgres
 
@@ -33,10 +34,6 @@ async def second(settings: Settings, app: FastAPI) -> AsyncIterator[httpx.AsyncC
         async with httpx.AsyncClient(transport=transport, base_url="http://second") as c:
             yield c
     assert not other.state.berth.saw_server_error
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
 
 
 async def test_agent_on_one_api_wakes_for_a_create_on_the_other(

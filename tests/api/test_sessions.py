@@ -16,10 +16,9 @@ from fastapi import FastAPI
 
 from berth.runtimes.fake import FakeDriver
 from berth.services.asgi_memory import MemoryWebSocket
-from tests.api.test_system_inmemory import h, run, runtime, wait_status
+from tests.api.test_system_inmemory import run, wait_status
 from tests.helpers import make_member
-
-__all__ = ["runtime"]  # the fixture, imported for these tests
+from tests.helpers import zun_headers as h
 
 ORIGIN = "http://127.0.0.1:9517"
 

@@ -21,6 +21,7 @@ from berth.domain.context import RequestContext
 from berth.services.identity.cache import TokenCache, token_cache
 from tests.api.test_identity import V3, h, make_project, make_user, role_id
 from tests.conftest import ADMIN_PASSWORD, issue_token
+from tests.helpers import zun_headers
 
 Change = Callable[[httpx.AsyncClient, str, str, str, str], Awaitable[None]]
 
@@ -86,7 +87,7 @@ async def test_a_new_role_shows_at_once(client: httpx.AsyncClient, admin_token: 
     pid = await make_project(client, admin_token, "promoted")
     uid = await make_user(client, admin_token, "pete", grants={pid: "member"})
     token = await issue_token(client, "pete", "user-pw-123", "promoted")
-    hdr = {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
+    hdr = zun_headers(token)
     for _ in range(2):
         r = await client.get("/container/v1/hosts", headers=hdr)
         assert r.status_code == 403, r.text  # hosts are for admins

@@ -14,14 +14,11 @@ from fastapi import FastAPI
 
 from tests.conftest import AGENT_PASSWORD
 from tests.helpers import ScriptedAgent, make_member
+from tests.helpers import zun_headers as h
 
 pytestmark = pytest.mark.asyncio
 
 V = "/container/v1"
-
-
-def h(token: str, version: str = "1.40") -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": f"container {version}"}
 
 
 def zun_error(r: httpx.Response, status: int) -> str:

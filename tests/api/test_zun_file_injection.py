@@ -19,15 +19,12 @@ import httpx
 import pytest
 
 from tests.helpers import ScriptedAgent, make_member
+from tests.helpers import zun_headers as h
 
 pytestmark = pytest.mark.asyncio
 
 V = "/container/v1"
 CONTENT = b"hello from a file\n"
-
-
-def h(token: str) -> dict[str, str]:
-    return {"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"}
 
 
 def zun_error(r: httpx.Response, status: int) -> str:

@@ -59,6 +59,12 @@ class Cli:
             assert proc.returncode == 0, f"openstack {' '.join(args)}:\n{proc.stderr}"
         return proc
 
+    def add_member(self, project: str, user: str, password: str) -> None:
+        """Create ``project`` and ``user`` in it with the member role, as the admin would."""
+        self.run("project", "create", project)
+        self.run("user", "create", "--project", project, "--password", password, user)
+        self.run("role", "add", "--user", user, "--project", project, "member")
+
     def zun_library(self, expression: str, *, user: str, password: str, project: str) -> Any:
         """Evaluate ``expression`` (JSON-able) with ``zun``, an unmodified zunclient
         Client logged in as ``user``: for calls the ``openstack`` CLI cannot make."""

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
-from tests.functional.docker_engine import TEST_IMAGE, engine_or_skip, ensure_test_image
+from tests.functional.docker_engine import TEST_IMAGE
 from tests.functional.docker_engine import remove_owned as remove_owned_containers
 from tests.live import LiveAgent, berth_agent, live_api
 
@@ -112,13 +112,6 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Any:
-    api = engine_or_skip()
-    ensure_test_image(api)
-    return api
-
-
-@pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[World]:
     work = tmp_path_factory.mktemp("compat-capsules")
     host = f"capsule-{uuid.uuid4().hex[:8]}"
@@ -142,9 +135,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Wor
         ):
             cli = Cli(api.base_url, work)
             for project, user in (("team-a", "alice"), ("team-b", "bob")):
-                cli.run("project", "create", project)
-                cli.run("user", "create", "--project", project, "--password", PW, user)
-                cli.run("role", "add", "--user", user, "--project", project, "member")
+                cli.add_member(project, user, PW)
             yield World(cli, agent, engine, host, work)
     finally:
         remove_owned_containers(engine, host)

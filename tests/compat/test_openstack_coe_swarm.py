@@ -27,10 +27,10 @@ import docker
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
-from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
+from tests.functional.docker_engine import remove_owned
 from tests.functional.registry import local_registry
 from tests.helpers import open_clusters_file
-from tests.live import free_port, live_server
+from tests.live import all_in_one_env, live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker, pytest.mark.slow]
 
@@ -121,26 +121,21 @@ def _bridge_gateway(engine: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    engine = engine_or_skip()
-    ensure_test_image(engine)
+def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[World]:
     try:
         engine.inspect_image(NODE_IMAGE)
     except docker.errors.ImageNotFound:
         pytest.fail(f"{NODE_IMAGE} is missing: run scripts/lib.sh build_swarm_node_image")
     work = tmp_path_factory.mktemp("compat-swarm")
     host = f"swarm-{uuid.uuid4().hex[:8]}"
-    env = {
-        "BERTH_DATA_DIR": str(work / "data"),
-        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
-        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    env = all_in_one_env(
+        work,
+        host,
+        ADMIN_PASSWORD,
         # Members run clusters here, as an operator's policy file allows (admin-only by default).
-        "BERTH_POLICY_FILE": str(open_clusters_file(work)),
-        "BERTH_ALL_IN_ONE": "true",
-        "BERTH_AGENT_HOST": host,
-        "BERTH_AGENT_PORT": str(free_port()),
-        "BERTH_CLUSTER_HEALTH_INTERVAL": "3",
-    }
+        BERTH_POLICY_FILE=str(open_clusters_file(work)),
+        BERTH_CLUSTER_HEALTH_INTERVAL="3",
+    )
     try:
         with contextlib.ExitStack() as stack:
             registry = stack.enter_context(local_registry(bind="0.0.0.0"))
@@ -156,9 +151,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             engine.remove_image(f"{registry}/busybox:latest")
             cli = Cli(base_url, work)
             for project, user in (("swarm-a", "swarm-alice"), ("swarm-b", "swarm-bob")):
-                cli.run("project", "create", project)
-                cli.run("user", "create", "--project", project, "--password", PW, user)
-                cli.run("role", "add", "--user", user, "--project", project, "member")
+                cli.add_member(project, user, PW)
             yield World(cli, engine, node_side, work)
     finally:
         remove_owned(engine, host)

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
-from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
-from tests.live import free_port, live_server
+from tests.functional.docker_engine import remove_owned
+from tests.live import all_in_one_env, live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker]
 
@@ -32,25 +32,14 @@ CONTENT = "injected by the stock client\nsecond line\n"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Path, Any]]:
-    engine = engine_or_skip()
-    ensure_test_image(engine)
+def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tuple[Cli, Path, Any]]:
     work = tmp_path_factory.mktemp("compat-inject")
     host = f"compat-{uuid.uuid4().hex[:8]}"
-    env = {
-        "BERTH_DATA_DIR": str(work / "data"),
-        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
-        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "BERTH_ALL_IN_ONE": "true",
-        "BERTH_AGENT_HOST": host,
-        "BERTH_AGENT_PORT": str(free_port()),
-    }
+    env = all_in_one_env(work, host, ADMIN_PASSWORD)
     try:
         with live_server(env) as base_url:
             cli = Cli(base_url, work)
-            cli.run("project", "create", "team-a")
-            cli.run("user", "create", "--project", "team-a", "--password", PW, "alice")
-            cli.run("role", "add", "--user", "alice", "--project", "team-a", "member")
+            cli.add_member("team-a", "alice", PW)
             yield cli, work, engine
     finally:
         remove_owned(engine, host)

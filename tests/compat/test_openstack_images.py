@@ -12,7 +12,7 @@ import docker.errors
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
-from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
+from tests.functional.docker_engine import remove_owned
 from tests.functional.registry import local_registry
 from tests.live import free_port, live_server
 
@@ -22,9 +22,9 @@ PW = "member-pw-123"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, str, str, Any]]:
-    engine = engine_or_skip()
-    ensure_test_image(engine)
+def world(
+    tmp_path_factory: pytest.TempPathFactory, engine: Any
+) -> Iterator[tuple[Cli, str, str, Any]]:
     work = tmp_path_factory.mktemp("compat-images")
     host = f"compat-img-{uuid.uuid4().hex[:8]}"
     env = {
@@ -38,9 +38,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, str, 
             with live_server(env) as base_url:
                 cli = Cli(base_url, work)
                 for project, user in (("team-a", "alice"), ("team-b", "bob")):
-                    cli.run("project", "create", project)
-                    cli.run("user", "create", "--project", project, "--password", PW, user)
-                    cli.run("role", "add", "--user", user, "--project", project, "member")
+                    cli.add_member(project, user, PW)
                 yield cli, host, registry, engine
         finally:
             remove_owned(engine, host)

@@ -23,8 +23,8 @@ import websocket
 
 from tests.compat.oscli import ADMIN_PASSWORD, OPENSTACK, Cli
 from tests.compat.test_openstack_containers import Members, runtime, wait_status, zun_library
-from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
-from tests.live import free_port, live_server
+from tests.functional.docker_engine import remove_owned
+from tests.live import all_in_one_env, live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker]
 
@@ -32,32 +32,20 @@ PW = "member-pw-123"
 
 
 @pytest.fixture(scope="module")
-def engine() -> Any:
-    api = engine_or_skip()
-    ensure_test_image(api)
-    return api
-
-
-@pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tuple[Members, str]]:
     work = tmp_path_factory.mktemp("compat-interactive")
     host = f"compat-{uuid.uuid4().hex[:8]}"
-    env = {
-        "BERTH_DATA_DIR": str(work / "data"),
-        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
-        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "BERTH_ALL_IN_ONE": "true",
-        "BERTH_AGENT_HOST": host,
-        "BERTH_AGENT_PORT": str(free_port()),
-        "BERTH_STREAM_TOKEN_TTL": "3",
-    }
+    env = all_in_one_env(
+        work,
+        host,
+        ADMIN_PASSWORD,
+        BERTH_STREAM_TOKEN_TTL="3",
+    )
     try:
         with live_server(env) as base_url:
             cli = Cli(base_url, work)
             for project, user in (("team-a", "alice"), ("team-b", "bob")):
-                cli.run("project", "create", project)
-                cli.run("user", "create", "--project", project, "--password", PW, user)
-                cli.run("role", "add", "--user", user, "--project", project, "member")
+                cli.add_member(project, user, PW)
             yield Members(cli), base_url
     finally:
         remove_owned(engine, host)

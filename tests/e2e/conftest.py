@@ -22,7 +22,7 @@ import pytest
 from tests.e2e import fake_cluster_driver
 from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
 from tests.helpers import open_clusters_file
-from tests.live import free_port, live_server
+from tests.live import all_in_one_env, live_server, live_token
 
 CHROMIUM = Path(os.environ.get("BERTH_CHROMIUM", "/usr/bin/chromium"))
 # Without the background-networking flags Chromium's own connections are refused on a
@@ -67,24 +67,7 @@ def chromium_or_skip() -> Path:
 
 def user_token(world: World, user: str, password: str, project: str) -> str:
     """A project-scoped token of ``user`` on the live Berth."""
-    return _token(world.base_url, user, password, project)
-
-
-def _token(base_url: str, user: str, password: str, project: str) -> str:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": user, "domain": {"name": "Default"}, "password": password}
-                },
-            },
-            "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
-        }
-    }
-    r = httpx.post(f"{base_url}/identity/v3/auth/tokens", json=body, timeout=30)
-    assert r.status_code == 201, r.text
-    return r.headers["x-subject-token"]
+    return live_token(world.base_url, user, password, project)
 
 
 def add_member(world: World, user: str, *projects: str) -> None:
@@ -125,28 +108,25 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ensure_test_image(engine)
     work = tmp_path_factory.mktemp("e2e")
     host = f"e2e-{uuid.uuid4().hex[:8]}"
-    env = {
-        "BERTH_DATA_DIR": str(work / "data"),
-        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
-        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    env = all_in_one_env(
+        work,
+        host,
+        ADMIN_PASSWORD,
         # Members run clusters here, as an operator's policy file allows (admin-only by default).
-        "BERTH_POLICY_FILE": str(open_clusters_file(work)),
-        "BERTH_ALL_IN_ONE": "true",
-        "BERTH_AGENT_HOST": host,
-        "BERTH_AGENT_PORT": str(free_port()),
-        "BERTH_RECONCILE_INTERVAL": "1",
+        BERTH_POLICY_FILE=str(open_clusters_file(work)),
+        BERTH_RECONCILE_INTERVAL="1",
         # Capsules: a sandbox from the local test image (nothing is pulled from the internet).
-        "BERTH_SANDBOX_IMAGE": "berth-test/busybox:latest",
+        BERTH_SANDBOX_IMAGE="berth-test/busybox:latest",
         # The tests' own registries listen on loopback ports picked later: the operator's
         # allowlist lets members name them (tests/api/test_image_addresses.py checks that
         # loopback is refused without it).
-        "BERTH_IMAGE_REGISTRY_ALLOWLIST": '["127.0.0.1"]',
+        BERTH_IMAGE_REGISTRY_ALLOWLIST='["127.0.0.1"]',
         # Clusters: a driver with steps and no nodes, registered through the entry point.
         **fake_cluster_driver.install(work / "drivers"),
-    }
+    )
     try:
         with live_server(env) as base_url:
-            w = World(base_url, host, _token(base_url, "admin", ADMIN_PASSWORD, "admin"))
+            w = World(base_url, host, live_token(base_url, "admin", ADMIN_PASSWORD, "admin"))
             add_member(w, "alice", "team-a", "team-c")
             add_member(w, "bob", "team-b")
             yield w

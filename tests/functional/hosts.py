@@ -21,7 +21,8 @@ import httpx
 
 from tests.functional.docker_engine import TEST_IMAGE
 from tests.functional.engines import Dockerd, docker_hosts, wait_until
-from tests.live import LiveAgent, LiveApi, berth_agent, live_api
+from tests.helpers import ZUN
+from tests.live import LiveAgent, LiveApi, berth_agent, live_api, live_token
 
 __all__ = [
     "ADMIN_PASSWORD",
@@ -35,7 +36,6 @@ __all__ = [
 
 ADMIN_PASSWORD = "mh-admin-pw"
 AGENT_PASSWORD = "mh-agent-pw"
-ZUN = {"OpenStack-API-Version": "container 1.40"}
 
 
 @dataclass(frozen=True)
@@ -64,20 +64,7 @@ class Cloud:
     def login(
         self, user: str = "admin", password: str = ADMIN_PASSWORD, project: str = "admin"
     ) -> str:
-        body = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {"name": user, "domain": {"name": "Default"}, "password": password}
-                    },
-                },
-                "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
-            }
-        }
-        r = httpx.post(f"{self.api.base_url}/identity/v3/auth/tokens", json=body, timeout=30)
-        assert r.status_code == 201, r.text
-        token = r.headers["x-subject-token"]
+        token = live_token(self.api.base_url, user, password, project)
         if user == "admin":
             self.token = token
         return token

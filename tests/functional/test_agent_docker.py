@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid as uuidlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from berth.runtimes.docker import DockerDriver
 from berth.runtimes.dockermap import TenantLimits
 from tests.functional.docker_engine import (
     DOCKER_URL,
-    engine_or_skip,
     ensure_test_image,
     remove_owned,
 )
@@ -61,14 +60,6 @@ class Site:
     def engine_state(self, uuid: str) -> str | None:
         found = self.api.containers(all=True, filters={"name": f"^/{container_name(uuid)}$"})
         return found[0]["State"] if found else None
-
-
-@pytest.fixture(scope="module")
-def api() -> Iterator[Any]:
-    client = engine_or_skip()
-    ensure_test_image(client)
-    yield client
-    client.close()
 
 
 @pytest.fixture

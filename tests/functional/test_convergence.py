@@ -15,10 +15,10 @@ import contextlib
 import time
 import uuid as uuidlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -29,15 +29,14 @@ from tests.functional.docker_engine import (
     ensure_test_image,
     remove_owned,
 )
-from tests.live import LiveAgent, LiveApi, berth_agent, live_api
+from tests.functional.engines import wait_until
+from tests.helpers import ZUN
+from tests.live import LiveAgent, LiveApi, berth_agent, live_api, live_token
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-T = TypeVar("T")
-
 ADMIN_PASSWORD = "conv-admin-pw"
 AGENT_PASSWORD = "conv-agent-pw"
-ZUN = {"OpenStack-API-Version": "container 1.40"}
 N = 10
 CONVERGE_SECONDS = 45.0
 OUTAGE_SECONDS = 5.0
@@ -66,24 +65,7 @@ class Cloud:
         return self.agent.host
 
     def login(self) -> None:
-        body = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {
-                            "name": "admin",
-                            "domain": {"name": "Default"},
-                            "password": ADMIN_PASSWORD,
-                        }
-                    },
-                },
-                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
-            }
-        }
-        r = httpx.post(f"{self.api.base_url}/identity/v3/auth/tokens", json=body, timeout=30)
-        assert r.status_code == 201, r.text
-        self.token = r.headers["x-subject-token"]
+        self.token = live_token(self.api.base_url, "admin", ADMIN_PASSWORD, "admin")
 
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         headers = {**ZUN, "X-Auth-Token": self.token}
@@ -142,17 +124,6 @@ class Cloud:
         wait_until(lambda: not self.containers(), CONVERGE_SECONDS, "every container deleted")
         wait_until(lambda: not self.runtime(), 10, "no runtime container left")
         assert self.host_usage() == (0, 0, 0.0, 0), "claims outlived their containers"
-
-
-def wait_until(check: Callable[[], T | None], timeout: float, what: str, poll: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
 
 
 @contextlib.contextmanager

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid as uuidlib
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from berth import errors
-from berth.domain.hostsync import DesiredContainer
-from berth.runtimes.base import RuntimeDriver, container_name
+from berth.runtimes.base import RuntimeDriver
 from berth.runtimes.docker import DockerDriver
+from tests.functional.boxes import Box, owned_box
 from tests.functional.docker_engine import (
     DOCKER_URL,
-    engine_or_skip,
-    ensure_test_image,
-    remove_owned,
 )
 
 pytestmark = pytest.mark.docker
@@ -31,50 +26,10 @@ pytestmark = pytest.mark.docker
 MIB = 1024 * 1024
 
 
-@dataclass
-class Box:
-    """One test's engine handle, driver, container UUID and test image."""
-
-    api: Any
-    driver: DockerDriver
-    uuid: str
-    image: str
-
-    def spec(self, **kw: Any) -> DesiredContainer:
-        base = DesiredContainer(
-            uuid=self.uuid,
-            name="web",
-            project_id="proj-1",
-            image=self.image,
-            desired_state="running",
-            spec_version=1,
-            command=["sleep", "300"],
-        )
-        return replace(base, **kw)
-
-    def inspect(self) -> dict[str, Any]:
-        data: dict[str, Any] = self.api.inspect_container(container_name(self.uuid))
-        return data
-
-
-@pytest.fixture(scope="module")
-def api() -> Iterator[Any]:
-    client = engine_or_skip()
-    ensure_test_image(client)
-    yield client
-    client.close()
-
-
 @pytest.fixture
 async def box(api: Any) -> AsyncIterator[Box]:
-    uuid = f"t{uuidlib.uuid4().hex[:16]}"
-    owner = f"test-{uuid}"
-    driver = DockerDriver(DOCKER_URL, owner=owner)
-    try:
-        yield Box(api, driver, uuid, ensure_test_image(api))
-    finally:
-        await driver.close()
-        remove_owned(api, owner, container_name(uuid))
+    async with owned_box(api, Box) as made:
+        yield made
 
 
 async def test_driver_honours_the_protocol(box: Box) -> None:

@@ -26,7 +26,6 @@ from berth.networks.base import network_name
 from berth.networks.bridge import LABEL_NETWORK, LABEL_OWNER, BridgeNetworks
 from berth.networks.hostguard import HostPort, guard_chain
 from tests.functional.docker_engine import (
-    engine_or_skip,
     ensure_test_image,
     remove_owned,
 )
@@ -116,14 +115,6 @@ class Guarded:
         run = self.api.exec_create(name, nc, stdin=False)
         self.api.exec_start(run["Id"])
         return int(self.api.exec_inspect(run["Id"])["ExitCode"]) == 0
-
-
-@pytest.fixture(scope="module")
-def api() -> Iterator[Any]:
-    client = engine_or_skip()
-    ensure_test_image(client)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 
 from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
 from tests.functional.registry import image_store, local_registry
-from tests.live import free_port, live_server
+from tests.live import free_port, live_login, live_server
 
 pytestmark = pytest.mark.docker
 
@@ -36,19 +36,7 @@ class World:
         self.projects: dict[str, str] = {}
 
     def login(self, user: str, password: str, project: str) -> None:
-        body = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {"name": user, "domain": {"name": "Default"}, "password": password}
-                    },
-                },
-                "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
-            }
-        }
-        r = httpx.post(f"{self.url}/identity/v3/auth/tokens", json=body)
-        assert r.status_code == 201, r.text
+        r = live_login(self.url, user, password, project)
         self.tokens[user] = r.headers["x-subject-token"]
         self.projects[user] = r.json()["token"]["project"]["id"]
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import os
 import sqlite3
-import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,14 +22,14 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import PG_ADMIN_DSN, _pg_exec
-from tests.live import live_api
+from tests.conftest import PG_ADMIN_DSN, pg_database
+from tests.helpers import ZUN
+from tests.live import live_api, live_token
 
 pytestmark = [pytest.mark.slow]
 
 ADMIN_PASSWORD = "quota-admin-pw"
 MEMBER_PASSWORD = "quota-member-pw"
-ZUN = {"OpenStack-API-Version": "container 1.40"}
 QUOTA = 3
 CREATES = 20
 
@@ -42,36 +40,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
         return
-    name = f"berth_test_{uuidlib.uuid4().hex[:12]}"
-    try:
-        _pg_exec(f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    try:
-        yield _pg_url(name)
-    finally:
-        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _pg_url(name: str) -> str:
-    host = PG_ADMIN_DSN.split("@", 1)[1].rsplit("/", 1)[0]
-    user = PG_ADMIN_DSN.split("//", 1)[1].split("@", 1)[0]
-    return f"postgresql+asyncpg://{user}@{host}/{name}"
-
-
-def _token(base: str, user: str, password: str, project: str) -> str:
-    ident = {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}
-    body = {
-        "auth": {
-            "identity": {"methods": ["password"], "password": ident},
-            "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
-        }
-    }
-    r = httpx.post(f"{base}/identity/v3/auth/tokens", json=body, timeout=30)
-    assert r.status_code == 201, r.text
-    return r.headers["x-subject-token"]
+    with pg_database() as url:
+        yield url
 
 
 def _member_project(base: str, admin: str) -> str:
@@ -110,7 +80,7 @@ def test_a_quota_of_three_holds_against_twenty_creates_through_two_processes(
         # One after the other: the first migrates the schema.
         apis = [stack.enter_context(live_api(env, workdir=tmp_path / f"api-{i}")) for i in (1, 2)]
         bases = [api.base_url for api in apis]
-        admin = _token(bases[0], "admin", ADMIN_PASSWORD, "admin")
+        admin = live_token(bases[0], "admin", ADMIN_PASSWORD, "admin")
         pid = _member_project(bases[0], admin)
         r = httpx.put(
             f"{bases[1]}/container/v1/quotas/{pid}",
@@ -118,7 +88,7 @@ def test_a_quota_of_three_holds_against_twenty_creates_through_two_processes(
             headers={"X-Auth-Token": admin, **ZUN},
         )
         assert r.status_code == 200, r.text
-        tokens = [_token(base, "quota-u", MEMBER_PASSWORD, "quota-p") for base in bases]
+        tokens = [live_token(base, "quota-u", MEMBER_PASSWORD, "quota-p") for base in bases]
 
         def create(i: int) -> httpx.Response:
             return httpx.post(

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import os
-import uuid as uuidlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import PG_ADMIN_DSN, _pg_exec
+from tests.conftest import pg_database
 from tests.functional.docker_engine import TEST_IMAGE, engine_or_skip, ensure_test_image
 from tests.functional.hosts import ADMIN_PASSWORD, Cloud, Dockerd, docker_hosts
 from tests.live import LiveAgent, LiveApi, berth_agent, live_api
@@ -36,19 +34,8 @@ CPU = 0.25  # with an allocation ratio of 1, a 2-CPU host takes 8
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    name = f"berth_test_{uuidlib.uuid4().hex[:12]}"
-    try:
-        _pg_exec(f'CREATE DATABASE "{name}"')
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    host = PG_ADMIN_DSN.split("@", 1)[1].rsplit("/", 1)[0]
-    user = PG_ADMIN_DSN.split("//", 1)[1].split("@", 1)[0]
-    try:
-        yield f"postgresql+asyncpg://{user}@{host}/{name}"
-    finally:
-        _pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_database() as url:
+        yield url
 
 
 @contextlib.contextmanager

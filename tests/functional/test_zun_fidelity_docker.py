@@ -6,9 +6,7 @@ what it made (containers, networks), whatever happens.
 
 from __future__ import annotations
 
-import uuid as uuidlib
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,37 +16,13 @@ from berth.agent.diff import plan
 from berth.domain.hostsync import DesiredContainer, NetworkRef, Observation
 from berth.networks.base import network_name
 from berth.runtimes.base import container_name
-from berth.runtimes.docker import DockerDriver
-from tests.functional.docker_engine import (
-    DOCKER_URL,
-    engine_or_skip,
-    ensure_test_image,
-    remove_owned,
-)
+from tests.functional.boxes import Box, owned_box
 
 pytestmark = [pytest.mark.docker, pytest.mark.asyncio]
 
 
-@dataclass
-class Host:
+class Host(Box):
     """One test's engine client, driver (its own owner) and container UUID."""
-
-    api: Any
-    driver: DockerDriver
-    uuid: str
-    image: str
-
-    def spec(self, **kw: Any) -> DesiredContainer:
-        base = DesiredContainer(
-            uuid=self.uuid,
-            name="web",
-            project_id="proj-1",
-            image=self.image,
-            desired_state="running",
-            spec_version=1,
-            command=["sleep", "300"],
-        )
-        return replace(base, **kw)
 
     async def converge(self, desired: DesiredContainer) -> Observation:
         """One agent step: plan against what runs, apply, and the observation."""
@@ -65,24 +39,10 @@ class Host:
         return [line.split(":")[1].strip().split("@")[0] for line in out.decode().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def api() -> Iterator[Any]:
-    client = engine_or_skip()
-    ensure_test_image(client)
-    yield client
-    client.close()
-
-
 @pytest.fixture
 async def host(api: Any) -> AsyncIterator[Host]:
-    uuid = f"t{uuidlib.uuid4().hex[:16]}"
-    owner = f"test-{uuid}"
-    driver = DockerDriver(DOCKER_URL, owner=owner)
-    try:
-        yield Host(api, driver, uuid, ensure_test_image(api))
-    finally:
-        await driver.close()
-        remove_owned(api, owner, container_name(uuid))
+    async with owned_box(api, Host) as made:
+        yield made
 
 
 async def test_detaching_the_last_network_leaves_loopback_and_attach_works_again(

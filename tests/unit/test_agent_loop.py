@@ -325,6 +325,25 @@ class _Outage(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
+class _FakeClock:
+    """The back-offs' clock: records each wait and lets it pass at once (in real time)."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self._ticked = asyncio.Condition()
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        async with self._ticked:
+            self._ticked.notify_all()
+        await asyncio.sleep(0.001)  # a turn for the rest of the loop, not a busy spin
+
+    async def until(self, seconds: float) -> None:
+        """Return once the waits add up to ``seconds`` of the agent's time."""
+        async with asyncio.timeout(10), self._ticked:
+            await self._ticked.wait_for(lambda: sum(self.waits) >= seconds)
+
+
 async def test_resumes_within_a_second_once_the_control_plane_is_back(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -333,15 +352,19 @@ async def test_resumes_within_a_second_once_the_control_plane_is_back(
     monkeypatch.setattr(random, "uniform", lambda a, b: 1.0)  # no jitter: exact timings
     rig.settings.heartbeat_interval = 30.0  # nothing else wakes the agent up
     outage = _Outage(httpx.ASGITransport(app=rig.control.app))
+    clock = _FakeClock()
     async with httpx.AsyncClient(transport=outage, base_url="http://control.test") as http:
-        task = asyncio.create_task(
-            Agent(rig.settings, ControlClient(http, PASSWORD), rig.runtime).run()
-        )
+        control = ControlClient(http, PASSWORD)
+        agent = Agent(rig.settings, control, rig.runtime, backoff_sleep=clock.sleep)
+        task = asyncio.create_task(agent.run())
         try:
             await rig.control.put(container("before"))
             await rig.control.wait_for(lambda: rig.control.state_of("before") == "running")
             outage.down = True
-            await asyncio.sleep(4.0)  # tries at 0.2, 0.6, 1.4, 3.0 and then 6.2 s, before
+            clock.waits.clear()
+            # Four seconds of outage on the agent's clock: tries at 0.2, 0.6, 1.4, 3.0
+            # and then 6.2 s, before (the waits double from 0.2 s without a cap).
+            await clock.until(4.0)
             outage.down = False
             await rig.control.put(container("after"))
             await rig.control.wait_for(lambda: rig.control.state_of("after") == "running", 1.5)
@@ -349,6 +372,8 @@ async def test_resumes_within_a_second_once_the_control_plane_is_back(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+    # Once back, the control plane is tried again within a second.
+    assert clock.waits and max(clock.waits) <= 1.0, clock.waits
 
 
 async def test_a_request_that_arrives_while_its_container_is_busy_is_acted_on(rig: Rig) -> None:

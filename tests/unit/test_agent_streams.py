@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib
 import io
 import signal
 import tarfile
@@ -95,34 +94,3 @@ def test_hangup_signals_only_the_session_inside_the_container(tmp_path: Path) ->
     assert session_members(100, "abc123", tmp_path) == [100, 101]
     assert session_members(100, "zzz", tmp_path) == []  # a reused PID: nothing
     assert signal_session(999_999, "abc123", signal.SIGHUP, tmp_path) == 0
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "berth.pipes",
-        "berth.domain.archives",
-        "berth.runtimes.streams",
-        "berth.runtimes.docker_streams",
-        "berth.runtimes.fake_streams",
-        "berth.runtimes.hangup",
-        "berth.agent.streams",
-        "berth.agent.archives",
-        "berth.services.streams",
-        "berth.services.agent_streams",
-        "berth.services.asgi_memory",
-        "berth.services.host_calls",
-        "berth.services.archives",
-        "berth.services.rebuild",
-        "berth.store.stream_tokens",
-        "berth.api.zun.interactive",
-        "berth.api.zun.wsproxy",
-        "berth.api.zun.archives",
-        "berth.api.zun.rebuild",
-    ],
-)
-def test_public_surface_is_listed(module: str) -> None:
-    mod = importlib.import_module(module)
-    assert mod.__all__, module
-    for name in mod.__all__:
-        assert hasattr(mod, name), f"{module}.{name}"

@@ -27,6 +27,7 @@ from berth.cli.credentials import CredentialsError, load_credentials
 from berth.cli.main import app as cli
 from berth.config import Settings
 from tests.conftest import ADMIN_PASSWORD, AGENT_PASSWORD
+from tests.helpers import zun_headers
 
 AUTH_URL = "http://testserver/identity/v3"
 ADMIN_ENV = {
@@ -158,7 +159,7 @@ def test_run_passes_every_option_to_the_api(http: httpx.Client) -> None:
     ).headers["x-subject-token"]
     shown = http.get(
         "/container/v1/containers/opts",
-        headers={"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"},
+        headers=zun_headers(token),
     ).json()
     assert shown["command"] == ["sh", "-c", "x y"]
     assert (shown["cpu"], shown["memory"], shown["environment"]) == (0.5, "64", {"A": "1"})

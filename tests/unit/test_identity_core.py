@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
 
 import pytest
 
@@ -52,25 +51,3 @@ def test_catalog_takes_extra_services_and_is_stable() -> None:
     assert [e["type"] for e in entries] == ["identity", "container", "container-infra"]
     assert _urls(entries)["container-infra"] == {"http://h:1/container-infra/v1"}
     assert entries == catalog.build_catalog("http://h:1", "R", [catalog.CONTAINER_INFRA])
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "berth.identity",
-        "berth.identity.catalog",
-        "berth.identity.models",
-        "berth.identity.passwords",
-        "berth.identity.roles",
-        "berth.identity.tokens",
-        "berth.services.identity",
-        "berth.api.identity.router",
-        "berth.api.identity.schemas",
-        "berth.api.identity.views",
-    ],
-)
-def test_public_surface_is_listed(module: str) -> None:
-    mod = importlib.import_module(module)
-    assert mod.__all__, module
-    for name in mod.__all__:
-        assert hasattr(mod, name), f"{module}.{name}"

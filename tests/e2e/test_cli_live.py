@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from berth.cli.main import app as cli
 from tests.functional.docker_engine import engine_or_skip, ensure_test_image, remove_owned
-from tests.live import free_port, live_server
+from tests.live import all_in_one_env, live_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -30,14 +30,7 @@ def berth_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[s
     ensure_test_image(engine)
     work = tmp_path_factory.mktemp("cli-live")
     host = f"cli-{uuid.uuid4().hex[:8]}"
-    env = {
-        "BERTH_DATA_DIR": str(work / "data"),
-        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
-        "BERTH_ADMIN_PASSWORD": PASSWORD,
-        "BERTH_ALL_IN_ONE": "true",
-        "BERTH_AGENT_HOST": host,
-        "BERTH_AGENT_PORT": str(free_port()),
-    }
+    env = all_in_one_env(work, host, PASSWORD)
     try:
         with live_server(env) as base_url:
             yield (

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from berth.cli.main import app as cli
 from tests.e2e import fake_cluster_driver
-from tests.live import live_server
+from tests.live import live_server, live_token
 
 pytestmark = [pytest.mark.e2e]
 
@@ -40,23 +40,6 @@ def _env(base_url: str, user: str, password: str, project: str) -> dict[str, str
         "OS_CLOUD": "",
         "COLUMNS": "200",
     }
-
-
-def _token(base_url: str) -> str:
-    body = {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {"name": "admin", "domain": {"name": "Default"}, "password": PASSWORD}
-                },
-            },
-            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
-        }
-    }
-    r = httpx.post(f"{base_url}/identity/v3/auth/tokens", json=body, timeout=30)
-    assert r.status_code == 201, r.text
-    return r.headers["x-subject-token"]
 
 
 def _member(base_url: str, token: str) -> None:
@@ -82,7 +65,7 @@ def berth_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         **fake_cluster_driver.install(work / "drivers"),
     }
     with live_server(env) as base_url:
-        token = _token(base_url)
+        token = live_token(base_url, "admin", PASSWORD, "admin")
         template = {
             "name": "cli-tpl",
             "coe": "swarm-mode",
