@@ -78,12 +78,14 @@ def remove_network(client: Any, name: str | None) -> None:
 
 
 def drop_firewall(owner: str) -> int:
-    """Remove the security-group rules an agent called ``owner`` left (after it stopped).
+    """Remove the security-group rules and host guard an agent called ``owner`` left.
 
     A stopped agent leaves its chains in place on purpose (its containers run
     on); a throw-away benchmark agent stopped right after its last delete can
-    stop before its firewall sync removed the last chains. The agent's own
-    network driver finds and removes them. Returns how many.
+    stop before its firewall sync removed the last chains, and it keeps the
+    host guard of its networks until it prunes them. The agent's own network
+    driver finds and removes both (call it once the owner's networks are gone).
+    Returns how many security-group chains it removed.
     """
     from berth import errors
     from berth.networks.bridge import BridgeNetworks
@@ -93,6 +95,7 @@ def drop_firewall(owner: str) -> int:
         try:
             left = await networks.firewalled()
             await networks.write_firewalls(dict.fromkeys(left))
+            await networks.prune(set())  # no network left: its INPUT guard goes too
             return len(left)
         except errors.BerthError:
             return 0  # no iptables or no DOCKER-USER here: nothing was written either
