@@ -15,14 +15,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
-from tests.conftest import PG_ADMIN_DSN, pg_database
+from tests.conftest import PG_ADMIN_DSN
 from tests.helpers import ZUN
 from tests.live import live_api, live_token
 
@@ -32,16 +31,6 @@ ADMIN_PASSWORD = "quota-admin-pw"
 MEMBER_PASSWORD = "quota-member-pw"
 QUOTA = 3
 CREATES = 20
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a database (no schema yet) both processes share."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
-        return
-    with pg_database() as url:
-        yield url
 
 
 def _member_project(base: str, admin: str) -> str:
@@ -67,8 +56,10 @@ def _member_project(base: str, admin: str) -> str:
 
 
 def test_a_quota_of_three_holds_against_twenty_creates_through_two_processes(
-    tmp_path: Path, database: str
+    tmp_path: Path, blank_db_url: str
 ) -> None:
+    """Both processes share one fresh database (``blank_db_url``: SQLite and PostgreSQL)."""
+    database = blank_db_url
     env = {
         "BERTH_DATABASE_URL": database,
         "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
