@@ -60,8 +60,11 @@ def install_tracing() -> None:
     from berth.agent import loop
     from berth.agent.client import ControlClient
     from berth.api.internal.local import LocalControl
+    from berth.events import notify
     from berth.runtimes import docker as docker_driver
-    from berth.services import containers, hosts, identity, notify
+    from berth.services import identity
+    from berth.services.containers import containers
+    from berth.services.hosts import hosts
     from berth.store.db import Database
 
     for name in ("list_managed", "inspect", "ensure_image", "create", "start", "remove"):

@@ -4,7 +4,7 @@ What it measures
     decision   ``Pipeline.place`` over the process's host snapshot (``HostCache``):
                the pure part, the filters and weighers, with the snapshot
                updated after each decision as a won claim would update it.
-    placement  ``berth.services.placement.place`` in a committed transaction,
+    placement  ``berth.services.hosts.placement.place`` in a committed transaction,
                one per placement: the snapshot cache (including its periodic
                full re-read), the pipeline, and the claim -- the conditional
                ``UPDATE hosts ... WHERE generation = :seen`` (in a savepoint on
@@ -58,8 +58,8 @@ from sqlalchemy import insert
 
 from bench._common import fresh_pg_database, machine, summary
 from berth.scheduler import Pipeline, PlacementRequest, build_pipeline
-from berth.services.host_cache import AGENT_BINARY, HostCache, read_hosts
-from berth.services.placement import place
+from berth.services.hosts.cache import AGENT_BINARY, HostCache, read_hosts
+from berth.services.hosts.placement import place
 from berth.store.db import Database
 from berth.store.tables import ContainerRow, HostRow, ServiceRow
 

@@ -23,12 +23,12 @@ from berth.api.zun.microversions import ZunPathMiddleware
 from berth.clusters.registry import load_drivers
 from berth.config import Settings
 from berth.dashboard import build_router as build_dashboard_router
+from berth.events.notify import Notifier
 from berth.services import identity as identity_service
 from berth.services import worker
-from berth.services.agents import AgentCalls
 from berth.services.env import build_env
+from berth.services.hosts.agents import AgentCalls
 from berth.services.identity import cache as identity_cache
-from berth.services.notify import Notifier
 from berth.store.db import Database
 from berth.store.listen import PgListener, pg_notify
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from berth.config import Settings
+from berth.events.notify import Notifier
 from berth.services.env import Env
-from berth.services.notify import Notifier
 from berth.store.db import Database
 
 __all__ = ["AppState"]

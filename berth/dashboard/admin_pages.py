@@ -17,7 +17,8 @@ from berth.dashboard.pages import redirect
 from berth.dashboard.render import env_of, page
 from berth.dashboard.session import Session
 from berth.identity.models import Project
-from berth.services import hosts_admin, identity, quotas
+from berth.services import identity, quotas
+from berth.services.hosts import admin as hosts_admin
 from berth.store.tables import HostRow, ServiceRow
 
 __all__ = ["hosts_page", "quota_update", "quotas_page", "service_update", "services_page"]

@@ -1,5 +1,6 @@
 """Capsules (Zun's pods): the list with each member's live status, create from a template,
-delete. Through ``berth.services.capsules`` with the session's context (``capsule:*``)."""
+delete. Through ``berth.services.containers.capsules`` with the session's context
+(``capsule:*``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from berth import errors
 from berth.dashboard.pages import explain, redirect
 from berth.dashboard.render import env_of, fragment, page, permissions
 from berth.dashboard.session import Flash, Session
-from berth.services import capsules
+from berth.services.containers import capsules
 
 __all__ = ["capsule_create", "capsule_delete", "capsule_rows", "capsules_page"]
 

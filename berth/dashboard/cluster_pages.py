@@ -2,7 +2,7 @@
 cluster's node groups, addresses, health and step timeline, delete, and the download of its
 client configuration.
 
-Everything goes through ``berth.services.clusters`` / ``cluster_templates`` /
+Everything goes through ``berth.services.clusters.clusters`` / ``cluster_templates`` /
 ``cluster_nodegroups`` with the session's context, so policy and tenancy are the API's
 (another project's cluster is a 404). The configuration bundle is what
 ``openstack coe cluster config`` writes: a fresh client key, its certificate signed by the
@@ -28,9 +28,12 @@ from berth.dashboard.session import Flash, Session
 from berth.domain import cluster_templates as template_spec
 from berth.domain.cluster_settings import DEFAULT_CREATE_TIMEOUT, ClusterSettings
 from berth.domain.clusters import FLAVORS
-from berth.services import cluster_lifecycle, cluster_nodegroups, cluster_templates, timeline
-from berth.services import clusters as svc
-from berth.services.cluster_groups import display_status
+from berth.services.clusters import clusters as svc
+from berth.services.clusters import lifecycle as cluster_lifecycle
+from berth.services.clusters import nodegroups as cluster_nodegroups
+from berth.services.clusters import templates as cluster_templates
+from berth.services.clusters.groups import display_status
+from berth.services.containers import timeline
 from berth.store.tables import ClusterRow
 
 __all__ = [

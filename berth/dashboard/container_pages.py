@@ -1,6 +1,7 @@
 """Container pages: the list with live status, the create form, the detail page with its live
 status, logs, actions and action history. Every read and change goes through
-``berth.services.containers`` / ``container_ops``, so policy and tenancy are the API's."""
+``berth.services.containers.containers`` / ``ops``, so policy and tenancy are the
+API's."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from berth.dashboard.pages import explain, redirect
 from berth.dashboard.render import TERMINAL_CSP, Can, env_of, fragment, page, permissions
 from berth.dashboard.session import Flash, Session, check_csrf, read_form
 from berth.domain.containers import action_allowed
-from berth.services import container_ops as ops
-from berth.services import containers as svc
-from berth.services import networks, quotas, volumes
-from berth.services import security_groups as groups_svc
+from berth.services import quotas, volumes
+from berth.services.containers import containers as svc
+from berth.services.containers import ops
+from berth.services.networks import networks
+from berth.services.networks import security_groups as groups_svc
 from berth.store.tables import ContainerRow
 
 __all__ = [

@@ -9,7 +9,8 @@ from starlette.responses import Response
 
 from berth.dashboard.render import env_of, fragment, page
 from berth.dashboard.session import Session
-from berth.services import identity, timeline
+from berth.services import identity
+from berth.services.containers import timeline
 
 __all__ = ["events_page", "events_rows"]
 

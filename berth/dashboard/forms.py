@@ -13,7 +13,7 @@ from typing import Any
 
 from berth import errors
 from berth.config import Settings
-from berth.services.containers import NewContainer
+from berth.services.containers.containers import NewContainer
 
 __all__ = ["RESTART_POLICIES", "blank_form", "container_from_form"]
 

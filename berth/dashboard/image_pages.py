@@ -1,6 +1,6 @@
 """Images (pulled onto hosts, or in the image store) and the project's private registries.
 
-Every read and change goes through ``berth.services.images`` / ``registries``, so the
+Every read and change goes through ``berth.services.images.images`` / ``registries``, so the
 policy is the API's: listing and pulling host images is for admins by default
 (``image:get_all``, ``image:pull``), registries belong to the project
 (``registry:*``; their passwords are write-only, never shown).
@@ -17,10 +17,10 @@ from berth import errors
 from berth.dashboard.pages import redirect
 from berth.dashboard.render import env_of, page
 from berth.dashboard.session import Session
-from berth.services import hosts_admin
-from berth.services import images as image_svc
-from berth.services import registries as registry_svc
-from berth.services.registries import RegistryFields
+from berth.services.hosts import admin as hosts_admin
+from berth.services.images import images as image_svc
+from berth.services.images import registries as registry_svc
+from berth.services.images.registries import RegistryFields
 
 __all__ = [
     "image_delete",

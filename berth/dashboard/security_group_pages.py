@@ -1,7 +1,7 @@
 """The project's security groups and their ingress rules: list, create, add and delete rules,
 delete.
 
-Through ``berth.services.security_groups`` (what ``/v1/security_groups`` calls) with the
+Through ``berth.services.networks.security_groups`` (what ``/v1/security_groups`` calls) with the
 session's context, so validation, policy (``security_group:*``) and tenancy are the API's:
 a bad rule, the default group or a group in use comes back as a flash with the API's message.
 """
@@ -17,8 +17,8 @@ from berth import errors
 from berth.dashboard.pages import redirect
 from berth.dashboard.render import env_of, page
 from berth.dashboard.session import Session
-from berth.services import security_groups as svc
-from berth.services.security_groups import RuleFields
+from berth.services.networks import security_groups as svc
+from berth.services.networks.security_groups import RuleFields
 
 __all__ = [
     "group_create",

@@ -1,6 +1,6 @@
 """The project's networks and volumes: list, create, delete.
 
-Through ``berth.services.networks`` / ``volumes`` with the session's context, so policy
+Through ``berth.services.networks.networks`` / ``volumes`` with the session's context, so policy
 (``network:*``, ``volume:*``) and tenancy are the API's. A network or volume in use is a
 flash saying which containers to detach or delete first.
 """
@@ -16,7 +16,8 @@ from berth import errors
 from berth.dashboard.pages import redirect
 from berth.dashboard.render import env_of, page
 from berth.dashboard.session import Session
-from berth.services import networks, volumes
+from berth.services import volumes
+from berth.services.networks import networks
 
 __all__ = [
     "network_create",

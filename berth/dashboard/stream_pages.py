@@ -26,7 +26,7 @@ from berth import errors
 from berth.dashboard.pages import explain
 from berth.dashboard.render import SECURITY_HEADERS, env_of
 from berth.dashboard.session import Session, check_csrf, load_session, read_form
-from berth.services import streams
+from berth.services.containers import streams
 
 __all__ = ["follow_logs", "json_route", "open_terminal", "resize_terminal"]
 

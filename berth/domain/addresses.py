@@ -7,7 +7,7 @@ a port scanner of the machines it runs on. Refused: loopback, link-local
 (169.254/16 with the cloud metadata address, fe80::/10), unspecified, and the
 platform hosts' own addresses, written any way a resolver would read them
 (``2130706433``, ``0x7f.1``, ``127.1``, ``[::ffff:127.0.0.1]``). DNS names
-are resolved elsewhere (``berth.services.address_check``); their addresses
+are resolved elsewhere (``berth.services.images.address_check``); their addresses
 come back here.
 """
 

@@ -12,11 +12,11 @@ from berth import errors
 from berth.config import Settings
 from berth.domain.context import RequestContext
 from berth.domain.policy import Credentials, Policy
+from berth.events.notify import Notifier
 from berth.identity.roles import effective_roles
 from berth.scheduler import Pipeline, build_pipeline
-from berth.services.agents import AgentCalls
-from berth.services.host_cache import HostCache
-from berth.services.notify import Notifier
+from berth.services.hosts.agents import AgentCalls
+from berth.services.hosts.cache import HostCache
 from berth.services.secrets import SecretBox, open_box
 from berth.store.db import Database
 
@@ -32,7 +32,7 @@ class Env:
     agents: AgentCalls
     pipeline: Pipeline
     secrets: SecretBox
-    # The scheduler's snapshot of the hosts, per process (see services/host_cache.py).
+    # The scheduler's snapshot of the hosts, per process (see services/hosts/cache.py).
     host_cache: HostCache = field(default_factory=HostCache)
 
     def allowed(self, ctx: RequestContext, rule: str, project_id: str | None = None) -> bool:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import VolumeMount
-from berth.services import injected_files
+from berth.services.containers import files as injected_files
 from berth.services.env import Env
 from berth.store.base import new_uuid, utcnow
 from berth.store.paging import page, page_size
@@ -357,7 +357,7 @@ def desired_mounts(row: ContainerRow) -> list[VolumeMount]:
     result: list[VolumeMount] = []
     for m in row.mounts or []:
         if m.get("type") == "file":
-            continue  # an injected file (berth.services.injected_files), not a mount
+            continue  # an injected file (berth.services.containers.files), not a mount
         if m.get("type") == "bind":
             result.append(VolumeMount("", m["destination"], host_path=m["source"]))
             continue

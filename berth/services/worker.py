@@ -9,13 +9,14 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from berth.clusters.registry import load_drivers
-from berth.services import cluster_quotas, identity
-from berth.services.cluster_health import ClusterHealth
-from berth.services.cluster_lifecycle import ClusterWorker
-from berth.services.cluster_nodes import provisioner_for
+from berth.events.amqp import AmqpRelay
+from berth.services import identity
+from berth.services.clusters import quotas as cluster_quotas
+from berth.services.clusters.health import ClusterHealth
+from berth.services.clusters.lifecycle import ClusterWorker
+from berth.services.clusters.nodes import provisioner_for
 from berth.services.env import Env
-from berth.services.host_watch import mark_lost_hosts
-from berth.services.notify_amqp import AmqpRelay
+from berth.services.hosts.watch import mark_lost_hosts
 
 __all__ = ["run"]
 
@@ -45,7 +46,7 @@ def _jobs(env: Env) -> list[tuple[str, float, Callable[[Env], Awaitable[int]]]]:
     ]
     if env.settings.notification_url:
         relay = AmqpRelay(env.settings.notification_url, env.settings.notification_exchange)
-        jobs.append(("cluster notifications", 1.0, relay.tick))
+        jobs.append(("cluster notifications", 1.0, lambda env: relay.tick(env.db)))
     return jobs
 
 

@@ -25,8 +25,8 @@ from berth.clusters import (
     Report,
 )
 from berth.config import Settings
-from berth.services.cluster_lifecycle import ClusterWorker
-from berth.services.cluster_nodes import provisioner_for
+from berth.services.clusters.lifecycle import ClusterWorker
+from berth.services.clusters.nodes import provisioner_for
 from tests.helpers import ZUN, ScriptedAgent, make_member
 
 V = "/container-infra/v1"

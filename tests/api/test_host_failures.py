@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from berth.config import Settings
-from berth.services.host_watch import mark_lost_hosts
+from berth.services.hosts.watch import mark_lost_hosts
 from tests.helpers import ScriptedAgent
 from tests.helpers import zun_headers as h
 
@@ -133,7 +133,7 @@ async def test_a_host_that_answers_again_shows_its_containers_as_last_seen(
 async def test_the_scheduler_cache_sees_a_silent_host_turn_down_on_time(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    from berth.services.host_cache import HostCache
+    from berth.services.hosts.cache import HostCache
 
     quiet, talking = ScriptedAgent(client, "cd-quiet"), ScriptedAgent(client, "cd-talking")
     await quiet.register()

@@ -26,7 +26,7 @@ from berth.clusters import (
     Report,
 )
 from berth.config import Settings
-from berth.services import cluster_lifecycle
+from berth.services.clusters import lifecycle as cluster_lifecycle
 from berth.store.base import utcnow
 from berth.store.tables import ClusterRow, EventRow
 from tests.helpers import make_member, open_clusters

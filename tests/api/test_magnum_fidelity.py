@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from berth.services import cluster_quotas
+from berth.services.clusters import quotas as cluster_quotas
 from tests.helpers import ScriptedAgent, make_member, zun_headers
 
 V = "/container-infra/v1"

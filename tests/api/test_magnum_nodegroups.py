@@ -30,7 +30,8 @@ from berth.clusters import (
 )
 from berth.config import ClusterFlavor, Settings
 from berth.domain.clusters import default_group_uuid
-from berth.services import cluster_lifecycle, cluster_quotas
+from berth.services.clusters import lifecycle as cluster_lifecycle
+from berth.services.clusters import quotas as cluster_quotas
 from berth.store import db as store_db
 from berth.store.base import UtcDateTime
 from berth.store.db import Database

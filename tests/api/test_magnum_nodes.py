@@ -18,8 +18,8 @@ from berth.clusters import (
     Report,
 )
 from berth.config import Settings
-from berth.services.cluster_lifecycle import ClusterWorker
-from berth.services.cluster_nodes import provisioner_for
+from berth.services.clusters.lifecycle import ClusterWorker
+from berth.services.clusters.nodes import provisioner_for
 from tests.helpers import ZUN, ScriptedAgent, make_member, open_clusters
 
 MAG = {"OpenStack-API-Version": "container-infra latest"}

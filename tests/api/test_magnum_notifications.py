@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from berth.services.notify_amqp import AmqpRelay
+from berth.events.amqp import AmqpRelay
 from tests.api.test_magnum_clusters import MAG, V, World
 
 AMQP_URL = os.environ.get("BERTH_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
@@ -45,8 +45,8 @@ async def test_notifications_reach_rabbitmq(
         cluster = await world.cluster(admin_token)
         await world.work()
         env = app.state.berth.env
-        assert await relay.tick(env) == 2  # create pending + create success
-        assert await relay.tick(env) == 0  # the cursor moved on
+        assert await relay.tick(env.db) == 2  # create pending + create success
+        assert await relay.tick(env.db) == 0  # the cursor moved on
         got = []
         for _ in range(2):
             msg = await queue.get(timeout=5)
@@ -67,7 +67,7 @@ async def test_notifications_reach_rabbitmq(
             headers={"X-Auth-Token": admin_token, **MAG},
         )
         await world.work()
-        assert await relay.tick(env) == 2
+        assert await relay.tick(env.db) == 2
         keys = []
         for _ in range(2):
             msg = await queue.get(timeout=5)

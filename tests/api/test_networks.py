@@ -363,7 +363,7 @@ async def test_a_network_deleted_while_a_create_reads_is_a_clear_409(
 ) -> None:
     """Networks are resolved before the create's write transaction; a delete that
     lands in between must not leave a container on a network that is gone."""
-    from berth.services import networks as networks_service
+    from berth.services.networks import networks as networks_service
 
     alice, _ = members
     await net(client, alice, "shortlived")

@@ -39,7 +39,7 @@ from berth.api.app import create_app
 from berth.clusters import DriverRegistry
 from berth.config import Settings
 from berth.identity import passwords
-from berth.services import cluster_lifecycle
+from berth.services.clusters import lifecycle as cluster_lifecycle
 from tests.api.test_magnum_clusters import FakeDriver, FakeNodes, _csr
 from tests.conftest import ADMIN_PASSWORD, AGENT_PASSWORD, _migrate, issue_token
 from tests.helpers import ZUN, ScriptedAgent, make_member

@@ -15,7 +15,7 @@ import httpx
 from fastapi import FastAPI
 
 from berth.runtimes.fake import FakeDriver
-from berth.services.asgi_memory import MemoryWebSocket
+from berth.services.hosts.asgi_memory import MemoryWebSocket
 from tests.api.test_system_inmemory import run, wait_status
 from tests.helpers import make_member
 from tests.helpers import zun_headers as h

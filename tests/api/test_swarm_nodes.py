@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from berth.clusters import NodeSpec
 from berth.domain.context import RequestContext
-from berth.services.cluster_nodes import ContainerNodes
+from berth.services.clusters.nodes import ContainerNodes
 from tests.helpers import ZUN, ScriptedAgent, make_member
 
 pytestmark = pytest.mark.asyncio

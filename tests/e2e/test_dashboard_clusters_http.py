@@ -19,8 +19,8 @@ from fastapi import FastAPI
 from berth.clusters.registry import DriverRegistry
 from berth.config import Settings
 from berth.dashboard.capsule_pages import EXAMPLE
-from berth.services import cluster_lifecycle
-from berth.services.cluster_nodes import provisioner_for
+from berth.services.clusters import lifecycle as cluster_lifecycle
+from berth.services.clusters.nodes import provisioner_for
 from tests.conftest import ADMIN_PASSWORD
 from tests.e2e.fake_cluster_driver import FakeClusterDriver
 from tests.e2e.test_dashboard_http import MEMBER_PW, _csrf, login

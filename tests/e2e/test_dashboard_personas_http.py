@@ -16,8 +16,8 @@ import pytest
 from fastapi import FastAPI
 
 from berth.clusters.registry import DriverRegistry
-from berth.services import cluster_lifecycle
-from berth.services.cluster_nodes import provisioner_for
+from berth.services.clusters import lifecycle as cluster_lifecycle
+from berth.services.clusters.nodes import provisioner_for
 from tests.conftest import ADMIN_PASSWORD, issue_token
 from tests.e2e.fake_cluster_driver import FakeClusterDriver
 from tests.e2e.test_dashboard_http import MEMBER_PW, _csrf, login

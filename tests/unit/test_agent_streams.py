@@ -15,7 +15,7 @@ from berth.agent.server import create_agent_app
 from berth.domain.hostsync import DesiredContainer
 from berth.runtimes.fake import FakeDriver
 from berth.runtimes.hangup import session_members, signal_session
-from berth.services.asgi_memory import MemoryResponse, MemoryWebSocket
+from berth.services.hosts.asgi_memory import MemoryResponse, MemoryWebSocket
 
 KEY = "agent-key"
 AUTH = {"authorization": f"Bearer {KEY}"}

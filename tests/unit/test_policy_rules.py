@@ -41,40 +41,40 @@ BUILT: dict[tuple[str, str], set[str]] = {
     ("api/zun/views.py", "f'container:get_one:{field}'"): {
         f"container:get_one:{f}" for f in ("host", "image_pull_policy", "privileged", "runtime")
     },
-    ("services/cluster_nodegroups.py", "f'nodegroup:{rule}'"): {
+    ("services/clusters/nodegroups.py", "f'nodegroup:{rule}'"): {
         "nodegroup:get", "nodegroup:get_all",
     },
-    ("services/cluster_templates.py", "f'clustertemplate:{rule}'"): {
+    ("services/clusters/templates.py", "f'clustertemplate:{rule}'"): {
         "clustertemplate:get_all", "clustertemplate:detail",
     },
-    ("services/cluster_templates.py", "f'{rule}_all_projects'"): {
+    ("services/clusters/templates.py", "f'{rule}_all_projects'"): {
         f"{stem}_all_projects" for stem in _TEMPLATE_SCOPES
     },
-    ("services/clusters.py", "f'cluster:{rule}_all_projects'"): {
+    ("services/clusters/clusters.py", "f'cluster:{rule}_all_projects'"): {
         f"cluster:{r}_all_projects" for r in {"get_all", "detail", *_CLUSTER_FIND}
     },
-    ("services/clusters.py", "f'cluster:{rule}'"): {"cluster:get_all", "cluster:detail"},
-    ("services/container_ops.py", "f'container:{action}'"): {
+    ("services/clusters/clusters.py", "f'cluster:{rule}'"): {"cluster:get_all", "cluster:detail"},
+    ("services/containers/ops.py", "f'container:{action}'"): {
         f"container:{a}" for a in _CONTAINER_ACTIONS
     },
     ("dashboard/container_pages.py", "f'container:{value}'"): {  # the action buttons
         f"container:{a}" for a in ("start", "stop", "reboot", "pause", "unpause", "kill", "delete")
     },
-    ("services/containers.py", "f'container:{a}'"): {  # _NODE_GUARDED
+    ("services/containers/containers.py", "f'container:{a}'"): {  # _NODE_GUARDED
         f"container:{a}"
         for a in ("execute", "attach", "get_archive", "put_archive", "commit", "rebuild",
                   "update", "resize_container")
     },
-    ("services/containers.py", "f'container:{action}'"): {
+    ("services/containers/containers.py", "f'container:{action}'"): {
         "container:update", "container:resize_container",
     },
-    ("services/host_calls.py", "f'container:{action}'"): {
+    ("services/hosts/calls.py", "f'container:{action}'"): {
         f"container:{a}" for a in _STREAM_AND_ARCHIVE | _CONTAINER_CALLS
     },
-    ("services/networks.py", "f'container:{action}'"): {
+    ("services/networks/networks.py", "f'container:{action}'"): {
         "container:network_attach", "container:network_detach",
     },
-    ("services/security_groups.py", "f'container:{action}'"): {
+    ("services/networks/security_groups.py", "f'container:{action}'"): {
         "container:add_security_group", "container:remove_security_group",
     },
 }  # fmt: skip

@@ -31,8 +31,10 @@ from berth.api.state import AppState
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import DesiredHost, HostReport, InjectedFile, Observation
 from berth.identity.models import AuthRequest, PasswordCredentials, ScopeRequest
-from berth.services import hosts, image_refs, injected_files
+from berth.services.containers import files as injected_files
+from berth.services.hosts import hosts
 from berth.services.identity import auth
+from berth.services.images import refs as image_refs
 
 __all__ = ["LocalControl"]
 

@@ -15,7 +15,9 @@ from berth.api.deps import Caller, State
 from berth.api.openapi import body, model_schema, wrapped
 from berth.api.zun.params import json_body
 from berth.domain.hostsync import DesiredHost, HostReport, InjectedFile, Observation
-from berth.services import hosts, image_refs, injected_files
+from berth.services.containers import files as injected_files
+from berth.services.hosts import hosts
+from berth.services.images import refs as image_refs
 
 __all__ = ["MAX_WAIT", "desired_query", "router"]
 

@@ -24,8 +24,8 @@ from berth.api.openapi import JSON_PATCH, body, kinds_schema, props
 from berth.clusters import pki
 from berth.clusters.registry import DriverRegistry
 from berth.domain.clusters import CREATE_FIELDS
-from berth.services import cluster_lifecycle
-from berth.services import clusters as svc
+from berth.services.clusters import clusters as svc
+from berth.services.clusters import lifecycle as cluster_lifecycle
 
 __all__ = ["router"]
 

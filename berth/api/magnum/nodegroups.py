@@ -15,8 +15,8 @@ from berth.api.microversions import APIVersion
 from berth.api.openapi import JSON_PATCH, body, kinds_schema
 from berth.domain.cluster_settings import ClusterSettings, NodeGroupSettings
 from berth.domain.clusters import NODEGROUP_FIELDS
-from berth.services import cluster_groups
-from berth.services import cluster_nodegroups as svc
+from berth.services.clusters import groups as cluster_groups
+from berth.services.clusters import nodegroups as svc
 from berth.store.tables import NodeGroupRow
 
 __all__ = ["router"]

@@ -12,7 +12,7 @@ from berth.api.deps import Caller, State
 from berth.api.magnum.templates import read_json
 from berth.api.magnum.views import iso, page
 from berth.api.openapi import body, props
-from berth.services import cluster_quotas as svc
+from berth.services.clusters import quotas as svc
 
 __all__ = ["router"]
 

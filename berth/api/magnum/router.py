@@ -11,7 +11,7 @@ from berth.api.deps import Caller, State
 from berth.api.magnum import clusters, nodegroups, quotas, templates
 from berth.api.magnum.microversions import MAX_VERSION, MIN_VERSION
 from berth.api.magnum.views import app_url
-from berth.services import clusters as cluster_svc
+from berth.services.clusters import clusters as cluster_svc
 
 __all__ = ["router"]
 

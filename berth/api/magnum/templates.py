@@ -13,7 +13,7 @@ from berth.api.bounds import INT32_MAX, check_int_field, check_no_nul
 from berth.api.deps import Caller, State
 from berth.api.magnum.views import TEMPLATE_SORT_KEYS, app_url, page, template_view
 from berth.api.openapi import JSON_PATCH, TEMPLATE_BODY, body
-from berth.services import cluster_templates as svc
+from berth.services.clusters import templates as svc
 
 __all__ = ["MAX_CREATE_TIMEOUT", "read_json", "router"]
 

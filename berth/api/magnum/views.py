@@ -13,7 +13,7 @@ from berth import errors
 from berth.api.magnum.microversions import PREFIX
 from berth.api.zun.microversions import APIVersion
 from berth.domain.cluster_settings import ClusterSettings
-from berth.services.cluster_templates import attributes
+from berth.services.clusters.templates import attributes
 from berth.store.tables import ClusterRow, ClusterTemplateRow
 
 __all__ = [

@@ -15,7 +15,9 @@ from berth.api.openapi import body, kinds_schema, props
 from berth.api.zun.microversions import APIVersion, require
 from berth.api.zun.params import action_params, parse_bool
 from berth.api.zun.views import endpoint_url, host_view, service_view, stored_binary
-from berth.services import host_watch, hosts_admin, quotas
+from berth.services import quotas
+from berth.services.hosts import admin as hosts_admin
+from berth.services.hosts import watch as host_watch
 
 __all__ = ["router"]
 

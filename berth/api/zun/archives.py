@@ -18,7 +18,7 @@ from berth.api.deps import Caller, State
 from berth.api.openapi import body, props
 from berth.api.zun.microversions import APIVersion, version_of
 from berth.api.zun.params import action_params
-from berth.services import archives
+from berth.services.containers import archives
 
 __all__ = ["router"]
 

@@ -22,7 +22,7 @@ from berth.api.zun.params import (
 )
 from berth.api.zun.views import container_view, endpoint_url, links, zun_time
 from berth.domain.context import RequestContext
-from berth.services import capsules as svc
+from berth.services.containers import capsules as svc
 from berth.services.env import Env
 from berth.store.tables import CapsuleRow, ContainerRow
 

@@ -35,10 +35,9 @@ from berth.api.zun.schemas import (
     parse_model,
 )
 from berth.api.zun.views import action_view, container_view, endpoint_url, event_view
-from berth.services import container_ops as ops
-from berth.services import containers as svc
-from berth.services import streams
-from berth.services.containers import NewContainer
+from berth.services.containers import containers as svc
+from berth.services.containers import ops, streams
+from berth.services.containers.containers import NewContainer
 
 __all__ = ["router"]
 

@@ -23,8 +23,9 @@ from berth.api.zun.params import (
 )
 from berth.api.zun.schemas import parse_model
 from berth.api.zun.views import endpoint_url, links
-from berth.services import image_search, image_store
-from berth.services import images as svc
+from berth.services.images import images as svc
+from berth.services.images import search as image_search
+from berth.services.images import store as image_store
 from berth.store.tables import ImageRow
 
 __all__ = ["image_view", "router"]

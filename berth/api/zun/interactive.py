@@ -19,7 +19,7 @@ from berth import errors
 from berth.api.deps import Caller, State
 from berth.api.openapi import body, props
 from berth.api.zun.params import action_params, parse_int
-from berth.services import streams
+from berth.services.containers import streams
 
 __all__ = ["follow_logs", "router"]
 

@@ -21,8 +21,8 @@ from berth.api.zun.microversions import APIVersion, require, version_of
 from berth.api.zun.params import action_params, json_body, parse_bool, reject_unknown
 from berth.api.zun.schemas import NAME_RE
 from berth.api.zun.views import endpoint_url, links
-from berth.services import containers
-from berth.services import networks as svc
+from berth.services.containers import containers
+from berth.services.networks import networks as svc
 from berth.store.tables import NetworkRow
 
 __all__ = ["network_view", "router"]

@@ -14,8 +14,8 @@ from berth.api.zun.microversions import APIVersion, version_of
 from berth.api.zun.params import action_params
 from berth.api.zun.schemas import ContainerPatch, int_in, number_in, parse_model
 from berth.api.zun.views import container_view
-from berth.services import containers as svc
-from berth.services import rebuild as rebuild_svc
+from berth.services.containers import containers as svc
+from berth.services.containers import rebuild as rebuild_svc
 
 __all__ = ["router"]
 

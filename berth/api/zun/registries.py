@@ -20,8 +20,8 @@ from berth.api.zun.params import (
 )
 from berth.api.zun.schemas import NAME_RE, parse_model
 from berth.api.zun.views import endpoint_url, links
-from berth.services import registries as svc
-from berth.services.registries import RegistryFields
+from berth.services.images import registries as svc
+from berth.services.images.registries import RegistryFields
 from berth.store.tables import RegistryRow
 
 __all__ = ["registry_view", "router"]

@@ -21,8 +21,8 @@ from berth.api.openapi import body, model_schema, props, wrapped
 from berth.api.zun.params import action_params, json_body, parse_bool, reject_unknown
 from berth.api.zun.schemas import NAME_RE, parse_model
 from berth.api.zun.views import endpoint_url, links
-from berth.services import security_groups as svc
-from berth.services.security_groups import RuleFields
+from berth.services.networks import security_groups as svc
+from berth.services.networks.security_groups import RuleFields
 from berth.store.tables import SecurityGroupRow
 
 __all__ = ["group_view", "router"]

@@ -10,7 +10,7 @@ from fastapi import Request
 from berth.api.zun.microversions import PREFIX
 from berth.domain.context import RequestContext
 from berth.services.env import Env
-from berth.services.host_cache import AGENT_BINARY
+from berth.services.hosts.cache import AGENT_BINARY
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow, HostRow, ServiceRow
 
 __all__ = [

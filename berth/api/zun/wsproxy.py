@@ -28,7 +28,7 @@ from berth.api.errors import status_of
 from berth.api.state import AppState
 from berth.config import Settings
 from berth.pipes import LineEscape, Utf8Aligned, splice
-from berth.services import streams
+from berth.services.containers import streams
 
 __all__ = ["router"]
 

@@ -1,0 +1,57 @@
+"""File copy (``openstack appcontainer cp``): a tar out of a container, a checked tar in."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from berth import errors
+from berth.domain.archives import check_upload
+from berth.domain.context import RequestContext
+from berth.services.env import Env
+from berth.services.hosts.calls import call_agent, container_for
+
+__all__ = ["get_archive", "put_archive"]
+
+_COPY_TIMEOUT = 300.0  # seconds: up to archive_max_bytes through the agent
+
+
+def _path(path: str | None) -> str:
+    if not path or path == "None":
+        raise errors.Invalid("Invalid input for field 'path': a path in the container is required.")
+    return path
+
+
+async def get_archive(
+    env: Env, ctx: RequestContext, ident: str, path: str | None
+) -> tuple[bytes, dict[str, Any]]:
+    """The tar of ``path`` in the container and the engine's stat of it."""
+    row = await container_for(env, ctx, ident, "get_archive")
+    limit = env.settings.archive_max_bytes
+    result = await call_agent(
+        env,
+        row,
+        "GET",
+        "archive",
+        params={"path": _path(path), "limit": limit},
+        timeout=_COPY_TIMEOUT,
+    )
+    return base64.b64decode(result["data"]), dict(result["stat"])
+
+
+async def put_archive(
+    env: Env, ctx: RequestContext, ident: str, path: str | None, data: bytes
+) -> None:
+    """Extract the tar ``data`` into the directory ``path``, refusing unsafe archives (400)."""
+    row = await container_for(env, ctx, ident, "put_archive")
+    limit = env.settings.archive_max_bytes
+    check_upload(data, limit)
+    await call_agent(
+        env,
+        row,
+        "PUT",
+        "archive",
+        params={"path": _path(path), "limit": limit},
+        json={"data": base64.b64encode(data).decode()},
+        timeout=_COPY_TIMEOUT,
+    )

@@ -1,0 +1,464 @@
+"""Capsules (Zun's pods): create, list, show, delete, and stepping a capsule forward.
+
+A capsule is a ``capsules`` row plus container rows with ``capsule_id`` set:
+
+* the **sandbox** (``container_type`` ``sandbox``, the capsule's own UUID): a
+  small always-running container whose network namespace every member joins,
+  which holds the capsule's volumes and carries the capsule's whole resource
+  claim on its host;
+* the **init** containers, run one after the other to completion;
+* the **app** containers, started once every init container exited 0.
+
+Only the sandbox is placed by the scheduler; a member gets the sandbox's host
+(and so becomes visible to that host's agent) only when its turn comes:
+``advance`` does that from the agent's observations, so the sequence is
+level-triggered and survives agent and API restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.domain.capsules import CapsuleSpec, MemberSpec, capsule_status, parse_template
+from berth.domain.containers import Status, TaskState
+from berth.domain.context import RequestContext
+from berth.domain.hostsync import Observation
+from berth.events.actions import emit
+from berth.services import quotas, volumes
+from berth.services.env import Env
+from berth.services.hosts.placement import place
+from berth.services.images import address_check
+from berth.services.names import generate_name
+from berth.services.networks import networks
+from berth.store.base import new_uuid, utcnow
+from berth.store.paging import page, page_size
+from berth.store.scope import Scope
+from berth.store.tables import CapsuleRow, ContainerRow, VolumeRow
+
+__all__ = [
+    "advance",
+    "create",
+    "delete",
+    "get",
+    "list_capsules",
+    "members",
+    "note_exit",
+    "status_of",
+]
+
+_UUID_LEN = 36
+
+
+def _lookup_scope(env: Env, ctx: RequestContext, all_projects: bool, rule: str) -> Scope:
+    if all_projects:
+        env.enforce(ctx, rule)
+    return Scope(ctx.project_id, all_projects=all_projects or ctx.is_admin)
+
+
+async def _find(session: AsyncSession, scope: Scope, ident: str) -> CapsuleRow:
+    stmt = select(CapsuleRow)
+    if not scope.all_projects:
+        stmt = stmt.where(CapsuleRow.project_id == scope.project_id)
+    if len(ident) == _UUID_LEN and ident.count("-") == 4:
+        stmt = stmt.where(CapsuleRow.uuid == ident.lower())
+    else:
+        stmt = stmt.where(CapsuleRow.name == ident)
+    rows = (await session.execute(stmt.limit(2))).scalars().all()
+    if not rows:
+        raise errors.CapsuleNotFound(f"Capsule {ident} could not be found.")
+    if len(rows) > 1:
+        raise errors.Conflict(
+            f"Multiple capsules exist with same name {ident}. Please use the capsule uuid."
+        )
+    return rows[0]
+
+
+async def members(session: AsyncSession, capsule_uuid: str) -> list[ContainerRow]:
+    """The capsule's container rows: sandbox first, then init and app ones in order."""
+    stmt = select(ContainerRow).where(ContainerRow.capsule_id == capsule_uuid)
+    return _ordered((await session.execute(stmt)).scalars().all())
+
+
+def _ordered(rows: Sequence[ContainerRow]) -> list[ContainerRow]:
+    order = {"sandbox": 0, "init": 1, "app": 2}
+    return sorted(rows, key=lambda r: (order.get(r.container_type, 3), r.id or 0))
+
+
+def status_of(capsule: CapsuleRow, rows: Sequence[ContainerRow]) -> tuple[str, str | None]:
+    """(status, status_reason) derived from the members."""
+    sandbox = next((r.status for r in rows if r.container_type == "sandbox"), None)
+    inits = [r.status for r in rows if r.container_type == "init"]
+    apps = [r.status for r in rows if r.container_type == "app"]
+    status = capsule_status(capsule.deleting, sandbox, inits, apps)
+    reason = capsule.status_reason
+    if status == "Error" and reason is None:
+        failed = next((r for r in rows if r.status == Status.ERROR), None)
+        if failed is not None:
+            reason = f"container {failed.name}: {failed.status_reason}"
+    return status, reason if status == "Error" else None
+
+
+def _member_row(
+    env: Env,
+    ctx: RequestContext,
+    capsule: CapsuleRow,
+    spec: MemberSpec,
+    kind: str,
+    index: int,
+    mounts: list[dict[str, Any]],
+    restart: dict[str, str] | None,
+) -> ContainerRow:
+    s = env.settings
+    policy = (
+        spec.image_pull_policy if env.allowed(ctx, "container:create:image_pull_policy") else None
+    )
+    return ContainerRow(
+        uuid=new_uuid(),
+        name=f"capsule-{capsule.name}-{spec.name or kind}-{index}",
+        project_id=capsule.project_id,
+        user_id=capsule.user_id,
+        image=spec.image,
+        image_driver=s.default_image_driver,
+        image_pull_policy=policy,
+        command=spec.command,
+        cpu=spec.cpu if spec.cpu is not None else s.default_cpu,
+        memory=spec.memory if spec.memory is not None else s.default_memory,
+        disk=0,
+        workdir=spec.workdir,
+        labels={},
+        environment=spec.environment,
+        restart_policy=restart,
+        interactive=spec.interactive,
+        tty=spec.tty,
+        exposed_ports=None,  # published by the sandbox, which owns the network namespace
+        mounts=[
+            {**mounts[n], "destination": m.path, "read_only": m.read_only, "owned": False}
+            for m in spec.mounts
+            for n, v in enumerate(capsule.volumes)
+            if v["name"] == m.volume
+        ],
+        availability_zone=None,
+        capsule_id=capsule.uuid,
+        container_type=kind,
+        status=Status.CREATING,
+        task_state=TaskState.CREATING,
+        desired_state="running",
+        desired_since=utcnow(),
+        created_at=utcnow(),
+    )
+
+
+async def _volumes(
+    ctx: RequestContext, session: AsyncSession, capsule: CapsuleRow, spec: CapsuleSpec
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """The sandbox's mounts (one per capsule volume, created or looked up) and their hosts."""
+    mounts: list[dict[str, Any]] = []
+    hosts: set[str] = set()
+    scope = Scope(ctx.project_id)
+    for v in spec.volumes:
+        if v.volume_id is not None:
+            row: VolumeRow = await volumes.lookup(session, scope, v.volume_id)
+            if row.host:
+                hosts.add(row.host)
+        else:
+            row = volumes.new_volume(
+                capsule.project_id,
+                capsule.user_id,
+                f"{capsule.name}-{v.name}",
+                volumes.check_size(v.size, f"{v.name}.cinder.size"),
+                owner=capsule.uuid if v.auto_remove else None,
+            )
+            session.add(row)
+        capsule.volumes = [*capsule.volumes, {"name": v.name, "volume_uuid": row.uuid}]
+        mounts.append(
+            {
+                "type": "volume",
+                "volume_uuid": row.uuid,
+                "source": row.name,
+                "destination": None,
+                "size": row.size,
+                "read_only": False,
+                "owned": row.owner_uuid is not None,
+            }
+        )
+    return mounts, hosts
+
+
+async def create(env: Env, ctx: RequestContext, template: Any) -> CapsuleRow:
+    """Store the capsule and its containers, place its sandbox; the agent does the rest."""
+    env.enforce(ctx, "capsule:create")
+    if not ctx.project_id:
+        raise errors.Forbidden("A project-scoped token is needed to create capsules.")
+    spec = parse_template(template)
+    s = env.settings
+    capsule = CapsuleRow(
+        uuid=new_uuid(),
+        name=spec.name or generate_name().replace("-container", "-capsule"),
+        project_id=ctx.project_id,
+        user_id=ctx.user_id,
+        labels=spec.labels,
+        annotations=spec.annotations,
+        restart_policy={"Name": spec.restart_policy, "MaximumRetryCount": "0"},
+        volumes=[],
+        deleting=False,
+        created_at=utcnow(),
+    )
+    for member in (*spec.containers, *spec.init_containers):
+        for value, name, low, high in (
+            (member.cpu, "cpu", s.minimum_cpus, s.maximum_cpus),
+            (member.memory, "memory", s.minimum_memory, s.maximum_memory),
+        ):
+            if value is not None and not low <= value <= high:
+                raise errors.Invalid(
+                    f"Invalid capsule template: a container's {name} {value} is out of "
+                    f"range [{low:g}, {high:g}]."
+                )
+    for member in (*spec.containers, *spec.init_containers):
+        await address_check.check_image(env, ctx, member.image)
+    await networks.ensure_defaults(env, ctx.project_id, ctx.user_id)
+    async with env.db.transaction() as session:
+        # Before _volumes locks any volume: every quota-checked create takes the
+        # project's lock first, so two of them never wait on each other crosswise.
+        await quotas.lock_usage(session, ctx.project_id, "containers")
+        mounts, hosts = await _volumes(ctx, session, capsule, spec)
+        if len(hosts) > 1:
+            raise errors.Invalid(
+                "The capsule's volumes live on different hosts "
+                f"({', '.join(sorted(hosts))}); a capsule runs on one host."
+            )
+        restart = {"Name": spec.restart_policy, "MaximumRetryCount": "0"}
+        init_restart = None
+        rows = [
+            _member_row(env, ctx, capsule, m, "init", n, mounts, init_restart)
+            for n, m in enumerate(spec.init_containers)
+        ] + [
+            _member_row(env, ctx, capsule, m, "app", n, mounts, restart)
+            for n, m in enumerate(spec.containers)
+        ]
+        # The capsule's claim: the app containers together, or the largest init one.
+        cpu = max(
+            sum(r.cpu for r in rows if r.container_type == "app"),
+            max((r.cpu for r in rows if r.container_type == "init"), default=0.0),
+        )
+        memory = max(
+            sum(r.memory or 0 for r in rows if r.container_type == "app"),
+            max((r.memory or 0 for r in rows if r.container_type == "init"), default=0),
+        )
+        capsule.cpu, capsule.memory = cpu, memory
+        await quotas.check_container(env, session, ctx.project_id, cpu, memory, 0, count=len(rows))
+        sandbox = ContainerRow(
+            uuid=capsule.uuid,
+            name=f"capsule-{capsule.name}-sandbox",
+            project_id=capsule.project_id,
+            user_id=capsule.user_id,
+            image=s.sandbox_image,
+            image_driver="docker",
+            image_pull_policy="ifnotpresent",
+            command=list(s.sandbox_command),
+            cpu=cpu,
+            memory=memory,
+            disk=0,
+            labels={"berth.capsule": capsule.uuid},
+            environment={},
+            hostname=capsule.name[:63],
+            # Back with the engine after a host or dockerd restart, before its members need it.
+            restart_policy={"Name": "always", "MaximumRetryCount": "0"},
+            mounts=mounts,
+            exposed_ports={
+                p: {} for m in (*spec.containers, *spec.init_containers) for p in m.ports
+            }
+            or None,
+            availability_zone=spec.availability_zone or s.default_schedule_zone,
+            requested_host=next(iter(hosts), None),
+            capsule_id=capsule.uuid,
+            container_type="sandbox",
+            status=Status.CREATING,
+            task_state=TaskState.CREATING,
+            desired_state="running",
+            desired_since=utcnow(),
+            created_at=utcnow(),
+        )
+        # The sandbox owns the capsule's network namespace: it joins the project's
+        # network and default group like any container (members share it).
+        await networks.wire(session, sandbox)
+        session.add(capsule)
+        session.add(sandbox)
+        session.add_all(rows)
+        await session.flush()
+        decision = await place(session, env.pipeline, sandbox, s.service_down_time, env.host_cache)
+        if decision.host is None:
+            reason = decision.explain()
+            capsule.status_reason = reason
+            for row in (sandbox, *rows):
+                row.status, row.status_reason, row.task_state = Status.ERROR, reason, None
+                row.held = True
+        else:
+            await volumes.bind_host(session, mounts, sandbox.host)
+        emit(session, sandbox, "capsule.create", ctx.request_id, host=sandbox.host)
+    await env.notifier.touch(sandbox.host)
+    return capsule
+
+
+CAPSULE_SORT_KEYS = frozenset(
+    {"id", "uuid", "name", "project_id", "user_id", "cpu", "memory", "created_at", "updated_at"}
+)
+
+
+async def list_capsules(
+    env: Env,
+    ctx: RequestContext,
+    all_projects: bool,
+    *,
+    limit: int | None = None,
+    marker: str | None = None,
+    sort_key: str = "id",
+    sort_dir: str = "asc",
+) -> tuple[list[tuple[CapsuleRow, list[ContainerRow]]], int]:
+    """A page of capsules with their members, and the page size used (Zun's pagination)."""
+    env.enforce(ctx, "capsule:get_all")
+    if all_projects:
+        env.enforce(ctx, "capsule:get_all_all_projects")
+    size = page_size(sort_key, CAPSULE_SORT_KEYS, limit, env.settings.max_limit)
+    stmt = select(CapsuleRow)
+    if not all_projects:
+        stmt = stmt.where(CapsuleRow.project_id == ctx.project_id)
+    async with env.db.read() as session:
+        capsules = await page(
+            session,
+            stmt,
+            CapsuleRow,
+            visible=stmt,
+            limit=size,
+            marker=marker,
+            sort_key=sort_key,
+            sort_dir=sort_dir,
+        )
+        # Every member of the page in one query, not one per capsule.
+        found = select(ContainerRow).where(ContainerRow.capsule_id.in_([c.uuid for c in capsules]))
+        rows: dict[str, list[ContainerRow]] = {}
+        for row in (await session.execute(found)).scalars().all():
+            rows.setdefault(row.capsule_id or "", []).append(row)
+    return [(c, _ordered(rows.get(c.uuid, []))) for c in capsules], size
+
+
+async def get(
+    env: Env, ctx: RequestContext, ident: str, all_projects: bool = False
+) -> tuple[CapsuleRow, list[ContainerRow]]:
+    scope = _lookup_scope(env, ctx, all_projects, "capsule:get_one_all_projects")
+    async with env.db.read() as session:
+        capsule = await _find(session, scope, ident)
+        env.enforce(ctx, "capsule:get", capsule.project_id)
+        return capsule, await members(session, capsule.uuid)
+
+
+async def delete(env: Env, ctx: RequestContext, ident: str, all_projects: bool) -> None:
+    """Remove the members, then the sandbox (it holds the volumes), then the capsule."""
+    scope = _lookup_scope(env, ctx, all_projects, "capsule:delete_all_projects")
+    async with env.db.transaction() as session:
+        capsule = await _find(session, scope, ident)
+        env.enforce(ctx, "capsule:delete", capsule.project_id)
+        capsule.deleting = True
+        capsule.updated_at = utcnow()
+        rows = await members(session, capsule.uuid)
+        for row in rows:
+            if row.container_type != "sandbox":
+                _delete_member(row)
+        emit(session, rows[0] if rows else _ghost(capsule), "capsule.delete", ctx.request_id)
+        await session.flush()
+        host = await _settle_deletion(session, capsule)
+    await env.notifier.touch(host)
+
+
+def _ghost(capsule: CapsuleRow) -> ContainerRow:
+    return ContainerRow(uuid=capsule.uuid, project_id=capsule.project_id, name=capsule.name)
+
+
+def _delete_member(row: ContainerRow) -> None:
+    row.desired_state = "deleted"
+    row.desired_since = utcnow()
+    row.held = False
+    row.status, row.task_state = Status.DELETING, TaskState.DELETING
+
+
+async def _settle_deletion(session: AsyncSession, capsule: CapsuleRow) -> str | None:
+    """Drop what never reached a host; delete the sandbox once the members are gone.
+
+    Returns the host to wake (None when nothing runs anywhere).
+    """
+    rows = await members(session, capsule.uuid)
+    host = next((r.host for r in rows if r.host), None)
+    for row in rows:
+        if row.container_type != "sandbox" and row.host is None:
+            await session.delete(row)
+    live = [r for r in rows if r.container_type != "sandbox" and r.host is not None]
+    sandbox = next((r for r in rows if r.container_type == "sandbox"), None)
+    if sandbox is not None and not live:
+        if sandbox.host is None:
+            await session.delete(sandbox)
+            sandbox = None
+        elif sandbox.desired_state != "deleted":
+            _delete_member(sandbox)
+    if sandbox is None and not live:
+        await volumes.delete_owned(session, capsule.uuid)
+        await session.delete(capsule)
+    return host
+
+
+def note_exit(row: ContainerRow, obs: Observation) -> None:
+    """An init container that exited non-zero is an error (the capsule stops there)."""
+    if (
+        row.container_type == "init"
+        and row.desired_state != "deleted"
+        and obs.state in ("stopped", "dead")
+        and obs.exit_code not in (None, 0)
+        and row.status != Status.ERROR
+    ):
+        row.status = Status.ERROR
+        row.status_reason = f"init container exited with code {obs.exit_code}"
+        row.task_state = None
+        row.held = True
+
+
+async def advance(session: AsyncSession, capsule_uuid: str) -> bool:
+    """Take the capsule's next step; True when a host has something new to do."""
+    capsule = (
+        await session.execute(select(CapsuleRow).where(CapsuleRow.uuid == capsule_uuid))
+    ).scalar_one_or_none()
+    if capsule is None:
+        return False
+    if capsule.deleting:
+        await session.flush()
+        before = len(await members(session, capsule.uuid))
+        await _settle_deletion(session, capsule)
+        return before > 0
+    rows = await members(session, capsule.uuid)
+    sandbox = next((r for r in rows if r.container_type == "sandbox"), None)
+    if sandbox is None or sandbox.host is None or sandbox.observed_state != "running":
+        return False
+    for init in (r for r in rows if r.container_type == "init"):
+        if init.status == Status.ERROR:
+            if capsule.status_reason is None:
+                capsule.status_reason = f"init container {init.name} failed: {init.status_reason}"
+            return False
+        if init.host is None:
+            _assign(init, sandbox)
+            return True
+        if init.status != Status.STOPPED:
+            return False  # still running: its exit decides
+    woke = False
+    for app in (r for r in rows if r.container_type == "app"):
+        if app.host is None:
+            _assign(app, sandbox)
+            woke = True
+    return woke
+
+
+def _assign(row: ContainerRow, sandbox: ContainerRow) -> None:
+    row.host = sandbox.host
+    row.desired_since = utcnow()
+    row.updated_at = utcnow()

@@ -1,0 +1,227 @@
+"""Container actions: change the desired state (start, stop, ...) or ask the agent (logs, ...).
+
+Level changes (start/stop/pause/unpause) set ``desired_state``; one-shot
+operations (reboot, kill) append a pending op carrying the request id, so the
+agent applies each exactly once even across restarts.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from berth import errors
+from berth.domain.containers import Status, TaskState, action_allowed
+from berth.domain.context import RequestContext
+from berth.events.actions import emit, start_action
+from berth.services.env import Env
+from berth.services.hosts.calls import call_agent, container_for
+from berth.store import containers as repo
+from berth.store.base import utcnow
+from berth.store.scope import Scope
+from berth.store.tables import ContainerRow
+
+__all__ = [
+    "execute",
+    "kill",
+    "logs",
+    "pause",
+    "reboot",
+    "start",
+    "stats",
+    "stop",
+    "top",
+    "unpause",
+]
+
+_DESIRED = {
+    "start": ("running", TaskState.STARTING),
+    "stop": ("stopped", TaskState.STOPPING),
+    "pause": ("paused", TaskState.PAUSING),
+    "unpause": ("running", TaskState.UNPAUSING),
+}
+
+
+async def _act(
+    env: Env, ctx: RequestContext, ident: str, action: str, timeout: int | None = None
+) -> ContainerRow:
+    """Load the container for update, check policy and the state table, record the action."""
+    scope = Scope(ctx.project_id, all_projects=ctx.is_admin)
+    async with env.db.transaction() as session:
+        row = await repo.get(session, scope, ident, for_update=True)
+        env.enforce(ctx, f"container:{action}", row.project_id)
+        if not action_allowed(action, row.status):
+            raise errors.InvalidStateException(
+                f"Cannot {action} container {row.uuid} in {row.status} state."
+            )
+        if row.host is None:
+            raise errors.InvalidStateException(
+                f"Cannot {action} container {row.uuid}: it has no host. Delete it and create "
+                "it again."
+            )
+        await start_action(session, ctx, row, action)
+        _apply(row, action, ctx.request_id)
+        if timeout is not None:
+            row.stop_timeout = timeout
+        row.held = False
+        row.updated_at = utcnow()
+        emit(session, row, f"container.{action}", ctx.request_id)
+    await env.notifier.touch(row.host)
+    return row
+
+
+def _apply(row: ContainerRow, action: str, request_id: str) -> None:
+    if action in _DESIRED:
+        desired, task = _DESIRED[action]
+        row.desired_state = desired
+        row.desired_since = utcnow()
+        row.task_state = task
+        return
+    if action == "reboot":
+        row.pending_ops = [*row.pending_ops, {"id": request_id, "op": "reboot", "args": {}}]
+        row.desired_state = "running"
+        row.desired_since = utcnow()
+        row.status = Status.RESTARTING
+        row.task_state = TaskState.REBOOTING
+
+
+async def start(env: Env, ctx: RequestContext, ident: str) -> None:
+    await _act(env, ctx, ident, "start")
+
+
+async def stop(env: Env, ctx: RequestContext, ident: str, timeout: int | None) -> None:
+    await _act(env, ctx, ident, "stop", timeout)
+
+
+async def reboot(env: Env, ctx: RequestContext, ident: str, timeout: int | None) -> None:
+    await _act(env, ctx, ident, "reboot", timeout)
+
+
+async def pause(env: Env, ctx: RequestContext, ident: str) -> None:
+    await _act(env, ctx, ident, "pause")
+
+
+async def unpause(env: Env, ctx: RequestContext, ident: str) -> None:
+    await _act(env, ctx, ident, "unpause")
+
+
+_TERMINATING = {
+    "",
+    "SIGKILL",
+    "SIGTERM",
+    "SIGINT",
+    "SIGQUIT",
+    "KILL",
+    "TERM",
+    "INT",
+    "QUIT",
+    "9",
+    "15",
+    "2",
+    "3",
+}
+
+
+def normalize_signal(signal: str | None) -> str:
+    """Docker's signal name for Zun's accepted forms (None, SIGxxx, xxx, lower case, numbers)."""
+    if signal is None or signal in ("None", ""):
+        return "SIGKILL"
+    sig = signal.strip().upper()
+    if sig.isdigit():
+        if not 1 <= int(sig) <= 64:
+            raise errors.Invalid(f"Invalid signal number {signal}.")
+        return sig
+    if not sig.startswith("SIG"):
+        sig = "SIG" + sig
+    if (
+        not sig[3:]
+        .replace("RTMIN", "")
+        .replace("RTMAX", "")
+        .replace("+", "")
+        .replace("-", "")
+        .isalnum()
+    ):
+        raise errors.Invalid(f"Invalid signal {signal}.")
+    return sig
+
+
+async def kill(env: Env, ctx: RequestContext, ident: str, signal: str | None) -> None:
+    """Send a signal; a terminating one also makes the desired state ``stopped``."""
+    sig = normalize_signal(signal)
+    scope = Scope(ctx.project_id, all_projects=ctx.is_admin)
+    async with env.db.transaction() as session:
+        row = await repo.get(session, scope, ident, for_update=True)
+        env.enforce(ctx, "container:kill", row.project_id)
+        if not action_allowed("kill", row.status):
+            raise errors.InvalidStateException(
+                f"Cannot kill container {row.uuid} in {row.status} state."
+            )
+        await start_action(session, ctx, row, "kill")
+        row.pending_ops = [
+            *row.pending_ops,
+            {"id": ctx.request_id, "op": "kill", "args": {"signal": sig}},
+        ]
+        if sig in _TERMINATING or sig.removeprefix("SIG") in _TERMINATING:
+            row.desired_state = "stopped"
+            row.desired_since = utcnow()
+            row.task_state = TaskState.KILLING
+        emit(session, row, "container.kill", ctx.request_id, signal=sig)
+    await env.notifier.touch(row.host)
+
+
+async def logs(
+    env: Env,
+    ctx: RequestContext,
+    ident: str,
+    *,
+    stdout: bool,
+    stderr: bool,
+    timestamps: bool,
+    tail: str,
+    since: str | None,
+) -> str:
+    row = await container_for(env, ctx, ident, "logs")
+    params: dict[str, Any] = {
+        "stdout": stdout,
+        "stderr": stderr,
+        "timestamps": timestamps,
+        "tail": tail,
+    }
+    if since:
+        params["since"] = since
+    result = await call_agent(env, row, "GET", "logs", params=params)
+    return str(result["logs"])
+
+
+async def execute(env: Env, ctx: RequestContext, ident: str, command: str) -> dict[str, Any]:
+    """Run ``command`` (a shell-like string) in the container and return output and exit code."""
+    row = await container_for(env, ctx, ident, "execute")
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise errors.Invalid(f"Cannot parse command {command!r}: {exc}") from exc
+    if not argv:
+        raise errors.Invalid("The command to execute is empty.")
+    result = await call_agent(
+        env, row, "POST", "execute", json={"command": argv, "timeout": env.settings.execute_timeout}
+    )
+    return {
+        "output": result["output"],
+        "exit_code": result["exit_code"],
+        "exec_id": None,
+        "proxy_url": None,
+    }
+
+
+async def top(env: Env, ctx: RequestContext, ident: str, ps_args: str | None) -> dict[str, Any]:
+    row = await container_for(env, ctx, ident, "top")
+    params = {"ps_args": ps_args} if ps_args and ps_args != "None" else None
+    result: dict[str, Any] = await call_agent(env, row, "GET", "top", params=params)
+    return result
+
+
+async def stats(env: Env, ctx: RequestContext, ident: str) -> dict[str, Any]:
+    row = await container_for(env, ctx, ident, "stats")
+    result: dict[str, Any] = await call_agent(env, row, "GET", "stats")
+    result["CONTAINER"] = row.name  # the agent only knows the runtime name
+    return result

@@ -1,0 +1,148 @@
+"""Hosts that stop answering: their containers show ``Unknown``; auto_heal ones can move.
+
+``mark_lost_hosts`` runs periodically in the worker. ``evacuate`` is the admin
+operation that re-places a dead host's ``auto_heal`` containers elsewhere;
+should the old agent come back, it no longer finds them in its desired state
+and removes its stale copies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.domain.containers import Status, TaskState
+from berth.domain.context import RequestContext
+from berth.events.actions import emit, start_action
+from berth.services.env import Env
+from berth.services.hosts.admin import get_host
+from berth.services.hosts.placement import AGENT_BINARY, place, release
+from berth.services.hosts.returning import lost_reason
+from berth.store.base import utcnow
+from berth.store.tables import ContainerRow, ServiceRow
+
+__all__ = ["EvacuationReport", "evacuate", "lost_hosts", "mark_lost_hosts"]
+
+# Statuses that already say everything (or are being torn down): left as they are.
+_KEEP = (Status.UNKNOWN, Status.ERROR, Status.DELETING)
+
+
+async def lost_hosts(session: AsyncSession, service_down_time: float) -> dict[str, str]:
+    """Hosts whose agent is forced down or silent too long, with the reason why."""
+    cutoff = utcnow() - dt.timedelta(seconds=service_down_time)
+    rows = (
+        (
+            await session.execute(
+                select(ServiceRow).where(
+                    ServiceRow.binary == AGENT_BINARY,
+                    or_(
+                        ServiceRow.forced_down.is_(True),
+                        ServiceRow.last_seen_up.is_(None),
+                        ServiceRow.last_seen_up < cutoff,
+                    ),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    reasons = {}
+    for svc in rows:
+        if svc.forced_down:
+            reasons[svc.host] = lost_reason(svc.host, "was forced down by an admin")
+        else:
+            seen = svc.last_seen_up.strftime("%Y-%m-%d %H:%M:%S") if svc.last_seen_up else "never"
+            reasons[svc.host] = lost_reason(svc.host, f"is down: no heartbeat since {seen} UTC")
+    return reasons
+
+
+async def mark_lost_hosts(env: Env) -> int:
+    """Show ``Unknown`` for containers on lost hosts; returns how many changed."""
+    changed = 0
+    async with env.db.transaction() as session:
+        for host, reason in (await lost_hosts(session, env.settings.service_down_time)).items():
+            result = await session.execute(
+                update(ContainerRow)
+                .where(ContainerRow.host == host, ContainerRow.status.not_in(_KEEP))
+                .values(
+                    status=Status.UNKNOWN,
+                    status_reason=f"{reason}; its containers are not being watched. "
+                    "Restart its agent, or evacuate the host to move auto_heal containers.",
+                    updated_at=utcnow(),
+                )
+            )
+            changed += int(getattr(result, "rowcount", 0) or 0)
+    return changed
+
+
+@dataclass
+class EvacuationReport:
+    moved: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    left: list[str] = field(default_factory=list)
+
+
+async def evacuate(env: Env, ctx: RequestContext, ident: str) -> EvacuationReport:
+    """Re-place the auto_heal containers of a dead host on other hosts."""
+    env.enforce(ctx, "host:evacuate")
+    host = await get_host(env, ctx, ident)
+    report = EvacuationReport()
+    async with env.db.transaction() as session:
+        lost = await lost_hosts(session, env.settings.service_down_time)
+        if host.hostname not in lost:
+            raise errors.Conflict(
+                f"Host {host.hostname} is up: force its service down first "
+                "(openstack appcontainer service forcedown) so its agent stops running them."
+            )
+        rows = (
+            (
+                await session.execute(
+                    select(ContainerRow).where(
+                        ContainerRow.host == host.hostname, ContainerRow.desired_state != "deleted"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for row in rows:
+            # A local volume's data stays on the dead host: such a container is left too.
+            if not row.auto_heal or any(m.get("volume_uuid") for m in row.mounts or []):
+                report.left.append(row.uuid)
+                continue
+            await _move(env, ctx, session, row, report)
+    for target in set(report.moved.values()):
+        await env.notifier.touch(target)
+    return report
+
+
+async def _move(
+    env: Env,
+    ctx: RequestContext,
+    session: AsyncSession,
+    row: ContainerRow,
+    report: EvacuationReport,
+) -> None:
+    old = row.host
+    await release(session, row)
+    row.host, row.runtime_id, row.cpuset = None, None, None
+    row.observed_state, row.observed_spec_version = None, 0
+    row.status, row.task_state, row.status_reason = Status.CREATING, TaskState.CREATING, None
+    row.held = False
+    row.requested_host = None  # a pin to the dead host cannot be honoured any more
+    row.desired_since = utcnow()
+    await start_action(session, ctx, row, "evacuate")
+    decision = await place(
+        session, env.pipeline, row, env.settings.service_down_time, env.host_cache
+    )
+    if decision.host is None:
+        row.status, row.task_state, row.held = Status.ERROR, None, True
+        row.status_reason = f"Evacuated from {old}, but: {decision.explain()}"
+        report.failed[row.uuid] = row.status_reason
+    else:
+        report.moved[row.uuid] = decision.host.hostname
+    emit(session, row, "container.evacuate", ctx.request_id, source=old or "", host=row.host or "")

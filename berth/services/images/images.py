@@ -1,0 +1,240 @@
+"""Image use cases: pull onto a host, list, show, delete, search, and commit a container.
+
+Pulls, deletes on a host and commits are synchronous calls to that host's
+agent, bounded by ``image_pull_timeout``: the image row says ``pulling`` or
+``saving`` meanwhile, then ``active``, or ``error`` with the reason, so its
+status is always what the host last said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from berth import errors
+from berth.domain.containers import action_allowed
+from berth.domain.context import RequestContext
+from berth.images.refs import split_reference, valid_repository
+from berth.services.containers.containers import get as get_container
+from berth.services.env import Env
+from berth.services.images import address_check
+from berth.services.images import store as image_store
+from berth.store import images as repo
+from berth.store.base import new_uuid, utcnow
+from berth.store.paging import page_size
+from berth.store.scope import Scope
+from berth.store.tables import ActionEventRow, ContainerActionRow, HostRow, ImageRow
+
+__all__ = ["commit", "delete", "get", "list_images", "pull"]
+
+log = logging.getLogger(__name__)
+
+
+async def _host(env: Env, ident: str) -> HostRow:
+    async with env.db.read() as session:
+        stmt = select(HostRow).where((HostRow.uuid == ident) | (HostRow.hostname == ident))
+        host = (await session.execute(stmt)).scalars().first()
+    if host is None:
+        raise errors.Invalid(f"Host {ident} could not be found: give a host name or UUID.")
+    return host
+
+
+async def _agent(env: Env, host: HostRow, path: str, body: dict[str, Any]) -> Any:
+    timeout = env.settings.image_pull_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return await env.agents.call(
+                host.hostname, host.agent_url, "POST", path, json=body, timeout=timeout
+            )
+    except TimeoutError:
+        raise errors.HostUnavailable(
+            f"The agent on host {host.hostname} did not finish within {timeout:g} s; "
+            "it may still complete: check again later."
+        ) from None
+
+
+async def _finish(env: Env, row: ImageRow, result: Any, error: str | None) -> ImageRow:
+    async with env.db.transaction() as session:
+        fresh = await session.get(ImageRow, row.id)
+        if fresh is None:
+            return row
+        if error is None and isinstance(result, dict):
+            fresh.image_id = str(result.get("digest") or result.get("image_id") or "") or None
+            fresh.size = int(result.get("size") or 0)
+            fresh.status, fresh.status_reason = "active", None
+        else:
+            fresh.status, fresh.status_reason = "error", error
+        fresh.updated_at = utcnow()
+    return fresh
+
+
+async def pull(
+    env: Env, ctx: RequestContext, image: str, host_ident: str, tag: str | None
+) -> ImageRow:
+    """Pull ``image`` onto the host now; the row tells how it went (never raises for the pull)."""
+    env.enforce(ctx, "image:pull")
+    await address_check.check_image(env, ctx, image)
+    host = await _host(env, host_ident)
+    name, parsed = split_reference(image)
+    row = ImageRow(
+        uuid=new_uuid(),
+        project_id=ctx.project_id or "",
+        user_id=ctx.user_id,
+        repo=name,
+        tag=tag or parsed,
+        host=host.hostname,
+        status="pulling",
+        created_at=utcnow(),
+    )
+    async with env.db.transaction() as session:
+        session.add(row)
+    ref = f"{row.repo}@{row.tag}" if row.tag.startswith("sha256:") else f"{row.repo}:{row.tag}"
+    try:
+        result = await _agent(env, host, "/v1/images/pull", {"image": ref})
+    except errors.BerthError as exc:
+        return await _finish(env, row, None, exc.message)
+    return await _finish(env, row, result, None)
+
+
+async def list_images(
+    env: Env,
+    ctx: RequestContext,
+    *,
+    limit: int | None,
+    marker: str | None,
+    sort_key: str,
+    sort_dir: str,
+) -> tuple[Sequence[ImageRow], int]:
+    """A page of the caller's project's images (on hosts and in the store)."""
+    env.enforce(ctx, "image:get_all")
+    page = page_size(sort_key, repo.IMAGE_SORT_KEYS, limit, env.settings.max_limit)
+    async with env.db.read() as session:
+        rows = await repo.list_images(
+            session,
+            Scope(ctx.project_id),
+            limit=page,
+            marker=marker,
+            sort_key=sort_key,
+            sort_dir=sort_dir,
+        )
+    return rows, page
+
+
+async def get(env: Env, ctx: RequestContext, ident: str, rule: str = "image:get_one") -> ImageRow:
+    """The image ``ident`` (UUID) if the caller may see it."""
+    async with env.db.read() as session:
+        row = await repo.get_image(session, Scope(ctx.project_id, all_projects=ctx.is_admin), ident)
+    env.enforce(ctx, rule, row.project_id)
+    return row
+
+
+async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
+    """Remove the image from its host (or from the store), then forget it."""
+    row = await get(env, ctx, ident, "image:delete")
+    if row.host is not None:
+        host = await _host(env, row.host)
+        if row.status == "active":
+            await _agent(env, host, "/v1/images/remove", {"image": f"{row.repo}:{row.tag}"})
+    elif row.status == "active":
+        async with image_store.client(env) as store:
+            await store.delete(f"{image_store.namespace(row)}/{row.repo}", row.tag)
+    async with env.db.transaction() as session:
+        fresh = await session.get(ImageRow, row.id)
+        if fresh is not None:
+            await session.delete(fresh)
+
+
+async def commit(
+    env: Env, ctx: RequestContext, ident: str, repository: str, tag: str | None
+) -> ImageRow:
+    """Snapshot the container into the image store as a private image of the caller's project.
+
+    The host pauses the container while committing, then pushes the image.
+    The returned row is ``active``, or ``error`` with the reason.
+    """
+    container = await get_container(env, ctx, ident, rule="container:commit")
+    if not action_allowed("commit", container.status):
+        raise errors.InvalidStateException(
+            f"Cannot commit container {container.uuid} in {container.status} state."
+        )
+    if container.host is None or not ctx.project_id:
+        raise errors.InvalidStateException(f"Container {container.uuid} has no host.")
+    address = image_store.address(env)
+    name, parsed = split_reference(repository)
+    tag = tag or parsed
+    if not valid_repository(name) or "/" in tag or not 1 <= len(tag) <= 128:
+        raise errors.Invalid(
+            f"Invalid repository {repository!r}: lower-case letters, digits and . _ - "
+            "separated by /, with an optional :tag"
+        )
+    host = await _host(env, container.host)
+    row = ImageRow(
+        uuid=new_uuid(),
+        project_id=ctx.project_id,
+        user_id=ctx.user_id,
+        repo=name,
+        tag=tag,
+        host=None,
+        status="saving",
+        container_uuid=container.uuid,
+        created_at=utcnow(),
+    )
+    async with env.db.transaction() as session:
+        session.add(row)
+    body = {
+        "reference": f"{address}/{ctx.project_id}/{name}:{tag}",
+        "auth": _auth_body(env),
+    }
+    started = utcnow()
+    try:
+        result = await _agent(env, host, f"/v1/containers/{container.uuid}/commit", body)
+        row = await _finish(env, row, result, None)
+    except errors.BerthError as exc:
+        row = await _finish(env, row, None, exc.message)
+    await _record_action(env, ctx, container.uuid, container.project_id, started, row)
+    return row
+
+
+def _auth_body(env: Env) -> dict[str, str] | None:
+    auth = image_store.auth(env)
+    if auth is None:
+        return None
+    return {"registry": auth.registry, "username": auth.username, "password": auth.password}
+
+
+async def _record_action(
+    env: Env,
+    ctx: RequestContext,
+    container_uuid: str,
+    project_id: str,
+    started: Any,
+    image: ImageRow,
+) -> None:
+    failed = image.status != "active"
+    async with env.db.transaction() as session:
+        act = ContainerActionRow(
+            request_id=ctx.request_id,
+            container_uuid=container_uuid,
+            action="commit",
+            project_id=project_id,
+            user_id=ctx.user_id,
+            start_time=started,
+            finish_time=utcnow(),
+            message="Error" if failed else None,
+        )
+        session.add(act)
+        await session.flush()
+        session.add(
+            ActionEventRow(
+                action_id=act.id,
+                event="compute__do_container_commit",
+                start_time=started,
+                finish_time=utcnow(),
+                result="Error" if failed else "Success",
+                traceback=image.status_reason if failed else None,
+            )
+        )

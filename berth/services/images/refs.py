@@ -1,0 +1,113 @@
+"""Which image a container's host pulls, and with which credentials.
+
+At create: ``check`` resolves the ``registry`` field to one of the caller's
+own registries (any other project's is not found), and makes sure a
+``glance`` image exists in the image store for the project. For the agents:
+``for_agent`` rewrites each desired container's image to the reference its
+host pulls (``<domain>/<image>`` for a registry, ``<store>/<namespace>/…``
+for the store) and attaches the decrypted credentials while the container
+has no runtime container yet, i.e. while a pull may be ahead, and never after.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.domain.hostsync import DesiredContainer, DesiredHost, RegistryAuth
+from berth.images.refs import registry_of, split_reference, store_reference
+from berth.services.env import Env
+from berth.services.images import registries
+from berth.services.images import store as image_store
+from berth.store import images as repo
+from berth.store.tables import ContainerRow, RegistryRow
+
+__all__ = ["check", "for_agent"]
+
+STORE_DRIVER = "glance"
+
+
+async def check(env: Env, session: AsyncSession, row: ContainerRow) -> None:
+    """Validate a new container's image source; store its registry's UUID (not the name)."""
+    if row.registry_id:
+        registry = await registries.resolve_for_project(session, row.project_id, row.registry_id)
+        row.registry_id = registry.uuid
+    if row.image_driver == STORE_DRIVER:
+        await image_store.resolve(env, session, row.project_id, row.image)
+        return
+    store = env.settings.image_store
+    if store and registry_of(split_reference(row.image)[0]) == image_store.address(env):
+        raise errors.Invalid(
+            f"Image {row.image} names the image store directly: use image_driver=glance "
+            "with the image's name instead."
+        )
+
+
+async def for_agent(env: Env, host: DesiredHost) -> DesiredHost:
+    """``host`` with store and registry images resolved, and credentials where a pull is ahead."""
+    async with env.db.read() as session:
+        stmt = select(
+            ContainerRow.uuid,
+            ContainerRow.image_driver,
+            ContainerRow.registry_id,
+            ContainerRow.observed_state,
+        ).where(
+            ContainerRow.host == host.hostname,
+            or_(ContainerRow.image_driver == STORE_DRIVER, ContainerRow.registry_id.is_not(None)),
+        )
+        special = {
+            uuid: (driver, reg, observed)
+            for uuid, driver, reg, observed in (await session.execute(stmt))
+        }
+        if not special:
+            return host
+        regs = await repo.registries_by_uuid(session, {r for _, r, _ in special.values() if r})
+        for desired in host.containers:
+            if desired.uuid in special:
+                driver, reg, observed = special[desired.uuid]
+                auth = await _resolve(env, session, desired, driver, regs.get(reg or ""))
+                if _pull_ahead(desired, observed):
+                    desired.registry_auth = auth
+    return host
+
+
+def _pull_ahead(desired: DesiredContainer, observed: str | None) -> bool:
+    """Whether the agent may pull for ``desired`` now: only then does it get credentials.
+
+    Before the first create, for a rebuild onto a (new) image, and for a
+    container whose runtime container vanished (auto_heal recreates it).
+    """
+    if desired.desired_state == "deleted":
+        return False
+    return (
+        desired.runtime_id is None
+        or observed == "absent"
+        or any(op.op == "rebuild" for op in desired.pending_ops)
+    )
+
+
+async def _resolve(
+    env: Env,
+    session: AsyncSession,
+    desired: DesiredContainer,
+    driver: str,
+    registry: RegistryRow | None,
+) -> RegistryAuth | None:
+    """Rewrite ``desired.image`` to what its host pulls; the credentials for that pull."""
+    if driver == STORE_DRIVER:
+        if not env.settings.image_store:
+            return None
+        try:
+            desired.image = await image_store.resolve(
+                env, session, desired.project_id, desired.image
+            )
+        except errors.ImageNotFound:
+            # Deleted from the store since: the pull fails with the store's own words.
+            name, tag = split_reference(desired.image)
+            desired.image = store_reference(image_store.address(env), desired.project_id, name, tag)
+        return image_store.auth(env)
+    if registry is None:
+        return None  # deleted since: pull without credentials
+    desired.image = registries.qualify(desired.image, registry)
+    return registries.auth_for(env, registry)

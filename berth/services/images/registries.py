@@ -1,0 +1,164 @@
+"""Private registries of projects: CRUD, and their credentials for the pulls that need them.
+
+A registry belongs to one project; only that project's containers can pull
+with it (admins can see and manage every project's, but not borrow them for
+their own containers). The password is sealed before it is stored and is
+opened only to hand it to the agent that pulls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth import errors
+from berth.domain.context import RequestContext
+from berth.domain.hostsync import RegistryAuth
+from berth.images.refs import with_registry
+from berth.services.env import Env
+from berth.services.images import address_check
+from berth.store import images as repo
+from berth.store.base import new_uuid, utcnow
+from berth.store.paging import page_size
+from berth.store.scope import Scope
+from berth.store.tables import RegistryRow
+
+__all__ = [
+    "RegistryFields",
+    "auth_for",
+    "create",
+    "delete",
+    "get",
+    "list_registries",
+    "qualify",
+    "resolve_for_project",
+    "update",
+]
+
+
+@dataclass
+class RegistryFields:
+    """Validated registry attributes; None means "not given"."""
+
+    name: str | None = None
+    domain: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+def _lookup_scope(ctx: RequestContext) -> Scope:
+    # Zun: admins resolving a resource by identifier search every project.
+    return Scope(ctx.project_id, all_projects=ctx.is_admin)
+
+
+async def create(env: Env, ctx: RequestContext, fields: RegistryFields) -> RegistryRow:
+    """Store a registry for the caller's project, its password sealed."""
+    env.enforce(ctx, "registry:create")
+    if not ctx.project_id:
+        raise errors.Forbidden("A project-scoped token is needed to create registries.")
+    if not fields.domain:
+        raise errors.Invalid("Invalid input for field 'domain': a registry domain is required.")
+    await address_check.check_registry(env, ctx, fields.domain)
+    row = RegistryRow(
+        uuid=new_uuid(),
+        project_id=ctx.project_id,
+        user_id=ctx.user_id,
+        name=fields.name,
+        domain=fields.domain,
+        username=fields.username,
+        password_encrypted=env.secrets.seal(fields.password) if fields.password else None,
+        created_at=utcnow(),
+    )
+    async with env.db.transaction() as session:
+        session.add(row)
+    return row
+
+
+async def list_registries(
+    env: Env,
+    ctx: RequestContext,
+    *,
+    all_projects: bool,
+    filters: dict[str, Any],
+    limit: int | None,
+    marker: str | None,
+    sort_key: str,
+    sort_dir: str,
+) -> tuple[Sequence[RegistryRow], int]:
+    """A page of the caller's registries (every project's with ``all_projects``)."""
+    env.enforce(ctx, "registry:get_all")
+    if all_projects:
+        env.enforce(ctx, "registry:get_all_all_projects")
+    scope = Scope(ctx.project_id, all_projects=all_projects)
+    page = page_size(sort_key, repo.REGISTRY_SORT_KEYS, limit, env.settings.max_limit)
+    async with env.db.read() as session:
+        rows = await repo.list_registries(
+            session,
+            scope,
+            filters=filters,
+            limit=page,
+            marker=marker,
+            sort_key=sort_key,
+            sort_dir=sort_dir,
+        )
+    return rows, page
+
+
+async def get(env: Env, ctx: RequestContext, ident: str) -> RegistryRow:
+    """The registry ``ident`` (UUID or name) if the caller may see it."""
+    async with env.db.read() as session:
+        row = await repo.get_registry(session, _lookup_scope(ctx), ident)
+    env.enforce(ctx, "registry:get_one", row.project_id)
+    return row
+
+
+async def update(env: Env, ctx: RequestContext, ident: str, fields: RegistryFields) -> RegistryRow:
+    """Change any of name, domain, username, password (the new password sealed)."""
+    if fields.domain is not None:  # before the transaction: it may wait for DNS
+        await address_check.check_registry(env, ctx, fields.domain)
+    async with env.db.transaction() as session:
+        row = await repo.get_registry(session, _lookup_scope(ctx), ident, for_update=True)
+        env.enforce(ctx, "registry:update", row.project_id)
+        if fields.name is not None:
+            row.name = fields.name
+        if fields.domain is not None:
+            row.domain = fields.domain
+        if fields.username is not None:
+            row.username = fields.username
+        if fields.password is not None:
+            row.password_encrypted = env.secrets.seal(fields.password) if fields.password else None
+        row.updated_at = utcnow()
+    return row
+
+
+async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
+    """Forget the registry; containers that named it pull without its credentials."""
+    async with env.db.transaction() as session:
+        row = await repo.get_registry(session, _lookup_scope(ctx), ident, for_update=True)
+        env.enforce(ctx, "registry:delete", row.project_id)
+        await session.delete(row)
+
+
+async def resolve_for_project(session: AsyncSession, project_id: str, ident: str) -> RegistryRow:
+    """The registry ``ident`` of ``project_id``; RegistryNotFound for any other project's."""
+    return await repo.get_registry(session, Scope(project_id), ident)
+
+
+def auth_for(env: Env, row: RegistryRow) -> RegistryAuth | None:
+    """The decrypted credentials of ``row`` for one pull (None when it has none)."""
+    if not row.username:
+        return None
+    password = env.secrets.open(row.password_encrypted) if row.password_encrypted else ""
+    return RegistryAuth(registry=_host(row.domain), username=row.username, password=password)
+
+
+def qualify(image: str, row: RegistryRow) -> str:
+    """``image`` as pulled from the registry: prefixed with its domain unless already."""
+    return with_registry(image, _host(row.domain))
+
+
+def _host(domain: str) -> str:
+    return domain.strip().removeprefix("https://").removeprefix("http://").rstrip("/")
