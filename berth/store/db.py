@@ -18,12 +18,17 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
+from sqlalchemy.orm import ORMExecuteState, UOWTransaction
+from sqlalchemy.orm import Session as OrmSession
 
 from berth.store import sqlite_inline
 from berth.store.sqlite_inline import InlineConnection
 
-__all__ = ["UNWATCHED", "Database", "Writes"]
+__all__ = ["UNWATCHED", "Database", "Session", "Writes"]
+
+# The session a service holds between ``Database.read()``/``transaction()`` and
+# the repository calls it makes: services name this type, never SQLAlchemy's.
+Session = AsyncSession
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -73,7 +78,7 @@ class Database:
             self._write_lock = None
         # A Session class of this database's own, so the write watchers below see
         # only its sessions (tests run several databases in one process).
-        self._session_class: type[Session] = type("BerthSession", (Session,), {})
+        self._session_class: type[OrmSession] = type("BerthSession", (OrmSession,), {})
         self._write_watchers: list[Callable[[Writes], None]] = []
         self.sessions = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=self._session_class
@@ -98,7 +103,7 @@ class Database:
             event.listen(cls, "after_rollback", _forget_writes)
         self._write_watchers.append(watcher)
 
-    def _after_commit(self, session: Session) -> None:
+    def _after_commit(self, session: OrmSession) -> None:
         writes: set[str] | None = session.info.pop(_PENDING, None)
         if writes:
             done = frozenset(writes)
@@ -137,12 +142,12 @@ class Database:
         await self.engine.dispose()
 
 
-def _pending(session: Session) -> set[str]:
+def _pending(session: OrmSession) -> set[str]:
     writes: set[str] = session.info.setdefault(_PENDING, set())
     return writes
 
 
-def _record_flush(session: Session, _flush: UOWTransaction) -> None:
+def _record_flush(session: OrmSession, _flush: UOWTransaction) -> None:
     # after_flush still sees the flushed objects in new/dirty/deleted.
     writes = _pending(session)
     for op, objects in (
@@ -167,5 +172,5 @@ def _record_bulk(state: ORMExecuteState) -> None:
             _pending(state.session).add(f"{name}:{op}")
 
 
-def _forget_writes(session: Session) -> None:
+def _forget_writes(session: OrmSession) -> None:
     session.info.pop(_PENDING, None)

@@ -8,15 +8,17 @@ not a way to learn where that row sorts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
+from berth.store.scope import Scope
 
-__all__ = ["page", "page_size"]
+__all__ = ["PageQuery", "page", "page_size", "scoped_page"]
 
 R = TypeVar("R")  # a mapped row class with ``id`` and ``uuid`` columns
 
@@ -28,6 +30,62 @@ def page_size(sort_key: str, sort_keys: frozenset[str], limit: int | None, max_l
             f"Invalid sort_key {sort_key}; choose one of {', '.join(sorted(sort_keys))}."
         )
     return min(limit or max_limit, max_limit)
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """What a list asked for, once ``page_size`` checked the sort key and capped the limit."""
+
+    limit: int
+    marker: str | None = None
+    sort_key: str = "id"
+    sort_dir: str = "asc"
+
+    @classmethod
+    def of(
+        cls,
+        sort_keys: frozenset[str],
+        max_limit: int,
+        *,
+        limit: int | None = None,
+        marker: str | None = None,
+        sort_key: str = "id",
+        sort_dir: str = "asc",
+    ) -> PageQuery:
+        """The checked query: 400 for an unknown sort key, the limit capped at ``max_limit``."""
+        return cls(page_size(sort_key, sort_keys, limit, max_limit), marker, sort_key, sort_dir)
+
+
+async def scoped_page(
+    session: AsyncSession,
+    model: type[R],
+    scope: Scope,
+    query: PageQuery,
+    *,
+    where: Iterable[ColumnElement[bool]] = (),
+) -> Sequence[R]:
+    """One page of ``model``'s rows the scope sees (its project's, or all), filtered by ``where``.
+
+    The one list helper of every project-owned collection: the tenancy filter is
+    applied here, so a list can not forget it, and the marker is looked up among
+    the same visible rows.
+    """
+    table: Any = model
+    stmt = select(table)
+    if not scope.all_projects:
+        stmt = stmt.where(table.project_id == scope.project_id)
+    for clause in where:
+        stmt = stmt.where(clause)
+    return await page(
+        session,
+        stmt,
+        model,
+        visible=stmt,
+        limit=query.limit,
+        marker=query.marker,
+        sort_key=query.sort_key,
+        sort_dir=query.sort_dir,
+    )
 
 
 async def page(
