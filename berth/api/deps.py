@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -30,16 +31,7 @@ async def get_caller(request: Request) -> RequestContext:
     state = get_state(request)
     ctx = await identity_service.validate_token(state.db, token)
     rid: str = getattr(request.state, "request_id", "")
-    return RequestContext(
-        user_id=ctx.user_id,
-        user_name=ctx.user_name,
-        project_id=ctx.project_id,
-        project_name=ctx.project_name,
-        roles=ctx.roles,
-        request_id=rid,
-        domain_id=ctx.domain_id,
-        audit_id=ctx.audit_id,
-    )
+    return dataclasses.replace(ctx, request_id=rid)
 
 
 Caller = Annotated[RequestContext, Depends(get_caller)]

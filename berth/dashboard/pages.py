@@ -28,6 +28,7 @@ __all__ = [
     "fragment_route",
     "page_route",
     "redirect",
+    "status_of",
 ]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -35,6 +36,7 @@ PageHandler = Callable[[Request, Session], Awaitable[Response]]
 FormHandler = Callable[[Request, Session, dict[str, str]], Awaitable[Response]]
 
 _STATUS: list[tuple[type[errors.BerthError], int]] = [
+    (errors.Unauthorized, 401),
     (errors.Invalid, 400),
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
@@ -65,7 +67,8 @@ def explain(exc: errors.BerthError, session: Session | None = None) -> str:
     return exc.message
 
 
-def _status(exc: errors.BerthError) -> int:
+def status_of(exc: errors.BerthError) -> int:
+    """The HTTP status a page or a fragment answers for a service's error."""
     return next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
 
 
@@ -83,7 +86,7 @@ def _to_login(request: Request, message: str | None = None) -> Response:
 
 
 async def _error_page(request: Request, session: Session, exc: errors.BerthError) -> Response:
-    status = _status(exc)
+    status = status_of(exc)
     title = {403: "Not allowed", 404: "Not found", 503: "Host unavailable"}.get(status, "Error")
     return await page(
         request, "error.html", session, status=status, title=title, message=explain(exc, session)

@@ -10,6 +10,7 @@ is a session, uses a double-submit cookie instead.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -91,16 +92,7 @@ async def load_session(request: Request) -> Session | None:
     rid: str = getattr(request.state, "request_id", "")
     return Session(
         token=token,
-        ctx=RequestContext(
-            user_id=ctx.user_id,
-            user_name=ctx.user_name,
-            project_id=ctx.project_id,
-            project_name=ctx.project_name,
-            roles=ctx.roles,
-            request_id=rid,
-            domain_id=ctx.domain_id,
-            audit_id=ctx.audit_id,
-        ),
+        ctx=dataclasses.replace(ctx, request_id=rid),
     )
 
 

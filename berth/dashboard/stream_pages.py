@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from berth import errors
-from berth.dashboard.pages import explain
+from berth.dashboard.pages import explain, status_of
 from berth.dashboard.render import SECURITY_HEADERS, env_of
 from berth.dashboard.session import Session, check_csrf, load_session, read_form
 from berth.services.containers import streams
@@ -32,15 +32,6 @@ __all__ = ["follow_logs", "json_route", "open_terminal", "resize_terminal"]
 
 JsonHandler = Callable[[Request, Session, dict[str, str]], Awaitable[Response]]
 
-_STATUS: list[tuple[type[errors.BerthError], int]] = [
-    (errors.Unauthorized, 401),
-    (errors.Invalid, 400),
-    (errors.Forbidden, 403),
-    (errors.NotFound, 404),
-    (errors.Conflict, 409),
-    (errors.UnsupportedMediaType, 415),
-    (errors.HostUnavailable, 503),
-]
 _MAX_TERMINAL = 1000  # columns or rows: larger is a broken client, not a screen
 _DEFAULT_COMMAND = "sh"
 _LOG_TAIL = 200
@@ -64,7 +55,7 @@ def json_route(handler: JsonHandler) -> Callable[[Request], Awaitable[Response]]
             check_csrf(request, session, form)
             return await handler(request, session, form)
         except errors.BerthError as exc:
-            status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+            status = status_of(exc)
             return _error(status, explain(exc, session))
 
     return endpoint
@@ -125,7 +116,7 @@ async def follow_logs(request: Request) -> Response:
             env_of(request), session.ctx, request.path_params["ident"], params
         )
     except errors.BerthError as exc:
-        status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
+        status = status_of(exc)
         return Response(
             explain(exc, session) + "\n",
             status_code=status,

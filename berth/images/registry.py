@@ -97,6 +97,16 @@ class RegistryClient:
 
     async def upload_blob(self, repo: str, digest: str, path: Path) -> None:
         """Upload the file at ``path`` as blob ``digest`` (skipped when already there)."""
+        await self._upload(repo, digest, _read_chunks(path), "a layer")
+
+    async def upload_bytes(self, repo: str, digest: str, data: bytes) -> None:
+        """Upload ``data`` as blob ``digest`` (skipped when already there)."""
+        await self._upload(repo, digest, data, "a blob")
+
+    async def _upload(
+        self, repo: str, digest: str, content: bytes | AsyncIterator[bytes], what: str
+    ) -> None:
+        """A monolithic blob upload: POST for a location, one PUT with the digest."""
         if await self.blob_exists(repo, digest):
             return
         start = await self._request("POST", f"/v2/{repo}/blobs/uploads/", scope=_push(repo))
@@ -107,23 +117,10 @@ class RegistryClient:
             "PUT",
             f"{location}{sep}digest={digest}",
             scope=_push(repo),
-            content=_read_chunks(path),
+            content=content,
             headers={"Content-Type": "application/octet-stream"},
         )
-        _check(resp, f"upload a layer to {repo}", expect=(201,))
-
-    async def upload_bytes(self, repo: str, digest: str, data: bytes) -> None:
-        """Upload ``data`` as blob ``digest`` (skipped when already there)."""
-        if await self.blob_exists(repo, digest):
-            return
-        start = await self._request("POST", f"/v2/{repo}/blobs/uploads/", scope=_push(repo))
-        _check(start, f"start an upload to {repo}", expect=(202,))
-        location = start.headers["location"]
-        sep = "&" if "?" in location else "?"
-        resp = await self._request(
-            "PUT", f"{location}{sep}digest={digest}", scope=_push(repo), content=data
-        )
-        _check(resp, f"upload a blob to {repo}", expect=(201,))
+        _check(resp, f"upload {what} to {repo}", expect=(201,))
 
     async def put_manifest(self, repo: str, tag: str, manifest: bytes) -> str:
         """Store ``manifest`` (schema 2) as ``repo:tag``; return its digest."""
