@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -109,8 +109,10 @@ class LiveProcess:
         cwd: Path,
         log: Path,
         ready: Callable[[], bool],
+        prefix: Sequence[str] = (),
     ) -> None:
         self.name = name
+        self._prefix = list(prefix)
         self.env = env
         self.log = log
         self._code = code
@@ -135,7 +137,7 @@ class LiveProcess:
             out.write(f"===== {self.name} start #{self.starts} at {time.time():.3f}\n".encode())
             out.flush()
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", self._code],
+                [*self._prefix, sys.executable, "-c", self._code],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -194,7 +196,7 @@ class LiveApi(LiveProcess):
 
     def __init__(self, env: dict[str, str], workdir: Path, port: int) -> None:
         self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"http://{env.get('BERTH_BIND_HOST', '127.0.0.1')}:{port}"
         self.workdir = workdir
         super().__init__("berth-api", _SERVE, env, workdir, workdir / "server.log", self._answers)
 
@@ -207,11 +209,22 @@ class LiveApi(LiveProcess):
 class LiveAgent(LiveProcess):
     """A standalone berth-agent process for host ``host``, serving on ``port``."""
 
-    def __init__(self, env: dict[str, str], workdir: Path, host: str, port: int) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        workdir: Path,
+        host: str,
+        port: int,
+        *,
+        address: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.host = host
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        super().__init__("berth-agent", _AGENT, env, workdir, workdir / "agent.log", self._answers)
+        self.url = f"http://{address}:{port}"
+        super().__init__(
+            "berth-agent", _AGENT, env, workdir, workdir / "agent.log", self._answers, prefix
+        )
 
     def _answers(self) -> bool:
         with contextlib.suppress(httpx.HTTPError):
@@ -287,6 +300,8 @@ def berth_agent(
     workdir: Path,
     settings_env: dict[str, str] | None = None,
     wait: bool = True,
+    address: str = "127.0.0.1",
+    prefix: Sequence[str] = (),
 ) -> Iterator[LiveAgent]:
     """Run a standalone berth-agent for ``host`` against the API at ``control_url``.
 
@@ -295,7 +310,8 @@ def berth_agent(
     ``BERTH_*`` variables (say, ``BERTH_RECONCILE_INTERVAL``). Without
     ``wait`` it is yielded as soon as it started (call ``wait_ready``), so
     that several agents can start at once. On exit it is stopped, and the
-    test fails if it logged a traceback.
+    test fails if it logged a traceback. ``prefix`` runs it elsewhere (e.g. in a
+    test host's network namespace, tests/multihost), serving on ``address``.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -305,12 +321,13 @@ def berth_agent(
         BERTH_AGENT_PASSWORD=password,
         BERTH_AGENT_HOST=host,
         BERTH_AGENT_PORT=str(port),
-        BERTH_AGENT_URL=f"http://127.0.0.1:{port}",
+        BERTH_AGENT_BIND_HOST=address,
+        BERTH_AGENT_URL=f"http://{address}:{port}",
         BERTH_DATA_DIR=str(workdir / "agent-data"),
         BERTH_HEARTBEAT_INTERVAL="1",
     )
     env.update(settings_env or {})
-    agent = LiveAgent(env, workdir, host, port)
+    agent = LiveAgent(env, workdir, host, port, address=address, prefix=prefix)
     try:
         agent.start(wait=wait)
         yield agent

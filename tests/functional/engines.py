@@ -14,6 +14,11 @@ the main engine (``docker save`` | ``docker load``). On exit every container
 is removed, each daemon stopped (SIGTERM, then SIGKILL, its containerd too),
 mounts left under its directory unmounted, the directory deleted and the
 bridge removed.
+
+With ``netns`` (``tests/functional/underlay.py``), each daemon runs inside its
+test host's own network namespace instead, as on a real host: iptables, IP
+masquerading and its default bridge on (all inside that namespace), and no
+bridge made here.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import docker
 import docker.errors
 
 from tests.functional.docker_engine import TEST_IMAGE, remove_owned_networking
+from tests.functional.underlay import NetHost
 
 __all__ = ["Dockerd", "docker_hosts", "wait_until"]
 
@@ -61,8 +67,9 @@ class Dockerd:
 
     name: str
     root: Path
-    bridge: str
+    bridge: str  # "" on a test host of its own (its bridges live and die in its namespace)
     proc: subprocess.Popen[bytes]
+    host: NetHost | None = None
     _client: Any = None
 
     @property
@@ -110,8 +117,9 @@ class Dockerd:
         # each holding one of Docker's default address pools (31 in all): leaked,
         # they starve the main engine ("could not find an available, non-overlapping
         # IPv4 address pool") for the rest of the machine's life.
-        for link in [self.bridge, *links]:
-            _ip("link", "del", link, check=False)
+        if self.host is None:
+            for link in [self.bridge, *links]:
+                _ip("link", "del", link, check=False)
 
     def _remove_networks(self) -> list[str]:
         """Remove this engine's own networks; the bridge interfaces they had."""
@@ -173,30 +181,46 @@ def _make_bridge(index: int) -> str:
     return name
 
 
-def _start_dockerd(name: str, root: Path, bridge: str) -> Dockerd:
+def _start_dockerd(name: str, root: Path, bridge: str, host: NetHost | None = None) -> Dockerd:
     root.mkdir(parents=True)
     log = (root / "dockerd.log").open("wb")
+    if host is None:
+        where: list[str] = []
+        network = [f"--bridge={bridge}", *_DOCKERD_FLAGS]
+    else:
+        where = host.prefix
+        network = [
+            # Its own containerd namespace: the daemons share the machine's containerd
+            # binary and must not see each other's containers.
+            f"--containerd-namespace={host.name}",
+            f"--containerd-plugins-namespace={host.name}-plugins",
+            f"--bip=172.31.{240 + host.index}.1/24",
+            "--log-level=warn",
+        ]
     proc = subprocess.Popen(
         [
+            *where,
             "dockerd",
             f"--data-root={root / 'data'}",
             f"--exec-root={root / 'exec'}",
             f"--host=unix://{root / 'docker.sock'}",
             f"--pidfile={root / 'docker.pid'}",
-            f"--bridge={bridge}",
-            *_DOCKERD_FLAGS,
+            *network,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a Ctrl-C of the tests reaches it through stop() only
     )
     log.close()
-    return Dockerd(name, root, bridge, proc)
+    return Dockerd(name, root, bridge, proc, host)
 
 
 @contextlib.contextmanager
-def docker_hosts(names: list[str], main_engine: Any) -> Iterator[dict[str, Dockerd]]:
-    """One extra dockerd per name (started at once), each holding the test image."""
+def docker_hosts(
+    names: list[str], main_engine: Any, netns: dict[str, NetHost] | None = None
+) -> Iterator[dict[str, Dockerd]]:
+    """One extra dockerd per name (started at once), each holding the test image;
+    inside ``netns[name]``'s network namespace when given."""
     base = Path(tempfile.mkdtemp(prefix="bmh-", dir="/tmp"))  # short: socket paths
     engines: dict[str, Dockerd] = {}
     had_docker0 = Path("/sys/class/net/docker0").exists()
@@ -207,6 +231,9 @@ def docker_hosts(names: list[str], main_engine: Any) -> Iterator[dict[str, Docke
         remove_owned_networking(main_engine, name)
     try:
         for i, name in enumerate(names):
+            if netns is not None:
+                engines[name] = _start_dockerd(name, base / name, "", netns[name])
+                continue
             bridge = _make_bridge(i)
             try:
                 engines[name] = _start_dockerd(name, base / name, bridge)

@@ -21,6 +21,7 @@ import httpx
 
 from tests.functional.docker_engine import TEST_IMAGE
 from tests.functional.engines import Dockerd, docker_hosts, wait_until
+from tests.functional.underlay import GATEWAY, NetHost, underlay
 from tests.helpers import ZUN
 from tests.live import LiveAgent, LiveApi, berth_agent, live_api, live_token
 
@@ -212,19 +213,40 @@ def _agent_env(spec: HostSpec, engine: Dockerd) -> dict[str, str]:
     }
 
 
+def _placed(nets: dict[str, NetHost] | None, name: str) -> dict[str, Any]:
+    """Where a host's agent runs and listens: its own network host, or this machine."""
+    if nets is None:
+        return {}
+    return {"address": nets[name].address, "prefix": nets[name].prefix}
+
+
 @contextlib.contextmanager
 def cloud(
-    workdir: Path, specs: list[HostSpec], main_engine: Any, api_settings: dict[str, str]
+    workdir: Path,
+    specs: list[HostSpec],
+    main_engine: Any,
+    api_settings: dict[str, str],
+    *,
+    separate: bool = False,
 ) -> Iterator[Cloud]:
-    """A berth-api with ``api_settings`` and one agent on its own engine per spec."""
+    """A berth-api with ``api_settings`` and one agent on its own engine per spec.
+
+    With ``separate``, each host (engine and agent) is a network host of its own
+    (``tests/functional/underlay.py``) and the API listens on the underlay.
+    """
     base_env = {
         "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "BERTH_AGENT_PASSWORD": AGENT_PASSWORD,
         "BERTH_ALL_IN_ONE": "false",
+        **({"BERTH_BIND_HOST": GATEWAY} if separate else {}),
         **api_settings,
     }
     with contextlib.ExitStack() as stack:
-        engines = stack.enter_context(docker_hosts([s.name for s in specs], main_engine))
+        nets: dict[str, NetHost] | None = None
+        if separate:
+            plugged = stack.enter_context(underlay(len(specs)))
+            nets = {s.name: h for s, h in zip(specs, plugged, strict=True)}
+        engines = stack.enter_context(docker_hosts([s.name for s in specs], main_engine, nets))
         api = stack.enter_context(live_api(base_env, workdir=workdir / "api"))
         agents = {
             s.name: stack.enter_context(
@@ -235,6 +257,7 @@ def cloud(
                     workdir=workdir / s.name,
                     settings_env=_agent_env(s, engines[s.name]),
                     wait=False,
+                    **_placed(nets, s.name),
                 )
             )
             for s in specs
