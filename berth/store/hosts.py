@@ -27,6 +27,7 @@ __all__ = [
     "agent_urls",
     "availability_zones",
     "by_hostname",
+    "by_uuid_or_hostname",
     "check_rows",
     "claim",
     "container_on",
@@ -109,6 +110,12 @@ async def find(session: AsyncSession, ident: str) -> HostRow | None:
     """The host with UUID ``ident`` (36 characters of hex and dashes), else called ``ident``."""
     column = HostRow.uuid if _UUID.match(ident) else HostRow.hostname
     return (await session.execute(select(HostRow).where(column == ident))).scalar_one_or_none()
+
+
+async def by_uuid_or_hostname(session: AsyncSession, ident: str) -> HostRow | None:
+    """The host whose UUID or hostname is ``ident`` (None when there is none)."""
+    stmt = select(HostRow).where((HostRow.uuid == ident) | (HostRow.hostname == ident))
+    return (await session.execute(stmt)).scalars().first()
 
 
 async def list_hosts(session: AsyncSession) -> Sequence[HostRow]:
