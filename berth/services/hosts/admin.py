@@ -23,6 +23,7 @@ __all__ = [
     "set_service",
 ]
 
+
 def service_state(env: Env, svc: ServiceRow) -> str:
     """``up`` iff not forced down and heard from within service_down_time."""
     last = svc.last_seen_up or svc.updated_at or svc.created_at

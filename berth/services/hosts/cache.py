@@ -210,9 +210,7 @@ class HostCache:
         self._checked = started
         self.checks += 1
 
-    async def _refresh(
-        self, session: Session, service_down_time: float, names: set[str]
-    ) -> None:
+    async def _refresh(self, session: Session, service_down_time: float, names: set[str]) -> None:
         names, self._forgotten = set(names), set()
         if self._checked is None or not names:
             return  # nothing cached yet: the next call reads everything anyway

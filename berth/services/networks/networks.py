@@ -227,9 +227,7 @@ async def resolve(
     )
 
 
-async def still_there(
-    session: Session, row: ContainerRow, given: Sequence[dict[str, Any]]
-) -> None:
+async def still_there(session: Session, row: ContainerRow, given: Sequence[dict[str, Any]]) -> None:
     """Inside the create's transaction: the networks ``resolve`` found for the
     ``given`` ones were not deleted meanwhile (one indexed read; a network delete
     checks for users in its own write transaction, so the two are ordered). None
