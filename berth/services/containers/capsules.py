@@ -20,9 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.capsules import CapsuleSpec, MemberSpec, capsule_status, parse_template
 from berth.domain.containers import Status, TaskState
@@ -35,8 +32,12 @@ from berth.services.hosts.placement import place
 from berth.services.images import address_check
 from berth.services.names import generate_name
 from berth.services.networks import networks
+from berth.services.scopes import list_scope, lookup_scope
+from berth.store import capsules as repo
+from berth.store import containers as containers_repo
 from berth.store.base import new_uuid, utcnow
-from berth.store.paging import page, page_size
+from berth.store.db import Session
+from berth.store.paging import PageQuery
 from berth.store.scope import Scope
 from berth.store.tables import CapsuleRow, ContainerRow, VolumeRow
 
@@ -51,42 +52,10 @@ __all__ = [
     "status_of",
 ]
 
-_UUID_LEN = 36
 
-
-def _lookup_scope(env: Env, ctx: RequestContext, all_projects: bool, rule: str) -> Scope:
-    if all_projects:
-        env.enforce(ctx, rule)
-    return Scope(ctx.project_id, all_projects=all_projects or ctx.is_admin)
-
-
-async def _find(session: AsyncSession, scope: Scope, ident: str) -> CapsuleRow:
-    stmt = select(CapsuleRow)
-    if not scope.all_projects:
-        stmt = stmt.where(CapsuleRow.project_id == scope.project_id)
-    if len(ident) == _UUID_LEN and ident.count("-") == 4:
-        stmt = stmt.where(CapsuleRow.uuid == ident.lower())
-    else:
-        stmt = stmt.where(CapsuleRow.name == ident)
-    rows = (await session.execute(stmt.limit(2))).scalars().all()
-    if not rows:
-        raise errors.CapsuleNotFound(f"Capsule {ident} could not be found.")
-    if len(rows) > 1:
-        raise errors.Conflict(
-            f"Multiple capsules exist with same name {ident}. Please use the capsule uuid."
-        )
-    return rows[0]
-
-
-async def members(session: AsyncSession, capsule_uuid: str) -> list[ContainerRow]:
+async def members(session: Session, capsule_uuid: str) -> list[ContainerRow]:
     """The capsule's container rows: sandbox first, then init and app ones in order."""
-    stmt = select(ContainerRow).where(ContainerRow.capsule_id == capsule_uuid)
-    return _ordered((await session.execute(stmt)).scalars().all())
-
-
-def _ordered(rows: Sequence[ContainerRow]) -> list[ContainerRow]:
-    order = {"sandbox": 0, "init": 1, "app": 2}
-    return sorted(rows, key=lambda r: (order.get(r.container_type, 3), r.id or 0))
+    return await containers_repo.members(session, capsule_uuid)
 
 
 def status_of(capsule: CapsuleRow, rows: Sequence[ContainerRow]) -> tuple[str, str | None]:
@@ -154,7 +123,7 @@ def _member_row(
 
 
 async def _volumes(
-    ctx: RequestContext, session: AsyncSession, capsule: CapsuleRow, spec: CapsuleSpec
+    ctx: RequestContext, session: Session, capsule: CapsuleRow, spec: CapsuleSpec
 ) -> tuple[list[dict[str, Any]], set[str]]:
     """The sandbox's mounts (one per capsule volume, created or looked up) and their hosts."""
     mounts: list[dict[str, Any]] = []
@@ -304,11 +273,6 @@ async def create(env: Env, ctx: RequestContext, template: Any) -> CapsuleRow:
     return capsule
 
 
-CAPSULE_SORT_KEYS = frozenset(
-    {"id", "uuid", "name", "project_id", "user_id", "cpu", "memory", "created_at", "updated_at"}
-)
-
-
 async def list_capsules(
     env: Env,
     ctx: RequestContext,
@@ -321,46 +285,37 @@ async def list_capsules(
 ) -> tuple[list[tuple[CapsuleRow, list[ContainerRow]]], int]:
     """A page of capsules with their members, and the page size used (Zun's pagination)."""
     env.enforce(ctx, "capsule:get_all")
-    if all_projects:
-        env.enforce(ctx, "capsule:get_all_all_projects")
-    size = page_size(sort_key, CAPSULE_SORT_KEYS, limit, env.settings.max_limit)
-    stmt = select(CapsuleRow)
-    if not all_projects:
-        stmt = stmt.where(CapsuleRow.project_id == ctx.project_id)
+    scope = list_scope(env, ctx, all_projects, "capsule:get_all_all_projects")
+    query = PageQuery.of(
+        repo.SORT_KEYS,
+        env.settings.max_limit,
+        limit=limit,
+        marker=marker,
+        sort_key=sort_key,
+        sort_dir=sort_dir,
+    )
     async with env.db.read() as session:
-        capsules = await page(
-            session,
-            stmt,
-            CapsuleRow,
-            visible=stmt,
-            limit=size,
-            marker=marker,
-            sort_key=sort_key,
-            sort_dir=sort_dir,
-        )
+        capsules = await repo.list_page(session, scope, query)
         # Every member of the page in one query, not one per capsule.
-        found = select(ContainerRow).where(ContainerRow.capsule_id.in_([c.uuid for c in capsules]))
-        rows: dict[str, list[ContainerRow]] = {}
-        for row in (await session.execute(found)).scalars().all():
-            rows.setdefault(row.capsule_id or "", []).append(row)
-    return [(c, _ordered(rows.get(c.uuid, []))) for c in capsules], size
+        rows = await containers_repo.members_of(session, [c.uuid for c in capsules])
+    return [(c, rows.get(c.uuid, [])) for c in capsules], query.limit
 
 
 async def get(
     env: Env, ctx: RequestContext, ident: str, all_projects: bool = False
 ) -> tuple[CapsuleRow, list[ContainerRow]]:
-    scope = _lookup_scope(env, ctx, all_projects, "capsule:get_one_all_projects")
+    scope = lookup_scope(env, ctx, all_projects, "capsule:get_one_all_projects")
     async with env.db.read() as session:
-        capsule = await _find(session, scope, ident)
+        capsule = await repo.get(session, scope, ident)
         env.enforce(ctx, "capsule:get", capsule.project_id)
         return capsule, await members(session, capsule.uuid)
 
 
 async def delete(env: Env, ctx: RequestContext, ident: str, all_projects: bool) -> None:
     """Remove the members, then the sandbox (it holds the volumes), then the capsule."""
-    scope = _lookup_scope(env, ctx, all_projects, "capsule:delete_all_projects")
+    scope = lookup_scope(env, ctx, all_projects, "capsule:delete_all_projects")
     async with env.db.transaction() as session:
-        capsule = await _find(session, scope, ident)
+        capsule = await repo.get(session, scope, ident)
         env.enforce(ctx, "capsule:delete", capsule.project_id)
         capsule.deleting = True
         capsule.updated_at = utcnow()
@@ -385,7 +340,7 @@ def _delete_member(row: ContainerRow) -> None:
     row.status, row.task_state = Status.DELETING, TaskState.DELETING
 
 
-async def _settle_deletion(session: AsyncSession, capsule: CapsuleRow) -> str | None:
+async def _settle_deletion(session: Session, capsule: CapsuleRow) -> str | None:
     """Drop what never reached a host; delete the sandbox once the members are gone.
 
     Returns the host to wake (None when nothing runs anywhere).
@@ -424,11 +379,9 @@ def note_exit(row: ContainerRow, obs: Observation) -> None:
         row.held = True
 
 
-async def advance(session: AsyncSession, capsule_uuid: str) -> bool:
+async def advance(session: Session, capsule_uuid: str) -> bool:
     """Take the capsule's next step; True when a host has something new to do."""
-    capsule = (
-        await session.execute(select(CapsuleRow).where(CapsuleRow.uuid == capsule_uuid))
-    ).scalar_one_or_none()
+    capsule = await repo.by_uuid(session, capsule_uuid)
     if capsule is None:
         return False
     if capsule.deleting:

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.containers import Status, TaskState, action_allowed
 from berth.domain.context import RequestContext
@@ -20,10 +18,11 @@ from berth.services.images import address_check
 from berth.services.images import refs as image_refs
 from berth.services.names import generate_name
 from berth.services.networks import networks, security_groups
+from berth.services.scopes import list_scope, lookup_scope
 from berth.store import containers as repo
 from berth.store.base import new_uuid, utcnow
-from berth.store.paging import page_size
-from berth.store.scope import Scope
+from berth.store.db import Session
+from berth.store.paging import PageQuery
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow
 
 __all__ = [
@@ -35,7 +34,6 @@ __all__ = [
     "guard_node",
     "list_actions",
     "list_containers",
-    "scope_for",
     "update",
 ]
 
@@ -79,21 +77,6 @@ class NewContainer:
     given: frozenset[str] = frozenset()
 
 
-def scope_for(env: Env, ctx: RequestContext, all_projects: bool, rule: str) -> Scope:
-    """The caller's scope; ``all_projects`` only after ``rule`` allowed it."""
-    if all_projects:
-        env.enforce(ctx, rule)
-        return Scope(ctx.project_id, all_projects=True)
-    return Scope(ctx.project_id)
-
-
-def _lookup_scope(env: Env, ctx: RequestContext, all_projects: bool, rule: str) -> Scope:
-    # Zun: admins resolving a resource by identifier search every project.
-    if all_projects:
-        env.enforce(ctx, rule)
-    return Scope(ctx.project_id, all_projects=all_projects or ctx.is_admin)
-
-
 def _check_create_policy(env: Env, ctx: RequestContext, req: NewContainer) -> None:
     env.enforce(ctx, "container:create")
     for fld, rule in (
@@ -107,7 +90,7 @@ def _check_create_policy(env: Env, ctx: RequestContext, req: NewContainer) -> No
 
 
 async def _check_name(
-    env: Env, session: AsyncSession, name: str, project_id: str, exclude: str | None = None
+    env: Env, session: Session, name: str, project_id: str, exclude: str | None = None
 ) -> None:
     scope = env.settings.unique_container_name_scope
     if not scope:
@@ -201,7 +184,7 @@ async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) ->
 
 
 async def _resolve_mounts(
-    env: Env, ctx: RequestContext, session: AsyncSession, row: ContainerRow, raw: list[Any]
+    env: Env, ctx: RequestContext, session: Session, row: ContainerRow, raw: list[Any]
 ) -> None:
     """Volumes for ``--mount``: existing ones pin the container to their host."""
     row.mounts = []
@@ -244,21 +227,20 @@ async def list_containers(
 ) -> tuple[Sequence[ContainerRow], int]:
     """A page of the caller's containers (every project's with ``all_projects``)."""
     env.enforce(ctx, "container:get_all")
-    scope = scope_for(env, ctx, all_projects, "container:get_all_all_projects")
+    scope = list_scope(env, ctx, all_projects, "container:get_all_all_projects")
     if "host" in filters:
         env.enforce(ctx, "container:get_one:host")
-    page = page_size(sort_key, repo.SORT_KEYS, limit, env.settings.max_limit)
+    query = PageQuery.of(
+        repo.SORT_KEYS,
+        env.settings.max_limit,
+        limit=limit,
+        marker=marker,
+        sort_key=sort_key,
+        sort_dir=sort_dir,
+    )
     async with env.db.read() as session:
-        rows = await repo.list_page(
-            session,
-            scope,
-            filters=filters,
-            limit=page,
-            marker=marker,
-            sort_key=sort_key,
-            sort_dir=sort_dir,
-        )
-    return rows, page
+        rows = await repo.list_page(session, scope, query, filters=filters)
+    return rows, query.limit
 
 
 async def get(
@@ -269,7 +251,7 @@ async def get(
     rule: str = "container:get_one",
 ) -> ContainerRow:
     """The container ``ident`` (UUID or name) if the caller may see it."""
-    scope = _lookup_scope(env, ctx, all_projects, "container:get_one_all_projects")
+    scope = lookup_scope(env, ctx, all_projects, "container:get_one_all_projects")
     async with env.db.read() as session:
         row = await repo.get(session, scope, ident)
     env.enforce(ctx, rule, row.project_id)
@@ -304,7 +286,7 @@ async def update(
     ``action`` names the policy rule and state-table row: ``update`` (PATCH) or
     ``resize_container`` (the 1.19 action, the same live resize).
     """
-    scope = _lookup_scope(env, ctx, False, "container:get_one_all_projects")
+    scope = lookup_scope(env, ctx, False, "container:get_one_all_projects")
     async with env.db.transaction() as session:
         row = await repo.get(session, scope, ident, for_update=True)
         env.enforce(ctx, f"container:{action}", row.project_id)
@@ -341,9 +323,7 @@ async def update(
     return row
 
 
-async def _resize(
-    env: Env, session: AsyncSession, row: ContainerRow, resized: dict[str, Any]
-) -> None:
+async def _resize(env: Env, session: Session, row: ContainerRow, resized: dict[str, Any]) -> None:
     if row.cpu_policy == "dedicated" and "cpu" in resized:
         raise errors.Invalid(
             "The cpu of a cpu_policy=dedicated container is pinned to whole cores and cannot "
@@ -366,7 +346,7 @@ async def delete(
     env: Env, ctx: RequestContext, ident: str, *, force: bool, stop: bool, all_projects: bool
 ) -> None:
     """Ask for the container to be removed; it disappears once its host confirms."""
-    scope = _lookup_scope(env, ctx, all_projects, "container:delete_all_projects")
+    scope = lookup_scope(env, ctx, all_projects, "container:delete_all_projects")
     async with env.db.transaction() as session:
         row = await repo.get(session, scope, ident, for_update=True)
         env.enforce(ctx, "container:delete", row.project_id)
