@@ -18,6 +18,7 @@ level-triggered and survives agent and API restarts.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from berth import errors
@@ -26,12 +27,10 @@ from berth.domain.containers import Status, TaskState
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import Observation
 from berth.events.actions import emit
-from berth.services import quotas, volumes
+from berth.services import volumes
+from berth.services.containers.admission import Admission, Cost, admit
 from berth.services.env import Env
-from berth.services.hosts.placement import place
-from berth.services.images import address_check
 from berth.services.names import generate_name
-from berth.services.networks import networks
 from berth.services.scopes import list_scope, lookup_scope
 from berth.store import capsules as repo
 from berth.store import containers as containers_repo
@@ -72,6 +71,35 @@ def status_of(capsule: CapsuleRow, rows: Sequence[ContainerRow]) -> tuple[str, s
     return status, reason if status == "Error" else None
 
 
+def _check_ranges(env: Env, spec: CapsuleSpec) -> None:
+    s = env.settings
+    for member in (*spec.containers, *spec.init_containers):
+        for value, name, low, high in (
+            (member.cpu, "cpu", s.minimum_cpus, s.maximum_cpus),
+            (member.memory, "memory", s.minimum_memory, s.maximum_memory),
+        ):
+            if value is not None and not low <= value <= high:
+                raise errors.Invalid(
+                    f"Invalid capsule template: a container's {name} {value} is out of "
+                    f"range [{low:g}, {high:g}]."
+                )
+
+
+def _new_capsule(ctx: RequestContext, project_id: str, spec: CapsuleSpec) -> CapsuleRow:
+    return CapsuleRow(
+        uuid=new_uuid(),
+        name=spec.name or generate_name().replace("-container", "-capsule"),
+        project_id=project_id,
+        user_id=ctx.user_id,
+        labels=spec.labels,
+        annotations=spec.annotations,
+        restart_policy={"Name": spec.restart_policy, "MaximumRetryCount": "0"},
+        volumes=[],
+        deleting=False,
+        created_at=utcnow(),
+    )
+
+
 def _member_row(
     env: Env,
     ctx: RequestContext,
@@ -79,9 +107,9 @@ def _member_row(
     spec: MemberSpec,
     kind: str,
     index: int,
-    mounts: list[dict[str, Any]],
     restart: dict[str, str] | None,
 ) -> ContainerRow:
+    """A member's row; its mounts come with the capsule's volumes (``_Volumes``)."""
     s = env.settings
     policy = (
         spec.image_pull_policy if env.allowed(ctx, "container:create:image_pull_policy") else None
@@ -105,12 +133,7 @@ def _member_row(
         interactive=spec.interactive,
         tty=spec.tty,
         exposed_ports=None,  # published by the sandbox, which owns the network namespace
-        mounts=[
-            {**mounts[n], "destination": m.path, "read_only": m.read_only, "owned": False}
-            for m in spec.mounts
-            for n, v in enumerate(capsule.volumes)
-            if v["name"] == m.volume
-        ],
+        mounts=[],
         availability_zone=None,
         capsule_id=capsule.uuid,
         container_type=kind,
@@ -120,6 +143,81 @@ def _member_row(
         desired_since=utcnow(),
         created_at=utcnow(),
     )
+
+
+def _claim(rows: Sequence[ContainerRow]) -> tuple[float, int]:
+    """The capsule's claim: the app containers together, or the largest init one."""
+    cpu = max(
+        sum(r.cpu for r in rows if r.container_type == "app"),
+        max((r.cpu for r in rows if r.container_type == "init"), default=0.0),
+    )
+    memory = max(
+        sum(r.memory or 0 for r in rows if r.container_type == "app"),
+        max((r.memory or 0 for r in rows if r.container_type == "init"), default=0),
+    )
+    return cpu, memory
+
+
+def _sandbox(env: Env, capsule: CapsuleRow, spec: CapsuleSpec) -> ContainerRow:
+    """The row that holds the capsule's network namespace, volumes and whole claim."""
+    s = env.settings
+    return ContainerRow(
+        uuid=capsule.uuid,
+        name=f"capsule-{capsule.name}-sandbox",
+        project_id=capsule.project_id,
+        user_id=capsule.user_id,
+        image=s.sandbox_image,
+        image_driver="docker",
+        image_pull_policy="ifnotpresent",
+        command=list(s.sandbox_command),
+        cpu=capsule.cpu,
+        memory=capsule.memory,
+        disk=0,
+        labels={"berth.capsule": capsule.uuid},
+        environment={},
+        hostname=capsule.name[:63],
+        # Back with the engine after a host or dockerd restart, before its members need it.
+        restart_policy={"Name": "always", "MaximumRetryCount": "0"},
+        mounts=[],
+        exposed_ports={p: {} for m in (*spec.containers, *spec.init_containers) for p in m.ports}
+        or None,
+        availability_zone=spec.availability_zone or s.default_schedule_zone,
+        capsule_id=capsule.uuid,
+        container_type="sandbox",
+        status=Status.CREATING,
+        task_state=TaskState.CREATING,
+        desired_state="running",
+        desired_since=utcnow(),
+        created_at=utcnow(),
+    )
+
+
+@dataclass
+class _Volumes:
+    """The capsule's volume step: created or looked up, mounted by the sandbox and members."""
+
+    ctx: RequestContext
+    capsule: CapsuleRow
+    spec: CapsuleSpec
+    sandbox: ContainerRow
+    members: list[tuple[ContainerRow, MemberSpec]]
+
+    async def __call__(self, session: Session) -> None:
+        mounts, hosts = await _volumes(self.ctx, session, self.capsule, self.spec)
+        if len(hosts) > 1:
+            raise errors.Invalid(
+                "The capsule's volumes live on different hosts "
+                f"({', '.join(sorted(hosts))}); a capsule runs on one host."
+            )
+        self.sandbox.mounts = mounts
+        self.sandbox.requested_host = next(iter(hosts), None)
+        for row, member in self.members:
+            row.mounts = [
+                {**mounts[n], "destination": m.path, "read_only": m.read_only, "owned": False}
+                for m in member.mounts
+                for n, v in enumerate(self.capsule.volumes)
+                if v["name"] == m.volume
+            ]
 
 
 async def _volumes(
@@ -158,119 +256,50 @@ async def _volumes(
     return mounts, hosts
 
 
+def _admission(env: Env, ctx: RequestContext, project_id: str, template: Any) -> Admission:
+    """What a capsule's create admits: its sandbox, placed, and its members behind it."""
+    spec = parse_template(template)
+    _check_ranges(env, spec)
+    capsule = _new_capsule(ctx, project_id, spec)
+    init_restart = None
+    restart = {"Name": spec.restart_policy, "MaximumRetryCount": "0"}
+    members = [
+        (_member_row(env, ctx, capsule, m, "init", n, init_restart), m)
+        for n, m in enumerate(spec.init_containers)
+    ] + [
+        (_member_row(env, ctx, capsule, m, "app", n, restart), m)
+        for n, m in enumerate(spec.containers)
+    ]
+    rows = [row for row, _ in members]
+    capsule.cpu, capsule.memory = _claim(rows)
+    sandbox = _sandbox(env, capsule, spec)
+    return Admission(
+        placed=sandbox,
+        # The sandbox carries the claim; the members are what the count counts.
+        cost=Cost(capsule.cpu, capsule.memory, 0, count=len(rows)),
+        event="capsule.create",
+        members=rows,
+        owner=capsule,
+        images=[m.image for m in (*spec.containers, *spec.init_containers)],
+        # Zun checks a capsule's name in the containers' namespace (they share a
+        # table); Berth keeps capsules apart and names members after their capsule.
+        names=[],
+        sourced=rows,
+        volumes=_Volumes(ctx, capsule, spec, sandbox, members),
+    )
+
+
 async def create(env: Env, ctx: RequestContext, template: Any) -> CapsuleRow:
     """Store the capsule and its containers, place its sandbox; the agent does the rest."""
-    env.enforce(ctx, "capsule:create")
-    if not ctx.project_id:
-        raise errors.Forbidden("A project-scoped token is needed to create capsules.")
-    spec = parse_template(template)
-    s = env.settings
-    capsule = CapsuleRow(
-        uuid=new_uuid(),
-        name=spec.name or generate_name().replace("-container", "-capsule"),
-        project_id=ctx.project_id,
-        user_id=ctx.user_id,
-        labels=spec.labels,
-        annotations=spec.annotations,
-        restart_policy={"Name": spec.restart_policy, "MaximumRetryCount": "0"},
-        volumes=[],
-        deleting=False,
-        created_at=utcnow(),
+    adm = await admit(
+        env,
+        ctx,
+        rules=["capsule:create"],
+        noun="capsules",
+        build=lambda project_id: _admission(env, ctx, project_id, template),
     )
-    for member in (*spec.containers, *spec.init_containers):
-        for value, name, low, high in (
-            (member.cpu, "cpu", s.minimum_cpus, s.maximum_cpus),
-            (member.memory, "memory", s.minimum_memory, s.maximum_memory),
-        ):
-            if value is not None and not low <= value <= high:
-                raise errors.Invalid(
-                    f"Invalid capsule template: a container's {name} {value} is out of "
-                    f"range [{low:g}, {high:g}]."
-                )
-    for member in (*spec.containers, *spec.init_containers):
-        await address_check.check_image(env, ctx, member.image)
-    await networks.ensure_defaults(env, ctx.project_id, ctx.user_id)
-    async with env.db.transaction() as session:
-        # Before _volumes locks any volume: every quota-checked create takes the
-        # project's lock first, so two of them never wait on each other crosswise.
-        await quotas.lock_usage(session, ctx.project_id, "containers")
-        mounts, hosts = await _volumes(ctx, session, capsule, spec)
-        if len(hosts) > 1:
-            raise errors.Invalid(
-                "The capsule's volumes live on different hosts "
-                f"({', '.join(sorted(hosts))}); a capsule runs on one host."
-            )
-        restart = {"Name": spec.restart_policy, "MaximumRetryCount": "0"}
-        init_restart = None
-        rows = [
-            _member_row(env, ctx, capsule, m, "init", n, mounts, init_restart)
-            for n, m in enumerate(spec.init_containers)
-        ] + [
-            _member_row(env, ctx, capsule, m, "app", n, mounts, restart)
-            for n, m in enumerate(spec.containers)
-        ]
-        # The capsule's claim: the app containers together, or the largest init one.
-        cpu = max(
-            sum(r.cpu for r in rows if r.container_type == "app"),
-            max((r.cpu for r in rows if r.container_type == "init"), default=0.0),
-        )
-        memory = max(
-            sum(r.memory or 0 for r in rows if r.container_type == "app"),
-            max((r.memory or 0 for r in rows if r.container_type == "init"), default=0),
-        )
-        capsule.cpu, capsule.memory = cpu, memory
-        await quotas.check_container(env, session, ctx.project_id, cpu, memory, 0, count=len(rows))
-        sandbox = ContainerRow(
-            uuid=capsule.uuid,
-            name=f"capsule-{capsule.name}-sandbox",
-            project_id=capsule.project_id,
-            user_id=capsule.user_id,
-            image=s.sandbox_image,
-            image_driver="docker",
-            image_pull_policy="ifnotpresent",
-            command=list(s.sandbox_command),
-            cpu=cpu,
-            memory=memory,
-            disk=0,
-            labels={"berth.capsule": capsule.uuid},
-            environment={},
-            hostname=capsule.name[:63],
-            # Back with the engine after a host or dockerd restart, before its members need it.
-            restart_policy={"Name": "always", "MaximumRetryCount": "0"},
-            mounts=mounts,
-            exposed_ports={
-                p: {} for m in (*spec.containers, *spec.init_containers) for p in m.ports
-            }
-            or None,
-            availability_zone=spec.availability_zone or s.default_schedule_zone,
-            requested_host=next(iter(hosts), None),
-            capsule_id=capsule.uuid,
-            container_type="sandbox",
-            status=Status.CREATING,
-            task_state=TaskState.CREATING,
-            desired_state="running",
-            desired_since=utcnow(),
-            created_at=utcnow(),
-        )
-        # The sandbox owns the capsule's network namespace: it joins the project's
-        # network and default group like any container (members share it).
-        await networks.wire(session, sandbox)
-        session.add(capsule)
-        session.add(sandbox)
-        session.add_all(rows)
-        await session.flush()
-        decision = await place(session, env.pipeline, sandbox, s.service_down_time, env.host_cache)
-        if decision.host is None:
-            reason = decision.explain()
-            capsule.status_reason = reason
-            for row in (sandbox, *rows):
-                row.status, row.status_reason, row.task_state = Status.ERROR, reason, None
-                row.held = True
-        else:
-            await volumes.bind_host(session, mounts, sandbox.host)
-        emit(session, sandbox, "capsule.create", ctx.request_id, host=sandbox.host)
-    await env.notifier.touch(sandbox.host)
-    return capsule
+    assert adm.owner is not None  # _admission always sets it
+    return adm.owner
 
 
 async def list_capsules(
