@@ -21,6 +21,7 @@ from berth.domain.hostsync import VolumeMount
 from berth.services.containers import files as injected_files
 from berth.services.env import Env
 from berth.services.scopes import list_scope, lookup_scope
+from berth.store import hosts as hosts_repo
 from berth.store import volumes as volume_repo
 from berth.store.base import new_uuid, utcnow
 from berth.store.db import Session
@@ -203,7 +204,8 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
         host, uuid = row.host, row.uuid
     if host is not None:  # its data lives there: the host's agent removes it first
         async with env.db.read() as session:
-            url = await volume_repo.host_agent_url(session, host)
+            found = await hosts_repo.by_hostname(session, host)
+        url = found.agent_url if found is not None else None
         await env.agents.call(host, url, "DELETE", f"/v1/volumes/{uuid}")
     async with env.db.transaction() as session:
         await volume_repo.delete_by_uuid(session, uuid)
