@@ -18,6 +18,7 @@ from typing import Any
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import VolumeMount
+from berth.domain.paging import Paging
 from berth.services.containers import files as injected_files
 from berth.services.env import Env
 from berth.services.scopes import list_scope, lookup_scope
@@ -157,22 +158,12 @@ async def list_volumes(
     ctx: RequestContext,
     all_projects: bool,
     *,
-    limit: int | None = None,
-    marker: str | None = None,
-    sort_key: str = "id",
-    sort_dir: str = "asc",
+    paging: Paging = Paging(),
 ) -> tuple[Sequence[VolumeRow], int]:
     """A page of the caller's project's volumes (every project's with ``all_projects``)."""
     env.enforce(ctx, "volume:get_all")
     scope = list_scope(env, ctx, all_projects, "volume:get_all_all_projects")
-    query = PageQuery.of(
-        VOLUME_SORT_KEYS,
-        env.settings.max_limit,
-        limit=limit,
-        marker=marker,
-        sort_key=sort_key,
-        sort_dir=sort_dir,
-    )
+    query = PageQuery.of(VOLUME_SORT_KEYS, env.settings.max_limit, paging)
     async with env.db.read() as session:
         rows = await volume_repo.list_page(session, scope, query)
     return rows, query.limit
