@@ -18,20 +18,6 @@ LIMIT = 20
 _PACKAGE = Path(berth.__file__).resolve().parent
 _SKIPPED = (_PACKAGE / "store" / "migrations",)  # Alembic's, generated
 
-# Functions still over the limit while they are being split. This set must shrink to
-# empty (the lead empties it when merging those splits); never add to it. An entry
-# no longer over the limit fails the test too, so the allowance cannot go stale.
-_BEING_SPLIT = frozenset(
-    {
-        "berth/services/volumes.py:resolve_mounts",
-        "berth/services/networks/security_groups.py:_validate",
-        "berth/services/containers/capsules.py:create",
-        "berth/services/clusters/clusters.py:upgrade",
-        "berth/services/clusters/nodegroups.py:update",
-    }
-)
-
-
 def _scores() -> Iterator[tuple[str, str, int, int]]:
     """``(path, function, line, complexity)`` of every function, method and closure."""
     for path in sorted(_PACKAGE.rglob("*.py")):
@@ -46,12 +32,9 @@ def _scores() -> Iterator[tuple[str, str, int, int]]:
 def test_no_function_is_too_complex() -> None:
     scores = list(_scores())
     assert len(scores) > 1000, "the scan found too few functions: is the path right?"
-    over = [
-        (f"{where}:{name}", f"{name} {where}:{line} complexity {score}")
+    too_complex = sorted(
+        f"{name} {where}:{line} complexity {score}"
         for where, name, line, score in scores
         if score > LIMIT
-    ]
-    too_complex = sorted(shown for key, shown in over if key not in _BEING_SPLIT)
+    )
     assert not too_complex, f"over complexity {LIMIT}, split them:\n" + "\n".join(too_complex)
-    stale = sorted(_BEING_SPLIT - {key for key, _ in over})
-    assert not stale, "no longer over the limit, remove from _BEING_SPLIT:\n" + "\n".join(stale)
