@@ -16,8 +16,12 @@ from typing import Any, Protocol, runtime_checkable
 # typing_extensions: pydantic (FastAPI responses) accepts only its TypedDict on 3.11.
 from typing_extensions import TypedDict
 
+from berth.config import Settings
 from berth.domain.hostsync import DesiredContainer, ObservedStateName, RegistryAuth
+from berth.networks.base import NetworkDriver
+from berth.plugins import Kind
 from berth.runtimes.streams import StreamingRuntime
+from berth.volumes.base import VolumeDriver
 
 __all__ = [
     "LABEL_OWNER",
@@ -26,9 +30,11 @@ __all__ = [
     "LABEL_SPEC_VERSION",
     "LABEL_UUID",
     "PULL_POLICIES",
+    "RUNTIME_DRIVERS",
     "HostFacts",
     "RuntimeContainer",
     "RuntimeDriver",
+    "RuntimeFactory",
     "TopResult",
     "ZunStats",
     "container_name",
@@ -245,3 +251,21 @@ class RuntimeDriver(StreamingRuntime, Protocol):
     async def stats(self, uuid: str) -> ZunStats:
         """A one-shot resource usage sample in Zun's shape."""
         ...
+
+
+class RuntimeFactory(Protocol):
+    """What a ``berth.runtimes`` entry point names: builds the agent's runtime driver.
+
+    It is handed the settings and the network and volume drivers the operator
+    chose (``network_driver``, ``volume_driver``); a driver that wires containers
+    to networks or volumes keeps them as its ``networks`` and ``volumes``
+    attributes, where the agent finds them (without, the host ignores networks).
+    """
+
+    def __call__(
+        self, settings: Settings, *, networks: NetworkDriver, volumes: VolumeDriver
+    ) -> RuntimeDriver: ...
+
+
+RUNTIME_DRIVERS: Kind[RuntimeFactory] = Kind("berth.runtimes", "runtime driver", "runtime_driver")
+"""The container engines an agent can drive (Berth's own: ``docker``)."""
