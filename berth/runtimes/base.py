@@ -24,6 +24,8 @@ from berth.runtimes.streams import StreamingRuntime
 from berth.volumes.base import VolumeDriver
 
 __all__ = [
+    "HOST_LABEL_ENGINE",
+    "HOST_LABEL_ENGINE_VERSION",
     "LABEL_OWNER",
     "LABEL_PROJECT",
     "LABEL_REBUILD",
@@ -39,6 +41,7 @@ __all__ = [
     "ZunStats",
     "container_name",
     "effective_pull_policy",
+    "engine_labels",
     "parse_instant",
 ]
 
@@ -112,6 +115,25 @@ class HostFacts:
     os: str | None = None
     kernel_version: str | None = None
     images: list[str] = field(default_factory=list)  # repo:tag of every tagged image
+    # The container engine itself ("docker") and its version, for mixed pools: the
+    # agent reports them as the host labels ``HOST_LABEL_ENGINE``/``..._VERSION``.
+    engine: str | None = None
+    engine_version: str | None = None
+
+
+# Host labels (Zun's host ``labels``, which Zun too fills from the engine) an agent
+# adds to the operator's: a request places by engine with the Zun scheduler hint
+# ``label:berth.engine=<engine>``, and ``openstack appcontainer host show`` shows it.
+HOST_LABEL_ENGINE = "berth.engine"
+HOST_LABEL_ENGINE_VERSION = "berth.engine_version"
+
+
+def engine_labels(facts: HostFacts) -> dict[str, str]:
+    """The host labels that say which engine (and version) the host runs, when known."""
+    labels = {HOST_LABEL_ENGINE: facts.engine} if facts.engine else {}
+    if facts.engine and facts.engine_version:
+        labels[HOST_LABEL_ENGINE_VERSION] = facts.engine_version
+    return labels
 
 
 def container_name(uuid: str) -> str:

@@ -163,6 +163,8 @@ class DockerDriver(DockerImageOps, DockerStreams):
             os=info.get("OperatingSystem"),
             kernel_version=info.get("KernelVersion"),
             images=_tags(images),
+            engine="docker",
+            engine_version=info.get("ServerVersion"),
         )
 
     # -- observing

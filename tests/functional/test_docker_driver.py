@@ -39,6 +39,8 @@ async def test_host_facts(box: Box) -> None:
     assert "runc" in facts.runtimes
     assert not any(r.startswith("io.containerd") for r in facts.runtimes)
     assert facts.os_type == "linux" and facts.kernel_version
+    assert facts.engine == "docker"
+    assert facts.engine_version == box.api.version()["Version"]
 
 
 async def test_create_applies_the_whole_spec(box: Box) -> None:

@@ -105,7 +105,8 @@ class MemoryRuntime(FakeDriver):
 
     async def host_facts(self) -> HostFacts:
         """The fake's small host, telling that it is this plug-in's (``os``)."""
-        return replace(await super().host_facts(), os=OS, os_type="linux")
+        facts = await super().host_facts()
+        return replace(facts, os=OS, os_type="linux", engine=NAME, engine_version="1.0")
 
     async def ensure_image(
         self, image: str, pull_policy: str | None, auth: RegistryAuth | None = None

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,30 +36,48 @@ def _plugged_env(work: Path, **settings: str) -> dict[str, str]:
     return all_in_one_env(work, HOST, ADMIN_PASSWORD, **{**plugged, **settings})
 
 
+def _settled(base: str, headers: dict[str, str], uuid: str) -> dict[str, Any]:
+    """The container once it is Running or in Error (30 s at most)."""
+    deadline = time.monotonic() + 30
+    shown: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        shown = httpx.get(f"{base}/container/v1/containers/{uuid}", headers=headers).json()
+        if shown["status"] in ("Running", "Error"):
+            break
+        time.sleep(0.2)
+    return shown
+
+
 def test_berth_runs_a_container_on_a_runtime_driver_it_does_not_ship(tmp_path: Path) -> None:
     with live_server(_plugged_env(tmp_path)) as base:
         headers = {"X-Auth-Token": live_token(base, "admin", ADMIN_PASSWORD, "admin"), **ZUN}
-        r = httpx.post(
-            f"{base}/container/v1/containers?run=true",
-            json={"image": "busybox", "name": "plugged", "command": ["sleep", "600"]},
-            headers=headers,
-            timeout=30,
-        )
-        assert r.status_code == 202, r.text
-        uuid = r.json()["uuid"]
-        deadline = time.monotonic() + 30
-        shown: dict[str, object] = {}
-        while time.monotonic() < deadline:
-            shown = httpx.get(f"{base}/container/v1/containers/{uuid}", headers=headers).json()
-            if shown["status"] in ("Running", "Error"):
-                break
-            time.sleep(0.2)
+
+        def run(name: str, engine: str | None = None) -> dict[str, Any]:
+            body: dict[str, Any] = {"image": "busybox", "name": name, "command": ["sleep", "600"]}
+            if engine:
+                body["hints"] = {"label:berth.engine": engine}
+            r = httpx.post(
+                f"{base}/container/v1/containers?run=true", json=body, headers=headers, timeout=30
+            )
+            assert r.status_code == 202, r.text
+            return _settled(base, headers, r.json()["uuid"])
+
+        shown = run("plugged")
         assert shown["status"] == "Running", shown
         assert shown["host"] == HOST
-        # The host's facts came from the plug-in, not from an engine on this machine.
+        # The host's facts came from the plug-in, not from an engine on this machine, and
+        # the host says which engine it runs (a label, as Zun's engine-reported labels).
         hosts = httpx.get(f"{base}/container/v1/hosts", headers=headers).json()["hosts"]
         assert [(h["hostname"], h["os"]) for h in hosts] == [(HOST, memory_drivers.OS)]
-        r = httpx.delete(f"{base}/container/v1/containers/{uuid}?force=true", headers=headers)
+        assert hosts[0]["labels"] == {"berth.engine": "memory", "berth.engine_version": "1.0"}
+        # Mixed pools: a request names the engine with a scheduler hint.
+        assert run("on-memory", memory_drivers.NAME)["status"] == "Running"
+        refused = run("on-docker", "docker")
+        assert refused["status"] == "Error", refused
+        assert "berth.engine=docker" in refused["status_reason"], refused
+        r = httpx.delete(
+            f"{base}/container/v1/containers/{shown['uuid']}?force=true", headers=headers
+        )
         assert r.status_code == 204, r.text
 
 
