@@ -349,6 +349,18 @@ class Settings(BaseSettings):
         default=None, description="service credential shared by agents; generated when unset"
     )
     docker_url: str = "unix:///var/run/docker.sock"
+    # The agent's drivers, by their entry-point names (berth.plugins): a package that
+    # declares more under the same groups adds choices without touching Berth.
+    runtime_driver: str = Field(
+        default="docker",
+        description="the container engine driver (entry-point group berth.runtimes)",
+    )
+    network_driver: str = Field(
+        default="bridge", description="the network driver (entry-point group berth.networks)"
+    )
+    volume_driver: str = Field(
+        default="local", description="the volume driver (entry-point group berth.volumes)"
+    )
     all_in_one: bool = True
 
     @classmethod
