@@ -15,9 +15,11 @@ is created inside that pod and so shares its network, UTS and IPC namespaces.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
+from berth import errors
 from berth.domain.hostsync import DesiredContainer, ObservedStateName
 from berth.networks.base import network_name
 from berth.runtimes.base import (
@@ -37,14 +39,18 @@ from berth.volumes.base import volume_name
 __all__ = [
     "LABEL_CAPSULE",
     "container_spec",
+    "error_for",
     "from_inspect",
     "from_listing",
     "healthconfig",
+    "image_tags",
     "is_sandbox",
     "labels",
     "listing_status",
+    "log_params",
     "pod_name",
     "pod_spec",
+    "qualified",
     "resources",
     "zun_stats",
 ]
@@ -285,7 +291,7 @@ def from_inspect(data: dict[str, Any]) -> RuntimeContainer:
         uuid=tags.get(LABEL_UUID, ""),
         runtime_id=str(data.get("Id")),
         state=observed,
-        status_detail=status_text(state),
+        status_detail=_status_text(state),
         spec_version=_int(tags.get(LABEL_SPEC_VERSION)),
         # An exit code means something only once the container has exited.
         exit_code=int(state.get("ExitCode") or 0) if observed == "stopped" else None,
@@ -296,6 +302,13 @@ def from_inspect(data: dict[str, Any]) -> RuntimeContainer:
         networks=sorted((settings.get("Networks") or {}).keys()),
         published=_published_inspect(settings.get("Ports")),
     )
+
+
+def _status_text(state: dict[str, Any]) -> str:
+    """Docker's STATUS text for a libpod ``State`` (whose ``Running`` is false while paused)."""
+    if state.get("Status") == "paused":
+        state = {**state, "Running": True, "Paused": True}
+    return status_text(state)
 
 
 def from_listing(entry: dict[str, Any], now: datetime | None = None) -> RuntimeContainer:
@@ -405,3 +418,86 @@ def zun_stats(sample: dict[str, Any], name: str) -> ZunStats:
         "BLOCK I/O(B)": f"{counter['BlockInput']}/{counter['BlockOutput']}",
         "NET I/O(B)": f"{counter['NetInput']}/{counter['NetOutput']}",
     }
+
+
+_MAX_TAGS = 1000  # images reported for the scheduler's image locality (the newest)
+
+
+def short_reference(tag: str) -> str:
+    """A reference as Docker would spell it: Podman's ``localhost/`` and Docker Hub prefixes off."""
+    for prefix in ("localhost/", "docker.io/library/", "docker.io/"):
+        if tag.startswith(prefix):
+            return tag.removeprefix(prefix)
+    return tag
+
+
+def image_tags(images: list[dict[str, Any]]) -> list[str]:
+    """Docker-spelled ``repo:tag`` of every tagged image, at most ``_MAX_TAGS`` (the newest)."""
+    newest = sorted(images, key=lambda i: int(i.get("Created") or 0), reverse=True)
+    tags = [
+        short_reference(t)
+        for i in newest
+        for t in i.get("RepoTags") or ()
+        if t and not t.startswith("<none>")
+    ]
+    return sorted(dict.fromkeys(tags[:_MAX_TAGS]))
+
+
+def qualified(image: str) -> str:
+    """A fully qualified reference to pull: a short name means Docker Hub, as with Docker.
+
+    Podman refuses to guess a registry for a short name (no unqualified-search
+    registries by default); locally loaded images are found either way.
+    """
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if sep else f"docker.io/library/{image}"
+
+
+def log_params(
+    stdout: bool,
+    stderr: bool,
+    timestamps: bool,
+    tail: int | None,
+    since: float | None,
+    *,
+    follow: bool,
+) -> dict[str, str]:
+    """The query of ``GET /libpod/containers/{name}/logs``."""
+    params = {
+        "stdout": str(stdout).lower(),
+        "stderr": str(stderr).lower(),
+        "timestamps": str(timestamps).lower(),
+        "follow": str(follow).lower(),
+    }
+    if tail is not None:
+        params["tail"] = str(tail)
+    if since:
+        # Nine digits: libpod reads the fraction as a count of nanoseconds.
+        params["since"] = f"{since:.9f}"
+    return params
+
+
+# libpod's error causes: a missing object is sometimes a 500.
+_MISSING = ("no such container", "no such pod", "no such exec session", "no such object")
+_CONFLICTS = ("container state improper", "that name is already in use")
+
+
+def error_for(status: int, content: bytes) -> errors.BerthError:
+    """The Berth error for a libpod error answer (``{"cause", "message", "response"}``)."""
+    try:
+        answer = json.loads(content)
+        message = str(answer.get("message") or answer.get("cause") or content.decode())
+        cause = str(answer.get("cause") or "")
+    except (ValueError, AttributeError):
+        message, cause = content.decode("utf-8", errors="replace"), ""
+    if status == 404 or cause in _MISSING:
+        return errors.ContainerNotFound(message)
+    # libpod answers 500 (not 409) for most "not in this state" refusals and
+    # for a taken container name.
+    if status == 409 or cause in _CONFLICTS:
+        return errors.InvalidStateException(message)
+    if status == 400:
+        return errors.Invalid(message)
+    return errors.BerthError(f"podman error: {message}")

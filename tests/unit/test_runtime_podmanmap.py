@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from berth.domain.hostsync import DesiredContainer, NetworkRef, PublishedPort, VolumeMount
+from berth import errors
+from berth.domain.hostsync import (
+    DesiredContainer,
+    NetworkRef,
+    PublishedPort,
+    RegistryAuth,
+    VolumeMount,
+)
 from berth.runtimes import podmanmap
 from berth.runtimes.dockermap import TenantLimits
+from berth.runtimes.podman_images import auth_header, insecure_registry
 
 NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 MIB = 1024 * 1024
@@ -284,3 +294,76 @@ def test_zun_stats() -> None:
         "NET I/O(B)": "586/1360",
     }
     assert podmanmap.zun_stats({}, "x")["MEM %"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "kind"),
+    [
+        (404, {"cause": "no such container", "message": "gone"}, errors.ContainerNotFound),
+        (500, {"cause": "no such pod", "message": "no pod"}, errors.ContainerNotFound),
+        (409, {"cause": "pod already exists", "message": "taken"}, errors.InvalidStateException),
+        (500, {"cause": "container state improper", "message": "x"}, errors.InvalidStateException),
+        (
+            500,
+            {"cause": "that name is already in use", "message": "x"},
+            errors.InvalidStateException,
+        ),
+        (400, {"cause": "bad", "message": "bad input"}, errors.Invalid),
+        (500, {"cause": "boom", "message": "it broke"}, errors.BerthError),
+    ],
+)
+def test_error_for(status: int, answer: dict[str, str], kind: type[errors.BerthError]) -> None:
+    error = podmanmap.error_for(status, json.dumps(answer).encode())
+    assert type(error) is kind and error.message.endswith(answer["message"])
+
+
+def test_error_for_text_answer() -> None:
+    error = podmanmap.error_for(502, b"bad gateway")
+    assert "bad gateway" in error.message
+
+
+@pytest.mark.parametrize(
+    ("image", "reference"),
+    [("busybox", "docker.io/library/busybox"), ("busybox:1", "docker.io/library/busybox:1"),
+     ("berth/node:1", "docker.io/berth/node:1"), ("quay.io/x/y:2", "quay.io/x/y:2"),
+     ("localhost:5000/x:1", "localhost:5000/x:1"), ("localhost/x", "localhost/x")],
+)  # fmt: skip
+def test_qualified(image: str, reference: str) -> None:
+    assert podmanmap.qualified(image) == reference
+
+
+def test_image_tags_are_spelled_as_docker_does() -> None:
+    images = [
+        {"Created": 1, "RepoTags": ["localhost/berth-test/busybox:latest"]},
+        {"Created": 2, "RepoTags": ["docker.io/library/busybox:1", "quay.io/a/b:c"]},
+        {"Created": 3, "RepoTags": None},
+    ]
+    assert podmanmap.image_tags(images) == [
+        "berth-test/busybox:latest",
+        "busybox:1",
+        "quay.io/a/b:c",
+    ]
+
+
+def test_log_params() -> None:
+    assert podmanmap.log_params(True, False, True, 5, 12.5, follow=True) == {
+        "stdout": "true",
+        "stderr": "false",
+        "timestamps": "true",
+        "follow": "true",
+        "tail": "5",
+        "since": "12.500000000",
+    }
+    assert "tail" not in podmanmap.log_params(True, True, False, None, None, follow=False)
+
+
+def test_auth_header_and_insecure_registries() -> None:
+    assert auth_header(None) == {}
+    header = auth_header(RegistryAuth("reg:5000", "u", "p"))["X-Registry-Auth"]
+    assert json.loads(base64.urlsafe_b64decode(header)) == {
+        "username": "u",
+        "password": "p",
+        "serveraddress": "reg:5000",
+    }
+    assert insecure_registry("localhost:5000/x:1") and insecure_registry("127.0.0.1:9519/a/b")
+    assert not insecure_registry("docker.io/library/busybox") and not insecure_registry("busybox")
