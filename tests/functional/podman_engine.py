@@ -21,7 +21,7 @@ import pytest
 
 from tests.functional.docker_engine import TEST_IMAGE
 
-__all__ = ["PODMAN_URL", "load_test_image", "podman_service"]
+__all__ = ["PODMAN_URL", "load_test_image", "podman_service", "remove_podman_owned"]
 
 PODMAN_URL = os.environ.get("BERTH_PODMAN_URL", "unix:///run/berth-podman.sock")
 
@@ -100,3 +100,19 @@ def load_test_image(image: str = TEST_IMAGE) -> str:
     if save.wait() != 0 or loaded.returncode != 0:
         raise RuntimeError(f"loading {image} into podman failed: {loaded.stderr}")
     return image
+
+
+def remove_podman_owned(owner: str) -> None:
+    """Remove, at once, every pod and container labelled with ``owner``."""
+    label = f"label=berth.owner={owner}"
+    for kind in (["pod"], []):
+        listed = subprocess.run(
+            ["podman", *kind, "ps", "-aq" if not kind else "-q", "--filter", label],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        for ident in listed:
+            subprocess.run(
+                ["podman", *kind, "rm", "-f", "-t", "0", ident], capture_output=True, check=False
+            )

@@ -25,7 +25,7 @@ from berth.domain.hostsync import DesiredContainer, PublishedPort
 from berth.runtimes.base import RuntimeDriver, container_name
 from berth.runtimes.podman import PodmanDriver
 from tests.functional.docker_engine import TEST_IMAGE
-from tests.functional.podman_engine import load_test_image, podman_service
+from tests.functional.podman_engine import load_test_image, podman_service, remove_podman_owned
 
 pytestmark = pytest.mark.docker
 
@@ -78,16 +78,6 @@ class Box:
         return data
 
 
-def remove_owned(owner: str) -> None:
-    label = f"label=berth.owner={owner}"
-    for pod in podman("pod", "ps", "-q", "--filter", label).split():
-        subprocess.run(
-            ["podman", "pod", "rm", "-f", "-t", "0", pod], capture_output=True, check=False
-        )
-    for ident in podman("ps", "-aq", "--filter", label).split():
-        subprocess.run(["podman", "rm", "-f", "-t", "0", ident], capture_output=True, check=False)
-
-
 @pytest.fixture
 async def box(podman_url: str) -> AsyncIterator[Box]:
     uuid = f"t{uuidlib.uuid4().hex[:16]}"
@@ -97,7 +87,7 @@ async def box(podman_url: str) -> AsyncIterator[Box]:
         yield Box(driver, uuid, owner)
     finally:
         await driver.close()
-        remove_owned(owner)
+        await asyncio.to_thread(remove_podman_owned, owner)
 
 
 async def until(
