@@ -21,9 +21,10 @@ from typing import Any, TypeVar
 import pytest
 
 from berth import errors
-from berth.domain.hostsync import DesiredContainer, PublishedPort
+from berth.domain.hostsync import DesiredContainer, PublishedPort, VolumeMount
 from berth.runtimes.base import RuntimeDriver, container_name
 from berth.runtimes.podman import PodmanDriver
+from berth.volumes.local import LocalVolumeDriver
 from tests.functional.docker_engine import TEST_IMAGE
 from tests.functional.podman_engine import load_test_image, podman_service, remove_podman_owned
 
@@ -461,3 +462,44 @@ async def test_runtime_is_the_services(box: Box) -> None:
     other = "runsc" if runtime != "runsc" else "runc"
     with pytest.raises(errors.Invalid, match="not available"):
         await box.driver.create(box.spec(uuid=f"{box.uuid}x", runtime=other))
+
+
+# -- volumes
+
+
+async def test_volumes_through_the_local_volume_driver(box: Box) -> None:
+    """Berth's volume driver works unchanged on Podman's socket (its Docker-compatible
+    volume endpoints); the volume's data outlives the container, and is removed with
+    the container that owns it."""
+    volumes = LocalVolumeDriver(box.driver._api.base_url, owner=box.owner)
+    driver = PodmanDriver(box.driver._api.base_url, owner=box.owner, volumes=volumes)
+    vol = f"v{box.uuid}"
+    mount = VolumeMount(vol, "/data", owner=box.uuid)
+    try:
+        spec = box.spec(command=["sh", "-c", "echo kept > /data/file; sleep 300"], volumes=[mount])
+        await driver.create(spec)
+        await driver.start(box.uuid)
+        assert podman_json("volume", "inspect", f"berth-vol-{vol}")[0]["Labels"]["berth.owner"] == (
+            box.owner
+        )
+        await until(
+            lambda: driver.execute(box.uuid, ["cat", "/data/file"], 5), lambda r: r[0] != ""
+        )
+        await driver.remove(box.uuid)
+        again = box.spec(uuid=f"{box.uuid}b", command=["cat", "/data/file"], volumes=[mount])
+        await driver.create(again)
+        await driver.start(again.uuid)
+        await until(lambda: driver.logs(again.uuid), lambda text: text != "")
+        assert await driver.logs(again.uuid) == "kept\n"
+        await driver.remove(again.uuid)
+        await volumes.remove_owned_by(box.uuid)
+        assert not podman_json(
+            "volume", "ls", "--filter", f"name=berth-vol-{vol}", "--format", "json"
+        )
+    finally:
+        await driver.close()
+        await asyncio.to_thread(
+            subprocess.run,
+            ["podman", "volume", "rm", "-f", f"berth-vol-{vol}"],
+            capture_output=True,
+        )
