@@ -21,7 +21,10 @@ from typing import Any, TypeVar
 import pytest
 
 from berth import errors
-from berth.domain.hostsync import DesiredContainer, PublishedPort, VolumeMount
+from berth.domain.hostsync import DesiredContainer, NetworkRef, PublishedPort, VolumeMount
+from berth.networks.base import FirewallRule
+from berth.networks.bridge import BridgeNetworks
+from berth.networks.hostguard import bridge_name
 from berth.runtimes.base import RuntimeDriver, container_name
 from berth.runtimes.podman import PodmanDriver
 from berth.volumes.local import LocalVolumeDriver
@@ -503,3 +506,54 @@ async def test_volumes_through_the_local_volume_driver(box: Box) -> None:
             ["podman", "volume", "rm", "-f", f"berth-vol-{vol}"],
             capture_output=True,
         )
+
+
+# -- networks
+
+
+async def test_project_networks_through_the_bridge_driver(box: Box) -> None:
+    """Berth's bridge network driver on Podman's socket: a project network is a Podman
+    network on its own bridge; its containers reach each other, others' do not."""
+    owner = box.owner
+    nets = BridgeNetworks(box.driver._api.base_url, owner=owner)
+    driver = PodmanDriver(box.driver._api.base_url, owner=owner, networks=nets)
+    mine, theirs = (
+        NetworkRef(f"n{box.uuid}", "net", "proj-1"),
+        NetworkRef(f"o{box.uuid}", "x", "p2"),
+    )
+    a, b, c = box.uuid, f"{box.uuid}b", f"{box.uuid}c"
+    try:
+        for uuid, net in ((a, mine), (b, mine), (c, theirs)):
+            await driver.create(box.spec(uuid=uuid, networks=[net]))
+            await driver.start(uuid)
+        seen_b = await driver.inspect(b)
+        seen_c = await driver.inspect(c)
+        assert seen_b is not None and seen_c is not None
+        assert list(seen_b.addresses) == [f"berth-net-{mine.id}"]
+        ip_b = seen_b.addresses[f"berth-net-{mine.id}"][0]["addr"]
+        ip_c = seen_c.addresses[f"berth-net-{theirs.id}"][0]["addr"]
+        _, reached = await driver.execute(a, ["ping", "-c", "1", "-W", "2", ip_b], 10)
+        _, isolated = await driver.execute(a, ["ping", "-c", "1", "-W", "1", ip_c], 10)
+        assert reached == 0 and isolated != 0
+        # Berth names the bridge (the host guard keys on it); Podman honours the option.
+        (inspected,) = podman_json("network", "inspect", f"berth-net-{mine.id}")
+        assert inspected["network_interface"] == bridge_name(owner, mine.id)
+        # Security groups: b's chain first lets nothing in, then ICMP.
+        await nets.write_firewalls({b: ((ip_b,), ())})
+        _, blocked = await driver.execute(a, ["ping", "-c", "1", "-W", "1", ip_b], 10)
+        await nets.write_firewalls({b: ((ip_b,), (FirewallRule(protocol="icmp"),))})
+        _, allowed = await driver.execute(a, ["ping", "-c", "1", "-W", "2", ip_b], 10)
+        await nets.write_firewalls({b: None})
+        assert (blocked, allowed) == (1, 0)
+        # A second network attached live, then detached.
+        await nets.connect(a, theirs)
+        _, reached = await driver.execute(a, ["ping", "-c", "1", "-W", "2", ip_c], 10)
+        assert reached == 0
+        await nets.disconnect(a, theirs.id)
+        seen_a = await driver.inspect(a)
+        assert seen_a is not None and seen_a.networks == [f"berth-net-{mine.id}"]
+    finally:
+        for uuid in (a, b, c):
+            await driver.remove(uuid)
+        await nets.prune(set())
+        await driver.close()
