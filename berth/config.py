@@ -349,6 +349,8 @@ class Settings(BaseSettings):
         default=None, description="service credential shared by agents; generated when unset"
     )
     docker_url: str = "unix:///var/run/docker.sock"
+    # The libpod service of the ``podman`` runtime driver (``podman system service``).
+    podman_url: str = "unix:///run/podman/podman.sock"
     # The agent's drivers, by their entry-point names (berth.plugins): a package that
     # declares more under the same groups adds choices without touching Berth.
     runtime_driver: str = Field(

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from berth import errors
+from berth.config import Settings
 from berth.domain.hostsync import DesiredContainer
 from berth.networks.base import NetworkDriver
 from berth.runtimes import podmanmap
@@ -36,6 +37,7 @@ from berth.runtimes.base import (
     LABEL_UUID,
     HostFacts,
     RuntimeContainer,
+    RuntimeFactory,
     TopResult,
     ZunStats,
     container_name,
@@ -46,7 +48,7 @@ from berth.runtimes.podman_streams import PodmanStreams
 from berth.runtimes.streams import FrameDemuxer
 from berth.volumes.base import VolumeDriver
 
-__all__ = ["API_VERSION", "DEFAULT_URL", "PodmanDriver"]
+__all__ = ["API_VERSION", "DEFAULT_URL", "PodmanDriver", "driver"]
 
 API_VERSION = "v4.0.0"
 DEFAULT_URL = "unix:///run/podman/podman.sock"
@@ -169,6 +171,8 @@ class PodmanDriver(PodmanImageOps, PodmanStreams):
             os_type=host.get("os"),
             os=os_name or None,
             kernel_version=host.get("kernel"),
+            engine="podman",
+            engine_version=str((info.get("version") or {}).get("Version") or "") or None,
             images=podmanmap.image_tags(images),
         )
 
@@ -425,3 +429,26 @@ def _architecture(arch: str) -> str:
 def _disk_total(root: Path) -> int:
     """GiB of the file system holding Podman's storage (the agent runs on that host)."""
     return shutil.disk_usage(root if root.exists() else Path("/")).total // _GIB
+
+
+def driver(settings: Settings, *, networks: NetworkDriver, volumes: VolumeDriver) -> PodmanDriver:
+    """The ``podman`` entry point: the libpod service at ``podman_url``, holding tenant
+    containers to the operator's limits (processes, log size).
+
+    The network and volume drivers it is handed speak the Docker API: on a Podman
+    host point ``docker_url`` at the same service (``podman system service``
+    answers both APIs on one socket), see docs/operators.md.
+    """
+    limits = TenantLimits(
+        pids=settings.container_pids_limit, log_max_mb=settings.container_log_max_mb
+    )
+    return PodmanDriver(
+        settings.podman_url,
+        owner=settings.agent_host,
+        limits=limits,
+        networks=networks,
+        volumes=volumes,
+    )
+
+
+_ENTRY_POINT: RuntimeFactory = driver  # so mypy checks the entry point against the Protocol
