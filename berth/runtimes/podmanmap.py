@@ -191,6 +191,44 @@ def _ports(spec: DesiredContainer) -> dict[str, Any]:
     }
 
 
+def _limits(spec: DesiredContainer, limits: TenantLimits) -> dict[str, Any]:
+    """Resource limits, the log size cap and the OCI runtime of a container's create body."""
+    body: dict[str, Any] = {}
+    pids = limits.pids if spec.node_profile != "dind" else 0
+    limits_body = resources(spec.cpu, spec.memory, spec.cpuset, pids)
+    if limits_body:
+        body["resource_limits"] = limits_body
+    if limits.log_max_mb > 0:
+        body["log_configuration"] = {"driver": "k8s-file", "size": limits.log_max_mb * _MIB}
+    if spec.runtime and spec.runtime != "runc":
+        body["oci_runtime"] = spec.runtime
+    return body
+
+
+def _mounts(spec: DesiredContainer) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(bind mounts of host paths, named volumes) of a container's create body."""
+    mounts = [
+        {
+            "destination": m.destination,
+            "source": m.host_path,
+            "type": "bind",
+            "options": ["rbind", "ro" if m.read_only else "rw"],
+        }
+        for m in spec.volumes
+        if m.destination and m.host_path
+    ]
+    volumes = [
+        {
+            "Name": volume_name(m.volume_uuid),
+            "Dest": m.destination,
+            "Options": ["ro" if m.read_only else "rw"],
+        }
+        for m in spec.volumes
+        if m.destination and not m.host_path
+    ]
+    return mounts, volumes
+
+
 def container_spec(
     spec: DesiredContainer, owner: str | None, limits: TenantLimits = TenantLimits()
 ) -> dict[str, Any]:
@@ -211,33 +249,8 @@ def container_spec(
         "privileged": spec.privileged,
         **_restart(spec.restart_policy),
     }
-    pids = limits.pids if spec.node_profile != "dind" else 0
-    limits_body = resources(spec.cpu, spec.memory, spec.cpuset, pids)
-    if limits_body:
-        body["resource_limits"] = limits_body
-    if limits.log_max_mb > 0:
-        body["log_configuration"] = {"driver": "k8s-file", "size": limits.log_max_mb * _MIB}
-    if spec.runtime and spec.runtime != "runc":
-        body["oci_runtime"] = spec.runtime
-    mounts = [
-        {
-            "destination": m.destination,
-            "source": m.host_path,
-            "type": "bind",
-            "options": ["rbind", "ro" if m.read_only else "rw"],
-        }
-        for m in spec.volumes
-        if m.destination and m.host_path
-    ]
-    volumes = [
-        {
-            "Name": volume_name(m.volume_uuid),
-            "Dest": m.destination,
-            "Options": ["ro" if m.read_only else "rw"],
-        }
-        for m in spec.volumes
-        if m.destination and not m.host_path
-    ]
+    body.update(_limits(spec, limits))
+    mounts, volumes = _mounts(spec)
     if spec.network_container:
         # A capsule member joins its sandbox's pod: network, UTS (so the
         # hostname) and IPC are the pod's.

@@ -82,7 +82,7 @@ def test_berth_runs_a_container_on_a_runtime_driver_it_does_not_ship(tmp_path: P
 
 
 def test_a_driver_that_is_not_installed_stops_berth_with_the_choices(tmp_path: Path) -> None:
-    env = {**_clean_env(), **_plugged_env(tmp_path, BERTH_RUNTIME_DRIVER="podman")}
+    env = {**_clean_env(), **_plugged_env(tmp_path, BERTH_RUNTIME_DRIVER="no-such-engine")}
     done = subprocess.run(
         [sys.executable, "-c", "from berth.cli.serve import api_main\napi_main()\n"],
         env=env,
@@ -92,6 +92,6 @@ def test_a_driver_that_is_not_installed_stops_berth_with_the_choices(tmp_path: P
         timeout=60,
     )
     assert done.returncode != 0
-    assert "no runtime driver named 'podman' is installed" in done.stderr, done.stderr
+    assert "no runtime driver named 'no-such-engine' is installed" in done.stderr, done.stderr
     assert "BERTH_RUNTIME_DRIVER" in done.stderr
     assert memory_drivers.NAME in done.stderr.split("the installed ones are", 1)[1]
