@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,8 +21,10 @@ from berth.api.app import Extension, create_app
 from berth.api.internal.local import LocalControl
 from berth.api.state import AppState
 from berth.config import Settings, load_settings
+from berth.networks.base import NetworkDriver
 from berth.networks.bridge import BridgeNetworks
-from berth.networks.hostguard import allowed_host_ports
+from berth.networks.hostguard import HostPort, allowed_host_ports
+from berth.networks.overlay import OverlayNetworks, underlay_address
 from berth.runtimes.docker import DockerDriver
 from berth.runtimes.dockermap import TenantLimits
 
@@ -48,10 +50,22 @@ def docker_runtime(settings: Settings) -> DockerDriver:
         settings.container_host_ports_allowlist,
         [*registries, *settings.image_registry_allowlist],
     )
-    networks = BridgeNetworks(settings.docker_url, owner=settings.agent_host, host_ports=host_ports)
     return DockerDriver(
-        settings.docker_url, owner=settings.agent_host, limits=limits, networks=networks
+        settings.docker_url,
+        owner=settings.agent_host,
+        limits=limits,
+        networks=network_driver(settings, host_ports),
     )
+
+
+def network_driver(settings: Settings, host_ports: Sequence[HostPort]) -> NetworkDriver:
+    """The agent's network driver, by ``network_driver`` (the one place it is chosen)."""
+    if settings.network_driver == "overlay":
+        local_ip = settings.overlay_local_ip or underlay_address(settings.control_url)
+        return OverlayNetworks(
+            settings.docker_url, owner=settings.agent_host, local_ip=local_ip, host_ports=host_ports
+        )
+    return BridgeNetworks(settings.docker_url, owner=settings.agent_host, host_ports=host_ports)
 
 
 def embedded_agent(settings: Settings) -> Extension:

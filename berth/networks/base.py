@@ -7,11 +7,11 @@ when no container uses it any more. Drivers never talk to the control plane.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias, runtime_checkable
 
-from berth.domain.hostsync import NetworkRef
+from berth.domain.hostsync import NetworkRef, RemoteMember
 
 __all__ = [
     "NETWORK_PREFIX",
@@ -70,6 +70,15 @@ class NetworkDriver(Protocol):
 
     async def disconnect(self, uuid: str, network_id: str) -> None:
         """Detach the container ``uuid`` from the network; not attached is success."""
+        ...
+
+    async def program(self, remote: Mapping[str, Sequence[RemoteMember]]) -> None:
+        """Make each network reach its members on other hosts, by network id (level-triggered).
+
+        The whole wanted picture every time: entries for members no longer listed
+        go, networks not on this host are skipped (programmed once they are made).
+        A driver whose networks do not span hosts does nothing.
+        """
         ...
 
     async def prune(self, keep: set[str]) -> list[str]:

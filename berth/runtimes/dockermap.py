@@ -148,7 +148,14 @@ def create_params(
         config.pop("hostname", None)
     elif spec.networks:
         # The first project network at create; the agent connects any others.
-        host["network_mode"] = network_name(spec.networks[0].id)
+        first = spec.networks[0]
+        host["network_mode"] = network_name(first.id)
+        if first.address:  # leased by the control plane (overlay): the engine must not pick
+            config["networking_config"] = {
+                "EndpointsConfig": {
+                    network_name(first.id): {"IPAMConfig": {"IPv4Address": first.address}}
+                }
+            }
     elif spec.no_network:
         # Detached from every network (then recreated, say by a rebuild): loopback
         # only, never the engine's default bridge, until a network is attached.
@@ -276,6 +283,7 @@ def from_inspect(data: dict[str, Any]) -> RuntimeContainer:
         rebuild_id=labels.get(LABEL_REBUILD),
         networks=sorted(((data.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
         published=_published_inspect((data.get("NetworkSettings") or {}).get("Ports")),
+        macs=_macs((data.get("NetworkSettings") or {}).get("Networks")),
     )
 
 
@@ -296,6 +304,7 @@ def from_listing(entry: dict[str, Any]) -> RuntimeContainer:
         rebuild_id=labels.get(LABEL_REBUILD),
         networks=sorted(((entry.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
         published=_published_listing(entry.get("Ports")),
+        macs=_macs((entry.get("NetworkSettings") or {}).get("Networks")),
     )
 
 
@@ -338,6 +347,15 @@ def _addresses(networks: dict[str, Any] | None) -> dict[str, Any]:
         if addrs:
             result[name] = addrs
     return result
+
+
+def _macs(networks: dict[str, Any] | None) -> dict[str, str]:
+    """``{IPv4 address: MAC}`` of every endpoint (the overlay programs other hosts with it)."""
+    return {
+        str(net["IPAddress"]): str(net["MacAddress"])
+        for net in (networks or {}).values()
+        if net.get("IPAddress") and net.get("MacAddress")
+    }
 
 
 def signal_name(signal: str | int | None) -> str | int:
