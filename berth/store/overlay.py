@@ -17,12 +17,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.store.tables import AddressLeaseRow, ContainerRow, HostRow, NetworkRow, ServiceRow
 
 __all__ = [
+    "AllocationRaced",
     "Member",
     "allocate",
     "forget_network",
@@ -33,6 +35,10 @@ __all__ = [
     "record_macs",
     "segments",
 ]
+
+
+class AllocationRaced(Exception):
+    """Another transaction took a subnet, VNI or address this one chose: run it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +101,22 @@ async def allocate(
     """Give each network of ``wanted`` (uuid -> its containers) a segment and each container
     a lease on it. Leases of containers that are gone or left the network are freed first.
 
-    True when anything was written. Raises an IntegrityError (at flush) when a
-    concurrent allocation took the same value: retry the transaction.
+    True when anything was written. Raises AllocationRaced when a concurrent
+    allocation took the same value: retry the transaction (it sees the winner's rows).
     """
+    try:
+        return await _allocate(session, wanted, pool=pool, prefix=prefix)
+    except IntegrityError as exc:
+        raise AllocationRaced(str(exc.orig)) from exc
+
+
+async def _allocate(
+    session: AsyncSession,
+    wanted: Mapping[str, Sequence[str]],
+    *,
+    pool: str,
+    prefix: int,
+) -> bool:
     nets = await segments(session, wanted.keys())
     changed = await _give_segments(session, [nets[n] for n in sorted(nets)], pool, prefix)
     leases = await leases_of(session, nets.keys())
