@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import cast
-
-from sqlalchemy import delete as sa_delete
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.services.env import Env
-from berth.store import containers as container_repo
-from berth.store.db import UNWATCHED
-from berth.store.tables import QuotaClassRow, QuotaRow
+from berth.store import quotas as quota_repo
+from berth.store.db import Session
 
 __all__ = [
     "RESOURCES",
@@ -46,30 +38,20 @@ def defaults(env: Env) -> dict[str, int]:
     }
 
 
-async def _class_limits(env: Env, session: AsyncSession, name: str) -> dict[str, int]:
+async def _class_limits(env: Env, session: Session, name: str) -> dict[str, int]:
     limits = defaults(env)
-    rows = (
-        (await session.execute(select(QuotaClassRow).where(QuotaClassRow.class_name == name)))
-        .scalars()
-        .all()
-    )
-    limits.update({r.resource: r.hard_limit for r in rows})
+    limits.update(await quota_repo.class_limits(session, name))
     return limits
 
 
-async def limits_of(env: Env, session: AsyncSession, project_id: str) -> dict[str, int]:
+async def limits_of(env: Env, session: Session, project_id: str) -> dict[str, int]:
     """A project's limits in ``session``: its class defaults, then its own values."""
     limits = await _class_limits(env, session, DEFAULT_CLASS)
-    rows = (
-        (await session.execute(select(QuotaRow).where(QuotaRow.project_id == project_id)))
-        .scalars()
-        .all()
-    )
-    limits.update({r.resource: r.hard_limit for r in rows})
+    limits.update(await quota_repo.project_limits(session, project_id))
     return limits
 
 
-async def lock_usage(session: AsyncSession, project_id: str, resource: str) -> None:
+async def lock_usage(session: Session, project_id: str, resource: str) -> None:
     """Hold the project's ``resource`` usage still until ``session``'s transaction ends.
 
     Every quota-checked create calls this in its write transaction before it
@@ -85,22 +67,12 @@ async def lock_usage(session: AsyncSession, project_id: str, resource: str) -> N
     and a second process's create waits until this one commits). Inside one
     process ``Database.transaction`` already serialises the writers.
     """
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"berth.quota:{project_id}:{resource}"},
-        )
-    else:
-        await session.execute(
-            text("UPDATE quotas SET hard_limit = hard_limit WHERE 1 = 0"),
-            execution_options={UNWATCHED: True},
-        )
+    await quota_repo.lock_usage(session, project_id, resource)
 
 
 async def check_container(
     env: Env,
-    session: AsyncSession,
+    session: Session,
     project_id: str,
     cpu: float,
     memory: int,
@@ -117,7 +89,7 @@ async def check_container(
     await lock_usage(session, project_id, "containers")
     if limits is None:
         limits = await limits_of(env, session, project_id)
-    usage = await container_repo.project_usage(session, project_id)
+    usage = await quota_repo.usage(session, project_id)
     asked = {"containers": count, "cpu": cpu, "memory": memory, "disk": disk}
     over = [
         r for r in RESOURCES if asked[r] > 0 and limits[r] >= 0 and usage[r] + asked[r] > limits[r]
@@ -149,32 +121,12 @@ async def project_usage(
     _target(env, ctx, "quota:get", project_id)
     async with env.db.read() as session:
         limits = await limits_of(env, session, project_id)
-        usage = await container_repo.project_usage(session, project_id)
+        usage = await quota_repo.usage(session, project_id)
     return {r: {"limit": limits[r], "in_use": _num(usage[r])} for r in RESOURCES}
 
 
 def _num(v: float) -> float:
     return int(v) if float(v).is_integer() else v
-
-
-async def _set_limits(
-    session: AsyncSession,
-    table: type[QuotaRow] | type[QuotaClassRow],
-    owner: dict[str, str],
-    values: dict[str, int],
-) -> None:
-    """Insert or update one limit row per resource for the owner (project or class)."""
-    ((key, value),) = owner.items()
-    stmt = select(table).where(getattr(table, key) == value)
-    found = (await session.execute(stmt)).scalars().all()
-    rows = cast(Sequence[QuotaRow | QuotaClassRow], found)
-    existing = {r.resource: r for r in rows}
-    for resource, limit in values.items():
-        if resource in existing:
-            existing[resource].hard_limit = limit
-        else:
-            session.add(table(**owner, resource=resource, hard_limit=limit))
-    await session.flush()
 
 
 async def update_project(
@@ -183,14 +135,14 @@ async def update_project(
     """Set some of a project's limits; returns all of them."""
     _target(env, ctx, "quota:update", project_id)
     async with env.db.transaction() as session:
-        await _set_limits(session, QuotaRow, {"project_id": project_id}, values)
+        await quota_repo.set_project_limits(session, project_id, values)
         return await limits_of(env, session, project_id)
 
 
 async def delete_project(env: Env, ctx: RequestContext, project_id: str) -> None:
     _target(env, ctx, "quota:delete", project_id)
     async with env.db.transaction() as session:
-        await session.execute(sa_delete(QuotaRow).where(QuotaRow.project_id == project_id))
+        await quota_repo.delete_project_limits(session, project_id)
 
 
 async def default_limits(env: Env, ctx: RequestContext, project_id: str) -> dict[str, int]:
@@ -211,5 +163,5 @@ async def update_class(
     """Set some of a quota class's limits; returns all of them."""
     env.enforce(ctx, "quota_class:update")
     async with env.db.transaction() as session:
-        await _set_limits(session, QuotaClassRow, {"class_name": name}, values)
+        await quota_repo.set_class_limits(session, name, values)
         return await _class_limits(env, session, name)

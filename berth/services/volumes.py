@@ -15,18 +15,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import VolumeMount
 from berth.services.containers import files as injected_files
 from berth.services.env import Env
+from berth.services.scopes import list_scope, lookup_scope
+from berth.store import volumes as volume_repo
 from berth.store.base import new_uuid, utcnow
-from berth.store.paging import page, page_size
+from berth.store.db import Session
+from berth.store.paging import PageQuery
 from berth.store.scope import Scope
-from berth.store.tables import ContainerRow, HostRow, VolumeRow
+from berth.store.tables import ContainerRow, VolumeRow
 
 __all__ = [
     "MAX_SIZE",
@@ -47,9 +47,6 @@ __all__ = [
 ]
 
 MAX_SIZE = 1024  # GiB
-_UUID = re.compile(
-    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
-)
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,254}$")
 
 
@@ -97,10 +94,6 @@ def parse_mounts(raw: list[Any]) -> list[MountRequest]:
     return result
 
 
-def _lookup_scope(ctx: RequestContext) -> Scope:
-    return Scope(ctx.project_id, all_projects=ctx.is_admin)
-
-
 def check_size(value: Any, field: str = "size") -> int:
     """A volume size in GiB: an integer in [1, MAX_SIZE]."""
     text = str(value).strip()
@@ -144,38 +137,18 @@ async def create(env: Env, ctx: RequestContext, name: Any, size: Any) -> VolumeR
     name = check_name(name)
     row = new_volume(ctx.project_id, ctx.user_id, name, check_size(size))
     async with env.db.transaction() as session:
-        if await _find(session, Scope(ctx.project_id), name):
+        if await volume_repo.exists(session, Scope(ctx.project_id), name):
             raise errors.Conflict(f"A volume with name {name} already exists in this project.")
         session.add(row)
     return row
 
 
-async def _find(session: AsyncSession, scope: Scope, ident: str) -> list[VolumeRow]:
-    stmt = select(VolumeRow)
-    if not scope.all_projects:
-        stmt = stmt.where(VolumeRow.project_id == scope.project_id)
-    if _UUID.match(ident):
-        stmt = stmt.where(VolumeRow.uuid == ident.lower())
-    else:
-        stmt = stmt.where(VolumeRow.name == ident)
-    return list((await session.execute(stmt.limit(2))).scalars().all())
-
-
-async def lookup(session: AsyncSession, scope: Scope, ident: str) -> VolumeRow:
+async def lookup(session: Session, scope: Scope, ident: str) -> VolumeRow:
     """The volume ``ident`` (UUID or name) visible in ``scope``; VolumeNotFound otherwise."""
-    rows = await _find(session, scope, ident)
-    if not rows:
-        raise errors.VolumeNotFound(f"Volume {ident} could not be found.")
-    if len(rows) > 1:
-        raise errors.Conflict(
-            f"Multiple volumes exist with same name {ident}. Please use the volume uuid."
-        )
-    return rows[0]
+    return await volume_repo.get(session, scope, ident)
 
 
-VOLUME_SORT_KEYS = frozenset(
-    {"id", "uuid", "name", "size", "host", "project_id", "user_id", "created_at"}
-)
+VOLUME_SORT_KEYS = volume_repo.SORT_KEYS
 
 
 async def list_volumes(
@@ -190,49 +163,36 @@ async def list_volumes(
 ) -> tuple[Sequence[VolumeRow], int]:
     """A page of the caller's project's volumes (every project's with ``all_projects``)."""
     env.enforce(ctx, "volume:get_all")
-    if all_projects:
-        env.enforce(ctx, "volume:get_all_all_projects")
-    size = page_size(sort_key, VOLUME_SORT_KEYS, limit, env.settings.max_limit)
-    stmt = select(VolumeRow)
-    if not all_projects:
-        stmt = stmt.where(VolumeRow.project_id == ctx.project_id)
+    scope = list_scope(env, ctx, all_projects, "volume:get_all_all_projects")
+    query = PageQuery.of(
+        VOLUME_SORT_KEYS,
+        env.settings.max_limit,
+        limit=limit,
+        marker=marker,
+        sort_key=sort_key,
+        sort_dir=sort_dir,
+    )
     async with env.db.read() as session:
-        rows = await page(
-            session,
-            stmt,
-            VolumeRow,
-            visible=stmt,
-            limit=size,
-            marker=marker,
-            sort_key=sort_key,
-            sort_dir=sort_dir,
-        )
-    return rows, size
+        rows = await volume_repo.list_page(session, scope, query)
+    return rows, query.limit
 
 
 async def get(env: Env, ctx: RequestContext, ident: str) -> VolumeRow:
     async with env.db.read() as session:
-        row = await lookup(session, _lookup_scope(ctx), ident)
+        row = await lookup(session, lookup_scope(env, ctx), ident)
     env.enforce(ctx, "volume:get", row.project_id)
     return row
 
 
-async def in_use(session: AsyncSession, volume: VolumeRow) -> list[str]:
+async def in_use(session: Session, volume: VolumeRow) -> list[str]:
     """UUIDs of the containers (capsule members included) that mount ``volume``."""
-    stmt = select(ContainerRow.uuid, ContainerRow.mounts).where(
-        ContainerRow.project_id == volume.project_id
-    )
-    return [
-        uuid
-        for uuid, mounts in (await session.execute(stmt)).all()
-        if any(m.get("volume_uuid") == volume.uuid for m in mounts or [])
-    ]
+    return await volume_repo.mounted_by(session, volume)
 
 
 async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
     """Remove the volume and its data; Conflict while a container mounts it."""
     async with env.db.transaction() as session:
-        row = await lookup(session, _lookup_scope(ctx), ident)
+        row = await lookup(session, lookup_scope(env, ctx), ident)
         env.enforce(ctx, "volume:delete", row.project_id)
         users = await in_use(session, row)
         if users:
@@ -243,27 +203,21 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
         host, uuid = row.host, row.uuid
     if host is not None:  # its data lives there: the host's agent removes it first
         async with env.db.read() as session:
-            url = (
-                await session.execute(select(HostRow.agent_url).where(HostRow.hostname == host))
-            ).scalar_one_or_none()
+            url = await volume_repo.host_agent_url(session, host)
         await env.agents.call(host, url, "DELETE", f"/v1/volumes/{uuid}")
     async with env.db.transaction() as session:
-        found = await _find(session, Scope(None, all_projects=True), uuid)
-        for volume in found:
-            await session.delete(volume)
+        await volume_repo.delete_by_uuid(session, uuid)
 
 
-async def delete_owned(session: AsyncSession, owner_uuid: str) -> None:
+async def delete_owned(session: Session, owner_uuid: str) -> None:
     """Forget the volumes that belonged to ``owner_uuid`` (its host removed their data)."""
-    stmt = select(VolumeRow).where(VolumeRow.owner_uuid == owner_uuid)
-    for volume in (await session.execute(stmt)).scalars().all():
-        await session.delete(volume)
+    await volume_repo.delete_owned(session, owner_uuid)
 
 
 async def resolve_mounts(
     env: Env,
     ctx: RequestContext,
-    session: AsyncSession,
+    session: Session,
     mounts: list[MountRequest],
     *,
     owner: str,
@@ -279,55 +233,26 @@ async def resolve_mounts(
     hosts_needed: set[str] = set()
     seen: set[str] = set()
     for n, m in enumerate(mounts):
-        dest = m.destination
-        if not dest.startswith("/") or dest.rstrip("/") == "" or ".." in dest.split("/"):
-            raise errors.Invalid(
-                f"Invalid mount destination {dest!r}: an absolute path in the container "
-                "other than '/' is required."
-            )
-        if dest in seen:
-            raise errors.Invalid(f"Two mounts have the same destination {dest}.")
-        seen.add(dest)
+        _check_destination(m.destination, seen)
         if m.type == "bind":
-            # Zun's file injection: the source is the file's content, never a host path.
-            if m.size is not None or m.read_only:
-                raise errors.Invalid(
-                    f"Mount at {dest}: a file injection (type bind) takes a source (the "
-                    "base64 content) and a destination only, not size or read_only."
-                )
-            stored.append(injected_files.accept(env, session, owner, dest, m.source))
+            stored.append(_injected_file(env, session, owner, m))
             continue
         if m.type != "volume":
             raise errors.Invalid(
                 f"Invalid mount type {m.type!r}: use 'volume', or 'bind' to inject a file."
             )
         if m.source and m.source.startswith("/"):
-            if not env.allowed(ctx, "container:create:host_path"):
-                raise errors.PolicyNotAuthorized("container:create:host_path")
-            stored.append({"type": "bind", "source": m.source, "destination": dest})
+            stored.append(_host_path(env, ctx, m))
             continue
-        if m.source and m.size is not None:
-            raise errors.Invalid(
-                f"Mount at {dest}: give either source (an existing volume) or size "
-                "(a new volume), not both."
-            )
-        if m.source:
-            volume = await lookup(session, Scope(ctx.project_id), m.source)
-            if volume.host:
-                hosts_needed.add(volume.host)
-        elif m.size is not None:
-            volume = new_volume(
-                ctx.project_id or "", ctx.user_id, f"{owner_name}-{n}", m.size, owner=owner
-            )
-            session.add(volume)
-        else:
-            raise errors.Invalid(f"Mount at {dest}: a source volume or a size is required.")
+        volume = await _mounted_volume(ctx, session, m, f"{owner_name}-{n}", owner)
+        if volume.host:
+            hosts_needed.add(volume.host)
         stored.append(
             {
                 "type": "volume",
                 "volume_uuid": volume.uuid,
                 "source": volume.name,
-                "destination": dest,
+                "destination": m.destination,
                 "size": volume.size,
                 "read_only": m.read_only,
                 "owned": volume.owner_uuid is not None,
@@ -341,15 +266,58 @@ async def resolve_mounts(
     return stored, next(iter(hosts_needed), None)
 
 
-async def bind_host(session: AsyncSession, mounts: list[dict[str, Any]], host: str | None) -> None:
+def _check_destination(dest: str, seen: set[str]) -> None:
+    """An absolute path other than '/', without '..', used by no earlier mount."""
+    if not dest.startswith("/") or dest.rstrip("/") == "" or ".." in dest.split("/"):
+        raise errors.Invalid(
+            f"Invalid mount destination {dest!r}: an absolute path in the container "
+            "other than '/' is required."
+        )
+    if dest in seen:
+        raise errors.Invalid(f"Two mounts have the same destination {dest}.")
+    seen.add(dest)
+
+
+def _injected_file(env: Env, session: Session, owner: str, m: MountRequest) -> dict[str, Any]:
+    # Zun's file injection: the source is the file's content, never a host path.
+    if m.size is not None or m.read_only:
+        raise errors.Invalid(
+            f"Mount at {m.destination}: a file injection (type bind) takes a source (the "
+            "base64 content) and a destination only, not size or read_only."
+        )
+    return injected_files.accept(env, session, owner, m.destination, m.source)
+
+
+def _host_path(env: Env, ctx: RequestContext, m: MountRequest) -> dict[str, Any]:
+    if not env.allowed(ctx, "container:create:host_path"):
+        raise errors.PolicyNotAuthorized("container:create:host_path")
+    return {"type": "bind", "source": m.source, "destination": m.destination}
+
+
+async def _mounted_volume(
+    ctx: RequestContext, session: Session, m: MountRequest, name: str, owner: str
+) -> VolumeRow:
+    """The existing volume ``m.source`` of the caller's project, or a new one of ``m.size``."""
+    if m.source and m.size is not None:
+        raise errors.Invalid(
+            f"Mount at {m.destination}: give either source (an existing volume) or size "
+            "(a new volume), not both."
+        )
+    if m.source:
+        return await lookup(session, Scope(ctx.project_id), m.source)
+    if m.size is None:
+        raise errors.Invalid(f"Mount at {m.destination}: a source volume or a size is required.")
+    volume = new_volume(ctx.project_id or "", ctx.user_id, name, m.size, owner=owner)
+    session.add(volume)
+    return volume
+
+
+async def bind_host(session: Session, mounts: list[dict[str, Any]], host: str | None) -> None:
     """Record ``host`` on the mounted volumes that had none (they are created there)."""
     uuids = [m["volume_uuid"] for m in mounts if m.get("volume_uuid")]
     if not uuids or host is None:
         return
-    stmt = select(VolumeRow).where(VolumeRow.uuid.in_(uuids), VolumeRow.host.is_(None))
-    for volume in (await session.execute(stmt)).scalars().all():
-        volume.host = host
-        volume.updated_at = utcnow()
+    await volume_repo.bind_host(session, uuids, host, utcnow())
 
 
 def desired_mounts(row: ContainerRow) -> list[VolumeMount]:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.store.lookup import one_by_ident
-from berth.store.paging import page
+from berth.store.paging import PageQuery, page
 from berth.store.scope import Scope
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow
 
@@ -18,8 +18,11 @@ __all__ = [
     "SORT_KEYS",
     "get",
     "get_action",
+    "host_of",
     "list_actions",
     "list_page",
+    "members",
+    "members_of",
     "name_taken",
     "project_usage",
 ]
@@ -70,18 +73,12 @@ async def get(
 
 
 async def list_page(
-    session: AsyncSession,
-    scope: Scope,
-    *,
-    filters: dict[str, Any],
-    limit: int,
-    marker: str | None,
-    sort_key: str,
-    sort_dir: str,
+    session: AsyncSession, scope: Scope, query: PageQuery, *, filters: dict[str, Any]
 ) -> Sequence[ContainerRow]:
     """One page of containers, ordered by ``sort_key`` then id, after ``marker``.
 
-    Capsule members are not listed (Zun lists them under their capsule only).
+    Capsule members are not listed (Zun lists them under their capsule only),
+    but the marker is looked up among every visible container, members included.
     """
     visible = _scoped(select(ContainerRow), scope)
     stmt = visible.where(ContainerRow.capsule_id.is_(None))
@@ -92,11 +89,42 @@ async def list_page(
         stmt,
         ContainerRow,
         visible=visible,
-        limit=limit,
-        marker=marker,
-        sort_key=sort_key,
-        sort_dir=sort_dir,
+        limit=query.limit,
+        marker=query.marker,
+        sort_key=query.sort_key,
+        sort_dir=query.sort_dir,
     )
+
+
+async def host_of(session: AsyncSession, uuid: str) -> str | None:
+    """The host container ``uuid`` is placed on (None if absent or not placed)."""
+    stmt = select(ContainerRow.host).where(ContainerRow.uuid == uuid)
+    host: str | None = (await session.execute(stmt)).scalar_one_or_none()
+    return host
+
+
+_MEMBER_ORDER = {"sandbox": 0, "init": 1, "app": 2}
+
+
+def _ordered(rows: Sequence[ContainerRow]) -> list[ContainerRow]:
+    return sorted(rows, key=lambda r: (_MEMBER_ORDER.get(r.container_type, 3), r.id or 0))
+
+
+async def members(session: AsyncSession, capsule_uuid: str) -> list[ContainerRow]:
+    """A capsule's container rows: sandbox first, then init and app ones in order."""
+    stmt = select(ContainerRow).where(ContainerRow.capsule_id == capsule_uuid)
+    return _ordered((await session.execute(stmt)).scalars().all())
+
+
+async def members_of(
+    session: AsyncSession, capsule_uuids: Sequence[str]
+) -> dict[str, list[ContainerRow]]:
+    """Every member of these capsules in one query, by capsule UUID, each list ordered."""
+    stmt = select(ContainerRow).where(ContainerRow.capsule_id.in_(capsule_uuids))
+    found: dict[str, list[ContainerRow]] = {}
+    for row in (await session.execute(stmt)).scalars().all():
+        found.setdefault(row.capsule_id or "", []).append(row)
+    return {uuid: _ordered(rows) for uuid, rows in found.items()}
 
 
 async def name_taken(

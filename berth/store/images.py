@@ -10,20 +10,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.store.lookup import UUID_SHAPE, one_by_ident
-from berth.store.paging import page
+from berth.store.paging import PageQuery, page, scoped_page
 from berth.store.scope import Scope
-from berth.store.tables import ImageRow, RegistryRow
+from berth.store.tables import ContainerRow, ImageRow, RegistryRow
 
 __all__ = [
     "IMAGE_SORT_KEYS",
     "REGISTRY_SORT_KEYS",
     "find_store_image",
+    "fresh_image",
     "get_image",
     "get_registry",
+    "image_sources_on",
     "list_images",
     "list_registries",
+    "public_image",
     "registries_by_uuid",
     "search_store",
+    "store_image",
 ]
 
 IMAGE_SORT_KEYS = frozenset({"id", "uuid", "repo", "tag", "size", "host", "created_at"})
@@ -56,27 +60,57 @@ async def get_image(
     return row
 
 
-async def list_images(
-    session: AsyncSession,
-    scope: Scope,
-    *,
-    limit: int,
-    marker: str | None,
-    sort_key: str,
-    sort_dir: str,
-) -> Sequence[ImageRow]:
+async def list_images(session: AsyncSession, scope: Scope, query: PageQuery) -> Sequence[ImageRow]:
     """One page of the images visible in ``scope`` (on hosts and in the store)."""
-    stmt = _scoped(select(ImageRow), ImageRow, scope)
-    return await page(
-        session,
-        stmt,
-        ImageRow,
-        visible=stmt,
-        limit=limit,
-        marker=marker,
-        sort_key=sort_key,
-        sort_dir=sort_dir,
+    return await scoped_page(session, ImageRow, scope, query)
+
+
+async def fresh_image(session: AsyncSession, image_id: int) -> ImageRow | None:
+    """The image row with primary key ``image_id`` as it is now (None once deleted)."""
+    return await session.get(ImageRow, image_id)
+
+
+async def public_image(session: AsyncSession, uuid: str) -> ImageRow | None:
+    """The public image with UUID ``uuid`` (any project's: public images are everyone's)."""
+    stmt = select(ImageRow).where(ImageRow.uuid == uuid, ImageRow.visibility == "public")
+    row: ImageRow | None = (await session.execute(stmt)).scalar_one_or_none()
+    return row
+
+
+async def store_image(
+    session: AsyncSession, project_id: str | None, repo: str, tag: str, *, public: bool
+) -> ImageRow | None:
+    """The store's row of ``repo:tag``: the public one, or ``project_id``'s private one."""
+    stmt = select(ImageRow).where(
+        ImageRow.host.is_(None),
+        ImageRow.repo == repo,
+        ImageRow.tag == tag,
+        ImageRow.visibility == ("public" if public else "private"),
     )
+    if not public:
+        stmt = stmt.where(ImageRow.project_id == project_id)
+    row: ImageRow | None = (await session.execute(stmt)).scalars().first()
+    return row
+
+
+async def image_sources_on(
+    session: AsyncSession, hostname: str, store_driver: str
+) -> dict[str, tuple[str, str | None, str | None]]:
+    """The containers on ``hostname`` whose image comes from the store or a registry:
+    uuid -> (image driver, registry UUID, observed state)."""
+    stmt = select(
+        ContainerRow.uuid,
+        ContainerRow.image_driver,
+        ContainerRow.registry_id,
+        ContainerRow.observed_state,
+    ).where(
+        ContainerRow.host == hostname,
+        or_(ContainerRow.image_driver == store_driver, ContainerRow.registry_id.is_not(None)),
+    )
+    return {
+        uuid: (driver, reg, observed)
+        for uuid, driver, reg, observed in (await session.execute(stmt))
+    }
 
 
 async def find_store_image(
@@ -129,14 +163,16 @@ async def get_registry(
 async def list_registries(
     session: AsyncSession,
     scope: Scope,
+    query: PageQuery,
     *,
     filters: dict[str, Any],
-    limit: int,
-    marker: str | None,
-    sort_key: str,
-    sort_dir: str,
 ) -> Sequence[RegistryRow]:
-    """One page of the registries visible in ``scope``, filtered by exact column values."""
+    """One page of the registries visible in ``scope``, filtered by exact column values.
+
+    Not ``scoped_page``: the marker is looked up among every visible registry,
+    filtered or not, as the listing always did (a marker outside the filter
+    still says where the page starts).
+    """
     visible = _scoped(select(RegistryRow), RegistryRow, scope)
     stmt = visible
     for key, value in filters.items():
@@ -146,10 +182,10 @@ async def list_registries(
         stmt,
         RegistryRow,
         visible=visible,
-        limit=limit,
-        marker=marker,
-        sort_key=sort_key,
-        sort_dir=sort_dir,
+        limit=query.limit,
+        marker=query.marker,
+        sort_key=query.sort_key,
+        sort_dir=query.sort_dir,
     )
 
 

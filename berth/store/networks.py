@@ -1,4 +1,8 @@
-"""Queries for project networks and security groups, always through a Scope."""
+"""Queries for project networks and security groups, always through a Scope.
+
+The few queries without one are the control plane's own (a desired state, the
+members of a group being changed): they name the project or the rows exactly.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,51 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.store.lookup import one_by_ident
 from berth.store.scope import Scope
-from berth.store.tables import NetworkRow, SecurityGroupRow
+from berth.store.tables import ContainerRow, NetworkRow, SecurityGroupRow
 
-__all__ = ["get_group", "get_network", "groups_by_uuid", "list_groups", "list_networks"]
+__all__ = [
+    "NameTaken",
+    "default_group",
+    "default_network",
+    "drop_container_groups",
+    "existing_networks",
+    "get_group",
+    "get_network",
+    "group_members",
+    "groups_by_uuid",
+    "insert",
+    "list_groups",
+    "list_networks",
+    "member_hosts",
+    "network_users",
+]
 
 R = TypeVar("R", NetworkRow, SecurityGroupRow)
+
+
+class NameTaken(errors.Conflict):
+    """The project already has a network (or group) of that name: a concurrent create won."""
+
+
+async def insert(session: AsyncSession, row: R) -> R:
+    """Add ``row`` and write it now; NameTaken when its project already has one of that name.
+
+    Written at once (not at commit) so the unique index answers inside the
+    transaction, where the caller can still tell a lost race from any error.
+    """
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        noun = "network" if isinstance(row, NetworkRow) else "security group"
+        raise NameTaken(f"A {noun} named {row.name} already exists in this project.") from exc
+    return row
 
 
 async def _get(
@@ -81,3 +120,60 @@ async def groups_by_uuid(session: AsyncSession, uuids: set[str]) -> dict[str, Se
         return {}
     stmt = select(SecurityGroupRow).where(SecurityGroupRow.uuid.in_(sorted(uuids)))
     return {row.uuid: row for row in (await session.execute(stmt)).scalars().all()}
+
+
+async def default_network(session: AsyncSession, project_id: str) -> NetworkRow | None:
+    """The project's ``default`` network (None until it is made)."""
+    stmt = select(NetworkRow).where(
+        NetworkRow.project_id == project_id, NetworkRow.is_default.is_(True)
+    )
+    row: NetworkRow | None = (await session.execute(stmt.limit(1))).scalar_one_or_none()
+    return row
+
+
+async def default_group(session: AsyncSession, project_id: str) -> SecurityGroupRow | None:
+    """The project's ``default`` security group (None until it is made)."""
+    stmt = select(SecurityGroupRow).where(
+        SecurityGroupRow.project_id == project_id, SecurityGroupRow.is_default.is_(True)
+    )
+    row: SecurityGroupRow | None = (await session.execute(stmt.limit(1))).scalar_one_or_none()
+    return row
+
+
+async def network_users(session: AsyncSession, network: NetworkRow) -> list[str]:
+    """The UUIDs of the containers of the network's project that are on it."""
+    stmt = select(ContainerRow).where(ContainerRow.project_id == network.project_id)
+    return [
+        c.uuid
+        for c in (await session.execute(stmt)).scalars()
+        if any(n.get("network") == network.uuid for n in c.nets or [])
+    ]
+
+
+async def existing_networks(session: AsyncSession, uuids: set[str]) -> set[str]:
+    """Which of these network UUIDs still exist."""
+    stmt = select(NetworkRow.uuid).where(NetworkRow.uuid.in_(uuids))
+    return set((await session.execute(stmt)).scalars().all())
+
+
+async def group_members(session: AsyncSession, group: SecurityGroupRow) -> list[str]:
+    """The UUIDs of the containers of the group's project that are in it."""
+    stmt = select(ContainerRow.uuid, ContainerRow.security_groups).where(
+        ContainerRow.project_id == group.project_id
+    )
+    return [uuid for uuid, groups in (await session.execute(stmt)).all() if group.uuid in groups]
+
+
+async def member_hosts(session: AsyncSession, group: SecurityGroupRow) -> set[str]:
+    """The hosts that run containers of the group's project (they may apply its rules)."""
+    stmt = select(ContainerRow.host).where(
+        ContainerRow.project_id == group.project_id, ContainerRow.host.is_not(None)
+    )
+    return {h for (h,) in (await session.execute(stmt)).all() if h}
+
+
+async def drop_container_groups(session: AsyncSession, container_uuid: str) -> None:
+    """Remove the exposed-ports group(s) of a container that is gone."""
+    stmt = select(SecurityGroupRow).where(SecurityGroupRow.container_uuid == container_uuid)
+    for group in (await session.execute(stmt)).scalars().all():
+        await session.delete(group)

@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 from collections.abc import Sequence
 from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.clusters import pki
@@ -31,8 +27,13 @@ from berth.services.clusters import costs, groups, templates
 from berth.services.clusters.nodes import NODEGROUP_LABEL, node_rows
 from berth.services.env import Env
 from berth.services.names import generate_name
+from berth.store import cluster_templates as template_repo
+from berth.store import clusters as repo
+from berth.store import magnum_quotas
 from berth.store.base import new_uuid, utcnow
-from berth.store.tables import ClusterQuotaRow, ClusterRow, ClusterTemplateRow
+from berth.store.db import Session
+from berth.store.scope import Scope
+from berth.store.tables import ClusterRow, ClusterTemplateRow, NodeGroupRow
 
 __all__ = [
     "create",
@@ -46,8 +47,6 @@ __all__ = [
     "upgrade",
 ]
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
-
 
 def _deadline(minutes: int) -> dt.datetime | None:
     """When an operation must have ended; ``create_timeout`` 0 means no deadline (as Heat)."""
@@ -56,6 +55,23 @@ def _deadline(minutes: int) -> dt.datetime | None:
 
 def _all(env: Env, ctx: RequestContext, rule: str) -> bool:
     return env.allowed(ctx, f"cluster:{rule}_all_projects")
+
+
+def _scope(env: Env, ctx: RequestContext, rule: str) -> Scope:
+    """The caller's project, or every project where ``cluster:<rule>_all_projects`` allows.
+
+    Not ``services.scopes``: Magnum asks for no ``all_projects`` flag, the policy
+    alone widens the view (admins see every project's clusters).
+    """
+    return Scope(ctx.project_id, all_projects=_all(env, ctx, rule))
+
+
+async def _locked(session: Session, row: ClusterRow, ident: str) -> ClusterRow:
+    """``row`` again, locked for this transaction; ClusterNotFound naming ``ident`` if gone."""
+    fresh = await repo.lock(session, row.id)
+    if fresh is None:
+        raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
+    return fresh
 
 
 async def create(
@@ -91,17 +107,10 @@ async def create(
         deadline=_deadline(settings.timeout),
     )
     async with env.db.transaction() as session:
-        limit = await session.scalar(
-            select(ClusterQuotaRow.hard_limit).where(
-                ClusterQuotaRow.project_id == ctx.project_id, ClusterQuotaRow.resource == "Cluster"
-            )
-        )
+        limit = await magnum_quotas.hard_limit(session, ctx.project_id, "Cluster")
         if limit is None:
             limit = env.settings.max_clusters_per_project
-        owned = await session.scalars(
-            select(ClusterRow.id).where(ClusterRow.project_id == ctx.project_id)
-        )
-        if len(owned.all()) >= limit:
+        if await repo.count_in_project(session, ctx.project_id) >= limit:
             raise errors.OverQuota(
                 f"You have reached the maximum clusters per project, {limit}. "
                 "You may delete a cluster to make room for a new one."
@@ -168,30 +177,13 @@ def _initial_settings(
 async def list_clusters(env: Env, ctx: RequestContext, rule: str) -> Sequence[ClusterRow]:
     """The caller's clusters (every project's for admins); ``rule`` is get_all or detail."""
     env.enforce(ctx, f"cluster:{rule}")
-    stmt = select(ClusterRow).order_by(ClusterRow.id)
-    if not _all(env, ctx, rule):
-        stmt = stmt.where(ClusterRow.project_id == (ctx.project_id or ""))
     async with env.db.read() as session:
-        return (await session.scalars(stmt)).all()
+        return await repo.visible(session, _scope(env, ctx, rule))
 
 
 async def _find(env: Env, ctx: RequestContext, ident: str, rule: str) -> ClusterRow:
-    stmt = select(ClusterRow)
-    if not _all(env, ctx, rule):
-        stmt = stmt.where(ClusterRow.project_id == (ctx.project_id or ""))
-    if _UUID.match(ident):
-        stmt = stmt.where(ClusterRow.uuid == ident.lower())
-    else:
-        stmt = stmt.where(ClusterRow.name == ident)
     async with env.db.read() as session:
-        rows = (await session.scalars(stmt)).all()
-    if not rows:
-        raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
-    if len(rows) > 1:
-        raise errors.Conflict(
-            f"Multiple clusters exist with same name {ident}. Please use the cluster uuid instead."
-        )
-    return rows[0]
+        return await repo.get(session, _scope(env, ctx, rule), ident)
 
 
 async def get(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
@@ -210,7 +202,7 @@ async def update(
     row = await _find(env, ctx, ident, "update")
     env.enforce(ctx, "cluster:update", row.project_id)
     async with env.db.read() as session:
-        found = await groups.groups_of(session, row.uuid)
+        found = await repo.groups_of(session, row.uuid)
     worker = [g for g in found if g.name == "default-worker"]
     settings = ClusterSettings.from_json(row.attrs)
     before = {
@@ -243,9 +235,7 @@ async def update(
 
 async def _save_health(env: Env, row: ClusterRow, after: dict[str, Any]) -> ClusterRow:
     async with env.db.transaction() as session:
-        fresh = await session.get(ClusterRow, row.id, with_for_update=True)
-        if fresh is None:
-            raise errors.ClusterNotFound(f"Cluster {row.uuid} could not be found.")
+        fresh = await _locked(session, row, row.uuid)
         fresh.attrs = (
             ClusterSettings.from_json(fresh.attrs)
             .with_(
@@ -293,9 +283,7 @@ async def resize(
             "use 1.10 or later."
         )
     async with env.db.transaction() as session:
-        fresh = await session.get(ClusterRow, row.id, with_for_update=True)
-        if fresh is None:
-            raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
+        fresh = await _locked(session, row, ident)
         found = await groups.settle(session, fresh)
         group = groups.find_group(found, fresh, nodegroup or "default-worker", deleting=False)
         if group.role == "master":
@@ -320,7 +308,7 @@ async def resize(
 
 
 async def _nodes_to_remove(
-    session: AsyncSession, cluster: ClusterRow, group: str, idents: Sequence[str]
+    session: Session, cluster: ClusterRow, group: str, idents: Sequence[str]
 ) -> list[str]:
     """The node names ``idents`` (names or container UUIDs, as Magnum's "server IDs") stand for.
 
@@ -356,56 +344,18 @@ async def upgrade(env: Env, ctx: RequestContext, ident: str, body: Any) -> Clust
     be brought to the cluster's current template (Magnum's rule, 409 otherwise).
     The driver's update then replaces nodes whose image differs, in rolling batches.
     """
-    if not isinstance(body, dict):
-        raise errors.Invalid("The request body must be a JSON object.")
-    unknown = sorted(set(body) - {"cluster_template", "max_batch_size", "nodegroup"})
-    if unknown:
-        raise errors.Invalid(f"Unknown attribute for argument cluster upgrade: {unknown[0]}")
-    wanted, batch, ng = (
-        body.get("cluster_template"),
-        body.get("max_batch_size", 1),
-        body.get("nodegroup"),
-    )
-    if not isinstance(wanted, str) or not wanted:
-        raise errors.Invalid("Mandatory field missing: cluster_template")
-    if batch is None:
-        batch = 1
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise errors.Invalid(f"Invalid input for field/attribute max_batch_size. Value: {batch}.")
-    if ng is not None and not isinstance(ng, str):
-        raise errors.Invalid(f"Invalid input for field/attribute nodegroup. Value: {ng}.")
+    wanted, batch, ng = _upgrade_request(body)
     row = await _find(env, ctx, ident, "upgrade")
     env.enforce(ctx, "cluster:upgrade", row.project_id)
     template = await templates.get(env, ctx, wanted)
     if template.hidden and not ctx.is_admin:
         raise errors.Forbidden("Cluster template is hidden: only admins may use it.")
-    async with env.db.read() as session:
-        current = await session.scalar(
-            select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
-        )
     new_ct = templates.settings_of(template)
-    current_coe = templates.settings_of(current).coe if current is not None else None
-    if current is not None and current_coe != new_ct.coe:
-        raise errors.Conflict(
-            "Cluster Template is not valid for upgrade: the COE must stay "
-            f"{current_coe}, not {new_ct.coe}."
-        )
+    await _check_same_coe(env, row, new_ct)
     async with env.db.transaction() as session:
-        fresh = await session.get(ClusterRow, row.id, with_for_update=True)
-        if fresh is None:
-            raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
+        fresh = await _locked(session, row, ident)
         found = await groups.settle(session, fresh)
-        group = groups.find_group(found, fresh, ng, deleting=False) if ng else None
-        if group is not None and not group.is_default:
-            if template.uuid != fresh.cluster_template_id:
-                raise errors.Conflict(
-                    f"Nodegroup {group.name} can only be upgraded to the cluster's current "
-                    f"template {fresh.cluster_template_id}: upgrade the cluster first."
-                )
-            targets = [group]
-        else:
-            fresh.cluster_template_id = template.uuid
-            targets = [g for g in found if g.is_default]
+        targets = _upgrade_targets(found, fresh, template, ng)
         for g in targets:
             g.image_id = None  # follow the cluster's template
             g.status, g.updated_at = "UPDATE_IN_PROGRESS", utcnow()
@@ -427,12 +377,68 @@ async def upgrade(env: Env, ctx: RequestContext, ident: str, body: Any) -> Clust
     return fresh
 
 
+def _upgrade_request(body: Any) -> tuple[str, int, str | None]:
+    """The checked upgrade body: (cluster_template, max_batch_size, nodegroup); 400 otherwise."""
+    if not isinstance(body, dict):
+        raise errors.Invalid("The request body must be a JSON object.")
+    unknown = sorted(set(body) - {"cluster_template", "max_batch_size", "nodegroup"})
+    if unknown:
+        raise errors.Invalid(f"Unknown attribute for argument cluster upgrade: {unknown[0]}")
+    wanted, batch, ng = (
+        body.get("cluster_template"),
+        body.get("max_batch_size", 1),
+        body.get("nodegroup"),
+    )
+    if not isinstance(wanted, str) or not wanted:
+        raise errors.Invalid("Mandatory field missing: cluster_template")
+    if batch is None:
+        batch = 1
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise errors.Invalid(f"Invalid input for field/attribute max_batch_size. Value: {batch}.")
+    if ng is not None and not isinstance(ng, str):
+        raise errors.Invalid(f"Invalid input for field/attribute nodegroup. Value: {ng}.")
+    return wanted, batch, ng
+
+
+async def _check_same_coe(env: Env, row: ClusterRow, new_ct: TemplateSettings) -> None:
+    """409 when the new template runs another COE than the cluster's current one (if any)."""
+    async with env.db.read() as session:
+        current = await template_repo.by_uuid(session, row.cluster_template_id)
+    if current is None:
+        return
+    current_coe = templates.settings_of(current).coe
+    if current_coe != new_ct.coe:
+        raise errors.Conflict(
+            "Cluster Template is not valid for upgrade: the COE must stay "
+            f"{current_coe}, not {new_ct.coe}."
+        )
+
+
+def _upgrade_targets(
+    found: list[NodeGroupRow], cluster: ClusterRow, template: ClusterTemplateRow, ng: str | None
+) -> list[NodeGroupRow]:
+    """The groups an upgrade moves; a whole-cluster upgrade also moves the cluster's template.
+
+    A non-default group only follows the cluster's current template (409 otherwise).
+    """
+    group = groups.find_group(found, cluster, ng, deleting=False) if ng else None
+    if group is not None and not group.is_default:
+        if template.uuid != cluster.cluster_template_id:
+            raise errors.Conflict(
+                f"Nodegroup {group.name} can only be upgraded to the cluster's current "
+                f"template {cluster.cluster_template_id}: upgrade the cluster first."
+            )
+        return [group]
+    cluster.cluster_template_id = template.uuid
+    return [g for g in found if g.is_default]
+
+
 async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
     """Start DELETE_IN_PROGRESS; the row goes when the driver has removed every node."""
     row = await _find(env, ctx, ident, "delete")
     env.enforce(ctx, "cluster:delete", row.project_id)
     async with env.db.transaction() as session:
-        fresh = await session.get(ClusterRow, row.id, with_for_update=True)
+        fresh = await repo.lock(session, row.id)
         if fresh is None or fresh.status == "DELETE_IN_PROGRESS":
             return
         fresh.status = "DELETE_IN_PROGRESS"
@@ -448,11 +454,8 @@ async def stats(env: Env, ctx: RequestContext, project_id: str | None) -> dict[s
     """Cluster and node counts (masters included) of one project, or of all for admins."""
     project = project_id or (None if ctx.is_admin else ctx.project_id)
     env.enforce(ctx, "stats:get_all", project)
-    stmt = select(ClusterRow)
-    if project is not None:
-        stmt = stmt.where(ClusterRow.project_id == project)
     async with env.db.read() as session:
-        rows = (await session.scalars(stmt)).all()
+        rows = await repo.in_project(session, project)
     counts = [ClusterSettings.from_json(r.attrs) for r in rows]
     nodes = sum((c.node_count or 0) + (c.master_count or 0) for c in counts)
     return {"clusters": len(rows), "nodes": nodes}
@@ -463,18 +466,14 @@ async def rotate_ca(env: Env, ctx: RequestContext, ident: str) -> ClusterRow:
     row = await _find(env, ctx, ident, "update")
     env.enforce(ctx, "certificate:rotate_ca", row.project_id)
     async with env.db.read() as session:
-        template = await session.scalar(
-            select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
-        )
+        template = await template_repo.by_uuid(session, row.cluster_template_id)
     if template is not None and templates.settings_of(template).tls_disabled:
         raise errors.Invalid(
             f"Rotating the CA of cluster {row.uuid} is not supported: TLS is disabled."
         )
     ca = await asyncio.to_thread(pki.new_ca, row.name)  # key generation: off the event loop
     async with env.db.transaction() as session:
-        fresh = await session.get(ClusterRow, row.id, with_for_update=True)
-        if fresh is None:
-            raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
+        fresh = await _locked(session, row, ident)
         if not fresh.status.endswith("_COMPLETE"):
             raise errors.Invalid(
                 f"Rotating the CA of cluster {fresh.uuid} is not allowed in status {fresh.status}."

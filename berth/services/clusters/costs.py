@@ -15,15 +15,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.services import quotas
-from berth.services.clusters.groups import groups_of, resolve_flavor
+from berth.services.clusters.groups import resolve_flavor
 from berth.services.clusters.nodes import CLUSTER_LABEL, NODEGROUP_LABEL
 from berth.services.env import Env
-from berth.store.tables import ClusterRow, ContainerRow, NodeGroupRow
+from berth.store import clusters as repo
+from berth.store.db import Session
+from berth.store.tables import ClusterRow, NodeGroupRow
 
 __all__ = ["BUILDING", "Need", "charge", "check_cap", "check_group_bounds", "plan_size"]
 
@@ -70,16 +69,13 @@ def check_group_bounds(env: Env, group: str, low: int, high: int | None) -> None
             )
 
 
-async def _nodes_by_group(session: AsyncSession, project_id: str) -> Counter[tuple[str, str]]:
+async def _nodes_by_group(session: Session, project_id: str) -> Counter[tuple[str, str]]:
     """How many node containers exist per (cluster UUID, node group) in the project."""
-    rows = await session.scalars(
-        select(ContainerRow.labels).where(ContainerRow.project_id == project_id)
-    )
     found: Counter[tuple[str, str]] = Counter()
-    for labels in rows:
-        cluster = (labels or {}).get(CLUSTER_LABEL)
+    for labels in await repo.node_labels(session, project_id):
+        cluster = labels.get(CLUSTER_LABEL)
         if cluster:
-            found[(str(cluster), str((labels or {}).get(NODEGROUP_LABEL, "")))] += 1
+            found[(str(cluster), str(labels.get(NODEGROUP_LABEL, "")))] += 1
     return found
 
 
@@ -99,24 +95,17 @@ def _missing(
 
 
 async def _promised(
-    env: Env, session: AsyncSession, cluster: ClusterRow, nodes: Counter[tuple[str, str]]
+    env: Env, session: Session, cluster: ClusterRow, nodes: Counter[tuple[str, str]]
 ) -> Need:
     """The missing nodes of the project's other clusters still being built."""
-    others = await session.scalars(
-        select(ClusterRow).where(
-            ClusterRow.project_id == cluster.project_id,
-            ClusterRow.status.in_(BUILDING),
-            ClusterRow.uuid != cluster.uuid,
-        )
-    )
     promised = Need()
-    for other in others:
-        promised += _missing(env, other.uuid, await groups_of(session, other.uuid), nodes)
+    for other in await repo.other_building(session, cluster, BUILDING):
+        promised += _missing(env, other.uuid, await repo.groups_of(session, other.uuid), nodes)
     return promised
 
 
 async def charge(
-    env: Env, session: AsyncSession, cluster: ClusterRow, groups: Sequence[NodeGroupRow]
+    env: Env, session: Session, cluster: ClusterRow, groups: Sequence[NodeGroupRow]
 ) -> None:
     """Refuse (403 OverQuota, with the numbers) nodes the project's quota cannot hold.
 

@@ -17,9 +17,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.clusters.driver import NodeGroupSpec
 from berth.domain import clusters as spec
@@ -30,7 +27,9 @@ from berth.domain.cluster_settings import (
 )
 from berth.events.clusters import emit_notification, emit_step
 from berth.services.env import Env
+from berth.store import clusters as repo
 from berth.store.base import utcnow
+from berth.store.db import Session
 from berth.store.tables import ClusterRow, NodeGroupRow
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
     "display_status",
     "find_group",
     "flavors",
-    "groups_of",
     "live",
     "recount",
     "resolve_flavor",
@@ -107,12 +105,6 @@ def default_groups(row: ClusterRow) -> list[NodeGroupRow]:
     return out
 
 
-async def groups_of(session: AsyncSession, cluster_uuid: str) -> list[NodeGroupRow]:
-    """A cluster's groups in creation order (default-master, default-worker, then users')."""
-    stmt = select(NodeGroupRow).where(NodeGroupRow.cluster_uuid == cluster_uuid)
-    return list((await session.scalars(stmt.order_by(NodeGroupRow.id))).all())
-
-
 def display_status(group: NodeGroupRow, cluster: ClusterRow) -> str:
     """The group's status as Magnum shows it: a pending one ends with its cluster's operation."""
     if not group.status.endswith("_IN_PROGRESS") or cluster.status.endswith("_IN_PROGRESS"):
@@ -126,10 +118,10 @@ def live(groups: Sequence[NodeGroupRow], cluster: ClusterRow) -> list[NodeGroupR
     return [g for g in groups if display_status(g, cluster) != "DELETE_COMPLETE"]
 
 
-async def settle(session: AsyncSession, cluster: ClusterRow) -> list[NodeGroupRow]:
+async def settle(session: Session, cluster: ClusterRow) -> list[NodeGroupRow]:
     """Write down the end of the last operation on the groups; return the remaining ones."""
     kept = []
-    for group in await groups_of(session, cluster.uuid):
+    for group in await repo.groups_of(session, cluster.uuid):
         shown = display_status(group, cluster)
         if shown == group.status or shown.endswith("_FAILED"):
             kept.append(group)  # unchanged, or pending until a retry succeeds
@@ -170,7 +162,7 @@ def find_group(
 
 
 def begin_update(
-    session: AsyncSession,
+    session: Session,
     cluster: ClusterRow,
     reason: str,
     user_id: str,
@@ -207,7 +199,7 @@ async def spec_groups(
     A cluster without group rows (none should exist) gets the defaults from its counts.
     """
     async with env.db.read() as session:
-        rows = await groups_of(session, cluster.uuid)
+        rows = await repo.groups_of(session, cluster.uuid)
     settings = ClusterSettings.from_json(cluster.attrs)
     labels: Mapping[str, str] = dict(settings.labels)
     if not rows:

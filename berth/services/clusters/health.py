@@ -13,14 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import select
-
 from berth.clusters.driver import Health, HealthCheck
 from berth.clusters.registry import DriverRegistry
 from berth.domain.cluster_settings import ClusterSettings
 from berth.events.clusters import emit_step
 from berth.services.clusters.lifecycle import ProvisionerFactory, cluster_spec
 from berth.services.env import Env
+from berth.store import clusters as repo
 from berth.store.base import utcnow
 from berth.store.tables import ClusterRow
 
@@ -47,11 +46,7 @@ class ClusterHealth:
         if not self.drivers.drivers:
             return 0
         async with env.db.read() as session:
-            rows = list(
-                (await session.scalars(select(ClusterRow).where(ClusterRow.status.in_(_SETTLED))))
-                .unique()
-                .all()
-            )
+            rows = await repo.with_status(session, _SETTLED)
         polled = 0
         for row in rows:
             driver = self.drivers.drivers.get(row.driver)
@@ -76,7 +71,7 @@ class ClusterHealth:
             for name in health.dead_nodes:
                 await nodes.delete_node(name)
         async with env.db.transaction() as session:
-            fresh = await session.scalar(select(ClusterRow).where(ClusterRow.uuid == row.uuid))
+            fresh = await repo.by_uuid(session, row.uuid)
             if fresh is None or fresh.status not in _SETTLED:
                 return  # an operation started meanwhile: its end decides
             reasons = {str(k): str(v) for k, v in health.reasons.items()}

@@ -24,8 +24,6 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import or_, select, update
-
 from berth import errors
 from berth.clusters import pki
 from berth.clusters.driver import (
@@ -42,8 +40,10 @@ from berth.events.clusters import emit_notification, emit_step
 from berth.services.clusters import groups as cluster_groups
 from berth.services.clusters import templates
 from berth.services.env import Env
+from berth.store import cluster_templates as template_repo
+from berth.store import clusters as repo
 from berth.store.base import utcnow
-from berth.store.tables import ClusterRow, ClusterTemplateRow
+from berth.store.tables import ClusterRow
 
 __all__ = [
     "ClusterWorker",
@@ -72,13 +72,8 @@ async def process_pending(
     env: Env, drivers: DriverRegistry, provisioners: ProvisionerFactory
 ) -> int:
     """Run every claimable in-progress cluster once; returns how many ended."""
-    now = utcnow()
-    stmt = select(ClusterRow.uuid).where(
-        ClusterRow.status.in_(spec.IN_PROGRESS),
-        or_(ClusterRow.lease_until.is_(None), ClusterRow.lease_until < now),
-    )
     async with env.db.read() as session:
-        uuids = list((await session.scalars(stmt)).all())
+        uuids = await repo.claimable(session, spec.IN_PROGRESS, utcnow())
     done = 0
     for uuid in uuids:
         if await run_one(env, drivers, provisioners, uuid):
@@ -89,18 +84,7 @@ async def process_pending(
 async def _claim(env: Env, uuid: str) -> ClusterRow | None:
     now = utcnow()
     async with env.db.transaction() as session:
-        result = await session.execute(
-            update(ClusterRow)
-            .where(
-                ClusterRow.uuid == uuid,
-                ClusterRow.status.in_(spec.IN_PROGRESS),
-                or_(ClusterRow.lease_until.is_(None), ClusterRow.lease_until < now),
-            )
-            .values(lease_until=now + _LEASE)
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            return None
-        row = await session.scalar(select(ClusterRow).where(ClusterRow.uuid == uuid))
+        row = await repo.claim(session, uuid, spec.IN_PROGRESS, now, now + _LEASE)
         if row is None:
             return None
         # Count this start durably (committed with the claim) before anything can crash.
@@ -124,9 +108,7 @@ async def _claim(env: Env, uuid: str) -> ClusterRow | None:
 
 async def _spec(env: Env, row: ClusterRow) -> ClusterSpec:
     async with env.db.read() as session:
-        template = await session.scalar(
-            select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == row.cluster_template_id)
-        )
+        template = await template_repo.by_uuid(session, row.cluster_template_id)
     image = (templates.settings_of(template).image_id if template else "") or ""
     settings = ClusterSettings.from_json(row.attrs)
     flavor = cluster_groups.resolve_flavor(env, settings.flavor_id)
@@ -188,7 +170,7 @@ async def run_one(
 
     async def report(reason: str) -> None:
         async with env.db.transaction() as session:
-            fresh = await session.scalar(select(ClusterRow).where(ClusterRow.uuid == uuid))
+            fresh = await repo.by_uuid(session, uuid)
             if fresh is not None and fresh.status == started:
                 fresh.status_reason = reason[:1024]
                 fresh.lease_until = utcnow() + _LEASE
@@ -226,7 +208,7 @@ async def _over_cap_reason(env: Env, row: ClusterRow) -> str | None:
     if row.status == "DELETE_IN_PROGRESS":
         return None  # a delete removes what exists, whatever was asked
     async with env.db.read() as session:
-        found = await cluster_groups.groups_of(session, row.uuid)
+        found = await repo.groups_of(session, row.uuid)
     if found:
         wanted = sum(g.node_count for g in found if not g.status.startswith("DELETE_"))
     else:  # a row from before node groups: its counts
@@ -247,11 +229,7 @@ async def _renew_lease(env: Env, uuid: str, started: str) -> None:
     while True:
         await asyncio.sleep(_LEASE.total_seconds() / 4)
         async with env.db.transaction() as session:
-            await session.execute(
-                update(ClusterRow)
-                .where(ClusterRow.uuid == uuid, ClusterRow.status == started)
-                .values(lease_until=utcnow() + _LEASE)
-            )
+            await repo.renew_lease(session, uuid, started, utcnow() + _LEASE)
 
 
 async def _operate(
@@ -292,13 +270,9 @@ class ClusterWorker:
         """Start the pending operations not already running here; returns how many started."""
         if not self.drivers.drivers:
             return 0  # no driver installed: no cluster can exist
-        now = utcnow()
-        stmt = select(ClusterRow.uuid).where(
-            ClusterRow.status.in_(spec.IN_PROGRESS),
-            or_(ClusterRow.lease_until.is_(None), ClusterRow.lease_until < now),
-        )
         async with env.db.read() as session:
-            uuids = [u for u in (await session.scalars(stmt)).all() if u not in self.running]
+            claimable = await repo.claimable(session, spec.IN_PROGRESS, utcnow())
+        uuids = [u for u in claimable if u not in self.running]
         for uuid in uuids:
             task = asyncio.create_task(run_one(env, self.drivers, self.provisioners, uuid))
             self.running[uuid] = task
@@ -323,7 +297,7 @@ async def _finish(
     env: Env, uuid: str, started: str, status: str, reason: str, outcome: Outcome | None
 ) -> None:
     async with env.db.transaction() as session:
-        row = await session.scalar(select(ClusterRow).where(ClusterRow.uuid == uuid))
+        row = await repo.by_uuid(session, uuid)
         if row is None or row.status != started:
             return  # another request (a delete) superseded this operation
         row.status, row.status_reason = status, reason[:1024]

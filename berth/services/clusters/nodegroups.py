@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from berth import errors
 from berth.domain import clusters as spec
 from berth.domain.cluster_settings import ClusterSettings, NodeGroupSettings
@@ -19,8 +17,11 @@ from berth.domain.jsonpatch import apply_patch
 from berth.services.clusters import clusters, costs, groups
 from berth.services.clusters import templates as cluster_templates
 from berth.services.env import Env
+from berth.store import cluster_templates as template_repo
+from berth.store import clusters as repo
 from berth.store.base import new_uuid, utcnow
-from berth.store.tables import ClusterRow, ClusterTemplateRow, NodeGroupRow
+from berth.store.db import Session
+from berth.store.tables import ClusterRow, NodeGroupRow
 
 __all__ = ["ClusterGroups", "create", "delete", "get", "list_groups", "update"]
 
@@ -34,9 +35,7 @@ class ClusterGroups:
 
 async def _template_image(env: Env, cluster: ClusterRow) -> str:
     async with env.db.read() as session:
-        template = await session.scalar(
-            select(ClusterTemplateRow).where(ClusterTemplateRow.uuid == cluster.cluster_template_id)
-        )
+        template = await template_repo.by_uuid(session, cluster.cluster_template_id)
     return str(cluster_templates.settings_of(template).image_id) if template else ""
 
 
@@ -44,7 +43,7 @@ async def _load(env: Env, ctx: RequestContext, ident: str, rule: str) -> Cluster
     cluster = await clusters.get(env, ctx, ident)
     env.enforce(ctx, f"nodegroup:{rule}", cluster.project_id)
     async with env.db.read() as session:
-        rows = await groups.groups_of(session, cluster.uuid)
+        rows = await repo.groups_of(session, cluster.uuid)
     return ClusterGroups(cluster, groups.live(rows, cluster), await _template_image(env, cluster))
 
 
@@ -91,7 +90,7 @@ async def create(env: Env, ctx: RequestContext, ident: str, body: Any) -> Cluste
         labels = {**cluster_labels, **labels}
     image = values.get("image_id") or await _template_image(env, cluster)
     async with env.db.transaction() as session:
-        fresh = await session.get(ClusterRow, cluster.id, with_for_update=True)
+        fresh = await repo.lock(session, cluster.id)
         if fresh is None:
             raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
         found = await groups.settle(session, fresh)
@@ -160,6 +159,39 @@ async def update(env: Env, ctx: RequestContext, ident: str, ng: str, patch: Any)
     env.enforce(ctx, "nodegroup:update", cluster.project_id)
     if not isinstance(patch, list) or not patch:
         raise errors.Invalid("The patch must be a non-empty JSON array of operations.")
+    after, taints = _patched(group, patch)
+    node_labels = {str(k): str(v) for k, v in after["node_labels"].items()}
+    costs.check_group_bounds(env, group.name, after["min_node_count"], after["max_node_count"])
+    spec.check_node_counts(
+        group.name, group.node_count, after["min_node_count"], after["max_node_count"]
+    )
+    async with env.db.transaction() as session:
+        # The cluster first, then the group: the order every cluster change locks in.
+        owner = await repo.lock(session, cluster.id)
+        fresh = await repo.group_for_update(session, group.id)
+        if fresh is None:
+            raise errors.NodeGroupNotFound(f"Nodegroup {ng} could not be found.")
+        stored = NodeGroupSettings.from_json(fresh.attrs)
+        relabel = node_labels != dict(stored.node_labels)
+        fresh.min_node_count = after["min_node_count"]
+        fresh.max_node_count = after["max_node_count"]
+        fresh.attrs = stored.with_(node_labels=node_labels, node_taints=taints).to_json()
+        fresh.updated_at = utcnow()
+        # New node labels reach the nodes through a cluster update: started here
+        # when the cluster is idle, else the next update applies them.
+        if relabel and owner is not None and owner.status in groups.SETTLED:
+            await _relabel(env, ctx, session, owner, fresh)
+            found.cluster = owner
+    found.rows = [fresh]
+    return found
+
+
+def _patched(group: NodeGroupRow, patch: list[Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The group's patchable attributes after ``patch``, and its node taints after it.
+
+    Taints are a list Magnum patches whole (JSON-Patch paths cannot reach into
+    it), so their operations are applied apart from the others.
+    """
     taint_ops = [
         op for op in patch if isinstance(op, dict) and str(op.get("path", "")) == "/node_taints"
     ]
@@ -187,51 +219,41 @@ async def update(env: Env, ctx: RequestContext, ident: str, ng: str, patch: Any)
             read_only=sorted(set(before) - spec.NODEGROUP_PATCHABLE),
         )
     for key in ("min_node_count", "max_node_count"):
-        value = after[key]
-        if key == "min_node_count" and value is None:
-            after[key] = value = 0
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            try:
-                after[key] = int(str(value))
-            except ValueError:
-                raise errors.Invalid(
-                    f"Invalid input for field/attribute {key}. Value: {value}."
-                ) from None
-        if after[key] is not None and after[key] < 0:
-            raise errors.Invalid(f"Invalid input for field/attribute {key}. Value: {value}.")
-    node_labels = {str(k): str(v) for k, v in after["node_labels"].items()}
-    costs.check_group_bounds(env, group.name, after["min_node_count"], after["max_node_count"])
-    spec.check_node_counts(
-        group.name, group.node_count, after["min_node_count"], after["max_node_count"]
+        after[key] = _node_count_bound(key, after[key])
+    return after, taints
+
+
+def _node_count_bound(key: str, value: Any) -> int | None:
+    """A patched min/max_node_count as an int (a removed minimum is 0); 400 when not >= 0."""
+    if key == "min_node_count" and value is None:
+        value = 0
+    bound: int | None = value
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        try:
+            bound = int(str(value))
+        except ValueError:
+            raise errors.Invalid(
+                f"Invalid input for field/attribute {key}. Value: {value}."
+            ) from None
+    if bound is not None and bound < 0:
+        raise errors.Invalid(f"Invalid input for field/attribute {key}. Value: {value}.")
+    return bound
+
+
+async def _relabel(
+    env: Env, ctx: RequestContext, session: Session, owner: ClusterRow, group: NodeGroupRow
+) -> None:
+    """Start the cluster update that brings the group's new node labels to its nodes."""
+    # The update also creates the nodes a failed one left missing: they cost.
+    await costs.charge(env, session, owner, await groups.settle(session, owner))
+    group.status = "UPDATE_IN_PROGRESS"
+    groups.begin_update(
+        session,
+        owner,
+        f"Node labels of node group {group.name} changed.",
+        ctx.user_id,
+        ClusterSettings.from_json(owner.attrs).timeout,
     )
-    async with env.db.transaction() as session:
-        # The cluster first, then the group: the order every cluster change locks in.
-        owner = await session.get(ClusterRow, cluster.id, with_for_update=True)
-        fresh = await session.get(NodeGroupRow, group.id, with_for_update=True)
-        if fresh is None:
-            raise errors.NodeGroupNotFound(f"Nodegroup {ng} could not be found.")
-        stored = NodeGroupSettings.from_json(fresh.attrs)
-        relabel = node_labels != dict(stored.node_labels)
-        fresh.min_node_count = after["min_node_count"]
-        fresh.max_node_count = after["max_node_count"]
-        fresh.attrs = stored.with_(node_labels=node_labels, node_taints=taints).to_json()
-        fresh.updated_at = utcnow()
-        # New node labels reach the nodes through a cluster update: started here
-        # when the cluster is idle, else the next update applies them.
-        if relabel and owner is not None and owner.status in groups.SETTLED:
-            # The update also creates the nodes a failed one left missing: they cost.
-            await costs.charge(env, session, owner, await groups.settle(session, owner))
-            fresh.status = "UPDATE_IN_PROGRESS"
-            found.cluster = owner
-            groups.begin_update(
-                session,
-                owner,
-                f"Node labels of node group {fresh.name} changed.",
-                ctx.user_id,
-                ClusterSettings.from_json(owner.attrs).timeout,
-            )
-    found.rows = [fresh]
-    return found
 
 
 async def delete(env: Env, ctx: RequestContext, ident: str, ng: str) -> None:
@@ -242,7 +264,7 @@ async def delete(env: Env, ctx: RequestContext, ident: str, ng: str) -> None:
     if group.is_default:
         raise errors.Invalid("Deleting a default nodegroup is not supported.")
     async with env.db.transaction() as session:
-        fresh = await session.get(ClusterRow, cluster.id, with_for_update=True)
+        fresh = await repo.lock(session, cluster.id)
         if fresh is None:
             raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
         rows = await groups.settle(session, fresh)

@@ -12,9 +12,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.clusters.driver import NodeInfo, NodeSpec
 from berth.domain.context import RequestContext
@@ -23,6 +20,8 @@ from berth.services.containers import containers
 from berth.services.containers.containers import NewContainer
 from berth.services.env import Env
 from berth.services.networks import security_groups
+from berth.store import clusters as repo
+from berth.store.db import Session
 from berth.store.tables import ClusterRow, ContainerRow
 
 __all__ = ["CLUSTER_LABEL", "NODEGROUP_LABEL", "ContainerNodes", "node_rows", "provisioner_for"]
@@ -32,15 +31,10 @@ NODEGROUP_LABEL = "berth.nodegroup"
 
 
 async def node_rows(
-    session: AsyncSession, project_id: str | None, cluster_uuid: str
+    session: Session, project_id: str | None, cluster_uuid: str
 ) -> list[ContainerRow]:
     """The node containers of cluster ``cluster_uuid`` (in its owner's project), by name."""
-    rows = await session.scalars(
-        select(ContainerRow)
-        .where(ContainerRow.project_id == project_id)
-        .order_by(ContainerRow.name)
-    )
-    return [r for r in rows if (r.labels or {}).get(CLUSTER_LABEL) == cluster_uuid]
+    return await repo.node_containers(session, project_id, cluster_uuid, CLUSTER_LABEL)
 
 
 def _info(row: ContainerRow) -> NodeInfo:

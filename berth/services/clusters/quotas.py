@@ -12,13 +12,13 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.services.env import Env
+from berth.store import magnum_quotas as repo
 from berth.store.base import utcnow
-from berth.store.tables import ClusterQuotaRow, ConductorRow, ProjectRow
+from berth.store.scope import Scope
+from berth.store.tables import ClusterQuotaRow, ConductorRow
 
 __all__ = [
     "CONDUCTOR_BINARY",
@@ -64,11 +64,10 @@ async def list_quotas(
 ) -> Sequence[ClusterQuotaRow]:
     """Every project's quotas (admins with ``all_tenants``) or the caller project's."""
     env.enforce(ctx, "quota:get_all")
-    stmt = select(ClusterQuotaRow).order_by(ClusterQuotaRow.id)
-    if not (all_tenants and ctx.is_admin):
-        stmt = stmt.where(ClusterQuotaRow.project_id == (ctx.project_id or ""))
+    # Not services.scopes.list_scope: Magnum widens the list for admins only, with no policy rule.
+    scope = Scope(ctx.project_id, all_projects=all_tenants and ctx.is_admin)
     async with env.db.read() as session:
-        return (await session.scalars(stmt)).all()
+        return await repo.visible(session, scope)
 
 
 async def get(env: Env, ctx: RequestContext, project_id: str, resource: str) -> dict[str, Any]:
@@ -76,7 +75,7 @@ async def get(env: Env, ctx: RequestContext, project_id: str, resource: str) -> 
     env.enforce(ctx, "quota:get", project_id)
     _resource(resource)
     async with env.db.read() as session:
-        row = await _row(session, project_id)
+        row = await repo.get(session, project_id, RESOURCE)
     if row is None:
         return {
             "project_id": project_id,
@@ -102,15 +101,6 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat(timespec="seconds") if value else None
 
 
-async def _row(session: Any, project_id: str) -> ClusterQuotaRow | None:
-    row: ClusterQuotaRow | None = await session.scalar(
-        select(ClusterQuotaRow).where(
-            ClusterQuotaRow.project_id == project_id, ClusterQuotaRow.resource == RESOURCE
-        )
-    )
-    return row
-
-
 async def create(env: Env, ctx: RequestContext, body: Any) -> ClusterQuotaRow:
     """Set a project's cluster quota (the project must exist); 409 when one is set."""
     env.enforce(ctx, "quota:create")
@@ -125,9 +115,9 @@ async def create(env: Env, ctx: RequestContext, body: Any) -> ClusterQuotaRow:
     _resource(body.get("resource", RESOURCE))
     limit = _hard_limit(body.get("hard_limit", 1))
     async with env.db.transaction() as session:
-        if await session.get(ProjectRow, project_id) is None:
+        if not await repo.project_exists(session, project_id):
             raise errors.NotFound(f"Project {project_id} could not be found.")
-        if await _row(session, project_id) is not None:
+        if await repo.get(session, project_id, RESOURCE) is not None:
             raise errors.Conflict(
                 f"Quota for project {project_id} already exists for resource {RESOURCE}."
             )
@@ -151,7 +141,7 @@ async def update(
         raise errors.Invalid(f"Unknown attribute for argument quota: {unknown[0]}")
     limit = _hard_limit(body["hard_limit"])
     async with env.db.transaction() as session:
-        row = await _row(session, project_id)
+        row = await repo.get(session, project_id, RESOURCE)
         if row is None:
             raise errors.QuotaNotFound(
                 f"Quota could not be found: project {project_id}, resource {RESOURCE}."
@@ -165,7 +155,7 @@ async def delete(env: Env, ctx: RequestContext, project_id: str, resource: str) 
     env.enforce(ctx, "quota:delete", project_id)
     _resource(resource)
     async with env.db.transaction() as session:
-        row = await _row(session, project_id)
+        row = await repo.get(session, project_id, RESOURCE)
         if row is None:
             raise errors.QuotaNotFound(
                 f"Quota could not be found: project {project_id}, resource {RESOURCE}."
@@ -181,11 +171,7 @@ async def heartbeat(env: Env) -> int:
     host = env.settings.agent_host or socket.gethostname()
     now = utcnow()
     async with env.db.transaction() as session:
-        row = await session.scalar(
-            select(ConductorRow).where(
-                ConductorRow.host == host, ConductorRow.binary == CONDUCTOR_BINARY
-            )
-        )
+        row = await repo.conductor(session, host, CONDUCTOR_BINARY)
         if row is None:
             session.add(
                 ConductorRow(
@@ -212,4 +198,4 @@ async def list_conductors(env: Env, ctx: RequestContext) -> Sequence[ConductorRo
     """The worker processes (admins only, ``magnum-service:get_all``)."""
     env.enforce(ctx, "magnum-service:get_all")
     async with env.db.read() as session:
-        return (await session.scalars(select(ConductorRow).order_by(ConductorRow.id))).all()
+        return await repo.conductors(session)

@@ -11,8 +11,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
-
 from berth import errors
 from berth.clusters.registry import DriverRegistry
 from berth.domain import cluster_templates as spec
@@ -23,10 +21,11 @@ from berth.images.refs import registry_of, split_reference, valid_repository
 from berth.services.env import Env
 from berth.services.names import generate_name
 from berth.store import cluster_templates as repo
+from berth.store import clusters as cluster_repo
 from berth.store.base import new_uuid, utcnow
 from berth.store.lookup import UUID_SHAPE
 from berth.store.scope import Scope
-from berth.store.tables import ClusterRow, ClusterTemplateRow, ImageRow
+from berth.store.tables import ClusterTemplateRow
 
 __all__ = [
     "attributes",
@@ -110,12 +109,8 @@ async def _check_image(env: Env, ctx: RequestContext, image: str) -> None:
     images are the only images with UUIDs).
     """
     if UUID_SHAPE.match(image):
-        stmt = select(ImageRow).where(
-            ImageRow.uuid == image.lower(),
-            or_(ImageRow.project_id == ctx.project_id, ImageRow.visibility == "public"),
-        )
         async with env.db.read() as session:
-            row = (await session.scalars(stmt.limit(1))).first()
+            row = await repo.node_image(session, ctx.project_id, image)
         if row is None:
             raise errors.ImageNotFound(
                 f"Image {image} could not be found. Berth looked for an image with that "
@@ -185,15 +180,7 @@ async def list_templates(env: Env, ctx: RequestContext, rule: str) -> Sequence[C
 
 async def _find(env: Env, ctx: RequestContext, ident: str, rule: str) -> ClusterTemplateRow:
     async with env.db.read() as session:
-        rows = await repo.find(session, _scope(env, ctx, rule), ident)
-    if not rows:
-        raise errors.ClusterTemplateNotFound(f"ClusterTemplate {ident} could not be found.")
-    if len(rows) > 1:
-        raise errors.Conflict(
-            f"Multiple cluster templates exist with same name {ident}. "
-            "Please use the cluster template uuid instead."
-        )
-    return rows[0]
+        return await repo.get(session, _scope(env, ctx, rule), ident)
 
 
 async def get(env: Env, ctx: RequestContext, ident: str) -> ClusterTemplateRow:
@@ -237,7 +224,7 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
     if "name" in changed and not changed["name"]:
         raise errors.Invalid("Invalid input for field/attribute name: it must not be empty.")
     async with env.db.transaction() as session:
-        fresh = await session.get(ClusterTemplateRow, row.id, with_for_update=True)
+        fresh = await repo.by_id(session, row.id, for_update=True)
         if fresh is None:
             raise errors.ClusterTemplateNotFound(f"ClusterTemplate {ident} could not be found.")
         settings = settings_of(fresh)
@@ -254,9 +241,8 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
 
 
 async def _in_use(env: Env, template_uuid: str) -> bool:
-    stmt = select(ClusterRow.id).where(ClusterRow.cluster_template_id == template_uuid).limit(1)
     async with env.db.read() as session:
-        return (await session.scalar(stmt)) is not None
+        return await cluster_repo.uses_template(session, template_uuid)
 
 
 async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
@@ -268,6 +254,6 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
             f"ClusterTemplate {ident} is referenced by one or multiple clusters."
         )
     async with env.db.transaction() as session:
-        fresh = await session.get(ClusterTemplateRow, row.id)
+        fresh = await repo.by_id(session, row.id)
         if fresh is not None:
             await session.delete(fresh)

@@ -18,10 +18,8 @@ level-triggered and survives agent and API restarts.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.domain.capsules import CapsuleSpec, MemberSpec, capsule_status, parse_template
@@ -29,14 +27,16 @@ from berth.domain.containers import Status, TaskState
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import Observation
 from berth.events.actions import emit
-from berth.services import quotas, volumes
+from berth.services import volumes
+from berth.services.containers.admission import Admission, Cost, admit
 from berth.services.env import Env
-from berth.services.hosts.placement import place
-from berth.services.images import address_check
 from berth.services.names import generate_name
-from berth.services.networks import networks
+from berth.services.scopes import list_scope, lookup_scope
+from berth.store import capsules as repo
+from berth.store import containers as containers_repo
 from berth.store.base import new_uuid, utcnow
-from berth.store.paging import page, page_size
+from berth.store.db import Session
+from berth.store.paging import PageQuery
 from berth.store.scope import Scope
 from berth.store.tables import CapsuleRow, ContainerRow, VolumeRow
 
@@ -51,42 +51,10 @@ __all__ = [
     "status_of",
 ]
 
-_UUID_LEN = 36
 
-
-def _lookup_scope(env: Env, ctx: RequestContext, all_projects: bool, rule: str) -> Scope:
-    if all_projects:
-        env.enforce(ctx, rule)
-    return Scope(ctx.project_id, all_projects=all_projects or ctx.is_admin)
-
-
-async def _find(session: AsyncSession, scope: Scope, ident: str) -> CapsuleRow:
-    stmt = select(CapsuleRow)
-    if not scope.all_projects:
-        stmt = stmt.where(CapsuleRow.project_id == scope.project_id)
-    if len(ident) == _UUID_LEN and ident.count("-") == 4:
-        stmt = stmt.where(CapsuleRow.uuid == ident.lower())
-    else:
-        stmt = stmt.where(CapsuleRow.name == ident)
-    rows = (await session.execute(stmt.limit(2))).scalars().all()
-    if not rows:
-        raise errors.CapsuleNotFound(f"Capsule {ident} could not be found.")
-    if len(rows) > 1:
-        raise errors.Conflict(
-            f"Multiple capsules exist with same name {ident}. Please use the capsule uuid."
-        )
-    return rows[0]
-
-
-async def members(session: AsyncSession, capsule_uuid: str) -> list[ContainerRow]:
+async def members(session: Session, capsule_uuid: str) -> list[ContainerRow]:
     """The capsule's container rows: sandbox first, then init and app ones in order."""
-    stmt = select(ContainerRow).where(ContainerRow.capsule_id == capsule_uuid)
-    return _ordered((await session.execute(stmt)).scalars().all())
-
-
-def _ordered(rows: Sequence[ContainerRow]) -> list[ContainerRow]:
-    order = {"sandbox": 0, "init": 1, "app": 2}
-    return sorted(rows, key=lambda r: (order.get(r.container_type, 3), r.id or 0))
+    return await containers_repo.members(session, capsule_uuid)
 
 
 def status_of(capsule: CapsuleRow, rows: Sequence[ContainerRow]) -> tuple[str, str | None]:
@@ -103,6 +71,35 @@ def status_of(capsule: CapsuleRow, rows: Sequence[ContainerRow]) -> tuple[str, s
     return status, reason if status == "Error" else None
 
 
+def _check_ranges(env: Env, spec: CapsuleSpec) -> None:
+    s = env.settings
+    for member in (*spec.containers, *spec.init_containers):
+        for value, name, low, high in (
+            (member.cpu, "cpu", s.minimum_cpus, s.maximum_cpus),
+            (member.memory, "memory", s.minimum_memory, s.maximum_memory),
+        ):
+            if value is not None and not low <= value <= high:
+                raise errors.Invalid(
+                    f"Invalid capsule template: a container's {name} {value} is out of "
+                    f"range [{low:g}, {high:g}]."
+                )
+
+
+def _new_capsule(ctx: RequestContext, project_id: str, spec: CapsuleSpec) -> CapsuleRow:
+    return CapsuleRow(
+        uuid=new_uuid(),
+        name=spec.name or generate_name().replace("-container", "-capsule"),
+        project_id=project_id,
+        user_id=ctx.user_id,
+        labels=spec.labels,
+        annotations=spec.annotations,
+        restart_policy={"Name": spec.restart_policy, "MaximumRetryCount": "0"},
+        volumes=[],
+        deleting=False,
+        created_at=utcnow(),
+    )
+
+
 def _member_row(
     env: Env,
     ctx: RequestContext,
@@ -110,9 +107,9 @@ def _member_row(
     spec: MemberSpec,
     kind: str,
     index: int,
-    mounts: list[dict[str, Any]],
     restart: dict[str, str] | None,
 ) -> ContainerRow:
+    """A member's row; its mounts come with the capsule's volumes (``_Volumes``)."""
     s = env.settings
     policy = (
         spec.image_pull_policy if env.allowed(ctx, "container:create:image_pull_policy") else None
@@ -136,12 +133,7 @@ def _member_row(
         interactive=spec.interactive,
         tty=spec.tty,
         exposed_ports=None,  # published by the sandbox, which owns the network namespace
-        mounts=[
-            {**mounts[n], "destination": m.path, "read_only": m.read_only, "owned": False}
-            for m in spec.mounts
-            for n, v in enumerate(capsule.volumes)
-            if v["name"] == m.volume
-        ],
+        mounts=[],
         availability_zone=None,
         capsule_id=capsule.uuid,
         container_type=kind,
@@ -153,8 +145,83 @@ def _member_row(
     )
 
 
+def _claim(rows: Sequence[ContainerRow]) -> tuple[float, int]:
+    """The capsule's claim: the app containers together, or the largest init one."""
+    cpu = max(
+        sum(r.cpu for r in rows if r.container_type == "app"),
+        max((r.cpu for r in rows if r.container_type == "init"), default=0.0),
+    )
+    memory = max(
+        sum(r.memory or 0 for r in rows if r.container_type == "app"),
+        max((r.memory or 0 for r in rows if r.container_type == "init"), default=0),
+    )
+    return cpu, memory
+
+
+def _sandbox(env: Env, capsule: CapsuleRow, spec: CapsuleSpec) -> ContainerRow:
+    """The row that holds the capsule's network namespace, volumes and whole claim."""
+    s = env.settings
+    return ContainerRow(
+        uuid=capsule.uuid,
+        name=f"capsule-{capsule.name}-sandbox",
+        project_id=capsule.project_id,
+        user_id=capsule.user_id,
+        image=s.sandbox_image,
+        image_driver="docker",
+        image_pull_policy="ifnotpresent",
+        command=list(s.sandbox_command),
+        cpu=capsule.cpu,
+        memory=capsule.memory,
+        disk=0,
+        labels={"berth.capsule": capsule.uuid},
+        environment={},
+        hostname=capsule.name[:63],
+        # Back with the engine after a host or dockerd restart, before its members need it.
+        restart_policy={"Name": "always", "MaximumRetryCount": "0"},
+        mounts=[],
+        exposed_ports={p: {} for m in (*spec.containers, *spec.init_containers) for p in m.ports}
+        or None,
+        availability_zone=spec.availability_zone or s.default_schedule_zone,
+        capsule_id=capsule.uuid,
+        container_type="sandbox",
+        status=Status.CREATING,
+        task_state=TaskState.CREATING,
+        desired_state="running",
+        desired_since=utcnow(),
+        created_at=utcnow(),
+    )
+
+
+@dataclass
+class _Volumes:
+    """The capsule's volume step: created or looked up, mounted by the sandbox and members."""
+
+    ctx: RequestContext
+    capsule: CapsuleRow
+    spec: CapsuleSpec
+    sandbox: ContainerRow
+    members: list[tuple[ContainerRow, MemberSpec]]
+
+    async def __call__(self, session: Session) -> None:
+        mounts, hosts = await _volumes(self.ctx, session, self.capsule, self.spec)
+        if len(hosts) > 1:
+            raise errors.Invalid(
+                "The capsule's volumes live on different hosts "
+                f"({', '.join(sorted(hosts))}); a capsule runs on one host."
+            )
+        self.sandbox.mounts = mounts
+        self.sandbox.requested_host = next(iter(hosts), None)
+        for row, member in self.members:
+            row.mounts = [
+                {**mounts[n], "destination": m.path, "read_only": m.read_only, "owned": False}
+                for m in member.mounts
+                for n, v in enumerate(self.capsule.volumes)
+                if v["name"] == m.volume
+            ]
+
+
 async def _volumes(
-    ctx: RequestContext, session: AsyncSession, capsule: CapsuleRow, spec: CapsuleSpec
+    ctx: RequestContext, session: Session, capsule: CapsuleRow, spec: CapsuleSpec
 ) -> tuple[list[dict[str, Any]], set[str]]:
     """The sandbox's mounts (one per capsule volume, created or looked up) and their hosts."""
     mounts: list[dict[str, Any]] = []
@@ -189,124 +256,50 @@ async def _volumes(
     return mounts, hosts
 
 
+def _admission(env: Env, ctx: RequestContext, project_id: str, template: Any) -> Admission:
+    """What a capsule's create admits: its sandbox, placed, and its members behind it."""
+    spec = parse_template(template)
+    _check_ranges(env, spec)
+    capsule = _new_capsule(ctx, project_id, spec)
+    init_restart = None
+    restart = {"Name": spec.restart_policy, "MaximumRetryCount": "0"}
+    members = [
+        (_member_row(env, ctx, capsule, m, "init", n, init_restart), m)
+        for n, m in enumerate(spec.init_containers)
+    ] + [
+        (_member_row(env, ctx, capsule, m, "app", n, restart), m)
+        for n, m in enumerate(spec.containers)
+    ]
+    rows = [row for row, _ in members]
+    capsule.cpu, capsule.memory = _claim(rows)
+    sandbox = _sandbox(env, capsule, spec)
+    return Admission(
+        placed=sandbox,
+        # The sandbox carries the claim; the members are what the count counts.
+        cost=Cost(capsule.cpu, capsule.memory, 0, count=len(rows)),
+        event="capsule.create",
+        members=rows,
+        owner=capsule,
+        images=[m.image for m in (*spec.containers, *spec.init_containers)],
+        # Zun checks a capsule's name in the containers' namespace (they share a
+        # table); Berth keeps capsules apart and names members after their capsule.
+        names=[],
+        sourced=rows,
+        volumes=_Volumes(ctx, capsule, spec, sandbox, members),
+    )
+
+
 async def create(env: Env, ctx: RequestContext, template: Any) -> CapsuleRow:
     """Store the capsule and its containers, place its sandbox; the agent does the rest."""
-    env.enforce(ctx, "capsule:create")
-    if not ctx.project_id:
-        raise errors.Forbidden("A project-scoped token is needed to create capsules.")
-    spec = parse_template(template)
-    s = env.settings
-    capsule = CapsuleRow(
-        uuid=new_uuid(),
-        name=spec.name or generate_name().replace("-container", "-capsule"),
-        project_id=ctx.project_id,
-        user_id=ctx.user_id,
-        labels=spec.labels,
-        annotations=spec.annotations,
-        restart_policy={"Name": spec.restart_policy, "MaximumRetryCount": "0"},
-        volumes=[],
-        deleting=False,
-        created_at=utcnow(),
+    adm = await admit(
+        env,
+        ctx,
+        rules=["capsule:create"],
+        noun="capsules",
+        build=lambda project_id: _admission(env, ctx, project_id, template),
     )
-    for member in (*spec.containers, *spec.init_containers):
-        for value, name, low, high in (
-            (member.cpu, "cpu", s.minimum_cpus, s.maximum_cpus),
-            (member.memory, "memory", s.minimum_memory, s.maximum_memory),
-        ):
-            if value is not None and not low <= value <= high:
-                raise errors.Invalid(
-                    f"Invalid capsule template: a container's {name} {value} is out of "
-                    f"range [{low:g}, {high:g}]."
-                )
-    for member in (*spec.containers, *spec.init_containers):
-        await address_check.check_image(env, ctx, member.image)
-    await networks.ensure_defaults(env, ctx.project_id, ctx.user_id)
-    async with env.db.transaction() as session:
-        # Before _volumes locks any volume: every quota-checked create takes the
-        # project's lock first, so two of them never wait on each other crosswise.
-        await quotas.lock_usage(session, ctx.project_id, "containers")
-        mounts, hosts = await _volumes(ctx, session, capsule, spec)
-        if len(hosts) > 1:
-            raise errors.Invalid(
-                "The capsule's volumes live on different hosts "
-                f"({', '.join(sorted(hosts))}); a capsule runs on one host."
-            )
-        restart = {"Name": spec.restart_policy, "MaximumRetryCount": "0"}
-        init_restart = None
-        rows = [
-            _member_row(env, ctx, capsule, m, "init", n, mounts, init_restart)
-            for n, m in enumerate(spec.init_containers)
-        ] + [
-            _member_row(env, ctx, capsule, m, "app", n, mounts, restart)
-            for n, m in enumerate(spec.containers)
-        ]
-        # The capsule's claim: the app containers together, or the largest init one.
-        cpu = max(
-            sum(r.cpu for r in rows if r.container_type == "app"),
-            max((r.cpu for r in rows if r.container_type == "init"), default=0.0),
-        )
-        memory = max(
-            sum(r.memory or 0 for r in rows if r.container_type == "app"),
-            max((r.memory or 0 for r in rows if r.container_type == "init"), default=0),
-        )
-        capsule.cpu, capsule.memory = cpu, memory
-        await quotas.check_container(env, session, ctx.project_id, cpu, memory, 0, count=len(rows))
-        sandbox = ContainerRow(
-            uuid=capsule.uuid,
-            name=f"capsule-{capsule.name}-sandbox",
-            project_id=capsule.project_id,
-            user_id=capsule.user_id,
-            image=s.sandbox_image,
-            image_driver="docker",
-            image_pull_policy="ifnotpresent",
-            command=list(s.sandbox_command),
-            cpu=cpu,
-            memory=memory,
-            disk=0,
-            labels={"berth.capsule": capsule.uuid},
-            environment={},
-            hostname=capsule.name[:63],
-            # Back with the engine after a host or dockerd restart, before its members need it.
-            restart_policy={"Name": "always", "MaximumRetryCount": "0"},
-            mounts=mounts,
-            exposed_ports={
-                p: {} for m in (*spec.containers, *spec.init_containers) for p in m.ports
-            }
-            or None,
-            availability_zone=spec.availability_zone or s.default_schedule_zone,
-            requested_host=next(iter(hosts), None),
-            capsule_id=capsule.uuid,
-            container_type="sandbox",
-            status=Status.CREATING,
-            task_state=TaskState.CREATING,
-            desired_state="running",
-            desired_since=utcnow(),
-            created_at=utcnow(),
-        )
-        # The sandbox owns the capsule's network namespace: it joins the project's
-        # network and default group like any container (members share it).
-        await networks.wire(session, sandbox)
-        session.add(capsule)
-        session.add(sandbox)
-        session.add_all(rows)
-        await session.flush()
-        decision = await place(session, env.pipeline, sandbox, s.service_down_time, env.host_cache)
-        if decision.host is None:
-            reason = decision.explain()
-            capsule.status_reason = reason
-            for row in (sandbox, *rows):
-                row.status, row.status_reason, row.task_state = Status.ERROR, reason, None
-                row.held = True
-        else:
-            await volumes.bind_host(session, mounts, sandbox.host)
-        emit(session, sandbox, "capsule.create", ctx.request_id, host=sandbox.host)
-    await env.notifier.touch(sandbox.host)
-    return capsule
-
-
-CAPSULE_SORT_KEYS = frozenset(
-    {"id", "uuid", "name", "project_id", "user_id", "cpu", "memory", "created_at", "updated_at"}
-)
+    assert adm.owner is not None  # _admission always sets it
+    return adm.owner
 
 
 async def list_capsules(
@@ -321,46 +314,37 @@ async def list_capsules(
 ) -> tuple[list[tuple[CapsuleRow, list[ContainerRow]]], int]:
     """A page of capsules with their members, and the page size used (Zun's pagination)."""
     env.enforce(ctx, "capsule:get_all")
-    if all_projects:
-        env.enforce(ctx, "capsule:get_all_all_projects")
-    size = page_size(sort_key, CAPSULE_SORT_KEYS, limit, env.settings.max_limit)
-    stmt = select(CapsuleRow)
-    if not all_projects:
-        stmt = stmt.where(CapsuleRow.project_id == ctx.project_id)
+    scope = list_scope(env, ctx, all_projects, "capsule:get_all_all_projects")
+    query = PageQuery.of(
+        repo.SORT_KEYS,
+        env.settings.max_limit,
+        limit=limit,
+        marker=marker,
+        sort_key=sort_key,
+        sort_dir=sort_dir,
+    )
     async with env.db.read() as session:
-        capsules = await page(
-            session,
-            stmt,
-            CapsuleRow,
-            visible=stmt,
-            limit=size,
-            marker=marker,
-            sort_key=sort_key,
-            sort_dir=sort_dir,
-        )
+        capsules = await repo.list_page(session, scope, query)
         # Every member of the page in one query, not one per capsule.
-        found = select(ContainerRow).where(ContainerRow.capsule_id.in_([c.uuid for c in capsules]))
-        rows: dict[str, list[ContainerRow]] = {}
-        for row in (await session.execute(found)).scalars().all():
-            rows.setdefault(row.capsule_id or "", []).append(row)
-    return [(c, _ordered(rows.get(c.uuid, []))) for c in capsules], size
+        rows = await containers_repo.members_of(session, [c.uuid for c in capsules])
+    return [(c, rows.get(c.uuid, [])) for c in capsules], query.limit
 
 
 async def get(
     env: Env, ctx: RequestContext, ident: str, all_projects: bool = False
 ) -> tuple[CapsuleRow, list[ContainerRow]]:
-    scope = _lookup_scope(env, ctx, all_projects, "capsule:get_one_all_projects")
+    scope = lookup_scope(env, ctx, all_projects, "capsule:get_one_all_projects")
     async with env.db.read() as session:
-        capsule = await _find(session, scope, ident)
+        capsule = await repo.get(session, scope, ident)
         env.enforce(ctx, "capsule:get", capsule.project_id)
         return capsule, await members(session, capsule.uuid)
 
 
 async def delete(env: Env, ctx: RequestContext, ident: str, all_projects: bool) -> None:
     """Remove the members, then the sandbox (it holds the volumes), then the capsule."""
-    scope = _lookup_scope(env, ctx, all_projects, "capsule:delete_all_projects")
+    scope = lookup_scope(env, ctx, all_projects, "capsule:delete_all_projects")
     async with env.db.transaction() as session:
-        capsule = await _find(session, scope, ident)
+        capsule = await repo.get(session, scope, ident)
         env.enforce(ctx, "capsule:delete", capsule.project_id)
         capsule.deleting = True
         capsule.updated_at = utcnow()
@@ -385,7 +369,7 @@ def _delete_member(row: ContainerRow) -> None:
     row.status, row.task_state = Status.DELETING, TaskState.DELETING
 
 
-async def _settle_deletion(session: AsyncSession, capsule: CapsuleRow) -> str | None:
+async def _settle_deletion(session: Session, capsule: CapsuleRow) -> str | None:
     """Drop what never reached a host; delete the sandbox once the members are gone.
 
     Returns the host to wake (None when nothing runs anywhere).
@@ -424,11 +408,9 @@ def note_exit(row: ContainerRow, obs: Observation) -> None:
         row.held = True
 
 
-async def advance(session: AsyncSession, capsule_uuid: str) -> bool:
+async def advance(session: Session, capsule_uuid: str) -> bool:
     """Take the capsule's next step; True when a host has something new to do."""
-    capsule = (
-        await session.execute(select(CapsuleRow).where(CapsuleRow.uuid == capsule_uuid))
-    ).scalar_one_or_none()
+    capsule = await repo.by_uuid(session, capsule_uuid)
     if capsule is None:
         return False
     if capsule.deleting:

@@ -6,24 +6,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.containers import Status, TaskState, action_allowed
 from berth.domain.context import RequestContext
-from berth.events.actions import emit, finish_open_actions, start_action
+from berth.events.actions import emit, start_action
 from berth.services import quotas, volumes
 from berth.services.containers import files as injected_files
+from berth.services.containers.admission import Admission, Cost, admit, check_name
 from berth.services.env import Env
-from berth.services.hosts.placement import place, reclaim, release
-from berth.services.images import address_check
-from berth.services.images import refs as image_refs
+from berth.services.hosts.placement import reclaim, release
 from berth.services.names import generate_name
-from berth.services.networks import networks, security_groups
+from berth.services.networks import security_groups
+from berth.services.scopes import list_scope, lookup_scope
 from berth.store import containers as repo
 from berth.store.base import new_uuid, utcnow
-from berth.store.paging import page_size
-from berth.store.scope import Scope
+from berth.store.db import Session
+from berth.store.paging import PageQuery
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow
 
 __all__ = [
@@ -35,7 +33,6 @@ __all__ = [
     "guard_node",
     "list_actions",
     "list_containers",
-    "scope_for",
     "update",
 ]
 
@@ -79,53 +76,25 @@ class NewContainer:
     given: frozenset[str] = frozenset()
 
 
-def scope_for(env: Env, ctx: RequestContext, all_projects: bool, rule: str) -> Scope:
-    """The caller's scope; ``all_projects`` only after ``rule`` allowed it."""
-    if all_projects:
-        env.enforce(ctx, rule)
-        return Scope(ctx.project_id, all_projects=True)
-    return Scope(ctx.project_id)
-
-
-def _lookup_scope(env: Env, ctx: RequestContext, all_projects: bool, rule: str) -> Scope:
-    # Zun: admins resolving a resource by identifier search every project.
-    if all_projects:
-        env.enforce(ctx, rule)
-    return Scope(ctx.project_id, all_projects=all_projects or ctx.is_admin)
-
-
-def _check_create_policy(env: Env, ctx: RequestContext, req: NewContainer) -> None:
-    env.enforce(ctx, "container:create")
-    for fld, rule in (
+def _create_rules(req: NewContainer) -> list[str]:
+    """The policy rules a create checks: ``container:create`` and one per guarded field given."""
+    guarded = (
         ("runtime", "container:create:runtime"),
         ("privileged", "container:create:privileged"),
         ("host", "container:create:requested_destination"),
         ("image_pull_policy", "container:create:image_pull_policy"),
-    ):
-        if fld in req.given:
-            env.enforce(ctx, rule)
+    )
+    return ["container:create", *(rule for fld, rule in guarded if fld in req.given)]
 
 
-async def _check_name(
-    env: Env, session: AsyncSession, name: str, project_id: str, exclude: str | None = None
-) -> None:
-    scope = env.settings.unique_container_name_scope
-    if not scope:
-        return
-    if await repo.name_taken(session, name, project_id if scope == "project" else None, exclude):
-        raise errors.Conflict(f"A container with name {name} already exists in {scope}.")
-
-
-async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) -> ContainerRow:
-    """Store the container, place it and claim its host; the agent does the rest."""
-    _check_create_policy(env, ctx, req)
-    if not ctx.project_id:
-        raise errors.Forbidden("A project-scoped token is needed to create containers.")
+def _new_row(
+    env: Env, ctx: RequestContext, project_id: str, req: NewContainer, run: bool
+) -> ContainerRow:
     s = env.settings
     row = ContainerRow(
         uuid=new_uuid(),
         name=req.name or generate_name(),
-        project_id=ctx.project_id,
+        project_id=project_id,
         user_id=ctx.user_id,
         image=req.image,
         image_driver=req.image_driver or s.default_image_driver,
@@ -164,44 +133,45 @@ async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) ->
         created_at=utcnow(),
     )
     row.exposed_ports = security_groups.parse_exposed_ports(req.exposed_ports) or None
-    # Before any transaction: it may wait for DNS.
-    await address_check.check_image(env, ctx, row.image)
-    await networks.ensure_defaults(env, ctx.project_id, ctx.user_id)
-    # What only needs reading is read before the write transaction: on SQLite
-    # every create holds the one write lock, and each statement in it makes the
-    # next create wait (20 creates at once queue on it).
-    async with env.db.read() as session:
-        await networks.resolve(session, row, req.nets, req.security_groups)
-        limits = await quotas.limits_of(env, session, ctx.project_id)
-    async with env.db.transaction() as session:
-        # First, before any row lock: the quota count below is exact only while
-        # no other create of this project runs (another API process included).
-        await quotas.lock_usage(session, ctx.project_id, "containers")
-        await _check_name(env, session, row.name, row.project_id)
-        await networks.still_there(session, row, req.nets)
-        await networks.add_exposed_group(session, row)
-        await image_refs.check(env, session, row)
-        await quotas.check_container(
-            env, session, ctx.project_id, row.cpu, row.memory or 0, row.disk, limits=limits
-        )
-        await _resolve_mounts(env, ctx, session, row, req.mounts)
-        # Placed before it is added: host, claim and cpuset go into its INSERT.
-        decision = await place(session, env.pipeline, row, s.service_down_time, env.host_cache)
-        if decision.host is None:
-            _fail(row, decision.explain())
-        session.add(row)
-        await start_action(session, ctx, row, "create")
-        if decision.host is not None:
-            await volumes.bind_host(session, row.mounts, row.host)
-        emit(session, row, "container.create", ctx.request_id, host=row.host)
-    if row.status == Status.ERROR:
-        await _finish_failed_create(env, row)
-    await env.notifier.touch(row.host)
     return row
 
 
+def _admission(
+    env: Env, ctx: RequestContext, project_id: str, req: NewContainer, run: bool
+) -> Admission:
+    """What a container's create admits: the one row, every check applying to it."""
+    row = _new_row(env, ctx, project_id, req, run)
+
+    async def mounts(session: Session) -> None:
+        await _resolve_mounts(env, ctx, session, row, req.mounts)
+
+    return Admission(
+        placed=row,
+        cost=Cost(row.cpu, row.memory or 0, row.disk),
+        event="container.create",
+        images=[row.image],
+        names=[row.name],
+        sourced=[row],
+        nets=req.nets,
+        groups=req.security_groups,
+        volumes=mounts,
+    )
+
+
+async def create(env: Env, ctx: RequestContext, req: NewContainer, run: bool) -> ContainerRow:
+    """Store the container, place it and claim its host; the agent does the rest."""
+    adm = await admit(
+        env,
+        ctx,
+        rules=_create_rules(req),
+        noun="containers",
+        build=lambda project_id: _admission(env, ctx, project_id, req, run),
+    )
+    return adm.placed
+
+
 async def _resolve_mounts(
-    env: Env, ctx: RequestContext, session: AsyncSession, row: ContainerRow, raw: list[Any]
+    env: Env, ctx: RequestContext, session: Session, row: ContainerRow, raw: list[Any]
 ) -> None:
     """Volumes for ``--mount``: existing ones pin the container to their host."""
     row.mounts = []
@@ -219,18 +189,6 @@ async def _resolve_mounts(
         row.requested_host = host
 
 
-def _fail(row: ContainerRow, reason: str) -> None:
-    row.status = Status.ERROR
-    row.status_reason = reason
-    row.task_state = None
-    row.held = True
-
-
-async def _finish_failed_create(env: Env, row: ContainerRow) -> None:
-    async with env.db.transaction() as session:
-        await finish_open_actions(session, row.uuid, error=row.status_reason)
-
-
 async def list_containers(
     env: Env,
     ctx: RequestContext,
@@ -244,21 +202,20 @@ async def list_containers(
 ) -> tuple[Sequence[ContainerRow], int]:
     """A page of the caller's containers (every project's with ``all_projects``)."""
     env.enforce(ctx, "container:get_all")
-    scope = scope_for(env, ctx, all_projects, "container:get_all_all_projects")
+    scope = list_scope(env, ctx, all_projects, "container:get_all_all_projects")
     if "host" in filters:
         env.enforce(ctx, "container:get_one:host")
-    page = page_size(sort_key, repo.SORT_KEYS, limit, env.settings.max_limit)
+    query = PageQuery.of(
+        repo.SORT_KEYS,
+        env.settings.max_limit,
+        limit=limit,
+        marker=marker,
+        sort_key=sort_key,
+        sort_dir=sort_dir,
+    )
     async with env.db.read() as session:
-        rows = await repo.list_page(
-            session,
-            scope,
-            filters=filters,
-            limit=page,
-            marker=marker,
-            sort_key=sort_key,
-            sort_dir=sort_dir,
-        )
-    return rows, page
+        rows = await repo.list_page(session, scope, query, filters=filters)
+    return rows, query.limit
 
 
 async def get(
@@ -269,7 +226,7 @@ async def get(
     rule: str = "container:get_one",
 ) -> ContainerRow:
     """The container ``ident`` (UUID or name) if the caller may see it."""
-    scope = _lookup_scope(env, ctx, all_projects, "container:get_one_all_projects")
+    scope = lookup_scope(env, ctx, all_projects, "container:get_one_all_projects")
     async with env.db.read() as session:
         row = await repo.get(session, scope, ident)
     env.enforce(ctx, rule, row.project_id)
@@ -304,7 +261,7 @@ async def update(
     ``action`` names the policy rule and state-table row: ``update`` (PATCH) or
     ``resize_container`` (the 1.19 action, the same live resize).
     """
-    scope = _lookup_scope(env, ctx, False, "container:get_one_all_projects")
+    scope = lookup_scope(env, ctx, False, "container:get_one_all_projects")
     async with env.db.transaction() as session:
         row = await repo.get(session, scope, ident, for_update=True)
         env.enforce(ctx, f"container:{action}", row.project_id)
@@ -319,7 +276,7 @@ async def update(
                 f"Cannot {action} container {row.uuid} in {row.status} state."
             )
         if "name" in patch and patch["name"] != row.name:
-            await _check_name(env, session, patch["name"], row.project_id, row.uuid)
+            await check_name(env, session, patch["name"], row.project_id, row.uuid)
             row.name = patch["name"]
         if "auto_heal" in patch:
             row.auto_heal = bool(patch["auto_heal"])
@@ -341,9 +298,7 @@ async def update(
     return row
 
 
-async def _resize(
-    env: Env, session: AsyncSession, row: ContainerRow, resized: dict[str, Any]
-) -> None:
+async def _resize(env: Env, session: Session, row: ContainerRow, resized: dict[str, Any]) -> None:
     if row.cpu_policy == "dedicated" and "cpu" in resized:
         raise errors.Invalid(
             "The cpu of a cpu_policy=dedicated container is pinned to whole cores and cannot "
@@ -366,7 +321,7 @@ async def delete(
     env: Env, ctx: RequestContext, ident: str, *, force: bool, stop: bool, all_projects: bool
 ) -> None:
     """Ask for the container to be removed; it disappears once its host confirms."""
-    scope = _lookup_scope(env, ctx, all_projects, "container:delete_all_projects")
+    scope = lookup_scope(env, ctx, all_projects, "container:delete_all_projects")
     async with env.db.transaction() as session:
         row = await repo.get(session, scope, ident, for_update=True)
         env.enforce(ctx, "container:delete", row.project_id)

@@ -13,15 +13,15 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import InjectedFile
 from berth.domain.injected_files import check_destination, decode_content
 from berth.services.env import Env
-from berth.store.tables import ContainerFileRow, ContainerRow
+from berth.store import containers as containers_repo
+from berth.store import files as repo
+from berth.store.db import Session
+from berth.store.tables import ContainerRow
 
 __all__ = ["accept", "check_count", "desired_files", "for_agent", "forget"]
 
@@ -36,13 +36,11 @@ def check_count(env: Env, count: int) -> None:
         )
 
 
-def accept(
-    env: Env, session: AsyncSession, owner: str, dest: str, source: str | None
-) -> dict[str, Any]:
+def accept(env: Env, session: Session, owner: str, dest: str, source: str | None) -> dict[str, Any]:
     """Check and keep the file for ``owner`` at ``dest``; the mount entry the row stores."""
     check_destination(dest)
     data = decode_content(source or "", dest, env.settings.inject_file_max_bytes)
-    session.add(ContainerFileRow(container_uuid=owner, destination=dest, content=data))
+    repo.add(session, owner, dest, data)
     return {"type": "file", "destination": dest, "size": len(data)}
 
 
@@ -59,25 +57,17 @@ async def for_agent(env: Env, ctx: RequestContext, hostname: str, uuid: str) -> 
     """The content of container ``uuid``'s files, for the agent of its host (``hostname``)."""
     env.enforce(ctx, "berth:internal")
     async with env.db.read() as session:
-        host = (
-            await session.execute(select(ContainerRow.host).where(ContainerRow.uuid == uuid))
-        ).scalar_one_or_none()
+        host = await containers_repo.host_of(session, uuid)
         if host is None or host != hostname:
             # Another host's container is none of this agent's business.
             raise errors.ContainerNotFound(f"Container {uuid} could not be found on {hostname}.")
-        rows = (
-            await session.execute(
-                select(ContainerFileRow)
-                .where(ContainerFileRow.container_uuid == uuid)
-                .order_by(ContainerFileRow.id)
-            )
-        ).scalars()
+        rows = await repo.of_container(session, uuid)
         return [
             InjectedFile(r.destination, len(r.content), base64.b64encode(r.content).decode())
             for r in rows
         ]
 
 
-async def forget(session: AsyncSession, uuid: str) -> None:
+async def forget(session: Session, uuid: str) -> None:
     """Drop the files of the deleted container ``uuid``."""
-    await session.execute(delete(ContainerFileRow).where(ContainerFileRow.container_uuid == uuid))
+    await repo.forget(session, uuid)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth.domain.containers import Status, status_for_observation
 from berth.domain.hostsync import Observation
 from berth.events.actions import emit, finish_open_actions
@@ -17,6 +15,7 @@ from berth.services.containers import files as injected_files
 from berth.services.hosts.placement import release
 from berth.services.networks.security_groups import drop_container_group
 from berth.store.base import utcnow
+from berth.store.db import Session
 from berth.store.tables import ContainerRow
 
 __all__ = ["apply_observation"]
@@ -39,7 +38,7 @@ def _parse(ts: str | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-async def _remove(session: AsyncSession, row: ContainerRow, reason: str) -> None:
+async def _remove(session: Session, row: ContainerRow, reason: str) -> None:
     await release(session, row)
     await finish_open_actions(session, row.uuid)
     emit(session, row, "container.delete.end", reason=reason)
@@ -70,7 +69,7 @@ def _record_facts(row: ContainerRow, obs: Observation) -> None:
         row.started_at = started
 
 
-async def apply_observation(session: AsyncSession, row: ContainerRow, obs: Observation) -> bool:
+async def apply_observation(session: Session, row: ContainerRow, obs: Observation) -> bool:
     """Update ``row`` from ``obs``; True when the desired state changed (wake the agent)."""
     _record_facts(row, obs)
     if row.desired_state == "deleted":

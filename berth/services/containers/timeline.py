@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
-
 from berth.domain.context import RequestContext
-from berth.services.containers.containers import scope_for
 from berth.services.env import Env
+from berth.services.scopes import list_scope
+from berth.store import events as repo
 from berth.store.tables import EventRow
 
 __all__ = ["MAX_EVENTS", "recent_events"]
@@ -27,11 +26,8 @@ async def recent_events(
     """The newest events the caller may see: its project's, or every project's when
     ``all_projects`` and the policy lets it list every project's containers."""
     env.enforce(ctx, "container:get_all")
-    scope = scope_for(env, ctx, all_projects, "container:get_all_all_projects")
-    stmt = select(EventRow).order_by(EventRow.id.desc()).limit(max(1, min(limit, MAX_EVENTS)))
-    if not scope.all_projects:
-        stmt = stmt.where(EventRow.project_id == scope.project_id)
-    if resource_uuid is not None:
-        stmt = stmt.where(EventRow.resource_uuid == resource_uuid)
+    scope = list_scope(env, ctx, all_projects, "container:get_all_all_projects")
     async with env.db.read() as session:
-        return (await session.execute(stmt)).scalars().all()
+        return await repo.recent(
+            session, scope, limit=max(1, min(limit, MAX_EVENTS)), resource_uuid=resource_uuid
+        )

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
-
-from sqlalchemy import delete as sa_delete
-from sqlalchemy import select
 
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.services.env import Env
 from berth.services.hosts.returning import restore_returned
+from berth.store import hosts as repo
 from berth.store.base import utcnow
 from berth.store.tables import HostRow, ServiceRow
 
@@ -26,8 +23,6 @@ __all__ = [
     "set_service",
 ]
 
-_UUID = re.compile(r"^[0-9a-fA-F-]{36}$")
-
 
 def service_state(env: Env, svc: ServiceRow) -> str:
     """``up`` iff not forced down and heard from within service_down_time."""
@@ -39,14 +34,13 @@ def service_state(env: Env, svc: ServiceRow) -> str:
 async def list_hosts(env: Env, ctx: RequestContext) -> Sequence[HostRow]:
     env.enforce(ctx, "host:get_all")
     async with env.db.read() as session:
-        return (await session.execute(select(HostRow).order_by(HostRow.hostname))).scalars().all()
+        return await repo.list_hosts(session)
 
 
 async def get_host(env: Env, ctx: RequestContext, ident: str) -> HostRow:
     env.enforce(ctx, "host:get")
-    column = HostRow.uuid if _UUID.match(ident) else HostRow.hostname
     async with env.db.read() as session:
-        row = (await session.execute(select(HostRow).where(column == ident))).scalar_one_or_none()
+        row = await repo.find(session, ident)
     if row is None:
         raise errors.HostNotFound(f"Host {ident} could not be found.")
     return row
@@ -55,7 +49,7 @@ async def get_host(env: Env, ctx: RequestContext, ident: str) -> HostRow:
 async def list_services(env: Env, ctx: RequestContext) -> Sequence[ServiceRow]:
     env.enforce(ctx, "zun-service:get_all")
     async with env.db.read() as session:
-        return (await session.execute(select(ServiceRow).order_by(ServiceRow.id))).scalars().all()
+        return await repo.list_services(session)
 
 
 async def set_service(
@@ -64,11 +58,7 @@ async def set_service(
     """Enable, disable or force down one service."""
     env.enforce(ctx, rule)
     async with env.db.transaction() as session:
-        svc = (
-            await session.execute(
-                select(ServiceRow).where(ServiceRow.host == host, ServiceRow.binary == binary)
-            )
-        ).scalar_one_or_none()
+        svc = await repo.get_service(session, host, binary)
         if svc is None:
             raise errors.ServiceNotFound(f"Service {binary} on host {host} could not be found.")
         lifted = svc.forced_down and values.get("forced_down") is False
@@ -84,10 +74,7 @@ async def set_service(
 async def delete_service(env: Env, ctx: RequestContext, host: str, binary: str) -> None:
     env.enforce(ctx, "zun-service:delete")
     async with env.db.transaction() as session:
-        result = await session.execute(
-            sa_delete(ServiceRow).where(ServiceRow.host == host, ServiceRow.binary == binary)
-        )
-        if not getattr(result, "rowcount", 0):
+        if not await repo.delete_service(session, host, binary):
             raise errors.ServiceNotFound(f"Service {binary} on host {host} could not be found.")
     await env.notifier.touch_host(host)
 
@@ -95,7 +82,5 @@ async def delete_service(env: Env, ctx: RequestContext, host: str, binary: str) 
 async def availability_zones(env: Env, ctx: RequestContext) -> list[str | None]:
     env.enforce(ctx, "availability_zones:get_all")
     async with env.db.read() as session:
-        zones = (
-            (await session.execute(select(ServiceRow.availability_zone).distinct())).scalars().all()
-        )
+        zones = await repo.availability_zones(session)
     return sorted(zones, key=lambda z: z or "")

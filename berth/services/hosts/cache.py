@@ -31,64 +31,15 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth.scheduler import HostState
+from berth.store import hosts as repo
 from berth.store.base import utcnow
-from berth.store.tables import ContainerRow, HostRow, ServiceRow
+from berth.store.db import Session
+from berth.store.hosts import AGENT_BINARY
 
 __all__ = ["AGENT_BINARY", "HostCache", "HostRead", "read_hosts"]
 
-AGENT_BINARY = "berth-agent"
 _NEVER = dt.datetime.max.replace(tzinfo=dt.UTC)
-
-_COLUMNS = (
-    HostRow.hostname,
-    HostRow.cpus,
-    HostRow.cpu_used,
-    HostRow.mem_total,
-    HostRow.mem_used,
-    HostRow.disk_total,
-    HostRow.disk_used,
-    HostRow.runtimes,
-    HostRow.labels,
-    HostRow.availability_zone,
-    HostRow.generation,
-    HostRow.total_containers,
-    HostRow.enable_cpu_pinning,
-    HostRow.pinned_cpus,
-    HostRow.images,
-    ServiceRow.id,
-    ServiceRow.disabled,
-    ServiceRow.forced_down,
-    ServiceRow.last_seen_up,
-)
-
-
-_SERVICE = (ServiceRow.host == HostRow.hostname) & (ServiceRow.binary == AGENT_BINARY)
-
-
-def _check_query(cutoff: dt.datetime) -> Select[str, int, bool, bool]:
-    """What a check reads of every host: its generation and its service state.
-
-    The database computes the state, so no timestamp is parsed per row.
-    """
-    known = ServiceRow.id.is_not(None)
-    enabled = known & ServiceRow.disabled.is_(False)
-    up = known & ServiceRow.forced_down.is_(False) & (ServiceRow.last_seen_up >= cutoff)
-    return select(
-        HostRow.hostname, HostRow.generation, enabled.label("enabled"), up.label("up")
-    ).join(ServiceRow, _SERVICE, isouter=True)
-
-
-def _first_down_query(cutoff: dt.datetime) -> Select[dt.datetime | None]:
-    """The oldest heartbeat among the services that are up now."""
-    return select(func.min(ServiceRow.last_seen_up)).where(
-        ServiceRow.binary == AGENT_BINARY,
-        ServiceRow.forced_down.is_(False),
-        ServiceRow.last_seen_up >= cutoff,
-    )
 
 
 @dataclass(slots=True)
@@ -100,7 +51,7 @@ class HostRead:
 
 
 async def read_hosts(
-    session: AsyncSession,
+    session: Session,
     service_down_time: float,
     hostnames: Iterable[str] | None = None,
     *,
@@ -111,12 +62,9 @@ async def read_hosts(
     ``with_projects`` also reads which projects hold claims on each host (the
     tenant-exclusive filter needs it; nothing else does).
     """
-    stmt = select(*_COLUMNS).join(ServiceRow, _SERVICE, isouter=True)
     names = None if hostnames is None else sorted(set(hostnames))
-    if names is not None:
-        stmt = stmt.where(HostRow.hostname.in_(names))
-    rows = (await session.execute(stmt)).all()
-    projects = await _projects_by_host(session, names) if with_projects else {}
+    rows = await repo.state_rows(session, names)
+    projects = await repo.projects_by_host(session, names) if with_projects else {}
     now = utcnow()
     cutoff = now - dt.timedelta(seconds=service_down_time)
     down_at, hosts, grace = _NEVER, [], dt.timedelta(seconds=service_down_time)
@@ -152,24 +100,6 @@ async def read_hosts(
             )
         )
     return HostRead(hosts, down_at)
-
-
-async def _projects_by_host(
-    session: AsyncSession, hostnames: Sequence[str] | None
-) -> dict[str, set[str]]:
-    """Which projects have claimed resources on each host (for tenant exclusivity)."""
-    stmt = (
-        select(ContainerRow.host, ContainerRow.project_id)
-        .where(ContainerRow.claimed.is_(True))
-        .distinct()
-    )
-    if hostnames is not None:
-        stmt = stmt.where(ContainerRow.host.in_(hostnames))
-    found: dict[str, set[str]] = {}
-    for host, project in (await session.execute(stmt)).all():
-        if host:
-            found.setdefault(host, set()).add(project)
-    return found
 
 
 class HostCache:
@@ -216,7 +146,7 @@ class HostCache:
         return self._hosts
 
     async def hosts(
-        self, session: AsyncSession, service_down_time: float
+        self, session: Session, service_down_time: float
     ) -> tuple[Sequence[HostState], bool]:
         """Every host, fresh enough to place on; True when this call checked them all."""
         async with self._lock:
@@ -228,13 +158,13 @@ class HostCache:
                 await self._refresh(session, service_down_time, self._forgotten)
             return self._hosts, False
 
-    async def check(self, session: AsyncSession, service_down_time: float) -> Sequence[HostState]:
+    async def check(self, session: Session, service_down_time: float) -> Sequence[HostState]:
         """Bring every host up to date now (before answering "no valid host", say)."""
         async with self._lock:
             await self._check(session, service_down_time)
             return self._hosts
 
-    async def refresh(self, session: AsyncSession, service_down_time: float, hostname: str) -> None:
+    async def refresh(self, session: Session, service_down_time: float, hostname: str) -> None:
         """Read ``hostname`` again now (say, after a claim on it lost a race)."""
         async with self._lock:
             await self._refresh(session, service_down_time, {hostname})
@@ -245,7 +175,7 @@ class HostCache:
         if i is not None and self._hosts[i].generation == host.generation:
             self._hosts[i] = dataclasses.replace(host, **changes)  # type: ignore[arg-type]
 
-    async def _check(self, session: AsyncSession, service_down_time: float) -> None:
+    async def _check(self, session: Session, service_down_time: float) -> None:
         """Everything up to date: one narrow read of all, full rows of what changed.
 
         Every change to a host row bumps its generation (claims, releases,
@@ -262,8 +192,7 @@ class HostCache:
             self.reads += 1
             return
         cutoff = utcnow() - dt.timedelta(seconds=service_down_time)
-        rows = (await session.execute(_check_query(cutoff))).all()
-        oldest = (await session.execute(_first_down_query(cutoff))).scalar()
+        rows, oldest = await repo.check_rows(session, cutoff)
         changed = self._forgotten | (self._index.keys() - {r[0] for r in rows})
         get = self._index.get
         for name, generation, enabled, up in rows:
@@ -281,9 +210,7 @@ class HostCache:
         self._checked = started
         self.checks += 1
 
-    async def _refresh(
-        self, session: AsyncSession, service_down_time: float, names: set[str]
-    ) -> None:
+    async def _refresh(self, session: Session, service_down_time: float, names: set[str]) -> None:
         names, self._forgotten = set(names), set()
         if self._checked is None or not names:
             return  # nothing cached yet: the next call reads everything anyway

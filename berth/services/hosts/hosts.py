@@ -5,9 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import (
@@ -27,6 +24,7 @@ from berth.services.env import Env
 from berth.services.hosts.placement import AGENT_BINARY
 from berth.services.hosts.returning import restore_returned
 from berth.services.networks import networks, security_groups
+from berth.store import hosts as repo
 from berth.store import networks as networks_repo
 from berth.store.base import new_uuid, utcnow
 from berth.store.tables import ContainerRow, HostRow, SecurityGroupRow, ServiceRow
@@ -54,9 +52,7 @@ async def register(env: Env, ctx: RequestContext, report: HostReport) -> HostRow
     _require_service(env, ctx)
     now = utcnow()
     async with env.db.transaction() as session:
-        host = (
-            await session.execute(select(HostRow).where(HostRow.hostname == report.hostname))
-        ).scalar_one_or_none()
+        host = await repo.by_hostname(session, report.hostname)
         if host is None:
             host = HostRow(
                 uuid=new_uuid(),
@@ -88,7 +84,7 @@ async def register(env: Env, ctx: RequestContext, report: HostReport) -> HostRow
         host.images = sorted(set(report.images))
         host.updated_at = now
         host.generation += 1
-        svc = await _service(session, report.hostname)
+        svc = await repo.agent_service(session, report.hostname)
         if svc is None:
             svc = ServiceRow(
                 host=report.hostname,
@@ -107,14 +103,6 @@ async def register(env: Env, ctx: RequestContext, report: HostReport) -> HostRow
     return host
 
 
-async def _service(session: AsyncSession, hostname: str) -> ServiceRow | None:
-    return (
-        await session.execute(
-            select(ServiceRow).where(ServiceRow.host == hostname, ServiceRow.binary == AGENT_BINARY)
-        )
-    ).scalar_one_or_none()
-
-
 async def heartbeat(env: Env, ctx: RequestContext, hostname: str) -> None:
     """Record that the agent of ``hostname`` is alive.
 
@@ -126,7 +114,7 @@ async def heartbeat(env: Env, ctx: RequestContext, hostname: str) -> None:
     now = utcnow()
     cutoff = now - dt.timedelta(seconds=env.settings.service_down_time)
     async with env.db.transaction() as session:
-        svc = await _service(session, hostname)
+        svc = await repo.agent_service(session, hostname)
         if svc is None:
             raise errors.HostNotFound(f"Host {hostname} is not registered; restart its agent.")
         returned = svc.last_seen_up is None or svc.last_seen_up < cutoff
@@ -141,9 +129,7 @@ async def heartbeat(env: Env, ctx: RequestContext, hostname: str) -> None:
 async def agent_url(env: Env, hostname: str) -> str | None:
     """Where the API reaches the agent of ``hostname``."""
     async with env.db.read() as session:
-        host = (
-            await session.execute(select(HostRow).where(HostRow.hostname == hostname))
-        ).scalar_one_or_none()
+        host = await repo.by_hostname(session, hostname)
     if host is None:
         raise errors.HostUnavailable(f"Host {hostname} is not registered.")
     return host.agent_url
@@ -228,11 +214,7 @@ async def desired_for(
     if generation is not None and generation == seen and wait > 0:
         seen = await env.notifier.wait(hostname, seen, min(wait, 60.0))
     async with env.db.read() as session:
-        rows: Sequence[ContainerRow] = (
-            (await session.execute(select(ContainerRow).where(ContainerRow.host == hostname)))
-            .scalars()
-            .all()
-        )
+        rows: Sequence[ContainerRow] = await repo.containers_on(session, hostname)
         wanted = {g for r in rows for g in r.security_groups or []}
         groups = await networks_repo.groups_by_uuid(session, wanted)
     return DesiredHost(
@@ -248,13 +230,7 @@ async def record_observations(
     touched = released = False
     async with env.db.transaction() as session:
         for obs in observations:
-            row = (
-                await session.execute(
-                    select(ContainerRow).where(
-                        ContainerRow.uuid == obs.uuid, ContainerRow.host == hostname
-                    )
-                )
-            ).scalar_one_or_none()
+            row = await repo.container_on(session, obs.uuid, hostname)
             if row is not None:
                 claimed = row.claimed
                 capsule = row.capsule_id

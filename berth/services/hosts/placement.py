@@ -13,14 +13,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
-from typing import cast
-
-from sqlalchemy import Float, Integer, Table, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.scheduler import Decision, HostState, Pipeline, PlacementRequest
 from berth.services.hosts.cache import AGENT_BINARY, HostCache, read_hosts
-from berth.store.tables import ContainerRow, HostRow
+from berth.store import hosts as repo
+from berth.store.db import Session
+from berth.store.tables import ContainerRow
 
 __all__ = ["AGENT_BINARY", "claim", "place", "reclaim", "release", "request_for", "snapshot"]
 
@@ -28,43 +26,22 @@ __all__ = ["AGENT_BINARY", "claim", "place", "reclaim", "release", "request_for"
 # number of concurrent placements; a short jittered pause spreads them out.
 _MAX_ATTEMPTS = 32
 
-_HOSTS = cast(Table, HostRow.__table__)
-# The claim: one statement built once (Core, with bind parameters), so that a
-# placement pays neither for building it nor for the ORM's session sync.
-_CLAIM = (
-    update(_HOSTS)
-    .where(_HOSTS.c.hostname == bindparam("host"), _HOSTS.c.generation == bindparam("seen"))
-    .values(
-        pinned_cpus=bindparam("pinned", type_=_HOSTS.c.pinned_cpus.type),
-        cpu_used=_HOSTS.c.cpu_used + bindparam("cpu", type_=Float()),
-        mem_used=_HOSTS.c.mem_used + bindparam("memory", type_=Integer()),
-        disk_used=_HOSTS.c.disk_used + bindparam("disk", type_=Integer()),
-        total_containers=_HOSTS.c.total_containers + 1,
-        generation=_HOSTS.c.generation + 1,
-    )
-)
 
-
-async def snapshot(session: AsyncSession, service_down_time: float) -> list[HostState]:
+async def snapshot(session: Session, service_down_time: float) -> list[HostState]:
     """Every registered host with its service state, as the scheduler sees it now (uncached)."""
     return (await read_hosts(session, service_down_time)).hosts
 
 
-async def _hosts_of(session: AsyncSession, project_id: str, value: object) -> frozenset[str]:
+async def _hosts_of(session: Session, project_id: str, value: object) -> frozenset[str]:
     """The hosts of the containers a same_host/different_host hint names (UUIDs or names)."""
     idents = value if isinstance(value, list) else str(value).split(",")
     names = [str(i).strip() for i in idents if str(i).strip()]
     if not names:
         return frozenset()
-    stmt = select(ContainerRow.host).where(
-        ContainerRow.project_id == project_id,
-        (ContainerRow.uuid.in_(names)) | (ContainerRow.name.in_(names)),
-        ContainerRow.host.is_not(None),
-    )
-    return frozenset(h for h in (await session.execute(stmt)).scalars().all() if h)
+    return await repo.hosts_of_containers(session, project_id, names)
 
 
-async def request_for(session: AsyncSession, row: ContainerRow) -> PlacementRequest:
+async def request_for(session: Session, row: ContainerRow) -> PlacementRequest:
     """The scheduler's view of ``row`` (affinity hints resolved to host names)."""
     hints = row.hints or {}
     return PlacementRequest(
@@ -84,7 +61,7 @@ async def request_for(session: AsyncSession, row: ContainerRow) -> PlacementRequ
 
 
 async def claim(
-    session: AsyncSession,
+    session: Session,
     row: ContainerRow,
     host: HostState,
     req: PlacementRequest,
@@ -98,19 +75,15 @@ async def claim(
     """
     cores = host.free_cores()[: req.dedicated_cores] if req.dedicated_cores else []
     pinned = sorted(host.pinned_cpus | set(cores))
-    params = {
-        "host": host.hostname,
-        "seen": host.generation,
-        "pinned": pinned,
-        "cpu": row.cpu,
-        "memory": row.memory or 0,
-        "disk": row.disk or 0,
-    }
-    if session.get_bind().dialect.name == "sqlite":
-        # One writer at a time (Database's write lock): no race to lose.
-        won = getattr(await session.execute(_CLAIM, params), "rowcount", 0) == 1
-    else:
-        won = await _claim_in_savepoint(session, params)
+    won = await repo.claim(
+        session,
+        host=host.hostname,
+        seen=host.generation,
+        pinned=pinned,
+        cpu=row.cpu,
+        memory=row.memory or 0,
+        disk=row.disk or 0,
+    )
     if not won:
         return False
     row.cpuset = cores or None
@@ -129,7 +102,7 @@ async def claim(
 
 
 async def place(
-    session: AsyncSession,
+    session: Session,
     pipeline: Pipeline,
     row: ContainerRow,
     service_down_time: float,
@@ -178,65 +151,19 @@ def _decide(
     return pipeline.place(req, hosts)  # explains every host when nothing fits
 
 
-async def release(session: AsyncSession, row: ContainerRow) -> None:
+async def release(session: Session, row: ContainerRow) -> None:
     """Return ``row``'s claimed resources to its host (idempotent)."""
     if not row.claimed or row.host is None:
         return
     if row.cpuset:
-        await _unpin(session, row.host, set(row.cpuset))
-    await session.execute(
-        update(HostRow)
-        .where(HostRow.hostname == row.host)
-        .values(
-            cpu_used=HostRow.cpu_used - row.cpu,
-            mem_used=HostRow.mem_used - (row.memory or 0),
-            disk_used=HostRow.disk_used - (row.disk or 0),
-            total_containers=HostRow.total_containers - 1,
-            generation=HostRow.generation + 1,
-        )
-    )
+        await repo.unpin(session, row.host, set(row.cpuset))
+    await repo.release(session, row.host, row.cpu, row.memory or 0, row.disk or 0)
     row.claimed = False
 
 
-class _Lost(Exception):
-    """The host changed since the snapshot: undo the savepoint."""
-
-
-async def _claim_in_savepoint(session: AsyncSession, params: dict[str, object]) -> bool:
-    # On PostgreSQL an UPDATE that waited for a concurrent claim and then no
-    # longer matches still leaves the row locked until the transaction ends;
-    # a retry on another host could then deadlock with a peer doing the
-    # opposite. Rolling back to a savepoint releases that lock at once.
-    try:
-        async with session.begin_nested():
-            if getattr(await session.execute(_CLAIM, params), "rowcount", 0) != 1:
-                raise _Lost
-    except _Lost:
-        return False
-    return True
-
-
-async def reclaim(session: AsyncSession, row: ContainerRow) -> None:
+async def reclaim(session: Session, row: ContainerRow) -> None:
     """Claim ``row``'s (new) resources again on the host it already runs on."""
     if row.host is None:
         return
-    await session.execute(
-        update(HostRow)
-        .where(HostRow.hostname == row.host)
-        .values(
-            cpu_used=HostRow.cpu_used + row.cpu,
-            mem_used=HostRow.mem_used + (row.memory or 0),
-            disk_used=HostRow.disk_used + (row.disk or 0),
-            total_containers=HostRow.total_containers + 1,
-            generation=HostRow.generation + 1,
-        )
-    )
+    await repo.reclaim(session, row.host, row.cpu, row.memory or 0, row.disk or 0)
     row.claimed = True
-
-
-async def _unpin(session: AsyncSession, hostname: str, cores: set[int]) -> None:
-    host = (
-        await session.execute(select(HostRow).where(HostRow.hostname == hostname).with_for_update())
-    ).scalar_one_or_none()
-    if host is not None:
-        host.pinned_cpus = [c for c in host.pinned_cpus or [] if c not in cores]

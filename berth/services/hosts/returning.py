@@ -11,12 +11,10 @@ end of a forced down, put those containers back to their observed status.
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from berth.domain.containers import Status, status_for_observation
+from berth.domain.containers import status_for_observation
+from berth.store import hosts as repo
 from berth.store.base import utcnow
-from berth.store.tables import ContainerRow
+from berth.store.db import Session
 
 __all__ = ["lost_reason", "restore_returned"]
 
@@ -26,25 +24,13 @@ def lost_reason(host: str, why: str) -> str:
     return f"Host {host} {why}"
 
 
-async def restore_returned(session: AsyncSession, host: str) -> int:
+async def restore_returned(session: Session, host: str) -> int:
     """Give the containers that ``host``'s loss made ``Unknown`` their observed status again.
 
     Containers never observed, or observed gone, stay as they are until the
     agent's next report. Returns how many changed.
     """
-    rows = (
-        (
-            await session.execute(
-                select(ContainerRow).where(
-                    ContainerRow.host == host,
-                    ContainerRow.status == Status.UNKNOWN,
-                    ContainerRow.status_reason.startswith(f"Host {host} ", autoescape=True),
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
+    rows = await repo.unknown_on(session, host)
     changed = 0
     for row in rows:
         if not row.observed_state or row.observed_state == "absent":

@@ -11,19 +11,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.containers import Status, TaskState
 from berth.domain.context import RequestContext
 from berth.events.actions import emit, start_action
 from berth.services.env import Env
 from berth.services.hosts.admin import get_host
-from berth.services.hosts.placement import AGENT_BINARY, place, release
+from berth.services.hosts.placement import place, release
 from berth.services.hosts.returning import lost_reason
+from berth.store import hosts as repo
 from berth.store.base import utcnow
-from berth.store.tables import ContainerRow, ServiceRow
+from berth.store.db import Session
+from berth.store.tables import ContainerRow
 
 __all__ = ["EvacuationReport", "evacuate", "lost_hosts", "mark_lost_hosts"]
 
@@ -31,25 +30,10 @@ __all__ = ["EvacuationReport", "evacuate", "lost_hosts", "mark_lost_hosts"]
 _KEEP = (Status.UNKNOWN, Status.ERROR, Status.DELETING)
 
 
-async def lost_hosts(session: AsyncSession, service_down_time: float) -> dict[str, str]:
+async def lost_hosts(session: Session, service_down_time: float) -> dict[str, str]:
     """Hosts whose agent is forced down or silent too long, with the reason why."""
     cutoff = utcnow() - dt.timedelta(seconds=service_down_time)
-    rows = (
-        (
-            await session.execute(
-                select(ServiceRow).where(
-                    ServiceRow.binary == AGENT_BINARY,
-                    or_(
-                        ServiceRow.forced_down.is_(True),
-                        ServiceRow.last_seen_up.is_(None),
-                        ServiceRow.last_seen_up < cutoff,
-                    ),
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
+    rows = await repo.lost_services(session, cutoff)
     reasons = {}
     for svc in rows:
         if svc.forced_down:
@@ -65,17 +49,14 @@ async def mark_lost_hosts(env: Env) -> int:
     changed = 0
     async with env.db.transaction() as session:
         for host, reason in (await lost_hosts(session, env.settings.service_down_time)).items():
-            result = await session.execute(
-                update(ContainerRow)
-                .where(ContainerRow.host == host, ContainerRow.status.not_in(_KEEP))
-                .values(
-                    status=Status.UNKNOWN,
-                    status_reason=f"{reason}; its containers are not being watched. "
-                    "Restart its agent, or evacuate the host to move auto_heal containers.",
-                    updated_at=utcnow(),
-                )
+            changed += await repo.mark_unknown(
+                session,
+                host,
+                _KEEP,
+                f"{reason}; its containers are not being watched. "
+                "Restart its agent, or evacuate the host to move auto_heal containers.",
+                utcnow(),
             )
-            changed += int(getattr(result, "rowcount", 0) or 0)
     return changed
 
 
@@ -98,17 +79,7 @@ async def evacuate(env: Env, ctx: RequestContext, ident: str) -> EvacuationRepor
                 f"Host {host.hostname} is up: force its service down first "
                 "(openstack appcontainer service forcedown) so its agent stops running them."
             )
-        rows = (
-            (
-                await session.execute(
-                    select(ContainerRow).where(
-                        ContainerRow.host == host.hostname, ContainerRow.desired_state != "deleted"
-                    )
-                )
-            )
-            .scalars()
-            .all()
-        )
+        rows = await repo.unplaced_on(session, host.hostname)
         for row in rows:
             # A local volume's data stays on the dead host: such a container is left too.
             if not row.auto_heal or any(m.get("volume_uuid") for m in row.mounts or []):
@@ -123,7 +94,7 @@ async def evacuate(env: Env, ctx: RequestContext, ident: str) -> EvacuationRepor
 async def _move(
     env: Env,
     ctx: RequestContext,
-    session: AsyncSession,
+    session: Session,
     row: ContainerRow,
     report: EvacuationReport,
 ) -> None:

@@ -1,30 +1,20 @@
-"""What the identity use cases share: row conversions, policy checks, store helpers."""
+"""What the identity use cases share: row conversions, policy checks, password hashing."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import Sequence
-from typing import TypeVar
-
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.identity import passwords
 from berth.identity import roles as rules
 from berth.identity.models import Domain, Project, Role, User
-from berth.store.base import Base
-from berth.store.tables.identity import (
-    DomainRow,
-    ProjectRow,
-    RoleAssignmentRow,
-    RoleRow,
-    TokenRow,
-    UserRow,
-)
+from berth.store.db import Session
+from berth.store.identity import domains as domain_repo
+from berth.store.identity import roles as role_repo
+from berth.store.tables.identity import DomainRow, ProjectRow, RoleRow, UserRow
 
 __all__ = [
     "AUTH_REQUIRED",
@@ -33,14 +23,10 @@ __all__ = [
     "all_domains",
     "deny",
     "effective_role_rows",
-    "flush_unique",
-    "get_or_404",
     "hash_password",
     "new_id",
     "require_admin",
     "require_admin_or_self",
-    "revoke_user_tokens",
-    "role_names",
     "same_domain",
     "to_domain",
     "to_project",
@@ -52,7 +38,6 @@ __all__ = [
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
 AUTH_REQUIRED = "The request you have made requires authentication."
-_ROW = TypeVar("_ROW", bound=Base)
 
 
 # -- conversions -------------------------------------------------------------
@@ -114,23 +99,7 @@ def require_admin_or_self(caller: RequestContext, user_id: str, action: str) -> 
         raise deny(action)
 
 
-# -- small store helpers -----------------------------------------------------
-
-
-async def get_or_404(s: AsyncSession, row_type: type[_ROW], key: str, kind: str) -> _ROW:
-    """The row with primary key ``key``; ``NotFound`` in Keystone's words if there is none."""
-    row = await s.get(row_type, key)
-    if row is None:
-        raise errors.NotFound(f"Could not find {kind}: {key}.")
-    return row
-
-
-async def flush_unique(s: AsyncSession, message: str) -> None:
-    """Flush, turning a unique-constraint violation into a Keystone-style 409."""
-    try:
-        await s.flush()
-    except IntegrityError as exc:
-        raise errors.Conflict(f"Conflict occurred attempting to store {message}.") from exc
+# -- small helpers -----------------------------------------------------------
 
 
 def same_domain(current: str, wanted: str | None) -> None:
@@ -139,38 +108,17 @@ def same_domain(current: str, wanted: str | None) -> None:
         raise errors.Invalid("Cannot change Domain ID.")
 
 
-async def all_domains(s: AsyncSession) -> dict[str, Domain]:
+async def all_domains(s: Session) -> dict[str, Domain]:
     """Every domain by id (there are very few)."""
-    rows = (await s.scalars(select(DomainRow))).all()
-    return {r.id: to_domain(r) for r in rows}
+    return {r.id: to_domain(r) for r in await domain_repo.all_rows(s)}
 
 
-async def role_names(
-    s: AsyncSession, user_id: str, project_id: str | None, domain_id: str | None
-) -> list[str]:
-    """Names of the roles granted directly to a user on a project or a domain."""
-    stmt = (
-        select(RoleRow.name)
-        .join(RoleAssignmentRow, RoleAssignmentRow.role_id == RoleRow.id)
-        .where(RoleAssignmentRow.user_id == user_id)
-        .order_by(RoleRow.name)
-        .distinct()
-    )
-    if project_id is not None:
-        stmt = stmt.where(RoleAssignmentRow.project_id == project_id)
-    else:
-        stmt = stmt.where(
-            RoleAssignmentRow.domain_id == domain_id, RoleAssignmentRow.project_id.is_(None)
-        )
-    return list((await s.scalars(stmt)).all())
-
-
-async def effective_role_rows(s: AsyncSession, names: Sequence[str]) -> tuple[Role, ...]:
+async def effective_role_rows(s: Session, names: Sequence[str]) -> tuple[Role, ...]:
     """The role rows of ``names`` and of every role they imply, in implication order."""
     wanted = rules.effective_roles(names)
     if not wanted:
         return ()
-    found = {r.name: r for r in (await s.scalars(select(RoleRow).where(RoleRow.name.in_(wanted))))}
+    found = await role_repo.by_names(s, wanted)
     return tuple(to_role(found[n]) for n in wanted if n in found)
 
 
@@ -182,8 +130,3 @@ async def hash_password(password: str) -> str:
 async def verify_password(password: str, encoded: str) -> bool:
     """Whether ``password`` matches ``encoded``, checked off the event loop."""
     return await asyncio.to_thread(passwords.verify_password, password, encoded)
-
-
-async def revoke_user_tokens(s: AsyncSession, user_id: str) -> None:
-    """Drop every token of a user (password changed, user disabled or deleted)."""
-    await s.execute(delete(TokenRow).where(TokenRow.user_id == user_id))

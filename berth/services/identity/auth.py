@@ -13,10 +13,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.config import Settings
 from berth.domain.context import RequestContext
@@ -35,7 +31,6 @@ from berth.services.identity._common import (
     all_domains,
     effective_role_rows,
     require_admin_or_self,
-    role_names,
     to_project,
     to_user,
     verify_password,
@@ -43,13 +38,14 @@ from berth.services.identity._common import (
 from berth.services.identity.cache import token_cache
 from berth.services.identity.throttle import login_throttle
 from berth.store.base import utcnow
-from berth.store.db import UNWATCHED, Database
-from berth.store.tables.identity import (
-    DomainRow,
-    ProjectRow,
-    TokenRow,
-    UserRow,
-)
+from berth.store.db import Database, Session
+from berth.store.identity import domains as domain_repo
+from berth.store.identity import projects as project_repo
+from berth.store.identity import tokens as token_repo
+from berth.store.identity import users as user_repo
+from berth.store.identity.common import tolerate_db_errors
+from berth.store.identity.roles import role_names
+from berth.store.tables.identity import ProjectRow, TokenRow, UserRow
 
 __all__ = [
     "EXTRA_CATALOG_SERVICES",
@@ -90,28 +86,26 @@ async def validate_token(db: Database, token: str) -> RequestContext:
     if cached is not None:
         return cached
     epoch = cache.epoch
-    stmt = (
-        select(TokenRow, UserRow.name, ProjectRow.name, ProjectRow.domain_id, ProjectRow.enabled)
-        .join(UserRow, UserRow.id == TokenRow.user_id)
-        .outerjoin(ProjectRow, ProjectRow.id == TokenRow.project_id)
-        .where(TokenRow.digest == digest, UserRow.enabled.is_(True))
-    )
     async with db.read() as s:
-        found = (await s.execute(stmt)).one_or_none()
-        if found is None or not _live(found[0]) or (found[0].project_id and not found[4]):
+        found = await token_repo.owner_of(s, digest)
+        if (
+            found is None
+            or not _live(found.token)
+            or (found.token.project_id and not found.project_enabled)
+        ):
             raise errors.Unauthorized(AUTH_REQUIRED)
-        row: TokenRow = found[0]
+        row = found.token
         scoped = bool(row.project_id or row.domain_id)
         names = await role_names(s, row.user_id, row.project_id, row.domain_id) if scoped else []
     if scoped and not names:
         raise errors.Unauthorized(AUTH_REQUIRED)
     caller = RequestContext(
         user_id=row.user_id,
-        user_name=found[1],
+        user_name=found.user_name,
         project_id=row.project_id,
-        project_name=found[2],
+        project_name=found.project_name,
         roles=rules.effective_roles(names),
-        domain_id=found[3] or row.domain_id or DEFAULT_DOMAIN_ID,
+        domain_id=found.project_domain_id or row.domain_id or DEFAULT_DOMAIN_ID,
         audit_id=row.audit_id,
     )
     cache.put(digest, caller, row.expires_at, epoch)
@@ -122,10 +116,10 @@ def _live(row: TokenRow, now: dt.datetime | None = None) -> bool:
     return not row.revoked and row.expires_at > (now or utcnow())
 
 
-async def _live_token(s: AsyncSession, token: str) -> TokenRow | None:
+async def _live_token(s: Session, token: str) -> TokenRow | None:
     if not token or len(token) > _MAX_TOKEN_CHARS:
         return None
-    row = await s.get(TokenRow, tokens.token_digest(token))
+    row = await token_repo.by_digest(s, tokens.token_digest(token))
     return row if row is not None and _live(row) else None
 
 
@@ -176,19 +170,14 @@ async def _password_user(
     db: Database, settings: Settings, cred: PasswordCredentials, source: str
 ) -> str:
     """The id of the enabled user these credentials prove; ``Unauthorized`` otherwise."""
-    stmt = select(UserRow)
-    if cred.user_id is not None:
-        stmt = stmt.where(UserRow.id == cred.user_id)
-    else:
-        stmt = stmt.join(DomainRow, DomainRow.id == UserRow.domain_id).where(
-            UserRow.name == cred.user_name
-        )
-        if cred.domain_id is not None:
-            stmt = stmt.where(DomainRow.id == cred.domain_id)
-        else:
-            stmt = stmt.where(DomainRow.name == cred.domain_name)
     async with db.read() as s:
-        row = await s.scalar(stmt)
+        row = await user_repo.find_for_password(
+            s,
+            user_id=cred.user_id,
+            user_name=cred.user_name,
+            domain_id=cred.domain_id,
+            domain_name=cred.domain_name,
+        )
     encoded = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
     # Keyed by id when the user exists (so name and id share one count), else by
     # the name as given: guesses at unknown names back off alike, revealing nothing.
@@ -252,23 +241,18 @@ async def prune_tokens(db: Database, now: dt.datetime | None = None) -> int:
     goes; a garbage-collection loop may call it too.
     """
     async with db.transaction() as s:
-        # No cache holds an expired token: this delete invalidates nothing.
-        stmt = delete(TokenRow).where(TokenRow.expires_at < (now or utcnow()))
-        result = await s.execute(stmt.execution_options(**{UNWATCHED: True}))
-    return int(getattr(result, "rowcount", 0) or 0)
+        return await token_repo.prune(s, now or utcnow())
 
 
 async def _prune_quietly(db: Database, now: dt.datetime) -> None:
     # In its own transaction, after the new token is committed: a lock conflict
     # between two concurrent prunes must never fail an authentication.
-    try:
+    with tolerate_db_errors(log, "expired-token pruning"):
         await prune_tokens(db, now)
-    except DBAPIError as exc:
-        log.info("expired-token pruning skipped: %s", exc.orig)
 
 
 async def _resolve_scope(
-    s: AsyncSession, user: UserRow, scope: ScopeRequest
+    s: Session, user: UserRow, scope: ScopeRequest
 ) -> tuple[str | None, str | None]:
     """(project_id, domain_id) of the requested scope, checked against the user's roles."""
     if scope.kind == "unscoped":
@@ -280,7 +264,7 @@ async def _resolve_scope(
         has_roles = await role_names(s, user.id, project.id, None)
         return (project.id, None) if has_roles else (None, None)
     if scope.kind == "domain":
-        domain = await _find_domain_row(s, scope.id, scope.name)
+        domain = await domain_repo.find(s, scope.id, scope.name)
         if (
             domain is None
             or not domain.enabled
@@ -298,26 +282,17 @@ async def _resolve_scope(
     return project.id, None
 
 
-async def _find_domain_row(s: AsyncSession, key: str | None, name: str | None) -> DomainRow | None:
-    if key is not None:
-        return await s.get(DomainRow, key)
-    return await s.scalar(select(DomainRow).where(DomainRow.name == name))
-
-
-async def _find_scope_project(s: AsyncSession, scope: ScopeRequest) -> ProjectRow | None:
+async def _find_scope_project(s: Session, scope: ScopeRequest) -> ProjectRow | None:
     if scope.id is not None:
         return await s.get(ProjectRow, scope.id)
-    domain = await _find_domain_row(s, scope.domain_id, scope.domain_name)
+    domain = await domain_repo.find(s, scope.domain_id, scope.domain_name)
     if domain is None:
         return None
-    stmt = select(ProjectRow).where(
-        ProjectRow.domain_id == domain.id, ProjectRow.name == scope.name
-    )
-    return await s.scalar(stmt)
+    return await project_repo.find_by_name(s, domain.id, scope.name)
 
 
 async def _load_info(
-    s: AsyncSession, settings: Settings, row: TokenRow, with_catalog: bool
+    s: Session, settings: Settings, row: TokenRow, with_catalog: bool
 ) -> TokenInfo:
     """What the token grants now; ``Unauthorized`` when it no longer grants anything."""
     user = await s.get(UserRow, row.user_id)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from sqlalchemy import delete, select
-
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.identity.models import (
@@ -15,8 +13,6 @@ from berth.identity.models import (
     ProjectUpdate,
 )
 from berth.services.identity._common import (
-    flush_unique,
-    get_or_404,
     new_id,
     require_admin,
     require_admin_or_self,
@@ -25,13 +21,10 @@ from berth.services.identity._common import (
     to_project,
 )
 from berth.store.db import Database
-from berth.store.tables.identity import (
-    DomainRow,
-    ProjectRow,
-    RoleAssignmentRow,
-    TokenRow,
-    UserRow,
-)
+from berth.store.identity import domains as domain_repo
+from berth.store.identity import projects as project_repo
+from berth.store.identity.common import flush_unique, get_or_404
+from berth.store.tables.identity import DomainRow, ProjectRow, UserRow
 
 __all__ = [
     "create_domain",
@@ -55,13 +48,8 @@ async def list_domains(
     db: Database, caller: RequestContext, *, name: str | None = None, enabled: bool | None = None
 ) -> list[Domain]:
     """Domains matching the filters (any authenticated caller: Berth has only ``Default``)."""
-    stmt = select(DomainRow).order_by(DomainRow.name)
-    if name is not None:
-        stmt = stmt.where(DomainRow.name == name)
-    if enabled is not None:
-        stmt = stmt.where(DomainRow.enabled.is_(enabled))
     async with db.read() as s:
-        return [to_domain(r) for r in (await s.scalars(stmt)).all()]
+        return [to_domain(r) for r in await domain_repo.list_rows(s, name=name, enabled=enabled)]
 
 
 async def get_domain(db: Database, caller: RequestContext, domain_id: str) -> Domain:
@@ -91,15 +79,9 @@ async def list_projects(
 ) -> list[Project]:
     """Every project matching the filters (admin only)."""
     require_admin(caller, "list_projects")
-    stmt = select(ProjectRow).order_by(ProjectRow.name)
-    if name is not None:
-        stmt = stmt.where(ProjectRow.name == name)
-    if domain_id is not None:
-        stmt = stmt.where(ProjectRow.domain_id == domain_id)
-    if enabled is not None:
-        stmt = stmt.where(ProjectRow.enabled.is_(enabled))
     async with db.read() as s:
-        return [to_project(r) for r in (await s.scalars(stmt)).all()]
+        rows = await project_repo.list_rows(s, name=name, domain_id=domain_id, enabled=enabled)
+        return [to_project(r) for r in rows]
 
 
 async def get_project(db: Database, caller: RequestContext, project_id: str) -> Project:
@@ -153,9 +135,7 @@ async def delete_project(db: Database, caller: RequestContext, project_id: str) 
     require_admin(caller, "delete_project")
     async with db.transaction() as s:
         row = await get_or_404(s, ProjectRow, project_id, "project")
-        await s.execute(delete(RoleAssignmentRow).where(RoleAssignmentRow.project_id == project_id))
-        await s.execute(delete(TokenRow).where(TokenRow.project_id == project_id))
-        await s.delete(row)
+        await project_repo.delete_with_grants(s, row)
 
 
 async def list_user_projects(
@@ -163,14 +143,10 @@ async def list_user_projects(
 ) -> list[Project]:
     """The projects a user holds any role on (the user itself or an admin)."""
     require_admin_or_self(caller, user_id, "list_user_projects")
-    # IN (subquery) rather than JOIN ... DISTINCT: PostgreSQL cannot compare JSON columns.
-    held = select(RoleAssignmentRow.project_id).where(RoleAssignmentRow.user_id == user_id)
-    stmt = select(ProjectRow).where(ProjectRow.id.in_(held)).order_by(ProjectRow.name)
-    if enabled_only:
-        stmt = stmt.where(ProjectRow.enabled.is_(True))
     async with db.read() as s:
         await get_or_404(s, UserRow, user_id, "user")
-        return [to_project(r) for r in (await s.scalars(stmt)).all()]
+        rows = await project_repo.list_held_by(s, user_id, enabled_only=enabled_only)
+        return [to_project(r) for r in rows]
 
 
 async def list_auth_projects(db: Database, caller: RequestContext) -> list[Project]:
@@ -180,13 +156,5 @@ async def list_auth_projects(db: Database, caller: RequestContext) -> list[Proje
 
 async def list_auth_domains(db: Database, caller: RequestContext) -> list[Domain]:
     """The enabled domains the caller holds a role on (and so may scope a token to)."""
-    stmt = (
-        select(DomainRow)
-        .join(RoleAssignmentRow, RoleAssignmentRow.domain_id == DomainRow.id)
-        .where(RoleAssignmentRow.user_id == caller.user_id, RoleAssignmentRow.project_id.is_(None))
-        .where(DomainRow.enabled.is_(True))
-        .distinct()
-        .order_by(DomainRow.name)
-    )
     async with db.read() as s:
-        return [to_domain(r) for r in (await s.scalars(stmt)).all()]
+        return [to_domain(r) for r in await domain_repo.list_held_by(s, caller.user_id)]

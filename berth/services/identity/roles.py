@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.domain.context import RequestContext
@@ -21,15 +16,15 @@ from berth.identity.models import (
 )
 from berth.services.identity._common import (
     all_domains,
-    flush_unique,
-    get_or_404,
     new_id,
     require_admin,
     to_project,
     to_role,
     to_user,
 )
-from berth.store.db import Database
+from berth.store.db import Database, Session
+from berth.store.identity import roles as role_repo
+from berth.store.identity.common import conflicts_as_409, flush_unique, get_or_404
 from berth.store.tables.identity import (
     DomainRow,
     ProjectRow,
@@ -59,12 +54,8 @@ async def list_roles(
 ) -> list[Role]:
     """Every role matching the filters (admin only)."""
     require_admin(caller, "list_roles")
-    stmt = select(RoleRow).order_by(RoleRow.name)
-    if name is not None:
-        stmt = stmt.where(RoleRow.name == name)
-    stmt = stmt.where(RoleRow.domain_id == domain_id if domain_id else RoleRow.domain_id.is_(None))
     async with db.read() as s:
-        return [to_role(r) for r in (await s.scalars(stmt)).all()]
+        return [to_role(r) for r in await role_repo.list_rows(s, name=name, domain_id=domain_id)]
 
 
 async def get_role(db: Database, caller: RequestContext, role_id: str) -> Role:
@@ -93,28 +84,14 @@ async def delete_role(db: Database, caller: RequestContext, role_id: str) -> Non
         row = await get_or_404(s, RoleRow, role_id, "role")
         if row.name in rules.BUILTIN_ROLES:
             raise errors.Forbidden(f"The built-in role {row.name} cannot be deleted.")
-        await s.execute(delete(RoleAssignmentRow).where(RoleAssignmentRow.role_id == role_id))
-        await s.delete(row)
+        await role_repo.delete_with_grants(s, row)
 
 
 # -- role assignments --------------------------------------------------------
 
 
-def _grant_filter(
-    user_id: str, role_id: str | None, project_id: str | None, domain_id: str | None
-) -> list[Any]:
-    conds: list[Any] = [RoleAssignmentRow.user_id == user_id]
-    if role_id is not None:
-        conds.append(RoleAssignmentRow.role_id == role_id)
-    if project_id is not None:
-        conds.append(RoleAssignmentRow.project_id == project_id)
-    else:
-        conds += [RoleAssignmentRow.project_id.is_(None), RoleAssignmentRow.domain_id == domain_id]
-    return conds
-
-
 async def _check_targets(
-    s: AsyncSession,
+    s: Session,
     user_id: str,
     role_id: str | None,
     project_id: str | None,
@@ -141,28 +118,15 @@ async def grant_role(
     """Give a user a role on a project or a domain (admin only); granting twice is a no-op."""
     require_admin(caller, "create_grant")
     try:
-        async with db.transaction() as s:
-            await _check_targets(s, user_id, role_id, project_id, domain_id)
-            existing = await s.scalar(
-                select(RoleAssignmentRow.id).where(
-                    *_grant_filter(user_id, role_id, project_id, domain_id)
-                )
-            )
-            if existing is None:
-                s.add(
-                    RoleAssignmentRow(
-                        user_id=user_id,
-                        role_id=role_id,
-                        project_id=project_id,
-                        domain_id=None if project_id else domain_id,
-                    )
-                )
-    except IntegrityError:
+        with conflicts_as_409(f"role assignment of role {role_id}"):
+            async with db.transaction() as s:
+                await _check_targets(s, user_id, role_id, project_id, domain_id)
+                await role_repo.add_grant(s, user_id, role_id, project_id, domain_id)
+    except errors.Conflict:
         # Granted at the same moment by another API process (uq_grant_*): the
         # grant exists, which is all a PUT asks for. Anything else re-raises.
         async with db.read() as s:
-            filters = _grant_filter(user_id, role_id, project_id, domain_id)
-            if await s.scalar(select(RoleAssignmentRow.id).where(*filters)) is None:
+            if await role_repo.grant_id(s, user_id, role_id, project_id, domain_id) is None:
                 raise
 
 
@@ -179,10 +143,7 @@ async def check_grant(
     require_admin(caller, "check_grant")
     async with db.read() as s:
         await _check_targets(s, user_id, role_id, project_id, domain_id)
-        stmt = select(RoleAssignmentRow.id).where(
-            *_grant_filter(user_id, role_id, project_id, domain_id)
-        )
-        if await s.scalar(stmt) is None:
+        if await role_repo.grant_id(s, user_id, role_id, project_id, domain_id) is None:
             raise errors.NotFound(f"Could not find role assignment of role {role_id}.")
 
 
@@ -199,10 +160,7 @@ async def revoke_grant(
     require_admin(caller, "revoke_grant")
     async with db.transaction() as s:
         await _check_targets(s, user_id, role_id, project_id, domain_id)
-        result = await s.execute(
-            delete(RoleAssignmentRow).where(*_grant_filter(user_id, role_id, project_id, domain_id))
-        )
-        if not getattr(result, "rowcount", 0):
+        if not await role_repo.delete_grants(s, user_id, role_id, project_id, domain_id):
             raise errors.NotFound(f"Could not find role assignment of role {role_id}.")
 
 
@@ -216,16 +174,10 @@ async def list_grants(
 ) -> list[Role]:
     """The roles a user holds directly on a project or a domain (admin only)."""
     require_admin(caller, "list_grants")
-    stmt = (
-        select(RoleRow)
-        .join(RoleAssignmentRow, RoleAssignmentRow.role_id == RoleRow.id)
-        .where(*_grant_filter(user_id, None, project_id, domain_id))
-        .distinct()
-        .order_by(RoleRow.name)
-    )
     async with db.read() as s:
         await _check_targets(s, user_id, None, project_id, domain_id)
-        return [to_role(r) for r in (await s.scalars(stmt)).all()]
+        rows = await role_repo.granted_roles(s, user_id, project_id, domain_id)
+        return [to_role(r) for r in rows]
 
 
 async def list_assignments(
@@ -237,27 +189,17 @@ async def list_assignments(
     """
     if flt.user_id != caller.user_id:
         require_admin(caller, "list_role_assignments")
-    stmt = (
-        select(RoleAssignmentRow, RoleRow, UserRow, ProjectRow)
-        .join(RoleRow, RoleRow.id == RoleAssignmentRow.role_id)
-        .join(UserRow, UserRow.id == RoleAssignmentRow.user_id)
-        .outerjoin(ProjectRow, ProjectRow.id == RoleAssignmentRow.project_id)
-        .order_by(UserRow.name, ProjectRow.name, RoleRow.name)
-    )
-    if flt.user_id is not None:
-        stmt = stmt.where(RoleAssignmentRow.user_id == flt.user_id)
-    if flt.project_id is not None:
-        stmt = stmt.where(RoleAssignmentRow.project_id == flt.project_id)
-    if flt.domain_id is not None:
-        stmt = stmt.where(
-            RoleAssignmentRow.domain_id == flt.domain_id, RoleAssignmentRow.project_id.is_(None)
-        )
-    if flt.role_id is not None and not flt.effective:
-        stmt = stmt.where(RoleAssignmentRow.role_id == flt.role_id)
     async with db.read() as s:
-        rows = (await s.execute(stmt)).all()
+        rows = await role_repo.assignment_rows(
+            s,
+            user_id=flt.user_id,
+            project_id=flt.project_id,
+            domain_id=flt.domain_id,
+            # Effective listings filter by role after expanding the implied ones.
+            role_id=flt.role_id if not flt.effective else None,
+        )
         domains = await all_domains(s)
-        all_roles = {r.name: to_role(r) for r in (await s.scalars(select(RoleRow))).all()}
+        all_roles = {r.name: to_role(r) for r in await role_repo.all_rows(s)}
     direct = [_assignment(a, r, u, p, domains) for a, r, u, p in rows]
     found = _expand(direct, all_roles) if flt.effective else _unique(direct)
     return [a for a in found if flt.role_id is None or a.role.id == flt.role_id]

@@ -8,10 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from berth import errors
 from berth.config import Settings
 from berth.identity import roles as rules
 from berth.identity.models import (
@@ -24,14 +21,12 @@ from berth.services.identity._common import (
     new_id,
     verify_password,
 )
-from berth.store.db import Database
-from berth.store.tables.identity import (
-    DomainRow,
-    ProjectRow,
-    RoleAssignmentRow,
-    RoleRow,
-    UserRow,
-)
+from berth.store.db import Database, Session
+from berth.store.identity import projects as project_repo
+from berth.store.identity import roles as role_repo
+from berth.store.identity import users as user_repo
+from berth.store.identity.common import conflicts_as_409
+from berth.store.tables.identity import DomainRow, ProjectRow, RoleRow, UserRow
 
 __all__ = [
     "AGENT_USERNAME",
@@ -64,10 +59,11 @@ async def bootstrap(db: Database, settings: Settings) -> BootstrapResult:
     agent_pw = settings.agent_password or secrets.token_urlsafe(18)
     for attempt in range(3):
         try:
-            async with db.transaction() as s:
-                admin, agent = await _bootstrap_rows(s, settings, admin_pw, agent_pw)
+            with conflicts_as_409("the identity bootstrap"):
+                async with db.transaction() as s:
+                    admin, agent = await _bootstrap_rows(s, settings, admin_pw, agent_pw)
             break
-        except IntegrityError:
+        except errors.Conflict:
             if attempt == 2:
                 raise
             log.info("identity bootstrap raced another process; retrying")
@@ -81,7 +77,7 @@ async def bootstrap(db: Database, settings: Settings) -> BootstrapResult:
 
 
 async def _bootstrap_rows(
-    s: AsyncSession, settings: Settings, admin_pw: str, agent_pw: str
+    s: Session, settings: Settings, admin_pw: str, agent_pw: str
 ) -> tuple[tuple[str, bool], tuple[str, bool]]:
     """Create what is missing; return (stored password hash, created now) per account."""
     if await s.get(DomainRow, DEFAULT_DOMAIN_ID) is None:
@@ -100,8 +96,8 @@ async def _bootstrap_rows(
     return (admin[0].password_hash or "", admin[1]), (agent[0].password_hash or "", agent[1])
 
 
-async def _ensure_role(s: AsyncSession, name: str) -> str:
-    row = await s.scalar(select(RoleRow).where(RoleRow.name == name))
+async def _ensure_role(s: Session, name: str) -> str:
+    row = await role_repo.find_by_name(s, name)
     if row is None:
         row = RoleRow(id=new_id(), name=name, domain_id=None, description="")
         s.add(row)
@@ -109,11 +105,8 @@ async def _ensure_role(s: AsyncSession, name: str) -> str:
     return row.id
 
 
-async def _ensure_project(s: AsyncSession, name: str, description: str) -> str:
-    stmt = select(ProjectRow).where(
-        ProjectRow.domain_id == DEFAULT_DOMAIN_ID, ProjectRow.name == name
-    )
-    row = await s.scalar(stmt)
+async def _ensure_project(s: Session, name: str, description: str) -> str:
+    row = await project_repo.find_by_name(s, DEFAULT_DOMAIN_ID, name)
     if row is None:
         row = ProjectRow(
             id=new_id(),
@@ -129,10 +122,9 @@ async def _ensure_project(s: AsyncSession, name: str, description: str) -> str:
 
 
 async def _ensure_user(
-    s: AsyncSession, name: str, project_id: str, password: str
+    s: Session, name: str, project_id: str, password: str
 ) -> tuple[UserRow, bool]:
-    stmt = select(UserRow).where(UserRow.domain_id == DEFAULT_DOMAIN_ID, UserRow.name == name)
-    row = await s.scalar(stmt)
+    row = await user_repo.find_by_name(s, DEFAULT_DOMAIN_ID, name)
     if row is not None:
         return row, False
     row = UserRow(
@@ -150,15 +142,9 @@ async def _ensure_user(
     return row, True
 
 
-async def _ensure_grant(s: AsyncSession, user_id: str, project_id: str, role_id: str) -> None:
-    stmt = select(RoleAssignmentRow.id).where(
-        RoleAssignmentRow.user_id == user_id,
-        RoleAssignmentRow.project_id == project_id,
-        RoleAssignmentRow.role_id == role_id,
-    )
-    if await s.scalar(stmt) is None:
-        s.add(RoleAssignmentRow(user_id=user_id, project_id=project_id, role_id=role_id))
-        await s.flush()
+async def _ensure_grant(s: Session, user_id: str, project_id: str, role_id: str) -> None:
+    await role_repo.add_grant(s, user_id, role_id, project_id, None)
+    await s.flush()
 
 
 async def _settle_password(

@@ -59,22 +59,16 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-from sqlalchemy import and_, case, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.config import Settings
-from berth.store.db import Database
-from berth.store.tables import LoginFailureRow
+from berth.store.db import Database, Session
+from berth.store.identity import login_failures as failures
 
 __all__ = ["LoginThrottle", "ThrottleLimits", "login_throttle", "source_address"]
 
 log = logging.getLogger(__name__)
 
-T = LoginFailureRow
 # Rows kept per kind (failure counters, known addresses); beyond it the least
 # recently failed unlocked ones go.
 _MAX_KEYS = 50_000
@@ -82,7 +76,6 @@ _MAX_KEYS = 50_000
 _SWEEP_EVERY = 256
 # How long a successful login makes its address "known" for the user.
 _KNOWN_FOR = 7 * 24 * 3600.0
-_KNOWN = "known"
 # The longest a waiting check sleeps before it looks at the counts again.
 _RECHECK = 1.0
 # Longer keys are stored as their digest (a name as given may be long).
@@ -190,7 +183,7 @@ class LoginThrottle:
         # user (or an agent's service account) out of the place it works from.
         pair = _stored(f"{user}@{source}")
         async with self.db.read() as s:
-            seen = await s.scalar(select(T.last).where(T.kind == _KNOWN, T.key == pair))
+            seen = await failures.known_since(s, pair)
         if seen is not None and self.clock() - seen < _KNOWN_FOR:
             return [(self._pairs, pair), (self._sources, source)]
         return [(self._users, user), (self._sources, source)]
@@ -238,9 +231,8 @@ class LoginThrottle:
                 await _first(events)
 
     async def _states(self, guards: list[Guard]) -> list[_State]:
-        wanted = or_(*(and_(T.kind == c.kind, T.key == key) for c, key in guards))
         async with self.db.read() as s:
-            rows = {(r.kind, r.key): r for r in (await s.scalars(select(T).where(wanted))).all()}
+            rows = await failures.counters(s, [(c.kind, key) for c, key in guards])
         now, found = self.clock(), []
         for counter, key in guards:
             row = rows.get((counter.kind, key))
@@ -286,38 +278,24 @@ class LoginThrottle:
             self._added = 0
             await self._sweep(now)
 
-    async def _succeed(self, s: AsyncSession, user: str, source: str, now: float) -> None:
+    async def _succeed(self, s: Session, user: str, source: str, now: float) -> None:
         pair = _stored(f"{user}@{source}")
-        reset = {"failures": 0, "locked_until": 0.0}
-        for kind, key in (("user", user), ("pair", pair)):
-            await s.execute(update(T).where(T.kind == kind, T.key == key).values(**reset))
-        stmt = _insert(s).values(kind=_KNOWN, key=pair, failures=0, last=now, locked_until=0.0)
-        keys = [T.kind, T.key]
-        await s.execute(stmt.on_conflict_do_update(index_elements=keys, set_={"last": now}))
+        await failures.reset(s, (("user", user), ("pair", pair)))
+        await failures.mark_known(s, pair, now)
         self._added += 1
 
     async def _fail(
-        self, s: AsyncSession, counter: _Counter, key: str, user: str, source: str, now: float
+        self, s: Session, counter: _Counter, key: str, user: str, source: str, now: float
     ) -> None:
         limits = counter.limits
-        stmt = _insert(s).values(kind=counter.kind, key=key, failures=1, last=now, locked_until=0.0)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[T.kind, T.key],
-            set_={
-                "failures": case((now - T.last > limits.window, 1), else_=T.failures + 1),
-                "last": now,
-            },
-        )
-        count: int = (await s.execute(stmt.returning(T.failures))).scalar_one()
+        count = await failures.count_failure(s, counter.kind, key, now, limits.window)
         if count == 1:
             self._added += 1
         over = count - limits.allowed
         if over < 0:
             return
         delay = min(limits.backoff * 2 ** min(over, 62), limits.backoff_max)
-        await s.execute(
-            update(T).where(T.kind == counter.kind, T.key == key).values(locked_until=now + delay)
-        )
+        await failures.lock(s, counter.kind, key, now + delay)
         log.warning(
             "login throttled by %s: user=%r source=%s failures=%d delay=%.0fs",
             counter.label,
@@ -331,38 +309,14 @@ class LoginThrottle:
         """Forget expired rows, then the oldest unlocked ones beyond ``max_keys`` per kind."""
         window = max(c.limits.window for c in (self._users, self._pairs, self._sources))
         async with self.db.transaction() as s:
-            await s.execute(
-                delete(T).where(
-                    or_(
-                        and_(T.kind != _KNOWN, T.last < now - window, T.locked_until <= now),
-                        and_(T.kind == _KNOWN, T.last < now - _KNOWN_FOR),
-                    )
-                )
+            await failures.sweep(
+                s, now, window=window, known_for=_KNOWN_FOR, max_keys=self._max_keys
             )
-            for known in (True, False):
-                of_kind = (T.kind == _KNOWN) if known else (T.kind != _KNOWN)
-                cutoff = await s.scalar(
-                    select(T.last)
-                    .where(of_kind)
-                    .order_by(T.last.desc())
-                    .offset(self._max_keys)
-                    .limit(1)
-                )
-                if cutoff is not None:
-                    await s.execute(
-                        delete(T).where(of_kind, T.last <= cutoff, T.locked_until <= now)
-                    )
 
     async def rows(self) -> int:
         """How many rows the throttle keeps now (every kind)."""
         async with self.db.read() as s:
-            return int(await s.scalar(select(func.count()).select_from(T)) or 0)
-
-
-def _insert(s: AsyncSession) -> Any:
-    # ON CONFLICT … DO UPDATE is spelled alike by both databases, built by each dialect.
-    dialect = s.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(T)
+            return await failures.rows(s)
 
 
 async def _first(events: list[asyncio.Event]) -> None:

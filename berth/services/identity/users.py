@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
-
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.identity.models import (
@@ -13,24 +11,19 @@ from berth.identity.models import (
 )
 from berth.services.identity._common import (
     deny,
-    flush_unique,
-    get_or_404,
     hash_password,
     new_id,
     require_admin,
     require_admin_or_self,
-    revoke_user_tokens,
     same_domain,
     to_user,
     verify_password,
 )
 from berth.store.db import Database
-from berth.store.tables.identity import (
-    DomainRow,
-    ProjectRow,
-    RoleAssignmentRow,
-    UserRow,
-)
+from berth.store.identity import tokens as token_repo
+from berth.store.identity import users as user_repo
+from berth.store.identity.common import flush_unique, get_or_404
+from berth.store.tables.identity import DomainRow, ProjectRow, UserRow
 
 __all__ = [
     "change_own_password",
@@ -55,15 +48,9 @@ async def list_users(
 ) -> list[User]:
     """Every user matching the filters (admin only)."""
     require_admin(caller, "list_users")
-    stmt = select(UserRow).order_by(UserRow.name)
-    if name is not None:
-        stmt = stmt.where(UserRow.name == name)
-    if domain_id is not None:
-        stmt = stmt.where(UserRow.domain_id == domain_id)
-    if enabled is not None:
-        stmt = stmt.where(UserRow.enabled.is_(enabled))
     async with db.read() as s:
-        return [to_user(r) for r in (await s.scalars(stmt)).all()]
+        rows = await user_repo.list_rows(s, name=name, domain_id=domain_id, enabled=enabled)
+        return [to_user(r) for r in rows]
 
 
 async def get_user(db: Database, caller: RequestContext, user_id: str) -> User:
@@ -110,7 +97,7 @@ async def update_user(
             await get_or_404(s, ProjectRow, changes.default_project_id, "project")
         _apply_user_changes(row, changes, password_hash)
         if password_hash is not None or changes.enabled is False:
-            await revoke_user_tokens(s, user_id)
+            await token_repo.delete_of_user(s, user_id)
         await flush_unique(s, f"user - Duplicate entry found with name {row.name}")
         return to_user(row)
 
@@ -140,7 +127,7 @@ async def change_own_password(
     async with db.transaction() as s:
         fresh = await get_or_404(s, UserRow, user_id, "user")
         fresh.password_hash = new_hash
-        await revoke_user_tokens(s, user_id)
+        await token_repo.delete_of_user(s, user_id)
 
 
 async def delete_user(db: Database, caller: RequestContext, user_id: str) -> None:
@@ -148,6 +135,4 @@ async def delete_user(db: Database, caller: RequestContext, user_id: str) -> Non
     require_admin(caller, "delete_user")
     async with db.transaction() as s:
         row = await get_or_404(s, UserRow, user_id, "user")
-        await s.execute(delete(RoleAssignmentRow).where(RoleAssignmentRow.user_id == user_id))
-        await revoke_user_tokens(s, user_id)
-        await s.delete(row)
+        await user_repo.delete_with_grants(s, row)

@@ -16,8 +16,6 @@ import itertools
 import socket
 from pathlib import Path
 
-from sqlalchemy import select
-
 from berth import errors
 from berth.domain.addresses import (
     IPAddress,
@@ -30,7 +28,7 @@ from berth.domain.addresses import (
 from berth.domain.context import RequestContext
 from berth.images.refs import registry_of, split_reference
 from berth.services.env import Env
-from berth.store.tables import HostRow
+from berth.store import hosts as hosts_repo
 
 __all__ = ["check_image", "check_registry", "internal_address"]
 
@@ -66,7 +64,7 @@ async def _own_addresses(env: Env) -> set[IPAddress]:
     # File reads and a resolver call: off the event loop.
     own = await asyncio.to_thread(_local_addresses)
     async with env.db.read() as session:
-        urls = (await session.execute(select(HostRow.agent_url))).scalars().all()
+        urls = await hosts_repo.agent_urls(session)
     for url in urls:
         if url:
             ip = ip_literal(split_host_port(url)[0])

@@ -13,8 +13,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-
 from berth import errors
 from berth.domain.containers import action_allowed
 from berth.domain.context import RequestContext
@@ -23,9 +21,11 @@ from berth.services.containers.containers import get as get_container
 from berth.services.env import Env
 from berth.services.images import address_check
 from berth.services.images import store as image_store
+from berth.services.scopes import lookup_scope
+from berth.store import hosts as hosts_repo
 from berth.store import images as repo
 from berth.store.base import new_uuid, utcnow
-from berth.store.paging import page_size
+from berth.store.paging import PageQuery
 from berth.store.scope import Scope
 from berth.store.tables import ActionEventRow, ContainerActionRow, HostRow, ImageRow
 
@@ -36,8 +36,7 @@ log = logging.getLogger(__name__)
 
 async def _host(env: Env, ident: str) -> HostRow:
     async with env.db.read() as session:
-        stmt = select(HostRow).where((HostRow.uuid == ident) | (HostRow.hostname == ident))
-        host = (await session.execute(stmt)).scalars().first()
+        host = await hosts_repo.by_uuid_or_hostname(session, ident)
     if host is None:
         raise errors.Invalid(f"Host {ident} could not be found: give a host name or UUID.")
     return host
@@ -59,7 +58,7 @@ async def _agent(env: Env, host: HostRow, path: str, body: dict[str, Any]) -> An
 
 async def _finish(env: Env, row: ImageRow, result: Any, error: str | None) -> ImageRow:
     async with env.db.transaction() as session:
-        fresh = await session.get(ImageRow, row.id)
+        fresh = await repo.fresh_image(session, row.id)
         if fresh is None:
             return row
         if error is None and isinstance(result, dict):
@@ -111,23 +110,23 @@ async def list_images(
 ) -> tuple[Sequence[ImageRow], int]:
     """A page of the caller's project's images (on hosts and in the store)."""
     env.enforce(ctx, "image:get_all")
-    page = page_size(sort_key, repo.IMAGE_SORT_KEYS, limit, env.settings.max_limit)
+    query = PageQuery.of(
+        repo.IMAGE_SORT_KEYS,
+        env.settings.max_limit,
+        limit=limit,
+        marker=marker,
+        sort_key=sort_key,
+        sort_dir=sort_dir,
+    )
     async with env.db.read() as session:
-        rows = await repo.list_images(
-            session,
-            Scope(ctx.project_id),
-            limit=page,
-            marker=marker,
-            sort_key=sort_key,
-            sort_dir=sort_dir,
-        )
-    return rows, page
+        rows = await repo.list_images(session, Scope(ctx.project_id), query)
+    return rows, query.limit
 
 
 async def get(env: Env, ctx: RequestContext, ident: str, rule: str = "image:get_one") -> ImageRow:
     """The image ``ident`` (UUID) if the caller may see it."""
     async with env.db.read() as session:
-        row = await repo.get_image(session, Scope(ctx.project_id, all_projects=ctx.is_admin), ident)
+        row = await repo.get_image(session, lookup_scope(env, ctx), ident)
     env.enforce(ctx, rule, row.project_id)
     return row
 
@@ -143,7 +142,7 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
         async with image_store.client(env) as store:
             await store.delete(f"{image_store.namespace(row)}/{row.repo}", row.tag)
     async with env.db.transaction() as session:
-        fresh = await session.get(ImageRow, row.id)
+        fresh = await repo.fresh_image(session, row.id)
         if fresh is not None:
             await session.delete(fresh)
 

@@ -11,9 +11,6 @@ has no runtime container yet, i.e. while a pull may be ahead, and never after.
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.hostsync import DesiredContainer, DesiredHost, RegistryAuth
 from berth.images.refs import registry_of, split_reference, store_reference
@@ -21,6 +18,7 @@ from berth.services.env import Env
 from berth.services.images import registries
 from berth.services.images import store as image_store
 from berth.store import images as repo
+from berth.store.db import Session
 from berth.store.tables import ContainerRow, RegistryRow
 
 __all__ = ["check", "for_agent"]
@@ -28,7 +26,7 @@ __all__ = ["check", "for_agent"]
 STORE_DRIVER = "glance"
 
 
-async def check(env: Env, session: AsyncSession, row: ContainerRow) -> None:
+async def check(env: Env, session: Session, row: ContainerRow) -> None:
     """Validate a new container's image source; store its registry's UUID (not the name)."""
     if row.registry_id:
         registry = await registries.resolve_for_project(session, row.project_id, row.registry_id)
@@ -47,19 +45,7 @@ async def check(env: Env, session: AsyncSession, row: ContainerRow) -> None:
 async def for_agent(env: Env, host: DesiredHost) -> DesiredHost:
     """``host`` with store and registry images resolved, and credentials where a pull is ahead."""
     async with env.db.read() as session:
-        stmt = select(
-            ContainerRow.uuid,
-            ContainerRow.image_driver,
-            ContainerRow.registry_id,
-            ContainerRow.observed_state,
-        ).where(
-            ContainerRow.host == host.hostname,
-            or_(ContainerRow.image_driver == STORE_DRIVER, ContainerRow.registry_id.is_not(None)),
-        )
-        special = {
-            uuid: (driver, reg, observed)
-            for uuid, driver, reg, observed in (await session.execute(stmt))
-        }
+        special = await repo.image_sources_on(session, host.hostname, STORE_DRIVER)
         if not special:
             return host
         regs = await repo.registries_by_uuid(session, {r for _, r, _ in special.values() if r})
@@ -89,7 +75,7 @@ def _pull_ahead(desired: DesiredContainer, observed: str | None) -> bool:
 
 async def _resolve(
     env: Env,
-    session: AsyncSession,
+    session: Session,
     desired: DesiredContainer,
     driver: str,
     registry: RegistryRow | None,

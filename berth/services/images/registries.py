@@ -12,17 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import RegistryAuth
 from berth.images.refs import with_registry
 from berth.services.env import Env
 from berth.services.images import address_check
+from berth.services.scopes import list_scope, lookup_scope
 from berth.store import images as repo
 from berth.store.base import new_uuid, utcnow
-from berth.store.paging import page_size
+from berth.store.db import Session
+from berth.store.paging import PageQuery
 from berth.store.scope import Scope
 from berth.store.tables import RegistryRow
 
@@ -47,11 +47,6 @@ class RegistryFields:
     domain: str | None = None
     username: str | None = None
     password: str | None = None
-
-
-def _lookup_scope(ctx: RequestContext) -> Scope:
-    # Zun: admins resolving a resource by identifier search every project.
-    return Scope(ctx.project_id, all_projects=ctx.is_admin)
 
 
 async def create(env: Env, ctx: RequestContext, fields: RegistryFields) -> RegistryRow:
@@ -90,27 +85,24 @@ async def list_registries(
 ) -> tuple[Sequence[RegistryRow], int]:
     """A page of the caller's registries (every project's with ``all_projects``)."""
     env.enforce(ctx, "registry:get_all")
-    if all_projects:
-        env.enforce(ctx, "registry:get_all_all_projects")
-    scope = Scope(ctx.project_id, all_projects=all_projects)
-    page = page_size(sort_key, repo.REGISTRY_SORT_KEYS, limit, env.settings.max_limit)
+    scope = list_scope(env, ctx, all_projects, "registry:get_all_all_projects")
+    query = PageQuery.of(
+        repo.REGISTRY_SORT_KEYS,
+        env.settings.max_limit,
+        limit=limit,
+        marker=marker,
+        sort_key=sort_key,
+        sort_dir=sort_dir,
+    )
     async with env.db.read() as session:
-        rows = await repo.list_registries(
-            session,
-            scope,
-            filters=filters,
-            limit=page,
-            marker=marker,
-            sort_key=sort_key,
-            sort_dir=sort_dir,
-        )
-    return rows, page
+        rows = await repo.list_registries(session, scope, query, filters=filters)
+    return rows, query.limit
 
 
 async def get(env: Env, ctx: RequestContext, ident: str) -> RegistryRow:
     """The registry ``ident`` (UUID or name) if the caller may see it."""
     async with env.db.read() as session:
-        row = await repo.get_registry(session, _lookup_scope(ctx), ident)
+        row = await repo.get_registry(session, lookup_scope(env, ctx), ident)
     env.enforce(ctx, "registry:get_one", row.project_id)
     return row
 
@@ -120,7 +112,7 @@ async def update(env: Env, ctx: RequestContext, ident: str, fields: RegistryFiel
     if fields.domain is not None:  # before the transaction: it may wait for DNS
         await address_check.check_registry(env, ctx, fields.domain)
     async with env.db.transaction() as session:
-        row = await repo.get_registry(session, _lookup_scope(ctx), ident, for_update=True)
+        row = await repo.get_registry(session, lookup_scope(env, ctx), ident, for_update=True)
         env.enforce(ctx, "registry:update", row.project_id)
         if fields.name is not None:
             row.name = fields.name
@@ -137,12 +129,12 @@ async def update(env: Env, ctx: RequestContext, ident: str, fields: RegistryFiel
 async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
     """Forget the registry; containers that named it pull without its credentials."""
     async with env.db.transaction() as session:
-        row = await repo.get_registry(session, _lookup_scope(ctx), ident, for_update=True)
+        row = await repo.get_registry(session, lookup_scope(env, ctx), ident, for_update=True)
         env.enforce(ctx, "registry:delete", row.project_id)
         await session.delete(row)
 
 
-async def resolve_for_project(session: AsyncSession, project_id: str, ident: str) -> RegistryRow:
+async def resolve_for_project(session: Session, project_id: str, ident: str) -> RegistryRow:
     """The registry ``ident`` of ``project_id``; RegistryNotFound for any other project's."""
     return await repo.get_registry(session, Scope(project_id), ident)
 

@@ -19,6 +19,7 @@ from berth.images.registry import RegistryClient
 from berth.services.env import Env
 from berth.services.images import registries
 from berth.store import images as repo
+from berth.store.paging import PageQuery
 from berth.store.scope import Scope
 from berth.store.tables import ImageRow, RegistryRow
 
@@ -105,12 +106,6 @@ async def search(
 async def _own_registries(env: Env, ctx: RequestContext) -> tuple[list[RegistryRow], int]:
     async with env.db.read() as session:
         rows = await repo.list_registries(
-            session,
-            Scope(ctx.project_id),
-            filters={},
-            limit=env.settings.max_limit,
-            marker=None,
-            sort_key="id",
-            sort_dir="asc",
+            session, Scope(ctx.project_id), PageQuery(env.settings.max_limit), filters={}
         )
     return list(rows), len(rows)

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import RegistryAuth
@@ -30,6 +27,7 @@ from berth.images.registry import RegistryClient
 from berth.services.env import Env
 from berth.store import images as repo
 from berth.store.base import new_uuid, utcnow
+from berth.store.db import Session
 from berth.store.scope import Scope
 from berth.store.tables import ImageRow
 
@@ -80,7 +78,7 @@ def reference(env: Env, row: ImageRow) -> str:
     return store_reference(address(env), namespace(row), row.repo, row.tag)
 
 
-async def resolve(env: Env, session: AsyncSession, project_id: str, image: str) -> str:
+async def resolve(env: Env, session: Session, project_id: str, image: str) -> str:
     """The store reference of ``image`` (``name[:tag]`` or an image UUID) for ``project_id``.
 
     The project's own image wins over a public one of the same name; another
@@ -94,7 +92,7 @@ async def resolve(env: Env, session: AsyncSession, project_id: str, image: str) 
         try:
             row = await repo.get_image(session, Scope(project_id), image)
         except errors.NotFound:
-            row = await _public_by_uuid(session, image)
+            row = await repo.public_image(session, image)
         found = row if row is not None and row.host is None and row.status == "active" else None
     if found is None:
         raise errors.ImageNotFound(
@@ -102,11 +100,6 @@ async def resolve(env: Env, session: AsyncSession, project_id: str, image: str) 
             "'berth image upload', or commit a container."
         )
     return reference(env, found)
-
-
-async def _public_by_uuid(session: AsyncSession, ident: str) -> ImageRow | None:
-    stmt = select(ImageRow).where(ImageRow.uuid == ident, ImageRow.visibility == "public")
-    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 def authorize_upload(env: Env, ctx: RequestContext, public: bool) -> None:
@@ -183,15 +176,7 @@ async def _record(
 ) -> ImageRow:
     visibility = "public" if public else "private"
     async with env.db.transaction() as session:
-        stmt = select(ImageRow).where(
-            ImageRow.host.is_(None),
-            ImageRow.repo == name,
-            ImageRow.tag == tag,
-            ImageRow.visibility == visibility,
-        )
-        if not public:
-            stmt = stmt.where(ImageRow.project_id == ctx.project_id)
-        row = (await session.execute(stmt)).scalars().first()
+        row = await repo.store_image(session, ctx.project_id, name, tag, public=public)
         if row is None:
             row = ImageRow(
                 uuid=new_uuid(),

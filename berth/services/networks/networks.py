@@ -13,20 +13,17 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import NetworkRef
 from berth.events.actions import emit
 from berth.services.env import Env
 from berth.services.networks import security_groups
+from berth.services.scopes import list_scope, lookup_scope
 from berth.store import containers as containers_repo
 from berth.store import networks as repo
 from berth.store.base import new_uuid, utcnow
-from berth.store.db import Database
+from berth.store.db import Database, Session
 from berth.store.scope import Scope
 from berth.store.tables import ContainerRow, NetworkRow
 
@@ -53,25 +50,22 @@ DEFAULT_NETWORK = "default"
 _DEFAULTS_MADE: weakref.WeakKeyDictionary[Database, set[str]] = weakref.WeakKeyDictionary()
 
 
-async def default_network(session: AsyncSession, project_id: str, user_id: str) -> NetworkRow:
+async def default_network(session: Session, project_id: str, user_id: str) -> NetworkRow:
     """The project's ``default`` network, created if missing."""
-    stmt = select(NetworkRow).where(
-        NetworkRow.project_id == project_id, NetworkRow.is_default.is_(True)
-    )
-    row = (await session.execute(stmt.limit(1))).scalar_one_or_none()
+    row = await repo.default_network(session, project_id)
     if row is not None:
         return row
-    row = NetworkRow(
-        uuid=new_uuid(),
-        project_id=project_id,
-        user_id=user_id,
-        name=DEFAULT_NETWORK,
-        is_default=True,
-        created_at=utcnow(),
+    return await repo.insert(
+        session,
+        NetworkRow(
+            uuid=new_uuid(),
+            project_id=project_id,
+            user_id=user_id,
+            name=DEFAULT_NETWORK,
+            is_default=True,
+            created_at=utcnow(),
+        ),
     )
-    session.add(row)
-    await session.flush()
-    return row
 
 
 async def ensure_defaults(env: Env, project_id: str, user_id: str) -> None:
@@ -92,7 +86,7 @@ async def ensure_defaults(env: Env, project_id: str, user_id: str) -> None:
                 await security_groups.default_group(session, project_id, user_id)
             known.add(project_id)
             return
-        except IntegrityError:
+        except repo.NameTaken:
             if attempt:
                 raise
 
@@ -103,26 +97,24 @@ async def create(env: Env, ctx: RequestContext, name: str) -> NetworkRow:
     if not ctx.project_id:
         raise errors.Forbidden("A project-scoped token is needed to create networks.")
     await ensure_defaults(env, ctx.project_id, ctx.user_id)
-    taken = errors.Conflict(f"A network named {name} already exists in this project.")
-    try:
-        async with env.db.transaction() as session:
-            try:
-                await repo.get_network(session, Scope(ctx.project_id), name)
-            except errors.NotFound:
-                pass
-            else:
-                raise taken
-            row = NetworkRow(
+    async with env.db.transaction() as session:
+        try:
+            await repo.get_network(session, Scope(ctx.project_id), name)
+        except errors.NotFound:
+            pass
+        else:
+            raise errors.Conflict(f"A network named {name} already exists in this project.")
+        # A concurrent create of the same name may still win: insert says so (409).
+        return await repo.insert(
+            session,
+            NetworkRow(
                 uuid=new_uuid(),
                 project_id=ctx.project_id,
                 user_id=ctx.user_id,
                 name=name,
                 created_at=utcnow(),
-            )
-            session.add(row)
-    except IntegrityError as exc:  # a concurrent create of the same name won
-        raise taken from exc
-    return row
+            ),
+        )
 
 
 async def list_networks(
@@ -130,22 +122,17 @@ async def list_networks(
 ) -> Sequence[NetworkRow]:
     """The caller's project's networks (every project's with ``all_projects``)."""
     env.enforce(ctx, "network:get_all")
-    if all_projects:
-        env.enforce(ctx, "network:get_all_all_projects")
+    scope = list_scope(env, ctx, all_projects, "network:get_all_all_projects")
     if ctx.project_id:
         await ensure_defaults(env, ctx.project_id, ctx.user_id)
     async with env.db.read() as session:
-        return await repo.list_networks(session, Scope(ctx.project_id, all_projects=all_projects))
-
-
-def _scope(ctx: RequestContext) -> Scope:
-    return Scope(ctx.project_id, all_projects=ctx.is_admin)
+        return await repo.list_networks(session, scope)
 
 
 async def get(env: Env, ctx: RequestContext, ident: str) -> NetworkRow:
     """The network ``ident`` (uuid or name) if the caller may see it."""
     async with env.db.read() as session:
-        row = await repo.get_network(session, _scope(ctx), ident)
+        row = await repo.get_network(session, lookup_scope(env, ctx), ident)
     env.enforce(ctx, "network:get", row.project_id)
     return row
 
@@ -157,12 +144,11 @@ def _uses(row: ContainerRow, network_uuid: str) -> bool:
 async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
     """Remove a network no container uses (hosts drop their bridges once unused)."""
     async with env.db.transaction() as session:
-        row = await repo.get_network(session, _scope(ctx), ident, for_update=True)
+        row = await repo.get_network(session, lookup_scope(env, ctx), ident, for_update=True)
         env.enforce(ctx, "network:delete", row.project_id)
         if row.is_default:
             raise errors.Conflict("The default network of a project cannot be deleted.")
-        stmt = select(ContainerRow).where(ContainerRow.project_id == row.project_id)
-        users = [c.uuid for c in (await session.execute(stmt)).scalars() if _uses(c, row.uuid)]
+        users = await repo.network_users(session, row)
         if users:
             raise errors.Conflict(
                 f"Network {row.name} is in use by container(s) {', '.join(users)}; "
@@ -172,7 +158,7 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
 
 
 async def resolve_nets(
-    session: AsyncSession, project_id: str, user_id: str, nets: Sequence[dict[str, Any]]
+    session: Session, project_id: str, user_id: str, nets: Sequence[dict[str, Any]]
 ) -> list[dict[str, str]]:
     """The networks a new container joins (none given: the default one), resolved and checked."""
     if not nets:
@@ -187,7 +173,7 @@ async def resolve_nets(
     return result
 
 
-async def _requested(session: AsyncSession, project_id: str, spec: dict[str, Any]) -> NetworkRow:
+async def _requested(session: Session, project_id: str, spec: dict[str, Any]) -> NetworkRow:
     if not isinstance(spec, dict):
         raise errors.Invalid("Invalid input for field 'nets': each entry is an object.")
     unknown = set(spec) - {"network", "port", "v4-fixed-ip", "v6-fixed-ip"}
@@ -206,7 +192,7 @@ async def _requested(session: AsyncSession, project_id: str, spec: dict[str, Any
 
 
 async def wire(
-    session: AsyncSession,
+    session: Session,
     row: ContainerRow,
     nets: Sequence[dict[str, Any]] = (),
     groups: Sequence[str] = (),
@@ -223,7 +209,7 @@ async def wire(
 
 
 async def resolve(
-    session: AsyncSession,
+    session: Session,
     row: ContainerRow,
     nets: Sequence[dict[str, Any]] = (),
     groups: Sequence[str] = (),
@@ -241,9 +227,7 @@ async def resolve(
     )
 
 
-async def still_there(
-    session: AsyncSession, row: ContainerRow, given: Sequence[dict[str, Any]]
-) -> None:
+async def still_there(session: Session, row: ContainerRow, given: Sequence[dict[str, Any]]) -> None:
     """Inside the create's transaction: the networks ``resolve`` found for the
     ``given`` ones were not deleted meanwhile (one indexed read; a network delete
     checks for users in its own write transaction, so the two are ordered). None
@@ -253,11 +237,7 @@ async def still_there(
     wanted = {n["network"] for n in row.nets or [] if isinstance(n, dict) and "network" in n}
     if not wanted:
         return
-    found = set(
-        (await session.execute(select(NetworkRow.uuid).where(NetworkRow.uuid.in_(wanted))))
-        .scalars()
-        .all()
-    )
+    found = await repo.existing_networks(session, wanted)
     if wanted - found:
         raise errors.Conflict(
             f"Network {', '.join(sorted(wanted - found))} was deleted while the container "
@@ -265,7 +245,7 @@ async def still_there(
         )
 
 
-async def add_exposed_group(session: AsyncSession, row: ContainerRow) -> None:
+async def add_exposed_group(session: Session, row: ContainerRow) -> None:
     """The writing half of ``wire``: exposed ports get a group of their own."""
     exposed = await security_groups.exposed_group(session, row)
     if exposed:
@@ -292,9 +272,9 @@ def refs(row: ContainerRow) -> list[NetworkRef]:
 
 
 async def _container(
-    env: Env, session: AsyncSession, ctx: RequestContext, ident: str, action: str
+    env: Env, session: Session, ctx: RequestContext, ident: str, action: str
 ) -> ContainerRow:
-    row = await containers_repo.get(session, _scope(ctx), ident, for_update=True)
+    row = await containers_repo.get(session, lookup_scope(env, ctx), ident, for_update=True)
     env.enforce(ctx, f"container:{action}", row.project_id)
     return row
 
@@ -342,7 +322,7 @@ async def detach(
 
 
 async def _record(
-    session: AsyncSession, ctx: RequestContext, row: ContainerRow, action: str, net: NetworkRow
+    session: Session, ctx: RequestContext, row: ContainerRow, action: str, net: NetworkRow
 ) -> None:
     # An event, not a container action: a stopped container's host has nothing to
     # report back when it joins a network, so an action would never finish.

@@ -16,19 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth import errors
 from berth.domain.containers import action_allowed
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import IngressRule
 from berth.events.actions import emit
 from berth.services.env import Env
+from berth.services.scopes import list_scope, lookup_scope
 from berth.store import containers as containers_repo
 from berth.store import networks as repo
 from berth.store.base import new_uuid, utcnow
+from berth.store.db import Session
 from berth.store.scope import Scope
 from berth.store.tables import ContainerRow, SecurityGroupRow
 
@@ -66,13 +64,6 @@ class RuleFields:
     remote_group_id: str | None = None
 
 
-def _scope(env: Env, ctx: RequestContext, all_projects: bool = False) -> Scope:
-    if all_projects:
-        env.enforce(ctx, "security_group:get_all_all_projects")
-        return Scope(ctx.project_id, all_projects=True)
-    return Scope(ctx.project_id, all_projects=ctx.is_admin)
-
-
 def _rule(fields: RuleFields, remote_group: str | None) -> dict[str, Any]:
     return {
         "id": new_uuid(),
@@ -86,28 +77,25 @@ def _rule(fields: RuleFields, remote_group: str | None) -> dict[str, Any]:
     }
 
 
-async def default_group(session: AsyncSession, project_id: str, user_id: str) -> SecurityGroupRow:
+async def default_group(session: Session, project_id: str, user_id: str) -> SecurityGroupRow:
     """The project's ``default`` group, created (members reach each other) if missing."""
-    stmt = select(SecurityGroupRow).where(
-        SecurityGroupRow.project_id == project_id, SecurityGroupRow.is_default.is_(True)
-    )
-    row = (await session.execute(stmt.limit(1))).scalar_one_or_none()
+    row = await repo.default_group(session, project_id)
     if row is not None:
         return row
     uuid = new_uuid()
-    row = SecurityGroupRow(
-        uuid=uuid,
-        project_id=project_id,
-        user_id=user_id,
-        name=DEFAULT_GROUP,
-        description="Members of this group reach each other; nothing else gets in.",
-        is_default=True,
-        rules=[_rule(RuleFields(), uuid)],
-        created_at=utcnow(),
+    return await repo.insert(
+        session,
+        SecurityGroupRow(
+            uuid=uuid,
+            project_id=project_id,
+            user_id=user_id,
+            name=DEFAULT_GROUP,
+            description="Members of this group reach each other; nothing else gets in.",
+            is_default=True,
+            rules=[_rule(RuleFields(), uuid)],
+            created_at=utcnow(),
+        ),
     )
-    session.add(row)
-    await session.flush()
-    return row
 
 
 async def create(
@@ -118,10 +106,12 @@ async def create(
     if not ctx.project_id:
         raise errors.Forbidden("A project-scoped token is needed to create security groups.")
     await _ensure_default(env, ctx.project_id, ctx.user_id)
-    try:
-        async with env.db.transaction() as session:
-            await _check_free(session, ctx.project_id, name)
-            row = SecurityGroupRow(
+    async with env.db.transaction() as session:
+        await _check_free(session, ctx.project_id, name)
+        # A concurrent create of the same name may still win: insert says so (409).
+        return await repo.insert(
+            session,
+            SecurityGroupRow(
                 uuid=new_uuid(),
                 project_id=ctx.project_id,
                 user_id=ctx.user_id,
@@ -129,16 +119,11 @@ async def create(
                 description=description,
                 rules=[],
                 created_at=utcnow(),
-            )
-            session.add(row)
-    except IntegrityError as exc:  # a concurrent create of the same name won
-        raise errors.Conflict(
-            f"A security group named {name} already exists in this project."
-        ) from exc
-    return row
+            ),
+        )
 
 
-async def _check_free(session: AsyncSession, project_id: str, name: str) -> None:
+async def _check_free(session: Session, project_id: str, name: str) -> None:
     try:
         await repo.get_group(session, Scope(project_id), name)
     except errors.NotFound:
@@ -151,9 +136,7 @@ async def list_groups(
 ) -> Sequence[SecurityGroupRow]:
     """The caller's project's groups (its default one created on first sight)."""
     env.enforce(ctx, "security_group:get_all")
-    scope = Scope(ctx.project_id, all_projects=all_projects)
-    if all_projects:
-        env.enforce(ctx, "security_group:get_all_all_projects")
+    scope = list_scope(env, ctx, all_projects, "security_group:get_all_all_projects")
     if ctx.project_id:
         await _ensure_default(env, ctx.project_id, ctx.user_id)
     async with env.db.read() as session:
@@ -167,7 +150,7 @@ async def _ensure_default(env: Env, project_id: str, user_id: str) -> None:
             async with env.db.transaction() as session:
                 await default_group(session, project_id, user_id)
             return
-        except IntegrityError:
+        except repo.NameTaken:
             if attempt:
                 raise
 
@@ -175,26 +158,19 @@ async def _ensure_default(env: Env, project_id: str, user_id: str) -> None:
 async def get(env: Env, ctx: RequestContext, ident: str) -> SecurityGroupRow:
     """The group ``ident`` (uuid or name) if the caller may see it."""
     async with env.db.read() as session:
-        row = await repo.get_group(session, _scope(env, ctx), ident)
+        row = await repo.get_group(session, lookup_scope(env, ctx), ident)
     env.enforce(ctx, "security_group:get", row.project_id)
     return row
-
-
-async def _members(session: AsyncSession, row: SecurityGroupRow) -> list[str]:
-    stmt = select(ContainerRow.uuid, ContainerRow.security_groups).where(
-        ContainerRow.project_id == row.project_id
-    )
-    return [uuid for uuid, groups in (await session.execute(stmt)).all() if row.uuid in groups]
 
 
 async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
     """Remove a group no container uses and no other group's rule names."""
     async with env.db.transaction() as session:
-        row = await repo.get_group(session, _scope(env, ctx), ident, for_update=True)
+        row = await repo.get_group(session, lookup_scope(env, ctx), ident, for_update=True)
         env.enforce(ctx, "security_group:delete", row.project_id)
         if row.is_default:
             raise errors.Conflict("The default security group of a project cannot be deleted.")
-        members = await _members(session, row)
+        members = await repo.group_members(session, row)
         if members:
             raise errors.Conflict(
                 f"Security group {row.name} is in use by container(s) {', '.join(members)}; "
@@ -211,14 +187,26 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
 
 
 def _validate(fields: RuleFields) -> RuleFields:
-    proto = fields.protocol.lower() if fields.protocol else None
+    proto = _protocol(fields.protocol)
+    low, high = _ports(proto, fields.port_range_min, fields.port_range_max)
+    prefix = _prefix(fields.remote_ip_prefix, fields.remote_group_id)
+    return RuleFields(proto, low, high, prefix, fields.remote_group_id)
+
+
+def _protocol(given: str | None) -> str | None:
+    """The protocol in lower case; None for any ("any", empty or not given)."""
+    proto = given.lower() if given else None
     if proto in ("any", ""):
         proto = None
     if proto is not None and proto not in PROTOCOLS:
         raise errors.Invalid(
-            f"Invalid protocol {fields.protocol!r}: use one of {', '.join(PROTOCOLS)} or omit it."
+            f"Invalid protocol {given!r}: use one of {', '.join(PROTOCOLS)} or omit it."
         )
-    low, high = fields.port_range_min, fields.port_range_max
+    return proto
+
+
+def _ports(proto: str | None, low: int | None, high: int | None) -> tuple[int | None, int | None]:
+    """The port range, one end given meaning a single port; tcp and udp only."""
     if (low is not None or high is not None) and proto not in ("tcp", "udp"):
         raise errors.Invalid("Port ranges apply to tcp and udp only: give protocol tcp or udp.")
     if low is None and high is not None:
@@ -230,18 +218,22 @@ def _validate(fields: RuleFields) -> RuleFields:
             raise errors.Invalid(f"Invalid port {port}: ports are 1-65535.")
     if low is not None and high is not None and low > high:
         raise errors.Invalid(f"Invalid port range {low}-{high}: the minimum exceeds the maximum.")
-    prefix = fields.remote_ip_prefix
-    if prefix is not None:
-        if fields.remote_group_id:
-            raise errors.Invalid("Give remote_ip_prefix or remote_group_id, not both.")
-        try:
-            net = ipaddress.ip_network(prefix, strict=False)
-        except ValueError as exc:
-            raise errors.Invalid(f"Invalid remote_ip_prefix {prefix!r}: {exc}.") from exc
-        if net.version != 4:
-            raise errors.Invalid("Only IPv4 remote_ip_prefix values are supported.")
-        prefix = str(net)
-    return RuleFields(proto, low, high, prefix, fields.remote_group_id)
+    return low, high
+
+
+def _prefix(prefix: str | None, remote_group_id: str | None) -> str | None:
+    """The remote IPv4 network in its normal form (host bits cleared), if given."""
+    if prefix is None:
+        return None
+    if remote_group_id:
+        raise errors.Invalid("Give remote_ip_prefix or remote_group_id, not both.")
+    try:
+        net = ipaddress.ip_network(prefix, strict=False)
+    except ValueError as exc:
+        raise errors.Invalid(f"Invalid remote_ip_prefix {prefix!r}: {exc}.") from exc
+    if net.version != 4:
+        raise errors.Invalid("Only IPv4 remote_ip_prefix values are supported.")
+    return str(net)
 
 
 async def add_rule(
@@ -250,7 +242,7 @@ async def add_rule(
     """Append an ingress rule; the hosts of its members apply it on their next pass."""
     clean = _validate(fields)
     async with env.db.transaction() as session:
-        row = await repo.get_group(session, _scope(env, ctx), ident, for_update=True)
+        row = await repo.get_group(session, lookup_scope(env, ctx), ident, for_update=True)
         env.enforce(ctx, "security_group:update", row.project_id)
         remote = None
         if clean.remote_group_id:
@@ -267,7 +259,7 @@ async def add_rule(
             raise errors.Conflict("This security group already has that rule.")
         row.rules = [*row.rules, rule]
         row.updated_at = utcnow()
-        hosts = await _member_hosts(session, row)
+        hosts = await repo.member_hosts(session, row)
     for host in hosts:
         await env.notifier.touch(host)
     return row, rule
@@ -276,7 +268,7 @@ async def add_rule(
 async def delete_rule(env: Env, ctx: RequestContext, ident: str, rule_id: str) -> None:
     """Remove one rule of a group."""
     async with env.db.transaction() as session:
-        row = await repo.get_group(session, _scope(env, ctx), ident, for_update=True)
+        row = await repo.get_group(session, lookup_scope(env, ctx), ident, for_update=True)
         env.enforce(ctx, "security_group:update", row.project_id)
         kept = [r for r in row.rules if r.get("id") != rule_id]
         if len(kept) == len(row.rules):
@@ -285,20 +277,13 @@ async def delete_rule(env: Env, ctx: RequestContext, ident: str, rule_id: str) -
             )
         row.rules = kept
         row.updated_at = utcnow()
-        hosts = await _member_hosts(session, row)
+        hosts = await repo.member_hosts(session, row)
     for host in hosts:
         await env.notifier.touch(host)
 
 
-async def _member_hosts(session: AsyncSession, row: SecurityGroupRow) -> set[str]:
-    stmt = select(ContainerRow.host).where(
-        ContainerRow.project_id == row.project_id, ContainerRow.host.is_not(None)
-    )
-    return {h for (h,) in (await session.execute(stmt)).all() if h}
-
-
 async def resolve(
-    session: AsyncSession, project_id: str, user_id: str, names: Sequence[str]
+    session: Session, project_id: str, user_id: str, names: Sequence[str]
 ) -> list[str]:
     """Group uuids for the names/uuids given (none: the default group); unknown is a 400."""
     if not names:
@@ -334,7 +319,7 @@ def parse_exposed_ports(ports: dict[str, Any] | None) -> dict[str, dict[str, Any
     return result
 
 
-async def exposed_group(session: AsyncSession, row: ContainerRow) -> str | None:
+async def exposed_group(session: Session, row: ContainerRow) -> str | None:
     """Create the container's own group opening its exposed ports; its uuid (None: no ports)."""
     ports = parse_exposed_ports(row.exposed_ports)
     if not ports:
@@ -357,11 +342,9 @@ async def exposed_group(session: AsyncSession, row: ContainerRow) -> str | None:
     return group.uuid
 
 
-async def drop_container_group(session: AsyncSession, container_uuid: str) -> None:
+async def drop_container_group(session: Session, container_uuid: str) -> None:
     """Remove the exposed-ports group of a container that is gone."""
-    stmt = select(SecurityGroupRow).where(SecurityGroupRow.container_uuid == container_uuid)
-    for group in (await session.execute(stmt)).scalars().all():
-        await session.delete(group)
+    await repo.drop_container_groups(session, container_uuid)
 
 
 def ingress(groups: Sequence[SecurityGroupRow]) -> list[IngressRule]:
@@ -387,7 +370,7 @@ async def _change_container(
     if not name:
         raise errors.Invalid("A security group name or uuid is required (name=...).")
     async with env.db.transaction() as session:
-        row = await containers_repo.get(session, _scope(env, ctx), ident, for_update=True)
+        row = await containers_repo.get(session, lookup_scope(env, ctx), ident, for_update=True)
         env.enforce(ctx, f"container:{action}", row.project_id)
         if not action_allowed(action, row.status):
             raise errors.InvalidStateException(

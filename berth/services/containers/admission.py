@@ -1,0 +1,181 @@
+"""One admission path for everything that becomes runtime containers.
+
+A container and a capsule (its sandbox plus init and app members) are admitted
+by the same steps, in the same order:
+
+    policy -> build -> image addresses -> networks -> (transaction:) quota lock
+    -> names -> networks still there -> image sources -> quota -> volumes
+    -> placement -> rows -> create action -> volume binding -> event
+
+What differs between the two is data on the ``Admission`` the caller builds:
+which row the scheduler places, which rows follow it, the quota cost, which
+names and image sources are checked, and the event's name. The one step whose
+*how* differs, the volumes (a container's ``--mount`` list, a capsule's
+template volumes shared by its members), is the ``volumes`` callable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from berth import errors
+from berth.domain.containers import Status
+from berth.domain.context import RequestContext
+from berth.events.actions import emit, finish_open_actions, start_action
+from berth.services import quotas, volumes
+from berth.services.env import Env
+from berth.services.hosts.placement import place
+from berth.services.images import address_check
+from berth.services.images import refs as image_refs
+from berth.services.networks import networks
+from berth.store import containers as repo
+from berth.store.db import Session
+from berth.store.tables import CapsuleRow, ContainerRow
+
+__all__ = ["Admission", "Cost", "admit", "check_name"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What the admission counts against the project's quota."""
+
+    cpu: float
+    memory: int
+    disk: int = 0
+    count: int = 1
+
+
+async def _no_volumes(session: Session) -> None:
+    return None
+
+
+@dataclass
+class Admission:
+    """What is admitted, and which of the pipeline's checks apply to it.
+
+    ``placed`` is the row the scheduler places and the create action and event
+    are recorded on: the container itself, or a capsule's sandbox (whose UUID is
+    the capsule's). ``members`` follow it onto its host later (a capsule's init
+    and app containers); they are stored with it, and fail with it.
+    """
+
+    placed: ContainerRow
+    cost: Cost
+    event: str
+    members: list[ContainerRow] = field(default_factory=list)
+    # The capsule row the containers belong to, stored first; it carries a failure's reason.
+    owner: CapsuleRow | None = None
+    # Images whose registry address is checked (before any transaction: it may wait for DNS).
+    images: list[str] = field(default_factory=list)
+    # Names checked against ``unique_container_name_scope``.
+    names: list[str] = field(default_factory=list)
+    # Rows whose image source (registry, image store) is checked and resolved.
+    sourced: list[ContainerRow] = field(default_factory=list)
+    # The networks and security groups asked for (none: the project's defaults).
+    nets: list[dict[str, Any]] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    action: str = "create"
+    # Resolves (or creates) the volumes; may pin ``placed`` to the host they live on.
+    volumes: Callable[[Session], Awaitable[None]] = _no_volumes
+
+
+async def check_name(
+    env: Env, session: Session, name: str, project_id: str, exclude: str | None = None
+) -> None:
+    """Conflict (409) when ``name`` is taken within ``unique_container_name_scope``."""
+    scope = env.settings.unique_container_name_scope
+    if not scope:
+        return
+    if await repo.name_taken(session, name, project_id if scope == "project" else None, exclude):
+        raise errors.Conflict(f"A container with name {name} already exists in {scope}.")
+
+
+async def admit(
+    env: Env,
+    ctx: RequestContext,
+    *,
+    rules: Sequence[str],
+    noun: str,
+    build: Callable[[str], Admission],
+) -> Admission:
+    """Admit what ``build`` describes: stored, placed and claimed; the agent does the rest.
+
+    ``rules`` are enforced first, before ``build`` looks at the request (a
+    forbidden caller learns nothing about its request's mistakes); ``build``
+    gets the caller's project. ``noun`` names what is created, in messages.
+    """
+    for rule in rules:
+        env.enforce(ctx, rule)
+    if not ctx.project_id:
+        raise errors.Forbidden(f"A project-scoped token is needed to create {noun}.")
+    project_id = ctx.project_id
+    adm = build(project_id)
+    for image in adm.images:
+        await address_check.check_image(env, ctx, image)
+    await networks.ensure_defaults(env, project_id, ctx.user_id)
+    # What only needs reading is read before the write transaction: on SQLite
+    # every create holds the one write lock, and each statement in it makes the
+    # next create wait (20 creates at once queue on it).
+    async with env.db.read() as session:
+        await networks.resolve(session, adm.placed, adm.nets, adm.groups)
+        limits = await quotas.limits_of(env, session, project_id)
+    async with env.db.transaction() as session:
+        # First, before any row lock (a volume's included): the quota count below
+        # is exact only while no other create of this project runs (another API
+        # process included), and two creates never wait on each other crosswise.
+        await quotas.lock_usage(session, project_id, "containers")
+        await _check(env, session, adm, project_id, limits)
+        await adm.volumes(session)
+        await _place(env, session, adm)
+        _store(session, adm)
+        await start_action(session, ctx, adm.placed, adm.action)
+        if adm.placed.host is not None:
+            await volumes.bind_host(session, adm.placed.mounts, adm.placed.host)
+        emit(session, adm.placed, adm.event, ctx.request_id, host=adm.placed.host)
+    if adm.placed.status == Status.ERROR:
+        async with env.db.transaction() as session:
+            await finish_open_actions(session, adm.placed.uuid, error=adm.placed.status_reason)
+    await env.notifier.touch(adm.placed.host)
+    return adm
+
+
+async def _check(env: Env, session: Session, adm: Admission, project_id: str, limits: Any) -> None:
+    """The checks inside the transaction: names, networks, image sources, quota."""
+    for name in adm.names:
+        await check_name(env, session, name, project_id)
+    await networks.still_there(session, adm.placed, adm.nets)
+    await networks.add_exposed_group(session, adm.placed)
+    for row in adm.sourced:
+        await image_refs.check(env, session, row)
+    cost = adm.cost
+    await quotas.check_container(
+        env, session, project_id, cost.cpu, cost.memory, cost.disk, count=cost.count,
+        limits=limits,
+    )  # fmt: skip
+
+
+async def _place(env: Env, session: Session, adm: Admission) -> None:
+    # Placed before it is added: host, claim and cpuset go into its INSERT.
+    decision = await place(
+        session, env.pipeline, adm.placed, env.settings.service_down_time, env.host_cache
+    )
+    if decision.host is None:
+        _fail(adm, decision.explain())
+
+
+def _fail(adm: Admission, reason: str) -> None:
+    """No host: every row is stored in error, held (nothing retries it)."""
+    if adm.owner is not None:
+        adm.owner.status_reason = reason
+    for row in (adm.placed, *adm.members):
+        row.status, row.status_reason, row.task_state = Status.ERROR, reason, None
+        row.held = True
+
+
+def _store(session: Session, adm: Admission) -> None:
+    if adm.owner is not None:
+        session.add(adm.owner)
+    session.add(adm.placed)
+    session.add_all(adm.members)
