@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 SPECS = [HostSpec("ovl-1"), HostSpec("ovl-2"), HostSpec("ovl-3")]
 OVERLAY = {"BERTH_NETWORK_DRIVER": "overlay"}
+STALE_MAC = "02:42:0a:60:ff:fe"
 
 # An echo server: TCP echoes the bytes back, UDP answers each datagram with its length.
 SERVER = r"""
@@ -276,14 +277,21 @@ print("ok", sent)
         time.sleep(1)
         before = _entries(ovl, b.host)
         ovl.agents[b.host].kill()
+        # Meanwhile someone leaves a stale member behind: the restarted agent removes it.
+        host = ovl.engines[b.host].host
+        assert host is not None
+        device = host.sh("ip", "-o", "link", "show", "type", "vxlan").split(": ")[1]
+        host.sh("bridge", "fdb", "append", STALE_MAC, "dev", device, "dst", "10.251.0.99")
+        host.sh("ip", "neigh", "replace", "10.96.255.254", "lladdr", STALE_MAC, "dev", device,
+                "nud", "permanent")  # fmt: skip
         time.sleep(2)  # the kernel forwards on without the agent
         ovl.agents[b.host].start()
         out, _ = flow.communicate(timeout=30)
         assert flow.returncode == 0 and out.startswith("ok"), out
         assert int(out.split()[1]) > 100
-        # The restarted agent found its devices and left the entries as they were.
+        # The restarted agent found its device, kept what is right, removed the stale entry.
         assert a.mac in before
-        time.sleep(2)
+        wait_until(lambda: STALE_MAC not in _entries(ovl, b.host), 10, "the stale entry to go")
         assert a.mac in _entries(ovl, b.host)
         assert a.client("tcp", b, 7000) == "ok"
 
