@@ -26,6 +26,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 SPECS = [HostSpec("ovl-1"), HostSpec("ovl-2"), HostSpec("ovl-3")]
 OVERLAY = {"BERTH_NETWORK_DRIVER": "overlay"}
+# Networks no container wants leave a host at once (a tunnel endpoint goes with its network).
+AGENTS = {**OVERLAY, "BERTH_NETWORK_IDLE_SECONDS": "0"}
 STALE_MAC = "02:42:0a:60:ff:fe"
 
 # An echo server: TCP echoes the bytes back, UDP answers each datagram with its length.
@@ -99,7 +101,7 @@ def ovl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
             engine,
             {"BERTH_SERVICE_DOWN_TIME": "30", **OVERLAY},
             separate=True,
-            agent_settings=OVERLAY,
+            agent_settings=AGENTS,
         ) as c:
             yield c
     finally:
@@ -159,11 +161,20 @@ class Box:
 
 
 def _run(c: Cloud, token: str | None = None, **body: Any) -> list[Box]:
-    """Create containers (one per entry of ``hosts``) and wait until they run."""
+    """Create containers (one per entry of ``hosts``), wait until they run and every
+    other host of theirs has the tunnel entries to them (``Running`` comes first: the
+    other hosts hear of a new member with their next desired state)."""
     hosts = body.pop("hosts")
     uuids = [c.create(token, **({"host": h} if h else {}), **body)["uuid"] for h in hosts]
     c.wait_status(uuids, "Running")
-    return [Box(c, u) for u in uuids]
+    boxes = [Box(c, u) for u in uuids]
+    for box in boxes:
+        for other in boxes:
+            if other.host != box.host and other.network == box.network:
+                wait_until(
+                    lambda b=box, o=other: o.mac in _entries(c, b.host), 15, "tunnel entries"
+                )
+    return boxes
 
 
 def _entries(c: Cloud, host: str) -> str:
@@ -176,6 +187,12 @@ def _entries(c: Cloud, host: str) -> str:
     fdb = [line for line in net.sh("bridge", "fdb", "show").splitlines() if " dst " in line]
     neigh = net.sh("ip", "neigh", "show", "nud", "permanent").splitlines()
     return "\n".join(fdb + neigh)
+
+
+def _devices(c: Cloud, host: str) -> str:
+    net = c.engines[host].host
+    assert net is not None
+    return net.sh("ip", "-o", "link", "show", "type", "vxlan")
 
 
 @pytest.fixture
@@ -243,6 +260,7 @@ def test_a_security_group_admits_tcp_80_from_one_group_across_hosts(ovl: Cloud) 
         (w,) = _run(ovl, hosts=["ovl-1"], security_groups=["ovl-web"])
         (d,) = _run(ovl, hosts=["ovl-2"], security_groups=["ovl-db"])
         (x,) = _run(ovl, hosts=["ovl-3"])  # the default group only
+        wait_until(lambda: w.mac in _entries(ovl, d.host), 15, "d's host to know w")
         with d.serving(80, 81):
             assert w.client("tcp", d, 80) == "ok"
             assert w.client("tcp", d, 81, wait=1) != "ok"
@@ -304,6 +322,8 @@ def test_a_deleted_container_and_a_removed_host_leave_no_entries(
     r = ovl.call("DELETE", f"/containers/{third.uuid}", params={"force": "true"})
     assert r.status_code == 204, r.text
     wait_until(lambda: third.mac not in _entries(ovl, first.host), 20, "the entries to go")
+    # It was the network's last member on its host: the host's tunnel endpoint went too.
+    wait_until(lambda: not _devices(ovl, third.host), 20, "the VXLAN device to go")
     # A host removed from the cloud: its agent gone and its service deleted.
     (again,) = _run(ovl, hosts=["ovl-3"])
     wait_until(lambda: again.mac in _entries(ovl, first.host), 20, "the new member's entries")
