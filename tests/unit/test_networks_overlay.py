@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from berth import errors
 from berth.agent.firewall import FirewallSync
 from berth.domain.hostsync import (
     DesiredContainer,
@@ -14,6 +17,7 @@ from berth.domain.hostsync import (
 )
 from berth.networks import FirewallRule
 from berth.networks.overlay import (
+    OverlayNetworks,
     entry_commands,
     remote_entries,
     underlay_address,
@@ -182,3 +186,86 @@ def test_the_wire_format_carries_the_overlay_and_stays_compatible() -> None:
         "h", 2, remote_members={"n1": [RemoteMember("10.96.0.2", "02:42:0a:60:00:02", "10.0.0.2")]}
     )
     assert adapter.validate_json(adapter.dump_json(host)) == host
+
+
+class _Kernel(OverlayNetworks):
+    """The overlay driver against a recorded kernel: ``ip``/``bridge`` runs are answered here."""
+
+    def __init__(self) -> None:
+        super().__init__(owner="h1", local_ip="10.251.0.11")
+        self.links: dict[str, dict[str, object]] = {}
+        self.fdb: dict[str, dict[str, str]] = {}
+        self.neigh: dict[str, dict[str, str]] = {}
+        self.runs: list[str] = []
+
+    async def _tool(self, *args: str, stdin: str | None = None) -> str:
+        import json
+
+        self.runs.append(" ".join(args))
+        if args[:3] == ("ip", "-d", "-j"):
+            link = self.links.get(args[-1])
+            if link is None:
+                raise errors.BerthError(f'Device "{args[-1]}" does not exist.')
+            return json.dumps([link])
+        if args[:4] == ("ip", "-j", "link", "show"):
+            listing = [{"ifname": n, "ifalias": link["alias"]} for n, link in self.links.items()]
+            return json.dumps(listing)
+        if args[:3] == ("ip", "link", "add"):
+            vni, local = int(args[args.index("id") + 1]), args[args.index("local") + 1]
+            self.links[args[3]] = {"linkinfo": {"info_data": {"id": vni, "local": local}}}
+        elif args[:3] == ("ip", "link", "set"):
+            self.links[args[3]]["alias"] = args[args.index("alias") + 1]
+        elif args[:3] == ("ip", "link", "del"):
+            del self.links[args[3]]
+        elif args[:3] == ("bridge", "-j", "fdb"):
+            table = self.fdb.get(args[-1], {})
+            return json.dumps([{"mac": m, "dst": d} for m, d in table.items()])
+        elif args[:3] == ("ip", "-j", "neigh"):
+            table = self.neigh.get(args[-1], {})
+            return json.dumps(
+                [{"dst": i, "lladdr": m, "state": ["PERMANENT"]} for i, m in table.items()]
+            )
+        elif args[1:3] == ("-batch", "-"):
+            for line in (stdin or "").splitlines():
+                words = line.split()
+                device = words[words.index("dev") + 1]
+                if words[:2] == ["fdb", "replace"]:
+                    self.fdb.setdefault(device, {})[words[2]] = words[words.index("dst") + 1]
+                elif words[:2] == ["fdb", "del"]:
+                    del self.fdb[device][words[2]]
+                elif words[:2] == ["neigh", "replace"]:
+                    self.neigh.setdefault(device, {})[words[2]] = words[4]
+                elif words[:2] == ["neigh", "del"]:
+                    del self.neigh[device][words[2]]
+        return ""
+
+
+async def test_the_overlay_driver_makes_programs_and_removes_a_tunnel_endpoint() -> None:
+    kernel = _Kernel()
+    net = NetworkRef("n1", "default", "p", segment=Segment("10.96.0.0/24", "10.96.0.1", 7))
+    peer = RemoteMember("10.96.0.3", "02:42:0a:60:00:03", "10.251.0.12")
+    here = RemoteMember("10.96.0.2", "02:42:0a:60:00:02", "10.251.0.11")  # this host's own
+    await kernel.program({"n1": [peer, here]})  # before the network exists: remembered
+    await kernel._created(net, "brt-x")
+    device = vxlan_name("h1", "n1")
+    assert kernel.links[device]["alias"] == "berth:h1:n1"
+    assert kernel.fdb[device] == {"02:42:0a:60:00:03": "10.251.0.12"}
+    assert kernel.neigh[device] == {"10.96.0.3": "02:42:0a:60:00:03"}
+    runs = len(kernel.runs)
+    await kernel.program({"n1": [peer, here]})  # nothing changed: no tool runs at all
+    assert len(kernel.runs) == runs
+    # A fresh agent (a restart) finds the device by its alias and converges from the kernel.
+    fresh = _Kernel()
+    fresh.links, fresh.fdb, fresh.neigh = kernel.links, kernel.fdb, kernel.neigh
+    kernel.fdb[device]["02:42:0a:60:00:09"] = "10.251.0.13"  # left behind meanwhile
+    await fresh.program({"n1": [peer]})
+    assert fresh.fdb[device] == {"02:42:0a:60:00:03": "10.251.0.12"}
+    # The network gone from the engine: its device goes too.
+    await fresh._pruned(set())
+    assert fresh.links == {}
+
+
+async def test_the_overlay_driver_needs_a_segment() -> None:
+    kernel = _Kernel()
+    with pytest.raises(errors.BerthError, match="network_driver = overlay"):
+        kernel._network_params(NetworkRef("n1", "default", "p"))
