@@ -311,14 +311,8 @@ class Settings(BaseSettings):
         description="an unused project network is removed from a host after this long",
     )
 
-    # -- networks: the driver (agent and control plane alike), and the overlay's address plan
-    network_driver: Literal["bridge", "overlay"] = Field(
-        default="bridge",
-        description=(
-            "bridge: a project network per host; overlay: one segment across hosts (VXLAN), "
-            "addresses leased by the control plane (set it on the API and every agent)"
-        ),
-    )
+    # -- networks: the overlay's address plan (network_driver = "overlay", on the API and
+    # every agent)
     overlay_local_ip: str | None = Field(
         default=None,
         description=(
@@ -376,6 +370,24 @@ class Settings(BaseSettings):
         default=None, description="service credential shared by agents; generated when unset"
     )
     docker_url: str = "unix:///var/run/docker.sock"
+    # The libpod service of the ``podman`` runtime driver (``podman system service``).
+    podman_url: str = "unix:///run/podman/podman.sock"
+    # The agent's drivers, by their entry-point names (berth.plugins): a package that
+    # declares more under the same groups adds choices without touching Berth.
+    runtime_driver: str = Field(
+        default="docker",
+        description="the container engine driver (entry-point group berth.runtimes)",
+    )
+    network_driver: str = Field(
+        default="bridge",
+        description=(
+            "the network driver (entry-point group berth.networks): bridge (a network per "
+            "host) or overlay (one segment across hosts, set on the API and every agent)"
+        ),
+    )
+    volume_driver: str = Field(
+        default="local", description="the volume driver (entry-point group berth.volumes)"
+    )
     all_in_one: bool = True
 
     @classmethod

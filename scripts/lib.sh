@@ -395,6 +395,16 @@ PY
     fi
 }
 
+# -- Podman ---------------------------------------------------------------------
+
+# ensure_podman: Debian's Podman (4.3) and its network backend, for the Podman
+# runtime driver. Its tests start `podman system service` themselves, with
+# CONTAINERS_CONF=scripts/podman/containers.conf (no default ulimits: this
+# sandbox refuses Podman's raised nofile/nproc without CAP_SYS_RESOURCE).
+ensure_podman() {
+    ensure_apt_packages podman netavark
+}
+
 # -- the image store ------------------------------------------------------------
 
 # start_image_store DATA_DIR [PORT]: Berth's image store, a docker-registry with

@@ -46,7 +46,7 @@ from berth.domain.hostsync import (
     Observation,
 )
 from berth.networks.base import NetworkDriver
-from berth.runtimes.base import HostFacts, RuntimeContainer, RuntimeDriver
+from berth.runtimes.base import HostFacts, RuntimeContainer, RuntimeDriver, engine_labels
 
 __all__ = ["Agent", "Sleep"]
 
@@ -228,7 +228,8 @@ class Agent:
             runtimes=list(facts.runtimes),
             agent_url=s.effective_agent_url,
             availability_zone=s.agent_availability_zone,
-            labels=dict(s.agent_labels),
+            # What the engine says of itself wins over an operator's label of that name.
+            labels={**s.agent_labels, **engine_labels(facts)},
             architecture=facts.architecture,
             os_type=facts.os_type,
             os=facts.os,

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,14 +21,12 @@ from berth.api.app import Extension, create_app
 from berth.api.internal.local import LocalControl
 from berth.api.state import AppState
 from berth.config import Settings, load_settings
-from berth.networks.base import NetworkDriver
-from berth.networks.bridge import BridgeNetworks
-from berth.networks.hostguard import HostPort, allowed_host_ports
-from berth.networks.overlay import OverlayNetworks, underlay_address
-from berth.runtimes.docker import DockerDriver
-from berth.runtimes.dockermap import TenantLimits
+from berth.networks.base import NETWORK_DRIVERS
+from berth.plugins import PluginNotFound
+from berth.runtimes.base import RUNTIME_DRIVERS, RuntimeDriver
+from berth.volumes.base import VOLUME_DRIVERS
 
-__all__ = ["agent_main", "api_main", "embedded_agent", "worker_main"]
+__all__ = ["agent_main", "agent_runtime", "api_main", "embedded_agent", "worker_main"]
 
 log = logging.getLogger("berth")
 
@@ -39,41 +37,30 @@ def _logging() -> None:
     )
 
 
-def docker_runtime(settings: Settings) -> DockerDriver:
-    """The agent's runtime driver, holding tenant containers to the operator's limits and
-    keeping them off the host's own services except the ports the operator allows."""
-    limits = TenantLimits(
-        pids=settings.container_pids_limit, log_max_mb=settings.container_log_max_mb
-    )
-    registries = [*([settings.image_store] if settings.image_store else [])]
-    host_ports = allowed_host_ports(
-        settings.container_host_ports_allowlist,
-        [*registries, *settings.image_registry_allowlist],
-    )
-    return DockerDriver(
-        settings.docker_url,
-        owner=settings.agent_host,
-        limits=limits,
-        networks=network_driver(settings, host_ports),
-    )
+def agent_runtime(settings: Settings) -> RuntimeDriver:
+    """The agent's drivers, chosen by name among the installed entry points and wired here:
+    the runtime driver is handed the network and volume drivers it uses.
 
-
-def network_driver(settings: Settings, host_ports: Sequence[HostPort]) -> NetworkDriver:
-    """The agent's network driver, by ``network_driver`` (the one place it is chosen)."""
-    if settings.network_driver == "overlay":
-        local_ip = settings.overlay_local_ip or underlay_address(settings.control_url)
-        return OverlayNetworks(
-            settings.docker_url, owner=settings.agent_host, local_ip=local_ip, host_ports=host_ports
-        )
-    return BridgeNetworks(settings.docker_url, owner=settings.agent_host, host_ports=host_ports)
+    A name that is not installed stops the process with a message naming the choices.
+    """
+    try:
+        networks = NETWORK_DRIVERS.load(settings.network_driver)(settings)
+        volumes = VOLUME_DRIVERS.load(settings.volume_driver)(settings)
+        factory = RUNTIME_DRIVERS.load(settings.runtime_driver)
+    except PluginNotFound as exc:
+        raise SystemExit(f"berth: {exc.message}") from exc
+    return factory(settings, networks=networks, volumes=volumes)
 
 
 def embedded_agent(settings: Settings) -> Extension:
     """The all-in-one agent: reaches the API in memory and is reached in memory."""
 
+    # Built now, not at start-up of the app: a driver that is not installed stops the
+    # process before it serves anything.
+    runtime = agent_runtime(settings)
+
     @asynccontextmanager
     async def run(app: FastAPI, state: AppState) -> AsyncIterator[None]:
-        runtime = docker_runtime(settings)
         password = state.env.agents.api_key
         state.env.agents.local[settings.agent_host] = httpx.ASGITransport(
             app=create_agent_app(runtime, password)
@@ -141,7 +128,7 @@ async def _agent(settings: Settings) -> None:
     password = _agent_password(settings)
     if not settings.control_url:
         raise SystemExit("berth-agent needs BERTH_CONTROL_URL (the berth-api base URL).")
-    runtime = docker_runtime(settings)
+    runtime = agent_runtime(settings)
     server = uvicorn.Server(
         uvicorn.Config(
             create_agent_app(runtime, password),

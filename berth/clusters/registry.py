@@ -1,5 +1,8 @@
 """Cluster drivers found through the ``berth.cluster_drivers`` entry-point group, and selection.
 
+The group is one ``berth.plugins.Kind`` like every other kind of driver; its
+entries are factories taking no argument (a cluster driver holds no settings).
+
 Selection follows Magnum: an explicit driver name wins; otherwise the driver whose
 ``(server_type, os, coe)`` matches the template (an ``os`` of None matches any).
 """
@@ -7,17 +10,24 @@ Selection follows Magnum: an explicit driver name wins; otherwise the driver who
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from importlib.metadata import entry_points
+from collections.abc import Callable, Iterable
 
 from berth import errors
 from berth.clusters.driver import ClusterDriver
+from berth.plugins import Kind
 
-__all__ = ["ENTRY_POINT_GROUP", "ClusterDriverNotSupported", "DriverRegistry", "load_drivers"]
+__all__ = [
+    "CLUSTER_DRIVERS",
+    "ENTRY_POINT_GROUP",
+    "ClusterDriverNotSupported",
+    "DriverRegistry",
+    "load_drivers",
+]
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "berth.cluster_drivers"
+CLUSTER_DRIVERS: Kind[Callable[[], ClusterDriver]] = Kind(ENTRY_POINT_GROUP, "cluster driver")
 
 
 class ClusterDriverNotSupported(errors.Invalid):
@@ -49,15 +59,11 @@ class DriverRegistry:
 def load_drivers() -> DriverRegistry:
     """Instantiate every driver registered under the entry-point group."""
     found: list[ClusterDriver] = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    # A broken plug-in must not take the API down with it: its clusters fail with
+    # "Driver ... is not installed" until it is fixed.
+    for name, factory in CLUSTER_DRIVERS.load_all().items():
         try:
-            factory = ep.load()
             found.append(factory())
-        except Exception:  # a broken plug-in must not take the API down with it
-            log.exception(
-                "cluster driver %s (%s) cannot be loaded: its clusters will fail with "
-                "'Driver ... is not installed' until it is fixed",
-                ep.name,
-                ep.value,
-            )
+        except Exception:
+            log.exception("cluster driver %s cannot be loaded: its factory failed", name)
     return DriverRegistry(found)

@@ -17,6 +17,7 @@ from berth.dashboard.pages import explain, redirect
 from berth.dashboard.render import TERMINAL_CSP, Can, env_of, fragment, page, permissions
 from berth.dashboard.session import Flash, Session, check_csrf, read_form
 from berth.domain.containers import action_allowed
+from berth.domain.paging import Paging
 from berth.services import quotas, volumes
 from berth.services.containers import containers as svc
 from berth.services.containers import ops
@@ -61,10 +62,7 @@ async def _rows(request: Request, session: Session) -> dict[str, Any]:
         session.ctx,
         all_projects=all_projects,
         filters={},
-        limit=None,
-        marker=None,
-        sort_key="created_at",
-        sort_dir="desc",
+        paging=Paging(sort_key="created_at", sort_dir="desc"),
     )
     return {
         "containers": rows,

@@ -17,6 +17,7 @@ from berth import errors
 from berth.dashboard.pages import redirect
 from berth.dashboard.render import env_of, page
 from berth.dashboard.session import Session
+from berth.domain.paging import Paging
 from berth.services.hosts import admin as hosts_admin
 from berth.services.images import images as image_svc
 from berth.services.images import registries as registry_svc
@@ -44,7 +45,7 @@ async def images_page(request: Request, session: Session) -> Response:
     """The images on hosts and in the store, a pull form, and delete buttons."""
     env = env_of(request)
     rows, _ = await image_svc.list_images(
-        env, session.ctx, limit=None, marker=None, sort_key="created_at", sort_dir="desc"
+        env, session.ctx, paging=Paging(sort_key="created_at", sort_dir="desc")
     )
     hosts = []
     if env.allowed(session.ctx, "host:get_all"):
@@ -93,10 +94,7 @@ async def registries_page(request: Request, session: Session) -> Response:
         session.ctx,
         all_projects=False,
         filters={},
-        limit=None,
-        marker=None,
-        sort_key="created_at",
-        sort_dir="desc",
+        paging=Paging(sort_key="created_at", sort_dir="desc"),
     )
     return await page(request, "registries.html", session, registries=rows)
 

@@ -207,11 +207,7 @@ def _bool(value: Any, where: str) -> bool:
     return value
 
 
-def _member(raw: Any, where: str, volume_names: set[str]) -> MemberSpec:
-    spec = _dict(raw, where)
-    unknown = sorted(set(spec) - _CONTAINER_KEYS)
-    if unknown:
-        raise _bad(where, f"has unknown key(s) {', '.join(unknown)}")
+def _image(spec: dict[str, Any], where: str) -> str:
     image = spec.get("image")
     if (
         not isinstance(image, str)
@@ -220,51 +216,91 @@ def _member(raw: Any, where: str, volume_names: set[str]) -> MemberSpec:
         or any(c.isspace() for c in image)
     ):
         raise _bad(f"{where}.image", "is required and must be an image reference")
-    _line(image, f"{where}.image")
+    return _line(image, f"{where}.image")
+
+
+def _member_name(spec: dict[str, Any], where: str) -> str | None:
     name = spec.get("name")
     if name is not None and (
         not isinstance(name, str) or len(name) > 255 or not _NAME.fullmatch(name)
     ):
         raise _bad(f"{where}.name", "must be letters, digits, '_', '.' or '-'")
+    return name
+
+
+def _resources(spec: dict[str, Any], where: str) -> tuple[float | None, int | None]:
+    """CPU and memory: the limit if given, else the request."""
     resources = _dict(spec.get("resources"), f"{where}.resources")
     requests = _dict(resources.get("requests"), f"{where}.resources.requests")
     limits = _dict(resources.get("limits"), f"{where}.resources.limits")
     cpu = _cpu(limits.get("cpu", requests.get("cpu")), f"{where}.resources cpu")
     memory = _memory(limits.get("memory", requests.get("memory")), f"{where}.resources memory")
-    ports: list[str] = []
+    return cpu, memory
+
+
+def _port(raw: Any, where: str) -> str:
+    p = _dict(raw, where)
+    number = p.get("containerPort")
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 65536:
+        raise _bad(f"{where}.containerPort", "must be a port number 1-65535")
+    protocol = p.get("protocol", "TCP")
+    if not isinstance(protocol, str) or protocol.upper() not in ("TCP", "UDP"):
+        raise _bad(f"{where}.protocol", "must be TCP or UDP")
+    return f"{number}/{protocol.lower()}"
+
+
+def _mount(raw: Any, where: str, n: int, volume_names: set[str]) -> MountSpec:
+    """Mount ``n`` of the member at ``where`` (whose name its readOnly error carries)."""
+    at = f"{where}.volumeMounts[{n}]"
+    m = _dict(raw, at)
+    vol, path = m.get("name"), m.get("mountPath")
+    if not isinstance(vol, str) or not isinstance(path, str) or not path.startswith("/"):
+        raise _bad(at, "needs a volume name and an absolute mountPath")
+    _line(path, f"{at}.mountPath")
+    if vol not in volume_names:
+        raise _bad(at, f"names volume {vol!r}, not in spec.volumes")
+    return MountSpec(vol, path, _bool(m.get("readOnly"), f"{where} readOnly"))
+
+
+def _pull_policy(spec: dict[str, Any], where: str) -> str | None:
+    policy = spec.get("imagePullPolicy")
+    if policy is None:
+        return None
+    if not isinstance(policy, str) or policy.lower() not in ("always", "never", "ifnotpresent"):
+        raise _bad(f"{where}.imagePullPolicy", "must be Always, Never or IfNotPresent")
+    return policy.lower()
+
+
+def _workdir(spec: dict[str, Any], where: str) -> str | None:
+    workdir = spec.get("workDir", spec.get("workingDir"))
+    if workdir is None:
+        return None
+    if not isinstance(workdir, str) or len(workdir) > 4096:
+        raise _bad(f"{where}.workDir", "must be a path")
+    return _line(workdir, f"{where}.workDir")
+
+
+def _member(raw: Any, where: str, volume_names: set[str]) -> MemberSpec:
+    # Checked in this order, so a template with several mistakes reports the same first one.
+    spec = _dict(raw, where)
+    unknown = sorted(set(spec) - _CONTAINER_KEYS)
+    if unknown:
+        raise _bad(where, f"has unknown key(s) {', '.join(unknown)}")
+    image = _image(spec, where)
+    name = _member_name(spec, where)
+    cpu, memory = _resources(spec, where)
     _count(spec.get("ports"), f"{where}.ports", "ports")
     _count(spec.get("volumeMounts"), f"{where}.volumeMounts", "volumeMounts")
-    for n, port in enumerate(_list(spec.get("ports"), f"{where}.ports")):
-        p = _dict(port, f"{where}.ports[{n}]")
-        number = p.get("containerPort")
-        if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 65536:
-            raise _bad(f"{where}.ports[{n}].containerPort", "must be a port number 1-65535")
-        protocol = p.get("protocol", "TCP")
-        if not isinstance(protocol, str) or protocol.upper() not in ("TCP", "UDP"):
-            raise _bad(f"{where}.ports[{n}].protocol", "must be TCP or UDP")
-        ports.append(f"{number}/{protocol.lower()}")
-    mounts: list[MountSpec] = []
-    for n, mount in enumerate(_list(spec.get("volumeMounts"), f"{where}.volumeMounts")):
-        m = _dict(mount, f"{where}.volumeMounts[{n}]")
-        vol, path = m.get("name"), m.get("mountPath")
-        if not isinstance(vol, str) or not isinstance(path, str) or not path.startswith("/"):
-            raise _bad(
-                f"{where}.volumeMounts[{n}]", "needs a volume name and an absolute mountPath"
-            )
-        _line(path, f"{where}.volumeMounts[{n}].mountPath")
-        if vol not in volume_names:
-            raise _bad(f"{where}.volumeMounts[{n}]", f"names volume {vol!r}, not in spec.volumes")
-        mounts.append(MountSpec(vol, path, _bool(m.get("readOnly"), f"{where} readOnly")))
-    policy = spec.get("imagePullPolicy")
-    if policy is not None and (
-        not isinstance(policy, str) or policy.lower() not in ("always", "never", "ifnotpresent")
-    ):
-        raise _bad(f"{where}.imagePullPolicy", "must be Always, Never or IfNotPresent")
-    workdir = spec.get("workDir", spec.get("workingDir"))
-    if workdir is not None and (not isinstance(workdir, str) or len(workdir) > 4096):
-        raise _bad(f"{where}.workDir", "must be a path")
-    if workdir is not None:
-        _line(workdir, f"{where}.workDir")
+    ports = [
+        _port(port, f"{where}.ports[{n}]")
+        for n, port in enumerate(_list(spec.get("ports"), f"{where}.ports"))
+    ]
+    mounts = [
+        _mount(mount, where, n, volume_names)
+        for n, mount in enumerate(_list(spec.get("volumeMounts"), f"{where}.volumeMounts"))
+    ]
+    policy = _pull_policy(spec, where)
+    workdir = _workdir(spec, where)
     return MemberSpec(
         image=image,
         name=name,
@@ -276,7 +312,7 @@ def _member(raw: Any, where: str, volume_names: set[str]) -> MemberSpec:
         workdir=workdir,
         ports=ports,
         mounts=mounts,
-        image_pull_policy=str(policy).lower() if policy is not None else None,
+        image_pull_policy=policy,
         interactive=_bool(spec.get("stdin"), f"{where}.stdin"),
         tty=_bool(spec.get("tty"), f"{where}.tty"),
     )
@@ -308,8 +344,8 @@ def _volume(raw: Any, where: str) -> VolumeSpec:
     )
 
 
-def parse_template(template: Any) -> CapsuleSpec:
-    """The capsule a template describes, or errors.Invalid saying what is wrong."""
+def _top(template: Any) -> dict[str, Any]:
+    """The template's outer object: known keys, the required ones, kind and version."""
     top = _dict(template, "the template")
     unknown = sorted(set(top) - _TOP_KEYS)
     if unknown:
@@ -321,42 +357,74 @@ def parse_template(template: Any) -> CapsuleSpec:
         raise _bad("kind", "must be 'capsule'")
     if top.get("capsuleVersion") not in (None, "beta", "Beta"):
         raise _bad("capsuleVersion", "must be 'beta'")
-    meta = _dict(top["metadata"], "metadata")
+    return top
+
+
+def _capsule_name(meta: dict[str, Any]) -> str | None:
     name = meta.get("name")
     if name is not None and (
         not isinstance(name, str) or not 2 <= len(name) <= 255 or not _NAME.fullmatch(name)
     ):
         raise _bad("metadata.name", "must be 2-255 letters, digits, '_', '.' or '-'")
-    spec = _dict(top["spec"], "spec")
+    return name
+
+
+def _volumes(spec: dict[str, Any]) -> list[VolumeSpec]:
     raw_volumes = _list(spec.get("volumes"), "spec.volumes")
     _count(raw_volumes, "spec.volumes", "volumes")
     volumes = [_volume(v, f"spec.volumes[{n}]") for n, v in enumerate(raw_volumes)]
     names = [v.name for v in volumes]
     if len(set(names)) != len(names):
         raise _bad("spec.volumes", "has two volumes with the same name")
+    return volumes
+
+
+def _member_lists(spec: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """The raw containers (at least one) and initContainers, at most 16 in all."""
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise _bad("spec.containers", "must list at least one container")
     inits = _list(spec.get("initContainers"), "spec.initContainers")
     _count([*containers, *inits], "spec.containers and spec.initContainers", "containers")
+    return containers, inits
+
+
+def _restart_policy(spec: dict[str, Any]) -> str:
     policy = spec.get("restartPolicy", "Always")
     if not isinstance(policy, str) or policy not in RESTART_POLICIES:
         raise _bad("spec.restartPolicy", "must be Always, OnFailure or Never")
+    return RESTART_POLICIES[policy]
+
+
+def _zone(top: dict[str, Any]) -> str | None:
     zone = top.get("availabilityZone")
-    if zone is not None and (not isinstance(zone, str) or not 1 <= len(zone) <= 255):
+    if zone is None:
+        return None
+    if not isinstance(zone, str) or not 1 <= len(zone) <= 255:
         raise _bad("availabilityZone", "must be a zone name")
-    if zone is not None:
-        _line(zone, "availabilityZone")
+    return _line(zone, "availabilityZone")
+
+
+def parse_template(template: Any) -> CapsuleSpec:
+    """The capsule a template describes, or errors.Invalid saying what is wrong."""
+    # Checked in this order, so a template with several mistakes reports the same first one.
+    top = _top(template)
+    meta = _dict(top["metadata"], "metadata")
+    name = _capsule_name(meta)
+    spec = _dict(top["spec"], "spec")
+    volumes = _volumes(spec)
+    names = {v.name for v in volumes}
+    containers, inits = _member_lists(spec)
+    restart_policy = _restart_policy(spec)
+    zone = _zone(top)
     return CapsuleSpec(
         name=name,
         labels=_str_map(meta.get("labels"), "metadata.labels", "labels"),
         annotations=_str_map(meta.get("annotations"), "metadata.annotations", "annotations"),
-        restart_policy=RESTART_POLICIES[policy],
-        containers=[
-            _member(c, f"spec.containers[{n}]", set(names)) for n, c in enumerate(containers)
-        ],
+        restart_policy=restart_policy,
+        containers=[_member(c, f"spec.containers[{n}]", names) for n, c in enumerate(containers)],
         init_containers=[
-            _member(c, f"spec.initContainers[{n}]", set(names)) for n, c in enumerate(inits)
+            _member(c, f"spec.initContainers[{n}]", names) for n, c in enumerate(inits)
         ],
         volumes=volumes,
         availability_zone=zone,

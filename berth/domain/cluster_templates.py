@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -115,50 +115,68 @@ def _bad(name: str, value: Any, why: str) -> errors.Invalid:
     return errors.Invalid(f"Invalid input for field/attribute {name}. Value: {shown}. {why}")
 
 
+def _text(name: str, spec: FieldSpec, value: Any) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise _bad(name, value, "Wrong type. Expected 'str'.")
+    if isinstance(value, int) and abs(value) > 10**255:
+        raise _bad(name, value, "Length must be 1-255 characters.")
+    text = str(value)
+    if len(text) > 255 or (name in _NON_EMPTY and not text):
+        raise _bad(name, value, "Length must be 1-255 characters.")
+    if CONTROL.search(text):
+        raise _bad(name, "...", "Control characters (NUL, newlines, tabs, ...) are not allowed.")
+    if spec.choices and text not in spec.choices:
+        raise _bad(name, value, f"Value should be one of: {', '.join(spec.choices)}.")
+    return text
+
+
+def _bool(name: str, spec: FieldSpec, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in _TRUE:
+        return True
+    if str(value).lower() in _FALSE:
+        return False
+    raise _bad(name, value, "Wrong type. Expected a boolean.")
+
+
+def _int(name: str, spec: FieldSpec, value: Any) -> int:
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _DIGITS.fullmatch(value):  # ASCII, not "١٢" or "1_0"
+        number = int(value)
+    if number is None:
+        raise _bad(name, value, "Wrong type. Expected 'int'.")
+    if spec.minimum is not None and number < spec.minimum:
+        raise _bad(name, value, f"It must be at least {spec.minimum}.")
+    if spec.maximum is not None and number > spec.maximum:
+        raise _bad(name, value, f"It must be at most {spec.maximum}.")
+    return number
+
+
+def _dict(name: str, spec: FieldSpec, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _bad(name, value, "Wrong type. Expected a dict.")
+    return coerce_labels(name, value)
+
+
+# How each FieldSpec.kind coerces a value that is not None.
+_COERCE: Final[dict[str, Callable[[str, FieldSpec, Any], Any]]] = {
+    "str": _text,
+    "enum": _text,
+    "bool": _bool,
+    "int": _int,
+    "dict": _dict,
+}
+
+
 def coerce_field(name: str, value: Any) -> Any:
     """The stored value of ``name`` given ``value`` from a request; None stays None."""
     spec = FIELDS[name]
     if value is None:
         return None if spec.kind != "dict" else {}
-    if spec.kind in ("str", "enum"):
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise _bad(name, value, "Wrong type. Expected 'str'.")
-        if isinstance(value, int) and abs(value) > 10**255:
-            raise _bad(name, value, "Length must be 1-255 characters.")
-        text = str(value)
-        if len(text) > 255 or (name in _NON_EMPTY and not text):
-            raise _bad(name, value, "Length must be 1-255 characters.")
-        if CONTROL.search(text):
-            raise _bad(
-                name, "...", "Control characters (NUL, newlines, tabs, ...) are not allowed."
-            )
-        if spec.choices and text not in spec.choices:
-            raise _bad(name, value, f"Value should be one of: {', '.join(spec.choices)}.")
-        return text
-    if spec.kind == "bool":
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in _TRUE:
-            return True
-        if str(value).lower() in _FALSE:
-            return False
-        raise _bad(name, value, "Wrong type. Expected a boolean.")
-    if spec.kind == "int":
-        number: int | None = None
-        if isinstance(value, int) and not isinstance(value, bool):
-            number = value
-        elif isinstance(value, str) and _DIGITS.fullmatch(value):  # ASCII, not "١٢" or "1_0"
-            number = int(value)
-        if number is None:
-            raise _bad(name, value, "Wrong type. Expected 'int'.")
-        if spec.minimum is not None and number < spec.minimum:
-            raise _bad(name, value, f"It must be at least {spec.minimum}.")
-        if spec.maximum is not None and number > spec.maximum:
-            raise _bad(name, value, f"It must be at most {spec.maximum}.")
-        return number
-    if not isinstance(value, dict):
-        raise _bad(name, value, "Wrong type. Expected a dict.")
-    return coerce_labels(name, value)
+    return _COERCE[spec.kind](name, spec, value)
 
 
 def coerce_fields(body: Mapping[str, Any], *, allowed: frozenset[str]) -> dict[str, Any]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import shlex
 from enum import StrEnum
 from typing import Final
+
+from berth import errors
 
 __all__ = [
     "ACTION_ALLOWED",
     "Status",
     "TaskState",
     "action_allowed",
+    "exec_argv",
     "status_for_observation",
 ]
 
@@ -118,3 +122,14 @@ def status_for_observation(observed: str, desired: str, error: str | None) -> St
     if observed == "created" and desired == "stopped":
         return S.STOPPED
     return _OBSERVED_TO_STATUS.get(observed, S.UNKNOWN)
+
+
+def exec_argv(command: str) -> list[str]:
+    """Zun's ``execute`` command string as the argv an engine runs (shell-like quoting)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise errors.Invalid(f"Cannot parse command {command!r}: {exc}") from exc
+    if not argv:
+        raise errors.Invalid("The command to execute is empty.")
+    return argv

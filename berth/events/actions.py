@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth.domain.context import RequestContext
-from berth.store.base import utcnow
+from berth.store.db import Session
+from berth.store.events import close_actions
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow, EventRow
 
 __all__ = ["emit", "finish_open_actions", "start_action"]
@@ -27,7 +25,7 @@ _EVENT_NAMES = {
 
 
 def emit(
-    session: AsyncSession,
+    session: Session,
     row: ContainerRow,
     event_type: str,
     request_id: str | None = None,
@@ -47,7 +45,7 @@ def emit(
 
 
 async def start_action(
-    session: AsyncSession, ctx: RequestContext, row: ContainerRow, action: str
+    session: Session, ctx: RequestContext, row: ContainerRow, action: str
 ) -> None:
     """Record that ``ctx`` started ``action`` on ``row``; the agent's report finishes it."""
     act = ContainerActionRow(
@@ -68,34 +66,10 @@ async def start_action(
 
 
 async def finish_open_actions(
-    session: AsyncSession, container_uuid: str, *, error: str | None = None
+    session: Session, container_uuid: str, *, error: str | None = None
 ) -> None:
     """Close every unfinished action of a container: Success, or Error with the reason.
 
     Two bulk statements at most (one when nothing is open, which is most reports).
     """
-    now = utcnow()
-    closed = (
-        (
-            await session.execute(
-                update(ContainerActionRow)
-                .where(
-                    ContainerActionRow.container_uuid == container_uuid,
-                    ContainerActionRow.finish_time.is_(None),
-                )
-                .values(finish_time=now, message="Error" if error else None)
-                .returning(ContainerActionRow.id),
-                execution_options={"synchronize_session": False},
-            )
-        )
-        .scalars()
-        .all()
-    )
-    if not closed:
-        return
-    await session.execute(
-        update(ActionEventRow)
-        .where(ActionEventRow.action_id.in_(closed), ActionEventRow.finish_time.is_(None))
-        .values(finish_time=now, result="Error" if error else "Success", traceback=error),
-        execution_options={"synchronize_session": False},
-    )
+    await close_actions(session, container_uuid, error=error)

@@ -19,10 +19,10 @@ import uuid
 from typing import Any
 
 import aio_pika
-from sqlalchemy import select
 
 from berth.store.db import Database
-from berth.store.tables import EventRow, OutboxCursorRow
+from berth.store.events import locked_cursor, since
+from berth.store.tables import EventRow
 
 __all__ = ["AmqpRelay", "envelope"]
 
@@ -64,19 +64,8 @@ class AmqpRelay:
     async def tick(self, db: Database) -> int:
         """Relay one batch; returns how many notifications were published."""
         async with db.transaction() as session:
-            cursor = await session.get(OutboxCursorRow, _CURSOR, with_for_update=True)
-            if cursor is None:
-                cursor = OutboxCursorRow(name=_CURSOR, last_event_id=0)
-                session.add(cursor)
-                await session.flush()
-            rows = (
-                await session.scalars(
-                    select(EventRow)
-                    .where(EventRow.id > cursor.last_event_id)
-                    .order_by(EventRow.id)
-                    .limit(_BATCH)
-                )
-            ).all()
+            cursor = await locked_cursor(session, _CURSOR)
+            rows = await since(session, cursor.last_event_id, limit=_BATCH)
             if not rows:
                 return 0
             exchange = await self._exchange_ready()

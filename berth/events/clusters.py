@@ -11,9 +11,8 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from berth.domain.cluster_settings import ClusterSettings
+from berth.store.db import Session
 from berth.store.tables import ClusterRow, EventRow
 
 __all__ = ["cadf", "emit_notification", "emit_step"]
@@ -61,7 +60,7 @@ def cadf(row: ClusterRow, action: str, outcome: str, user_id: str) -> dict[str, 
 
 
 def emit_notification(
-    session: AsyncSession, row: ClusterRow, status: str, outcome: str, user_id: str
+    session: Session, row: ClusterRow, status: str, outcome: str, user_id: str
 ) -> None:
     """Append ``magnum.cluster.<action>`` for an operation named by its status prefix."""
     action = _ACTIONS.get(status.split("_", 1)[0], "update")
@@ -80,7 +79,7 @@ def emit_notification(
     )
 
 
-def emit_step(session: AsyncSession, row: ClusterRow, reason: str) -> None:
+def emit_step(session: Session, row: ClusterRow, reason: str) -> None:
     """Append one visible step of an operation."""
     session.add(
         EventRow(

@@ -11,13 +11,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias, runtime_checkable
 
+from berth.config import Settings
 from berth.domain.hostsync import NetworkRef, RemoteMember
+from berth.plugins import Kind
 
 __all__ = [
+    "NETWORK_DRIVERS",
     "NETWORK_PREFIX",
     "FirewallRule",
     "FirewallSpec",
     "NetworkDriver",
+    "NetworkFactory",
     "network_id_of",
     "network_name",
 ]
@@ -104,3 +108,13 @@ class NetworkDriver(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+class NetworkFactory(Protocol):
+    """What a ``berth.networks`` entry point names: builds the agent's network driver."""
+
+    def __call__(self, settings: Settings) -> NetworkDriver: ...
+
+
+NETWORK_DRIVERS: Kind[NetworkFactory] = Kind("berth.networks", "network driver", "network_driver")
+"""Host-side project networks and security groups (Berth's own: ``bridge``, ``overlay``)."""

@@ -28,11 +28,13 @@ import docker.errors
 import requests
 
 from berth import errors
+from berth.config import Settings
 from berth.domain.hostsync import NetworkRef, RemoteMember
-from berth.networks.base import FirewallSpec, network_id_of, network_name
+from berth.networks.base import FirewallSpec, NetworkFactory, network_id_of, network_name
 from berth.networks.firewall import JUMP_CHAIN, chain_name, chain_rules, jump_comment
 from berth.networks.hostguard import (
     HostPort,
+    allowed_host_ports,
     bridge_name,
     chain_listing,
     guard_chain,
@@ -41,7 +43,7 @@ from berth.networks.hostguard import (
     guarded_bridges,
 )
 
-__all__ = ["BridgeNetworks"]
+__all__ = ["BridgeNetworks", "driver"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -409,3 +411,18 @@ def _bridge_of(network: Mapping[str, Any]) -> str:
 
 def _quote(args: list[str]) -> str:
     return " ".join(f'"{a}"' if " " in a else a for a in args)
+
+
+def driver(settings: Settings) -> BridgeNetworks:
+    """The ``bridge`` entry point: bridge networks on the engine at ``docker_url``, keeping
+    containers off the host's own services except the ports the operator allows (and the
+    registries they pull from)."""
+    registries = [*([settings.image_store] if settings.image_store else [])]
+    host_ports = allowed_host_ports(
+        settings.container_host_ports_allowlist,
+        [*registries, *settings.image_registry_allowlist],
+    )
+    return BridgeNetworks(settings.docker_url, owner=settings.agent_host, host_ports=host_ports)
+
+
+_ENTRY_POINT: NetworkFactory = driver  # so mypy checks the entry point against the Protocol

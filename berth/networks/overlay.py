@@ -33,13 +33,16 @@ from urllib.parse import urlsplit
 from docker.types import IPAMConfig, IPAMPool
 
 from berth import errors
+from berth.config import Settings
 from berth.domain.hostsync import NetworkRef, RemoteMember, Segment
+from berth.networks.base import NetworkFactory
 from berth.networks.bridge import BridgeNetworks
-from berth.networks.hostguard import HostPort
+from berth.networks.hostguard import HostPort, allowed_host_ports
 
 __all__ = [
     "VXLAN_PORT",
     "OverlayNetworks",
+    "driver",
     "remote_entries",
     "underlay_address",
     "vxlan_name",
@@ -284,3 +287,23 @@ class OverlayNetworks(BridgeNetworks):
                 "network %s: %d members on other hosts (%d entries changed)",
                 net_id, len(wanted), len(bridge) + len(ip),
             )  # fmt: skip
+
+
+def driver(settings: Settings) -> OverlayNetworks:
+    """The ``overlay`` entry point: the bridge driver's networks, guard and filtering, made
+    one segment across hosts; the tunnels' end is ``overlay_local_ip`` or the address this
+    host reaches the control plane from."""
+    registries = [*([settings.image_store] if settings.image_store else [])]
+    host_ports = allowed_host_ports(
+        settings.container_host_ports_allowlist,
+        [*registries, *settings.image_registry_allowlist],
+    )
+    return OverlayNetworks(
+        settings.docker_url,
+        owner=settings.agent_host,
+        local_ip=settings.overlay_local_ip or underlay_address(settings.control_url),
+        host_ports=host_ports,
+    )
+
+
+_ENTRY_POINT: NetworkFactory = driver  # so mypy checks the entry point against the Protocol

@@ -1,16 +1,19 @@
 """Runtime drivers: the container engines an agent can drive.
 
-``base`` holds the ``RuntimeDriver`` Protocol and the plain data it returns;
-``docker`` is the reference driver; ``fake`` is an in-memory driver for tests
-(deliberately not in ``DRIVERS``).
+``base`` holds the ``RuntimeDriver`` Protocol, the plain data it returns and
+``RUNTIME_DRIVERS``, the ``berth.runtimes`` entry-point group an agent's driver
+is chosen from (``runtime_driver``); ``docker`` is the reference driver;
+``fake`` is an in-memory driver for tests (deliberately not an entry point).
 """
 
 from __future__ import annotations
 
 from berth.runtimes.base import (
+    RUNTIME_DRIVERS,
     HostFacts,
     RuntimeContainer,
     RuntimeDriver,
+    RuntimeFactory,
     TopResult,
     ZunStats,
     container_name,
@@ -19,16 +22,14 @@ from berth.runtimes.base import (
 )
 
 __all__ = [
-    "DRIVERS",
+    "RUNTIME_DRIVERS",
     "HostFacts",
     "RuntimeContainer",
     "RuntimeDriver",
+    "RuntimeFactory",
     "TopResult",
     "ZunStats",
     "container_name",
     "effective_pull_policy",
     "parse_instant",
 ]
-
-DRIVERS: dict[str, str] = {"docker": "berth.runtimes.docker:DockerDriver"}
-"""Built-in drivers by name, as ``module:Class`` (imported only when chosen)."""

@@ -16,23 +16,32 @@ from typing import Any, Protocol, runtime_checkable
 # typing_extensions: pydantic (FastAPI responses) accepts only its TypedDict on 3.11.
 from typing_extensions import TypedDict
 
+from berth.config import Settings
 from berth.domain.hostsync import DesiredContainer, ObservedStateName, RegistryAuth
+from berth.networks.base import NetworkDriver
+from berth.plugins import Kind
 from berth.runtimes.streams import StreamingRuntime
+from berth.volumes.base import VolumeDriver
 
 __all__ = [
+    "HOST_LABEL_ENGINE",
+    "HOST_LABEL_ENGINE_VERSION",
     "LABEL_OWNER",
     "LABEL_PROJECT",
     "LABEL_REBUILD",
     "LABEL_SPEC_VERSION",
     "LABEL_UUID",
     "PULL_POLICIES",
+    "RUNTIME_DRIVERS",
     "HostFacts",
     "RuntimeContainer",
     "RuntimeDriver",
+    "RuntimeFactory",
     "TopResult",
     "ZunStats",
     "container_name",
     "effective_pull_policy",
+    "engine_labels",
     "parse_instant",
 ]
 
@@ -107,6 +116,25 @@ class HostFacts:
     os: str | None = None
     kernel_version: str | None = None
     images: list[str] = field(default_factory=list)  # repo:tag of every tagged image
+    # The container engine itself ("docker") and its version, for mixed pools: the
+    # agent reports them as the host labels ``HOST_LABEL_ENGINE``/``..._VERSION``.
+    engine: str | None = None
+    engine_version: str | None = None
+
+
+# Host labels (Zun's host ``labels``, which Zun too fills from the engine) an agent
+# adds to the operator's: a request places by engine with the Zun scheduler hint
+# ``label:berth.engine=<engine>``, and ``openstack appcontainer host show`` shows it.
+HOST_LABEL_ENGINE = "berth.engine"
+HOST_LABEL_ENGINE_VERSION = "berth.engine_version"
+
+
+def engine_labels(facts: HostFacts) -> dict[str, str]:
+    """The host labels that say which engine (and version) the host runs, when known."""
+    labels = {HOST_LABEL_ENGINE: facts.engine} if facts.engine else {}
+    if facts.engine and facts.engine_version:
+        labels[HOST_LABEL_ENGINE_VERSION] = facts.engine_version
+    return labels
 
 
 def container_name(uuid: str) -> str:
@@ -246,3 +274,21 @@ class RuntimeDriver(StreamingRuntime, Protocol):
     async def stats(self, uuid: str) -> ZunStats:
         """A one-shot resource usage sample in Zun's shape."""
         ...
+
+
+class RuntimeFactory(Protocol):
+    """What a ``berth.runtimes`` entry point names: builds the agent's runtime driver.
+
+    It is handed the settings and the network and volume drivers the operator
+    chose (``network_driver``, ``volume_driver``); a driver that wires containers
+    to networks or volumes keeps them as its ``networks`` and ``volumes``
+    attributes, where the agent finds them (without, the host ignores networks).
+    """
+
+    def __call__(
+        self, settings: Settings, *, networks: NetworkDriver, volumes: VolumeDriver
+    ) -> RuntimeDriver: ...
+
+
+RUNTIME_DRIVERS: Kind[RuntimeFactory] = Kind("berth.runtimes", "runtime driver", "runtime_driver")
+"""The container engines an agent can drive (Berth's own: ``docker``)."""

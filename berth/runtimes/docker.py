@@ -27,15 +27,16 @@ import docker.errors
 import requests
 
 from berth import errors
+from berth.config import Settings
 from berth.domain.hostsync import DesiredContainer
 from berth.networks.base import NetworkDriver
-from berth.networks.bridge import BridgeNetworks
 from berth.runtimes import dockermap
 from berth.runtimes.base import (
     LABEL_OWNER,
     LABEL_UUID,
     HostFacts,
     RuntimeContainer,
+    RuntimeFactory,
     TopResult,
     ZunStats,
     container_name,
@@ -43,9 +44,8 @@ from berth.runtimes.base import (
 from berth.runtimes.docker_images import DockerImageOps
 from berth.runtimes.docker_streams import DockerStreams
 from berth.volumes.base import VolumeDriver
-from berth.volumes.local import LocalVolumeDriver
 
-__all__ = ["DockerDriver"]
+__all__ = ["DockerDriver", "driver"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,25 +115,26 @@ class DockerDriver(DockerImageOps, DockerStreams):
     ``list_managed`` to those, so agents of different Berth deployments (or
     test runs) sharing one engine never garbage-collect each other's work.
     ``limits`` are what every tenant container is held to (processes, log size).
+    ``volumes`` and ``networks`` are the drivers of data volumes and of project
+    networks and security groups; the composition root (``berth.cli.serve``)
+    chooses them, so this driver names no concrete one.
     """
 
     def __init__(
         self,
         base_url: str = "unix:///var/run/docker.sock",
         *,
+        volumes: VolumeDriver,
+        networks: NetworkDriver,
         owner: str | None = None,
         threads: int = 64,
-        volumes: VolumeDriver | None = None,
-        networks: NetworkDriver | None = None,
         limits: dockermap.TenantLimits = dockermap.TenantLimits(),
     ) -> None:
         self._engine = _Engine(base_url, threads)
         self._limits = limits
         self._owner = owner or socket.gethostname()
-        # Data volumes: Docker named volumes on this engine unless told otherwise.
-        self.volumes: VolumeDriver = volumes or LocalVolumeDriver(base_url, owner=self._owner)
-        # Project networks and security groups: bridge networks on this engine.
-        self.networks: NetworkDriver = networks or BridgeNetworks(base_url, owner=self._owner)
+        self.volumes = volumes
+        self.networks = networks
 
     async def close(self) -> None:
         """Release the engine connection; the driver is unusable afterwards."""
@@ -162,6 +163,8 @@ class DockerDriver(DockerImageOps, DockerStreams):
             os=info.get("OperatingSystem"),
             kernel_version=info.get("KernelVersion"),
             images=_tags(images),
+            engine="docker",
+            engine_version=info.get("ServerVersion"),
         )
 
     # -- observing
@@ -403,3 +406,21 @@ def _demultiplex(raw: bytes) -> bytes:
         out += raw[pos + 8 : pos + 8 + size]
         pos += 8 + size
     return bytes(out)
+
+
+def driver(settings: Settings, *, networks: NetworkDriver, volumes: VolumeDriver) -> DockerDriver:
+    """The ``docker`` entry point: the engine at ``docker_url``, holding tenant containers
+    to the operator's limits (processes, log size)."""
+    limits = dockermap.TenantLimits(
+        pids=settings.container_pids_limit, log_max_mb=settings.container_log_max_mb
+    )
+    return DockerDriver(
+        settings.docker_url,
+        owner=settings.agent_host,
+        limits=limits,
+        networks=networks,
+        volumes=volumes,
+    )
+
+
+_ENTRY_POINT: RuntimeFactory = driver  # so mypy checks the entry point against the Protocol

@@ -15,8 +15,8 @@ import requests
 from berth import errors
 from berth.domain.hostsync import RegistryAuth
 from berth.images.refs import split_reference
-from berth.runtimes.base import container_name, effective_pull_policy
-from berth.runtimes.images import ImageInfo, refused_access
+from berth.runtimes.base import container_name
+from berth.runtimes.images import ImageInfo, PullPolicyOps, refused_access
 
 __all__ = ["DockerImageOps"]
 
@@ -33,29 +33,10 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-class DockerImageOps:
+class DockerImageOps(PullPolicyOps):
     """Image operations over the driver's engine (see ``berth.runtimes.images``)."""
 
     _engine: Any
-
-    async def ensure_image(
-        self, image: str, pull_policy: str | None, auth: RegistryAuth | None = None
-    ) -> None:
-        """Make ``image`` present per its policy (None: ``ifnotpresent``) or raise ImageNotFound."""
-        policy = effective_pull_policy(pull_policy)
-        present = await self._image_present(image)
-        if policy == "never" and not present:
-            raise errors.ImageNotFound(
-                f"image {image!r} not found on this host, and its pull policy is 'never': "
-                "load it on the host or allow pulling"
-            )
-        if policy == "always" or not present:
-            await self._pull(image, auth)
-
-    async def pull_image(self, image: str, auth: RegistryAuth | None = None) -> ImageInfo:
-        """Pull ``image`` now and describe it."""
-        await self._pull(image, auth)
-        return await self._describe(image)
 
     async def remove_image(self, image: str) -> None:
         """Remove the image (its tag); absent is success; used by a container is Conflict."""

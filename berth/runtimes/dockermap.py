@@ -82,10 +82,8 @@ class TenantLimits:
     log_files: int = 3
 
 
-def create_params(
-    spec: DesiredContainer, owner: str | None, limits: TenantLimits = TenantLimits()
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``create_container`` and ``create_host_config`` keyword arguments for a spec."""
+def _config(spec: DesiredContainer, owner: str | None) -> dict[str, Any]:
+    """``create_container``'s arguments, None where the engine's default applies."""
     labels = dict(spec.labels)
     labels.update(
         {
@@ -96,7 +94,7 @@ def create_params(
     )
     if owner:
         labels[LABEL_OWNER] = owner
-    config: dict[str, Any] = {
+    return {
         "image": spec.image,
         "name": container_name(spec.uuid),
         "labels": labels,
@@ -109,11 +107,11 @@ def create_params(
         "tty": spec.tty,
         "healthcheck": healthcheck(spec.healthcheck),
     }
-    host: dict[str, Any] = {
-        "auto_remove": spec.auto_remove,
-        "privileged": spec.privileged,
-        "restart_policy": restart_policy(spec.restart_policy),
-    }
+
+
+def _resource_options(spec: DesiredContainer, limits: TenantLimits) -> dict[str, Any]:
+    """The host config's limits: the spec's own, then the host's caps on every tenant."""
+    host: dict[str, Any] = {}
     if spec.cpu:
         host["nano_cpus"] = round(spec.cpu * _NS)
     if spec.memory:
@@ -130,7 +128,11 @@ def create_params(
         host["cpuset_cpus"] = ",".join(str(c) for c in spec.cpuset)
     if spec.runtime and spec.runtime != "runc":
         host["runtime"] = spec.runtime
-    mounts = [
+    return host
+
+
+def _mounts(spec: DesiredContainer) -> list[dict[str, Any]]:
+    return [
         {
             "Type": "bind" if m.host_path else "volume",
             "Source": m.host_path or volume_name(m.volume_uuid),
@@ -140,38 +142,73 @@ def create_params(
         for m in spec.volumes
         if m.destination
     ]
-    if mounts:
-        host["mounts"] = mounts
+
+
+def _network_mode(spec: DesiredContainer) -> str | None:
     if spec.network_container:
         # A capsule member shares its sandbox's network namespace (and so its hostname).
-        host["network_mode"] = f"container:{container_name(spec.network_container)}"
-        config.pop("hostname", None)
-    elif spec.networks:
+        return f"container:{container_name(spec.network_container)}"
+    if spec.networks:
         # The first project network at create; the agent connects any others.
-        first = spec.networks[0]
-        host["network_mode"] = network_name(first.id)
-        if first.address:  # leased by the control plane (overlay): the engine must not pick
-            config["networking_config"] = {
-                "EndpointsConfig": {
-                    network_name(first.id): {"IPAMConfig": {"IPv4Address": first.address}}
-                }
-            }
-    elif spec.no_network:
+        return network_name(spec.networks[0].id)
+    if spec.no_network:
         # Detached from every network (then recreated, say by a rebuild): loopback
         # only, never the engine's default bridge, until a network is attached.
-        host["network_mode"] = "none"
+        return "none"
+    return None
+
+
+def _fixed_address(spec: DesiredContainer) -> dict[str, Any] | None:
+    """The endpoint of the first network with the address the control plane leased (overlay):
+    the engine must not pick one. None when the engine picks (the bridge driver)."""
+    if spec.network_container or not spec.networks or not spec.networks[0].address:
+        return None
+    first = spec.networks[0]
+    endpoint = {"IPAMConfig": {"IPv4Address": first.address}}
+    return {"EndpointsConfig": {network_name(first.id): endpoint}}
+
+
+def _with_dind(host: dict[str, Any]) -> dict[str, Any]:
+    """``host`` plus DIND_HOST_OPTIONS, its lists and maps extended rather than replaced."""
+    result = dict(host)
+    for key, value in DIND_HOST_OPTIONS.items():
+        if isinstance(value, list):
+            result[key] = [*host.get(key, []), *value]
+        elif isinstance(value, dict):
+            result[key] = {**host.get(key, {}), **value}
+        else:
+            result[key] = value
+    return result
+
+
+def create_params(
+    spec: DesiredContainer, owner: str | None, limits: TenantLimits = TenantLimits()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``create_container`` and ``create_host_config`` keyword arguments for a spec."""
+    config = _config(spec, owner)
+    host: dict[str, Any] = {
+        "auto_remove": spec.auto_remove,
+        "privileged": spec.privileged,
+        "restart_policy": restart_policy(spec.restart_policy),
+        **_resource_options(spec, limits),
+    }
+    mounts = _mounts(spec)
+    if mounts:
+        host["mounts"] = mounts
+    network_mode = _network_mode(spec)
+    if network_mode is not None:
+        host["network_mode"] = network_mode
+    fixed = _fixed_address(spec)
+    if fixed is not None:
+        config["networking_config"] = fixed
+    if spec.network_container:
+        config.pop("hostname", None)  # the sandbox's
     if spec.published_ports:
         # Published on a host port the engine picks (reported back as ``published``).
         config["ports"] = [(p.port, p.protocol) for p in spec.published_ports]
         host["port_bindings"] = {f"{p.port}/{p.protocol}": None for p in spec.published_ports}
     if spec.node_profile == "dind":
-        for key, value in DIND_HOST_OPTIONS.items():
-            if isinstance(value, list):
-                host[key] = [*host.get(key, []), *value]
-            elif isinstance(value, dict):
-                host[key] = {**host.get(key, {}), **value}
-            else:
-                host[key] = value
+        host = _with_dind(host)
     return {k: v for k, v in config.items() if v is not None}, host
 
 
@@ -368,33 +405,54 @@ def signal_name(signal: str | int | None) -> str | int:
     return name if name.startswith("SIG") else f"SIG{name}"
 
 
-def zun_stats(raw: dict[str, Any], name: str) -> ZunStats:
-    """Zun's stats dict from one ``stats(stream=False)`` sample (CPU % as ``docker stats``)."""
+def _cpu_percent(raw: dict[str, Any]) -> float:
+    """CPU use since the previous sample, 100 per busy CPU (as ``docker stats``)."""
     cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
     cpu_delta = _usage(cpu) - _usage(pre)
     system_delta = (cpu.get("system_cpu_usage") or 0) - (pre.get("system_cpu_usage") or 0)
     online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [1])
-    cpu_percent = cpu_delta / system_delta * online * 100.0 if system_delta > 0 else 0.0
+    return cpu_delta / system_delta * online * 100.0 if system_delta > 0 else 0.0
+
+
+def _memory_mib(raw: dict[str, Any]) -> tuple[float, float]:
+    """Memory usage and limit in MiB."""
     memory = raw.get("memory_stats") or {}
     # Like `docker stats`: page cache the kernel can reclaim is not "usage".
     inactive = (memory.get("stats") or {}).get("total_inactive_file") or 0
     usage = max(0, (memory.get("usage") or 0) - inactive) / _MIB
     limit = (memory.get("limit") or 0) / _MIB
+    return usage, limit
+
+
+def _block_io(raw: dict[str, Any]) -> str:
+    """``"read/write"`` bytes."""
     io_read = io_write = 0
     for item in (raw.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []:
         op = str(item.get("op", "")).lower()
         io_read += item.get("value", 0) if op == "read" else 0
         io_write += item.get("value", 0) if op == "write" else 0
+    return f"{io_read}/{io_write}"
+
+
+def _net_io(raw: dict[str, Any]) -> str:
+    """``"received/sent"`` bytes over every interface."""
     rx = sum(n.get("rx_bytes", 0) for n in (raw.get("networks") or {}).values())
     tx = sum(n.get("tx_bytes", 0) for n in (raw.get("networks") or {}).values())
+    return f"{rx}/{tx}"
+
+
+def zun_stats(raw: dict[str, Any], name: str) -> ZunStats:
+    """Zun's stats dict from one ``stats(stream=False)`` sample (CPU % as ``docker stats``)."""
+    cpu_percent = _cpu_percent(raw)
+    usage, limit = _memory_mib(raw)
     return {
         "CONTAINER": name,
         "CPU %": round(cpu_percent, 2),
         "MEM USAGE(MiB)": round(usage, 2),
         "MEM LIMIT(MiB)": round(limit, 2),
         "MEM %": round(usage / limit * 100.0, 2) if limit else 0.0,
-        "BLOCK I/O(B)": f"{io_read}/{io_write}",
-        "NET I/O(B)": f"{rx}/{tx}",
+        "BLOCK I/O(B)": _block_io(raw),
+        "NET I/O(B)": _net_io(raw),
     }
 
 

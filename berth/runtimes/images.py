@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from berth import errors
 from berth.domain.hostsync import RegistryAuth
+from berth.runtimes.base import effective_pull_policy
 
-__all__ = ["ImageEngine", "ImageInfo", "refused_access"]
+__all__ = ["ImageEngine", "ImageInfo", "PullPolicyOps", "refused_access"]
 
 
 @dataclass(slots=True)
@@ -40,6 +42,42 @@ class ImageEngine(Protocol):
     ) -> ImageInfo:
         """Snapshot the container (paused meanwhile) as ``reference`` and push it there."""
         ...
+
+
+class PullPolicyOps:
+    """The pull policies and ``pull_image``, over an engine's three image primitives.
+
+    An engine's image mixin (``DockerImageOps``, ``PodmanImageOps``) subclasses
+    this and says how to tell an image is present, pull it and describe it.
+    """
+
+    async def _image_present(self, image: str) -> bool:
+        raise NotImplementedError
+
+    async def _pull(self, image: str, auth: RegistryAuth | None) -> None:
+        raise NotImplementedError
+
+    async def _describe(self, image: str) -> ImageInfo:
+        raise NotImplementedError
+
+    async def ensure_image(
+        self, image: str, pull_policy: str | None, auth: RegistryAuth | None = None
+    ) -> None:
+        """Make ``image`` present per its policy (None: ``ifnotpresent``) or raise ImageNotFound."""
+        policy = effective_pull_policy(pull_policy)
+        present = await self._image_present(image)
+        if policy == "never" and not present:
+            raise errors.ImageNotFound(
+                f"image {image!r} not found on this host, and its pull policy is 'never': "
+                "load it on the host or allow pulling"
+            )
+        if policy == "always" or not present:
+            await self._pull(image, auth)
+
+    async def pull_image(self, image: str, auth: RegistryAuth | None = None) -> ImageInfo:
+        """Pull ``image`` now and describe it."""
+        await self._pull(image, auth)
+        return await self._describe(image)
 
 
 _REFUSED = ("unauthorized", "authentication required", "no basic auth credentials", "denied")

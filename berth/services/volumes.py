@@ -18,9 +18,11 @@ from typing import Any
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import VolumeMount
+from berth.domain.paging import Paging
 from berth.services.containers import files as injected_files
 from berth.services.env import Env
 from berth.services.scopes import list_scope, lookup_scope
+from berth.store import hosts as hosts_repo
 from berth.store import volumes as volume_repo
 from berth.store.base import new_uuid, utcnow
 from berth.store.db import Session
@@ -156,22 +158,12 @@ async def list_volumes(
     ctx: RequestContext,
     all_projects: bool,
     *,
-    limit: int | None = None,
-    marker: str | None = None,
-    sort_key: str = "id",
-    sort_dir: str = "asc",
+    paging: Paging = Paging(),
 ) -> tuple[Sequence[VolumeRow], int]:
     """A page of the caller's project's volumes (every project's with ``all_projects``)."""
     env.enforce(ctx, "volume:get_all")
     scope = list_scope(env, ctx, all_projects, "volume:get_all_all_projects")
-    query = PageQuery.of(
-        VOLUME_SORT_KEYS,
-        env.settings.max_limit,
-        limit=limit,
-        marker=marker,
-        sort_key=sort_key,
-        sort_dir=sort_dir,
-    )
+    query = PageQuery.of(VOLUME_SORT_KEYS, env.settings.max_limit, paging)
     async with env.db.read() as session:
         rows = await volume_repo.list_page(session, scope, query)
     return rows, query.limit
@@ -203,7 +195,8 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
         host, uuid = row.host, row.uuid
     if host is not None:  # its data lives there: the host's agent removes it first
         async with env.db.read() as session:
-            url = await volume_repo.host_agent_url(session, host)
+            found = await hosts_repo.by_hostname(session, host)
+        url = found.agent_url if found is not None else None
         await env.agents.call(host, url, "DELETE", f"/v1/volumes/{uuid}")
     async with env.db.transaction() as session:
         await volume_repo.delete_by_uuid(session, uuid)

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
+from berth.domain.paging import Paging
 from berth.store.scope import Scope
 
 __all__ = ["PageQuery", "page", "page_size", "scoped_page"]
@@ -42,18 +43,10 @@ class PageQuery:
     sort_dir: str = "asc"
 
     @classmethod
-    def of(
-        cls,
-        sort_keys: frozenset[str],
-        max_limit: int,
-        *,
-        limit: int | None = None,
-        marker: str | None = None,
-        sort_key: str = "id",
-        sort_dir: str = "asc",
-    ) -> PageQuery:
+    def of(cls, sort_keys: frozenset[str], max_limit: int, paging: Paging = Paging()) -> PageQuery:
         """The checked query: 400 for an unknown sort key, the limit capped at ``max_limit``."""
-        return cls(page_size(sort_key, sort_keys, limit, max_limit), marker, sort_key, sort_dir)
+        size = page_size(paging.sort_key, sort_keys, paging.limit, max_limit)
+        return cls(size, paging.marker, paging.sort_key, paging.sort_dir)
 
 
 async def scoped_page(

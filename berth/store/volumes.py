@@ -12,7 +12,7 @@ from berth import errors
 from berth.store.lookup import UUID_SHAPE, one_by_ident
 from berth.store.paging import PageQuery, scoped_page
 from berth.store.scope import Scope
-from berth.store.tables import ContainerRow, HostRow, VolumeRow
+from berth.store.tables import ContainerRow, VolumeRow
 
 __all__ = [
     "SORT_KEYS",
@@ -21,7 +21,6 @@ __all__ = [
     "delete_owned",
     "exists",
     "get",
-    "host_agent_url",
     "list_page",
     "mounted_by",
 ]
@@ -78,13 +77,6 @@ async def mounted_by(session: AsyncSession, volume: VolumeRow) -> list[str]:
         for uuid, mounts in (await session.execute(stmt)).all()
         if any(m.get("volume_uuid") == volume.uuid for m in mounts or [])
     ]
-
-
-async def host_agent_url(session: AsyncSession, hostname: str) -> str | None:
-    """The agent URL of the host a volume lives on; None if the host is gone or has none."""
-    stmt = select(HostRow.agent_url).where(HostRow.hostname == hostname)
-    url: str | None = (await session.execute(stmt)).scalar_one_or_none()
-    return url
 
 
 async def delete_by_uuid(session: AsyncSession, uuid: str) -> None:

@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from berth.config import Settings
 from berth.domain.hostsync import VolumeMount
+from berth.plugins import Kind
 
-__all__ = ["LABEL_VOLUME", "LABEL_VOLUME_OWNER", "LABEL_VOLUME_SIZE", "VolumeDriver", "volume_name"]
+__all__ = [
+    "LABEL_VOLUME",
+    "LABEL_VOLUME_OWNER",
+    "LABEL_VOLUME_SIZE",
+    "VOLUME_DRIVERS",
+    "VolumeDriver",
+    "VolumeFactory",
+    "volume_name",
+]
 
 LABEL_VOLUME = "berth.volume"
 LABEL_VOLUME_OWNER = "berth.volume.owner"
@@ -45,3 +55,13 @@ class VolumeDriver(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+class VolumeFactory(Protocol):
+    """What a ``berth.volumes`` entry point names: builds the agent's volume driver."""
+
+    def __call__(self, settings: Settings) -> VolumeDriver: ...
+
+
+VOLUME_DRIVERS: Kind[VolumeFactory] = Kind("berth.volumes", "volume driver", "volume_driver")
+"""Where data volumes live on a host (Berth's own: ``local``)."""

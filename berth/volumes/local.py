@@ -19,10 +19,17 @@ import docker.errors
 import requests
 
 from berth import errors
+from berth.config import Settings
 from berth.domain.hostsync import VolumeMount
-from berth.volumes.base import LABEL_VOLUME, LABEL_VOLUME_OWNER, LABEL_VOLUME_SIZE, volume_name
+from berth.volumes.base import (
+    LABEL_VOLUME,
+    LABEL_VOLUME_OWNER,
+    LABEL_VOLUME_SIZE,
+    VolumeFactory,
+    volume_name,
+)
 
-__all__ = ["LocalVolumeDriver"]
+__all__ = ["LocalVolumeDriver", "driver"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -109,3 +116,11 @@ class LocalVolumeDriver:
     async def close(self) -> None:
         if self._api is not None:
             self._api.close()
+
+
+def driver(settings: Settings) -> LocalVolumeDriver:
+    """The ``local`` entry point: Docker named volumes on the engine at ``docker_url``."""
+    return LocalVolumeDriver(settings.docker_url, owner=settings.agent_host)
+
+
+_ENTRY_POINT: VolumeFactory = driver  # so mypy checks the entry point against the Protocol

@@ -69,6 +69,11 @@ async def test_lost_host_shows_unknown_and_evacuates_auto_heal(
         assert "Host dead-host is down" in c["status_reason"]
     assert await mark_lost_hosts(env) == 0  # idempotent
 
+    # The living host's agent keeps heartbeating (on a loaded machine the checks
+    # above can outlast the down time, and an unheard host takes no evacuees).
+    await client.post(
+        "/internal/v1/hosts/alive-host/heartbeat", headers={"X-Auth-Token": alive.token}
+    )
     r = await client.post("/container/v1/hosts/dead-host/evacuate", headers=h(admin_token))
     assert r.status_code == 202, r.text
     assert r.json() == {"moved": {healer: "alive-host"}, "failed": {}, "left": [plain]}

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from berth.domain.hostsync import DesiredContainer
 from berth.runtimes.base import container_name
 from berth.runtimes.docker import DockerDriver
-from tests.functional.docker_engine import DOCKER_URL, ensure_test_image, remove_owned
+from tests.functional.docker_engine import docker_driver, ensure_test_image, remove_owned
 
 __all__ = ["Box", "owned_box"]
 
@@ -52,7 +52,7 @@ async def owned_box(api: Any, kind: type[B]) -> AsyncIterator[B]:
     """A ``kind`` of Box with a fresh UUID and owner; all it made removed on exit."""
     uuid = f"t{uuidlib.uuid4().hex[:16]}"
     owner = f"test-{uuid}"
-    driver = DockerDriver(DOCKER_URL, owner=owner)
+    driver = docker_driver(owner)
     try:
         yield kind(api, driver, uuid, ensure_test_image(api))
     finally:

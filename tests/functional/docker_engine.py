@@ -16,11 +16,16 @@ import docker
 import docker.errors
 import pytest
 
+from berth.networks.bridge import BridgeNetworks
 from berth.networks.hostguard import guard_chain
+from berth.runtimes.docker import DockerDriver
+from berth.runtimes.dockermap import TenantLimits
+from berth.volumes.local import LocalVolumeDriver
 
 __all__ = [
     "DOCKER_URL",
     "TEST_IMAGE",
+    "docker_driver",
     "engine_or_skip",
     "ensure_test_image",
     "remove_host_guard",
@@ -118,3 +123,15 @@ def remove_host_guard(owner: str) -> None:
         chain = guard_chain(owner)
         subprocess.run([binary, "-w", "-F", chain], capture_output=True, check=False)
         subprocess.run([binary, "-w", "-X", chain], capture_output=True, check=False)
+
+
+def docker_driver(owner: str, *, limits: TenantLimits | None = None) -> DockerDriver:
+    """A DockerDriver on the test engine for ``owner``, wired to the bridge network and
+    local volume drivers as the composition root (``berth.cli.serve``) wires them."""
+    return DockerDriver(
+        DOCKER_URL,
+        owner=owner,
+        limits=limits or TenantLimits(),
+        networks=BridgeNetworks(DOCKER_URL, owner=owner),
+        volumes=LocalVolumeDriver(DOCKER_URL, owner=owner),
+    )

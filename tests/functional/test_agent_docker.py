@@ -22,7 +22,7 @@ from berth.runtimes.base import container_name
 from berth.runtimes.docker import DockerDriver
 from berth.runtimes.dockermap import TenantLimits
 from tests.functional.docker_engine import (
-    DOCKER_URL,
+    docker_driver,
     ensure_test_image,
     remove_owned,
 )
@@ -65,7 +65,7 @@ class Site:
 @pytest.fixture
 async def site(api: Any) -> AsyncIterator[Site]:
     owner = f"agent-test-{uuidlib.uuid4().hex[:12]}"
-    driver = DockerDriver(DOCKER_URL, owner=owner)
+    driver = docker_driver(owner)
     settings = Settings(
         agent_host=owner, reconcile_interval=0.5, heartbeat_interval=1.0, agent_password=PASSWORD
     )
@@ -149,7 +149,7 @@ async def test_a_fork_bomb_and_a_chatty_container_stay_inside_their_limits(api: 
     its engine log rotates at ``container_log_max_mb``."""
     owner = f"agent-test-{uuidlib.uuid4().hex[:12]}"
     limits = TenantLimits(pids=20, log_max_mb=1, log_files=2)
-    driver = DockerDriver(DOCKER_URL, owner=owner, limits=limits)
+    driver = docker_driver(owner, limits=limits)
     settings = Settings(
         agent_host=owner, reconcile_interval=0.5, heartbeat_interval=1.0, agent_password=PASSWORD
     )

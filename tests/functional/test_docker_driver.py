@@ -15,11 +15,8 @@ import pytest
 
 from berth import errors
 from berth.runtimes.base import RuntimeDriver
-from berth.runtimes.docker import DockerDriver
 from tests.functional.boxes import Box, owned_box
-from tests.functional.docker_engine import (
-    DOCKER_URL,
-)
+from tests.functional.docker_engine import docker_driver
 
 pytestmark = pytest.mark.docker
 
@@ -42,6 +39,8 @@ async def test_host_facts(box: Box) -> None:
     assert "runc" in facts.runtimes
     assert not any(r.startswith("io.containerd") for r in facts.runtimes)
     assert facts.os_type == "linux" and facts.kernel_version
+    assert facts.engine == "docker"
+    assert facts.engine_version == box.api.version()["Version"]
 
 
 async def test_create_applies_the_whole_spec(box: Box) -> None:
@@ -110,7 +109,7 @@ async def test_concurrent_creates_make_one_container(box: Box) -> None:
 
 async def test_list_managed_sees_only_its_owner(box: Box) -> None:
     await box.driver.create(box.spec())
-    stranger = DockerDriver(DOCKER_URL, owner=f"someone-else-{box.uuid}")
+    stranger = docker_driver(f"someone-else-{box.uuid}")
     try:
         assert box.uuid not in {c.uuid for c in await stranger.list_managed()}
     finally:

@@ -18,7 +18,7 @@ from berth.runtimes.base import container_name
 from berth.runtimes.docker import DockerDriver
 from berth.runtimes.streams import Duplex
 from tests.functional.docker_engine import (
-    DOCKER_URL,
+    docker_driver,
     engine_or_skip,
     ensure_test_image,
     remove_owned,
@@ -52,7 +52,7 @@ async def box() -> AsyncIterator[Box]:
     api = engine_or_skip()
     uuid = f"s{uuidlib.uuid4().hex[:16]}"
     owner = f"test-{uuid}"
-    driver = DockerDriver(DOCKER_URL, owner=owner)
+    driver = docker_driver(owner)
     try:
         yield Box(api, driver, uuid)
     finally:

@@ -11,18 +11,23 @@ the VXLAN tunnel, the other host's security-group chains.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from berth.networks.base import NETWORK_DRIVERS
 from tests.functional.docker_engine import engine_or_skip, ensure_test_image
 from tests.functional.hosts import Cloud, HostSpec, cloud, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
 
 SPECS = [HostSpec("ovl-1"), HostSpec("ovl-2"), HostSpec("ovl-3")]
 OVERLAY = {"BERTH_NETWORK_DRIVER": "overlay"}
@@ -90,18 +95,39 @@ except OSError as exc:
 """
 
 
+def _declared(site: Path) -> dict[str, str]:
+    """The environment that lets an agent load the ``overlay`` driver by name.
+
+    Berth declares it in pyproject.toml; an install made before that does not list
+    it yet, so the test then registers it itself (as a third-party plug-in would).
+    """
+    if "overlay" in NETWORK_DRIVERS.names():
+        return {}
+    info = site / "berth_overlay_test-1.0.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: berth-overlay-test\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text(
+        "[berth.networks]\noverlay = berth.networks.overlay:driver\n"
+    )
+    paths = [str(site), os.environ.get("PYTHONPATH", ""), str(REPO)]
+    return {"PYTHONPATH": ":".join(p for p in paths if p)}
+
+
 @pytest.fixture(scope="module")
 def ovl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     engine = engine_or_skip()
     ensure_test_image(engine)
+    work = tmp_path_factory.mktemp("overlay")
     try:
         with cloud(
-            tmp_path_factory.mktemp("overlay"),
+            work,
             SPECS,
             engine,
             {"BERTH_SERVICE_DOWN_TIME": "30", **OVERLAY},
             separate=True,
-            agent_settings=AGENTS,
+            agent_settings={**AGENTS, **_declared(work / "site-packages")},
         ) as c:
             yield c
     finally:

@@ -11,8 +11,7 @@ import docker.errors
 import pytest
 
 from berth import errors
-from berth.runtimes.docker import DockerDriver
-from tests.functional.docker_engine import DOCKER_URL, engine_or_skip, ensure_test_image
+from tests.functional.docker_engine import docker_driver, engine_or_skip, ensure_test_image
 from tests.functional.registry import local_registry
 
 pytestmark = pytest.mark.docker
@@ -47,7 +46,7 @@ async def present(api: Any, ref: str) -> bool:
 
 async def test_never_refuses_an_absent_image(pushed: tuple[Any, str]) -> None:
     api, ref = pushed
-    driver = DockerDriver(DOCKER_URL, owner="pull-test")
+    driver = docker_driver("pull-test")
     with pytest.raises(errors.ImageNotFound, match="pull policy is 'never'"):
         await driver.ensure_image(ref, "never")
     await driver.ensure_image(ref, "ifnotpresent")
@@ -65,7 +64,7 @@ async def test_never_refuses_an_absent_image(pushed: tuple[Any, str]) -> None:
 
 async def test_missing_tag_in_registry_is_a_clear_error(pushed: tuple[Any, str]) -> None:
     api, ref = pushed
-    driver = DockerDriver(DOCKER_URL, owner="pull-test")
+    driver = docker_driver("pull-test")
     with pytest.raises(errors.ImageNotFound, match="check the name or the registry"):
         await driver.ensure_image(ref + "-nope", "always")
     assert not await present(api, ref)

@@ -1,14 +1,22 @@
-"""What an agent registers: CPU pinning from its settings, and its images as they change."""
+"""What an agent registers: CPU pinning from its settings, its images as they change, and
+which engine it drives (mixed pools)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 
 from berth.agent.client import ControlClient
 from berth.agent.fake_control import FakeControlPlane
 from berth.agent.loop import Agent
 from berth.config import Settings
+from berth.runtimes.base import (
+    HOST_LABEL_ENGINE,
+    HOST_LABEL_ENGINE_VERSION,
+    HostFacts,
+    engine_labels,
+)
 from berth.runtimes.fake import FakeDriver
 
 PASSWORD = "agent-secret"
@@ -45,3 +53,41 @@ async def test_registration_carries_pinning_and_images_and_follows_image_changes
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+class _EngineDriver(FakeDriver):
+    """A fake that says which engine it is, as the Docker driver does."""
+
+    async def host_facts(self) -> HostFacts:
+        return replace(await super().host_facts(), engine="podman", engine_version="5.2")
+
+
+async def test_registration_says_which_engine_the_host_runs_over_an_operators_label() -> None:
+    settings = Settings(
+        agent_host="eng-1",
+        agent_labels={"disk": "ssd", "berth.engine": "wrong"},
+        heartbeat_interval=0.05,
+        agent_password=PASSWORD,
+    )
+    control = FakeControlPlane(PASSWORD)
+    async with control.client() as http:
+        agent = Agent(settings, ControlClient(http, PASSWORD), _EngineDriver())
+        task = asyncio.create_task(agent.run())
+        try:
+            await control.wait_for(lambda: "eng-1" in control.hosts)
+            labels = control.hosts["eng-1"].labels
+            engine = {HOST_LABEL_ENGINE: "podman", HOST_LABEL_ENGINE_VERSION: "5.2"}
+            assert labels == {"disk": "ssd", **engine}
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def test_a_host_whose_engine_is_unknown_gets_no_engine_label() -> None:
+    facts = HostFacts(cpus=1, mem_total=1, disk_total=1, runtimes=["runc"], engine_version="1")
+    assert engine_labels(facts) == {}
+    assert engine_labels(replace(facts, engine="docker")) == {
+        HOST_LABEL_ENGINE: "docker",
+        HOST_LABEL_ENGINE_VERSION: "1",
+    }

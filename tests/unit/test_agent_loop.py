@@ -57,6 +57,21 @@ async def running(rig: Rig) -> AsyncIterator[asyncio.Task[None]]:
                 await task
 
 
+# The periodic pass of a test that counts passes: the long poll times out this soon.
+QUICK_PASSES = 0.02
+
+
+def quick_passes(rig: Rig) -> None:
+    """Make periodic passes come every QUICK_PASSES seconds (call before ``running``)."""
+    rig.settings = rig.settings.model_copy(update={"reconcile_interval": QUICK_PASSES})
+
+
+async def passes(rig: Rig, n: int) -> None:
+    """Return once ``n`` more full passes (each lists the engine) have run, however slow."""
+    listed = rig.runtime.count("list_managed")
+    await rig.runtime.wait_for(lambda: rig.runtime.count("list_managed") >= listed + n)
+
+
 def container(uuid: str = "c1", state: str = "running", **kw: Any) -> DesiredContainer:
     base = DesiredContainer(
         uuid=uuid,
@@ -112,12 +127,13 @@ async def test_deleted_is_removed_and_reported(rig: Rig) -> None:
 
 
 async def test_exited_container_is_reported_not_restarted(rig: Rig) -> None:
+    quick_passes(rig)
     async with running(rig):
         await rig.control.put(container())
         await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
         rig.runtime.exit("c1", 3)
         await rig.control.wait_for(lambda: rig.control.state_of("c1") == "stopped")
-        await asyncio.sleep(4 * rig.settings.reconcile_interval)  # several periodic passes
+        await passes(rig, 4)  # several periodic passes
         assert rig.runtime.count("start", "c1") == 1
         assert rig.control.latest["c1"].exit_code == 3
 
@@ -139,13 +155,14 @@ async def test_a_new_request_starts_even_with_a_clock_behind(rig: Rig) -> None:
 
 
 async def test_new_agent_does_not_restart_an_exited_container(rig: Rig) -> None:
+    quick_passes(rig)
     async with running(rig):
         await rig.control.put(container())
         await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
     rig.runtime.exit("c1", 0)
     async with running(rig):  # no memory: only the start time tells
         await rig.control.wait_for(lambda: rig.control.state_of("c1") == "stopped")
-        await asyncio.sleep(3 * rig.settings.reconcile_interval)
+        await passes(rig, 3)
     assert rig.runtime.count("start", "c1") == 1
 
 
@@ -166,12 +183,13 @@ async def test_stop_pause_and_resume(rig: Rig) -> None:
 
 
 async def test_reboot_runs_once_and_is_acknowledged(rig: Rig) -> None:
+    quick_passes(rig)
     async with running(rig):
         await rig.control.put(container())
         await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
         await rig.control.change("c1", pending_ops=[PendingOp("r1", "reboot")])
         await rig.control.wait_for(lambda: not rig.control.containers["c1"].pending_ops)
-        await asyncio.sleep(3 * rig.settings.reconcile_interval)
+        await passes(rig, 3)
     assert rig.runtime.count("restart", "c1") == 1
     assert "r1" in rig.control.latest["c1"].done_ops or any(
         "r1" in obs.done_ops for obs in rig.control.observations
@@ -179,13 +197,14 @@ async def test_reboot_runs_once_and_is_acknowledged(rig: Rig) -> None:
 
 
 async def test_kill_stops_and_stays_stopped(rig: Rig) -> None:
+    quick_passes(rig)
     async with running(rig):
         await rig.control.put(container())
         await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
         kill = PendingOp("k1", "kill", {"signal": "SIGKILL"})
         await rig.control.change("c1", pending_ops=[kill])
         await rig.control.wait_for(lambda: rig.control.state_of("c1") == "stopped")
-        await asyncio.sleep(3 * rig.settings.reconcile_interval)
+        await passes(rig, 3)
     assert rig.runtime.snapshot() == {"c1": "stopped"}
     assert rig.runtime.count("kill", "c1") == 1
 
@@ -221,10 +240,11 @@ async def test_vanished_container_is_reported_absent_or_healed(rig: Rig) -> None
 
 
 async def test_missing_image_is_a_clear_error_not_a_retry_storm(rig: Rig) -> None:
+    quick_passes(rig)
     async with running(rig):
         await rig.control.put(container(image="nope:1"))
         await rig.control.wait_for(lambda: rig.control.latest.get("c1") is not None)
-        await asyncio.sleep(3 * rig.settings.reconcile_interval)
+        await passes(rig, 3)
     obs = rig.control.latest["c1"]
     assert obs.state == "absent"
     assert obs.error is not None and "image 'nope:1' not found" in obs.error
@@ -232,10 +252,11 @@ async def test_missing_image_is_a_clear_error_not_a_retry_storm(rig: Rig) -> Non
 
 
 async def test_held_container_is_left_alone(rig: Rig) -> None:
+    quick_passes(rig)
     async with running(rig):
         await rig.control.put(container(held=True))
         await rig.control.wait_for(lambda: rig.control.state_of("c1") == "absent")
-        await asyncio.sleep(3 * rig.settings.reconcile_interval)
+        await passes(rig, 3)
         assert {method for method, _ in rig.runtime.calls} <= {"host_facts", "list_managed"}
         await rig.control.change("c1", held=False, desired_state="running")  # the user asks again
         await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
@@ -377,12 +398,13 @@ async def test_resumes_within_a_second_once_the_control_plane_is_back(
 
 
 async def test_a_request_that_arrives_while_its_container_is_busy_is_acted_on(rig: Rig) -> None:
+    quick_passes(rig)
     rig.runtime.gates["start:c1"] = asyncio.Event()
     async with running(rig):
         await rig.control.put(container("c1"))
         await rig.runtime.wait_for(lambda: rig.runtime.count("start", "c1") == 1)
         await rig.control.change("c1", desired_state="stopped")  # while it is starting
-        await asyncio.sleep(2 * rig.settings.reconcile_interval)  # passes come and go
+        await passes(rig, 2)  # passes come and go
         rig.runtime.gates["start:c1"].set()
         await rig.control.wait_for(lambda: rig.control.state_of("c1") == "stopped")
     assert rig.runtime.snapshot() == {"c1": "stopped"}

@@ -93,11 +93,12 @@ def test_a_broken_driver_plugin_is_skipped_not_fatal(
 ) -> None:
     from importlib.metadata import EntryPoint
 
+    from berth import plugins
     from berth.clusters import registry
 
     good = EntryPoint("swarm-mode", "berth.clusters.swarm:driver", registry.ENTRY_POINT_GROUP)
     broken = EntryPoint("ghost", "berth.clusters.no_such_module:Driver", registry.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(registry, "entry_points", lambda group: [broken, good])
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [broken, good])
     loaded = registry.load_drivers()
     assert [d.info.name for d in loaded.drivers.values()] == ["swarm-mode"]
     assert "ghost" in caplog.text and "cannot be loaded" in caplog.text

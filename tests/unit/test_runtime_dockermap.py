@@ -163,3 +163,17 @@ def test_zun_stats() -> None:
         "CONTAINER": "berth-u1", "CPU %": 40.0, "MEM USAGE(MiB)": 2.0, "MEM LIMIT(MiB)": 64.0,
         "MEM %": 3.12, "BLOCK I/O(B)": "10/4", "NET I/O(B)": "7/3",
     }  # fmt: skip
+
+
+def test_network_mode_follows_the_sandbox_then_the_first_network_then_none() -> None:
+    detached = DesiredContainer("u1", "n", "p", "i", "running", 1, no_network=True)
+    assert dockermap.create_params(detached, None)[1]["network_mode"] == "none"
+    default = DesiredContainer("u1", "n", "p", "i", "running", 1)
+    assert "network_mode" not in dockermap.create_params(default, None)[1]
+
+
+def test_zun_stats_of_an_empty_sample_is_all_zero() -> None:
+    assert dockermap.zun_stats({}, "c") == {
+        "CONTAINER": "c", "CPU %": 0.0, "MEM USAGE(MiB)": 0.0, "MEM LIMIT(MiB)": 0.0,
+        "MEM %": 0.0, "BLOCK I/O(B)": "0/0", "NET I/O(B)": "0/0",
+    }  # fmt: skip

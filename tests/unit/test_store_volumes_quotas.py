@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from berth import errors
+from berth.domain.paging import Paging
 from berth.store import quotas as quota_repo
 from berth.store import volumes as volume_repo
 from berth.store.base import new_uuid
@@ -69,7 +70,7 @@ async def test_list_page_is_scoped_and_markers_of_other_projects_are_invisible(
             ]
             everyone = await volume_repo.list_page(session, EVERYONE, query)
             assert [v.uuid for v in everyone] == [mine.uuid, theirs.uuid]
-            after = PageQuery.of(volume_repo.SORT_KEYS, 10, marker=theirs.uuid)
+            after = PageQuery.of(volume_repo.SORT_KEYS, 10, Paging(marker=theirs.uuid))
             with pytest.raises(errors.Invalid, match=f"Marker {theirs.uuid} could not be found"):
                 await volume_repo.list_page(session, MINE, after)
             assert await volume_repo.list_page(session, EVERYONE, after) == []

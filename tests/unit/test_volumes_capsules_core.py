@@ -109,6 +109,60 @@ def test_malformed_templates_are_invalid(template: Any) -> None:
         parse_template(template)
 
 
+def _one(member: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+    """A minimal valid template, its container and outer keys overridden."""
+    spec: dict[str, Any] = {
+        "containers": [{"image": "ab", **(member or {})}],
+        "volumes": [{"name": "v1", "cinder": {"size": 1}}],
+    }
+    return {"kind": "capsule", "metadata": {}, "spec": spec, **top}
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (_one({"bogus": 1}), "spec.containers[0] has unknown key(s) bogus"),
+        (_one({"volumeMounts": [{"name": "v1"}]}), "spec.containers[0].volumeMounts[0] needs"),
+        (_one({"volumeMounts": [{"name": "v2", "mountPath": "/d"}]}), "names volume 'v2'"),
+        (
+            _one({"volumeMounts": [{"name": "v1", "mountPath": "/d", "readOnly": "y"}]}),
+            "spec.containers[0] readOnly must be true or false",
+        ),
+        (_one({"imagePullPolicy": "sometimes"}), "spec.containers[0].imagePullPolicy must be"),
+        (_one({"workDir": 7}), "spec.containers[0].workDir must be a path"),
+        (_one({"workDir": "/a\nb"}), "spec.containers[0].workDir must not hold control"),
+        (_one(capsuleVersion="v1"), "capsuleVersion must be 'beta'"),
+        (_one(availabilityZone=""), "availabilityZone must be a zone name"),
+        (_one(availabilityZone="a\tb"), "availabilityZone must not hold control"),
+        (
+            {
+                "kind": "capsule",
+                "metadata": {},
+                "spec": {
+                    "containers": [{"image": "ab"}],
+                    "volumes": [{"name": "vv", "cinder": {"size": 1}}] * 2,
+                },
+            },
+            "spec.volumes has two volumes with the same name",
+        ),
+        # Several mistakes: one is reported, always the same one (the capsule's own
+        # fields before its containers', a container's image before its workDir).
+        (_one({"image": "a b"}, availabilityZone=""), "availabilityZone must be a zone name"),
+        (_one({"image": "a b", "workDir": 7}), "spec.containers[0].image is required"),
+    ],
+)
+def test_each_mistake_is_named(template: Any, message: str) -> None:
+    with pytest.raises(errors.Invalid) as caught:
+        parse_template(template)
+    assert message in str(caught.value)
+
+
+def test_pull_policy_and_zone_are_kept() -> None:
+    cap = parse_template(_one({"imagePullPolicy": "IfNotPresent"}, availabilityZone="az1"))
+    assert cap.containers[0].image_pull_policy == "ifnotpresent"
+    assert cap.availability_zone == "az1" and cap.containers[0].workdir is None
+
+
 @pytest.mark.parametrize(
     ("deleting", "sandbox", "inits", "apps", "status"),
     [

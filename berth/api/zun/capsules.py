@@ -113,7 +113,7 @@ async def create_capsule(request: Request, caller: Caller, state: State) -> JSON
 @router.get("/v1/capsules/", include_in_schema=False)
 async def list_capsules(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     q = list_query(request)
-    found, page = await svc.list_capsules(state.env, caller, q.all_projects, **q.paging)
+    found, page = await svc.list_capsules(state.env, caller, q.all_projects, paging=q.paging)
     base, version = endpoint_url(request), version_of(request)
     uuids = [c.uuid for c, _ in found]
     return {

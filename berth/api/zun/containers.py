@@ -150,7 +150,7 @@ async def list_containers(request: Request, caller: Caller, state: State) -> dic
     if "auto_remove" in filters:
         filters["auto_remove"] = parse_bool(filters["auto_remove"], "auto_remove")
     rows, page = await svc.list_containers(
-        state.env, caller, all_projects=q.all_projects, filters=filters, **q.paging
+        state.env, caller, all_projects=q.all_projects, filters=filters, paging=q.paging
     )
     base = endpoint_url(request)
     items = [container_view(state.env, caller, r, base) for r in rows]

@@ -23,6 +23,7 @@ from berth.api.zun.params import (
 )
 from berth.api.zun.schemas import parse_model
 from berth.api.zun.views import endpoint_url, links
+from berth.domain.paging import Paging
 from berth.services.images import images as svc
 from berth.services.images import search as image_search
 from berth.services.images import store as image_store
@@ -64,14 +65,10 @@ def image_view(row: ImageRow, base: str) -> dict[str, Any]:
 async def list_images(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     q = request.query_params
     sort_key, sort_dir = sort_params(q)
-    rows, page = await svc.list_images(
-        state.env,
-        caller,
-        limit=parse_int(q.get("limit"), "limit", minimum=1),
-        marker=q.get("marker"),
-        sort_key=sort_key,
-        sort_dir=sort_dir,
+    paging = Paging(
+        parse_int(q.get("limit"), "limit", minimum=1), q.get("marker"), sort_key, sort_dir
     )
+    rows, page = await svc.list_images(state.env, caller, paging=paging)
     base = endpoint_url(request)
     nxt = next_link(base, "images", [r.uuid for r in rows], page, sort_key, sort_dir)
     return {"images": [image_view(r, base) for r in rows], "next": nxt}

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from berth import errors
 from berth.api.bounds import INT32_MAX
 from berth.api.zun.microversions import PREFIX
+from berth.domain.paging import Paging
 
 __all__ = [
     "ListQuery",
@@ -161,14 +162,9 @@ class ListQuery:
     filters: dict[str, str]
 
     @property
-    def paging(self) -> dict[str, Any]:
+    def paging(self) -> Paging:
         """``limit``, ``marker``, ``sort_key``, ``sort_dir`` as the services take them."""
-        return {
-            "limit": self.limit,
-            "marker": self.marker,
-            "sort_key": self.sort_key,
-            "sort_dir": self.sort_dir,
-        }
+        return Paging(self.limit, self.marker, self.sort_key, self.sort_dir)
 
     def next_link(self, base: str, collection: str, uuids: Sequence[str], page: int) -> str | None:
         return next_link(base, collection, uuids, page, self.sort_key, self.sort_dir)

@@ -96,7 +96,7 @@ async def create_registry(request: Request, caller: Caller, state: State) -> JSO
 async def list_registries(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     q = list_query(request, _FILTERS)
     rows, page = await svc.list_registries(
-        state.env, caller, all_projects=q.all_projects, filters=q.filters, **q.paging
+        state.env, caller, all_projects=q.all_projects, filters=q.filters, paging=q.paging
     )
     base = endpoint_url(request)
     nxt = q.next_link(base, "registries", [r.uuid for r in rows], page)

@@ -72,7 +72,7 @@ async def create_volume(request: Request, caller: Caller, state: State) -> JSONR
 @router.get("/v1/volumes")
 async def list_volumes(request: Request, caller: Caller, state: State) -> dict[str, Any]:
     q = list_query(request)
-    rows, size = await svc.list_volumes(state.env, caller, q.all_projects, **q.paging)
+    rows, size = await svc.list_volumes(state.env, caller, q.all_projects, paging=q.paging)
     base = endpoint_url(request)
     return {
         "volumes": [volume_view(state.env, caller, r, base) for r in rows],

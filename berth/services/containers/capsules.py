@@ -26,6 +26,7 @@ from berth.domain.capsules import CapsuleSpec, MemberSpec, capsule_status, parse
 from berth.domain.containers import Status, TaskState
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import Observation
+from berth.domain.paging import Paging
 from berth.events.actions import emit
 from berth.services import volumes
 from berth.services.containers.admission import Admission, Cost, admit
@@ -307,22 +308,12 @@ async def list_capsules(
     ctx: RequestContext,
     all_projects: bool,
     *,
-    limit: int | None = None,
-    marker: str | None = None,
-    sort_key: str = "id",
-    sort_dir: str = "asc",
+    paging: Paging = Paging(),
 ) -> tuple[list[tuple[CapsuleRow, list[ContainerRow]]], int]:
     """A page of capsules with their members, and the page size used (Zun's pagination)."""
     env.enforce(ctx, "capsule:get_all")
     scope = list_scope(env, ctx, all_projects, "capsule:get_all_all_projects")
-    query = PageQuery.of(
-        repo.SORT_KEYS,
-        env.settings.max_limit,
-        limit=limit,
-        marker=marker,
-        sort_key=sort_key,
-        sort_dir=sort_dir,
-    )
+    query = PageQuery.of(repo.SORT_KEYS, env.settings.max_limit, paging)
     async with env.db.read() as session:
         capsules = await repo.list_page(session, scope, query)
         # Every member of the page in one query, not one per capsule.

@@ -9,6 +9,7 @@ from typing import Any
 from berth import errors
 from berth.domain.containers import Status, TaskState, action_allowed
 from berth.domain.context import RequestContext
+from berth.domain.paging import Paging
 from berth.events.actions import emit, start_action
 from berth.services import quotas, volumes
 from berth.services.containers import files as injected_files
@@ -195,24 +196,14 @@ async def list_containers(
     *,
     all_projects: bool,
     filters: dict[str, Any],
-    limit: int | None,
-    marker: str | None,
-    sort_key: str,
-    sort_dir: str,
+    paging: Paging = Paging(),
 ) -> tuple[Sequence[ContainerRow], int]:
     """A page of the caller's containers (every project's with ``all_projects``)."""
     env.enforce(ctx, "container:get_all")
     scope = list_scope(env, ctx, all_projects, "container:get_all_all_projects")
     if "host" in filters:
         env.enforce(ctx, "container:get_one:host")
-    query = PageQuery.of(
-        repo.SORT_KEYS,
-        env.settings.max_limit,
-        limit=limit,
-        marker=marker,
-        sort_key=sort_key,
-        sort_dir=sort_dir,
-    )
+    query = PageQuery.of(repo.SORT_KEYS, env.settings.max_limit, paging)
     async with env.db.read() as session:
         rows = await repo.list_page(session, scope, query, filters=filters)
     return rows, query.limit

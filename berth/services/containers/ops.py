@@ -7,11 +7,10 @@ agent applies each exactly once even across restarts.
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 from berth import errors
-from berth.domain.containers import Status, TaskState, action_allowed
+from berth.domain.containers import Status, TaskState, action_allowed, exec_argv
 from berth.domain.context import RequestContext
 from berth.events.actions import emit, start_action
 from berth.services.env import Env
@@ -196,12 +195,7 @@ async def logs(
 async def execute(env: Env, ctx: RequestContext, ident: str, command: str) -> dict[str, Any]:
     """Run ``command`` (a shell-like string) in the container and return output and exit code."""
     row = await container_for(env, ctx, ident, "execute")
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        raise errors.Invalid(f"Cannot parse command {command!r}: {exc}") from exc
-    if not argv:
-        raise errors.Invalid("The command to execute is empty.")
+    argv = exec_argv(command)
     result = await call_agent(
         env, row, "POST", "execute", json={"command": argv, "timeout": env.settings.execute_timeout}
     )

@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import secrets
-import shlex
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from berth import errors
 from berth.config import Settings
-from berth.domain.containers import Status
+from berth.domain.containers import Status, exec_argv
 from berth.domain.context import RequestContext
 from berth.services.env import Env
 from berth.services.hosts import hosts
@@ -102,12 +101,7 @@ async def open_exec(
 ) -> dict[str, Any]:
     """Prepare ``command`` as an exec session; Zun's execute body with ``proxy_url``."""
     row = await container_for(env, ctx, ident, "execute")
-    try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        raise errors.Invalid(f"Cannot parse command {command!r}: {exc}") from exc
-    if not argv:
-        raise errors.Invalid("The command to execute is empty.")
+    argv = exec_argv(command)
     created = await call_agent(env, row, "POST", "exec", json={"command": argv, "tty": tty})
     exec_id = str(created["exec_id"])
     return {

@@ -16,6 +16,7 @@ from typing import Any
 from berth import errors
 from berth.domain.containers import action_allowed
 from berth.domain.context import RequestContext
+from berth.domain.paging import Paging
 from berth.images.refs import split_reference, valid_repository
 from berth.services.containers.containers import get as get_container
 from berth.services.env import Env
@@ -103,21 +104,11 @@ async def list_images(
     env: Env,
     ctx: RequestContext,
     *,
-    limit: int | None,
-    marker: str | None,
-    sort_key: str,
-    sort_dir: str,
+    paging: Paging = Paging(),
 ) -> tuple[Sequence[ImageRow], int]:
     """A page of the caller's project's images (on hosts and in the store)."""
     env.enforce(ctx, "image:get_all")
-    query = PageQuery.of(
-        repo.IMAGE_SORT_KEYS,
-        env.settings.max_limit,
-        limit=limit,
-        marker=marker,
-        sort_key=sort_key,
-        sort_dir=sort_dir,
-    )
+    query = PageQuery.of(repo.IMAGE_SORT_KEYS, env.settings.max_limit, paging)
     async with env.db.read() as session:
         rows = await repo.list_images(session, Scope(ctx.project_id), query)
     return rows, query.limit

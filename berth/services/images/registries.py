@@ -15,6 +15,7 @@ from typing import Any
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import RegistryAuth
+from berth.domain.paging import Paging
 from berth.images.refs import with_registry
 from berth.services.env import Env
 from berth.services.images import address_check
@@ -78,22 +79,12 @@ async def list_registries(
     *,
     all_projects: bool,
     filters: dict[str, Any],
-    limit: int | None,
-    marker: str | None,
-    sort_key: str,
-    sort_dir: str,
+    paging: Paging = Paging(),
 ) -> tuple[Sequence[RegistryRow], int]:
     """A page of the caller's registries (every project's with ``all_projects``)."""
     env.enforce(ctx, "registry:get_all")
     scope = list_scope(env, ctx, all_projects, "registry:get_all_all_projects")
-    query = PageQuery.of(
-        repo.REGISTRY_SORT_KEYS,
-        env.settings.max_limit,
-        limit=limit,
-        marker=marker,
-        sort_key=sort_key,
-        sort_dir=sort_dir,
-    )
+    query = PageQuery.of(repo.REGISTRY_SORT_KEYS, env.settings.max_limit, paging)
     async with env.db.read() as session:
         rows = await repo.list_registries(session, scope, query, filters=filters)
     return rows, query.limit

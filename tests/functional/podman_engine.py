@@ -1,0 +1,118 @@
+"""Real-Podman test support: a ``podman system service`` to talk to, and the test image in it.
+
+The service is started (and stopped again) by the tests when none answers at
+``BERTH_PODMAN_URL``, with scripts/podman/containers.conf: no default ulimits
+(Podman raises nofile/nproc by default, which this sandbox refuses without
+CAP_SYS_RESOURCE).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.functional.docker_engine import TEST_IMAGE
+
+__all__ = ["PODMAN_URL", "load_test_image", "podman_service", "remove_podman_owned"]
+
+PODMAN_URL = os.environ.get("BERTH_PODMAN_URL", "unix:///run/berth-podman.sock")
+
+CONTAINERS_CONF = Path(__file__).resolve().parents[2] / "scripts" / "podman" / "containers.conf"
+
+
+def _answers(path: str) -> bool:
+    """Whether the libpod service answers ``_ping`` on the unix socket ``path``."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(path)
+            sock.sendall(b"GET /v4.0.0/libpod/_ping HTTP/1.0\r\nHost: d\r\n\r\n")
+            return b" 200 " in sock.recv(256)
+    except OSError:
+        return False
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs Podman (scripts/lib.sh ensure_podman): {reason}")
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def podman_service(workdir: Path) -> Iterator[str]:
+    """The service's URL: the one answering, or one started here (and stopped after)."""
+    path = PODMAN_URL.removeprefix("unix://")
+    if _answers(path):
+        yield PODMAN_URL
+        return
+    binary = shutil.which("podman")
+    if binary is None:
+        _unavailable("podman is not installed (apt-get install podman)")
+    env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+    log = (workdir / "service.log").open("wb")
+    process = subprocess.Popen(
+        [str(binary), "system", "service", "--time=0", PODMAN_URL],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not _answers(path):
+            if process.poll() is not None and not _answers(path):
+                _unavailable(
+                    f"podman system service exited: {(workdir / 'service.log').read_text()}"
+                )
+            if time.monotonic() > deadline:
+                _unavailable("podman system service did not answer within 20 s")
+            time.sleep(0.1)
+        yield PODMAN_URL
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def load_test_image(image: str = TEST_IMAGE) -> str:
+    """``image`` from the Docker engine into Podman's storage (no registry here), once."""
+    if subprocess.run(["podman", "image", "exists", image], check=False).returncode == 0:
+        return image
+    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+    loaded = subprocess.run(
+        ["podman", "load"], stdin=save.stdout, capture_output=True, text=True, check=False
+    )
+    if save.stdout is not None:
+        save.stdout.close()
+    if save.wait() != 0 or loaded.returncode != 0:
+        raise RuntimeError(f"loading {image} into podman failed: {loaded.stderr}")
+    return image
+
+
+def remove_podman_owned(owner: str) -> None:
+    """Remove, at once, every pod and container labelled with ``owner``."""
+    label = f"label=berth.owner={owner}"
+    for kind in (["pod"], []):
+        listed = subprocess.run(
+            ["podman", *kind, "ps", "-aq" if not kind else "-q", "--filter", label],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split()
+        for ident in listed:
+            subprocess.run(
+                ["podman", *kind, "rm", "-f", "-t", "0", ident], capture_output=True, check=False
+            )
