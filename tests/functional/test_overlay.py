@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -362,3 +363,19 @@ def test_a_deleted_container_and_a_removed_host_leave_no_entries(
     finally:
         ovl.agents["ovl-3"].start()
         ovl.wait_up("ovl-3")
+
+
+def test_a_published_port_keeps_working_on_the_overlay(ovl: Cloud) -> None:
+    (srv,) = _run(ovl, hosts=["ovl-2"], exposed_ports={"7000/tcp": {}})
+    try:
+        wait_until(lambda: bool(ovl.show(srv.uuid)["ports"]), 15, "the published port")
+        (port,) = ovl.show(srv.uuid)["ports"]
+        host = ovl.engines["ovl-2"].host
+        assert host is not None
+        # From this machine, over the underlay, to the host the container runs on.
+        with srv.serving(7000), socket.create_connection((host.address, port), timeout=5) as conn:
+            conn.sendall(b"published")
+            conn.shutdown(socket.SHUT_WR)
+            assert conn.recv(64) == b"published"
+    finally:
+        ovl.delete_all()
