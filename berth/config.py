@@ -311,6 +311,27 @@ class Settings(BaseSettings):
         description="an unused project network is removed from a host after this long",
     )
 
+    # -- networks: the overlay's address plan (network_driver = "overlay", on the API and
+    # every agent)
+    overlay_local_ip: str | None = Field(
+        default=None,
+        description=(
+            "agent: this host's underlay address, the VXLAN tunnels' end "
+            "(default: the source address of the route to control_url)"
+        ),
+    )
+    overlay_pool: str = Field(
+        default="10.96.0.0/12", description="control plane: where network subnets are cut from"
+    )
+    overlay_prefix: int = Field(
+        default=24, ge=8, le=29, description="control plane: the size of each network's subnet"
+    )
+    overlay_mtu: int = Field(
+        default=1450,
+        ge=576,
+        description="the MTU containers get (the underlay's minus VXLAN's 50 bytes)",
+    )
+
     # -- services and heartbeats
     service_down_time: float = 180.0
     heartbeat_interval: float = 10.0
@@ -358,7 +379,11 @@ class Settings(BaseSettings):
         description="the container engine driver (entry-point group berth.runtimes)",
     )
     network_driver: str = Field(
-        default="bridge", description="the network driver (entry-point group berth.networks)"
+        default="bridge",
+        description=(
+            "the network driver (entry-point group berth.networks): bridge (a network per "
+            "host) or overlay (one segment across hosts, set on the API and every agent)"
+        ),
     )
     volume_driver: str = Field(
         default="local", description="the volume driver (entry-point group berth.volumes)"

@@ -150,6 +150,7 @@ def observe(
         addresses=_addresses(desired, container),
         done_ops=list(done_ops),
         published=dict(container.published) or None,
+        macs=dict(container.macs) or None,
     )
 
 

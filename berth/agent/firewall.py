@@ -7,7 +7,10 @@ running container whose desired state carries ``ingress``, the concrete rules
 rewrites only the chains that differ from what it last wrote. Chains of
 containers that stopped or went away are removed, and so are project networks
 no container uses any more. Nothing is durable: after a restart every chain is
-written once again and leftovers of this owner are swept.
+written once again and leftovers of this owner are swept. With the overlay
+driver it also hands the driver each network's members on other hosts, which
+it programs into the kernel's forwarding, and admits those members by their
+security groups like local ones.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from berth import errors
-from berth.domain.hostsync import DesiredContainer
+from berth.domain.hostsync import DesiredContainer, RemoteMember
 from berth.networks.base import FirewallSpec, NetworkDriver
 from berth.networks.firewall import resolve_ingress
 
@@ -64,11 +67,22 @@ class FirewallSync:
         self._written: dict[str, FirewallSpec] = {}
         self._swept = False
         self._wake = asyncio.Event()
+        # Overlay: each network's members on other hosts, as the control plane last said.
+        self._remote: dict[str, list[RemoteMember]] = {}
+        # None: not yet handed over (the first sync does, empty or not: a restarted
+        # agent's driver clears what is no longer wanted).
+        self._programmed: dict[str, list[RemoteMember]] | None = None
 
     def desired(self, containers: dict[str, DesiredContainer]) -> None:
         """Take the latest desired state and look again."""
         self._desired = containers
         self._wake.set()
+
+    def remote(self, members: dict[str, list[RemoteMember]]) -> None:
+        """Take the members on other hosts (overlay): forwarding and remote-group rules."""
+        if members != self._remote:
+            self._remote = members
+            self._wake.set()
 
     def addresses(self, uuid: str, addresses: dict[str, Any] | None, running: bool) -> None:
         """Record where ``uuid`` is reachable now (nothing when it does not run)."""
@@ -104,6 +118,12 @@ class FirewallSync:
         for uuid, ips in live.items():
             for group in self._desired[uuid].security_groups:
                 members.setdefault(group, []).extend(ips)
+        # A group's members on other hosts are admitted exactly like the local ones.
+        for remote in self._remote.values():
+            for member in remote:
+                for group in member.security_groups:
+                    members.setdefault(group, []).append(member.address)
+        members = {group: sorted(set(ips)) for group, ips in members.items()}
         result = {}
         for uuid, ips in live.items():
             ingress = self._desired[uuid].ingress
@@ -117,7 +137,7 @@ class FirewallSync:
         The two halves are independent: a host without iptables still prunes.
         """
         failure: errors.BerthError | None = None
-        for step in (self._sync_chains, self._prune):
+        for step in (self._sync_chains, self._program, self._prune):
             try:
                 await step()
             except errors.BerthError as exc:
@@ -160,6 +180,14 @@ class FirewallSync:
                 self._written.pop(uuid, None)
             else:
                 self._written[uuid] = spec
+
+    async def _program(self) -> None:
+        """Hand the driver the remote members when they changed (it converges the kernel)."""
+        if self._programmed == self._remote:
+            return
+        wanted = self._remote
+        await self._networks.program(wanted)
+        self._programmed = wanted
 
     async def _prune(self) -> None:
         now = self._clock()

@@ -177,6 +177,8 @@ class Agent:
         self._listed_at = float("-inf")  # when list_managed last answered (monotonic)
         # Security groups and project networks, when the runtime has a network driver.
         networks: NetworkDriver | None = getattr(runtime, "networks", None)
+        # The overlay's tunnel endpoint, registered so other hosts can reach this one.
+        self._underlay_ip: str | None = getattr(networks, "local_ip", None)
         self._firewall = (
             FirewallSync(networks, idle=settings.network_idle_seconds)
             if networks is not None
@@ -234,6 +236,7 @@ class Agent:
             kernel_version=facts.kernel_version,
             enable_cpu_pinning=s.agent_cpu_pinning,
             images=sorted(facts.images),
+            underlay_ip=self._underlay_ip,
         )
 
     # -- the loops
@@ -329,13 +332,14 @@ class Agent:
         before = self._desired
         self._desired = {c.uuid: _networked(c, self._firewall is not None) for c in host.containers}
         if woken and self._only_added(before):
-            self._pass_added(before)
+            self._pass_added(before, host)
             return
         listing = await self._runtime.list_managed()
         self._listed_at = time.monotonic()
         self._observed = {c.uuid: c for c in listing if c.uuid}
         if self._firewall is not None:
             self._firewall.desired(self._desired)
+            self._firewall.remote(host.remote_members)
             for uuid in self._desired.keys() | self._observed.keys():
                 seen = self._observed.get(uuid)
                 running = seen is not None and seen.state in _ADDRESSED
@@ -381,9 +385,10 @@ class Agent:
             and not any(uuid in self._memory or uuid in self._observed for uuid in added)
         )
 
-    def _pass_added(self, before: dict[str, DesiredContainer]) -> None:
+    def _pass_added(self, before: dict[str, DesiredContainer], host: DesiredHost) -> None:
         if self._firewall is not None:
             self._firewall.desired(self._desired)
+            self._firewall.remote(host.remote_members)
         for uuid in self._desired.keys() - before.keys():
             self._memory.setdefault(uuid, _Memory()).note(self._desired[uuid], None)
             if self._needs_attention(uuid):

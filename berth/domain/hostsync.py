@@ -20,7 +20,10 @@ __all__ = [
     "Observation",
     "PendingOp",
     "RegistryAuth",
+    "RemoteMember",
+    "Segment",
     "VolumeMount",
+    "docker_mac",
 ]
 
 DesiredStateName = Literal["created", "running", "stopped", "paused", "deleted"]
@@ -87,13 +90,60 @@ class InjectedFile:
     data: str | None = field(default=None, repr=False)
 
 
+def docker_mac(address: str) -> str:
+    """The MAC Docker (20.10) gives an endpoint with this IPv4 address: ``02:42`` and its bytes.
+
+    What the overlay announces for a member whose host has not reported its MAC yet.
+    """
+    octets = [int(part) for part in address.split(".")]
+    return ":".join(f"{b:02x}" for b in (0x02, 0x42, *octets))
+
+
+@dataclass(slots=True)
+class Segment:
+    """A project network's overlay segment, the same on every host (the control plane's IPAM).
+
+    ``subnet`` and ``gateway`` (each host's bridge answers as the gateway for its
+    own members), the VXLAN network identifier, and the MTU containers get (the
+    underlay's minus the VXLAN header).
+    """
+
+    subnet: str
+    gateway: str
+    vni: int
+    mtu: int = 1450
+
+
 @dataclass(slots=True)
 class NetworkRef:
-    """A project network a container joins: Berth's network id and its project."""
+    """A project network a container joins: Berth's network id and its project.
+
+    With the overlay driver, ``address`` is the container's IPv4 address on it
+    (leased by the control plane, unique across hosts) and ``segment`` says how
+    the network is laid out; both None with the per-host bridge driver, whose
+    engine picks the addresses.
+    """
 
     id: str
     name: str
     project_id: str
+    address: str | None = None
+    segment: Segment | None = None
+
+
+@dataclass(slots=True)
+class RemoteMember:
+    """A member of a project network that runs on another host (overlay driver).
+
+    The agent forwards to ``mac`` through the VXLAN tunnel to ``host_ip`` (that
+    host's underlay address) and answers ARP for ``address`` with ``mac``.
+    ``security_groups`` lets remote-group rules admit it like a local member.
+    """
+
+    address: str
+    mac: str
+    host_ip: str
+    security_groups: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -191,6 +241,9 @@ class DesiredHost:
     hostname: str
     generation: int
     containers: list[DesiredContainer] = field(default_factory=list)
+    # Overlay driver: per network id with a member on this host, its members on
+    # other hosts (absent: no overlay, or nobody elsewhere).
+    remote_members: dict[str, list[RemoteMember]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -215,6 +268,9 @@ class Observation:
     removed: bool = False
     # ``"<port>/<protocol>"`` -> the host port it is published on.
     published: dict[str, int] | None = None
+    # IPv4 address -> the MAC address its interface has (the overlay tells other
+    # hosts where to send); None: nothing to say.
+    macs: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -237,3 +293,5 @@ class HostReport:
     disk_quota_supported: bool = False
     # The images present on the host as ``repo:tag`` (for the image-locality weigher).
     images: list[str] = field(default_factory=list)
+    # The address other hosts reach this one's VXLAN tunnel endpoint at (overlay driver).
+    underlay_ip: str | None = None

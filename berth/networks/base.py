@@ -7,12 +7,12 @@ when no container uses it any more. Drivers never talk to the control plane.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias, runtime_checkable
 
 from berth.config import Settings
-from berth.domain.hostsync import NetworkRef
+from berth.domain.hostsync import NetworkRef, RemoteMember
 from berth.plugins import Kind
 
 __all__ = [
@@ -76,6 +76,15 @@ class NetworkDriver(Protocol):
         """Detach the container ``uuid`` from the network; not attached is success."""
         ...
 
+    async def program(self, remote: Mapping[str, Sequence[RemoteMember]]) -> None:
+        """Make each network reach its members on other hosts, by network id (level-triggered).
+
+        The whole wanted picture every time: entries for members no longer listed
+        go, networks not on this host are skipped (programmed once they are made).
+        A driver whose networks do not span hosts does nothing.
+        """
+        ...
+
     async def prune(self, keep: set[str]) -> list[str]:
         """Remove this owner's networks that no container uses and whose id is not in ``keep``.
 
@@ -108,4 +117,4 @@ class NetworkFactory(Protocol):
 
 
 NETWORK_DRIVERS: Kind[NetworkFactory] = Kind("berth.networks", "network driver", "network_driver")
-"""Host-side project networks and security groups (Berth's own: ``bridge``)."""
+"""Host-side project networks and security groups (Berth's own: ``bridge``, ``overlay``)."""

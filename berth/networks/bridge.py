@@ -29,7 +29,7 @@ import requests
 
 from berth import errors
 from berth.config import Settings
-from berth.domain.hostsync import NetworkRef
+from berth.domain.hostsync import NetworkRef, RemoteMember
 from berth.networks.base import FirewallSpec, NetworkFactory, network_id_of, network_name
 from berth.networks.firewall import JUMP_CHAIN, chain_name, chain_rules, jump_comment
 from berth.networks.hostguard import (
@@ -126,6 +126,7 @@ class BridgeNetworks:
             if found is not None:
                 if (found.get("Labels") or {}).get(LABEL_OWNER) == self._owner:
                     await self._guard({_bridge_of(found): net.id})
+                    await self._created(net, _bridge_of(found))
                 self._known.add(name)
                 return
             labels = {
@@ -136,21 +137,35 @@ class BridgeNetworks:
             # Guarded before it exists: no container is ever on it unguarded.
             bridge = bridge_name(self._owner, net.id)
             await self._guard({bridge: net.id})
+            extra = self._network_params(net)
+            options = {OPTION_BRIDGE: bridge, **extra.pop("options", {})}
             try:
                 await self._run(
                     lambda api: api.create_network(
                         name,
                         driver="bridge",
                         labels=labels,
-                        options={OPTION_BRIDGE: bridge},
+                        options=options,
                         check_duplicate=True,
+                        **extra,
                     )
                 )
             except errors.BerthError:
                 if await self._find(name) is None:  # not a concurrent create by another agent
                     raise
+            await self._created(net, bridge)
             self._known.add(name)
             log.info("created network %s for project %s", name, net.project_id)
+
+    def _network_params(self, net: NetworkRef) -> dict[str, Any]:
+        """Extra ``create_network`` arguments (``options`` merged): none, the engine's IPAM."""
+        return {}
+
+    async def _created(self, net: NetworkRef, bridge: str) -> None:
+        """``net`` exists on the engine as ``bridge`` (made now or found): nothing more here."""
+
+    async def program(self, remote: Mapping[str, Sequence[RemoteMember]]) -> None:
+        """Members on other hosts: a per-host bridge does not reach them (nothing to do)."""
 
     def forget(self, network_id: str) -> None:
         """Ask the engine again next time: ``network_id`` may be gone."""
@@ -160,8 +175,12 @@ class BridgeNetworks:
         """Attach ``berth-<uuid>`` to the network; already attached is success."""
         await self.ensure(net)
         name = network_name(net.id)
+        # An address leased by the control plane (overlay) is taken, not picked by the engine.
+        fixed = {"ipv4_address": net.address} if net.address else {}
         try:
-            await self._run(lambda api: api.connect_container_to_network(f"berth-{uuid}", name))
+            await self._run(
+                lambda api: api.connect_container_to_network(f"berth-{uuid}", name, **fixed)
+            )
         except errors.BerthError as exc:
             if "already exists" in exc.message:
                 return
@@ -171,7 +190,9 @@ class BridgeNetworks:
             await self._run(
                 lambda api: api.disconnect_container_from_network(f"berth-{uuid}", "none")
             )
-            await self._run(lambda api: api.connect_container_to_network(f"berth-{uuid}", name))
+            await self._run(
+                lambda api: api.connect_container_to_network(f"berth-{uuid}", name, **fixed)
+            )
 
     async def disconnect(self, uuid: str, network_id: str) -> None:
         """Detach ``berth-<uuid>`` from the network; not attached (or gone) is success."""
@@ -208,7 +229,11 @@ class BridgeNetworks:
             del bridges[_bridge_of(entry)]
             log.info("removed unused network %s", entry.get("Name"))
         await self._sync_guard(bridges)
+        await self._pruned(set(bridges.values()))
         return removed
+
+    async def _pruned(self, present: set[str]) -> None:
+        """After a prune: ``present`` are the ids of this owner's networks left on the engine."""
 
     async def _remove_if_unused(self, ident: str) -> bool:
         detail: dict[str, Any] = await self._run(lambda api: api.inspect_network(ident))

@@ -100,6 +100,7 @@ class RuntimeContainer:
     rebuild_id: str | None = None  # the LABEL_REBUILD it carries
     networks: list[str] = field(default_factory=list)  # engine-side network names
     published: dict[str, int] = field(default_factory=dict)  # "80/tcp" -> host port
+    macs: dict[str, str] = field(default_factory=dict)  # IPv4 address -> its interface's MAC
 
 
 @dataclass(slots=True)

@@ -158,6 +158,16 @@ def _network_mode(spec: DesiredContainer) -> str | None:
     return None
 
 
+def _fixed_address(spec: DesiredContainer) -> dict[str, Any] | None:
+    """The endpoint of the first network with the address the control plane leased (overlay):
+    the engine must not pick one. None when the engine picks (the bridge driver)."""
+    if spec.network_container or not spec.networks or not spec.networks[0].address:
+        return None
+    first = spec.networks[0]
+    endpoint = {"IPAMConfig": {"IPv4Address": first.address}}
+    return {"EndpointsConfig": {network_name(first.id): endpoint}}
+
+
 def _with_dind(host: dict[str, Any]) -> dict[str, Any]:
     """``host`` plus DIND_HOST_OPTIONS, its lists and maps extended rather than replaced."""
     result = dict(host)
@@ -188,6 +198,9 @@ def create_params(
     network_mode = _network_mode(spec)
     if network_mode is not None:
         host["network_mode"] = network_mode
+    fixed = _fixed_address(spec)
+    if fixed is not None:
+        config["networking_config"] = fixed
     if spec.network_container:
         config.pop("hostname", None)  # the sandbox's
     if spec.published_ports:
@@ -307,6 +320,7 @@ def from_inspect(data: dict[str, Any]) -> RuntimeContainer:
         rebuild_id=labels.get(LABEL_REBUILD),
         networks=sorted(((data.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
         published=_published_inspect((data.get("NetworkSettings") or {}).get("Ports")),
+        macs=_macs((data.get("NetworkSettings") or {}).get("Networks")),
     )
 
 
@@ -327,6 +341,7 @@ def from_listing(entry: dict[str, Any]) -> RuntimeContainer:
         rebuild_id=labels.get(LABEL_REBUILD),
         networks=sorted(((entry.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
         published=_published_listing(entry.get("Ports")),
+        macs=_macs((entry.get("NetworkSettings") or {}).get("Networks")),
     )
 
 
@@ -369,6 +384,15 @@ def _addresses(networks: dict[str, Any] | None) -> dict[str, Any]:
         if addrs:
             result[name] = addrs
     return result
+
+
+def _macs(networks: dict[str, Any] | None) -> dict[str, str]:
+    """``{IPv4 address: MAC}`` of every endpoint (the overlay programs other hosts with it)."""
+    return {
+        str(net["IPAddress"]): str(net["MacAddress"])
+        for net in (networks or {}).values()
+        if net.get("IPAddress") and net.get("MacAddress")
+    }
 
 
 def signal_name(signal: str | int | None) -> str | int:

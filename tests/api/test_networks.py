@@ -79,9 +79,21 @@ async def test_a_container_joins_its_projects_default_network_and_group(
     assert only["remote_group_id"] == default["id"] and only["protocol"] is None
 
     desired = (await agent.desired())[c["uuid"]]
+    # With the bridge driver the engine picks the address: no lease, no segment.
     assert desired["networks"] == [
-        {"id": nets[0]["uuid"], "name": "default", "project_id": c["project_id"]}
+        {
+            "id": nets[0]["uuid"],
+            "name": "default",
+            "project_id": c["project_id"],
+            "address": None,
+            "segment": None,
+        }
     ]
+    assert (
+        await agent.client.get(
+            f"/internal/v1/hosts/{agent.hostname}/desired", headers={"X-Auth-Token": agent.token}
+        )
+    ).json()["remote_members"] == {}
     assert desired["security_groups"] == [default["id"]]
     assert desired["ingress"] == [
         {

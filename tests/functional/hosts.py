@@ -228,11 +228,13 @@ def cloud(
     api_settings: dict[str, str],
     *,
     separate: bool = False,
+    agent_settings: dict[str, str] | None = None,
 ) -> Iterator[Cloud]:
     """A berth-api with ``api_settings`` and one agent on its own engine per spec.
 
     With ``separate``, each host (engine and agent) is a network host of its own
     (``tests/functional/underlay.py``) and the API listens on the underlay.
+    ``agent_settings``: ``BERTH_*`` settings every agent gets on top of its own.
     """
     base_env = {
         "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -255,7 +257,7 @@ def cloud(
                     host=s.name,
                     password=AGENT_PASSWORD,
                     workdir=workdir / s.name,
-                    settings_env=_agent_env(s, engines[s.name]),
+                    settings_env={**_agent_env(s, engines[s.name]), **(agent_settings or {})},
                     wait=False,
                     **_placed(nets, s.name),
                 )

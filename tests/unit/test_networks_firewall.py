@@ -156,6 +156,9 @@ class _Pruner:
     async def firewalled(self) -> set[str]:
         return set()
 
+    async def program(self, remote: object) -> None:
+        pass
+
 
 async def test_a_network_outlives_its_last_container_for_the_idle_time() -> None:
     now = [0.0]
@@ -193,6 +196,7 @@ class _Recorder:
         self.writes: list[dict[str, object]] = []
         self.bad = bad or set()
         self.filtered = {"gone"}  # a leftover of an earlier run of this agent
+        self.programmed: list[object] = []
 
     async def write_firewalls(self, changes: dict[str, object]) -> None:
         if self.bad & changes.keys():
@@ -208,6 +212,9 @@ class _Recorder:
 
     async def prune(self, keep: set[str]) -> list[str]:
         return []
+
+    async def program(self, remote: object) -> None:
+        self.programmed.append(remote)
 
 
 def _running(sync: FirewallSync, *uuids: str) -> None:

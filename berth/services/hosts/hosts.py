@@ -23,7 +23,7 @@ from berth.services.containers.observations import apply_observation
 from berth.services.env import Env
 from berth.services.hosts.placement import AGENT_BINARY
 from berth.services.hosts.returning import restore_returned
-from berth.services.networks import networks, security_groups
+from berth.services.networks import networks, overlay, security_groups
 from berth.store import hosts as repo
 from berth.store import networks as networks_repo
 from berth.store.base import new_uuid, utcnow
@@ -79,6 +79,7 @@ async def register(env: Env, ctx: RequestContext, report: HostReport) -> HostRow
             "kernel_version",
             "enable_cpu_pinning",
             "disk_quota_supported",
+            "underlay_ip",
         ):
             setattr(host, name, getattr(report, name))
         host.images = sorted(set(report.images))
@@ -217,8 +218,16 @@ async def desired_for(
         rows: Sequence[ContainerRow] = await repo.containers_on(session, hostname)
         wanted = {g for r in rows for g in r.security_groups or []}
         groups = await networks_repo.groups_by_uuid(session, wanted)
+    if not overlay.enabled(env):
+        return DesiredHost(
+            hostname=hostname, generation=seen, containers=[_desired(r, groups) for r in rows]
+        )
+    plan = await overlay.plan_for(env, hostname, rows)
     return DesiredHost(
-        hostname=hostname, generation=seen, containers=[_desired(r, groups) for r in rows]
+        hostname=hostname,
+        generation=seen,
+        containers=[overlay.placed(_desired(r, groups), plan) for r in rows],
+        remote_members=plan.remote,
     )
 
 
@@ -228,10 +237,13 @@ async def record_observations(
     """Fold what the agent saw into each container's status, finishing actions."""
     _require_service(env, ctx)
     touched = released = False
+    moved: set[str] = set()
     async with env.db.transaction() as session:
         for obs in observations:
             row = await repo.container_on(session, obs.uuid, hostname)
             if row is not None:
+                if overlay.enabled(env) and await overlay.observed(session, row, obs):
+                    moved.update(overlay.networks_of(row))  # the other hosts must learn it
                 claimed = row.claimed
                 capsule = row.capsule_id
                 touched = await apply_observation(session, row, obs) or touched
@@ -243,3 +255,5 @@ async def record_observations(
         env.host_cache.forget(hostname)
     if touched:
         await env.notifier.touch(hostname)
+    if moved:
+        await overlay.touch_members(env, moved, but=hostname)

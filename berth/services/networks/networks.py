@@ -22,6 +22,7 @@ from berth.services.networks import security_groups
 from berth.services.scopes import list_scope, lookup_scope
 from berth.store import containers as containers_repo
 from berth.store import networks as repo
+from berth.store import overlay as overlay_repo
 from berth.store.base import new_uuid, utcnow
 from berth.store.db import Database, Session
 from berth.store.scope import Scope
@@ -154,6 +155,7 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
                 f"Network {row.name} is in use by container(s) {', '.join(users)}; "
                 "detach or delete them first."
             )
+        await overlay_repo.forget_network(session, row.uuid)  # its leases, if overlaid
         await session.delete(row)
 
 

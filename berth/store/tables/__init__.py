@@ -15,7 +15,7 @@ from berth.store.tables.identity import (
 )
 from berth.store.tables.images import ImageRow, RegistryRow
 from berth.store.tables.login_failures import LoginFailureRow
-from berth.store.tables.networks import NetworkRow, SecurityGroupRow
+from berth.store.tables.networks import AddressLeaseRow, NetworkRow, SecurityGroupRow
 from berth.store.tables.nodegroups import ClusterQuotaRow, ConductorRow, NodeGroupRow
 from berth.store.tables.quotas import QuotaClassRow, QuotaRow
 from berth.store.tables.streams import StreamTokenRow
@@ -23,6 +23,7 @@ from berth.store.tables.volumes import CapsuleRow, VolumeRow
 
 __all__ = [
     "ActionEventRow",
+    "AddressLeaseRow",
     "CapsuleRow",
     "ClusterQuotaRow",
     "ClusterRow",

@@ -41,6 +41,8 @@ class HostRow(Base):
     generation: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, default=None)
+    # Where other hosts reach this one's VXLAN tunnel endpoint (overlay networks).
+    underlay_ip: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class ServiceRow(Base):

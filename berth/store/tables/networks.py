@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from berth.store.base import Base, UtcDateTime, utcnow
 
-__all__ = ["NetworkRow", "SecurityGroupRow"]
+__all__ = ["AddressLeaseRow", "NetworkRow", "SecurityGroupRow"]
 
 
 class NetworkRow(Base):
@@ -31,6 +31,32 @@ class NetworkRow(Base):
     is_default: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, default=None)
+    # The overlay's address plan (network_driver = overlay), set when first needed:
+    # the network's subnet, the same on every host, and its VXLAN network identifier.
+    subnet: Mapped[str | None] = mapped_column(String(43), unique=True, default=None)
+    vni: Mapped[int | None] = mapped_column(unique=True, default=None)
+
+
+class AddressLeaseRow(Base):
+    """A container's address on an overlay network: unique per network, kept while it lives.
+
+    The unique constraints make two concurrent allocations of one address (or
+    two addresses for one container) fail in the database, not on the wire.
+    ``mac`` is what the container's host reported (None until then).
+    """
+
+    __tablename__ = "address_leases"
+    __table_args__ = (
+        UniqueConstraint("network_uuid", "address", name="uq_address_leases_address"),
+        UniqueConstraint("network_uuid", "container_uuid", name="uq_address_leases_container"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    network_uuid: Mapped[str] = mapped_column(String(36))
+    address: Mapped[str] = mapped_column(String(45))
+    container_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    mac: Mapped[str | None] = mapped_column(String(17), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class SecurityGroupRow(Base):
