@@ -6,6 +6,7 @@ Kept beside (not inside) ``RuntimeDriver``: the image API (``/v1/images``),
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -44,21 +45,21 @@ class ImageEngine(Protocol):
         ...
 
 
-class PullPolicyOps:
+class PullPolicyOps(ABC):
     """The pull policies and ``pull_image``, over an engine's three image primitives.
 
     An engine's image mixin (``DockerImageOps``, ``PodmanImageOps``) subclasses
     this and says how to tell an image is present, pull it and describe it.
     """
 
-    async def _image_present(self, image: str) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    async def _image_present(self, image: str) -> bool: ...
 
-    async def _pull(self, image: str, auth: RegistryAuth | None) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def _pull(self, image: str, auth: RegistryAuth | None) -> None: ...
 
-    async def _describe(self, image: str) -> ImageInfo:
-        raise NotImplementedError
+    @abstractmethod
+    async def _describe(self, image: str) -> ImageInfo: ...
 
     async def ensure_image(
         self, image: str, pull_policy: str | None, auth: RegistryAuth | None = None

@@ -33,7 +33,16 @@ from berth.runtimes.base import (
     container_name,
     parse_instant,
 )
-from berth.runtimes.dockermap import TenantLimits, human_duration, status_text
+
+# The engines' inspect JSON agrees on ports and addresses: one reading of it.
+from berth.runtimes.dockermap import (
+    TenantLimits,
+    _addresses,
+    _int,
+    _published_inspect,
+    human_duration,
+    status_text,
+)
 from berth.volumes.base import volume_name
 
 __all__ = [
@@ -369,15 +378,6 @@ def _since_epoch(value: Any, now: datetime) -> float:
     return max(0.0, now.timestamp() - seconds) if seconds > 0 else 0.0
 
 
-def _published_inspect(ports: dict[str, Any] | None) -> dict[str, int]:
-    """``{"80/tcp": 32768}`` from inspect's ``NetworkSettings.Ports``."""
-    result: dict[str, int] = {}
-    for key, bindings in (ports or {}).items():
-        for binding in bindings or []:
-            if str(binding.get("HostPort") or "").isdigit():
-                result.setdefault(key, int(binding["HostPort"]))
-    return result
-
 
 def _published_listing(ports: list[dict[str, Any]] | None) -> dict[str, int]:
     """The same from a libpod listing entry's ``Ports`` (snake_case, with ranges)."""
@@ -389,25 +389,6 @@ def _published_listing(ports: list[dict[str, Any]] | None) -> dict[str, int]:
     return result
 
 
-def _addresses(networks: dict[str, Any] | None) -> dict[str, Any]:
-    """``{network: [{"addr", "version"}]}``: the Zun shape, minus Neutron-only fields."""
-    result: dict[str, Any] = {}
-    for name, net in (networks or {}).items():
-        addrs = [
-            {"addr": addr, "version": version}
-            for addr, version in ((net.get("IPAddress"), 4), (net.get("GlobalIPv6Address"), 6))
-            if addr
-        ]
-        if addrs:
-            result[name] = addrs
-    return result
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
 
 
 _COUNTERS = ("BlockInput", "BlockOutput", "NetInput", "NetOutput")
