@@ -12,10 +12,16 @@ from berth.api.state import AppState
 from berth.domain.context import RequestContext
 from berth.services import identity as identity_service
 
-__all__ = ["Caller", "State", "get_caller", "get_state"]
+__all__ = ["Caller", "State", "get_caller", "get_state", "state_of"]
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    """The application's state. ``async`` on purpose: FastAPI runs a plain ``def``
+    dependency in its thread pool, a thread hop on every request for one attribute."""
+    return state_of(request)
+
+
+def state_of(request: Request) -> AppState:
     state: AppState = request.app.state.berth
     return state
 
@@ -28,7 +34,7 @@ async def get_caller(request: Request) -> RequestContext:
     token = request.headers.get("x-auth-token")
     if not token:
         raise errors.Unauthorized("The request you have made requires authentication.")
-    state = get_state(request)
+    state = state_of(request)
     ctx = await identity_service.validate_token(state.db, token)
     rid: str = getattr(request.state, "request_id", "")
     return dataclasses.replace(ctx, request_id=rid)
