@@ -30,6 +30,7 @@ __all__ = [
     "PG_ADMIN_DSN",
     "ROOT",
     "BerthServer",
+    "cpu_seconds",
     "fresh_pg_database",
     "machine",
     "percentile",
@@ -155,6 +156,17 @@ def fresh_pg_database(admin_dsn: str = PG_ADMIN_DSN) -> Iterator[str]:
 
 ADMIN_PASSWORD = "bench-admin-pw"
 ZUN = {"OpenStack-API-Version": "container 1.40"}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used, from /proc/<pid>/stat.
+
+    Unlike wall time, this barely moves with the machine's other load: the
+    figure to compare A/B runs by when the machine is not quiet.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # After the ")" of the command name: field 3 is index 0, utime (14) and stime (15).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:

@@ -7,6 +7,12 @@ What it measures
     HTTP with a keep-alive client: authentication (token lookup), policy,
     the query, and the Zun view of each container.
 
+    Beside the latencies, the server process's own CPU time per request
+    (``cpu ms/req``, from /proc: user + system of all its threads; the
+    database server's share on PostgreSQL is not in it). Latencies move with
+    whatever else the machine runs; the CPU per request barely does, so it is
+    the figure to compare two versions by on a machine that is not quiet.
+
 How it runs
     It starts a throw-away ``berth-api`` (``BERTH_ALL_IN_ONE=false``: no agent,
     nothing else running in it) on SQLite in a temporary directory, or on a
@@ -28,6 +34,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -36,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert, select
 
-from bench._common import BerthServer, fresh_pg_database, machine, summary
+from bench._common import BerthServer, cpu_seconds, fresh_pg_database, machine, summary
 from berth.store.db import Database
 from berth.store.tables import ContainerRow, ProjectRow, UserRow
 
@@ -97,21 +104,31 @@ def measure(server: BerthServer, uuids: list[str], gets: int, lists: int) -> dic
             raise RuntimeError(f"GET {path} answered {r.status_code}: {r.text[:300]}")
         return elapsed
 
+    assert server.proc is not None
+    pid = server.proc.pid
+
+    def phase(n: int, request: Callable[[], tuple[str, dict[str, Any]]]) -> dict[str, float]:
+        cpu = cpu_seconds(pid)
+        samples = []
+        for _ in range(n):
+            path, params = request()
+            samples.append(timed(path, **params))
+        per_request = (cpu_seconds(pid) - cpu) / n
+        return {**_ms(summary(samples)), "cpu_ms_per_request": round(per_request * 1000, 3)}
+
     for _ in range(30):  # warm-up: connections, caches, the token
         timed(f"/containers/{rng.choice(uuids)}")
         timed("/containers", limit=1000)
-    one = [timed(f"/containers/{rng.choice(uuids)}") for _ in range(gets)]
-    first = [timed("/containers", limit=1000) for _ in range(lists)]
-    paged = [
-        timed("/containers", limit=1000, marker=rng.choice(uuids[: len(uuids) - 1000]))
-        for _ in range(lists)
-    ]
+    markers = uuids[: len(uuids) - 1000]
+    one = phase(gets, lambda: (f"/containers/{rng.choice(uuids)}", {}))
+    first = phase(lists, lambda: ("/containers", {"limit": 1000}))
+    paged = phase(lists, lambda: ("/containers", {"limit": 1000, "marker": rng.choice(markers)}))
     body = http.get("/containers", params={"limit": 1000}).json()
     assert len(body["containers"]) == 1000, len(body["containers"])
     return {
-        "get_one": _ms(summary(one)),
-        "list_1000_first_page": _ms(summary(first)),
-        "list_1000_after_marker": _ms(summary(paged)),
+        "get_one": one,
+        "list_1000_first_page": first,
+        "list_1000_after_marker": paged,
         "list_body_bytes": len(json.dumps(body)),
     }
 
@@ -136,13 +153,16 @@ def run(db_name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any]) -> str:
-    lines = [f"{'db':9}{'request':28}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"]
+    lines = [
+        f"{'db':9}{'request':28}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'cpu ms/req':>12}"
+    ]
     for r in result["runs"]:
         for key in ("get_one", "list_1000_first_page", "list_1000_after_marker"):
             v = r[key]
             lines.append(
                 f"{r['db']:9}{key:28}{v['p50_ms']:9.2f}{v['p90_ms']:9.2f}"
-                f"{v['p99_ms']:9.2f}{v['max_ms']:9.2f}"
+                f"{v['p99_ms']:9.2f}{v['max_ms']:9.2f}{v['cpu_ms_per_request']:12.2f}"
             )
     return "\n".join(lines)
 
