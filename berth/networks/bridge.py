@@ -207,9 +207,7 @@ class BridgeNetworks:
 
     async def prune(self, keep: set[str]) -> list[str]:
         """Remove this owner's unused networks that are not in ``keep``."""
-        mine: list[dict[str, Any]] = await self._run(
-            lambda api: api.networks(filters={"label": [f"{LABEL_OWNER}={self._owner}"]})
-        )
+        mine = await self._owned()
         removed = []
         bridges: dict[str, str] = {}
         for entry in mine:
@@ -234,6 +232,13 @@ class BridgeNetworks:
 
     async def _pruned(self, present: set[str]) -> None:
         """After a prune: ``present`` are the ids of this owner's networks left on the engine."""
+
+    async def _owned(self) -> list[dict[str, Any]]:
+        """This owner's networks on the engine, as it lists them."""
+        found: list[dict[str, Any]] = await self._run(
+            lambda api: api.networks(filters={"label": [f"{LABEL_OWNER}={self._owner}"]})
+        )
+        return found
 
     async def _remove_if_unused(self, ident: str) -> bool:
         detail: dict[str, Any] = await self._run(lambda api: api.inspect_network(ident))

@@ -35,7 +35,7 @@ from docker.types import IPAMConfig, IPAMPool
 from berth import errors
 from berth.config import Settings
 from berth.domain.hostsync import NetworkRef, RemoteMember, Segment
-from berth.networks.base import NetworkFactory
+from berth.networks.base import NetworkFactory, network_id_of
 from berth.networks.bridge import BridgeNetworks
 from berth.networks.hostguard import HostPort, allowed_host_ports
 
@@ -190,22 +190,25 @@ class OverlayNetworks(BridgeNetworks):
         """Give the network's bridge its VXLAN port (kept if right), then program it."""
         seg = self._segment(net)
         device = vxlan_name(self._owner, net.id)
-        found = await self._link(device)
-        data = ((found or {}).get("linkinfo") or {}).get("info_data") or {}
-        if found is not None and (data.get("id") != seg.vni or data.get("local") != self._local_ip):
-            log.info("replacing VXLAN device %s (VNI or local address changed)", device)
-            await self._tool("ip", "link", "del", device)
-            found = None
-        if found is None:
-            await self._tool(
-                "ip", "link", "add", device, "type", "vxlan", "id", str(seg.vni),
-                "local", self._local_ip, "dstport", str(VXLAN_PORT), "nolearning", "proxy",
-            )  # fmt: skip
-        await self._tool(
-            "ip", "link", "set", device, "alias", _alias(self._owner, net.id),
-            "mtu", str(seg.mtu), "master", bridge, "up",
-        )  # fmt: skip
+        # Under the lock: never between a prune's look at the engine and its removals.
         async with self._program_lock:
+            found = await self._link(device)
+            data = ((found or {}).get("linkinfo") or {}).get("info_data") or {}
+            if found is not None and (
+                data.get("id") != seg.vni or data.get("local") != self._local_ip
+            ):
+                log.info("replacing VXLAN device %s (VNI or local address changed)", device)
+                await self._tool("ip", "link", "del", device)
+                found = None
+            if found is None:
+                await self._tool(
+                    "ip", "link", "add", device, "type", "vxlan", "id", str(seg.vni),
+                    "local", self._local_ip, "dstport", str(VXLAN_PORT), "nolearning", "proxy",
+                )  # fmt: skip
+            await self._tool(
+                "ip", "link", "set", device, "alias", _alias(self._owner, net.id),
+                "mtu", str(seg.mtu), "master", bridge, "up",
+            )  # fmt: skip
             devices = await self._known_devices()
             devices[net.id] = device
             self._programmed.pop(net.id, None)  # a new device holds nothing yet: read it
@@ -233,10 +236,19 @@ class OverlayNetworks(BridgeNetworks):
         return self._devices
 
     async def _pruned(self, present: set[str]) -> None:
-        """A network gone from the engine takes its tunnel endpoint with it."""
+        """A network gone from the engine takes its tunnel endpoint with it.
+
+        ``present`` was listed at the start of the prune: a network made since (a new
+        member arriving just as the last one left) is on the engine again and keeps
+        its device, so the engine is asked once more, under the lock ``_created`` holds.
+        """
         async with self._program_lock:
             devices = await self._known_devices()
-            for net_id in sorted(devices.keys() - present):
+            gone = devices.keys() - present
+            if gone:
+                on_engine = {network_id_of(str(n.get("Name"))) for n in await self._owned()}
+                gone = {n for n in gone if n not in on_engine}
+            for net_id in sorted(gone):
                 device = devices.pop(net_id)
                 self._programmed.pop(net_id, None)
                 try:

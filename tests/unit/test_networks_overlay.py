@@ -16,6 +16,7 @@ from berth.domain.hostsync import (
     docker_mac,
 )
 from berth.networks import FirewallRule
+from berth.networks.base import network_name
 from berth.networks.overlay import (
     OverlayNetworks,
     entry_commands,
@@ -197,6 +198,10 @@ class _Kernel(OverlayNetworks):
         self.fdb: dict[str, dict[str, str]] = {}
         self.neigh: dict[str, dict[str, str]] = {}
         self.runs: list[str] = []
+        self.engine: set[str] = set()  # the ids of the networks the engine holds
+
+    async def _owned(self) -> list[dict[str, object]]:
+        return [{"Name": network_name(n)} for n in sorted(self.engine)]
 
     async def _tool(self, *args: str, stdin: str | None = None) -> str:
         import json
@@ -263,6 +268,20 @@ async def test_the_overlay_driver_makes_programs_and_removes_a_tunnel_endpoint()
     # The network gone from the engine: its device goes too.
     await fresh._pruned(set())
     assert fresh.links == {}
+
+
+async def test_a_prune_that_listed_before_a_network_came_back_leaves_its_device() -> None:
+    # The last member left (a prune lists the engine: the network is gone), a new member
+    # arrives (the network and its device are made again) before the prune's removals.
+    kernel = _Kernel()
+    net = NetworkRef("n1", "default", "p", segment=Segment("10.96.0.0/24", "10.96.0.1", 7))
+    kernel.engine.add("n1")
+    await kernel._created(net, "brt-x")
+    await kernel._pruned(set())  # listed before the network was made
+    assert vxlan_name("h1", "n1") in kernel.links
+    kernel.engine.clear()  # and once it is gone for good, its device goes
+    await kernel._pruned(set())
+    assert kernel.links == {}
 
 
 async def test_the_overlay_driver_needs_a_segment() -> None:
