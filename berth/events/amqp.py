@@ -87,15 +87,24 @@ class AmqpRelay:
         )
 
     async def _exchange_ready(self) -> aio_pika.abc.AbstractExchange:
-        if self._exchange is None:
+        if self._exchange is not None:
+            return self._exchange
+        if self._connection is None:
             self._connection = await aio_pika.connect_robust(self.url)
             # As oslo.messaging, declare the default queues again after a reconnection
             # (a broker restart forgets the queues that are not durable).
             self._connection.reconnect_callbacks.add(lambda *_: self._queues.clear())
-            channel = await self._connection.channel(publisher_confirms=True)
+        channel = await self._connection.channel(publisher_confirms=True)
+        try:
             self._exchange = await channel.declare_exchange(
                 self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=self.durable
             )
+        except aio_pika.exceptions.ChannelPreconditionFailed:
+            # Declared otherwise by its consumers (notification_durable differs): the
+            # batch is not relayed (the cursor stays), the next tick tries again.
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise
         return self._exchange
 
     async def _default_queue(self, routing_key: str) -> None:

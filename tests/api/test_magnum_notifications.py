@@ -8,6 +8,7 @@ import os
 import uuid
 
 import aio_pika
+import aio_pika.exceptions
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -125,5 +126,45 @@ async def test_a_queue_its_consumers_declared_otherwise_still_gets_them(
         await relay.close()
         cleanup = await conn.channel()
         await cleanup.queue_delete(f"{topic}.info")
+        await cleanup.exchange_delete(exchange_name)
+        await asyncio.wait_for(conn.close(), 5)
+
+
+async def test_an_exchange_declared_otherwise_holds_the_notifications_back(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    """Consumers with ``amqp_durable_queues`` made the exchange durable: the broker refuses the
+    relay's declaration, nothing is lost, and ``durable=True`` relays the waiting events."""
+    conn = await _broker_or_skip()
+    tag = uuid.uuid4().hex[:8]
+    exchange_name, topic = f"magnum-test-{tag}", f"notifications-test-{tag}"
+    wrong = AmqpRelay(AMQP_URL, exchange_name, topic=topic)
+    right = AmqpRelay(AMQP_URL, exchange_name, topic=topic, durable=True)
+    try:
+        channel = await conn.channel()
+        exchange = await channel.declare_exchange(
+            exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, f"{topic}.*")
+        world = World(app, client)
+        await world.template(admin_token)
+        await world.cluster(admin_token)
+        await world.work()
+        db = app.state.berth.env.db
+        for _ in range(2):  # every tick is refused, over the same connection
+            with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+                await wrong.tick(db)
+        assert await right.tick(db) == 2  # the cursor had not moved
+        for _ in range(2):
+            msg = await queue.get(timeout=5)
+            await msg.ack()
+            assert msg.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    finally:
+        await wrong.close()
+        await right.close()
+        cleanup = await conn.channel()
+        for priority in ("info", "error"):
+            await cleanup.queue_delete(f"{topic}.{priority}")
         await cleanup.exchange_delete(exchange_name)
         await asyncio.wait_for(conn.close(), 5)
