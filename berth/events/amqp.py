@@ -45,15 +45,25 @@ _BATCH = 100
 
 
 def envelope(row: EventRow) -> dict[str, Any]:
-    """The oslo.messaging v2 envelope of one notification event."""
+    """The oslo.messaging v2 envelope of one notification event.
+
+    Magnum's notifier packs its request context into the message as ``_context_*``
+    keys, which a listener gets as its ``ctxt`` (Ceilometer's event traits read
+    ``ctxt.project_id``); Berth sends the user and project of the CADF initiator
+    that way, never a token.
+    """
     payload = row.payload or {}
-    message = {
+    cadf = payload.get("payload", {})
+    initiator = cadf.get("initiator", {}) if isinstance(cadf, dict) else {}
+    message: dict[str, Any] = {
         "message_id": str(uuid.uuid4()),
         "publisher_id": payload.get("publisher_id", "container-infra.berth"),
         "event_type": row.event_type,
         "priority": payload.get("priority", "INFO"),
-        "payload": payload.get("payload", {}),
+        "payload": cadf,
         "timestamp": row.created_at.strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "_context_user_id": initiator.get("user_id"),
+        "_context_project_id": initiator.get("project_id") or row.project_id,
     }
     return {"oslo.version": "2.0", "oslo.message": json.dumps(message)}
 

@@ -260,6 +260,10 @@ def _check(note: dict[str, Any], cluster: str, action: str, outcome: str) -> Non
     assert payload["target"]["typeURI"] == "service/magnum/cluster", payload
     assert payload["initiator"]["typeURI"] == "service/security/account/user", payload
     assert note["metadata"]["message_id"] and note["metadata"]["timestamp"], note
+    # The request context, as Magnum's notifier packs it: who did it, in which project.
+    assert note["ctxt"]["user_id"] == payload["initiator"]["user_id"], note
+    assert note["ctxt"]["project_id"] == payload["initiator"]["project_id"], note
+    assert note["ctxt"]["user_id"] and note["ctxt"]["project_id"], note
 
 
 def test_the_listener_reads_each_cluster_notification(
