@@ -253,6 +253,24 @@ class Settings(BaseSettings):
         default=None, description="amqp://user:password@host:port/vhost; unset = events table only"
     )
     notification_exchange: str = "magnum"
+    # oslo.messaging's [oslo_messaging_notifications] topics (one), and its
+    # [oslo_messaging_rabbit] amqp_durable_queues and rabbit_quorum_queue: as the consumers
+    notification_topic: str = Field(default="notifications", min_length=1, max_length=200)
+    notification_durable: bool = False
+    notification_quorum: bool = False
+
+    @field_validator("notification_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        # amqp:// (aio-pika's) or oslo.messaging's rabbit:// transport URL, one broker.
+        if not value:
+            return None
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("amqp", "amqps", "rabbit") or not rest:
+            raise ValueError("notification_url must be amqp://, amqps:// or rabbit://")
+        if "," in rest.split("/", 1)[0]:
+            raise ValueError("notification_url names one broker (no comma-separated hosts)")
+        return value
 
     # -- clusters: the node sizes ``--flavor``/``--master-flavor`` names resolve to, and
     # the cluster quota of a project without its own (Magnum's max_clusters_per_project)

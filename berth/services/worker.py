@@ -44,8 +44,15 @@ def _jobs(env: Env) -> list[tuple[str, float, Callable[[Env], Awaitable[int]]]]:
         ("cluster health", env.settings.cluster_health_interval, health.tick),
         ("cluster conductor heartbeat", env.settings.heartbeat_interval, cluster_quotas.heartbeat),
     ]
-    if env.settings.notification_url:
-        relay = AmqpRelay(env.settings.notification_url, env.settings.notification_exchange)
+    settings = env.settings
+    if settings.notification_url:
+        relay = AmqpRelay(
+            settings.notification_url,
+            settings.notification_exchange,
+            topic=settings.notification_topic,
+            durable=settings.notification_durable,
+            quorum=settings.notification_quorum,
+        )
         jobs.append(("cluster notifications", 1.0, lambda env: relay.tick(env.db)))
     return jobs
 
