@@ -85,7 +85,7 @@ class FakeDriver(FakeStreams):
         """Someone removed the container behind the agent's back."""
         self.containers.pop(uuid, None)
 
-    async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         """Return once ``predicate()`` holds (checked after every call), or raise TimeoutError."""
         async with asyncio.timeout(within):
             while not predicate():
