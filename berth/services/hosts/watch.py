@@ -125,4 +125,7 @@ async def _move(
         report.failed[row.uuid] = row.status_reason
     else:
         report.moved[row.uuid] = decision.host.hostname
-    emit(session, row, "container.evacuate", ctx.request_id, source=old or "", host=row.host or "")
+    emit(
+        session, row, "container.evacuate", ctx.request_id, source=old or "",
+        host=row.host or "", **({"placement": decision.because} if decision.because else {}),
+    )  # fmt: skip
