@@ -236,7 +236,7 @@ def test_members_on_three_hosts_reach_each_other_and_the_mtu_is_right(
     assert len({b.ip for b in boxes}) == 3 and len({b.network for b in boxes}) == 1
     with contextlib.ExitStack() as stack:
         for b in boxes:
-            stack.enter_context(b.serving(7000))
+            stack.enter_context(b.serving(7000, 4789))
         for a in boxes:
             for b in boxes:
                 if a is b:
@@ -245,6 +245,9 @@ def test_members_on_three_hosts_reach_each_other_and_the_mtu_is_right(
                 assert a.client("tcp", b, 7000) == "ok", (a.host, b.host)
                 assert a.client("udp", b, 7000) == "ok 100", (a.host, b.host)
         a, b = boxes[0], boxes[1]
+        # VXLAN's port inside a container (a swarm node's own overlay) is the container's:
+        # the host's tunnel endpoint holds it only in the host's own namespace.
+        assert a.client("udp", b, 4789) == "ok 100"
         # The containers' MTU leaves room for VXLAN's 50 bytes on a 1500-byte underlay.
         assert a.mtu() == 1450
         assert a.client("tcp", b, 7000, 65536) == "ok"  # 64 KiB, segments of 1410 bytes
