@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["Decision", "HostState", "PlacementRequest", "Verdict"]
+__all__ = ["Decision", "HostState", "NetworkSpread", "PlacementRequest", "Verdict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,30 @@ class HostState:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkSpread:
+    """Where a network's members run now (the ``spread_network`` hint): per host, per zone.
+
+    A zone is the host's ``availability_zone``, ``""`` for a host without one
+    (the default zone).
+    """
+
+    network: str  # its name, for explanations
+    hosts: tuple[tuple[str, int], ...] = ()
+    zones: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def total(self) -> int:
+        """Members placed on any host."""
+        return sum(n for _, n in self.hosts)
+
+    def on_host(self, hostname: str) -> int:
+        return next((n for h, n in self.hosts if h == hostname), 0)
+
+    def in_zone(self, zone: str | None) -> int:
+        return next((n for z, n in self.zones if z == (zone or "")), 0)
+
+
+@dataclass(frozen=True, slots=True)
 class PlacementRequest:
     cpu: float
     memory: int
@@ -50,6 +74,7 @@ class PlacementRequest:
     image: str = ""
     same_host: frozenset[str] = frozenset()
     different_host: frozenset[str] = frozenset()
+    spread: NetworkSpread | None = None
 
     @property
     def dedicated_cores(self) -> int:
@@ -74,6 +99,7 @@ class Decision:
     rejections: dict[str, str] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
     visited: int = 0  # hosts looked at (fewer than all once enough candidates fit)
+    because: str = ""  # why the chosen host won (its score, weigher by weigher)
 
     def explain(self) -> str:
         """A one-line account of why no host fits, grouped by reason with host counts."""

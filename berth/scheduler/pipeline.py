@@ -32,6 +32,7 @@ from berth.scheduler.model import Decision, HostState, PlacementRequest
 from berth.scheduler.weighers import (
     BinpackWeigher,
     ImageLocalityWeigher,
+    NetworkSpreadWeigher,
     SpreadWeigher,
     Weigher,
 )
@@ -104,7 +105,29 @@ class Pipeline:
                 decision.host = host
             if len(decision.scores) >= limit:
                 break
+        if decision.host is not None:
+            decision.because = self.because(req, decision.host, len(decision.scores))
         return decision
+
+    def because(self, req: PlacementRequest, host: HostState, candidates: int) -> str:
+        """Why ``host`` won among ``candidates`` feasible hosts: its score, weigher by weigher,
+        and what the weighers that explain themselves saw there."""
+        parts = {w.name: w(req, host) for w in self.weighers}
+        notes = [note for w in self.weighers if (note := _note(w, req, host))]
+        terms = " + ".join(f"{name} {score:.2f}" for name, score in parts.items() if score)
+        return "; ".join(
+            [
+                f"{host.hostname}: best of {candidates} feasible "
+                f"host{'s' if candidates != 1 else ''}, score {sum(parts.values()):.2f}"
+                + (f" ({terms})" if terms else ""),
+                *notes,
+            ]
+        )
+
+
+def _note(weigher: Weigher, req: PlacementRequest, host: HostState) -> str:
+    explain = getattr(weigher, "explain", None)
+    return str(explain(req, host)) if explain is not None else ""
 
 
 def _reject(checks: list[Filter], req: PlacementRequest, host: HostState) -> str:
@@ -158,7 +181,8 @@ def build_pipeline(
     most useful ones to show for hosts that passed everything else. A filter
     runs only for requests it can reject (see ``Stage``): a plain request
     meets four filters, not eleven. Weighers: load balance (spread or binpack)
-    counts twice as much as image locality. ``candidates``: see ``Pipeline``.
+    counts twice as much as image locality; the ``spread_network`` hint outweighs
+    both (one member fewer on a host wins). ``candidates``: see ``Pipeline``.
     """
     stages = [
         Stage(RequestedHostFilter(), lambda r: r.requested_host is not None),
@@ -174,5 +198,5 @@ def build_pipeline(
         Stage(DiskFilter(disk_ratio), lambda r: bool(r.disk)),
     ]
     balance: Weigher = BinpackWeigher() if weigher == "binpack" else SpreadWeigher()
-    weighers: list[Weigher] = [balance, ImageLocalityWeigher()]
+    weighers: list[Weigher] = [balance, ImageLocalityWeigher(), NetworkSpreadWeigher()]
     return Pipeline(stages=stages, weighers=weighers, candidates=max(0, candidates))

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth import errors
 from berth.store.lookup import one_by_ident
 from berth.store.scope import Scope
-from berth.store.tables import ContainerRow, NetworkRow, SecurityGroupRow
+from berth.store.tables import ContainerRow, HostRow, NetworkRow, SecurityGroupRow
 
 __all__ = [
     "NameTaken",
@@ -32,6 +32,7 @@ __all__ = [
     "list_groups",
     "list_networks",
     "member_hosts",
+    "network_placement",
     "network_users",
 ]
 
@@ -147,6 +148,34 @@ async def network_users(session: AsyncSession, network: NetworkRow) -> list[str]
         c.uuid
         for c in (await session.execute(stmt)).scalars()
         if any(n.get("network") == network.uuid for n in c.nets or [])
+    ]
+
+
+async def network_placement(session: AsyncSession, network: NetworkRow) -> list[tuple[str, str]]:
+    """Where the network's members are placed: (host, its zone or "") per live container.
+
+    A capsule counts once (its sandbox holds the address; its other containers
+    share it); deleted containers and containers not placed yet do not count.
+    """
+    stmt = (
+        select(
+            ContainerRow.host,
+            HostRow.availability_zone,
+            ContainerRow.nets,
+            ContainerRow.capsule_id,
+            ContainerRow.container_type,
+        )
+        .join(HostRow, HostRow.hostname == ContainerRow.host)
+        .where(
+            ContainerRow.project_id == network.project_id,
+            ContainerRow.desired_state != "deleted",
+        )
+    )
+    return [
+        (host, zone or "")
+        for host, zone, nets, capsule, kind in (await session.execute(stmt)).all()
+        if (capsule is None or kind == "sandbox")
+        and any(isinstance(n, dict) and n.get("network") == network.uuid for n in nets or [])
     ]
 
 

@@ -7,11 +7,13 @@ networks on other hosts (where to tunnel to).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from berth.config import Settings
 from tests.api.test_containers import create, h
@@ -84,3 +86,45 @@ async def test_members_get_unique_addresses_and_learn_of_each_other(
     )
     assert r.status_code == 204, r.text
     assert (await _desired_host(a))["remote_members"] == {}
+
+
+async def test_an_evacuated_member_keeps_its_address_and_the_others_follow_at_once(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    a = await _host(client, "host-a", "10.251.0.11")
+    b = await _host(client, "host-b", "10.251.0.12")
+    c = await _host(client, "host-c", "10.251.0.13")
+    r = await create(client, admin_token, host="host-a", auto_heal=True, command=["sleep", "60"])
+    assert r.status_code == 202, r.text
+    moving = r.json()["uuid"]
+    r = await create(client, admin_token, host="host-c", command=["sleep", "60"])
+    assert r.status_code == 202, r.text
+    (net,) = (await _desired_host(a))["containers"][0]["networks"]
+    (member,) = (await _desired_host(c))["remote_members"][net["id"]]
+    assert (member["address"], member["host_ip"]) == (net["address"], "10.251.0.11")
+
+    body = {"host": "host-a", "binary": "berth-agent", "forced_down": True}
+    r = await client.put("/container/v1/services/force_down", json=body, headers=h(admin_token))
+    assert r.status_code == 200, r.text
+    notifier = app.state.berth.env.notifier
+    seen = notifier.generation("host-c")
+    r = await client.post("/container/v1/hosts/host-a/evacuate", headers=h(admin_token), json={})
+    assert r.status_code == 202, r.text
+    target = r.json()["moved"][moving]
+    assert target in ("host-b", "host-c"), r.json()
+    # host-c's agent is woken now (not at its next poll) even when the container
+    # went elsewhere: its tunnel entry must point at the new host. (On PostgreSQL
+    # the wake-up comes back through LISTEN/NOTIFY, a moment later.)
+    for _ in range(100):
+        if notifier.generation("host-c") != seen:
+            break
+        await asyncio.sleep(0.05)
+    assert notifier.generation("host-c") != seen
+    (moved,) = [x for x in (await _desired_host(b if target == "host-b" else c))["containers"]
+                if x["uuid"] == moving]  # fmt: skip
+    assert moved["networks"][0]["address"] == net["address"]  # the lease followed it
+    remote = (await _desired_host(c))["remote_members"].get(net["id"], [])
+    if target == "host-b":
+        assert [(m["address"], m["host_ip"]) for m in remote] == [(net["address"], "10.251.0.12")]
+    else:  # on host-c itself now: no tunnel to it there
+        assert remote == []

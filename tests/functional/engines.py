@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,6 +70,7 @@ class Dockerd:
     bridge: str  # "" on a test host of its own (its bridges live and die in its namespace)
     proc: subprocess.Popen[bytes]
     host: NetHost | None = None
+    argv: list[str] = field(default_factory=list)  # how it was started (``resume``)
     _client: Any = None
 
     @property
@@ -93,6 +94,31 @@ class Dockerd:
         with contextlib.suppress(Exception):
             return bool(docker.APIClient(base_url=self.url, timeout=2).ping())
         return False
+
+    def halt(self) -> None:
+        """Stop the daemon as a host losing power would: its containers are killed, its
+        data stays (``resume`` starts it again on the same directory)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(Exception):
+                for c in self.client.containers():
+                    self.client.kill(c["Id"])
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        _kill_pidfile(self.root / "exec" / "containerd" / "containerd.pid")
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def resume(self) -> None:
+        """Start a halted daemon again, as it was started; wait until it answers."""
+        if self.proc.poll() is None:
+            return
+        self.proc = _popen(self.root, self.argv)
+        wait_until(lambda: self.answers() or _dead(self), 60, f"dockerd {self.name} to answer")
 
     def stop(self) -> None:
         """Remove every container, stop the daemon and its containerd, delete the directory."""
@@ -183,7 +209,6 @@ def _make_bridge(index: int) -> str:
 
 def _start_dockerd(name: str, root: Path, bridge: str, host: NetHost | None = None) -> Dockerd:
     root.mkdir(parents=True)
-    log = (root / "dockerd.log").open("wb")
     if host is None:
         where: list[str] = []
         network = [f"--bridge={bridge}", *_DOCKERD_FLAGS]
@@ -197,22 +222,26 @@ def _start_dockerd(name: str, root: Path, bridge: str, host: NetHost | None = No
             f"--bip=172.31.{240 + host.index}.1/24",
             "--log-level=warn",
         ]
-    proc = subprocess.Popen(
-        [
-            *where,
-            "dockerd",
-            f"--data-root={root / 'data'}",
-            f"--exec-root={root / 'exec'}",
-            f"--host=unix://{root / 'docker.sock'}",
-            f"--pidfile={root / 'docker.pid'}",
-            *network,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # a Ctrl-C of the tests reaches it through stop() only
-    )
-    log.close()
-    return Dockerd(name, root, bridge, proc, host)
+    argv = [
+        *where,
+        "dockerd",
+        f"--data-root={root / 'data'}",
+        f"--exec-root={root / 'exec'}",
+        f"--host=unix://{root / 'docker.sock'}",
+        f"--pidfile={root / 'docker.pid'}",
+        *network,
+    ]
+    return Dockerd(name, root, bridge, _popen(root, argv), host, argv)
+
+
+def _popen(root: Path, argv: list[str]) -> subprocess.Popen[bytes]:
+    with (root / "dockerd.log").open("ab") as log:
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C of the tests reaches it through stop() only
+        )
 
 
 @contextlib.contextmanager

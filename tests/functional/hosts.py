@@ -158,8 +158,12 @@ class Cloud:
         )
 
     def runs_on(self, uuid: str) -> list[str]:
-        """The hosts whose engine holds a runtime container of ``uuid``."""
-        return [n for n, e in self.engines.items() if uuid in e.berth_containers()]
+        """The hosts whose (running) engine holds a runtime container of ``uuid``."""
+        return [
+            n
+            for n, e in self.engines.items()
+            if e.proc.poll() is None and uuid in e.berth_containers()
+        ]
 
     def delete_all(self) -> None:
         """Delete every container through the API; then no claims and no runtime containers."""
@@ -198,6 +202,11 @@ class Cloud:
 
     def set_service(self, host: str, action: str) -> None:
         r = self.call("PUT", f"/services/{action}", json={"host": host, "binary": "berth-agent"})
+        assert r.status_code == 200, r.text
+
+    def force_down(self, host: str, down: bool = True) -> None:
+        body = {"host": host, "binary": "berth-agent", "forced_down": down}
+        r = self.call("PUT", "/services/force_down", json=body)
         assert r.status_code == 200, r.text
 
 

@@ -236,7 +236,7 @@ def test_members_on_three_hosts_reach_each_other_and_the_mtu_is_right(
     assert len({b.ip for b in boxes}) == 3 and len({b.network for b in boxes}) == 1
     with contextlib.ExitStack() as stack:
         for b in boxes:
-            stack.enter_context(b.serving(7000))
+            stack.enter_context(b.serving(7000, 4789))
         for a in boxes:
             for b in boxes:
                 if a is b:
@@ -245,6 +245,9 @@ def test_members_on_three_hosts_reach_each_other_and_the_mtu_is_right(
                 assert a.client("tcp", b, 7000) == "ok", (a.host, b.host)
                 assert a.client("udp", b, 7000) == "ok 100", (a.host, b.host)
         a, b = boxes[0], boxes[1]
+        # VXLAN's port inside a container (a swarm node's own overlay) is the container's:
+        # the host's tunnel endpoint holds it only in the host's own namespace.
+        assert a.client("udp", b, 4789) == "ok 100"
         # The containers' MTU leaves room for VXLAN's 50 bytes on a 1500-byte underlay.
         assert a.mtu() == 1450
         assert a.client("tcp", b, 7000, 65536) == "ok"  # 64 KiB, segments of 1410 bytes
@@ -379,3 +382,48 @@ def test_a_published_port_keeps_working_on_the_overlay(ovl: Cloud) -> None:
             assert conn.recv(64) == b"published"
     finally:
         ovl.delete_all()
+
+
+def _forwards(c: Cloud, host: str, mac: str) -> str | None:
+    """The underlay address ``host`` forwards ``mac`` to (None: no tunnel entry for it)."""
+    for line in _entries(c, host).splitlines():
+        if line.startswith(f"{mac} ") and " dst " in line:
+            return line.split(" dst ")[1].split()[0]
+    return None
+
+
+def test_an_evacuated_container_keeps_its_address_and_its_neighbours_follow(ovl: Cloud) -> None:
+    gone, *stay = _run(ovl, hosts=[s.name for s in SPECS], auto_heal=True)
+    assert gone.host == "ovl-1"
+    dead, engine = ovl.agents["ovl-1"], ovl.engines["ovl-1"]
+    try:
+        # The host goes down: its agent and its engine (and so its containers) stop.
+        dead.stop()
+        engine.halt()
+        ovl.force_down("ovl-1")
+        r = ovl.call("POST", "/hosts/ovl-1/evacuate")
+        assert r.status_code == 202, r.text
+        target = r.json()["moved"][gone.uuid]
+        assert target in ("ovl-2", "ovl-3"), r.json()
+        ovl.wait_status([gone.uuid], "Running")
+        moved = Box(ovl, gone.uuid)
+        assert (moved.host, moved.ip, moved.network) == (target, gone.ip, gone.network)
+        # The neighbour on the third host now tunnels to the new host; the new host's
+        # own entry for it went (it is local there now).
+        (far,) = [b for b in stay if b.host != target]
+        new_ip = ovl.engines[target].host.address  # type: ignore[union-attr]
+        wait_until(lambda: _forwards(ovl, far.host, moved.mac) == new_ip, 15, "far to follow")
+        wait_until(lambda: _forwards(ovl, target, moved.mac) is None, 15, "no tunnel to itself")
+        with moved.serving(7000):
+            for b in stay:
+                assert b.ping(moved), f"{b.host} cannot ping the moved container"
+                assert b.client("tcp", moved, 7000) == "ok", b.host
+                assert b.client("udp", moved, 7000) == "ok 100", b.host
+    finally:
+        engine.resume()
+        dead.start()
+        ovl.force_down("ovl-1", down=False)
+        ovl.wait_up("ovl-1")
+    # The returning host removes its stale copy: the container runs on its new host only.
+    wait_until(lambda: ovl.runs_on(gone.uuid) == [target], 30, "ovl-1 to drop its stale copy")
+    ovl.delete_all()

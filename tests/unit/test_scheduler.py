@@ -7,7 +7,15 @@ import random
 
 import pytest
 
-from berth.scheduler import HostState, Pipeline, PlacementRequest, Stage, Verdict, build_pipeline
+from berth.scheduler import (
+    HostState,
+    NetworkSpread,
+    Pipeline,
+    PlacementRequest,
+    Stage,
+    Verdict,
+    build_pipeline,
+)
 from berth.scheduler.weighers import local_name
 
 BASE = HostState(
@@ -250,3 +258,64 @@ def test_requested_host_and_hints_still_filtered() -> None:
 )
 def test_local_image_names(image: str, local: str) -> None:
     assert local_name(image) == local
+
+
+def _spread(network: str = "backend", **hosts: int) -> NetworkSpread:
+    return NetworkSpread(network, tuple(sorted(hosts.items())), (("az1", sum(hosts.values())),))
+
+
+@pytest.mark.parametrize("weigher", ["spread", "binpack"])
+def test_spread_network_prefers_the_host_with_fewest_members_over_load_and_image(
+    weigher: str,
+) -> None:
+    # h1 is the emptiest (spread's pick) and holds the image; h2 the fullest (binpack's).
+    h1 = dataclasses.replace(BASE, hostname="h1", images=frozenset({"busybox:latest"}))
+    h2 = dataclasses.replace(BASE, hostname="h2", mem_used=3000, cpu_used=3.0)
+    h3 = dataclasses.replace(BASE, hostname="h3", mem_used=1000, cpu_used=1.0)
+    plain = pipeline(weigher).place(req(image="busybox"), [h1, h2, h3]).host
+    assert plain is not None and plain.hostname == ("h1" if weigher == "spread" else "h2")
+    spread = _spread(h1=1, h2=1)
+    decision = pipeline(weigher).place(req(image="busybox", spread=spread), [h1, h2, h3])
+    assert decision.host == h3
+    assert "network backend: 0 of its 2 members on this host" in decision.because
+    # Every host holds one: the fewest win again, and load decides among equals.
+    even = pipeline(weigher).place(req(spread=_spread(h1=2, h2=1, h3=1)), [h1, h2, h3])
+    assert even.host == (h3 if weigher == "spread" else h2)
+
+
+def test_spread_network_never_rejects_a_host() -> None:
+    crowded = dataclasses.replace(BASE, hostname="h1")
+    full = dataclasses.replace(BASE, hostname="h2", mem_used=4096)
+    decision = pipeline().place(req(spread=_spread(h1=5)), [crowded, full])
+    assert decision.host == crowded
+    assert decision.rejections == {"h2": "not enough memory (need 512 MiB, 0 free)"}
+    assert "5 of its 5 members on this host" in decision.because
+
+
+def test_spread_network_spreads_over_zones_first_then_hosts() -> None:
+    a1 = dataclasses.replace(BASE, hostname="a1", availability_zone="az1")
+    a2 = dataclasses.replace(BASE, hostname="a2", availability_zone="az1")
+    b1 = dataclasses.replace(BASE, hostname="b1", availability_zone="az2", mem_used=2000)
+    hosts = [a1, a2, b1]
+    # One member on a1: the other zone wins, though a2 is emptier and holds none either.
+    one = NetworkSpread("web", (("a1", 1),), (("az1", 1),))
+    decision = pipeline().place(req(spread=one), hosts)
+    assert decision.host == b1
+    assert "0 in zone az2" in decision.because
+    # One in each zone: the host without a member, in a zone as full as the other.
+    two = NetworkSpread("web", (("a1", 1), ("b1", 1)), (("az1", 1), ("az2", 1)))
+    assert pipeline().place(req(spread=two), hosts).host == a2
+    # Hosts without a zone are in the default zone ("").
+    bare = [dataclasses.replace(h, availability_zone=None) for h in hosts]
+    decision = pipeline().place(req(spread=NetworkSpread("web", (("a1", 1),), (("", 1),))), bare)
+    assert decision.host is not None and decision.host.hostname == "a2"
+    assert "in the default zone" in decision.because
+
+
+def test_the_chosen_host_is_explained() -> None:
+    h1 = dataclasses.replace(BASE, hostname="h1", mem_used=2048, cpu_used=2.0)
+    h2 = dataclasses.replace(BASE, hostname="h2", mem_used=1024, cpu_used=1.0)
+    decision = pipeline().place(req(), [h1, h2])
+    assert decision.because == "h2: best of 2 feasible hosts, score 0.75 (spread 0.75)"
+    assert pipeline().place(req(), [h1]).because.startswith("h1: best of 1 feasible host,")
+    assert pipeline().place(req(memory=8192), [h1]).because == ""

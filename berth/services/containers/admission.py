@@ -26,7 +26,7 @@ from berth.domain.context import RequestContext
 from berth.events.actions import emit, finish_open_actions, start_action
 from berth.services import quotas, volumes
 from berth.services.env import Env
-from berth.services.hosts.placement import place
+from berth.services.hosts.placement import check_hints, place
 from berth.services.images import address_check
 from berth.services.images import refs as image_refs
 from berth.services.networks import networks
@@ -120,6 +120,7 @@ async def admit(
     # next create wait (20 creates at once queue on it).
     async with env.db.read() as session:
         await networks.resolve(session, adm.placed, adm.nets, adm.groups)
+        await check_hints(session, adm.placed)
         limits = await quotas.limits_of(env, session, project_id)
     async with env.db.transaction() as session:
         # First, before any row lock (a volume's included): the quota count below
@@ -128,12 +129,15 @@ async def admit(
         await quotas.lock_usage(session, project_id, "containers")
         await _check(env, session, adm, project_id, limits)
         await adm.volumes(session)
-        await _place(env, session, adm)
+        because = await _place(env, session, adm)
         _store(session, adm)
         await start_action(session, ctx, adm.placed, adm.action)
         if adm.placed.host is not None:
             await volumes.bind_host(session, adm.placed.mounts, adm.placed.host)
-        emit(session, adm.placed, adm.event, ctx.request_id, host=adm.placed.host)
+        emit(
+            session, adm.placed, adm.event, ctx.request_id, host=adm.placed.host,
+            **({"placement": because} if because else {}),
+        )  # fmt: skip
     if adm.placed.status == Status.ERROR:
         async with env.db.transaction() as session:
             await finish_open_actions(session, adm.placed.uuid, error=adm.placed.status_reason)
@@ -156,13 +160,15 @@ async def _check(env: Env, session: Session, adm: Admission, project_id: str, li
     )  # fmt: skip
 
 
-async def _place(env: Env, session: Session, adm: Admission) -> None:
+async def _place(env: Env, session: Session, adm: Admission) -> str:
+    """Place and claim; why the host won ("" when none fits: the rows carry why not)."""
     # Placed before it is added: host, claim and cpuset go into its INSERT.
     decision = await place(
         session, env.pipeline, adm.placed, env.settings.service_down_time, env.host_cache
     )
     if decision.host is None:
         _fail(adm, decision.explain())
+    return decision.because
 
 
 def _fail(adm: Admission, reason: str) -> None:

@@ -12,15 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Sequence
 
-from berth.scheduler import Decision, HostState, Pipeline, PlacementRequest
+from berth import errors
+from berth.scheduler import Decision, HostState, NetworkSpread, Pipeline, PlacementRequest
 from berth.services.hosts.cache import AGENT_BINARY, HostCache, read_hosts
 from berth.store import hosts as repo
+from berth.store import networks as networks_repo
 from berth.store.db import Session
-from berth.store.tables import ContainerRow
+from berth.store.scope import Scope
+from berth.store.tables import ContainerRow, NetworkRow
 
-__all__ = ["AGENT_BINARY", "claim", "place", "reclaim", "release", "request_for", "snapshot"]
+__all__ = [
+    "AGENT_BINARY",
+    "SPREAD_NETWORK",
+    "check_hints",
+    "claim",
+    "place",
+    "reclaim",
+    "release",
+    "request_for",
+    "snapshot",
+]
+
+# The scheduler hint that spreads a network's members over hosts (and zones).
+SPREAD_NETWORK = "spread_network"
 
 # Every lost race means another placement won, so retries are bounded by the
 # number of concurrent placements; a short jittered pause spreads them out.
@@ -41,8 +58,53 @@ async def _hosts_of(session: Session, project_id: str, value: object) -> frozens
     return await repo.hosts_of_containers(session, project_id, names)
 
 
+async def _spread_network(session: Session, project_id: str, ident: object) -> NetworkRow:
+    if not isinstance(ident, str) or not ident.strip():
+        raise errors.Invalid(
+            f"Invalid input for field 'hints': give {SPREAD_NETWORK}=<network name or uuid>."
+        )
+    try:
+        return await networks_repo.get_network(session, Scope(project_id), ident.strip())
+    except errors.NotFound:
+        raise errors.Invalid(
+            f"Invalid input for field 'hints': {SPREAD_NETWORK}: this project has no "
+            f"network {ident.strip()}."
+        ) from None
+
+
+async def check_hints(session: Session, row: ContainerRow) -> None:
+    """Invalid (400) when a hint that names a resource names none of the project's.
+
+    Only ``spread_network`` so far (the affinity hints of Zun name containers
+    that may come and go, and name none: no constraint).
+    """
+    hints = row.hints or {}
+    if SPREAD_NETWORK in hints:
+        await _spread_network(session, row.project_id, hints[SPREAD_NETWORK])
+
+
+async def _spread_of(session: Session, row: ContainerRow) -> NetworkSpread | None:
+    """Where the ``spread_network`` hint's network has members now (None: no hint).
+
+    The hint was checked when the container was admitted; a network gone since
+    (a later evacuation) spreads nothing.
+    """
+    ident = (row.hints or {}).get(SPREAD_NETWORK)
+    if ident is None:
+        return None
+    try:
+        net = await _spread_network(session, row.project_id, ident)
+    except errors.Invalid:
+        return None
+    placed = await networks_repo.network_placement(session, net)
+    hosts = Counter(host for host, _ in placed)
+    zones = Counter(zone for _, zone in placed)
+    return NetworkSpread(net.name, tuple(sorted(hosts.items())), tuple(sorted(zones.items())))
+
+
 async def request_for(session: Session, row: ContainerRow) -> PlacementRequest:
-    """The scheduler's view of ``row`` (affinity hints resolved to host names)."""
+    """The scheduler's view of ``row`` (affinity hints resolved to host names, the
+    ``spread_network`` hint to where the network's members run)."""
     hints = row.hints or {}
     return PlacementRequest(
         cpu=row.cpu,
@@ -57,6 +119,7 @@ async def request_for(session: Session, row: ContainerRow) -> PlacementRequest:
         image=row.image,
         same_host=await _hosts_of(session, row.project_id, hints.get("same_host", "")),
         different_host=await _hosts_of(session, row.project_id, hints.get("different_host", "")),
+        spread=await _spread_of(session, row),
     )
 
 

@@ -3,7 +3,9 @@
 ``mark_lost_hosts`` runs periodically in the worker. ``evacuate`` is the admin
 operation that re-places a dead host's ``auto_heal`` containers elsewhere;
 should the old agent come back, it no longer finds them in its desired state
-and removes its stale copies.
+and removes its stale copies. On the overlay a moved container keeps its
+leases (its addresses), and the hosts of its networks' other members are woken
+to point their tunnel entries at its new host.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from berth.services.env import Env
 from berth.services.hosts.admin import get_host
 from berth.services.hosts.placement import place, release
 from berth.services.hosts.returning import lost_reason
+from berth.services.networks import overlay
 from berth.store import hosts as repo
 from berth.store.base import utcnow
 from berth.store.db import Session
@@ -88,6 +91,12 @@ async def evacuate(env: Env, ctx: RequestContext, ident: str) -> EvacuationRepor
             await _move(env, ctx, session, row, report)
     for target in set(report.moved.values()):
         await env.notifier.touch(target)
+    if overlay.enabled(env) and report.moved:
+        # Their addresses follow them (the leases stay): the other members' hosts
+        # re-point their tunnel entries at the new hosts now, not at their next poll.
+        await overlay.touch_members(
+            env, {n for r in rows if r.uuid in report.moved for n in overlay.networks_of(r)}
+        )
     return report
 
 
@@ -116,4 +125,7 @@ async def _move(
         report.failed[row.uuid] = row.status_reason
     else:
         report.moved[row.uuid] = decision.host.hostname
-    emit(session, row, "container.evacuate", ctx.request_id, source=old or "", host=row.host or "")
+    emit(
+        session, row, "container.evacuate", ctx.request_id, source=old or "",
+        host=row.host or "", **({"placement": decision.because} if decision.because else {}),
+    )  # fmt: skip
