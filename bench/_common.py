@@ -179,12 +179,15 @@ def free_port() -> int:
 class BerthServer:
     """A throw-away berth-api (``BERTH_*`` settings in ``env``), with an admin client.
 
+    ``code``: the Python the process runs (default: ``berth.cli.serve``'s API entry point).
+
     ``http`` talks to ``/container/v1`` as the admin; the log goes to
     ``data/berth.log``. ``stop`` ends the process (SIGTERM, then SIGKILL).
     """
 
-    def __init__(self, data: Path, env: dict[str, str]) -> None:
+    def __init__(self, data: Path, env: dict[str, str], code: str | None = None) -> None:
         self.data = data
+        self.code = code or "from berth.cli.serve import api_main; api_main()"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -201,10 +204,9 @@ class BerthServer:
 
     def start(self) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
-        code = "from berth.cli.serve import api_main; api_main()"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", code], env=self.env, cwd=ROOT, stdout=out, stderr=out
+                [sys.executable, "-c", self.code], env=self.env, cwd=ROOT, stdout=out, stderr=out
             )
         deadline = time.monotonic() + 60
         while True:

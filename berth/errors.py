@@ -16,7 +16,8 @@
     │   └── InvalidStateException
     ├── UnsupportedMediaType         (415)
     ├── TooManyAttempts              throttled after failed logins (429, Retry-After)
-    └── HostUnavailable              the host of a resource does not answer (503)
+    ├── HostUnavailable              the host of a resource does not answer (503)
+    └── Overloaded                   no database connection came free in time (503, Retry-After)
 
 Each class's kebab-cased name is its Zun error code (``container.container-not-found``).
 """
@@ -47,6 +48,7 @@ __all__ = [
     "NotAcceptable",
     "NotFound",
     "OverQuota",
+    "Overloaded",
     "PolicyNotAuthorized",
     "QuotaNotFound",
     "RegistryNotFound",
@@ -196,6 +198,10 @@ class UnsupportedMediaType(BerthError):
 
 class HostUnavailable(BerthError):
     """The host that runs the resource cannot be reached right now."""
+
+
+class Overloaded(BerthError):
+    """The control plane is too busy to serve the request now; the caller may retry."""
 
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")

@@ -35,6 +35,7 @@ _STATUS: list[tuple[type[e.BerthError], int]] = [
     (e.UnsupportedMediaType, 415),
     (e.TooManyAttempts, 429),
     (e.HostUnavailable, 503),
+    (e.Overloaded, 503),
 ]
 
 
@@ -105,6 +106,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": 'Keystone uri="/identity/v3"'} if status == 401 else None
         if isinstance(exc, e.TooManyAttempts):
             headers = {"Retry-After": str(exc.retry_after)}
+        elif isinstance(exc, e.Overloaded):
+            headers = {"Retry-After": "1"}
         return error_response(request, status, exc.message, e.error_code(exc), headers)
 
     @app.exception_handler(RequestValidationError)

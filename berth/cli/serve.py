@@ -26,7 +26,14 @@ from berth.plugins import PluginNotFound
 from berth.runtimes.base import RUNTIME_DRIVERS, RuntimeDriver
 from berth.volumes.base import VOLUME_DRIVERS
 
-__all__ = ["agent_main", "agent_runtime", "api_main", "embedded_agent", "worker_main"]
+__all__ = [
+    "agent_main",
+    "agent_password",
+    "agent_runtime",
+    "api_main",
+    "embedded_agent",
+    "worker_main",
+]
 
 log = logging.getLogger("berth")
 
@@ -112,7 +119,8 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def _agent_password(settings: Settings) -> str:
+def agent_password(settings: Settings) -> str:
+    """The agents' service password: BERTH_AGENT_PASSWORD, else ``<data_dir>/agent-password``."""
     if settings.agent_password:
         return settings.agent_password
     path = Path(settings.data_dir) / "agent-password"
@@ -125,7 +133,7 @@ def _agent_password(settings: Settings) -> str:
 
 
 async def _agent(settings: Settings) -> None:
-    password = _agent_password(settings)
+    password = agent_password(settings)
     if not settings.control_url:
         raise SystemExit("berth-agent needs BERTH_CONTROL_URL (the berth-api base URL).")
     runtime = agent_runtime(settings)

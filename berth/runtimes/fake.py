@@ -1,4 +1,5 @@
-"""An in-memory RuntimeDriver for fast unit tests (never registered as a plugin).
+"""An in-memory RuntimeDriver for fast unit tests (never registered as a plugin), and
+``InstantDriver``, its quiet variant for simulated hosts (``berth.agent.simpool``).
 
 It keeps the real driver's promises that the agent relies on: idempotent
 create by UUID, absent-is-success remove, 304-style no-op start/stop, the
@@ -31,7 +32,7 @@ from berth.runtimes.base import (
 from berth.runtimes.fake_streams import FakeStreams
 from berth.runtimes.images import ImageInfo
 
-__all__ = ["FakeContainer", "FakeDriver"]
+__all__ = ["FakeContainer", "FakeDriver", "InstantDriver"]
 
 
 @dataclass(slots=True)
@@ -342,3 +343,39 @@ class FakeDriver(FakeStreams):
     def snapshot(self) -> dict[str, Any]:
         """{uuid: state}, for readable assertions."""
         return {uuid: record.state for uuid, record in self.containers.items()}
+
+
+class InstantDriver(FakeDriver):
+    """An engine that does everything at once: any image is there, nothing is logged.
+
+    ``FakeDriver`` keeps a log of every call for tests' assertions; a simulated
+    host lives for hours, so this one keeps only its containers, and reports
+    the capacity it was given.
+    """
+
+    def __init__(self, cpus: int, mem_total: int, disk_total: int) -> None:
+        super().__init__()
+        self._facts = HostFacts(
+            cpus=cpus,
+            mem_total=mem_total,
+            disk_total=disk_total,
+            runtimes=["runc"],
+            architecture="x86_64",
+            os_type="linux",
+            os="simulated",
+            engine="sim",
+            engine_version="1",
+        )
+
+    async def _enter(self, method: str, key: str = "") -> None:
+        return None  # no call log, no gates, no injected failures
+
+    async def host_facts(self) -> HostFacts:
+        """The made-up capacity this host was given."""
+        return self._facts
+
+    async def ensure_image(
+        self, image: str, pull_policy: str | None, auth: RegistryAuth | None = None
+    ) -> None:
+        """Every image is "pulled" at once."""
+        self.images.add(image)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, UOWTransaction
 from sqlalchemy.orm import Session as OrmSession
 
+from berth import errors
 from berth.store import sqlite_inline
 from berth.store.sqlite_inline import InlineConnection
 
@@ -50,6 +52,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+@contextmanager
+def _overloaded() -> Iterator[None]:
+    """The pool's wait for a free connection timed out: the process is overloaded.
+
+    Every connection is busy for longer than the pool waits (30 s): the process
+    has more requests in flight than it and the database serve. An answer the
+    caller can act on (retry later) instead of an unexpected error.
+    """
+    try:
+        yield
+    except PoolTimeout as exc:
+        raise errors.Overloaded(
+            "The service is too busy to answer now (no database connection came free in time); "
+            "retry in a moment."
+        ) from exc
 
 
 class Database:
@@ -112,19 +131,24 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session in one transaction: committed when the block ends, rolled back on error."""
-        if self._write_lock is not None:
-            async with self._write_lock, self.sessions() as session, session.begin():
-                yield session
-        else:
-            async with self.sessions() as session, session.begin():
-                yield session
+        """A session in one transaction: committed when the block ends, rolled back on error.
+
+        No connection free within the pool's timeout is ``errors.Overloaded`` (a 503).
+        """
+        with _overloaded():
+            if self._write_lock is not None:
+                async with self._write_lock, self.sessions() as session, session.begin():
+                    yield session
+            else:
+                async with self.sessions() as session, session.begin():
+                    yield session
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads only (no write lock on SQLite)."""
-        async with self.sessions() as session:
-            yield session
+        """A session for reads only (no write lock on SQLite); ``Overloaded`` as ``transaction``."""
+        with _overloaded():
+            async with self.sessions() as session:
+                yield session
 
     async def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
