@@ -558,6 +558,8 @@ async def test_project_networks_through_the_bridge_driver(box: Box) -> None:
         # Berth names the bridge (the host guard keys on it); Podman honours the option.
         (inspected,) = podman_json("network", "inspect", f"berth-net-{mine.id}")
         assert inspected["network_interface"] == bridge_name(owner, mine.id)
+        # netavark keeps apart only the networks created with isolate=true.
+        assert inspected["options"]["isolate"] == "true"
         # Security groups: b's chain first lets nothing in, then ICMP.
         await nets.write_firewalls({b: ((ip_b,), ())})
         _, blocked = await driver.execute(a, ["ping", "-c", "1", "-W", "1", ip_b], 10)
