@@ -4,8 +4,10 @@ A module whose live Berth asks for ``engine`` runs once per runtime
 (``[docker]``, ``[podman]``): its agent drives that engine (``engine.settings``
 go into the agent's environment) and the test reads the engine through the same
 ``EngineView`` (tests/compat/runtimes.py). The cluster (COE) and identity modules
-ask only for ``docker_api``: their nodes are Docker containers the swarm driver
-makes, and Keystone does not touch a runtime, so they run once.
+run once: a swarm cluster's nodes are Docker containers its driver makes
+(``docker_api``), and Keystone touches no runtime. test_remote_sessions.py runs
+once too: it checks the API-to-remote-agent hop of the sessions, whose runtime
+calls are the interactive module's, which runs on both.
 """
 
 from __future__ import annotations
