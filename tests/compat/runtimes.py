@@ -12,13 +12,13 @@ those differ.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import os
 import re
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,19 +39,20 @@ __all__ = ["RUNTIMES", "DockerView", "EngineView", "PodmanView", "engine_view"]
 RUNTIMES = ("docker", "podman")
 
 
-class EngineView:
-    """What a test may ask the engine an agent drives; ``settings`` points the agent at it."""
+class EngineView(abc.ABC):
+    """What a test may ask the engine an agent drives; ``settings`` point the agent at it
+    (``BERTH_*`` variables)."""
 
-    runtime: str = ""
-    settings: dict[str, str] = {}
+    runtime: str
+    settings: dict[str, str]
 
+    @abc.abstractmethod
     def inspect(self, ident: str) -> dict[str, Any]:
         """The container ``ident`` (id or name) as Docker's ``inspect`` shapes it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def containers(self, label: str) -> list[str]:
         """The ids of the containers (any state) carrying ``label`` (``key=value``)."""
-        raise NotImplementedError
 
     def container(self, uid: str) -> dict[str, Any]:
         """The one container of Berth container ``uid``, inspected."""
@@ -59,25 +60,25 @@ class EngineView:
         assert len(found) == 1, f"expected exactly one runtime container for {uid}: {found}"
         return self.inspect(found[0])
 
+    @abc.abstractmethod
     def memory_limit(self, ident: str) -> int:
         """The memory limit (bytes) ``ident`` runs under now, changes included."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def processes(self, ident: str) -> list[str]:
         """The command lines of the processes running in ``ident``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def logs(self, ident: str) -> str:
         """Everything ``ident`` wrote to stdout and stderr."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def exec(self, ident: str, command: list[str]) -> str:
         """Run ``command`` in ``ident`` and return what it printed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def volumes(self, *labels: str) -> list[dict[str, Any]]:
         """The volumes carrying every one of ``labels``, each with its ``Name`` and ``Labels``."""
-        raise NotImplementedError
 
     def network_namespace(self, ident: str) -> str:
         """The network namespace ``ident``'s process lives in (``net:[<inode>]``)."""
@@ -88,25 +89,25 @@ class EngineView:
         state = self.inspect(ident)["State"]
         return _instant(state["StartedAt"]), _instant(state["FinishedAt"])
 
+    @abc.abstractmethod
     def network_exists(self, name: str) -> bool:
         """Whether the engine has a network called ``name``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def has_image(self, ref: str) -> bool:
         """Whether the engine holds the image ``ref``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def remove_image(self, ref: str) -> None:
         """Remove the image ``ref`` if the engine holds it."""
-        raise NotImplementedError
 
     def pod(self, name: str) -> dict[str, Any] | None:
         """The pod ``name`` as the engine inspects it; None on an engine without pods."""
         return None
 
+    @abc.abstractmethod
     def remove_owned(self, owner: str) -> None:
         """Remove every container, pod, volume, network and firewall chain of ``owner``."""
-        raise NotImplementedError
 
 
 class DockerView(EngineView):
@@ -268,7 +269,7 @@ def _instant(stamp: str) -> float:
     return max(moment.timestamp(), 0.0) + float(f"0.{fraction or 0}")
 
 
-@contextmanager
+@contextlib.contextmanager
 def engine_view(runtime: str, docker_api: Any, workdir: Path) -> Iterator[EngineView]:
     """The view of ``runtime``'s engine, the test image in it (a Podman service started
     in ``workdir`` if none answers, stopped after)."""
