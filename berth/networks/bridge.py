@@ -4,12 +4,15 @@ Each Berth network is a Docker bridge network ``berth-net-<id>`` (labelled with
 its project and this agent's owner), created when the first container needs
 it and pruned once none uses it. Docker already isolates bridge networks from
 one another, so containers of different networks (and so of different
-projects) cannot reach each other. Security groups are enforced per container
-by the chains of ``berth.networks.firewall``, written with ``iptables-restore
---noflush`` so a chain is replaced in one atomic step. The host's own services
-are kept out of reach by ``berth.networks.hostguard``: every bridge of this
-owner (named ``brt-<11 hex>``) is guarded in ``INPUT`` before a container can
-join it, and the guard is re-checked whenever unused networks are pruned.
+projects) cannot reach each other; on a Podman service (the same driver over
+its Docker-compatible API) a network is created with ``isolate=true`` for the
+same effect, as netavark isolates only the networks that ask for it. Security
+groups are enforced per container by the chains of ``berth.networks.firewall``,
+written with ``iptables-restore --noflush`` so a chain is replaced in one atomic
+step. The host's own services are kept out of reach by
+``berth.networks.hostguard``: every bridge of this owner (named
+``brt-<11 hex>``) is guarded in ``INPUT`` before a container can join it, and
+the guard is re-checked whenever unused networks are pruned.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ LABEL_NETWORK = "berth.network"
 LABEL_PROJECT = "berth.project"
 LABEL_OWNER = "berth.owner"
 OPTION_BRIDGE = "com.docker.network.bridge.name"
+OPTION_ISOLATE = "isolate"  # Podman (netavark): drop traffic to the other isolated networks
 
 
 class BridgeNetworks:
@@ -88,6 +92,7 @@ class BridgeNetworks:
         # its back makes the container create fail; forget() then re-checks.
         self._known: set[str] = set()
         self._jump_cache: dict[str, dict[str, str]] | None = None
+        self._isolation: dict[str, str] | None = None  # the engine's options, asked once
 
     # -- the engine
 
@@ -138,7 +143,8 @@ class BridgeNetworks:
             bridge = bridge_name(self._owner, net.id)
             await self._guard({bridge: net.id})
             extra = self._network_params(net)
-            options = {OPTION_BRIDGE: bridge, **extra.pop("options", {})}
+            isolation = await self._isolation_options()
+            options = {OPTION_BRIDGE: bridge, **isolation, **extra.pop("options", {})}
             try:
                 await self._run(
                     lambda api: api.create_network(
@@ -156,6 +162,16 @@ class BridgeNetworks:
             await self._created(net, bridge)
             self._known.add(name)
             log.info("created network %s for project %s", name, net.project_id)
+
+    async def _isolation_options(self) -> dict[str, str]:
+        """The options that keep a new network apart from the others on this engine:
+        none on Docker (its bridges are isolated), ``isolate=true`` on Podman."""
+        if self._isolation is None:
+            version: dict[str, Any] = await self._run(lambda api: api.version())
+            names = [str(c.get("Name", "")) for c in version.get("Components") or []]
+            podman = any(name.startswith("Podman") for name in names)
+            self._isolation = {OPTION_ISOLATE: "true"} if podman else {}
+        return self._isolation
 
     def _network_params(self, net: NetworkRef) -> dict[str, Any]:
         """Extra ``create_network`` arguments (``options`` merged): none, the engine's IPAM."""

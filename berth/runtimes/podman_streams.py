@@ -251,24 +251,23 @@ class PodmanStreams:
         tail: int | None = None,
         since: float | None = None,
     ) -> AsyncGenerator[bytes, None]:
-        """Open ``logs --follow`` now (a missing container raises here) and yield its chunks."""
+        """Check the container now (a missing one raises here) and yield its chunks.
+
+        libpod sends the answer's headers only with the first line the container
+        writes, so the request is made by the generator: a quiet container's
+        follower gets its answer at once, and its stream stays open, as on Docker.
+        """
+        name = container_name(uuid)
+        await self._api.call("GET", f"/containers/{name}/json")  # ContainerNotFound
         params = podmanmap.log_params(stdout, stderr, timestamps, tail, since, follow=True)
         client: httpx.AsyncClient = self._api.client
         request = client.build_request(
             "GET",
-            f"/containers/{container_name(uuid)}/logs",
+            f"/containers/{name}/logs",
             params=params,
             timeout=httpx.Timeout(None, connect=10.0),
         )
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise self._api.unavailable(exc) from exc
-        if response.status_code >= 400:
-            content = await response.aread()
-            await response.aclose()
-            raise podmanmap.error_for(response.status_code, content)
-        return _chunks(response)
+        return _followed(client, request)
 
     # -- archives
 
@@ -301,9 +300,14 @@ class PodmanStreams:
             await response.aclose()
 
     async def put_archive(self, uuid: str, path: str, data: bytes) -> None:
-        """Extract a tar into the directory ``path``; errors.Invalid when it is not one."""
+        """Extract a tar into the directory ``path``; errors.Invalid when it is not one.
+
+        libpod creates a missing ``path`` and answers 500 for a file, where Docker
+        refuses both: the path is looked at first, so both engines answer alike.
+        """
         name = container_name(uuid)
         await self._api.call("GET", f"/containers/{name}/json")  # ContainerNotFound
+        await self._extraction_point(name, path)
         client: httpx.AsyncClient = self._api.client
         try:
             response = await client.put(
@@ -320,13 +324,35 @@ class PodmanStreams:
                 raise errors.Invalid(f"Cannot copy into {path}: {error.message}")
             raise error
 
+    async def _extraction_point(self, name: str, path: str) -> None:
+        """Refuse, in Docker's words, a ``path`` that is no directory in container ``name``."""
+        client: httpx.AsyncClient = self._api.client
+        try:
+            head = await client.head(f"/containers/{name}/archive", params={"path": path})
+        except httpx.TransportError as exc:
+            raise self._api.unavailable(exc) from exc
+        if head.status_code == 404:
+            raise errors.Invalid(
+                f"Cannot copy into {path}: Could not find the file {path} in container {name}"
+            )
+        if head.status_code >= 400:
+            raise podmanmap.error_for(head.status_code, head.content)
+        if not _raw_stat(head.headers.get("X-Docker-Container-Path-Stat")).get("isDir"):
+            raise errors.Invalid(f"Cannot copy into {path}: extraction point is not a directory")
 
-def _path_stat(header: str | None) -> ArchiveStat:
-    """The stat libpod sends with an archive (base64 JSON), in Zun's shape."""
+
+def _raw_stat(header: str | None) -> dict[str, Any]:
+    """The stat libpod sends with an archive (base64 JSON) as it is; {} when unreadable."""
     raw: dict[str, Any] = {}
     if header:
         with contextlib.suppress(ValueError):
             raw = json.loads(base64.b64decode(header + "=" * (-len(header) % 4)))
+    return raw if isinstance(raw, dict) else {}
+
+
+def _path_stat(header: str | None) -> ArchiveStat:
+    """The stat libpod sends with an archive, in Zun's shape."""
+    raw = _raw_stat(header)
     return {
         "name": str(raw.get("name") or ""),
         "size": int(raw.get("size") or 0),
@@ -334,6 +360,24 @@ def _path_stat(header: str | None) -> ArchiveStat:
         "mtime": str(raw.get("mtime") or ""),
         "linkTarget": str(raw.get("linkTarget") or ""),
     }
+
+
+async def _followed(
+    client: httpx.AsyncClient, request: httpx.Request
+) -> AsyncGenerator[bytes, None]:
+    """The followed log's payload; it ends when the container stops, goes away or the
+    service does."""
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.TransportError:
+        log.warning("following the logs at %s: the Podman service does not answer", request.url)
+        return
+    if response.status_code >= 400:  # removed between the check and the request
+        await response.aclose()
+        return
+    async with contextlib.aclosing(_chunks(response)) as chunks:
+        async for chunk in chunks:
+            yield chunk
 
 
 async def _chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:

@@ -4,7 +4,8 @@ One API and one standalone agent (so the agent can be killed and restarted);
 two projects. Data written to volumes survives container restart, rebuild,
 delete-then-remount, capsule re-creation and an agent restart; capsule
 members share one network namespace and the capsule's volumes; init
-containers run first. The other project sees and touches nothing.
+containers run first. The other project sees and touches nothing. Once per
+runtime (tests/compat/conftest.py); on Podman a capsule is a real pod.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import httpx
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
+from tests.compat.runtimes import EngineView
 from tests.functional.docker_engine import TEST_IMAGE
-from tests.functional.docker_engine import remove_owned as remove_owned_containers
 from tests.live import LiveAgent, berth_agent, live_api
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker]
@@ -42,7 +43,9 @@ def wait_until(check: Callable[[], T | None], what: str, timeout: float = 60) ->
 
 
 class World:
-    def __init__(self, cli: Cli, agent: LiveAgent, engine: Any, host: str, work: Path) -> None:
+    def __init__(
+        self, cli: Cli, agent: LiveAgent, engine: EngineView, host: str, work: Path
+    ) -> None:
         self.cli, self.agent, self.engine, self.host, self.work = cli, agent, engine, host, work
         self._tokens: dict[str, str] = {}
 
@@ -106,13 +109,13 @@ class World:
         return str(path)
 
     def volumes(self, **labels: str) -> list[dict[str, Any]]:
-        wanted = [f"berth.owner={self.host}", *(f"{k}={v}" for k, v in labels.items())]
-        found: list[dict[str, Any]] = self.engine.volumes(filters={"label": wanted})["Volumes"]
-        return found or []
+        return self.engine.volumes(
+            f"berth.owner={self.host}", *(f"{k}={v}" for k, v in labels.items())
+        )
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, engine: EngineView) -> Iterator[World]:
     work = tmp_path_factory.mktemp("compat-capsules")
     host = f"capsule-{uuid.uuid4().hex[:8]}"
     env = {
@@ -121,7 +124,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Wor
         "BERTH_ALL_IN_ONE": "false",
         "BERTH_SANDBOX_IMAGE": TEST_IMAGE,
     }
-    agent_env = {"BERTH_RECONCILE_INTERVAL": "1", "BERTH_HEARTBEAT_INTERVAL": "1"}
+    agent_env = {
+        "BERTH_RECONCILE_INTERVAL": "1",
+        "BERTH_HEARTBEAT_INTERVAL": "1",
+        **engine.settings,
+    }
     try:
         with (
             live_api(env, workdir=work / "api") as api,
@@ -138,9 +145,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Wor
                 cli.add_member(project, user, PW)
             yield World(cli, agent, engine, host, work)
     finally:
-        remove_owned_containers(engine, host)
-        for vol in engine.volumes(filters={"label": f"berth.owner={host}"})["Volumes"] or []:
-            engine.remove_volume(vol["Name"], force=True)
+        engine.remove_owned(host)
 
 
 def test_volume_data_survives_restart_rebuild_and_remount(world: World) -> None:
@@ -170,12 +175,12 @@ def test_volume_data_survives_restart_rebuild_and_remount(world: World) -> None:
             "size": 1,
         }
     ]
-    # On the host: a Docker named volume labelled with the Berth volume and project.
+    # On the host: an engine's named volume labelled with the Berth volume and project.
     (on_host,) = w.volumes(**{"berth.volume": vol["uuid"]})
     assert on_host["Name"] == f"berth-vol-{vol['uuid']}"
     assert on_host["Labels"]["berth.project"] == vol["project_id"]
     assert on_host["Labels"]["berth.volume.size_gib"] == "1"
-    info = w.engine.inspect_container(f"berth-{created['uuid']}")
+    info = w.engine.inspect(f"berth-{created['uuid']}")
     assert [(m["Name"], m["Destination"]) for m in info["Mounts"]] == [(on_host["Name"], "/data")]
 
     w.exec("v1", "sh", "-c", "echo kept > /data/file")
@@ -333,16 +338,25 @@ def test_capsule_members_share_localhost_and_volumes(world: World) -> None:
     # The client reaches the web container on localhost and reads what the init wrote.
     got = w.exec(client, "sh", "-c", "wget -q -O - $PEER/msg")
     assert got.strip() == "from-init"
-    sandbox = w.engine.inspect_container(f"berth-{cap['uuid']}")
-    # The capsule's namespace is on its project's network, not Docker's shared bridge.
+    sandbox = w.engine.inspect(f"berth-{cap['uuid']}")
+    # The capsule's namespace is on its project's network, not the engine's shared bridge.
     assert (
         [n for n in sandbox["NetworkSettings"]["Networks"]]
         == [n for n in sandbox["NetworkSettings"]["Networks"] if n.startswith("berth-net-")]
         != []
     )
-    for member in (web, client):
-        mode = w.engine.inspect_container(f"berth-{member}")["HostConfig"]["NetworkMode"]
-        assert mode in (f"container:{sandbox['Id']}", f"container:berth-{cap['uuid']}")
+    netns = w.engine.network_namespace(sandbox["Id"])
+    assert [w.engine.network_namespace(f"berth-{m}") for m in (web, client)] == [netns] * 2
+    # The init container had finished before either member started.
+    (init,) = (c["uuid"] for c in cap["init_containers"])
+    init_finished = w.engine.ran(f"berth-{init}")[1]
+    assert all(init_finished <= w.engine.ran(f"berth-{m}")[0] for m in (web, client))
+    pod = w.engine.pod(f"berth-pod-{cap['uuid']}")
+    if w.engine.runtime == "podman":  # a real pod: its infra container is the sandbox
+        assert pod is not None and {"net", "uts", "ipc"} <= set(pod["SharedNamespaces"])
+        assert pod["InfraContainerID"] == sandbox["Id"]
+        in_pod = {c["Name"] for c in pod["Containers"]}
+        assert {f"berth-{m}" for m in (cap["uuid"], init, web, client)} <= in_pod
     listed = w.json("alice", "capsule", "list")
     assert [(c["name"], c["status"]) for c in listed] == [("pod-web", "Running")]
     assert w.json("alice", "appcontainer", "list") == []  # members are the capsule's
@@ -360,12 +374,8 @@ def test_capsule_members_share_localhost_and_volumes(world: World) -> None:
     w.capsule_gone("pod-web")
     wait_until(
         lambda: (
-            not w.engine.containers(
-                all=True, filters={"label": [f"berth.owner={w.host}", f"berth.uuid={web}"]}
-            )
-            and not w.engine.containers(
-                all=True, filters={"label": [f"berth.owner={w.host}", f"berth.uuid={cap['uuid']}"]}
-            )
+            not w.engine.containers(f"berth.uuid={web}")
+            and not w.engine.containers(f"berth.uuid={cap['uuid']}")
         ),
         "capsule containers removed",
     )
@@ -437,14 +447,14 @@ def test_stateful_capsule_keeps_data_across_restart_and_agent_restart(world: Wor
     member = cap["containers"][0]["uuid"]
     wait_until(lambda: w.exec(member, "cat", "/state/log").split() == ["boot"], "first boot")
     w.exec(member, "sh", "-c", "echo written >> /state/log")
-    ids = {c["Id"] for c in w.engine.containers(filters={"label": f"berth.owner={w.host}"})}
+    ids = set(w.engine.containers(f"berth.owner={w.host}"))
 
     # The agent dies and comes back: nothing is recreated, the data is there.
     w.agent.kill()
     w.agent.start()
     time.sleep(3)  # a few reconcile passes
     assert w.capsule("pod-state", "Running")["uuid"] == cap["uuid"]
-    assert {c["Id"] for c in w.engine.containers(filters={"label": f"berth.owner={w.host}"})} == ids
+    assert set(w.engine.containers(f"berth.owner={w.host}")) == ids
     assert w.exec(member, "cat", "/state/log").split() == ["boot", "written"]
 
     # The capsule is deleted and created again on the same volume: it finds its data.

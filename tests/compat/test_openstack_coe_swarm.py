@@ -121,7 +121,9 @@ def _bridge_gateway(engine: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, docker_api: Any) -> Iterator[World]:
+    # Docker only (tests/compat/conftest.py): the swarm driver's nodes are Docker containers.
+    engine = docker_api
     try:
         engine.inspect_image(NODE_IMAGE)
     except docker.errors.ImageNotFound:

@@ -1,7 +1,8 @@
 """Acceptance: the unmodified ``openstack appcontainer`` CLI against a live all-in-one Berth.
 
 Two projects, two members; a member drives a container through its whole life
-and the Docker engine is checked at each step; the other member sees nothing.
+and the engine is checked at each step; the other member sees nothing. Once per
+runtime (tests/compat/conftest.py): an agent on Docker, then on Podman.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
-from tests.functional.docker_engine import remove_owned
+from tests.compat.runtimes import EngineView
 from tests.live import all_in_one_env, live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker]
@@ -38,10 +39,12 @@ class Members:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tuple[Members, str]]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, engine: EngineView
+) -> Iterator[tuple[Members, str]]:
     work = tmp_path_factory.mktemp("compat-containers")
     host = f"compat-{uuid.uuid4().hex[:8]}"
-    env = all_in_one_env(work, host, ADMIN_PASSWORD)
+    env = all_in_one_env(work, host, ADMIN_PASSWORD, **engine.settings)
     try:
         with live_server(env) as base_url:
             cli = Cli(base_url, work)
@@ -49,7 +52,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tup
                 cli.add_member(project, user, PW)
             yield Members(cli), host
     finally:
-        remove_owned(engine, host)
+        engine.remove_owned(host)
 
 
 def zun_library(m: Members, call: str) -> Any:
@@ -68,25 +71,18 @@ def wait_status(m: Members, name: str, want: str, timeout: float = 60) -> dict[s
     raise AssertionError(f"{name} never became {want}: {shown}")
 
 
-def runtime(engine: Any, uid: str) -> dict[str, Any]:
-    found = engine.containers(all=True, filters={"label": f"berth.uuid={uid}"})
-    assert len(found) == 1, f"expected exactly one runtime container for {uid}: {found}"
-    info: dict[str, Any] = engine.inspect_container(found[0]["Id"])
-    return info
-
-
-def wait_runtime(engine: Any, uid: str, check: Any, timeout: float = 30) -> dict[str, Any]:
+def wait_runtime(engine: EngineView, uid: str, check: Any, timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    info = runtime(engine, uid)
+    info = engine.container(uid)
     while not check(info) and time.monotonic() < deadline:
         time.sleep(0.2)
-        info = runtime(engine, uid)
+        info = engine.container(uid)
     assert check(info), info["State"]
     return info
 
 
 def test_member_drives_a_container_through_its_life(
-    world: tuple[Members, str], engine: Any
+    world: tuple[Members, str], engine: EngineView
 ) -> None:
     m, _ = world
     created = json.loads(
@@ -115,7 +111,7 @@ def test_member_drives_a_container_through_its_life(
     uid = created["uuid"]
     shown = wait_status(m, "web", "Running")
     assert shown["memory"] == "64" and shown["cpu"] == 0.5
-    info = runtime(engine, uid)
+    info = engine.container(uid)
     assert info["HostConfig"]["Memory"] == 64 * 1024 * 1024
     assert info["HostConfig"]["NanoCpus"] == 500_000_000
     assert "GREETING=hello" in info["Config"]["Env"]
@@ -134,15 +130,15 @@ def test_member_drives_a_container_through_its_life(
 
     m.alice("appcontainer", "stop", "web")
     wait_status(m, "web", "Stopped")
-    assert not runtime(engine, uid)["State"]["Running"]
+    assert not engine.container(uid)["State"]["Running"]
     m.alice("appcontainer", "start", "web")
     wait_status(m, "web", "Running")
     m.alice("appcontainer", "pause", "web")
     wait_status(m, "web", "Paused")
-    assert runtime(engine, uid)["State"]["Paused"]
+    assert engine.container(uid)["State"]["Paused"]
     m.alice("appcontainer", "unpause", "web")
     wait_status(m, "web", "Running")
-    started = runtime(engine, uid)["State"]["StartedAt"]
+    started = engine.container(uid)["State"]["StartedAt"]
     m.alice("appcontainer", "restart", "web")
     wait_runtime(
         engine, uid, lambda i: i["State"]["StartedAt"] != started and i["State"]["Running"]
@@ -150,12 +146,16 @@ def test_member_drives_a_container_through_its_life(
     wait_status(m, "web", "Running")
     m.alice("appcontainer", "kill", "web")
     wait_status(m, "web", "Stopped")
-    assert not runtime(engine, uid)["State"]["Running"]
+    assert not engine.container(uid)["State"]["Running"]
     m.alice("appcontainer", "start", "web")
     wait_status(m, "web", "Running")
 
     m.alice("appcontainer", "set", "--memory", "128", "web")
-    wait_runtime(engine, uid, lambda i: i["HostConfig"]["Memory"] == 128 * 1024 * 1024)
+    ident = engine.container(uid)["Id"]
+    deadline = time.monotonic() + 30
+    while engine.memory_limit(ident) != 128 * 1024 * 1024 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert engine.memory_limit(ident) == 128 * 1024 * 1024
     m.alice("appcontainer", "set", "--name", "web2", "web")
     assert m.alice_json("appcontainer", "show", "web2")["memory"] == "128"
     actions = {a["action"] for a in m.alice_json("appcontainer", "action", "list", "web2")}
@@ -174,7 +174,7 @@ def test_member_drives_a_container_through_its_life(
             break
         time.sleep(0.3)
     assert m.alice_json("appcontainer", "list") == []
-    assert engine.containers(all=True, filters={"label": f"berth.uuid={uid}"}) == []
+    assert engine.containers(f"berth.uuid={uid}") == []
 
 
 def test_member_is_refused_privileged_hosts_and_services(world: tuple[Members, str]) -> None:

@@ -6,7 +6,7 @@ the local file named by ``source``, and ``zunclient/v1/containers.py``
 ``contents`` (``zun/api/controllers/v1/containers.py``
 ``_build_requested_volumes``) and its ``Local`` volume driver
 (``zun/volume/driver.py``) writes it where the container sees it at
-``destination``. Here a live all-in-one Berth and the real Docker engine: the
+``destination``. Here a live all-in-one Berth on each real engine (Docker, Podman): the
 file is there when the container's command runs, and again after a rebuild.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
-from tests.functional.docker_engine import remove_owned
+from tests.compat.runtimes import EngineView
 from tests.live import all_in_one_env, live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker]
@@ -32,17 +32,19 @@ CONTENT = "injected by the stock client\nsecond line\n"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tuple[Cli, Path, Any]]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, engine: EngineView
+) -> Iterator[tuple[Cli, Path, EngineView]]:
     work = tmp_path_factory.mktemp("compat-inject")
     host = f"compat-{uuid.uuid4().hex[:8]}"
-    env = all_in_one_env(work, host, ADMIN_PASSWORD)
+    env = all_in_one_env(work, host, ADMIN_PASSWORD, **engine.settings)
     try:
         with live_server(env) as base_url:
             cli = Cli(base_url, work)
             cli.add_member("team-a", "alice", PW)
             yield cli, work, engine
     finally:
-        remove_owned(engine, host)
+        engine.remove_owned(host)
 
 
 def alice(cli: Cli, *args: str, check: bool = True) -> Any:
@@ -60,7 +62,9 @@ def wait_logs(cli: Cli, name: str, want: str, timeout: float = 60) -> str:
     raise AssertionError(f"{name}'s logs never showed {want!r}: {out!r}")
 
 
-def test_stock_client_injects_a_file_the_command_reads(world: tuple[Cli, Path, Any]) -> None:
+def test_stock_client_injects_a_file_the_command_reads(
+    world: tuple[Cli, Path, EngineView],
+) -> None:
     cli, work, engine = world
     (work / "testfile").write_text(CONTENT)
     created = json.loads(
@@ -90,17 +94,17 @@ def test_stock_client_injects_a_file_the_command_reads(world: tuple[Cli, Path, A
         }
     ]
     # Written into the container's own file system, not bind-mounted from the host.
-    found = engine.containers(all=True, filters={"label": f"berth.uuid={created['uuid']}"})
-    assert found and engine.inspect_container(found[0]["Id"])["Mounts"] == []
+    found = engine.containers(f"berth.uuid={created['uuid']}")
+    assert found and engine.inspect(found[0])["Mounts"] == []
 
     # A rebuild makes a new container from the image (left created: the old one had
     # exited): the file is written into it again, before anything starts it.
-    old_id = found[0]["Id"]
+    old_id = found[0]
     alice(cli, "appcontainer", "rebuild", "inject")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        now = engine.containers(all=True, filters={"label": f"berth.uuid={created['uuid']}"})
-        if now and now[0]["Id"] != old_id:
+        now = engine.containers(f"berth.uuid={created['uuid']}")
+        if now and now[0] != old_id:
             break
         time.sleep(0.5)
     else:
@@ -108,6 +112,6 @@ def test_stock_client_injects_a_file_the_command_reads(world: tuple[Cli, Path, A
         raise AssertionError(f"the rebuild never replaced the container: {shown}")
     alice(cli, "appcontainer", "start", "inject")
     deadline = time.monotonic() + 60
-    while CONTENT not in engine.logs(now[0]["Id"]).decode():
-        assert time.monotonic() < deadline, engine.inspect_container(now[0]["Id"])["State"]
+    while CONTENT not in engine.logs(now[0]):
+        assert time.monotonic() < deadline, engine.inspect(now[0])["State"]
         time.sleep(0.5)

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pexpect
@@ -22,8 +21,8 @@ import pytest
 import websocket
 
 from tests.compat.oscli import ADMIN_PASSWORD, OPENSTACK, Cli
-from tests.compat.test_openstack_containers import Members, runtime, wait_status, zun_library
-from tests.functional.docker_engine import remove_owned
+from tests.compat.runtimes import EngineView
+from tests.compat.test_openstack_containers import Members, wait_status, zun_library
 from tests.live import all_in_one_env, live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker]
@@ -32,7 +31,9 @@ PW = "member-pw-123"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tuple[Members, str]]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, engine: EngineView
+) -> Iterator[tuple[Members, str]]:
     work = tmp_path_factory.mktemp("compat-interactive")
     host = f"compat-{uuid.uuid4().hex[:8]}"
     env = all_in_one_env(
@@ -40,6 +41,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tup
         host,
         ADMIN_PASSWORD,
         BERTH_STREAM_TOKEN_TTL="3",
+        **engine.settings,
     )
     try:
         with live_server(env) as base_url:
@@ -48,7 +50,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[tup
                 cli.add_member(project, user, PW)
             yield Members(cli), base_url
     finally:
-        remove_owned(engine, host)
+        engine.remove_owned(host)
 
 
 def terminal(m: Members, *args: str) -> pexpect.spawn:
@@ -72,7 +74,7 @@ def ended(child: pexpect.spawn) -> int:
     return int(child.exitstatus or 0)
 
 
-def test_exec_interactive_in_a_terminal(world: tuple[Members, str], engine: Any) -> None:
+def test_exec_interactive_in_a_terminal(world: tuple[Members, str], engine: EngineView) -> None:
     m, _ = world
     m.alice(
         "appcontainer", "run", "--wait", "--name", "shell", "berth-test/busybox", "sleep", "3600"
@@ -88,11 +90,11 @@ def test_exec_interactive_in_a_terminal(world: tuple[Members, str], engine: Any)
     uid = m.alice_json("appcontainer", "show", "shell")["uuid"]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # the exec's shell is gone, the container runs on
-        procs = engine.top(runtime(engine, uid)["Id"])["Processes"]
+        procs = engine.processes(engine.container(uid)["Id"])
         if len(procs) == 1:
             break
         time.sleep(0.2)
-    assert [p[-1] for p in procs] == ["sleep 3600"]
+    assert procs == ["sleep 3600"]
 
 
 def test_attach_to_an_interactive_container(world: tuple[Members, str]) -> None:
@@ -140,14 +142,14 @@ def test_cp_both_ways(world: tuple[Members, str], tmp_path: Path) -> None:
     assert "could not be found" in r.stdout + r.stderr
 
 
-def test_rebuild_keeps_uuid_and_name(world: tuple[Members, str], engine: Any) -> None:
+def test_rebuild_keeps_uuid_and_name(world: tuple[Members, str], engine: EngineView) -> None:
     m, _ = world
     m.alice("appcontainer", "run", "--wait", "--name", "rb", "berth-test/busybox", "sleep", "3600")
     shown = m.alice_json("appcontainer", "show", "rb")
-    before = runtime(engine, shown["uuid"])["Id"]
+    before = engine.container(shown["uuid"])["Id"]
     out = m.alice("appcontainer", "rebuild", "--wait", "rb").stdout
     assert "success" in out
-    after = runtime(engine, shown["uuid"])
+    after = engine.container(shown["uuid"])
     assert after["Id"] != before and after["State"]["Running"]
     assert after["Name"] == f"/berth-{shown['uuid']}"
     assert m.alice_json("appcontainer", "show", "rb")["status"] == "Running"

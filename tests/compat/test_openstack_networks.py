@@ -5,7 +5,7 @@ Two projects on one host. Real traffic between real containers (busybox
 over their project network, another project's cannot; a security group lets
 in only what its rules allow; ``--expose-port`` publishes a port on the host
 without dropping the container's other groups. One set of containers serves
-the whole module.
+the whole module, once per runtime (tests/compat/conftest.py).
 """
 
 from __future__ import annotations
@@ -23,17 +23,26 @@ import httpx
 import pytest
 
 from tests.compat.oscli import ADMIN_PASSWORD, Cli
-from tests.functional.docker_engine import remove_owned
+from tests.compat.runtimes import EngineView
 from tests.live import all_in_one_env, live_server
 
 pytestmark = [pytest.mark.compat, pytest.mark.docker]
 
 PW = "member-pw-123"
+# Measured on Debian 12's netavark 1.4.0 (Podman 4.3.1), 2026-12: Berth's networks are
+# created with isolate=true and are apart at first, but when the last container of *any*
+# isolated network goes, netavark deletes FORWARD's jump to NETAVARK_ISOLATION_1, and every
+# isolated network reaches every other until a container starts on one again. Fixed in
+# later netavark releases; until then Podman hosts do not keep projects apart reliably.
+NETAVARK_ISOLATION = (
+    "netavark 1.4 drops FORWARD's jump to NETAVARK_ISOLATION_1 whenever an isolated "
+    "network's last container goes: projects on a Podman host are not reliably apart"
+)
 SERVE = "echo hi > /tmp/index.html; httpd -p 9000 -h /tmp; exec httpd -f -p 8000 -h /tmp"
 
 
 class World:
-    def __init__(self, cli: Cli, engine: Any, host: str) -> None:
+    def __init__(self, cli: Cli, engine: EngineView, host: str) -> None:
         self.cli, self.engine, self.host = cli, engine, host
         self.uuids: dict[str, str] = {}
         self.tokens: dict[str, str] = {}
@@ -88,8 +97,7 @@ class World:
     def fetch(self, client: str, address: str, port: int) -> str:
         """What ``client`` gets from ``address:port`` over HTTP ('' when it cannot connect)."""
         request = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {address} {port}"
-        exec_id = self.engine.exec_create(f"berth-{self.uuids[client]}", ["sh", "-c", request])
-        return str(self.engine.exec_start(exec_id).decode(errors="replace"))
+        return self.engine.exec(f"berth-{self.uuids[client]}", ["sh", "-c", request])
 
 
 def wait_for(get: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 30) -> Any:
@@ -119,7 +127,7 @@ def network_list(w: World, name: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, engine: EngineView) -> Iterator[World]:
     work = tmp_path_factory.mktemp("compat-networks")
     host = f"compat-net-{uuid.uuid4().hex[:8]}"
     env = all_in_one_env(
@@ -127,6 +135,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Wor
         host,
         ADMIN_PASSWORD,
         BERTH_NETWORK_IDLE_SECONDS="0",  # the bridge goes with its last container
+        **engine.settings,
     )
     try:
         with live_server(env) as base_url:
@@ -147,8 +156,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Wor
             w.running()
             yield w
     finally:
-        remove_owned(engine, host)
-        engine.close()
+        engine.remove_owned(host)
 
 
 def test_addresses_and_network_list(world: World) -> None:
@@ -158,7 +166,7 @@ def test_addresses_and_network_list(world: World) -> None:
     shown = w.alice_json("appcontainer", "show", "a-srv")
     assert shown["networks"] == default["uuid"]
     address = w.ip("a-srv")
-    info = w.engine.inspect_container(f"berth-{w.uuids['a-srv']}")
+    info = w.engine.inspect(f"berth-{w.uuids['a-srv']}")
     engine_nets = info["NetworkSettings"]["Networks"]
     assert list(engine_nets) == [f"berth-net-{default['uuid']}"]
     assert engine_nets[f"berth-net-{default['uuid']}"]["IPAddress"] == address
@@ -171,13 +179,15 @@ def test_addresses_and_network_list(world: World) -> None:
     ]
     # the other project has a network of its own, and cannot look at alice's
     bob_net = w.api("GET", "/networks", user="bob").json()["networks"][0]["uuid"]
-    bob_info = w.engine.inspect_container(f"berth-{w.uuids['b-cli']}")
+    bob_info = w.engine.inspect(f"berth-{w.uuids['b-cli']}")
     assert list(bob_info["NetworkSettings"]["Networks"]) == [f"berth-net-{bob_net}"]
     assert w.bob("appcontainer", "network", "list", "a-srv", check=False).returncode != 0
 
 
 def test_projects_are_isolated_from_each_other(world: World) -> None:
     w = world
+    if w.engine.runtime == "podman":
+        pytest.skip(NETAVARK_ISOLATION)
     srv = w.ip("a-srv")
     answers(w, "a-cli", srv, 8000, True)  # same project: over the project network
     answers(w, "b-cli", srv, 8000, False)  # another project: no route in
@@ -219,7 +229,8 @@ def test_expose_port_publishes_and_keeps_the_other_groups(world: World) -> None:
     pub = w.ip("a-pub")
     answers(w, "a-cli", pub, 8000, True)
     answers(w, "a-cli", pub, 9000, False)  # only the exposed ports, members included
-    answers(w, "b-cli", pub, 8000, False)
+    if w.engine.runtime != "podman":  # NETAVARK_ISOLATION: another project may reach it
+        answers(w, "b-cli", pub, 8000, False)
     w.alice("appcontainer", "add", "security", "group", "a-pub", "web")
     after = w.show("a-pub")["security_groups"]
     assert after[:1] == groups and len(after) == 2
@@ -235,7 +246,7 @@ def test_network_attach_and_detach(world: World) -> None:
     shown = wait_for(lambda: w.show("a-cli"), lambda s: backend in s["addresses"])
     assert len(shown["addresses"]) == 2
     assert backend in [n["net_id"] for n in network_list(w, "a-cli")]
-    info = w.engine.inspect_container(f"berth-{w.uuids['a-cli']}")
+    info = w.engine.inspect(f"berth-{w.uuids['a-cli']}")
     assert f"berth-net-{backend}" in info["NetworkSettings"]["Networks"]
     # bob can neither attach to alice's network nor touch her container
     out = w.bob("appcontainer", "network", "attach", "--network", "backend", "b-cli").stdout
@@ -256,7 +267,7 @@ def test_network_attach_and_detach(world: World) -> None:
     w.alice("appcontainer", "network", "detach", "--network", "backend", "a-cli")
     wait_for(lambda: w.show("a-cli"), lambda s: backend not in s["addresses"])
     # nobody uses the network any more: the host removes its bridge
-    wait_for(lambda: w.engine.networks(names=[f"berth-net-{backend}"]), lambda n: not n)
+    wait_for(lambda: w.engine.network_exists(f"berth-net-{backend}"), lambda there: not there)
     assert w.api("DELETE", f"/networks/{backend}").status_code == 204
 
 

@@ -1,9 +1,12 @@
 """Real-Podman test support: a ``podman system service`` to talk to, and the test image in it.
 
-The service is started (and stopped again) by the tests when none answers at
-``BERTH_PODMAN_URL``, with scripts/podman/containers.conf: no default ulimits
-(Podman raises nofile/nproc by default, which this sandbox refuses without
-CAP_SYS_RESOURCE).
+When none answers at ``BERTH_PODMAN_URL``, each test module starts a service of
+its own on a socket in its temporary directory (and stops it after), with
+scripts/podman/containers.conf: no default ulimits (Podman raises nofile/nproc
+by default, which this sandbox refuses without CAP_SYS_RESOURCE). Services of
+their own, because modules run at once in two pytest-xdist workers: one shared
+socket would be stopped by the module that started it while the other still
+used it. The services share Podman's storage, as two ``podman`` commands do.
 """
 
 from __future__ import annotations
@@ -48,18 +51,20 @@ def _unavailable(reason: str) -> None:
 
 @contextlib.contextmanager
 def podman_service(workdir: Path) -> Iterator[str]:
-    """The service's URL: the one answering, or one started here (and stopped after)."""
-    path = PODMAN_URL.removeprefix("unix://")
-    if _answers(path):
+    """The service's URL: the one answering at ``BERTH_PODMAN_URL``, or one started here on
+    ``workdir/podman.sock`` (and stopped after)."""
+    if _answers(PODMAN_URL.removeprefix("unix://")):
         yield PODMAN_URL
         return
+    path = str(workdir / "podman.sock")
+    url = f"unix://{path}"
     binary = shutil.which("podman")
     if binary is None:
         _unavailable("podman is not installed (apt-get install podman)")
     env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
     log = (workdir / "service.log").open("wb")
     process = subprocess.Popen(
-        [str(binary), "system", "service", "--time=0", PODMAN_URL],
+        [str(binary), "system", "service", "--time=0", url],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -75,7 +80,7 @@ def podman_service(workdir: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 _unavailable("podman system service did not answer within 20 s")
             time.sleep(0.1)
-        yield PODMAN_URL
+        yield url
     finally:
         if process.poll() is None:
             process.terminate()

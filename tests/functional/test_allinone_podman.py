@@ -16,10 +16,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import docker
 import httpx
 import pytest
 
-from tests.functional.docker_engine import TEST_IMAGE, engine_or_skip
+from tests.functional.docker_engine import TEST_IMAGE, engine_or_skip, remove_owned_networking
 from tests.functional.podman_engine import load_test_image, podman_service, remove_podman_owned
 from tests.helpers import ZUN
 from tests.live import all_in_one_env, live_server, live_token
@@ -52,6 +53,10 @@ def berth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[
                 yield base, {"X-Auth-Token": token, **ZUN}
         finally:
             remove_podman_owned(HOST)
+            # its project network and host guard, made over the Docker-compatible API
+            api = docker.APIClient(base_url=url, version="auto", timeout=60)
+            remove_owned_networking(api, HOST)
+            api.close()
 
 
 def _call(berth: tuple[str, dict[str, str]], method: str, path: str, **kw: Any) -> httpx.Response:

@@ -433,6 +433,19 @@ async def test_follow_logs(box: Box) -> None:
     assert got == b"one\ntwo\n"
 
 
+async def test_follow_logs_of_a_quiet_container_answers_at_once(box: Box) -> None:
+    """libpod holds a follow's headers back until the first line; the stream is open
+    before that, and then carries what the container writes."""
+    d, u = box.driver, box.uuid
+    await d.create(box.spec(command=["sh", "-c", "sleep 3; echo late"]))
+    await d.start(u)
+    stream = await asyncio.wait_for(d.follow_logs(u), 2)
+    started = time.monotonic()
+    first = await asyncio.wait_for(anext(stream), 15)
+    assert first == b"late\n" and time.monotonic() - started > 1.5
+    await stream.aclose()
+
+
 async def test_archives(box: Box) -> None:
     d, u = box.driver, box.uuid
     await d.create(box.spec())
@@ -454,6 +467,13 @@ async def test_archives(box: Box) -> None:
         await d.get_archive(u, "/nonexistent", 1 << 20)
     with pytest.raises(errors.Invalid):
         await d.get_archive(u, "/bin", 1024)
+    # Refused as Docker refuses them (libpod would create the one, answer 500 to the other).
+    with pytest.raises(errors.Invalid, match="Could not find the file /no/such/dir"):
+        await d.put_archive(u, "/no/such/dir", buffer.getvalue())
+    with pytest.raises(errors.Invalid, match="not a directory"):
+        await d.put_archive(u, "/tmp/hello.txt", buffer.getvalue())
+    output, code = await d.execute(u, ["ls", "/no/such/dir"], 5)
+    assert code != 0, output
 
 
 async def test_runtime_is_the_services(box: Box) -> None:
@@ -538,6 +558,8 @@ async def test_project_networks_through_the_bridge_driver(box: Box) -> None:
         # Berth names the bridge (the host guard keys on it); Podman honours the option.
         (inspected,) = podman_json("network", "inspect", f"berth-net-{mine.id}")
         assert inspected["network_interface"] == bridge_name(owner, mine.id)
+        # netavark keeps apart only the networks created with isolate=true.
+        assert inspected["options"]["isolate"] == "true"
         # Security groups: b's chain first lets nothing in, then ICMP.
         await nets.write_firewalls({b: ((ip_b,), ())})
         _, blocked = await driver.execute(a, ["ping", "-c", "1", "-W", "1", ip_b], 10)
