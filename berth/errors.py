@@ -16,7 +16,8 @@
     │   └── InvalidStateException
     ├── UnsupportedMediaType         (415)
     ├── TooManyAttempts              throttled after failed logins (429, Retry-After)
-    └── HostUnavailable              the host of a resource does not answer (503)
+    ├── HostUnavailable              the host of a resource does not answer (503)
+    └── IdentityUnavailable          the external Keystone does not answer (503)
 
 Each class's kebab-cased name is its Zun error code (``container.container-not-found``).
 """
@@ -37,6 +38,7 @@ __all__ = [
     "Forbidden",
     "HostNotFound",
     "HostUnavailable",
+    "IdentityUnavailable",
     "ImageNotFound",
     "Invalid",
     "InvalidParamInVersion",
@@ -196,6 +198,10 @@ class UnsupportedMediaType(BerthError):
 
 class HostUnavailable(BerthError):
     """The host that runs the resource cannot be reached right now."""
+
+
+class IdentityUnavailable(BerthError):
+    """The identity service (an external Keystone) cannot check credentials right now."""
 
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
