@@ -5,8 +5,6 @@ tests/compat/test_openstack_keystone.py."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from typing import Any
 
 import httpx
@@ -16,70 +14,7 @@ from pydantic import ValidationError
 from berth import errors
 from berth.config import Settings
 from berth.services.identity.keystone import KeystoneTokens, ValidationCache, caller_from_token
-
-KS = "http://keystone.test:5000"
-
-
-def _token_body(
-    roles: list[str],
-    *,
-    user: str = "alice",
-    user_domain: tuple[str, str] = ("default", "Default"),
-    project: str | None = "p1",
-    expires_in: float = 3600,
-) -> dict[str, Any]:
-    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=expires_in)
-    token: dict[str, Any] = {
-        "user": {
-            "id": f"{user}-id",
-            "name": user,
-            "domain": {"id": user_domain[0], "name": user_domain[1]},
-        },
-        "roles": [{"id": f"{r}-id", "name": r} for r in roles],
-        "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
-        "audit_ids": ["audit-1"],
-    }
-    if project:
-        token["project"] = {"id": project, "name": f"{project}-name", "domain": {"id": "d7"}}
-    return {"token": token}
-
-
-class FakeKeystone:
-    """Answers Berth's two calls: the service user's login and token validation."""
-
-    def __init__(self) -> None:
-        self.valid: dict[str, dict[str, Any]] = {}
-        self.logins = 0
-        self.validations = 0
-        self.service_tokens: set[str] = set()
-        self.down = False
-        self.status: int | None = None  # forced answer to validations
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        if self.down:
-            raise httpx.ConnectError("connection refused", request=request)
-        if request.method == "POST":
-            self.logins += 1
-            body = json.loads(request.content)
-            user = body["auth"]["identity"]["password"]["user"]
-            if user["password"] != "svc-pw":
-                return httpx.Response(401, json={"error": {"code": 401}})
-            service = f"service-{self.logins}"
-            self.service_tokens.add(service)
-            return httpx.Response(
-                201,
-                headers={"X-Subject-Token": service},
-                json=_token_body(["service"], user="berth"),
-            )
-        self.validations += 1
-        if request.headers.get("x-auth-token") not in self.service_tokens:
-            return httpx.Response(401, json={"error": {"code": 401}})
-        if self.status is not None:
-            return httpx.Response(self.status, text="boom")
-        found = self.valid.get(request.headers.get("x-subject-token", ""))
-        if found is None:
-            return httpx.Response(404, json={"error": {"code": 404}})
-        return httpx.Response(200, json=found)
+from tests.fakes.keystone import KS, FakeKeystone, token_body
 
 
 class Clock:
@@ -94,7 +29,7 @@ def _settings(**extra: Any) -> Settings:
     values: dict[str, Any] = {
         "identity_backend": "keystone",
         "keystone_url": KS,
-        "keystone_service_password": "svc-pw",
+        "keystone_service_password": FakeKeystone.SERVICE_PASSWORD,
         "keystone_token_cache_seconds": 30.0,
         **extra,
     }
@@ -135,15 +70,15 @@ SERVICE_USERS = frozenset({"default/berth", "default/berth-agent"})
     ],
 )
 def test_roles_map_onto_personas(roles: list[str], expected: tuple[str, ...]) -> None:
-    assert caller_from_token(_token_body(roles), SERVICE_USERS).roles == expected
+    assert caller_from_token(token_body(roles), SERVICE_USERS).roles == expected
 
 
 def test_project_user_and_domain_come_from_the_validation() -> None:
-    caller = caller_from_token(_token_body(["member"]), SERVICE_USERS)
+    caller = caller_from_token(token_body(["member"]), SERVICE_USERS)
     assert (caller.user_id, caller.user_name) == ("alice-id", "alice")
     assert (caller.project_id, caller.project_name) == ("p1", "p1-name")
     assert caller.domain_id == "d7" and caller.audit_id == "audit-1"
-    unscoped = caller_from_token(_token_body([], project=None), SERVICE_USERS)
+    unscoped = caller_from_token(token_body([], project=None), SERVICE_USERS)
     assert unscoped.project_id is None and unscoped.domain_id == "default"
 
 
@@ -159,7 +94,7 @@ def test_project_user_and_domain_come_from_the_validation() -> None:
 def test_only_berths_own_users_keep_the_service_persona(
     user: str, domain: tuple[str, str], is_service: bool
 ) -> None:
-    body = _token_body(["service", "member"], user=user, user_domain=domain)
+    body = token_body(["service", "member"], user=user, user_domain=domain)
     caller = caller_from_token(body, SERVICE_USERS)
     assert caller.is_service is is_service
     assert "member" in caller.roles
@@ -175,7 +110,7 @@ def test_a_body_without_a_user_is_refused() -> None:
 
 def test_cache_entries_expire_after_ttl_or_their_lifetime(clock: Clock) -> None:
     cache = ValidationCache(10.0, 100, clock)
-    caller = caller_from_token(_token_body(["reader"]), SERVICE_USERS)
+    caller = caller_from_token(token_body(["reader"]), SERVICE_USERS)
     cache.put("a", caller, lifetime=3600)
     cache.put("b", caller, lifetime=2)  # the token itself expires sooner than the ttl
     clock.now += 2.5
@@ -204,7 +139,7 @@ def test_cache_of_zero_seconds_remembers_nothing(clock: Clock) -> None:
 async def test_a_token_is_asked_once_then_served_from_the_cache(
     keystone: FakeKeystone, clock: Clock
 ) -> None:
-    keystone.valid["t1"] = _token_body(["member"])
+    keystone.valid["t1"] = token_body(["member"])
     tokens = _tokens(keystone, clock)
     first = await tokens.caller_of("t1")
     second = await tokens.caller_of("t1")
@@ -238,8 +173,8 @@ async def test_empty_or_huge_tokens_never_reach_keystone(
 async def test_a_refused_service_token_is_fetched_again_once(
     keystone: FakeKeystone, clock: Clock
 ) -> None:
-    keystone.valid["t1"] = _token_body(["reader"])
-    keystone.valid["t2"] = _token_body(["reader"], user="bob")
+    keystone.valid["t1"] = token_body(["reader"])
+    keystone.valid["t2"] = token_body(["reader"], user="bob")
     tokens = _tokens(keystone, clock)
     await tokens.caller_of("t1")
     keystone.service_tokens.clear()  # Keystone's keys rotated: Berth's own token is stale
@@ -260,7 +195,7 @@ async def test_keystone_failing_is_identity_unavailable(
 async def test_keystone_down_is_identity_unavailable_and_not_remembered(
     keystone: FakeKeystone, clock: Clock
 ) -> None:
-    keystone.valid["t1"] = _token_body(["reader"])
+    keystone.valid["t1"] = token_body(["reader"])
     tokens = _tokens(keystone, clock)
     keystone.down = True
     with pytest.raises(errors.IdentityUnavailable, match="unavailable"):
