@@ -150,6 +150,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Wor
             remove_owned_networking(engine, owner)
 
 
+@pytest.mark.timeout(600)  # the module's Keystone and Berth start on this test's clock
 def test_register_created_everything_and_a_second_run_changes_nothing(world: World) -> None:
     first = world.registered
     for line in (
@@ -232,6 +233,7 @@ def test_a_token_revoked_in_keystone_is_refused_within_the_cache_interval(world:
     assert time.monotonic() - revoked_at <= CACHE_SECONDS + 2
 
 
+@pytest.mark.timeout(900)  # create (up to 300 s on a loaded machine) and delete
 def test_swarm_cluster_create_through_keystone(world: World, engine: Any) -> None:
     try:
         engine.inspect_image(NODE_IMAGE)
