@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = ["DEFAULT_CLUSTER_FLAVORS", "ClusterFlavor", "Settings", "load_settings"]
@@ -136,6 +136,44 @@ class Settings(BaseSettings):
             "how long a validated token is remembered in-process (0: check the database on "
             "every request); identity changes empty the cache at once"
         ),
+    )
+
+    # -- an external Keystone (docs/operators.md "Berth in an existing OpenStack cloud"):
+    # with identity_backend = keystone, tokens are Keystone's and /identity is not served
+    identity_backend: Literal["builtin", "keystone"] = Field(
+        default="builtin",
+        description="builtin: Berth is its own Keystone; keystone: tokens are keystone_url's",
+    )
+    keystone_url: str | None = Field(
+        default=None,
+        description="the Keystone the clients use, e.g. http://keystone:5000 (/v3 optional)",
+    )
+    keystone_service_username: str = Field(
+        default="berth", description="Berth's service user in Keystone (validates tokens)"
+    )
+    keystone_service_password: str | None = Field(
+        default=None, description="its password (berth openstack register sets it)"
+    )
+    keystone_agent_username: str = Field(
+        default="berth-agent",
+        description="the user standalone agents log in to Keystone as (password: agent_password)",
+    )
+    keystone_service_project: str = "service"
+    keystone_service_user_domain: str = "Default"
+    keystone_service_project_domain: str = "Default"
+    keystone_token_cache_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description=(
+            "how long a token Keystone validated is remembered; a token revoked in Keystone "
+            "is refused within this interval (0: ask Keystone on every request)"
+        ),
+    )
+    keystone_token_cache_size: int = Field(
+        default=10_000, ge=1, description="most validated tokens remembered at once"
+    )
+    keystone_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a call to Keystone may take (503 beyond)"
     )
 
     # -- login throttling: backoff on failed passwords (API and dashboard), per user and
@@ -408,6 +446,12 @@ class Settings(BaseSettings):
     )
     all_in_one: bool = True
 
+    @model_validator(mode="after")
+    def _keystone_named(self) -> Settings:
+        if self.identity_backend == "keystone" and not self.keystone_url:
+            raise ValueError("identity_backend = keystone needs keystone_url (Keystone's URL)")
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -432,6 +476,14 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{self.bind_host}:{self.port}"
+
+    @property
+    def keystone_v3_url(self) -> str:
+        """Keystone's v3 API (``keystone_url`` with ``/v3`` added when it lacks it)."""
+        if not self.keystone_url:
+            raise ValueError("identity_backend = keystone needs keystone_url")
+        base = self.keystone_url.rstrip("/")
+        return base if base.endswith("/v3") else f"{base}/v3"
 
     @property
     def effective_agent_url(self) -> str:

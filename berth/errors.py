@@ -17,7 +17,8 @@
     ├── UnsupportedMediaType         (415)
     ├── TooManyAttempts              throttled after failed logins (429, Retry-After)
     ├── HostUnavailable              the host of a resource does not answer (503)
-    └── Overloaded                   no database connection came free in time (503, Retry-After)
+    ├── Overloaded                   no database connection came free in time (503, Retry-After)
+    └── IdentityUnavailable          the external Keystone does not answer (503)
 
 Each class's kebab-cased name is its Zun error code (``container.container-not-found``).
 """
@@ -38,6 +39,7 @@ __all__ = [
     "Forbidden",
     "HostNotFound",
     "HostUnavailable",
+    "IdentityUnavailable",
     "ImageNotFound",
     "Invalid",
     "InvalidParamInVersion",
@@ -202,6 +204,10 @@ class HostUnavailable(BerthError):
 
 class Overloaded(BerthError):
     """The control plane is too busy to serve the request now; the caller may retry."""
+
+
+class IdentityUnavailable(BerthError):
+    """The identity service (an external Keystone) cannot check credentials right now."""
 
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")

@@ -405,6 +405,20 @@ ensure_podman() {
     ensure_apt_packages podman netavark
 }
 
+# ensure_keystone_venv: a real OpenStack Keystone for the external-Keystone tests
+# (tests/keystone_server.py): the pinned keystone and gunicorn from PyPI in their own
+# virtualenv (/var/tmp/berth-keystone-venv, or $BERTH_KEYSTONE_VENV), built once
+# (under a minute) and reused while its marker names the same pins. Under CI=true a
+# failure is fatal (those tests must run); elsewhere a warning, and they are skipped.
+ensure_keystone_venv() {
+    if (cd "$BERTH_REPO" && "$BERTH_VENV/bin/python" -c \
+        'from tests.keystone_server import ensure_keystone_venv as e; print(e())'); then
+        return 0
+    fi
+    [[ ${CI:-} == true ]] && die "the Keystone test virtualenv could not be built (see above)."
+    warn "no Keystone test virtualenv: tests/compat/test_openstack_keystone.py will be skipped."
+}
+
 # -- the image store ------------------------------------------------------------
 
 # start_image_store DATA_DIR [PORT]: Berth's image store, a docker-registry with

@@ -2,7 +2,7 @@
 
 ``live_server`` starts ``berth-api`` (``berth.cli.serve.api_main``) in a
 subprocess configured only through ``BERTH_*`` environment variables, waits
-until ``/identity/v3`` answers, and on exit stops it and fails the test if its
+until ``/container/`` answers, and on exit stops it and fails the test if its
 log shows an unhandled error. ``live_api`` does the same but yields the
 process itself, which can be SIGKILLed and restarted on the same data
 directory, database and port. ``berth_agent`` runs a standalone
@@ -202,7 +202,8 @@ class LiveApi(LiveProcess):
 
     def _answers(self) -> bool:
         with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{self.base_url}/identity/v3", timeout=2.0).status_code == 200
+            # Zun's version document: served without a token, whatever the identity backend.
+            return httpx.get(f"{self.base_url}/container/", timeout=2.0).status_code == 200
         return False
 
 
@@ -254,18 +255,20 @@ def _show(procs: list[LiveProcess]) -> None:
 
 
 @contextlib.contextmanager
-def live_api(settings_env: dict[str, str], *, workdir: Path | None = None) -> Iterator[LiveApi]:
+def live_api(
+    settings_env: dict[str, str], *, workdir: Path | None = None, port: int | None = None
+) -> Iterator[LiveApi]:
     """Run berth-api with ``settings_env`` (``BERTH_*`` variables); yield the process.
 
     Unset ``BERTH_DATA_DIR`` / ``BERTH_DATABASE_URL`` default to a directory
     under ``workdir`` (a fresh temporary one when None) and a SQLite file in
-    it. ``BERTH_PORT`` is always a free port chosen here, kept across restarts.
+    it. ``BERTH_PORT`` is ``port``, or a free port chosen here, kept across restarts.
     """
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="berth-live-")))
         workdir.mkdir(parents=True, exist_ok=True)
-        port = free_port()
+        port = port or free_port()
         api = LiveApi(_server_env(settings_env, workdir, port), workdir, port)
         try:
             api.start()

@@ -1,12 +1,14 @@
 """The agent's HTTP client to the control plane's internal API.
 
 It authenticates as keystone clients do (password method, project scope,
-token in ``X-Subject-Token``), sends the token as ``X-Auth-Token`` and, when a
-token expires (401), authenticates again once and retries. The httpx client is
-handed in: over the network for a standalone agent, or ``httpx.ASGITransport``
-to a test app. The all-in-one agent skips HTTP altogether: it calls the
-control plane in memory (``berth.api.internal.local.LocalControl``), behind
-the same ``ControlPlane`` protocol.
+token in ``X-Subject-Token``) at Berth's ``/identity/v3`` or, with an external
+Keystone, at that Keystone (``auth_url``, an absolute URL); it sends the token
+as ``X-Auth-Token`` and, when a token expires (401), authenticates again once
+and retries. The httpx client is handed in: over the network for a standalone
+agent, or ``httpx.ASGITransport`` to a test app. The all-in-one agent skips
+HTTP altogether: it calls the control plane in memory
+(``berth.api.internal.local.LocalControl``), behind the same ``ControlPlane``
+protocol.
 """
 
 from __future__ import annotations
@@ -107,8 +109,11 @@ class ControlClient:
         username: str = "berth-agent",
         project: str = "service",
         domain: str = "Default",
+        project_domain: str | None = None,
+        auth_url: str = "/identity/v3/auth/tokens",
     ) -> None:
         self._http = http
+        self._auth_url = auth_url
         self._auth_body: dict[str, Any] = {
             "auth": {
                 "identity": {
@@ -117,7 +122,9 @@ class ControlClient:
                         "user": {"name": username, "domain": {"name": domain}, "password": password}
                     },
                 },
-                "scope": {"project": {"name": project, "domain": {"name": domain}}},
+                "scope": {
+                    "project": {"name": project, "domain": {"name": project_domain or domain}}
+                },
             }
         }
         self._tokens = TokenSlot()
@@ -187,7 +194,7 @@ class ControlClient:
 
     async def _authenticate(self) -> str:
         try:
-            response = await self._http.post("/identity/v3/auth/tokens", json=self._auth_body)
+            response = await self._http.post(self._auth_url, json=self._auth_body)
         except httpx.HTTPError as exc:
             raise ControlPlaneError(
                 f"authentication failed: {exc!r}", unreachable=_unreachable(exc)

@@ -29,6 +29,7 @@ from berth.services import worker
 from berth.services.env import build_env
 from berth.services.hosts.agents import AgentCalls
 from berth.services.identity import cache as identity_cache
+from berth.services.identity.keystone import KeystoneTokens
 from berth.store.db import Database
 from berth.store.listen import PgListener, pg_notify
 
@@ -52,15 +53,15 @@ def create_app(
     db = Database(settings.effective_database_url)
     notifier = Notifier()
     env = build_env(settings, db, notifier, AgentCalls(api_key=settings.agent_password or ""))
-    state = AppState(settings=settings, db=db, notifier=notifier, env=env)
+    keystone = KeystoneTokens(settings) if settings.identity_backend == "keystone" else None
+    state = AppState(settings=settings, db=db, notifier=notifier, env=env, keystone=keystone)
     identity_cache.token_cache(db, settings.token_cache_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await state.db.migrate()
-        boot = await identity_service.bootstrap(state.db, settings)
-        env.agents.api_key = boot.agent_password
+        env.agents.api_key = await _agent_key(state)
         tasks: list[asyncio.Task[None]] = []
         if run_workers:
             tasks.append(asyncio.create_task(_forever("worker", worker.run, state)))
@@ -77,6 +78,8 @@ def create_app(
                 for t in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await t
+        if state.keystone is not None:
+            await state.keystone.aclose()
         await state.db.close()
 
     app = FastAPI(
@@ -95,12 +98,26 @@ def create_app(
     app.add_middleware(ZunPathMiddleware)
     app.add_middleware(MagnumPathMiddleware)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(identity_router.router, prefix="/identity")
+    if keystone is None:  # with an external Keystone, /identity is not Berth's to serve
+        app.include_router(identity_router.router, prefix="/identity")
     app.include_router(zun_router.router, prefix="/container")
     app.include_router(magnum_router.router, prefix="/container-infra")
     app.include_router(internal_router.router, prefix="/internal")
     app.include_router(build_dashboard_router())
     return app
+
+
+async def _agent_key(state: AppState) -> str:
+    """The secret the API and its agents share: the agents' password.
+
+    Built-in identity: the ``berth-agent`` user's, made on first start. With an
+    external Keystone, Berth's own identity is not bootstrapped and the key is
+    ``agent_password`` (or one generated once in ``data_dir/agent-password``).
+    """
+    if state.keystone is None:
+        boot = await identity_service.bootstrap(state.db, state.settings)
+        return boot.agent_password
+    return await identity_service.agent_secret(state.settings)
 
 
 def _body_limits(settings: Settings) -> BodyLimits:

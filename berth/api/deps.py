@@ -10,7 +10,6 @@ from fastapi import Depends, Request
 from berth import errors
 from berth.api.state import AppState
 from berth.domain.context import RequestContext
-from berth.services import identity as identity_service
 
 __all__ = ["Caller", "State", "get_caller", "get_state", "state_of"]
 
@@ -35,7 +34,7 @@ async def get_caller(request: Request) -> RequestContext:
     if not token:
         raise errors.Unauthorized("The request you have made requires authentication.")
     state = state_of(request)
-    ctx = await identity_service.validate_token(state.db, token)
+    ctx = await state.caller_of(token)
     rid: str = getattr(request.state, "request_id", "")
     return dataclasses.replace(ctx, request_id=rid)
 

@@ -36,6 +36,7 @@ _STATUS: list[tuple[type[e.BerthError], int]] = [
     (e.TooManyAttempts, 429),
     (e.HostUnavailable, 503),
     (e.Overloaded, 503),
+    (e.IdentityUnavailable, 503),
 ]
 
 
@@ -97,13 +98,24 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "Invalid input"
 
 
+def _auth_uri(request: Request) -> str:
+    """Where a client gets a token: Berth's /identity/v3, or the external Keystone."""
+    state = getattr(request.app.state, "berth", None)
+    settings = getattr(state, "settings", None)
+    if settings is not None and settings.identity_backend == "keystone":
+        return str(settings.keystone_v3_url)
+    return "/identity/v3"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors, validation errors and stray HTTP errors to API error bodies."""
 
     @app.exception_handler(e.BerthError)
     async def _domain(request: Request, exc: e.BerthError) -> JSONResponse:
         status = status_of(exc)
-        headers = {"WWW-Authenticate": 'Keystone uri="/identity/v3"'} if status == 401 else None
+        headers = (
+            {"WWW-Authenticate": f'Keystone uri="{_auth_uri(request)}"'} if status == 401 else None
+        )
         if isinstance(exc, e.TooManyAttempts):
             headers = {"Retry-After": str(exc.retry_after)}
         elif isinstance(exc, e.Overloaded):

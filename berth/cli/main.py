@@ -1,5 +1,5 @@
 """The ``berth`` command: ``up``/``down``/``status``, ``container …``, ``cluster …``,
-``image …``, ``migrate``, ``version``, ``sim-pool``.
+``image …``, ``openstack register``, ``migrate``, ``version``, ``sim-pool``.
 
 Commands that talk to Berth use its HTTP API with the openstack CLI's
 credentials (``OS_*`` variables or ``OS_CLOUD``), so they work against any
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from berth.cli import clusters, containers, hosts, images, local, simpool
+from berth.cli import clusters, containers, hosts, images, local, openstack, simpool
 from berth.config import load_settings
 
 __all__ = ["app"]
@@ -24,6 +24,7 @@ app.add_typer(containers.app, name="container")
 app.add_typer(clusters.app, name="cluster")
 app.add_typer(hosts.app, name="host")
 app.add_typer(images.app, name="image")
+app.add_typer(openstack.app, name="openstack")
 app.command()(local.up)
 app.command()(local.down)
 app.command()(local.status)

@@ -31,6 +31,7 @@ __all__ = [
     "agent_password",
     "agent_runtime",
     "api_main",
+    "control_client",
     "embedded_agent",
     "worker_main",
 ]
@@ -146,8 +147,24 @@ async def _agent(settings: Settings) -> None:
         )
     )
     async with httpx.AsyncClient(base_url=settings.control_url, timeout=90.0) as http:
-        agent = Agent(settings, ControlClient(http, password=password), runtime)
+        agent = Agent(settings, control_client(settings, http, password), runtime)
         await asyncio.gather(server.serve(), agent.run())
+
+
+def control_client(settings: Settings, http: httpx.AsyncClient, password: str) -> ControlClient:
+    """The standalone agent's client: it logs in to Berth's identity or, with an external
+    Keystone, to that Keystone as ``keystone_agent_username`` (password: the agent's)."""
+    if settings.identity_backend != "keystone":
+        return ControlClient(http, password=password)
+    return ControlClient(
+        http,
+        password=password,
+        username=settings.keystone_agent_username,
+        project=settings.keystone_service_project,
+        domain=settings.keystone_service_user_domain,
+        project_domain=settings.keystone_service_project_domain,
+        auth_url=f"{settings.keystone_v3_url}/auth/tokens",
+    )
 
 
 def agent_main() -> None:

@@ -33,6 +33,11 @@ _BAD_LOGIN = (
     "Wrong user name, password or project. Check them and try again; the project must be one "
     "you hold a role in (leave it empty for your default project)."
 )
+# The dashboard's pages list and switch projects through Berth's built-in identity.
+_KEYSTONE_LOGIN = (
+    "This Berth uses the cloud's Keystone, and the dashboard cannot log in to it yet: "
+    "use the openstack CLI (docs/operators.md)."
+)
 
 
 async def home(request: Request) -> Response:
@@ -91,6 +96,8 @@ async def login_submit(request: Request) -> Response:
     }
     if not username or not form.get("password"):
         return await _login_page(request, shown, "Enter your user name and password.", 400)
+    if request.app.state.berth.keystone is not None:
+        return await _login_page(request, shown, _KEYSTONE_LOGIN, 501)
     try:
         issued = await _password_login(request, username, form["password"], project, domain)
     except errors.Unauthorized:

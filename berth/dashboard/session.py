@@ -23,7 +23,6 @@ from starlette.responses import Response
 
 from berth import errors
 from berth.domain.context import RequestContext
-from berth.services import identity
 
 __all__ = [
     "FLASH_COOKIE",
@@ -84,7 +83,7 @@ async def load_session(request: Request) -> Session | None:
     if not token:
         return None
     try:
-        ctx = await identity.validate_token(request.app.state.berth.db, token)
+        ctx = await request.app.state.berth.caller_of(token)
     except errors.Unauthorized:
         return None
     if ctx.project_id is None:

@@ -18,9 +18,11 @@ OPENSTACK = Path(sys.executable).parent / "openstack"
 class Cli:
     """Runs ``openstack`` as a given user with a clean ``OS_*`` environment."""
 
-    def __init__(self, base_url: str, home: Path) -> None:
+    def __init__(self, base_url: str, home: Path, *, auth_url: str | None = None) -> None:
         self.base_url = base_url
         self.home = home
+        # Berth's own identity, or an external Keystone's v3 URL (identity_backend=keystone).
+        self.auth_url = auth_url or f"{base_url}/identity/v3"
 
     def env(self, user: str, password: str, project: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "BERTH_"))}
@@ -29,7 +31,7 @@ class Cli:
         env.setdefault("SHELL", "/bin/bash")
         env.update(
             HOME=str(self.home),  # no stray clouds.yaml
-            OS_AUTH_URL=f"{self.base_url}/identity/v3",
+            OS_AUTH_URL=self.auth_url,
             OS_USERNAME=user,
             OS_PASSWORD=password,
             OS_PROJECT_NAME=project,

@@ -14,7 +14,8 @@ service credential (a real token, validated on every call, so a changed
 password or a revoked role stops it as it would stop a remote agent), the same
 policy rule (``berth:internal``) is enforced by the services, and errors reach
 the agent as ``ControlPlaneError`` with the HTTP status the route would have
-answered, so the agent's reactions (404: register again) are the same.
+answered, so the agent's reactions (404: register again) are the same. With an
+external Keystone the embedded agent is Berth's service user there.
 """
 
 from __future__ import annotations
@@ -106,12 +107,15 @@ class LocalControl:
         """The agent's context from its token; authenticates again once when it is refused."""
         token = await self._tokens.get(self._authenticate)
         try:
-            return await auth.validate_token(self._state.db, token)
+            return await self._state.caller_of(token)
         except errors.Unauthorized:
             token = await self._tokens.get(self._authenticate, stale=token)
-            return await auth.validate_token(self._state.db, token)
+            return await self._state.caller_of(token)
 
     async def _authenticate(self) -> str:
+        if self._state.keystone is not None:
+            # With an external Keystone the embedded agent is Berth's service user.
+            return await self._state.keystone.service_token()
         try:
             issued = await auth.authenticate(
                 self._state.db, self._state.settings, self._request, with_catalog=False

@@ -102,7 +102,8 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 async def create(env: Env, ctx: RequestContext, body: Any) -> ClusterQuotaRow:
-    """Set a project's cluster quota (the project must exist); 409 when one is set."""
+    """Set a project's cluster quota (the project must exist in the built-in identity);
+    409 when one is set."""
     env.enforce(ctx, "quota:create")
     if not isinstance(body, dict):
         raise errors.Invalid("The request body must be a JSON object.")
@@ -115,7 +116,10 @@ async def create(env: Env, ctx: RequestContext, body: Any) -> ClusterQuotaRow:
     _resource(body.get("resource", RESOURCE))
     limit = _hard_limit(body.get("hard_limit", 1))
     async with env.db.transaction() as session:
-        if not await repo.project_exists(session, project_id):
+        # With an external Keystone the projects are its own, not Berth's to look up
+        # (Magnum does not check them either).
+        builtin = env.settings.identity_backend == "builtin"
+        if builtin and not await repo.project_exists(session, project_id):
             raise errors.NotFound(f"Project {project_id} could not be found.")
         if await repo.get(session, project_id, RESOURCE) is not None:
             raise errors.Conflict(

@@ -44,7 +44,7 @@ from berth.services.identity.roles import (
     list_roles,
     revoke_grant,
 )
-from berth.services.identity.seed import AGENT_USERNAME, SERVICE_PROJECT, bootstrap
+from berth.services.identity.seed import AGENT_USERNAME, SERVICE_PROJECT, agent_secret, bootstrap
 from berth.services.identity.throttle import LoginThrottle, login_throttle, source_address
 from berth.services.identity.users import (
     change_own_password,
@@ -63,6 +63,7 @@ __all__ = [
     "EXTRA_CATALOG_SERVICES",
     "SERVICE_PROJECT",
     "LoginThrottle",
+    "agent_secret",
     "authenticate",
     "bootstrap",
     "change_own_password",

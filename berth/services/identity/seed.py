@@ -31,6 +31,7 @@ from berth.store.tables.identity import DomainRow, ProjectRow, RoleRow, UserRow
 __all__ = [
     "AGENT_USERNAME",
     "SERVICE_PROJECT",
+    "agent_secret",
     "bootstrap",
 ]
 
@@ -172,6 +173,23 @@ async def _settle_password(
             filename,
         )
     return configured or on_file or ""
+
+
+async def agent_secret(settings: Settings) -> str:
+    """The agents' shared secret without a built-in identity (an external Keystone).
+
+    ``settings.agent_password`` when set; else the one in ``data_dir/agent-password``,
+    generated and written there (mode 0600) the first time.
+    """
+    if settings.agent_password:
+        return settings.agent_password
+    path = settings.data_dir / "agent-password"
+    known = await asyncio.to_thread(_read_secret, path)
+    if known:
+        return known
+    chosen = secrets.token_urlsafe(18)
+    await asyncio.to_thread(_write_secret, path, chosen)
+    return chosen
 
 
 def _write_secret(path: Path, value: str) -> None:

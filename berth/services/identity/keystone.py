@@ -1,0 +1,304 @@
+"""Tokens of an external Keystone: validated the way keystonemiddleware does it.
+
+With ``identity_backend = keystone`` Berth issues no tokens. A request's
+``X-Auth-Token`` is checked with ``GET /v3/auth/tokens`` (the token in
+``X-Subject-Token``), authenticated as Berth's service user, whose own token
+is fetched once, kept until shortly before it expires and fetched again when
+Keystone refuses it (401). The answer gives the caller: user, project (or
+domain) and roles. Keystone lists a role's implied roles in the token
+(admin → manager → member → reader since 2023.1), so they count as held;
+Berth's own implications (admin ⊃ member ⊃ reader) are applied on top.
+
+Validations are cached in-process for ``keystone_token_cache_seconds`` (never
+past the token's expiry), at most ``keystone_token_cache_size`` of them, the
+oldest dropped first; refusals are cached for as long (a refused token never
+becomes valid again). So a token revoked in Keystone is refused by Berth
+within ``keystone_token_cache_seconds``. Keystone unreachable or failing gives
+``IdentityUnavailable`` (503), never a 500 and never a silent pass.
+
+Keystone's ``service`` role is held by every OpenStack service user (Nova's,
+Glance's, …). Berth's ``service`` persona opens its agents' internal API, so it
+is granted only to Berth's own service users (``keystone_service_username``
+and ``keystone_agent_username`` in ``keystone_service_user_domain``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from berth import errors
+from berth.config import Settings
+from berth.domain.context import RequestContext
+from berth.identity import roles as rules
+from berth.services.identity._common import AUTH_REQUIRED
+
+__all__ = ["KeystoneTokens", "ValidationCache", "caller_from_token", "login_body"]
+
+log = logging.getLogger(__name__)
+
+# Fernet tokens are ~200 characters; anything this long is not a token.
+_MAX_TOKEN_CHARS = 8192
+# The service token is fetched again this long before Keystone says it expires.
+_RENEW_MARGIN = dt.timedelta(seconds=120)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    caller: RequestContext | None  # None: Keystone refused the token
+    until: float  # monotonic
+
+
+class ValidationCache:
+    """Keystone's verdicts by token digest, bounded in age and number (oldest out first)."""
+
+    def __init__(
+        self, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl, self.max_entries, self._clock = ttl, max_entries, clock
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, digest: str) -> _Entry | None:
+        """The remembered verdict on ``digest``, or None (never seen, or too old)."""
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if entry.until <= self._clock():
+            del self._entries[digest]
+            return None
+        return entry
+
+    def put(self, digest: str, caller: RequestContext | None, lifetime: float) -> None:
+        """Remember a verdict for ``min(ttl, lifetime)`` seconds."""
+        keep = min(self.ttl, lifetime)
+        if keep <= 0:
+            return
+        self._entries[digest] = _Entry(caller, self._clock() + keep)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _named(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def caller_from_token(body: dict[str, Any], service_users: frozenset[str]) -> RequestContext:
+    """The caller a Keystone token body (``{"token": {...}}``) stands for.
+
+    Roles are the token's role names, lower-cased, with Berth's implications
+    added; ``service`` is kept only for the users in ``service_users``
+    (``"<user domain id or name>/<user name>"``, lower-cased).
+    """
+    token = _named(body.get("token"))
+    user = _named(token.get("user"))
+    user_domain = _named(user.get("domain"))
+    project = _named(token.get("project"))
+    domain = _named(token.get("domain"))
+    if not user.get("id"):
+        raise errors.Unauthorized(AUTH_REQUIRED)
+    names = [
+        str(r.get("name", "")).lower() for r in token.get("roles") or [] if isinstance(r, dict)
+    ]
+    who = {
+        f"{user_domain.get('id', '')}/{user.get('name', '')}".lower(),
+        f"{user_domain.get('name', '')}/{user.get('name', '')}".lower(),
+    }
+    if rules.SERVICE in names and not who & service_users:
+        names = [n for n in names if n != rules.SERVICE]
+    audit = token.get("audit_ids") or [""]
+    return RequestContext(
+        user_id=str(user["id"]),
+        user_name=str(user.get("name", "")),
+        project_id=str(project["id"]) if project.get("id") else None,
+        project_name=str(project["name"]) if project.get("name") else None,
+        roles=rules.effective_roles(n for n in names if n),
+        domain_id=str(
+            _named(project.get("domain")).get("id")
+            or domain.get("id")
+            or user_domain.get("id")
+            or "default"
+        ),
+        audit_id=str(audit[0]),
+    )
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class KeystoneTokens:
+    """Validates tokens with an external Keystone as Berth's service user; caches verdicts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.AsyncClient | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not settings.keystone_service_password:
+            raise ValueError(
+                "identity_backend = keystone needs keystone_service_password "
+                "(Berth's service user in Keystone: see `berth openstack register`)"
+            )
+        self._url = settings.keystone_v3_url
+        self._http = http or httpx.AsyncClient(timeout=settings.keystone_timeout)
+        self._owns_http = http is None
+        self._login_body = login_body(
+            settings.keystone_service_username,
+            settings.keystone_service_password,
+            settings.keystone_service_project,
+            settings.keystone_service_user_domain,
+            settings.keystone_service_project_domain,
+        )
+        domain = settings.keystone_service_user_domain.lower()
+        self._service_users = frozenset(
+            f"{domain}/{name.lower()}"
+            for name in (settings.keystone_service_username, settings.keystone_agent_username)
+        )
+        self.cache = ValidationCache(
+            settings.keystone_token_cache_seconds, settings.keystone_token_cache_size, clock
+        )
+        self._service: tuple[str, dt.datetime] | None = None
+        self._lock = asyncio.Lock()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object made it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def caller_of(self, token: str) -> RequestContext:
+        """The caller ``token`` stands for now, as Keystone says (or said within the cache's ttl).
+
+        ``Unauthorized`` for a token Keystone does not accept; ``IdentityUnavailable``
+        when Keystone cannot be asked.
+        """
+        if not token or len(token) > _MAX_TOKEN_CHARS:
+            raise errors.Unauthorized(AUTH_REQUIRED)
+        digest = _digest(token)
+        cached = self.cache.get(digest)
+        if cached is not None:
+            if cached.caller is None:
+                raise errors.Unauthorized(AUTH_REQUIRED)
+            return cached.caller
+        body = await self._validate(token)
+        if body is None:
+            self.cache.put(digest, None, self.cache.ttl)
+            raise errors.Unauthorized(AUTH_REQUIRED)
+        caller = caller_from_token(body, self._service_users)
+        expires = _parse_time(_named(body.get("token")).get("expires_at"))
+        left = (expires - dt.datetime.now(dt.UTC)).total_seconds() if expires else 0.0
+        self.cache.put(digest, caller, left)
+        return caller
+
+    async def service_token(self) -> str:
+        """Berth's service user's token: cached, fetched again shortly before it expires."""
+        async with self._lock:
+            now = dt.datetime.now(dt.UTC)
+            if self._service is None or self._service[1] - _RENEW_MARGIN <= now:
+                self._service = await self._login()
+            return self._service[0]
+
+    async def _renew(self, stale: str) -> str:
+        async with self._lock:
+            if self._service is None or self._service[0] == stale:
+                self._service = await self._login()
+            return self._service[0]
+
+    async def _validate(self, token: str) -> dict[str, Any] | None:
+        """Keystone's token body, or None when it says the token is not valid."""
+        service = await self.service_token()
+        response = await self._ask(service, token)
+        if response.status_code == 401:  # our own token expired or was revoked
+            response = await self._ask(await self._renew(service), token)
+        if response.status_code == 404:
+            return None
+        if response.status_code == 200:
+            body = response.json()
+            if isinstance(body, dict):
+                return body
+        log.error(
+            "Keystone answered %s to a token validation: %s",
+            response.status_code,
+            response.text[:300],
+        )
+        raise errors.IdentityUnavailable(
+            f"The identity service could not validate the token (Keystone answered "
+            f"{response.status_code})."
+        )
+
+    async def _ask(self, service: str, token: str) -> httpx.Response:
+        return await self._send(
+            "GET",
+            f"{self._url}/auth/tokens",
+            params={"nocatalog": "1"},
+            headers={"X-Auth-Token": service, "X-Subject-Token": token},
+        )
+
+    async def _login(self) -> tuple[str, dt.datetime]:
+        response = await self._send("POST", f"{self._url}/auth/tokens", json=self._login_body)
+        token = response.headers.get("X-Subject-Token")
+        if response.status_code != 201 or not token:
+            log.error(
+                "Keystone refused Berth's service user (%s): %s",
+                response.status_code,
+                response.text[:300],
+            )
+            raise errors.IdentityUnavailable(
+                "The identity service refused Berth's service credentials."
+            )
+        expires = _parse_time(_named(response.json().get("token")).get("expires_at"))
+        return token, expires or dt.datetime.now(dt.UTC) + _RENEW_MARGIN * 2
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            log.warning("Keystone at %s did not answer: %r", self._url, exc)
+            raise errors.IdentityUnavailable(
+                "The identity service (Keystone) is unavailable; try again later."
+            ) from exc
+
+
+def login_body(
+    username: str, password: str, project: str, user_domain: str, project_domain: str
+) -> dict[str, Any]:
+    """Keystone's password authentication body for a project-scoped token (domains by name)."""
+    return {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {
+                        "name": username,
+                        "domain": {"name": user_domain},
+                        "password": password,
+                    }
+                },
+            },
+            "scope": {"project": {"name": project, "domain": {"name": project_domain}}},
+        }
+    }

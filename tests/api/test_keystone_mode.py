@@ -1,0 +1,111 @@
+"""The API with ``identity_backend = keystone``: one token check for every API, /identity not
+served, Keystone's failures in each API's error format. Keystone is the small in-memory one
+(tests/fakes/keystone.py); tests/compat/test_openstack_keystone.py does this with the real one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from berth.api.app import create_app
+from berth.config import Settings
+from berth.services.identity.keystone import KeystoneTokens
+from tests.conftest import make_settings
+from tests.fakes.keystone import KS, FakeKeystone, token_body
+from tests.helpers import zun_headers as h
+
+
+@pytest.fixture
+def keystone() -> FakeKeystone:
+    ks = FakeKeystone()
+    ks.valid["alice"] = token_body(["member"])
+    ks.valid["reader"] = token_body(["reader"], user="rita")
+    ks.valid["admin"] = token_body(["admin"], user="root", project="admin-project")
+    return ks
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return make_settings(
+        tmp_path,
+        db_url,
+        identity_backend="keystone",
+        keystone_url=KS,
+        keystone_service_password=FakeKeystone.SERVICE_PASSWORD,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings, keystone: FakeKeystone) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, run_workers=False)
+    state = application.state.berth
+    await state.keystone.aclose()
+    http = httpx.AsyncClient(transport=httpx.MockTransport(keystone.handler))
+    state.keystone = KeystoneTokens(settings, http)
+    async with application.router.lifespan_context(application):
+        yield application
+    await http.aclose()
+
+
+async def test_identity_is_not_served_and_no_builtin_user_exists(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    assert (await client.get("/identity/v3")).status_code == 404
+    body = {"auth": {"identity": {"methods": ["password"]}}}
+    assert (await client.post("/identity/v3/auth/tokens", json=body)).status_code == 404
+    assert not (settings.data_dir / "admin-password").exists()
+
+
+async def test_keystone_tokens_reach_every_api(client: httpx.AsyncClient) -> None:
+    zun = await client.get("/container/v1/containers", headers=h("alice"))
+    assert zun.status_code == 200 and zun.json()["containers"] == []
+    magnum = await client.get(
+        "/container-infra/v1/clusters",
+        headers={"X-Auth-Token": "alice", "OpenStack-API-Version": "container-infra latest"},
+    )
+    assert magnum.status_code == 200
+
+
+async def test_a_refused_token_is_401_naming_keystone(client: httpx.AsyncClient) -> None:
+    r = await client.get("/container/v1/containers", headers=h("forged"))
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == f'Keystone uri="{KS}/v3"'
+
+
+async def test_a_reader_cannot_create(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/container/v1/containers", json={"image": "busybox"}, headers=h("reader")
+    )
+    assert r.status_code == 403
+    assert r.json()["errors"][0]["detail"] == (
+        "Policy doesn't allow container:create to be performed."
+    )
+
+
+@pytest.mark.allows_5xx("Keystone is down: the API answers 503, as it must")
+async def test_keystone_down_is_503_in_each_apis_format(
+    client: httpx.AsyncClient, keystone: FakeKeystone
+) -> None:
+    keystone.down = True
+    zun = await client.get("/container/v1/containers", headers=h("alice"))
+    assert zun.status_code == 503
+    assert zun.json()["errors"][0]["code"] == "container.identity-unavailable"
+    magnum = await client.get(
+        "/container-infra/v1/clusters",
+        headers={"X-Auth-Token": "alice", "OpenStack-API-Version": "container-infra latest"},
+    )
+    assert magnum.status_code == 503 and magnum.json()["errors"][0]["code"] == "server"
+
+
+async def test_a_magnum_quota_may_name_a_keystone_project(client: httpx.AsyncClient) -> None:
+    # Berth cannot list Keystone's projects; like Magnum it takes the admin's word.
+    r = await client.post(
+        "/container-infra/v1/quotas",
+        json={"project_id": "p-in-keystone", "resource": "Cluster", "hard_limit": 3},
+        headers={"X-Auth-Token": "admin", "OpenStack-API-Version": "container-infra latest"},
+    )
+    assert r.status_code == 201, r.text
