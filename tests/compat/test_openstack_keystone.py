@@ -111,7 +111,7 @@ def _wait(check: Any, what: str, timeout: float = 60.0) -> Any:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, docker_api: Any) -> Iterator[World]:
     work = tmp_path_factory.mktemp("compat-keystone")
     host = f"ks-{uuid.uuid4().hex[:8]}"
     try:
@@ -146,8 +146,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Wor
             yield world
     finally:
         for owner in (host, f"{host}-2"):
-            remove_owned(engine, owner)
-            remove_owned_networking(engine, owner)
+            remove_owned(docker_api, owner)
+            remove_owned_networking(docker_api, owner)
 
 
 @pytest.mark.timeout(600)  # the module's Keystone and Berth start on this test's clock
@@ -234,9 +234,9 @@ def test_a_token_revoked_in_keystone_is_refused_within_the_cache_interval(world:
 
 
 @pytest.mark.timeout(900)  # create (up to 300 s on a loaded machine) and delete
-def test_swarm_cluster_create_through_keystone(world: World, engine: Any) -> None:
+def test_swarm_cluster_create_through_keystone(world: World, docker_api: Any) -> None:
     try:
-        engine.inspect_image(NODE_IMAGE)
+        docker_api.inspect_image(NODE_IMAGE)
     except docker.errors.ImageNotFound:
         pytest.fail(f"{NODE_IMAGE} is missing: run scripts/lib.sh build_swarm_node_image")
     world.alice(
