@@ -31,6 +31,7 @@ __all__ = ["FirewallSync", "ipv4_addresses"]
 log = logging.getLogger(__name__)
 
 _RETRY = 5.0  # seconds before a failed sync is tried again
+_SETTLE_TRIES, _SETTLE_PAUSE = 3, 0.1  # a worker's own chain: tries, first pause (s)
 
 
 def ipv4_addresses(addresses: dict[str, Any] | None) -> list[str]:
@@ -104,12 +105,21 @@ class FirewallSync:
         member: an admission) follows in the background.
         """
         self.addresses(uuid, addresses, running)
-        if self._pending(uuid) is None:
-            return
-        async with self._chains:
-            want = self._pending(uuid)  # the background sync may have written it meanwhile
-            if want is not None:
-                await self._write({uuid: want})
+        for attempt in range(_SETTLE_TRIES):
+            if self._pending(uuid) is None:
+                return
+            try:
+                async with self._chains:
+                    want = self._pending(uuid)  # the background sync may have written it
+                    if want is not None:
+                        await self._write({uuid: want})
+                return
+            except errors.BerthError:
+                # iptables-restore on nf_tables fails now and then while another
+                # process changes the table: a moment later it passes.
+                if attempt == _SETTLE_TRIES - 1:
+                    raise
+                await asyncio.sleep(_SETTLE_PAUSE * (attempt + 1))
 
     def _pending(self, uuid: str) -> FirewallSpec | None:
         """``uuid``'s wanted chain when it differs from what was last written."""
