@@ -31,6 +31,7 @@ __all__ = ["FirewallSync", "ipv4_addresses"]
 log = logging.getLogger(__name__)
 
 _RETRY = 5.0  # seconds before a failed sync is tried again
+_SETTLE_TRIES, _SETTLE_PAUSE = 3, 0.1  # a worker's own chain: tries, first pause (s)
 
 
 def ipv4_addresses(addresses: dict[str, Any] | None) -> list[str]:
@@ -67,6 +68,8 @@ class FirewallSync:
         self._written: dict[str, FirewallSpec] = {}
         self._swept = False
         self._wake = asyncio.Event()
+        # Chain writes one at a time: the background sync's and a worker's ``settle``.
+        self._chains = asyncio.Lock()
         # Overlay: each network's members on other hosts, as the control plane last said.
         self._remote: dict[str, list[RemoteMember]] = {}
         # None: not yet handed over (the first sync does, empty or not: a restarted
@@ -90,6 +93,38 @@ class FirewallSync:
         if self._ips.get(uuid, []) != ips:
             self._ips[uuid] = ips
             self._wake.set()
+
+    async def settle(self, uuid: str, addresses: dict[str, Any] | None, running: bool) -> None:
+        """Record ``uuid``'s addresses and write its own chain now, if it needs one.
+
+        A worker awaits this between the engine's start and the report that says
+        Running, so a container is filtered before anyone is told it runs, instead
+        of whenever the background sync comes round (it may be busy pruning, or
+        waiting out the retry of a failed pass, for seconds). Only this chain is
+        written here; what its address changes for the others (a group gaining a
+        member: an admission) follows in the background.
+        """
+        self.addresses(uuid, addresses, running)
+        for attempt in range(_SETTLE_TRIES):
+            if self._pending(uuid) is None:
+                return
+            try:
+                async with self._chains:
+                    want = self._pending(uuid)  # the background sync may have written it
+                    if want is not None:
+                        await self._write({uuid: want})
+                return
+            except errors.BerthError:
+                # iptables-restore on nf_tables fails now and then while another
+                # process changes the table: a moment later it passes.
+                if attempt == _SETTLE_TRIES - 1:
+                    raise
+                await asyncio.sleep(_SETTLE_PAUSE * (attempt + 1))
+
+    def _pending(self, uuid: str) -> FirewallSpec | None:
+        """``uuid``'s wanted chain when it differs from what was last written."""
+        want = self.wanted().get(uuid)
+        return want if want is not None and self._written.get(uuid) != want else None
 
     async def run(self) -> None:
         """Sync whenever woken, until cancelled."""
@@ -146,6 +181,10 @@ class FirewallSync:
             raise failure
 
     async def _sync_chains(self) -> None:
+        async with self._chains:
+            await self._sync_chains_locked()
+
+    async def _sync_chains_locked(self) -> None:
         wanted = self.wanted()
         changes: dict[str, FirewallSpec | None] = {}
         if not self._swept:

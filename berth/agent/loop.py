@@ -467,7 +467,7 @@ class Agent:
             )
             self._remember(memory, desired, actions, obs)
             if desired is not None:
-                self._send(obs, desired, memory)
+                await self._send(obs, desired, memory)
             if obs.error or not any(isinstance(a, Kill | Restart | Acknowledge) for a in actions):
                 return
             observed = await self._runtime.inspect(uuid)  # ops ran alone: plan the rest
@@ -492,13 +492,20 @@ class Agent:
         if observed is not None and not observed.detailed:
             observed = await self._runtime.inspect(uuid)  # report the full picture
             obs = observe(uuid, desired, observed, error=error, done_ops=done)
-        self._send(obs, desired, memory)
+        await self._send(obs, desired, memory)
 
-    def _send(self, obs: Observation, desired: DesiredContainer, memory: _Memory) -> None:
+    async def _send(self, obs: Observation, desired: DesiredContainer, memory: _Memory) -> None:
+        """Queue ``obs`` for the reporter, once its security-group chain is in place."""
+        if self._firewall is not None:
+            try:
+                await self._firewall.settle(obs.uuid, obs.addresses, obs.state in _ADDRESSED)
+            except errors.BerthError as exc:
+                # Reported all the same (the engine runs it whatever we say); the
+                # background sync retries the chain.
+                log.warning("container %s: cannot write its firewall chain: %s",
+                            obs.uuid, exc.message)  # fmt: skip
         key = _report_key(obs, desired)
         memory.reported = key
-        if self._firewall is not None:
-            self._firewall.addresses(obs.uuid, obs.addresses, obs.state in _ADDRESSED)
         self._outbox.put_nowait((obs, key))
 
     # -- memory

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import time
 import uuid as uuidlib
 from collections.abc import AsyncIterator
@@ -15,9 +16,11 @@ import pytest
 
 from berth.agent.client import ControlClient
 from berth.agent.fake_control import FakeControlPlane, now_iso
+from berth.agent.firewall import ipv4_addresses
 from berth.agent.loop import Agent
 from berth.config import Settings
-from berth.domain.hostsync import DesiredContainer
+from berth.domain.hostsync import DesiredContainer, NetworkRef, Observation
+from berth.networks import chain_name
 from berth.runtimes.base import container_name
 from berth.runtimes.docker import DockerDriver
 from berth.runtimes.dockermap import TenantLimits
@@ -141,6 +144,54 @@ async def test_stop_and_start_through_desired_state(site: Site) -> None:
         await site.control.change(spec.uuid, desired_state="running")
         await site.control.wait_for(lambda: site.control.state_of(spec.uuid) == "running")
     assert site.engine_state(spec.uuid) == "running"
+
+
+def _filtered(uuid: str, addresses: list[str]) -> bool:
+    """Whether the host's iptables send every one of ``addresses`` through ``uuid``'s chain."""
+    chain = chain_name(uuid)
+    listing = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
+    lines = listing.splitlines()
+    jumps = [line for line in lines if line.startswith("-A DOCKER-USER") and f"-j {chain}" in line]
+    return f"-A {chain} -j DROP" in lines and all(
+        any(f"-d {ip}/32" in line for line in jumps) for ip in addresses
+    )
+
+
+async def test_a_filtered_container_is_filtered_before_it_is_reported_running(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A neighbour must not reach a tenant's container in the moment after Running.
+
+    The host's iptables are read as each report arrives (the fake control plane
+    shares the agent's event loop, so nothing moves meanwhile): every report
+    that says running must find the container's chain already in place.
+    """
+    net = NetworkRef(f"n{uuidlib.uuid4().hex[:12]}", "default", "proj-1")
+    seen: list[tuple[str, list[str], bool]] = []
+    fold = site.control._fold
+
+    def watching(obs: Observation) -> bool:
+        if obs.state == "running":
+            ips = ipv4_addresses(obs.addresses)
+            seen.append((obs.uuid, ips, bool(ips) and _filtered(obs.uuid, ips)))
+        return fold(obs)
+
+    monkeypatch.setattr(site.control, "_fold", watching)
+    specs = [site.container(networks=[net], security_groups=["g"], ingress=[]) for _ in range(4)]
+    async with agent(site):
+        await site.control.wait_for(lambda: bool(site.control.hosts))
+        for spec in specs:
+            await site.control.put(spec)
+        every = {s.uuid for s in specs}
+        await site.control.wait_for(lambda: {u for u, _, _ in seen} == every, 30)
+        # Once more for one of them: stopped and started again (its address may change).
+        first = specs[0].uuid
+        await site.control.change(first, desired_state="stopped", stop_timeout=1)
+        await site.control.wait_for(lambda: site.control.state_of(first) == "stopped", 20)
+        await site.control.change(first, desired_state="running")
+        await site.control.wait_for(lambda: sum(u == first for u, _, _ in seen) >= 2, 20)
+    assert len(seen) >= 5
+    assert [(u, ips) for u, ips, filtered in seen if not filtered] == []
 
 
 async def test_a_fork_bomb_and_a_chatty_container_stay_inside_their_limits(api: Any) -> None:

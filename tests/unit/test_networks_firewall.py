@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from berth import errors
@@ -249,6 +251,34 @@ async def test_one_bad_chain_does_not_hold_up_the_others() -> None:
     driver.bad.clear()
     await sync.sync()  # the retry writes only what is still missing
     assert driver.writes[-1].keys() == {"b"}
+
+
+async def test_a_worker_settles_its_own_chain_at_once_and_only_once() -> None:
+    driver = _Recorder()
+    sync = FirewallSync(driver)  # type: ignore[arg-type]
+    sync.desired({u: _desired(u, ["default"], []) for u in ("a", "b", "c")})
+    address = {"n1": [{"addr": "172.20.0.9", "version": 4}]}
+    await sync.settle("a", address, running=True)
+    # Only a's chain, without waiting for the background sync (nor its sweep).
+    assert driver.writes == [{"a": (("172.20.0.9",), ())}]
+    await sync.settle("a", address, running=True)
+    await sync.settle("c", None, running=False)  # not running: nothing to write
+    await sync.settle("z", address, running=True)  # not desired here: nothing to write
+    assert len(driver.writes) == 1
+    await sync.sync()  # the background sync does not write it again
+    assert [set(w) for w in driver.writes] == [{"a"}, {"gone"}]
+    driver.bad.add("b")  # fails every time: tried a few times, then the error
+    with pytest.raises(errors.BerthError, match="iptables-restore"):
+        await sync.settle("b", {"n1": [{"addr": "172.20.0.10", "version": 4}]}, running=True)
+
+    async def heal() -> None:
+        await asyncio.sleep(0.05)
+        driver.bad.clear()
+
+    healing = asyncio.create_task(heal())  # fails once, then passes: written all the same
+    await sync.settle("b", {"n1": [{"addr": "172.20.0.11", "version": 4}]}, running=True)
+    await healing
+    assert driver.writes[-1] == {"b": (("172.20.0.11",), ())}
 
 
 def test_host_ports_parse_and_registries_open_their_port() -> None:
