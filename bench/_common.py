@@ -78,7 +78,7 @@ def remove_network(client: Any, name: str | None) -> None:
             client.networks.get(name).remove()
 
 
-def drop_firewall(owner: str) -> int:
+def drop_firewall(owner: str, base_url: str | None = None) -> int:
     """Remove the security-group rules and host guard an agent called ``owner`` left.
 
     A stopped agent leaves its chains in place on purpose (its containers run
@@ -86,13 +86,19 @@ def drop_firewall(owner: str) -> int:
     stop before its firewall sync removed the last chains, and it keeps the
     host guard of its networks until it prunes them. The agent's own network
     driver finds and removes both (call it once the owner's networks are gone).
-    Returns how many security-group chains it removed.
+    Returns how many security-group chains it removed. ``base_url``: the engine
+    the agent's networks were on (default: the local Docker engine; a Podman
+    service's URL for an agent on Podman).
     """
     from berth import errors
     from berth.networks.bridge import BridgeNetworks
 
     async def sweep() -> int:
-        networks = BridgeNetworks(owner=owner)
+        networks = (
+            BridgeNetworks(owner=owner)
+            if base_url is None
+            else BridgeNetworks(base_url, owner=owner)
+        )
         try:
             left = await networks.firewalled()
             await networks.write_firewalls(dict.fromkeys(left))

@@ -1,9 +1,14 @@
-"""Create -> Running: Berth's API against the docker SDK directly, interleaved in one run.
+"""Create -> Running: Berth's API against the engine directly (Docker or Podman), interleaved.
 
 What it measures
     Raw Docker: the wall time of ``docker.from_env().containers.run(...,
     detach=True)``, which returns once the engine has started the container
     (create, inspect, start: the SDK's ``docker run -d``).
+
+    Raw Podman (``--runtime podman``): the wall time of what ``podman run -d``
+    asks the service for, through libpod's REST API (httpx, not the docker
+    SDK): ``POST /libpod/containers/create`` then ``POST .../start``, which
+    answers once the container runs. The same service Berth's agent talks to.
 
     Berth, "API says Running" (the headline, compared with the target): from
     sending ``POST /container/v1/containers?run=true`` to the instant the API
@@ -24,12 +29,14 @@ What it measures
 
     Both sides run the same image and command with the same limits (1 CPU as
     NanoCpus, 64 MiB memory with memswap equal to it, which is what Berth's
-    Docker driver sets), on the same engine, alternating which side goes first
+    Docker driver sets; on Podman a 100 ms CFS quota per 100 ms period and
+    swap equal to memory, what ``--cpus 1 --memory 64m --memory-swap 64m``
+    and Berth's Podman driver set), on the same engine, alternating which side goes first
     in each round. Each container is removed, and its removal awaited, outside
     the timed section before the next measurement starts: a Berth container
     through the API (``DELETE ...?force=true``, then polling until 404, which
     the API answers once the agent confirmed the engine removed it), a raw one
-    with ``remove(force=True)``.
+    with ``remove(force=True)`` (on Podman ``DELETE /libpod/containers/<name>?force=true``).
 
 How it runs
     It starts a throw-away all-in-one ``berth-api`` (SQLite in a temporary
@@ -40,7 +47,18 @@ How it runs
     the ratios of the medians and of the p99s. Everything it created is removed
     at the end, also after a failure or Ctrl-C; leftovers are reported.
 
+    With ``--runtime podman`` it uses the libpod service answering at
+    ``--podman-url`` (default ``BERTH_PODMAN_URL``) or, when none answers,
+    starts a ``podman system service`` of its own on a socket in its temporary
+    directory with scripts/podman/containers.conf (as the functional tests do)
+    and stops it at the end. The Berth side is the same all-in-one with
+    ``BERTH_RUNTIME_DRIVER=podman`` and ``BERTH_PODMAN_URL`` (and
+    ``BERTH_DOCKER_URL``, for its network driver) pointing at that service; the
+    raw side's containers are on a Podman bridge network of the bench's own.
+    The image is loaded from the Docker engine into Podman when missing.
+
     .venv/bin/python bench/create_to_running.py                 # 100 rounds, ~3 min
+    .venv/bin/python bench/create_to_running.py --runtime podman --rounds 30 --warmup 3
     .venv/bin/python bench/create_to_running.py --rounds 20 --json results.json
     .venv/bin/python bench/create_to_running.py --json -        # JSON only, with samples
 
@@ -48,7 +66,8 @@ How it runs
 (a what-if for a proposed optimisation, see bench/_trace_server.py); the
 headline numbers and the target verdict are always the unpatched Berth's.
 
-Needs the Docker engine (``DOCKER_HOST`` or /var/run/docker.sock) and the test
+Needs the Docker engine (``DOCKER_HOST`` or /var/run/docker.sock; with
+``--runtime podman``, podman, run as root as Berth's agent on Podman is) and the test
 image (``scripts/lib.sh build_test_images``; or ``--image`` / ``BERTH_TEST_IMAGE``).
 Run it on a quiet machine: other load slows Berth's many small steps more than
 Docker's few big ones. Target and results: docs/benchmarks.md. Where the time
@@ -62,6 +81,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -69,9 +89,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
@@ -88,6 +109,7 @@ from bench._common import (
     remove_network,
     summary,
 )
+from tests.functional.podman_engine import load_test_image
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIM = str(Path(__file__).resolve().parent / "_trace_server.py")
@@ -99,6 +121,9 @@ API_VERSION = "container 1.40"
 COMMAND = ["sleep", "300"]
 MEMORY_MIB = 64
 CPU = 1.0
+MIB = 1024 * 1024
+LIBPOD = "v4.0.0/libpod"
+CPU_PERIOD = 100_000  # µs: the CFS period ``podman run --cpus`` uses
 TARGET_P50, TARGET_P99 = 1.15, 1.30
 
 
@@ -288,6 +313,23 @@ class BerthUnderTest:
         self.live.discard(uid)
 
 
+class RawSide(Protocol):
+    """The engine on its own, the other side of each round."""
+
+    live: set[str]  # containers created and not yet removed
+
+    def create_to_running(self) -> float:
+        """Seconds from asking for a running container to the engine saying it runs
+        (the container is removed afterwards, outside the timed section)."""
+        ...
+
+    def remove(self, name: str) -> None: ...
+
+    def close(self) -> None:
+        """Remove the side's network (after its containers)."""
+        ...
+
+
 class RawDocker:
     """The same container straight through the docker SDK."""
 
@@ -331,6 +373,128 @@ class RawDocker:
         self.live.discard(name)
 
 
+class RawPodman:
+    """The same container straight through libpod's REST API: what ``podman run -d``
+    does (create, then start), on the service Berth's agent uses."""
+
+    def __init__(self, url: str, image: str, network: str = "user", timeout: float = 60) -> None:
+        """``network``: ``user`` runs each container on a bridge network of the bench's
+        own, as Berth does; ``default`` on Podman's default ``podman`` network."""
+        self.image = image
+        self.live: set[str] = set()
+        self.http = libpod_client(url, timeout)
+        self.network: str | None = None
+        if network == "user":
+            name = f"bench-raw-{uuid.uuid4().hex[:12]}"
+            body = {"name": name, "driver": "bridge", "labels": {"berth.bench": "raw"}}
+            self._call("POST", "/networks/create", json=body)
+            self.network = name
+
+    def _call(
+        self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 204), **kw: Any
+    ) -> httpx.Response:
+        r = self.http.request(method, path, **kw)
+        if r.status_code not in ok:
+            raise BenchError(f"podman: {method} {path} answered {r.status_code}: {r.text[:300]}")
+        return r
+
+    def close(self) -> None:
+        if self.network is not None:
+            self._call("DELETE", f"/networks/{self.network}", ok=(200, 204, 404))
+            self.network = None
+
+    def create_to_running(self) -> float:
+        name = f"bench-raw-{uuid.uuid4().hex[:12]}"
+        # podman run -d --cpus 1 --memory 64m --memory-swap 64m --network <net> IMAGE sleep 300
+        body: dict[str, Any] = {
+            "name": name,
+            "image": self.image,
+            "command": COMMAND,
+            "resource_limits": {
+                "cpu": {"quota": round(CPU * CPU_PERIOD), "period": CPU_PERIOD},
+                "memory": {"limit": MEMORY_MIB * MIB, "swap": MEMORY_MIB * MIB},
+            },
+        }
+        if self.network is not None:
+            body.update(netns={"nsmode": "bridge"}, Networks={self.network: {}})
+        self.live.add(name)
+        t0 = time.perf_counter()
+        self._call("POST", "/containers/create", json=body)
+        self._call("POST", f"/containers/{name}/start", ok=(204, 304))
+        elapsed = time.perf_counter() - t0
+        self.remove(name)
+        return elapsed
+
+    def remove(self, name: str) -> None:
+        params = {"force": "true", "v": "true"}
+        self._call("DELETE", f"/containers/{name}", ok=(200, 204, 404), params=params)
+        self.live.discard(name)
+
+
+def libpod_client(url: str, timeout: float) -> httpx.Client:
+    """An httpx client of the libpod REST API of the service at ``unix://<path>``."""
+    transport = httpx.HTTPTransport(uds=url.removeprefix("unix://"))
+    return httpx.Client(transport=transport, base_url=f"http://podman/{LIBPOD}", timeout=timeout)
+
+
+def _answers(url: str) -> bool:
+    with libpod_client(url, 2) as http:
+        try:
+            return http.get("/_ping").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@contextlib.contextmanager
+def podman_service(url: str | None, workdir: Path) -> Iterator[str]:
+    """The libpod service's URL: ``url`` if it answers there, else a ``podman system
+    service`` started here on ``workdir/podman.sock`` with Berth's containers.conf (as
+    tests/functional/podman_engine.py does), stopped after."""
+    if url and _answers(url):
+        yield url
+        return
+    binary = shutil.which("podman")
+    if binary is None:
+        raise BenchError("podman is not installed (apt-get install podman)")
+    own = f"unix://{workdir / 'podman.sock'}"
+    log_path = workdir / "podman-service.log"
+    env = {**os.environ, "CONTAINERS_CONF": str(ROOT / "scripts" / "podman" / "containers.conf")}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [binary, "system", "service", "--time=0", own],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not _answers(own):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"podman system service did not answer: {log_path.read_text()}")
+            time.sleep(0.1)
+        yield own
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def ensure_podman_image(url: str, image: str) -> None:
+    """``image`` in Podman's storage: loaded from the Docker engine when missing (no registry)."""
+    with libpod_client(url, 60) as http:
+        if http.get(f"/images/{image}/exists").status_code == 204:
+            return
+    try:
+        load_test_image(image)
+    except RuntimeError as exc:
+        raise BenchError(f"image {image} is not in Podman and {exc}") from None
+
+
 # -- reporting
 
 
@@ -340,11 +504,16 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         f"rounds: {result['rounds']} (+{result['warmup']} warm-up)  image: {result['image']}  "
         f"poll: {result['poll_ms']:g} ms  load average at start: {result['loadavg_start']:.2f}",
-        f"raw side's network: {result.get('raw_network', 'default')}",
+        f"raw side's network: {result.get('raw_network', 'default')}"
+        + (
+            f"  runtime: podman {result['machine'].get('podman')}"
+            if result["runtime"] == "podman"
+            else ""
+        ),
         f"{'':32}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}  (ms)",
     ]
     rows = [
-        ("raw", "raw docker SDK"),
+        ("raw", "raw podman (libpod API)" if result["runtime"] == "podman" else "raw docker SDK"),
         ("berth_api", "berth: API says Running"),
         ("berth_polled", "berth: client poll sees it"),
         ("whatif_api", "what-if: API says Running"),
@@ -375,7 +544,18 @@ def report(result: dict[str, Any]) -> str:
 # -- the run
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+@dataclass
+class Engine:
+    """The engine both sides run on: Docker, or a Podman service."""
+
+    client: docker.DockerClient  # Docker's API (a Podman service answers it too): cleanup
+    raw_side: RawSide
+    berth_env: dict[str, str]  # what points Berth's all-in-one at this engine
+    info: dict[str, Any]  # the machine and the engine's version
+    url: str | None = None  # a Podman service's URL (None: the local Docker engine)
+
+
+def _docker_engine(args: argparse.Namespace) -> Engine:
     try:
         client = docker.from_env(timeout=int(args.timeout))
         client.ping()
@@ -389,67 +569,91 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "`scripts/lib.sh build_test_images` or pass --image"
         ) from None
     info = machine(client)
-    raw_side = RawDocker(client, args.image, args.raw_network)
-    samples: dict[str, list[float]] = {"raw": [], "berth_api": [], "berth_polled": []}
-    with tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp:
-        (Path(tmp) / "berth").mkdir()
-        servers = {"berth": BerthUnderTest(Path(tmp) / "berth", args.image, args.timeout)}
-        if args.experiment:  # a second, patched Berth (bench/_trace_server.py) interleaved
-            (Path(tmp) / "whatif").mkdir()
-            env = {"BERTH_BENCH_EXPERIMENTS": ",".join(args.experiment)}
-            servers["whatif"] = BerthUnderTest(
-                Path(tmp) / "whatif", args.image, args.timeout, [SHIM], env
-            )
-            samples.update(whatif_api=[], whatif_polled=[])
-        sides = ["raw", *servers]
-        started = dt.datetime.now(dt.UTC)
-        load_start = os.getloadavg()[0]
-        if load_start > 1.0:
-            print(
-                f"warning: load average {load_start:.2f}: other work on this machine "
-                "will show up in the numbers",
-                file=sys.stderr,
-            )
+    return Engine(client, RawDocker(client, args.image, args.raw_network), {}, info)
+
+
+@contextlib.contextmanager
+def engine(args: argparse.Namespace, workdir: Path) -> Iterator[Engine]:
+    """The engine of ``--runtime``, with the raw side on it (a Podman service the bench
+    started is stopped after)."""
+    if args.runtime == "docker":
+        yield _docker_engine(args)
+        return
+    with podman_service(args.podman_url, workdir) as url:
+        ensure_podman_image(url, args.image)
+        client = docker.DockerClient(base_url=url, version="auto", timeout=int(args.timeout))
+        info = machine(client)
+        info["podman"] = info.pop("dockerd", None)
+        raw_side = RawPodman(url, args.image, args.raw_network, args.timeout)
+        env = {
+            "BERTH_RUNTIME_DRIVER": "podman",
+            "BERTH_PODMAN_URL": url,
+            "BERTH_DOCKER_URL": url,  # the network and volume drivers speak Docker's API
+        }
         try:
-            for server in servers.values():
-                server.start()
-            for i in range(args.warmup + args.rounds):
-                measured = i >= args.warmup
-                # Every side goes first, second, ... equally often.
-                for side in sides[i % len(sides) :] + sides[: i % len(sides)]:
-                    time.sleep(args.settle)
-                    if side == "raw":
-                        elapsed = raw_side.create_to_running()
-                        if measured:
-                            samples["raw"].append(elapsed)
-                        continue
-                    sample = servers[side].create_to_running(args.poll / 1000)
-                    servers[side].delete_and_wait(sample.uuid)
-                    if measured:
-                        samples[f"{side}_api"].append(sample.recorded)
-                        samples[f"{side}_polled"].append(sample.polled)
-                done = len(samples["raw"])
-                if args.progress and measured and done % 10 == 0:
-                    print(
-                        f"  {done}/{args.rounds}: raw p50 "
-                        f"{statistics.median(samples['raw']) * 1000:.0f} ms, berth p50 "
-                        f"{statistics.median(samples['berth_api']) * 1000:.0f} ms",
-                        file=sys.stderr,
-                    )
-        except KeyboardInterrupt:
-            raise BenchError("interrupted; everything it created was removed") from None
+            yield Engine(client, raw_side, env, info, url)
         finally:
-            problems = []
-            for name, server in servers.items():
-                problems += cleanup(server, raw_side, client)
-                server.stop()
-                if dropped := drop_firewall(server.owner):
-                    problems.append(f"removed {dropped} firewall chains the stopped agent left")
-                if args.keep_log and server.log_path.exists():
-                    suffix = "" if name == "berth" else f".{name}"
-                    Path(args.keep_log + suffix).write_bytes(server.log_path.read_bytes())
-            if problems:
-                print("cleanup: " + "; ".join(problems), file=sys.stderr)
+            raw_side.http.close()
+            client.close()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="berth-bench-") as tmp,
+        engine(args, Path(tmp)) as eng,
+    ):
+        return _run(args, eng, Path(tmp))
+
+
+def _run(args: argparse.Namespace, eng: Engine, tmp: Path) -> dict[str, Any]:
+    raw_side = eng.raw_side
+    samples: dict[str, list[float]] = {"raw": [], "berth_api": [], "berth_polled": []}
+    (tmp / "berth").mkdir()
+    servers = {"berth": BerthUnderTest(tmp / "berth", args.image, args.timeout, env=eng.berth_env)}
+    if args.experiment:  # a second, patched Berth (bench/_trace_server.py) interleaved
+        (tmp / "whatif").mkdir()
+        env = {"BERTH_BENCH_EXPERIMENTS": ",".join(args.experiment), **eng.berth_env}
+        servers["whatif"] = BerthUnderTest(tmp / "whatif", args.image, args.timeout, [SHIM], env)
+        samples.update(whatif_api=[], whatif_polled=[])
+    sides = ["raw", *servers]
+    started = dt.datetime.now(dt.UTC)
+    load_start = os.getloadavg()[0]
+    if load_start > 1.0:
+        print(
+            f"warning: load average {load_start:.2f}: other work on this machine "
+            "will show up in the numbers",
+            file=sys.stderr,
+        )
+    try:
+        for server in servers.values():
+            server.start()
+        for i in range(args.warmup + args.rounds):
+            measured = i >= args.warmup
+            # Every side goes first, second, ... equally often.
+            for side in sides[i % len(sides) :] + sides[: i % len(sides)]:
+                time.sleep(args.settle)
+                if side == "raw":
+                    elapsed = raw_side.create_to_running()
+                    if measured:
+                        samples["raw"].append(elapsed)
+                    continue
+                sample = servers[side].create_to_running(args.poll / 1000)
+                servers[side].delete_and_wait(sample.uuid)
+                if measured:
+                    samples[f"{side}_api"].append(sample.recorded)
+                    samples[f"{side}_polled"].append(sample.polled)
+            done = len(samples["raw"])
+            if args.progress and measured and done % 10 == 0:
+                print(
+                    f"  {done}/{args.rounds}: raw p50 "
+                    f"{statistics.median(samples['raw']) * 1000:.0f} ms, berth p50 "
+                    f"{statistics.median(samples['berth_api']) * 1000:.0f} ms",
+                    file=sys.stderr,
+                )
+    except KeyboardInterrupt:
+        raise BenchError("interrupted; everything it created was removed") from None
+    finally:
+        _stop_all(servers, eng, args.keep_log)
     summaries = {key: summary(values) for key, values in samples.items()}
     raw = summaries["raw"]
     ratios = {
@@ -464,7 +668,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "date": started.isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "bench/create_to_running.py", *sys.argv[1:]]),
-        "machine": info,
+        "runtime": args.runtime,
+        "machine": eng.info,
         "loadavg_start": load_start,
         "loadavg_end": os.getloadavg()[0],
         "image": args.image,
@@ -482,7 +687,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def cleanup(berth: BerthUnderTest, raw_side: RawDocker, client: docker.DockerClient) -> list[str]:
+def _stop_all(servers: dict[str, BerthUnderTest], eng: Engine, keep_log: str | None) -> None:
+    """Remove what the run created, stop the servers (keeping their logs if asked)."""
+    problems = []
+    for name, server in servers.items():
+        problems += cleanup(server, eng.raw_side, eng.client)
+        server.stop()
+        if dropped := drop_firewall(server.owner, eng.url):
+            problems.append(f"removed {dropped} firewall chains the stopped agent left")
+        if keep_log and server.log_path.exists():
+            suffix = "" if name == "berth" else f".{name}"
+            Path(keep_log + suffix).write_bytes(server.log_path.read_bytes())
+    if problems:
+        print("cleanup: " + "; ".join(problems), file=sys.stderr)
+
+
+def cleanup(berth: BerthUnderTest, raw_side: RawSide, client: docker.DockerClient) -> list[str]:
     """Remove whatever this run created; say what could not be removed."""
     problems: list[str] = []
     for uid in list(berth.live):
@@ -493,7 +713,7 @@ def cleanup(berth: BerthUnderTest, raw_side: RawDocker, client: docker.DockerCli
     for name in list(raw_side.live):
         try:
             raw_side.remove(name)
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, BenchError, httpx.HTTPError) as exc:
             problems.append(f"raw container {name}: {exc}")
     # Last resort: anything still labelled with this run's agent (e.g. the API died).
     with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
@@ -546,7 +766,19 @@ def main() -> None:
         choices=("user", "default"),
         default="user",
         help="raw containers on a bridge network of their own, as Berth's are on their "
-        "project's (user), or on Docker's default bridge (default: faster, no isolation)",
+        "project's (user), or on the engine's default network (default: faster, no isolation)",
+    )
+    ap.add_argument(
+        "--runtime",
+        choices=("docker", "podman"),
+        default="docker",
+        help="the engine: Docker, or a Podman service (BERTH_RUNTIME_DRIVER=podman against "
+        "libpod's REST API for the raw side)",
+    )
+    ap.add_argument(
+        "--podman-url",
+        default=os.environ.get("BERTH_PODMAN_URL"),
+        help="with --runtime podman: a running libpod service to use (default: start one)",
     )
     ap.add_argument("--keep-log", metavar="FILE", help="copy the berth-api log here")
     ap.add_argument("--progress", action="store_true", help="running medians on stderr")
