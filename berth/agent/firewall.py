@@ -123,7 +123,7 @@ class FirewallSync:
 
     def _pending(self, uuid: str) -> FirewallSpec | None:
         """``uuid``'s wanted chain when it differs from what was last written."""
-        want = self.wanted().get(uuid)
+        want = self._wanted_one(uuid)
         return want if want is not None and self._written.get(uuid) != want else None
 
     async def run(self) -> None:
@@ -144,11 +144,33 @@ class FirewallSync:
 
     def wanted(self) -> dict[str, FirewallSpec]:
         """Per filtered container: its addresses and the concrete rules it should have."""
-        live = {
+        live = self._live()
+        members = self._members(live)
+        result = {}
+        for uuid, ips in live.items():
+            ingress = self._desired[uuid].ingress
+            if ingress is not None:
+                result[uuid] = (tuple(ips), tuple(resolve_ingress(ingress, members)))
+        return result
+
+    def _wanted_one(self, uuid: str) -> FirewallSpec | None:
+        """``wanted().get(uuid)``, without resolving every other container's rules."""
+        live = self._live()
+        desired = self._desired.get(uuid)
+        if uuid not in live or desired is None or desired.ingress is None:
+            return None
+        return (tuple(live[uuid]), tuple(resolve_ingress(desired.ingress, self._members(live))))
+
+    def _live(self) -> dict[str, list[str]]:
+        """The addresses of every container that is not being deleted and has one."""
+        return {
             uuid: self._ips.get(uuid, [])
             for uuid, d in self._desired.items()
             if d.desired_state != "deleted" and self._ips.get(uuid)
         }
+
+    def _members(self, live: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Each security group's member addresses, on this host and (overlay) on others."""
         members: dict[str, list[str]] = {}
         for uuid, ips in live.items():
             for group in self._desired[uuid].security_groups:
@@ -158,13 +180,7 @@ class FirewallSync:
             for member in remote:
                 for group in member.security_groups:
                     members.setdefault(group, []).append(member.address)
-        members = {group: sorted(set(ips)) for group, ips in members.items()}
-        result = {}
-        for uuid, ips in live.items():
-            ingress = self._desired[uuid].ingress
-            if ingress is not None:
-                result[uuid] = (tuple(ips), tuple(resolve_ingress(ingress, members)))
-        return result
+        return {group: sorted(set(ips)) for group, ips in members.items()}
 
     async def sync(self) -> None:
         """Write what differs, remove what is no longer wanted, prune unused networks.
