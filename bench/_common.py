@@ -105,7 +105,7 @@ def drop_firewall(owner: str, base_url: str | None = None) -> int:
             await networks.prune(set())  # no network left: its INPUT guard goes too
             return len(left)
         except errors.BerthError:
-            return 0  # no iptables or no DOCKER-USER here: nothing was written either
+            return 0  # no iptables (or no engine) here: nothing was written either
         finally:
             await networks.close()
 
@@ -226,12 +226,15 @@ class BerthServer:
             time.sleep(0.1)
         self.http.headers.update({**ZUN, "X-Auth-Token": self.token()})
 
-    def token(self) -> str:
-        user = {"name": "admin", "domain": {"name": "Default"}, "password": ADMIN_PASSWORD}
+    def token(
+        self, name: str = "admin", password: str = ADMIN_PASSWORD, project: str = "admin"
+    ) -> str:
+        """A token of user ``name`` scoped to ``project`` (default: the admin's)."""
+        user = {"name": name, "domain": {"name": "Default"}, "password": password}
         body = {
             "auth": {
                 "identity": {"methods": ["password"], "password": {"user": user}},
-                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+                "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
             }
         }
         r = httpx.post(f"{self.base}/identity/v3/auth/tokens", json=body, timeout=30)

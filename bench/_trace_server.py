@@ -42,26 +42,13 @@ def wrap_async(owner: Any, name: str, label: str) -> None:
     setattr(owner, name, timed)
 
 
-def wrap_sync(owner: Any, name: str, label: str) -> None:
-    original = getattr(owner, name)
-
-    @functools.wraps(original)
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.time()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            emit(label, t0, time.time())
-
-    setattr(owner, name, timed)
-
-
 def install_tracing() -> None:
-    from berth.agent import loop
+    from berth.agent import firewall, loop
     from berth.agent.client import ControlClient
     from berth.api.internal.local import LocalControl
     from berth.events import notify
     from berth.runtimes import docker as docker_driver
+    from berth.runtimes import podman as podman_driver
     from berth.services import identity
     from berth.services.containers import containers
     from berth.services.hosts import hosts
@@ -69,13 +56,17 @@ def install_tracing() -> None:
 
     for name in ("list_managed", "inspect", "ensure_image", "create", "start", "remove"):
         wrap_async(docker_driver.DockerDriver, name, f"driver.{name}")
+        wrap_async(podman_driver.PodmanDriver, name, f"driver.{name}")
     for control in (ControlClient, LocalControl):  # a standalone agent's, the embedded one's
         wrap_async(control, "desired", "agent.desired")
         wrap_async(control, "report", "agent.report")
     wrap_async(loop.Agent, "_pass", "agent.pass")
     wrap_async(loop.Agent, "_converge", "agent.converge")
-    wrap_sync(loop.Agent, "_send", "agent.send")
+    wrap_async(loop.Agent, "_send", "agent.send")  # the firewall settle, then queued
+    wrap_async(firewall.FirewallSync, "settle", "agent.firewall_settle")
+    # The whole state, or (the incremental protocol) what changed since a revision.
     wrap_async(hosts, "desired_for", "api.desired_for")
+    wrap_async(hosts, "desired_changes", "api.desired_for")
     wrap_async(hosts, "record_observations", "api.record_observations")
     wrap_async(containers, "create", "api.containers.create")
     wrap_async(identity, "validate_token", "api.validate_token")
@@ -101,6 +92,20 @@ def install_tracing() -> None:
             emit("engine.call", t0, time.time(), **marks)
 
     docker_driver._Engine.raw = raw  # type: ignore[method-assign]
+
+    original_call = podman_driver._Libpod.call
+
+    async def libpod_call(self: Any, method: str, path: str, **kw: Any) -> Any:
+        # libpod's REST API is called on the event loop (httpx, no thread): the
+        # request is the whole call.
+        t0 = time.time()
+        try:
+            return await original_call(self, method, path, **kw)
+        finally:
+            t1 = time.time()
+            emit("engine.call", t0, t1, ts=t0, te=t1, method=method, path=path)
+
+    podman_driver._Libpod.call = libpod_call  # type: ignore[method-assign]
 
     original_txn = Database.transaction
 

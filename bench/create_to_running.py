@@ -27,6 +27,19 @@ What it measures
     take 466 ms against raw Docker's 313 ms in the same rounds, and even a
     20 ms poll keeps the server ~40% busy.
 
+    Berth, "as the client sees it" (``--client zunclient``, issue #19's goal):
+    the same round driven by the stock python-zunclient, as a user's code or
+    ``openstack appcontainer run`` drives it: a keystoneauth password session,
+    ``zun.containers.run(image=..., command=..., memory=..., cpu=...)`` (``POST
+    /v1/containers?run=true`` with zunclient's own headers and microversion,
+    1.40), then ``zun.containers.get(uuid)`` every ``--poll`` ms (20 by default
+    in this mode) until it says Running. The client's own CPU (zunclient,
+    keystoneauth, requests) runs on the same cores as the server and the
+    engine, as it does for a user on the all-in-one's machine. The delete is
+    ``zun.containers.delete(uuid, force=True)`` then ``get`` every 20 ms until
+    NotFound, awaited before the next measurement. The report then states the
+    target verdict for this client-visible ratio too.
+
     Both sides run the same image and command with the same limits (1 CPU as
     NanoCpus, 64 MiB memory with memswap equal to it, which is what Berth's
     Docker driver sets; on Podman a 100 ms CFS quota per 100 ms period and
@@ -36,7 +49,8 @@ What it measures
     the timed section before the next measurement starts: a Berth container
     through the API (``DELETE ...?force=true``, then polling until 404, which
     the API answers once the agent confirmed the engine removed it), a raw one
-    with ``remove(force=True)`` (on Podman ``DELETE /libpod/containers/<name>?force=true``).
+    with ``remove(force=True)`` (on Podman
+    ``DELETE /libpod/containers/<name>?force=true&timeout=0``).
 
 How it runs
     It starts a throw-away all-in-one ``berth-api`` (SQLite in a temporary
@@ -59,12 +73,16 @@ How it runs
 
     .venv/bin/python bench/create_to_running.py                 # 100 rounds, ~3 min
     .venv/bin/python bench/create_to_running.py --runtime podman --rounds 30 --warmup 3
+    .venv/bin/python bench/create_to_running.py --client zunclient   # as a client sees it (#19)
     .venv/bin/python bench/create_to_running.py --rounds 20 --json results.json
     .venv/bin/python bench/create_to_running.py --json -        # JSON only, with samples
 
 ``--experiment`` adds a second, monkeypatched Berth as a third interleaved side
 (a what-if for a proposed optimisation, see bench/_trace_server.py); the
 headline numbers and the target verdict are always the unpatched Berth's.
+``--compare DIR`` adds, the same way, a Berth run from another checkout (a
+worktree of the code before a change): before and after in the same rounds,
+under the same load, which two separate runs on a shared machine never are.
 
 Needs the Docker engine (``DOCKER_HOST`` or /var/run/docker.sock; with
 ``--runtime podman``, podman, run as root as Berth's agent on Podman is) and the test
@@ -127,6 +145,21 @@ CPU_PERIOD = 100_000  # µs: the CFS period ``podman run --cpus`` uses
 TARGET_P50, TARGET_P99 = 1.15, 1.30
 
 
+def tenant_caps() -> tuple[int, int, int]:
+    """Berth's default caps on every tenant container: (pids, log MiB per file, log files).
+
+    ``--raw-like-berth`` gives the raw side the same, to tell the engine's cost of
+    them from Berth's own work (the headline compares against a plain ``run -d``).
+    """
+    from berth.config import Settings
+    from berth.runtimes.dockermap import TenantLimits
+
+    defaults = Settings.model_fields
+    pids = defaults["container_pids_limit"].default
+    log_mb = defaults["container_log_max_mb"].default
+    return int(pids), int(log_mb), TenantLimits().log_files
+
+
 class BenchError(Exception):
     """A failure with a message meant for the person running the benchmark."""
 
@@ -139,6 +172,9 @@ class BerthSample:
     sent: float  # epoch seconds: POST sent
     posted: float  # epoch seconds: POST answered
     seen: float  # epoch seconds: Running seen
+    server_cpu: float = 0.0  # CPU seconds of the all-in-one (API and agent) meanwhile
+    client_cpu: float = 0.0  # CPU seconds of this client meanwhile (POST and polls)
+    polls: int = 0  # status GETs sent
 
 
 def _parse_time(value: str | None) -> float | None:
@@ -158,8 +194,11 @@ class BerthUnderTest:
         timeout: float,
         server: list[str] | None = None,
         env: dict[str, str] | None = None,
+        code: Path = ROOT,
     ) -> None:
+        """``code``: the checkout whose ``berth`` the server runs (``--compare``)."""
         self.data = data
+        self.code = code
         self.image = image
         self.server = server or ["-c", "from berth.cli.serve import api_main; api_main()"]
         self.extra_env = env or {}
@@ -184,11 +223,13 @@ class BerthUnderTest:
             "BERTH_AGENT_PASSWORD": "bench-agent-pw",
             **self.extra_env,
         }
+        if self.code != ROOT:
+            env["PYTHONPATH"] = str(self.code)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, *self.server],
                 env=env,
-                cwd=ROOT,
+                cwd=self.code,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -267,39 +308,77 @@ class BerthUnderTest:
 
     # -- one measurement
 
-    def create_to_running(self, poll: float) -> BerthSample:
+    def run_container(self) -> str:
+        """``POST /containers?run=true``; the new container's UUID."""
         assert self.http is not None
         body = {"image": self.image, "command": COMMAND, "memory": MEMORY_MIB, "cpu": CPU}
-        sent_wall = time.time()
-        t0 = time.perf_counter()
         r = self.http.post("/container/v1/containers?run=true", json=body)
         if r.status_code != 202:
             raise BenchError(f"POST /containers answered {r.status_code}: {r.text[:300]}")
-        posted_wall = time.time()
-        uid = r.json()["uuid"]
-        self.live.add(uid)
+        return str(r.json()["uuid"])
+
+    def status(self, uid: str) -> tuple[str, str | None]:
+        """``GET /containers/<uuid>``: its status and status_reason."""
+        assert self.http is not None
         path = f"/container/v1/containers/{uid}"
+        got = self.http.get(path)
+        if got.status_code != 200:
+            raise BenchError(f"GET {path} answered {got.status_code}: {got.text[:300]}")
+        container = got.json()
+        return container["status"], container.get("status_reason")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (all its threads)."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def create_to_running(self, poll: float) -> BerthSample:
+        server_cpu, client_cpu = self.cpu_seconds(), time.process_time()
+        polls = 0
+        sent_wall = time.time()
+        t0 = time.perf_counter()
+        uid = self.run_container()
+        posted_wall = time.time()
+        self.live.add(uid)
         while True:
-            got = self.http.get(path)
-            if got.status_code != 200:
-                raise BenchError(f"GET {path} answered {got.status_code}: {got.text[:300]}")
-            container = got.json()
-            if container["status"] == "Running":
+            status, reason = self.status(uid)
+            polls += 1
+            if status == "Running":
                 polled = time.perf_counter() - t0
                 seen_wall = time.time()
                 break
-            if container["status"] == "Error":
-                raise BenchError(f"container {uid} failed: {container.get('status_reason')}")
+            if status == "Error":
+                raise BenchError(f"container {uid} failed: {reason}")
             if time.perf_counter() - t0 > self.timeout:
                 raise BenchError(f"container {uid} not Running after {self.timeout:g} s")
             time.sleep(poll)
-        actions = self._call("GET", f"{path}/container_actions").json()["containerActions"]
+        server_cpu = self.cpu_seconds() - server_cpu
+        client_cpu = time.process_time() - client_cpu
+        finish = self._recorded(uid)
+        return BerthSample(
+            polled,
+            finish - sent_wall,
+            uid,
+            sent_wall,
+            posted_wall,
+            seen_wall,
+            server_cpu,
+            client_cpu,
+            polls,
+        )
+
+    def _recorded(self, uid: str) -> float:
+        """Epoch seconds the API stamped the create action finished (the Running report)."""
+        path = f"/container/v1/containers/{uid}/container_actions"
+        actions = self._call("GET", path).json()["containerActions"]
         finish = next(
             (_parse_time(a["finish_time"]) for a in actions if a["action"] == "create"), None
         )
         if finish is None:
             raise BenchError(f"container {uid} is Running but its create action is not finished")
-        return BerthSample(polled, finish - sent_wall, uid, sent_wall, posted_wall, seen_wall)
+        return finish
 
     def delete_and_wait(self, uid: str) -> None:
         """Delete through the API and wait until the agent confirmed it (GET answers 404)."""
@@ -310,6 +389,64 @@ class BerthUnderTest:
             if time.monotonic() > deadline:
                 raise BenchError(f"container {uid} still not deleted after {self.timeout:g} s")
             time.sleep(0.01)
+        self.live.discard(uid)
+
+
+class ZunclientBerth(BerthUnderTest):
+    """The same all-in-one, driven by the stock python-zunclient as a user's code drives it.
+
+    ``zun.containers.run(...)`` (``POST /v1/containers?run=true`` through a
+    keystoneauth session, with zunclient's headers and microversion), then
+    ``zun.containers.get(uuid)`` every ``poll`` until it says Running: the time
+    the client sees, its own CPU included (the client competes for the same
+    cores as the server and the engine). The delete is ``zun.containers.delete
+    (uuid, force=True)`` and ``get`` every ``poll`` until it raises NotFound.
+    """
+
+    def start(self) -> None:
+        super().start()
+        from keystoneauth1 import loading, session
+        from zunclient import client as zun_client
+
+        auth = loading.get_plugin_loader("password").load_from_options(
+            auth_url=f"{self.base}/identity/v3",
+            username="admin",
+            password=PASSWORD,
+            project_name="admin",
+            user_domain_name="Default",
+            project_domain_name="Default",
+        )
+        self.zun = zun_client.Client("1.latest", session=session.Session(auth=auth))
+
+    def run_container(self) -> str:
+        from zunclient import exceptions as zun_errors
+
+        try:
+            created = self.zun.containers.run(
+                image=self.image, command=COMMAND, memory=MEMORY_MIB, cpu=CPU
+            )
+        except zun_errors.ClientException as exc:
+            raise BenchError(f"zunclient containers.run: {exc}") from None
+        return str(created.uuid)
+
+    def status(self, uid: str) -> tuple[str, str | None]:
+        container = self.zun.containers.get(uid)
+        return container.status, getattr(container, "status_reason", None)
+
+    def delete_and_wait(self, uid: str, poll: float = 0.02) -> None:
+        from zunclient import exceptions as zun_errors
+
+        with contextlib.suppress(zun_errors.NotFound):
+            self.zun.containers.delete(uid, force=True)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                self.zun.containers.get(uid)
+            except zun_errors.NotFound:
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(f"container {uid} still not deleted after {self.timeout:g} s")
+            time.sleep(poll)
         self.live.discard(uid)
 
 
@@ -333,16 +470,28 @@ class RawSide(Protocol):
 class RawDocker:
     """The same container straight through the docker SDK."""
 
-    def __init__(self, client: docker.DockerClient, image: str, network: str = "user") -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        image: str,
+        network: str = "user",
+        like_berth: bool = False,
+    ) -> None:
         """``network``: ``user`` runs each container on a bridge network of the bench's
         own, as Berth does (every Berth container joins its project's network, the
         isolation Berth gives); ``default`` uses Docker's default bridge, which
         starts containers faster (~45 ms here) and isolates nothing.
+        ``like_berth``: with Berth's pids limit and log rotation too.
         """
         self.client = client
         self.image = image
         self.live: set[str] = set()
         self.network = raw_network(client, "bench-raw", network)
+        self.extra: dict[str, Any] = {}
+        if like_berth:
+            pids, log_mb, log_files = tenant_caps()
+            log = {"max-size": f"{log_mb}m", "max-file": str(log_files)}
+            self.extra = {"pids_limit": pids, "log_config": {"Type": "json-file", "Config": log}}
 
     def close(self) -> None:
         """Remove the bench's network (after its containers)."""
@@ -362,6 +511,7 @@ class RawDocker:
             mem_limit=MEMORY_MIB * 1024 * 1024,
             memswap_limit=MEMORY_MIB * 1024 * 1024,
             **({"network": self.network} if self.network else {}),
+            **self.extra,
         )
         elapsed = time.perf_counter() - t0
         self.remove(name)
@@ -377,16 +527,32 @@ class RawPodman:
     """The same container straight through libpod's REST API: what ``podman run -d``
     does (create, then start), on the service Berth's agent uses."""
 
-    def __init__(self, url: str, image: str, network: str = "user", timeout: float = 60) -> None:
+    def __init__(
+        self,
+        url: str,
+        image: str,
+        network: str = "user",
+        timeout: float = 60,
+        like_berth: bool = False,
+    ) -> None:
         """``network``: ``user`` runs each container on a bridge network of the bench's
-        own, as Berth does; ``default`` on Podman's default ``podman`` network."""
+        own, as Berth does; ``default`` on Podman's default ``podman`` network.
+        ``like_berth``: with Berth's pids limit and log cap, on an isolated network
+        (``isolate=true``, as Berth's network driver makes them on Podman)."""
         self.image = image
         self.live: set[str] = set()
         self.http = libpod_client(url, timeout)
         self.network: str | None = None
+        self.like_berth = like_berth
         if network == "user":
             name = f"bench-raw-{uuid.uuid4().hex[:12]}"
-            body = {"name": name, "driver": "bridge", "labels": {"berth.bench": "raw"}}
+            body: dict[str, Any] = {
+                "name": name,
+                "driver": "bridge",
+                "labels": {"berth.bench": "raw"},
+            }
+            if like_berth:
+                body["options"] = {"isolate": "true"}
             self._call("POST", "/networks/create", json=body)
             self.network = name
 
@@ -417,6 +583,10 @@ class RawPodman:
         }
         if self.network is not None:
             body.update(netns={"nsmode": "bridge"}, Networks={self.network: {}})
+        if self.like_berth:
+            pids, log_mb, _ = tenant_caps()
+            body["resource_limits"]["pids"] = {"limit": pids}
+            body["log_configuration"] = {"driver": "k8s-file", "size": log_mb * MIB}
         self.live.add(name)
         t0 = time.perf_counter()
         self._call("POST", "/containers/create", json=body)
@@ -426,7 +596,10 @@ class RawPodman:
         return elapsed
 
     def remove(self, name: str) -> None:
-        params = {"force": "true", "v": "true"}
+        # ``podman rm -f -t 0``: without timeout=0 libpod stops it with SIGTERM first
+        # and waits 10 s for ``sleep`` (PID 1, no handler) to die before SIGKILL;
+        # Berth's driver passes timeout=0 too.
+        params = {"force": "true", "v": "true", "timeout": "0"}
         self._call("DELETE", f"/containers/{name}", ok=(200, 204, 404), params=params)
         self.live.discard(name)
 
@@ -503,8 +676,10 @@ def report(result: dict[str, Any]) -> str:
     ms = 1000.0
     lines = [
         f"rounds: {result['rounds']} (+{result['warmup']} warm-up)  image: {result['image']}  "
-        f"poll: {result['poll_ms']:g} ms  load average at start: {result['loadavg_start']:.2f}",
+        f"poll: {result['poll_ms']:g} ms  load average: {result['loadavg_start']:.2f} at start, "
+        f"{result['loadavg_end']:.2f} at end",
         f"raw side's network: {result.get('raw_network', 'default')}"
+        + ("  (raw side with Berth's pids/log caps)" if result.get("raw_like_berth") else "")
         + (
             f"  runtime: podman {result['machine'].get('podman')}"
             if result["runtime"] == "podman"
@@ -515,9 +690,15 @@ def report(result: dict[str, Any]) -> str:
     rows = [
         ("raw", "raw podman (libpod API)" if result["runtime"] == "podman" else "raw docker SDK"),
         ("berth_api", "berth: API says Running"),
-        ("berth_polled", "berth: client poll sees it"),
+        ("berth_polled", f"berth: {result.get('client', 'httpx')} poll sees it"),
         ("whatif_api", "what-if: API says Running"),
         ("whatif_polled", "what-if: client poll sees it"),
+        ("compare_api", "compared: API says Running"),
+        ("compare_polled", "compared: client poll sees it"),
+        ("berth_server_cpu", "berth: server CPU (API + agent)"),
+        ("berth_client_cpu", f"berth: {result.get('client', 'httpx')} CPU"),
+        ("compare_server_cpu", "compared: server CPU"),
+        ("compare_client_cpu", "compared: client CPU"),
     ]
     for key, label in rows:
         if key in s:
@@ -526,17 +707,26 @@ def report(result: dict[str, Any]) -> str:
                 f"{label:32}{v['p50'] * ms:8.1f}{v['p90'] * ms:8.1f}"
                 f"{v['p99'] * ms:8.1f}{v['max'] * ms:8.1f}"
             )
+    if "berth_polls" in s:
+        lines.append(f"status GETs per create: p50 {s['berth_polls']['p50']:g}")
     verdict = "met" if result["target_met"] else "MISSED"
     lines += [
         f"ratio berth/raw: p50 {r['p50']:.2f}x  p99 {r['p99']:.2f}x   "
         f"(target p50 <= {TARGET_P50}x, p99 <= {TARGET_P99}x: {verdict})",
-        f"with the client's {result['poll_ms']:g} ms polling: "
-        f"p50 {r['polled_p50']:.2f}x  p99 {r['polled_p99']:.2f}x",
+        f"as the client sees it ({result.get('client', 'httpx')}, {result['poll_ms']:g} ms "
+        f"polling): p50 {r['polled_p50']:.2f}x  p99 {r['polled_p99']:.2f}x   "
+        f"({'met' if result['client_target_met'] else 'MISSED'} against the same target)",
     ]
     if "whatif_p50" in r:
         lines.append(
             f"what-if ({', '.join(result['experiments'])}; patched, NOT Berth's code): "
             f"p50 {r['whatif_p50']:.2f}x  p99 {r['whatif_p99']:.2f}x"
+        )
+    if "compare_p50" in r:
+        lines.append(
+            f"compared ({result['compare']}): API p50 {r['compare_p50']:.2f}x  p99 "
+            f"{r['compare_p99']:.2f}x; as the client sees it p50 {r['compare_polled_p50']:.2f}x  "
+            f"p99 {r['compare_polled_p99']:.2f}x"
         )
     return "\n".join(lines)
 
@@ -569,7 +759,8 @@ def _docker_engine(args: argparse.Namespace) -> Engine:
             "`scripts/lib.sh build_test_images` or pass --image"
         ) from None
     info = machine(client)
-    return Engine(client, RawDocker(client, args.image, args.raw_network), {}, info)
+    raw_side = RawDocker(client, args.image, args.raw_network, args.raw_like_berth)
+    return Engine(client, raw_side, {}, info)
 
 
 @contextlib.contextmanager
@@ -584,7 +775,7 @@ def engine(args: argparse.Namespace, workdir: Path) -> Iterator[Engine]:
         client = docker.DockerClient(base_url=url, version="auto", timeout=int(args.timeout))
         info = machine(client)
         info["podman"] = info.pop("dockerd", None)
-        raw_side = RawPodman(url, args.image, args.raw_network, args.timeout)
+        raw_side = RawPodman(url, args.image, args.raw_network, args.timeout, args.raw_like_berth)
         env = {
             "BERTH_RUNTIME_DRIVER": "podman",
             "BERTH_PODMAN_URL": url,
@@ -609,12 +800,20 @@ def _run(args: argparse.Namespace, eng: Engine, tmp: Path) -> dict[str, Any]:
     raw_side = eng.raw_side
     samples: dict[str, list[float]] = {"raw": [], "berth_api": [], "berth_polled": []}
     (tmp / "berth").mkdir()
-    servers = {"berth": BerthUnderTest(tmp / "berth", args.image, args.timeout, env=eng.berth_env)}
+    side_class = ZunclientBerth if args.client == "zunclient" else BerthUnderTest
+    servers = {"berth": side_class(tmp / "berth", args.image, args.timeout, env=eng.berth_env)}
     if args.experiment:  # a second, patched Berth (bench/_trace_server.py) interleaved
         (tmp / "whatif").mkdir()
         env = {"BERTH_BENCH_EXPERIMENTS": ",".join(args.experiment), **eng.berth_env}
-        servers["whatif"] = BerthUnderTest(tmp / "whatif", args.image, args.timeout, [SHIM], env)
+        servers["whatif"] = side_class(tmp / "whatif", args.image, args.timeout, [SHIM], env)
         samples.update(whatif_api=[], whatif_polled=[])
+    if args.compare:  # the code of another checkout, interleaved (before/after)
+        (tmp / "compare").mkdir()
+        code = Path(args.compare).resolve()
+        servers["compare"] = side_class(
+            tmp / "compare", args.image, args.timeout, env=eng.berth_env, code=code
+        )
+        samples.update(compare_api=[], compare_polled=[])
     sides = ["raw", *servers]
     started = dt.datetime.now(dt.UTC)
     load_start = os.getloadavg()[0]
@@ -642,6 +841,9 @@ def _run(args: argparse.Namespace, eng: Engine, tmp: Path) -> dict[str, Any]:
                 if measured:
                     samples[f"{side}_api"].append(sample.recorded)
                     samples[f"{side}_polled"].append(sample.polled)
+                    samples.setdefault(f"{side}_server_cpu", []).append(sample.server_cpu)
+                    samples.setdefault(f"{side}_client_cpu", []).append(sample.client_cpu)
+                    samples.setdefault(f"{side}_polls", []).append(sample.polls)
             done = len(samples["raw"])
             if args.progress and measured and done % 10 == 0:
                 print(
@@ -662,9 +864,11 @@ def _run(args: argparse.Namespace, eng: Engine, tmp: Path) -> dict[str, Any]:
         "polled_p50": summaries["berth_polled"]["p50"] / raw["p50"],
         "polled_p99": summaries["berth_polled"]["p99"] / raw["p99"],
     }
-    if "whatif_api" in summaries:
-        ratios["whatif_p50"] = summaries["whatif_api"]["p50"] / raw["p50"]
-        ratios["whatif_p99"] = summaries["whatif_api"]["p99"] / raw["p99"]
+    for side in ("whatif", "compare"):
+        if f"{side}_api" in summaries:
+            for key, kind in (("", "api"), ("polled_", "polled")):
+                for p in ("p50", "p99"):
+                    ratios[f"{side}_{key}{p}"] = summaries[f"{side}_{kind}"][p] / raw[p]
     return {
         "date": started.isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "bench/create_to_running.py", *sys.argv[1:]]),
@@ -678,11 +882,17 @@ def _run(args: argparse.Namespace, eng: Engine, tmp: Path) -> dict[str, Any]:
         "warmup": args.warmup,
         "poll_ms": args.poll,
         "experiments": args.experiment,
+        "compare": args.compare,
         "raw_network": args.raw_network,
+        "raw_like_berth": args.raw_like_berth,
         "settle_ms": args.settle * 1000,
         "summary": summaries,
         "ratios": ratios,
+        "client": args.client,
         "target_met": ratios["p50"] <= TARGET_P50 and ratios["p99"] <= TARGET_P99,
+        "client_target_met": (
+            ratios["polled_p50"] <= TARGET_P50 and ratios["polled_p99"] <= TARGET_P99
+        ),
         "samples": samples,
     }
 
@@ -742,7 +952,20 @@ def main() -> None:
         "--rounds", type=int, default=100, help="measured rounds (one of each per round)"
     )
     ap.add_argument("--warmup", type=int, default=5, help="discarded rounds first")
-    ap.add_argument("--poll", type=float, default=50.0, help="Berth status poll interval, ms")
+    ap.add_argument(
+        "--poll",
+        type=float,
+        default=None,
+        help="Berth status poll interval, ms (default 50; 20 with --client zunclient)",
+    )
+    ap.add_argument(
+        "--client",
+        choices=("httpx", "zunclient"),
+        default="httpx",
+        help="how the bench talks to Berth: a bare httpx client with a token, or the stock "
+        "python-zunclient (keystoneauth session, containers.run + containers.get), the "
+        "client-visible figure of issue #19",
+    )
     ap.add_argument("--settle", type=float, default=0.1, help="pause before each measurement, s")
     ap.add_argument("--timeout", type=float, default=60.0, help="give up on one step after, s")
     ap.add_argument(
@@ -762,11 +985,23 @@ def main() -> None:
         "bench/_trace_server.py, interleaved (not Berth's behaviour; repeatable)",
     )
     ap.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="also run the Berth of another checkout (e.g. a worktree of main: the code "
+        "before a change) as a further interleaved side",
+    )
+    ap.add_argument(
         "--raw-network",
         choices=("user", "default"),
         default="user",
         help="raw containers on a bridge network of their own, as Berth's are on their "
         "project's (user), or on the engine's default network (default: faster, no isolation)",
+    )
+    ap.add_argument(
+        "--raw-like-berth",
+        action="store_true",
+        help="give the raw side Berth's caps on tenant containers too (pids limit, log "
+        "rotation; on Podman an isolated network): the engine's cost of them, apart",
     )
     ap.add_argument(
         "--runtime",
@@ -787,6 +1022,8 @@ def main() -> None:
     # of a non-interactive shell inherits SIGINT ignored: take it back).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupted)
+    if args.poll is None:
+        args.poll = 20.0 if args.client == "zunclient" else 50.0
     if args.rounds < 1 or args.warmup < 0 or args.poll <= 0:
         ap.error("--rounds must be >= 1, --warmup >= 0, --poll > 0")
     try:

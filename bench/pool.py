@@ -7,7 +7,7 @@ What it runs
     simulated hosts (``berth sim-pool``: the real agent loop and HTTP client
     over instant in-memory engines) in ``--processes`` processes. Then:
 
-    (a) idle       the agents only heartbeat and long-poll: the CPU of the API
+    (a) idle       the agents only long-poll (and heartbeat): the CPU of the API
                    process, of this database's PostgreSQL backends and of the
                    pool over ``--idle`` seconds, and what the agents asked.
     (b) burst      ``--containers`` creates (``POST ?run=true``) from
@@ -16,8 +16,24 @@ What it runs
                    (the client's send time to its create action's finish time,
                    same clock), and meanwhile a prober's ``show`` and
                    ``list`` of 1,000 latencies.
+    (s) stored     instead of (b), with ``--stored N``: N containers written
+                   straight into the database through Berth's store (its
+                   ``Database``: each host's revision and desired-state feed
+                   written as a create writes them, the hosts' claims added),
+                   spread evenly over the simulated hosts, whose agents are
+                   woken and start them: the time until the database shows
+                   all of them Running. A size the API's creates would take
+                   too long to reach on a small machine.
     (c) steady     everything stored and running: CPU over ``--steady``
-                   seconds and ``show`` latencies.
+                   seconds, ``show`` latencies of random containers and
+                   ``list`` of 1,000 latencies.
+    (r) restart    one more agent (in this process, the real loop over an
+                   instant engine) holds twice ``--restart`` containers; it
+                   stops, ``--restart`` of them change (half stopped, half
+                   deleted), its service is made 10 minutes silent (its
+                   containers turn Unknown), and it starts again: the time
+                   from its first desired-state poll until its engine and the
+                   database both show every change done.
 
     It prints goal against result, the load average around each scenario
     (the machine is shared: read the CPU figures, not only the times) and,
@@ -28,6 +44,7 @@ What it runs
 How it runs
     .venv/bin/python bench/pool.py                                  # the issue's sizes
     .venv/bin/python bench/pool.py --agents 1000 --containers 2000 --clients 50
+    .venv/bin/python bench/pool.py --agents 1000 --stored 50000 --restart 0  # 50,000 running
 """
 
 from __future__ import annotations
@@ -38,6 +55,7 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -57,6 +75,8 @@ from bench._common import PG_ADMIN_DSN, ROOT, BerthServer, fresh_pg_database, ma
 AGENT_PASSWORD = "bench-agent-pw"
 BODY = {"image": "busybox", "command": ["sleep", "1d"], "cpu": 0.1, "memory": 32}
 TICK = os.sysconf("SC_CLK_TCK")
+# Counts in the pool's stats that are not calls of their own.
+_NOT_CALLS = ("desired_containers", "desired_full")
 # The API's entry point, not named on the command line: other runs on a shared
 # machine stop their servers with ``pkill -f`` on its name.
 _API = "import berth.cli.serve as s\nrun = getattr(s, 'api' + '_main')\n"
@@ -183,7 +203,7 @@ class Meter:
         rates = {
             k: round((v - first["calls"].get(k, 0)) / span, 1) for k, v in last["calls"].items()
         }
-        calls = sum(v for k, v in rates.items() if k != "desired_containers") * span
+        calls = sum(v for k, v in rates.items() if k not in _NOT_CALLS) * span
         api_cpu = last["api"] - first["api"]
         per_call = round(1000 * api_cpu / calls, 2) if calls else None
         return {"seconds": round(span, 1), "cpu_pct": pct, "per_second": rates,
@@ -192,11 +212,11 @@ class Meter:
 
 
 class Prober(threading.Thread):
-    """Shows one container (and lists 1,000 when ``lists``) every ``interval`` s until stopped."""
+    """Shows one of ``uuids`` at random (and lists 1,000 when ``lists``) every ``interval`` s."""
 
-    def __init__(self, server: BerthServer, uuid: str, interval: float, lists: bool) -> None:
+    def __init__(self, server: BerthServer, uuids: list[str], interval: float, lists: bool) -> None:
         super().__init__(daemon=True)
-        self.uuid, self.interval, self.lists = uuid, interval, lists
+        self.uuids, self.interval, self.lists = uuids, interval, lists
         self.http = httpx.Client(
             base_url=server.http.base_url, headers=server.http.headers, timeout=60
         )
@@ -212,7 +232,7 @@ class Prober(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.show.append(self._time(f"/containers/{self.uuid}"))
+            self.show.append(self._time(f"/containers/{random.choice(self.uuids)}"))
             if self.lists:
                 self.list.append(self._time("/containers", {"limit": 1000}))
             self.done.wait(self.interval)
@@ -249,7 +269,7 @@ def burst(server: BerthServer, db: psycopg.Connection[Any], n: int, clients: int
                     continue
                 sent[r.json()["uuid"]] = t0
 
-    prober = Prober(server, first, probe, lists=True)
+    prober = Prober(server, [first], probe, lists=True)
     prober.start()
     t0 = time.monotonic()
     with cf.ThreadPoolExecutor(clients) as workers:
@@ -275,12 +295,237 @@ def burst(server: BerthServer, db: psycopg.Connection[Any], n: int, clients: int
             "post_to_running": summary(latencies), **probes}  # fmt: skip
 
 
+class _FirstPoll:
+    """A ControlPlane that notes when its first desired-state poll began."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.first, self.answers, self.full = inner, 0.0, 0, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def desired(self, hostname: str, generation: int, wait: float, *rest: Any) -> Any:
+        if not self.first:
+            self.first = time.monotonic()
+        answer = await self.inner.desired(hostname, generation, wait, *rest)
+        self.answers += 1
+        self.full += getattr(answer, "base", None) is None
+        return answer
+
+
+async def _until(check: Any, pause: float, within: float = 600.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(pause)
+    raise RuntimeError(f"not within {within} s: {check}")
+
+
+async def _restart(server: BerthServer, dsn: str, changed: int) -> dict[str, Any]:
+    """Scenario (r): see the module docstring."""
+    import asyncio
+
+    from berth.agent.client import ControlClient
+    from berth.agent.loop import Agent
+    from berth.config import Settings
+    from berth.runtimes.fake import InstantDriver
+    from berth.services.hosts.liveness import flush_period
+
+    name = "sim-restart-0"
+    settings = Settings(agent_host=name, agent_url="http://127.0.0.1:9",
+                        agent_password=AGENT_PASSWORD, all_in_one=False)  # fmt: skip
+    engine = InstantDriver(cpus=256, mem_total=1 << 20, disk_total=1 << 20)
+    db = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+
+    async def count(sql: str, *args: Any) -> int:
+        found = await (await db.execute(sql, args)).fetchone()
+        return int(found[0]) if found else 0
+
+    async def run_agent(control: Any) -> asyncio.Task[None]:
+        task = asyncio.create_task(Agent(settings, control, engine).run())
+        await _until(lambda: count("SELECT count(*) FROM hosts WHERE hostname = %s", name), 0.1)
+        return task
+
+    async with (
+        httpx.AsyncClient(base_url=server.base, timeout=120) as http,
+        httpx.AsyncClient(
+            base_url=server.http.base_url, headers=server.http.headers, timeout=120
+        ) as api,
+    ):
+        task = await run_agent(ControlClient(http, password=AGENT_PASSWORD))
+        uuids = []
+        for _ in range(2 * changed):
+            r = await api.post("/containers", params={"run": "true"}, json={**BODY, "host": name})
+            r.raise_for_status()
+            uuids.append(r.json()["uuid"])
+        running = "SELECT count(*) FROM containers WHERE host = %s AND status = %s"
+
+        async def all_running() -> bool:
+            return await count(running, name, "Running") == len(uuids)
+
+        await _until(all_running, 0.2)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        stop, gone = uuids[: changed // 2], uuids[changed // 2 : changed]
+        for uuid in stop:
+            (await api.post(f"/containers/{uuid}/stop")).raise_for_status()
+        for uuid in gone:
+            (await api.delete(f"/containers/{uuid}", params={"force": "true"})).raise_for_status()
+        # The API writes the calls it heard in a batch (services/hosts/liveness.py):
+        # the stopped agent's last ones land within one period; backdate after that.
+        await asyncio.sleep(flush_period(settings.service_down_time) + 1)
+        await db.execute("UPDATE services SET last_seen_up = now() - interval '10 minutes' "
+                         "WHERE host = %s", (name,))  # fmt: skip
+        # The worker marks the host's containers Unknown.
+        with contextlib.suppress(RuntimeError):
+            await _until(lambda: count(running, name, "Unknown"), 0.2, 60.0)
+        unknown = await count(running, name, "Unknown")
+        control = _FirstPoll(ControlClient(http, password=AGENT_PASSWORD))
+        task = await run_agent(control)
+        keep = len(uuids) - changed
+
+        async def converged() -> bool:
+            held = {c.uuid: c.state for c in await engine.list_managed() if c.uuid}
+            states = sorted(held.values())
+            return (
+                states == sorted(["running"] * keep + ["stopped"] * len(stop))
+                and await count(running, name, "Running") == keep
+                and await count(running, name, "Stopped") == len(stop)
+                and await count("SELECT count(*) FROM containers WHERE host = %s", name)
+                == keep + len(stop)
+            )
+
+        await _until(converged, 0.02)
+        done = time.monotonic()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await db.close()
+    return {"containers": len(uuids), "changed": changed, "unknown_before": unknown,
+            "converged_s": round(done - control.first, 2), "polls": control.answers,
+            "full_answers": control.full}  # fmt: skip
+
+
+def restart(server: BerthServer, dsn: str, changed: int) -> dict[str, Any]:
+    import asyncio
+
+    return asyncio.run(_restart(server, dsn, changed))
+
+
+async def _store_rows(url: str, template: str, n: int, batch: int) -> list[str]:
+    """Scenario (s)'s rows: ``n`` copies of container ``template`` spread over every host.
+
+    Written through Berth's own store (its ``Database``, so the after-flush hook
+    bumps each host's revision and writes the desired-state feed as a create
+    does), the hosts' claims added as ``reclaim`` adds them, each host's long
+    poll woken (NOTIFY) after its rows commit. Returns the new uuids.
+    """
+    from sqlalchemy import select, update
+
+    from berth.store.base import new_uuid
+    from berth.store.db import Database
+    from berth.store.listen import pg_notify
+    from berth.store.tables import ContainerRow, HostRow
+
+    db = Database(url)
+    skip = {"id", "uuid", "name", "host", "created_at", "desired_since", "updated_at"}
+    async with db.read() as session:
+        row = (
+            await session.execute(select(ContainerRow).where(ContainerRow.uuid == template))
+        ).scalar_one()
+        cols = {
+            c.key: getattr(row, c.key) for c in ContainerRow.__table__.columns if c.key not in skip
+        }
+        hosts = list((await session.execute(
+            select(HostRow.hostname).where(HostRow.hostname.like("sim-b-%")).order_by(HostRow.id)
+        )).scalars())  # fmt: skip
+    cols.update(status="Creating", task_state="creating", desired_state="running",
+                claimed=True, observed_state=None, observed_spec_version=0, runtime_id=None,
+                status_reason=None)  # fmt: skip
+    uuids: list[str] = []
+    per_tx = max(1, batch // max(1, -(-n // len(hosts))))  # hosts per transaction
+    for first in range(0, len(hosts), per_tx):
+        chunk = hosts[first : first + per_tx]
+        async with db.transaction() as session:
+            for i, host in enumerate(chunk, first):
+                k = n // len(hosts) + (i < n % len(hosts))
+                if not k:
+                    continue
+                rows = [ContainerRow(uuid=new_uuid(), name=f"stored-{i}-{j}", host=host, **cols)
+                        for j in range(k)]  # fmt: skip
+                session.add_all(rows)
+                uuids += [r.uuid for r in rows]
+                await session.execute(
+                    update(HostRow).where(HostRow.hostname == host).values(
+                        cpu_used=HostRow.cpu_used + k * cols["cpu"],
+                        mem_used=HostRow.mem_used + k * (cols["memory"] or 0),
+                        disk_used=HostRow.disk_used + k * cols["disk"],
+                        total_containers=HostRow.total_containers + k,
+                        generation=HostRow.generation + 1,
+                    )
+                )  # fmt: skip
+        for host in chunk:
+            await pg_notify(db, host)
+    await db.engine.dispose()
+    return uuids
+
+
+def stored(server: BerthServer, url: str, db: psycopg.Connection[Any], n: int) -> dict[str, Any]:
+    """Scenario (s): ``n`` containers stored without the API, until the database says Running
+    (or 2 minutes without progress: the statuses say what stayed behind)."""
+    import asyncio
+
+    template = server.http.post("/containers", params={"run": "true"}, json=BODY).json()["uuid"]
+    t0 = time.monotonic()
+    uuids = asyncio.run(_store_rows(url, template, n, batch=2000))
+    written = time.monotonic() - t0
+    total = len(uuids) + 1
+    count = "SELECT count(*) FILTER (WHERE status = 'Running'), count(*) FROM containers"
+    last, since = -1, time.monotonic()
+    while True:
+        found = db.execute(count).fetchone()
+        running = int(found[0]) if found else 0
+        if running >= total:
+            break
+        if running != last:
+            last, since = running, time.monotonic()
+        elif time.monotonic() - since > 120:
+            break  # no progress for 2 minutes: report what stayed behind (below)
+        if time.monotonic() - t0 > 3600:
+            raise RuntimeError(f"only {running} of {total} Running after 60 min")
+        time.sleep(1)
+    statuses = dict(db.execute("SELECT status, count(*) FROM containers GROUP BY 1").fetchall())
+    return {"containers": total, "written_s": round(written, 1), "statuses": statuses,
+            "all_running_s": round(time.monotonic() - t0, 1) if running >= total else None,
+            "load_after": loadavg()}  # fmt: skip
+
+
+def steady(server: BerthServer, db: psycopg.Connection[Any], meter: Meter,
+           seconds: float) -> dict[str, Any]:  # fmt: skip
+    """Scenario (c): CPU over ``seconds`` untouched, then over ``seconds`` of probes (shows
+    of random containers, lists of 1,000, one after the other every 0.1 s)."""
+    uuids = [u for (u,) in db.execute("SELECT uuid FROM containers ORDER BY random() LIMIT 1000")]
+    meter.start()
+    time.sleep(seconds)
+    quiet = meter.stop()
+    meter.start()
+    prober = Prober(server, uuids, 0.1, lists=True)
+    prober.start()
+    time.sleep(seconds)
+    return quiet | {"probed": meter.stop()} | prober.finish()
+
+
 def row(measure: str, goal: str, result: str) -> None:
     print(f"| {measure} | {goal} | {result} |")
 
 
 def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
-    idle, b, steady = out["idle"], out.get("burst"), out.get("steady")
+    idle, b, held = out["idle"], out.get("burst"), out.get("steady")
+    st = out.get("stored")
     ms = lambda s: f"{1000 * s:.0f} ms"  # noqa: E731
     print(f"\nmachine: {out['machine']['cpus']} CPUs {out['machine']['cpu_model']}; "
           f"revision {out['machine']['berth_revision']}")  # fmt: skip
@@ -297,16 +542,30 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
         "",
         ", ".join(f"{k} {v}" for k, v in idle["per_second"].items()),
     )
-    # The protocol's own rate: a long poll that times out every reconcile_interval
-    # (5 s) and a heartbeat every heartbeat_interval (10 s) per agent. A starved
-    # API serves fewer; at its measured cost per call this is what it would need.
-    due = args.agents / 5.0 + args.agents / 10.0
+    # The protocol's own rate. Before #19: a heartbeat every 10 s per agent and a
+    # long poll that times out every reconcile_interval (5 s); with the incremental
+    # protocol a poll every agent_poll_wait (30 s), and a heartbeat every 10 s until
+    # polls counted as heartbeats (an agent then heartbeats only after
+    # heartbeat_interval, 60 s, without any other call). A starved API serves
+    # fewer; at its measured cost per call this is what it would need.
+    poll = 30.0 if "desired_full" in idle["per_second"] else 5.0
+    beats = idle["per_second"].get("heartbeat", 0.0) > 0.05 * args.agents  # the 10 s ones
+    due = args.agents / poll + (args.agents / 10.0 if beats else 0.0)
     if idle["api_ms_per_agent_call"]:
         need = due * idle["api_ms_per_agent_call"] / 10
         row(
             "  API CPU per agent call; at the protocol's rate",
             "",
             f"{idle['api_ms_per_agent_call']} ms; {due:.0f} calls/s need {need:.0f}% of a core",
+        )
+    r = out.get("restart")
+    if r:
+        row(
+            f"agent restart after 10 min away, {r['changed']} of {r['containers']} containers "
+            "changed",
+            "converges ≤ 2 s of its first poll",
+            f"{r['converged_s']} s ({r['polls']} polls, {r['full_answers']} whole; "
+            f"{r['unknown_before']} were Unknown)",
         )
     if b:
         p = b["post_to_running"]
@@ -338,29 +597,60 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
             f"{b['cpu']['api_ms_per_agent_call']} ms per agent call; "
             f"load {b['cpu']['load_after']})",
         )
-    if steady:
-        c = steady["cpu_pct"]
+        spent = b["cpu"]["seconds"] * (b["cpu"]["cpu_pct"]["api"] + b["cpu"]["cpu_pct"]["pg"]) / 100
         row(
-            f"{b['containers'] if b else 0:,} stored and running: steady CPU",
+            "  control-plane CPU per create (API + PostgreSQL)",
+            "",
+            f"{1000 * spent / b['containers']:.1f} ms: 10,000 in 60 s need "
+            f"{spent / b['containers'] * 10000 / 60:.2f} cores",
+        )
+    if st:
+        c = st["cpu"]["cpu_pct"]
+        row(
+            f"{st['containers']:,} stored without the API: written, all Running",
+            "",
+            f"written in {st['written_s']} s, all Running {st['all_running_s']} s from the "
+            f"start (statuses at the end: {st['statuses']}); "
+            f"meanwhile API {c['api']}% + PostgreSQL {c['pg']}% "
+            f"(load {st['cpu']['load_after']})",
+        )
+    if held:
+        c = held["cpu_pct"]
+        count = (b or st or {}).get("containers", 0)
+        row(
+            f"{count:,} stored and running: steady CPU",
             "≤ 20% of one core",
-            f"API {c['api']}% + PostgreSQL {c['pg']}% (load {steady['load_after']})",
+            f"API {c['api']}% + PostgreSQL {c['pg']}% (load {held['load_after']}); while "
+            f"probed: API {held['probed']['cpu_pct']['api']}% + PostgreSQL "
+            f"{held['probed']['cpu_pct']['pg']}%",
         )
         row(
-            "  show",
+            "  show of a random container",
             "p99 ≤ 10 ms",
-            f"p50 {ms(steady['show']['p50'])}, p99 {ms(steady['show']['p99'])}",
+            f"p50 {ms(held['show']['p50'])}, p99 {ms(held['show']['p99'])}",
+        )
+        row(
+            "  list of 1,000",
+            "p99 ≤ 300 ms",
+            f"p50 {ms(held['list_1000']['p50'])}, p99 {ms(held['list_1000']['p99'])}",
         )
         row(
             "  what the agents ask, per second",
             "",
-            ", ".join(f"{k} {v}" for k, v in steady["per_second"].items()),
+            ", ".join(f"{k} {v}" for k, v in held["per_second"].items()),
         )
     print(f"pool failures (calls that failed, retried): {out['pool_failures']}")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     unlimited = {f"BERTH_QUOTA_{k}": "-1" for k in ("CONTAINERS", "CPU", "MEMORY", "DISK")}
-    env = {"BERTH_ALL_IN_ONE": "false", "BERTH_AGENT_PASSWORD": AGENT_PASSWORD, **unlimited}
+    env = {
+        "BERTH_ALL_IN_ONE": "false",
+        "BERTH_AGENT_PASSWORD": AGENT_PASSWORD,
+        # Every simulated host connects from this one address (a long poll each).
+        "BERTH_MAX_CONNECTIONS_PER_CLIENT": "0",
+        **unlimited,
+    }
     code = _API + (_PROFILED.format(path=args.profile) if args.profile else "run()\n")
     out: dict[str, Any] = {"args": vars(args), "machine": machine()}
     with fresh_pg_database() as url, tempfile.TemporaryDirectory(prefix="berth-pool-") as tmp:
@@ -386,20 +676,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["idle"] = meter.stop()
             print(f"idle: {out['idle']}", flush=True)
             dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + database
+            if args.restart:
+                out["restart"] = restart(server, dsn, args.restart)
+                print(f"restart: {out['restart']}", flush=True)
             with psycopg.connect(dsn, autocommit=True) as db:
-                if args.containers:
+                if args.stored:
+                    meter.start()
+                    out["stored"] = stored(server, url, db, args.stored)
+                    out["stored"]["cpu"] = meter.stop()
+                    print(f"stored: {out['stored']}", flush=True)
+                elif args.containers:
                     meter.start()
                     out["burst"] = burst(server, db, args.containers, args.clients, args.probe)
                     out["burst"]["cpu"] = meter.stop()
                     print(f"burst: {out['burst']}", flush=True)
+                if args.stored or args.containers:
                     time.sleep(args.settle)
-                    meter.start()
-                    uuid = db.execute("SELECT uuid FROM containers LIMIT 1").fetchone()
-                    assert uuid is not None
-                    prober = Prober(server, uuid[0], 0.1, lists=False)
-                    prober.start()
-                    time.sleep(args.steady)
-                    out["steady"] = meter.stop() | prober.finish()
+                    out["steady"] = steady(server, db, meter, args.steady)
                     print(f"steady: {out['steady']}", flush=True)
             out["pool_failures"] = pool.failures()
         except BaseException:
@@ -428,12 +721,19 @@ def main() -> None:
     )
     parser.add_argument("--containers", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument(
+        "--stored", type=int, default=0,
+        help="store this many containers without the API (scenario s) instead of the burst",
+    )  # fmt: skip
     parser.add_argument("--ramp", type=float, default=20.0, help="seconds over which agents start")
     parser.add_argument(
         "--settle", type=float, default=15.0, help="seconds before each measurement"
     )
     parser.add_argument("--idle", type=float, default=30.0)
     parser.add_argument("--steady", type=float, default=30.0)
+    parser.add_argument(
+        "--restart", type=int, default=50, help="containers changed while one agent is away"
+    )
     parser.add_argument(
         "--probe", type=float, default=0.1, help="seconds between probes in the burst"
     )

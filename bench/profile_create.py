@@ -10,13 +10,20 @@ start: what ``containers.run(detach=True)`` does). Prints the median of every
 step over the rounds. The hooks add a little overhead: use
 ``create_to_running.py`` for the headline numbers.
 
+``--client zunclient --poll 20`` drives Berth as create_to_running.py's
+client-visible mode does; ``--runtime podman`` profiles Berth on a libpod
+service (every libpod REST call is an ``engine.call``; the raw side is then
+timed as a whole).
+
     .venv/bin/python bench/profile_create.py --rounds 30 [--json profile.json]
+    .venv/bin/python bench/profile_create.py --client zunclient --poll 20 --runtime podman
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -30,19 +37,29 @@ import docker
 import docker.errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import percentile
+from _common import drop_firewall, percentile
 from create_to_running import (
     COMMAND,
     CPU,
     EXPERIMENTS,
     MEMORY_MIB,
+    ROOT,
     SHIM,
     BenchError,
     BerthSample,
     BerthUnderTest,
+    Engine,
     RawDocker,
+    RawSide,
+    ZunclientBerth,
     cleanup,
+    engine,
 )
+
+
+def raw_total(raw_side: RawSide) -> dict[str, float]:
+    """Any engine's raw side, timed as a whole (create and start)."""
+    return {"total": raw_side.create_to_running()}
 
 
 def raw_round(client: docker.DockerClient, image: str, raw_side: RawDocker) -> dict[str, float]:
@@ -134,18 +151,18 @@ def breakdown(sample: BerthSample, owner: str, events: list[dict[str, Any]]) -> 
         *(
             [
                 ("agent pass: until list_managed", listing["t0"]),
-                ("agent pass: docker list_managed", listing["t1"]),
+                ("agent pass: engine list_managed", listing["t1"]),
             ]
             if listing is not None
             else []
         ),
         ("agent pass: plan, spawn worker", converge_start),
         ("worker: until create", create_c["t0"]),
-        ("docker: create", create_c["t1"]),
+        ("engine: create", create_c["t1"]),
         ("gap before start", start["t0"]),
-        ("docker: start", start["t1"]),
-        ("docker: inspect after start", final_inspect["t1"]),
-        ("observe, queue report", send["t1"]),
+        ("engine: start", start["t1"]),
+        ("engine: inspect after start", final_inspect["t1"]),
+        ("firewall chain written, report queued", send["t1"]),
         ("report loop wake-up", report["t0"]),
         ("report: into the control plane", record["t0"]),
         ("report: txn lock + begin", rec_txn["tb"]),
@@ -173,7 +190,7 @@ def breakdown(sample: BerthSample, owner: str, events: list[dict[str, Any]]) -> 
             "TOTAL (POST sent -> Running seen)": sample.seen - sample.sent,
             "= POST round trip (client)": sample.posted - sample.sent,
             "= agent: touch -> Running committed": rec_txn["t1"] - touch["t0"],
-            "= docker engine HTTP time on the path (sum)": sum(e["te"] - e["ts"] for e in calls),
+            "= engine HTTP time on the path (sum)": sum(e["te"] - e["ts"] for e in calls),
             "= engine create HTTP": create_call["te"] - create_call["ts"],
             "= engine start HTTP": start_call["te"] - start_call["ts"],
             "= thread-pool queue + loop return (sum)": sum(
@@ -183,6 +200,7 @@ def breakdown(sample: BerthSample, owner: str, events: list[dict[str, Any]]) -> 
             "= SQL statements in the report (count)": _count(win, "sql", record),
             "= SQL time in the POST (sum)": _sum(win, "sql", post),
             "= SQL time in the report (sum)": _sum(win, "sql", record),
+            "= firewall settle (own chain)": _sum(win, "agent.firewall_settle", send),
             "= GET polls while waiting (count)": float(len(gets)),
             "= GET poll, app time (mean)": statistics.fmean(e["t1"] - e["t0"] for e in gets)
             if gets
@@ -198,57 +216,49 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--poll", type=float, default=50.0, help="status poll interval, ms")
+    ap.add_argument(
+        "--client",
+        choices=("httpx", "zunclient"),
+        default="httpx",
+        help="a bare httpx client, or the stock python-zunclient (as create_to_running.py)",
+    )
     ap.add_argument("--image", default="berth-test/busybox:latest")
     ap.add_argument("--json", metavar="FILE", help="write per-round steps here")
     ap.add_argument("--experiment", action="append", default=[], choices=EXPERIMENTS)
     ap.add_argument("--keep-trace", metavar="FILE", help="copy the raw trace lines here")
+    ap.add_argument(
+        "--runtime",
+        choices=("docker", "podman"),
+        default="docker",
+        help="the engine (podman: a libpod service as create_to_running.py --runtime podman; "
+        "the raw side is then timed as a whole, create + start)",
+    )
+    ap.add_argument("--podman-url", default=os.environ.get("BERTH_PODMAN_URL"))
+    ap.add_argument(
+        "--code",
+        metavar="DIR",
+        help="profile the Berth of another checkout (e.g. a worktree of the code before a "
+        "change; the trace hooks are this checkout's)",
+    )
+    ap.add_argument(
+        "--raw-like-berth",
+        action="store_true",
+        help="the raw side with Berth's pids limit and log cap (on Podman an isolated network)",
+    )
     args = ap.parse_args()
-    client = docker.from_env()
-    raw_side = RawDocker(client, args.image)
-    berth_steps: dict[str, list[float]] = defaultdict(list)
-    raw_steps: dict[str, list[float]] = defaultdict(list)
-    with tempfile.TemporaryDirectory(prefix="berth-profile-") as tmp:
-        trace = Path(tmp) / "trace.jsonl"
-        berth = BerthUnderTest(
-            Path(tmp),
-            args.image,
-            60.0,
-            server=[SHIM],
-            env={
-                "BERTH_BENCH_TRACE": str(trace),
-                "BERTH_BENCH_EXPERIMENTS": ",".join(args.experiment),
-            },
-        )
-        samples: list[BerthSample] = []
-        try:
-            berth.start()
-            for i in range(args.warmup + args.rounds):
-                for side in ("raw", "berth") if i % 2 else ("berth", "raw"):
-                    time.sleep(0.1)
-                    if side == "raw":
-                        r = raw_round(client, args.image, raw_side)
-                        if i >= args.warmup:
-                            for k, v in r.items():
-                                raw_steps[k].append(v)
-                        continue
-                    sample = berth.create_to_running(args.poll / 1000)
-                    berth.delete_and_wait(sample.uuid)
-                    if i >= args.warmup:
-                        samples.append(sample)
-        finally:
-            problems = cleanup(berth, raw_side, client)
-            berth.stop()
-            if problems:
-                print("cleanup: " + "; ".join(problems), file=sys.stderr)
-        events = [json.loads(line) for line in trace.read_text().splitlines()]
-        if args.keep_trace:
-            Path(args.keep_trace).write_text(trace.read_text())
+    args.timeout, args.raw_network = 60.0, "user"  # what engine() reads
+    with (
+        tempfile.TemporaryDirectory(prefix="berth-profile-") as tmp,
+        engine(args, Path(tmp)) as eng,
+    ):
+        samples, raw_steps, events, owner = rounds(args, eng, Path(tmp))
     rows = []
     for s in samples:
         try:
-            rows.append(breakdown(s, berth.owner, events))
+            rows.append(breakdown(s, owner, events))
         except BenchError as exc:
             print(f"round {s.uuid}: cannot attribute: {exc}", file=sys.stderr)
+    berth_steps: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         for k, v in row.items():
             berth_steps[k].append(v)
@@ -262,7 +272,7 @@ def main() -> None:
             f"{k:58}{statistics.median(vs) * scale:8.1f}"
             f"{percentile(vs, 90) * scale:8.1f}{statistics.fmean(vs) * scale:8.1f}"
         )
-    print("raw docker SDK (same rounds):")
+    print(f"raw {args.runtime} (same rounds):")
     for k, vs in raw_steps.items():
         print(
             f"  {k:56}{statistics.median(vs) * 1000:8.1f}"
@@ -272,6 +282,60 @@ def main() -> None:
         Path(args.json).write_text(
             json.dumps({"berth": rows, "raw": dict(raw_steps)}, indent=2) + "\n"
         )
+
+
+def rounds(
+    args: argparse.Namespace, eng: Engine, tmp: Path
+) -> tuple[list[BerthSample], dict[str, list[float]], list[dict[str, Any]], str]:
+    """The interleaved rounds against ``eng``: Berth's samples, the raw steps, the trace."""
+    client, raw_side = eng.client, eng.raw_side
+    raw_steps: dict[str, list[float]] = defaultdict(list)
+    (tmp / "berth").mkdir()
+    trace = tmp / "trace.jsonl"
+    side_class = ZunclientBerth if args.client == "zunclient" else BerthUnderTest
+    berth = side_class(
+        tmp / "berth",
+        args.image,
+        60.0,
+        server=[SHIM],
+        code=Path(args.code).resolve() if args.code else ROOT,
+        env={
+            "BERTH_BENCH_TRACE": str(trace),
+            "BERTH_BENCH_EXPERIMENTS": ",".join(args.experiment),
+            **eng.berth_env,
+        },
+    )
+    samples: list[BerthSample] = []
+    try:
+        berth.start()
+        for i in range(args.warmup + args.rounds):
+            for side in ("raw", "berth") if i % 2 else ("berth", "raw"):
+                time.sleep(0.1)
+                if side == "raw":
+                    r = (
+                        raw_round(client, args.image, raw_side)
+                        if isinstance(raw_side, RawDocker)
+                        else raw_total(raw_side)
+                    )
+                    if i >= args.warmup:
+                        for k, v in r.items():
+                            raw_steps[k].append(v)
+                    continue
+                sample = berth.create_to_running(args.poll / 1000)
+                berth.delete_and_wait(sample.uuid)
+                if i >= args.warmup:
+                    samples.append(sample)
+    finally:
+        problems = cleanup(berth, raw_side, client)
+        berth.stop()
+        if dropped := drop_firewall(berth.owner, eng.url):
+            problems.append(f"removed {dropped} firewall chains the stopped agent left")
+        if problems:
+            print("cleanup: " + "; ".join(problems), file=sys.stderr)
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    if args.keep_trace:
+        Path(args.keep_trace).write_text(trace.read_text())
+    return samples, raw_steps, events, berth.owner
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ is built once at process start and passed in; nothing reads it globally.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -88,6 +89,44 @@ class Settings(BaseSettings):
         description=(
             "how long an idle client connection is kept open; above the clients' poll "
             "intervals (the openstack CLI's --wait polls every 5 s)"
+        ),
+    )
+    request_head_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "how long a request's head (request line and headers) may take to arrive before "
+            "the connection is answered 408 and closed (0: no limit); berth/cli/connguard.py"
+        ),
+    )
+    request_idle_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="the longest silence while a request body is received (0: no limit)",
+    )
+    max_connections_per_client: int = Field(
+        default=256,
+        ge=0,
+        description=(
+            "connections open at once from one client address; more are answered 503 "
+            "(0: no limit, e.g. behind a proxy, where every client has its address)"
+        ),
+    )
+    max_connections: int = Field(
+        default=4096,
+        ge=1,
+        description=(
+            "connections open at once in one server process (kept below its open-files "
+            "limit); more are answered 503"
+        ),
+    )
+    api_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "API worker processes serving the one port (berth/cli/serve_workers.py); above 1 "
+            "needs PostgreSQL: SQLite is one writer, so berth-api refuses to start"
         ),
     )
     public_url: str | None = Field(
@@ -175,6 +214,25 @@ class Settings(BaseSettings):
     keystone_timeout: float = Field(
         default=10.0, gt=0, description="seconds a call to Keystone may take (503 beyond)"
     )
+    # -- the cloud's Glance (docs/operators.md): with identity_backend = keystone and
+    # glance_url set, image_driver=glance means that Glance, not the embedded image store
+    glance_url: str | None = Field(
+        default=None,
+        description=(
+            "the cloud's Glance, e.g. http://glance:9292 (only with identity_backend = "
+            "keystone); image_driver=glance then runs Glance images of container_format docker"
+        ),
+    )
+    glance_image_max_bytes: int = Field(
+        default=2 << 30,
+        ge=1,
+        description="largest Glance image (its docker save data) a container may run or commit",
+    )
+    glance_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="seconds a Glance download or upload may take; a lookup takes keystone_timeout",
+    )
 
     # -- login throttling: backoff on failed passwords (API and dashboard), per user and
     # per client address; see berth/services/identity/throttle.py for why both
@@ -218,6 +276,14 @@ class Settings(BaseSettings):
     image_driver_list: list[str] = Field(default_factory=lambda: ["glance", "docker"])
     default_image_driver: str = "docker"
     execute_timeout: float = 5.0
+    # A non-interactive exec's output is held in memory by the agent and the API, then
+    # sent as JSON (a NUL is six bytes there): 100 MB of it took 2 GB of an all-in-one.
+    execute_max_output_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        le=1024**3,
+        description="most output a non-interactive exec may write; more is a 400",
+    )
     container_pids_limit: int = Field(
         default=4096,
         ge=0,
@@ -262,12 +328,36 @@ class Settings(BaseSettings):
     stream_idle_timeout: float = Field(
         default=900.0, gt=0, description="seconds without traffic that end a session"
     )
+    max_streams_per_project: int = Field(
+        default=64,
+        ge=0,
+        description=(
+            "exec/attach sessions and followed logs one project may have open at once in one "
+            "API process (0: no limit); each holds an engine session and a thread on its host"
+        ),
+    )
+    max_streams: int = Field(
+        default=1024,
+        ge=0,
+        description="sessions and followed logs open at once in one API process (0: no limit)",
+    )
     stream_allowed_origins: list[str] = Field(
         default_factory=list,
         description="extra Origin host names a websocket may come from (besides Host's)",
     )
     archive_max_bytes: int = Field(
         default=100 * 1024 * 1024, gt=0, description="largest tar that cp copies either way"
+    )
+    # A copy holds its tar several times over while it passes through (bytes, base64,
+    # JSON): one of 90 MiB took 560 MiB of the API process, so copies are counted.
+    max_copies_per_project: int = Field(
+        default=2,
+        ge=0,
+        description="file copies (cp either way) one project may run at once in one API process "
+        "(0: no limit)",
+    )
+    max_copies: int = Field(
+        default=4, ge=0, description="file copies running at once in one API process (0: no limit)"
     )
     # Zun's file injection (``mounts`` of type bind): the decoded content is kept in
     # the database and written into the container before it starts.
@@ -352,6 +442,20 @@ class Settings(BaseSettings):
         ),
     )
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        # Checked at start: a bad entry would otherwise fail every login (a 500).
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an address or a network (CIDR), "
+                    "e.g. 10.0.0.5 or 10.0.0.0/24"
+                ) from None
+        return value
+
     @field_validator("container_host_ports_allowlist", mode="before")
     @classmethod
     def _host_ports(cls, value: Any) -> Any:
@@ -390,7 +494,13 @@ class Settings(BaseSettings):
 
     # -- services and heartbeats
     service_down_time: float = 180.0
-    heartbeat_interval: float = 10.0
+    heartbeat_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="a service is heard from at least this often: a worker heartbeats at this "
+        "period; an agent's every call (its long polls, reports) counts, so it heartbeats only "
+        "after this long without one. Keep it well under service_down_time",
+    )
     reconcile_interval: float = 5.0
 
     # -- scheduler
@@ -417,6 +527,13 @@ class Settings(BaseSettings):
     )
     agent_facts_interval: float = Field(
         default=60.0, gt=0, description="seconds between checks of the host's facts and images"
+    )
+    agent_poll_wait: float = Field(
+        default=30.0,
+        ge=0,
+        le=60,
+        description="seconds an agent's long poll waits for a change (incremental protocol); "
+        "the host is still compared with the engine every reconcile_interval",
     )
     agent_bind_host: str = "127.0.0.1"
     agent_port: int = 9518
@@ -450,7 +567,16 @@ class Settings(BaseSettings):
     def _keystone_named(self) -> Settings:
         if self.identity_backend == "keystone" and not self.keystone_url:
             raise ValueError("identity_backend = keystone needs keystone_url (Keystone's URL)")
+        if self.glance_url and self.identity_backend != "keystone":
+            raise ValueError(
+                "glance_url needs identity_backend = keystone (Glance takes its tokens)"
+            )
         return self
+
+    @property
+    def uses_glance(self) -> bool:
+        """Whether image_driver=glance means the cloud's Glance (else the embedded image store)."""
+        return self.identity_backend == "keystone" and bool(self.glance_url)
 
     @classmethod
     def settings_customise_sources(

@@ -214,5 +214,8 @@ _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 
 def error_code(exc: BerthError) -> str:
-    """Zun's error code suffix: the class name in kebab case."""
+    """Zun's error code suffix: the class's ``code`` if it has one, else its name in kebab case."""
+    code = getattr(type(exc), "code", None)
+    if isinstance(code, str):
+        return code
     return _CAMEL.sub("-", type(exc).__name__).lower()

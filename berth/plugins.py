@@ -56,7 +56,9 @@ class Kind(Generic[F]):
 
     def load(self, name: str) -> F:
         """The factory registered as ``name``, or ``PluginNotFound`` naming the installed ones."""
-        entries = self._entries()
+        return self._load(name, self._entries())
+
+    def _load(self, name: str, entries: dict[str, EntryPoint]) -> F:
         ep = entries.get(name)
         if ep is None:
             choices = ", ".join(sorted(entries)) or "none"
@@ -82,9 +84,10 @@ class Kind(Generic[F]):
     def load_all(self) -> dict[str, F]:
         """Every factory of this kind that loads, by name; a broken one is logged and skipped."""
         loaded: dict[str, F] = {}
-        for name in self.names():
+        entries = self._entries()  # one scan of the installed distributions, not one a name
+        for name in sorted(entries):
             try:
-                loaded[name] = self.load(name)
+                loaded[name] = self._load(name, entries)
             except PluginNotFound as exc:
                 log.error("%s", exc.message)
         return loaded

@@ -18,7 +18,7 @@ BERTH_IMAGE_HASH_LABEL="org.berth.content-hash"
 
 # The Debian packages every Berth script needs. python3-venv is added by
 # ensure_base_packages only when the chosen python cannot create a venv.
-BERTH_APT_BASE=(docker.io busybox-static docker-registry iptables procps curl git)
+BERTH_APT_BASE=(docker.io busybox-static docker-registry iptables procps curl git wrk)
 
 _BERTH_APT_UPDATED=0
 
@@ -366,6 +366,7 @@ ensure_runsc() {
     if ! command -v runsc >/dev/null 2>&1; then
         ensure_apt_packages runsc || { warn "cannot install runsc: --runtime runsc stays unavailable"; return 0; }
     fi
+    ensure_runsc_for_podman
     if _docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; then
         return 0
     fi
@@ -395,6 +396,23 @@ PY
     fi
 }
 
+# ensure_runsc_for_podman: the wrapper scripts/podman/containers.conf names as
+# Podman's "runsc" runtime (runsc --network=none: Podman cannot pass runtime
+# arguments). Idempotent.
+ensure_runsc_for_podman() {
+    local wrapper=/usr/local/lib/berth/runsc-podman runsc
+    runsc="$(command -v runsc)" || return 0
+    local body
+    body="$(printf '#!/bin/sh\n# gVisor for Podman (scripts/podman/containers.conf): runsc with --network=none.\nexec %s --network=none "$@"\n' "$runsc")"
+    if [[ -x $wrapper && "$(cat "$wrapper")" == "$body" ]]; then
+        return 0
+    fi
+    as_root mkdir -p "$(dirname "$wrapper")"
+    printf '%s\n' "$body" | as_root tee "$wrapper.tmp" >/dev/null
+    as_root chmod 755 "$wrapper.tmp"
+    as_root mv "$wrapper.tmp" "$wrapper"
+}
+
 # -- Podman ---------------------------------------------------------------------
 
 # ensure_podman: Debian's Podman (4.3) and its network backend, for the Podman
@@ -405,18 +423,43 @@ ensure_podman() {
     ensure_apt_packages podman netavark
 }
 
-# ensure_keystone_venv: a real OpenStack Keystone for the external-Keystone tests
-# (tests/keystone_server.py): the pinned keystone and gunicorn from PyPI in their own
-# virtualenv (/var/tmp/berth-keystone-venv, or $BERTH_KEYSTONE_VENV), built once
-# (under a minute) and reused while its marker names the same pins. Under CI=true a
-# failure is fatal (those tests must run); elsewhere a warning, and they are skipped.
-ensure_keystone_venv() {
+# _ensure_pinned_venv WHAT MODULE FUNCTION TEST: build (or find) a test virtualenv with
+# MODULE's FUNCTION (tests/keystone_server.py build_venv: the pinned packages from PyPI,
+# built once and reused while its marker names the same pins). Under CI=true a failure
+# is fatal (the tests that need it must run); elsewhere a warning, and TEST is skipped.
+_ensure_pinned_venv() {
+    local what="$1" module="$2" function="$3" test="$4"
     if (cd "$BERTH_REPO" && "$BERTH_VENV/bin/python" -c \
-        'from tests.keystone_server import ensure_keystone_venv as e; print(e())'); then
+        "from $module import $function as e; print(e())"); then
         return 0
     fi
-    [[ ${CI:-} == true ]] && die "the Keystone test virtualenv could not be built (see above)."
-    warn "no Keystone test virtualenv: tests/compat/test_openstack_keystone.py will be skipped."
+    [[ ${CI:-} == true ]] && die "the $what virtualenv could not be built (see above)."
+    warn "no $what virtualenv: $test will be skipped."
+}
+
+# ensure_keystone_venv: a real OpenStack Keystone for the external-Keystone tests
+# (tests/keystone_server.py): the pinned keystone and gunicorn in their own virtualenv
+# (/var/tmp/berth-keystone-venv, or $BERTH_KEYSTONE_VENV), under a minute to build.
+ensure_keystone_venv() {
+    _ensure_pinned_venv "Keystone test" tests.keystone_server ensure_keystone_venv \
+        tests/compat/test_openstack_keystone.py
+}
+
+# ensure_glance_venv: a real OpenStack Glance for the Glance image driver's tests
+# (tests/glance_server.py): the pinned glance (33.0.0, the release of Keystone 30.0.0)
+# and gunicorn in their own virtualenv (/var/tmp/berth-glance-venv, or
+# $BERTH_GLANCE_VENV), about a minute to build.
+ensure_glance_venv() {
+    _ensure_pinned_venv "Glance test" tests.glance_server ensure_glance_venv \
+        tests/compat/test_openstack_glance.py
+}
+
+# ensure_tempest_venv: tempest and the Zun and Magnum tempest plugins (tests/tempest/runner.py
+# TEMPEST_PINS) in their own virtualenv (/var/tmp/berth-tempest-venv, or
+# $BERTH_TEMPEST_VENV), about a minute to build; used by scripts/tempest.
+ensure_tempest_venv() {
+    _ensure_pinned_venv tempest tests.tempest.runner tempest_venv \
+        tests/compat/test_openstack_tempest.py
 }
 
 # -- the image store ------------------------------------------------------------

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import httpx
 
+from berth.identity.auth_request import by_name, password_auth, project_ref
+
 __all__ = [
     "LiveAgent",
     "LiveApi",
@@ -59,13 +61,7 @@ def free_port() -> int:
 
 def live_login(base_url: str, user: str, password: str, project: str) -> httpx.Response:
     """Log ``user`` in to ``project`` on the live Berth at ``base_url``; its 201 answer."""
-    ident = {"user": {"name": user, "domain": {"name": "Default"}, "password": password}}
-    body = {
-        "auth": {
-            "identity": {"methods": ["password"], "password": ident},
-            "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
-        }
-    }
+    body = password_auth(user, password, by_name("Default"), project_ref(None, project, "Default"))
     r = httpx.post(f"{base_url}/identity/v3/auth/tokens", json=body, timeout=30)
     assert r.status_code == 201, r.text
     return r

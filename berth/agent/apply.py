@@ -28,6 +28,7 @@ from berth.agent.diff import (
     Unpause,
     Update,
 )
+from berth.agent.glance_images import GlanceSource, ensure_glance_image
 from berth.agent.injection import FileSource, fetch_files, write_files
 from berth.domain.hostsync import DesiredContainer, Observation
 from berth.networks.base import NetworkDriver, network_id_of
@@ -63,12 +64,13 @@ async def apply_plan(
     *,
     done_ops: Iterable[str] = (),
     files: FileSource | None = None,
+    glance: GlanceSource | None = None,
 ) -> Observation:
     """Run ``actions`` in order for ``uuid`` and return the observation that follows.
 
     ``done_ops`` are ops completed earlier, still to be reported; the ops this
     plan completes are added. ``files`` fetches the content of the injected
-    files a Create writes.
+    files a Create writes; ``glance`` the data of a Glance image the host lacks.
     """
     done = list(done_ops)
     error: str | None = None
@@ -83,14 +85,14 @@ async def apply_plan(
         running = action
         try:
             try:
-                await _run(runtime, uuid, action, desired, files)
+                await _run(runtime, uuid, action, desired, files, glance)
             except errors.ImageNotFound:
                 if deferred is None or not isinstance(action, Create):
                     raise
                 running = deferred
-                await _run(runtime, uuid, deferred, desired, files)
+                await _run(runtime, uuid, deferred, desired, files, glance)
                 running = action
-                await _run(runtime, uuid, action, desired, files)
+                await _run(runtime, uuid, action, desired, files, glance)
         except Exception as exc:
             error = describe_failure(running, exc)
             if not isinstance(exc, errors.BerthError):
@@ -207,8 +209,11 @@ async def _run(
     action: Action,
     desired: DesiredContainer | None,
     files: FileSource | None = None,
+    glance: GlanceSource | None = None,
 ) -> None:
     match action:
+        case EnsureImage() if desired is not None and desired.from_glance:
+            await ensure_glance_image(runtime, desired, glance)
         case EnsureImage(image=image, pull_policy=policy):
             # The registry credentials came with the desired state, for this pull only.
             auth = desired.registry_auth if desired is not None else None

@@ -8,6 +8,7 @@ control plane's ``archive_max_bytes``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from typing import Any
@@ -46,6 +47,6 @@ def add_archive_routes(app: FastAPI, runtime: RuntimeDriver, guarded: list[Any])
             data = base64.b64decode(body.data, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise errors.Invalid(f"The archive is not valid base64: {exc}.") from None
-        size = check_upload(data, limit)
+        size = await asyncio.to_thread(check_upload, data, limit)  # seconds of work: off the loop
         await runtime.put_archive(uuid, path, data)
         return {"size": size}

@@ -14,7 +14,7 @@ protocol.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -23,13 +23,17 @@ from pydantic import TypeAdapter
 
 from berth import errors
 from berth.domain.hostsync import DesiredHost, HostReport, InjectedFile, Observation
+from berth.identity.auth_request import by_name, password_auth, project_ref
 
-__all__ = ["ControlClient", "ControlPlane", "ControlPlaneError", "TokenSlot"]
+__all__ = ["ControlClient", "ControlPlane", "ControlPlaneError", "Since", "TokenSlot"]
 
 _REPORT = TypeAdapter(HostReport)
 _DESIRED = TypeAdapter(DesiredHost)
 _OBSERVATIONS = TypeAdapter(list[Observation])
 _FILES = TypeAdapter(list[InjectedFile])
+# What an agent of the incremental protocol holds: (epoch, revision), or () for
+# nothing yet; None asks by ``generation`` (the full-state protocol).
+Since = tuple[str, int] | tuple[()] | None
 # The long poll may legitimately hold a request for ``wait`` seconds; this much more
 # is the allowance for the answer itself.
 _POLL_MARGIN = 15.0
@@ -60,14 +64,24 @@ class ControlPlane(Protocol):
     async def heartbeat(self, hostname: str) -> None:
         """Tell the control plane this host's agent is alive."""
 
-    async def desired(self, hostname: str, generation: int, wait: float) -> DesiredHost:
-        """The host's desired state: at once if ``generation`` is stale, else within ``wait`` s."""
+    async def desired(
+        self, hostname: str, generation: int, wait: float, since: Since = None
+    ) -> DesiredHost:
+        """The host's desired state: at once if ``generation`` is stale, else within ``wait`` s.
+
+        With ``since`` (the incremental protocol), what changed after it, or
+        everything when the control plane cannot say (``DesiredHost.base``).
+        """
 
     async def report(self, hostname: str, observations: list[Observation]) -> None:
         """Send a batch of observations."""
 
     async def files(self, hostname: str, uuid: str) -> list[InjectedFile]:
         """The files (content included) to write into container ``uuid`` when creating it."""
+
+    def glance_data(self, hostname: str, uuid: str) -> AsyncIterator[bytes]:
+        """The data of container ``uuid``'s Glance image (a ``docker save`` tar), in chunks."""
+        ...
 
 
 class TokenSlot:
@@ -89,6 +103,13 @@ class TokenSlot:
             if self._token is None or self._token == stale:
                 self._token = await authenticate()
             return self._token
+
+
+def _poll_params(generation: int, wait: float, since: Since) -> dict[str, Any]:
+    params: dict[str, Any] = {"generation": generation, "wait": wait}
+    if since is not None:
+        params["since"] = f"{since[0]}:{since[1]}" if since else ""
+    return params
 
 
 def _unreachable(exc: httpx.HTTPError) -> bool:
@@ -114,19 +135,12 @@ class ControlClient:
     ) -> None:
         self._http = http
         self._auth_url = auth_url
-        self._auth_body: dict[str, Any] = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {"name": username, "domain": {"name": domain}, "password": password}
-                    },
-                },
-                "scope": {
-                    "project": {"name": project, "domain": {"name": project_domain or domain}}
-                },
-            }
-        }
+        self._auth_body = password_auth(
+            username,
+            password,
+            by_name(domain),
+            project_ref(None, project, project_domain or domain),
+        )
         self._tokens = TokenSlot()
 
     async def register(self, report: HostReport) -> None:
@@ -139,12 +153,18 @@ class ControlClient:
         """Tell the control plane this host's agent is alive."""
         await self._call("POST", f"/internal/v1/hosts/{quote(hostname, safe='')}/heartbeat")
 
-    async def desired(self, hostname: str, generation: int, wait: float) -> DesiredHost:
-        """The host's desired state: at once if ``generation`` is stale, else within ``wait`` s."""
+    async def desired(
+        self, hostname: str, generation: int, wait: float, since: Since = None
+    ) -> DesiredHost:
+        """The host's desired state: at once if ``generation`` is stale, else within ``wait`` s.
+
+        With ``since`` (the incremental protocol), what changed after it, or
+        everything when the control plane cannot say (``DesiredHost.base``).
+        """
         response = await self._call(
             "GET",
             f"/internal/v1/hosts/{quote(hostname, safe='')}/desired",
-            params={"generation": generation, "wait": wait},
+            params=_poll_params(generation, wait, since),
             read_timeout=wait + _POLL_MARGIN,
         )
         return _DESIRED.validate_python(response.json())
@@ -163,6 +183,25 @@ class ControlClient:
             "GET", f"/internal/v1/hosts/{host}/containers/{container}/files"
         )
         return _FILES.validate_python(response.json().get("files", []))
+
+    async def glance_data(self, hostname: str, uuid: str) -> AsyncIterator[bytes]:
+        """The data of container ``uuid``'s Glance image, streamed through the control plane."""
+        host, container = quote(hostname, safe=""), quote(uuid, safe="")
+        path = f"/internal/v1/hosts/{host}/containers/{container}/glance-data"
+        token = await self._tokens.get(self._authenticate)
+        try:
+            async with self._http.stream("GET", path, headers={"X-Auth-Token": token}) as r:
+                if r.status_code >= 400:
+                    text = (await r.aread()).decode(errors="replace")
+                    raise ControlPlaneError(
+                        f"GET {path} answered {r.status_code}: {text[:300]}", r.status_code
+                    )
+                async for chunk in r.aiter_bytes(1 << 16):
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise ControlPlaneError(
+                f"GET {path} failed: {exc!r}", unreachable=_unreachable(exc)
+            ) from exc
 
     async def _call(
         self, method: str, path: str, *, read_timeout: float | None = None, **kwargs: Any

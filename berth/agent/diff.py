@@ -171,11 +171,17 @@ class History:
     started the container for it, or saw it running under it): never again.
     ``requested_since`` is a ``desired_since`` the agent saw arrive while the
     container was not running: newer than any start, so start it.
+    ``existed``: the agent made or saw the container on the engine. Gone now,
+    it vanished (an ``auto_remove`` container the engine removed when it
+    exited): reported absent, never made again, as when the control plane's
+    ``runtime_id`` says so (the agent's view of the desired state learns that
+    id only at its next full read).
     """
 
     done_ops: frozenset[str] = frozenset()
     started_for: str | None = None
     requested_since: str | None = None
+    existed: bool = False
 
 
 _NO_HISTORY = History()
@@ -200,7 +206,7 @@ def plan(
     if rebuild is not None:
         return _rebuild(desired, observed, rebuild)
     if observed is None:
-        return [Acknowledge(op.id) for op in ops] + _create(desired)
+        return [Acknowledge(op.id) for op in ops] + _create(desired, history.existed)
     if ops:
         return [_one_shot(desired, observed, op) for op in ops]
     return (
@@ -220,8 +226,8 @@ def needs_detail(actions: list[Action], observed: RuntimeContainer | None) -> bo
     return any(isinstance(action, Start) for action in actions)
 
 
-def _create(desired: DesiredContainer) -> list[Action]:
-    if desired.runtime_id and not desired.auto_heal:
+def _create(desired: DesiredContainer, existed: bool = False) -> list[Action]:
+    if (desired.runtime_id or existed) and not desired.auto_heal:
         return []  # it existed and vanished: report "absent", do not resurrect it
     steps: list[Action] = [
         EnsureImage(desired.image, desired.image_pull_policy),

@@ -53,6 +53,9 @@ class FakeControlPlane:
         self.latest: dict[str, Observation] = {}
         self.reports = 0
         self.auth_count = 0
+        # While set and not yet set free, desired-state calls hang (a control plane
+        # that holds the poll).
+        self.hold_polls: asyncio.Event | None = None
         self._tokens: set[str] = set()
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -110,8 +113,10 @@ class FakeControlPlane:
         if current is None:
             return False
         if obs.removed:
+            # As the real one (services/containers/observations.py): the row goes,
+            # and the agent that reported it is not woken for that.
             del self.containers[obs.uuid]
-            return True
+            return False
         updated = replace(
             current,
             runtime_id=obs.runtime_id or current.runtime_id,
@@ -161,6 +166,8 @@ class FakeControlPlane:
             x_auth_token: str | None = Header(None),
         ) -> DesiredHost:
             self._check(x_auth_token)
+            if self.hold_polls is not None:
+                await self.hold_polls.wait()
             try:
                 async with asyncio.timeout(wait), self._changed:
                     await self._changed.wait_for(lambda: self.generation != generation)

@@ -105,12 +105,16 @@ class FirewallSync:
         member: an admission) follows in the background.
         """
         self.addresses(uuid, addresses, running)
+        if self._wanted_one(uuid) is None:
+            return  # no chain for it (not filtered, or not running): nothing to wait for
         for attempt in range(_SETTLE_TRIES):
-            if self._pending(uuid) is None:
-                return
             try:
+                # Compared under the lock only: a background pass may be removing this
+                # very chain (it saw the container stopped) while ``_written`` still
+                # holds it; checked before the lock, a restart on the same address
+                # looked written and was reported Running while the pass removed it.
                 async with self._chains:
-                    want = self._pending(uuid)  # the background sync may have written it
+                    want = self._pending(uuid)
                     if want is not None:
                         await self._write({uuid: want})
                 return

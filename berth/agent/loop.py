@@ -8,6 +8,10 @@ One worker per container UUID at a time, so two operations never race on one
 container, and a slow image pull holds up nothing else. Observations go to a
 reporter that sends whatever has queued in one batch, without waiting.
 
+Every call the control plane answers tells it this agent is alive (an idle
+agent's long poll starts every ``agent_poll_wait``), so a heartbeat of its own
+is sent only after ``heartbeat_interval`` without one.
+
 Nothing here is durable: a restarted agent finds its containers by label and
 name, and the plans converge from there.
 """
@@ -15,17 +19,18 @@ name, and the plans converge from there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from berth import errors
 from berth.agent.apply import apply_plan, drop_owned_volumes, observe
-from berth.agent.client import ControlPlane, ControlPlaneError
+from berth.agent.client import ControlPlane, ControlPlaneError, Since
 from berth.agent.diff import (
     Acknowledge,
     Action,
@@ -55,6 +60,10 @@ log = logging.getLogger(__name__)
 _MAX_STEPS = 4  # plan/apply rounds per wake-up: ops first, then level changes
 _RETRY_FIRST, _RETRY_MAX = 10.0, 300.0  # back-off of a failed plan, seconds
 _UNREACHABLE_RETRY = 1.0  # seconds between tries while the control plane does not answer
+_HEARTBEAT_RETRY = 5.0  # seconds before a failed heartbeat is tried again (at most)
+# Incremental protocol: read everything again this often (s, jittered) even when
+# the feed says nothing is missing; a belt to the feed's braces.
+_RESYNC_EVERY = 600.0
 
 Sleep = Callable[[float], Awaitable[None]]  # asyncio.sleep's shape
 
@@ -76,9 +85,13 @@ class _Memory:
     retry_at: float = 0.0
     reported: tuple[Any, ...] | None = None
     owns_volumes: bool = False  # it has volumes of its own (``--mount size=N``)
+    removed: bool = False  # this agent removed it and queued the report saying so
+    existed: bool = False  # this agent made it or saw it on the engine (``History.existed``)
 
     def history(self) -> History:
-        return History(frozenset(self.done_ops), self.started_for, self.requested_since)
+        return History(
+            frozenset(self.done_ops), self.started_for, self.requested_since, self.existed
+        )
 
     def note(self, desired: DesiredContainer, observed: RuntimeContainer | None) -> None:
         """Record the request time, telling a new request (seen arriving) from the first sight."""
@@ -89,6 +102,8 @@ class _Memory:
             else:
                 self.requested_since = since
         self.seen, self.last_since = True, since
+        if observed is not None:
+            self.existed = True
         if any(v.owner == desired.uuid for v in desired.volumes):
             self.owns_volumes = True
 
@@ -185,11 +200,23 @@ class Agent:
             else None
         )
         self._outbox: asyncio.Queue[tuple[Observation, tuple[Any, ...]]] = asyncio.Queue()
+        # The incremental protocol: the (epoch, revision) this view of the
+        # desired state is at, () for none (ask for everything).
+        self._since: Since = ()
+        self._view: DesiredHost | None = None
+        self._resync_at = 0.0
+        self._passed_at = float("-inf")  # when the last pass began (monotonic)
+        self._pass_lock = asyncio.Lock()
         self._tasks: asyncio.TaskGroup | None = None
         self._registered: HostReport | None = None  # what the control plane last accepted
+        # When the latest call the control plane answered began, and the calls in
+        # flight (monotonic): every call says this agent is alive, so a heartbeat
+        # is due only after a silence (``_heartbeat_loop``).
+        self._heard_at = float("-inf")
+        self._in_flight: dict[object, float] = {}
 
     async def run(self) -> None:
-        """Register, then heartbeat, reconcile and report until cancelled."""
+        """Register, then reconcile, report (and heartbeat when silent) until cancelled."""
         await self.register()
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
@@ -197,6 +224,7 @@ class Agent:
             tasks.create_task(self._facts_loop(), name="berth-agent-facts")
             tasks.create_task(self._report_loop(), name="berth-agent-report")
             tasks.create_task(self._reconcile_loop(), name="berth-agent-reconcile")
+            tasks.create_task(self._drift_loop(), name="berth-agent-drift")
             if self._firewall is not None:
                 tasks.create_task(self._firewall.run(), name="berth-agent-firewall")
 
@@ -206,7 +234,8 @@ class Agent:
         while True:
             try:
                 report = self._host_report(await self._runtime.host_facts())
-                await self._control.register(report)
+                with self._calling():
+                    await self._control.register(report)
                 self._registered = report
                 log.info("agent registered host %s", self.hostname)
                 return
@@ -241,17 +270,47 @@ class Agent:
 
     # -- the loops
 
+    @contextlib.contextmanager
+    def _calling(self) -> Iterator[None]:
+        """Around a call to the control plane: it counts as heard from us while in
+        flight, and from when it began once answered (not if it failed)."""
+        began, token = time.monotonic(), object()
+        self._in_flight[token] = began
+        try:
+            yield
+            self._heard_at = max(self._heard_at, began)
+        finally:
+            del self._in_flight[token]
+
+    def _silent_since(self) -> float:
+        """When the latest call began that was answered or is still in flight (monotonic)."""
+        return max([self._heard_at, *self._in_flight.values()])
+
     async def _heartbeat_loop(self) -> None:
+        """Heartbeat after ``heartbeat_interval`` without any other call.
+
+        The control plane takes every call as a sign of life when it begins (the
+        start of a long poll, a report), and an idle agent starts a long poll
+        every ``agent_poll_wait``: while those come back, no heartbeat is sent.
+        One is due when the calls stop (a pass stuck on a slow engine), fail, or
+        one hangs for longer than ``heartbeat_interval``.
+        """
+        interval = self._settings.heartbeat_interval
         while True:
-            await asyncio.sleep(self._settings.heartbeat_interval)
+            await asyncio.sleep(max(0.01, self._silent_since() + interval - time.monotonic()))
+            if time.monotonic() < self._silent_since() + interval:
+                continue  # another call began meanwhile
             try:
-                await self._control.heartbeat(self.hostname)
+                with self._calling():
+                    await self._control.heartbeat(self.hostname)
+                continue
             except ControlPlaneError as exc:
                 log.warning("heartbeat failed: %s", exc.message)
                 if exc.status == 404:  # the control plane forgot us: introduce ourselves again
                     await self.register()
             except Exception:
                 log.exception("heartbeat failed unexpectedly")
+            await asyncio.sleep(min(interval, _HEARTBEAT_RETRY))
 
     async def _facts_loop(self) -> None:
         """Register again when the host's facts changed (say, an image pulled or removed).
@@ -264,7 +323,8 @@ class Agent:
             try:
                 report = self._host_report(await self._runtime.host_facts())
                 if report != self._registered:
-                    await self._control.register(report)
+                    with self._calling():
+                        await self._control.register(report)
                     self._registered = report
                     log.info("host %s changed: registered again", self.hostname)
             except errors.BerthError as exc:  # the control plane's or the engine's
@@ -274,18 +334,28 @@ class Agent:
 
     async def _reconcile_loop(self) -> None:
         generation, backoff = -1, _Backoff(self._backoff_sleep)
-        wait = self._settings.reconcile_interval
         unreachable = False  # while True, the control plane is retried quietly
+        again = False  # the last pass failed: ask without waiting, pass again
         while True:
             try:
-                host = await self._control.desired(self.hostname, generation, wait)
+                if self._since and time.monotonic() >= self._resync_at:
+                    self._since = ()  # the periodic resync
+                wait = 0.0 if again else self._poll_wait()
+                with self._calling():
+                    answer = await self._control.desired(
+                        self.hostname, generation, wait, self._since
+                    )
                 if unreachable:
                     log.info("the control plane answers again")
                     unreachable = False
-                await self._pass(host, woken=host.generation != generation)
+                host, changed = self._fold(answer, generation)
+                if host is not None and (changed or again or self._pass_due()):
+                    again = True
+                    await self._locked_pass(host, woken=changed)
+                again = False
             except ControlPlaneError as exc:
-                again = unreachable and exc.unreachable  # said once is enough
-                (log.debug if again else log.warning)(
+                quiet = unreachable and exc.unreachable  # said once is enough
+                (log.debug if quiet else log.warning)(
                     "cannot fetch the desired state: %s", exc.message
                 )
                 unreachable = exc.unreachable
@@ -301,8 +371,76 @@ class Agent:
                 log.exception("reconcile pass failed unexpectedly")
                 await backoff.sleep()
                 continue
-            generation = host.generation
+            generation = answer.generation
             backoff.reset()
+
+    def _poll_wait(self) -> float:
+        """How long a poll may wait: long while the view is current (passes run on a timer)."""
+        if self._since:
+            return self._settings.agent_poll_wait
+        return self._settings.reconcile_interval
+
+    def _pass_due(self) -> bool:
+        return time.monotonic() - self._passed_at >= self._settings.reconcile_interval
+
+    def _fold(self, answer: DesiredHost, generation: int) -> tuple[DesiredHost | None, bool]:
+        """The whole desired state after ``answer``, and whether it says something changed.
+
+        None when ``answer`` is a change since a revision this agent does not
+        hold (one went missing, or another epoch): the next poll reads everything.
+        """
+        if not answer.epoch:  # the full-state protocol: every answer is everything
+            self._view, self._since = answer, ()
+            return answer, answer.generation != generation
+        if answer.base is None:  # everything, at epoch:revision
+            changed = self._since != (answer.epoch, answer.revision)
+            self._view, self._since = answer, (answer.epoch, answer.revision)
+            self._resync_at = time.monotonic() + _RESYNC_EVERY * random.uniform(0.8, 1.2)
+            return answer, changed
+        if self._view is None or self._since != (answer.epoch, answer.base):
+            log.warning(
+                "the desired state's changes since %s:%s do not follow revision %s: reading it all",
+                answer.epoch, answer.base, self._since or "none",
+            )  # fmt: skip
+            self._since = ()
+            return None, False
+        changed = answer.revision != answer.base
+        if changed:
+            view = {c.uuid: c for c in self._view.containers}
+            view.update((c.uuid, c) for c in answer.containers)
+            for uuid in answer.removed:
+                view.pop(uuid, None)
+            self._view = replace(self._view, containers=list(view.values()))
+        self._view.generation = answer.generation
+        self._since = (answer.epoch, answer.revision)
+        return self._view, changed
+
+    async def _locked_pass(self, host: DesiredHost, *, woken: bool) -> None:
+        async with self._pass_lock:
+            self._passed_at = time.monotonic()
+            await self._pass(host, woken=woken)
+
+    async def _drift_loop(self) -> None:
+        """With the incremental protocol, compare the host with the engine every reconcile_interval.
+
+        The long poll then waits for changes only (``agent_poll_wait``); what the
+        engine does on its own (a container exited) is seen here.
+        """
+        interval = self._settings.reconcile_interval
+        while True:
+            await asyncio.sleep(max(0.01, self._passed_at + interval - time.monotonic()))
+            if not self._pass_due():
+                continue
+            host = self._view
+            if not self._since or host is None:
+                await asyncio.sleep(interval)  # the full-state protocol's polls drive the passes
+                continue
+            try:
+                await self._locked_pass(host, woken=False)
+            except errors.BerthError as exc:
+                log.warning("cannot list the runtime's containers: %s", exc.message)
+            except Exception:
+                log.exception("reconcile pass failed unexpectedly")
 
     async def _report_loop(self) -> None:
         backoff = _Backoff(self._backoff_sleep, 0.5, 10.0)
@@ -311,7 +449,8 @@ class Agent:
             while not self._outbox.empty():  # whatever queued meanwhile rides along
                 batch.append(self._outbox.get_nowait())
             try:
-                await self._control.report(self.hostname, [obs for obs, _ in batch])
+                with self._calling():
+                    await self._control.report(self.hostname, [obs for obs, _ in batch])
                 backoff.reset()
             except Exception as exc:
                 log.warning("cannot report %d observations: %s", len(batch), exc)
@@ -360,12 +499,17 @@ class Agent:
                 self._spawn(uuid)
         for uuid in list(self._memory):
             gone = uuid not in self._desired and uuid not in self._observed
-            if not gone or uuid in self._workers:
-                continue
-            if self._memory.pop(uuid).owns_volumes:
-                # Gone without a delete by this agent (auto_remove: the engine
-                # removed it; evacuated): its own volumes would stay behind.
-                self._spawn_cleanup(uuid)
+            if gone and uuid not in self._workers:
+                self._forget(uuid)
+
+    def _forget(self, uuid: str) -> None:
+        """Drop what the agent remembers of ``uuid``, gone from the engine and the desired state."""
+        self._observed.pop(uuid, None)
+        memory = self._memory.pop(uuid, None)
+        if memory is not None and memory.owns_volumes:
+            # Gone without a delete by this agent (auto_remove: the engine
+            # removed it; evacuated): its own volumes would stay behind.
+            self._spawn_cleanup(uuid)
 
     def _only_added(self, before: dict[str, DesiredContainer]) -> bool:
         """Whether the change is new containers only, none of which the engine can have.
@@ -376,19 +520,35 @@ class Agent:
         holds: the pass needs no engine call, and the new containers' workers
         start without waiting for one (a listing takes 5-50 ms while the engine
         is busy creating). Anything else, and every timed-out poll, lists afresh.
+
+        A container this agent removed itself may have left the desired state
+        meanwhile: the control plane drops a deleted row on the removal report
+        without waking the agent, so the next create is the pass that sees it
+        gone. That is not news the engine must confirm (its worker is done and
+        reported it removed): a delete followed by a create lists nothing either.
         """
         added = self._desired.keys() - before.keys()
         return (
             bool(added)
             and time.monotonic() - self._listed_at < self._settings.reconcile_interval
-            and all(self._desired.get(uuid) == d for uuid, d in before.items())
+            and all(
+                self._desired.get(uuid) == d if uuid in self._desired else self._removed(uuid)
+                for uuid, d in before.items()
+            )
             and not any(uuid in self._memory or uuid in self._observed for uuid in added)
         )
+
+    def _removed(self, uuid: str) -> bool:
+        """Whether this agent removed ``uuid`` itself and is done with it."""
+        memory = self._memory.get(uuid)
+        return memory is not None and memory.removed and uuid not in self._workers
 
     def _pass_added(self, before: dict[str, DesiredContainer], host: DesiredHost) -> None:
         if self._firewall is not None:
             self._firewall.desired(self._desired)
             self._firewall.remote(host.remote_members)
+        for uuid in before.keys() - self._desired.keys():  # removed by us (_only_added)
+            self._forget(uuid)
         for uuid in self._desired.keys() - before.keys():
             self._memory.setdefault(uuid, _Memory()).note(self._desired[uuid], None)
             if self._needs_attention(uuid):
@@ -464,6 +624,7 @@ class Agent:
                 desired,
                 done_ops=self._done_ops(memory, desired),
                 files=self._files,
+                glance=self._glance_data,
             )
             self._remember(memory, desired, actions, obs)
             if desired is not None:
@@ -471,6 +632,9 @@ class Agent:
             if obs.error or not any(isinstance(a, Kill | Restart | Acknowledge) for a in actions):
                 return
             observed = await self._runtime.inspect(uuid)  # ops ran alone: plan the rest
+
+    def _glance_data(self, uuid: str) -> AsyncIterator[bytes]:
+        return self._control.glance_data(self.hostname, uuid)
 
     async def _files(self, uuid: str) -> list[InjectedFile]:
         """The injected files of ``uuid``, content included, from the control plane."""
@@ -505,7 +669,7 @@ class Agent:
                 log.warning("container %s: cannot write its firewall chain: %s",
                             obs.uuid, exc.message)  # fmt: skip
         key = _report_key(obs, desired)
-        memory.reported = key
+        memory.reported, memory.removed = key, obs.removed
         self._outbox.put_nowait((obs, key))
 
     # -- memory
@@ -531,6 +695,8 @@ class Agent:
         memory: _Memory, desired: DesiredContainer | None, actions: list[Action], obs: Observation
     ) -> None:
         memory.done_ops.update(obs.done_ops)
+        if obs.runtime_id:
+            memory.existed = True
         if obs.error is None:
             memory.error, memory.error_intent, memory.failures = None, None, 0
             if desired is not None and any(isinstance(a, Start) for a in actions):

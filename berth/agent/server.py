@@ -21,7 +21,13 @@ from berth import errors
 from berth.agent.archives import add_archive_routes
 from berth.agent.images_api import image_router
 from berth.agent.streams import add_stream_routes
-from berth.runtimes.base import RuntimeDriver, TopResult, ZunStats, parse_instant
+from berth.runtimes.base import (
+    EXECUTE_MAX_OUTPUT,
+    RuntimeDriver,
+    TopResult,
+    ZunStats,
+    parse_instant,
+)
 from berth.volumes.base import VolumeDriver
 
 __all__ = ["ExecuteRequest", "UpdateRequest", "create_agent_app", "parse_since", "parse_tail"]
@@ -41,6 +47,7 @@ class ExecuteRequest(BaseModel):
 
     command: list[str] = Field(min_length=1)
     timeout: float = Field(default=5.0, gt=0, le=3600)
+    max_output: int = Field(default=EXECUTE_MAX_OUTPUT, gt=0, le=1024**3)
 
 
 class UpdateRequest(BaseModel):
@@ -129,7 +136,7 @@ def create_agent_app(runtime: RuntimeDriver, api_key: str) -> FastAPI:
 
     @app.post("/v1/containers/{uuid}/execute", dependencies=guarded)
     async def execute(uuid: str, body: ExecuteRequest) -> dict[str, Any]:
-        output, exit_code = await runtime.execute(uuid, body.command, body.timeout)
+        output, exit_code = await runtime.execute(uuid, body.command, body.timeout, body.max_output)
         return {"output": output, "exit_code": exit_code}
 
     @app.get("/v1/containers/{uuid}/top", dependencies=guarded)

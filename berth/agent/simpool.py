@@ -11,8 +11,8 @@ processes (distinct ``first`` numbers or prefixes) spread a pool over cores.
 
 What the pool says about itself (``PoolStats``): how many agents registered,
 the calls of each kind they made and how many failed, and how many containers
-the desired-state answers carried (the current protocol sends a host's whole
-desired state on every answer).
+the desired-state answers carried (the whole state on a resync, only what
+changed otherwise) and how many of those answers were whole (``desired_full``).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import httpx
 
-from berth.agent.client import ControlClient, ControlPlane
+from berth.agent.client import ControlClient, ControlPlane, Since
 from berth.agent.loop import Agent
 from berth.config import Settings
 from berth.domain.hostsync import DesiredHost, HostReport, InjectedFile, Observation
@@ -102,11 +102,15 @@ class _Counted:
     async def heartbeat(self, hostname: str) -> None:
         await self._count("heartbeat", self._inner.heartbeat(hostname))
 
-    async def desired(self, hostname: str, generation: int, wait: float) -> DesiredHost:
+    async def desired(
+        self, hostname: str, generation: int, wait: float, since: Since = None
+    ) -> DesiredHost:
         host: DesiredHost = await self._count(
-            "desired", self._inner.desired(hostname, generation, wait)
+            "desired", self._inner.desired(hostname, generation, wait, since)
         )
         self._stats.desired_containers += len(host.containers)
+        if host.base is None:
+            self._stats.calls["desired_full"] += 1
         return host
 
     async def report(self, hostname: str, observations: list[Observation]) -> None:
@@ -116,6 +120,9 @@ class _Counted:
     async def files(self, hostname: str, uuid: str) -> list[InjectedFile]:
         found: list[InjectedFile] = await self._count("files", self._inner.files(hostname, uuid))
         return found
+
+    def glance_data(self, hostname: str, uuid: str) -> AsyncIterator[bytes]:
+        return self._inner.glance_data(hostname, uuid)
 
 
 @dataclass(frozen=True, slots=True)

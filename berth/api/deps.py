@@ -36,7 +36,7 @@ async def get_caller(request: Request) -> RequestContext:
     state = state_of(request)
     ctx = await state.caller_of(token)
     rid: str = getattr(request.state, "request_id", "")
-    return dataclasses.replace(ctx, request_id=rid)
+    return dataclasses.replace(ctx, request_id=rid, auth_token=token)
 
 
 Caller = Annotated[RequestContext, Depends(get_caller)]

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from berth.cli.credentials import Credentials
+from berth.identity.auth_request import by_name, password_auth, project_ref
 
 __all__ = [
     "INFRA_MICROVERSION",
@@ -97,26 +98,8 @@ class BerthClient:
     def authenticate(self) -> None:
         """Get a project-scoped token and find the container endpoint in the catalog."""
         c = self.creds
-        project: dict[str, Any] = (
-            {"id": c.project_id}
-            if c.project_id
-            else {"name": c.project_name, "domain": {"name": c.project_domain_name}}
-        )
-        body = {
-            "auth": {
-                "identity": {
-                    "methods": ["password"],
-                    "password": {
-                        "user": {
-                            "name": c.username,
-                            "domain": {"name": c.user_domain_name},
-                            "password": c.password,
-                        }
-                    },
-                },
-                "scope": {"project": project},
-            }
-        }
+        project = project_ref(c.project_id, c.project_name, c.project_domain_name)
+        body = password_auth(c.username, c.password, by_name(c.user_domain_name), project)
         r = self._send("POST", f"{c.identity_url}/auth/tokens", json=body)
         if r.status_code == 401:
             raise CliError(

@@ -29,6 +29,7 @@ import typer
 from berth.cli.credentials import Credentials, CredentialsError, load_credentials
 from berth.config import Settings, load_settings
 from berth.identity import catalog
+from berth.identity.auth_request import by_name, password_auth, project_ref
 
 __all__ = ["Keystone", "RegisterError", "Registrar", "app", "register", "run_register"]
 
@@ -49,22 +50,10 @@ class Keystone:
 
     def login(self, creds: Credentials) -> None:
         """Log in as the admin the credentials name (a project-scoped token)."""
-        project: dict[str, Any] = (
-            {"id": creds.project_id}
-            if creds.project_id
-            else {"name": creds.project_name, "domain": {"name": creds.project_domain_name}}
+        project = project_ref(creds.project_id, creds.project_name, creds.project_domain_name)
+        body = password_auth(
+            creds.username, creds.password, by_name(creds.user_domain_name), project
         )
-        user = {
-            "name": creds.username,
-            "domain": {"name": creds.user_domain_name},
-            "password": creds.password,
-        }
-        body = {
-            "auth": {
-                "identity": {"methods": ["password"], "password": {"user": user}},
-                "scope": {"project": project},
-            }
-        }
         r = self.http.post(f"{self.url}/auth/tokens", json=body)
         if r.status_code != 201:
             raise RegisterError(f"Keystone refused the admin login ({r.status_code}): {r.text}")
@@ -72,8 +61,7 @@ class Keystone:
 
     def can_login(self, name: str, domain_id: str, password: str) -> bool:
         """Whether ``name`` in ``domain_id`` can log in with ``password`` (unscoped)."""
-        user = {"name": name, "domain": {"id": domain_id}, "password": password}
-        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": user}}}}
+        body = password_auth(name, password, {"id": domain_id})
         return self.http.post(f"{self.url}/auth/tokens", json=body).status_code == 201
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -20,6 +21,7 @@ from berth.agent.server import create_agent_app
 from berth.api.app import Extension, create_app
 from berth.api.internal.local import LocalControl
 from berth.api.state import AppState
+from berth.cli.connguard import GuardedHttp, configure
 from berth.config import Settings, load_settings
 from berth.networks.base import NETWORK_DRIVERS
 from berth.plugins import PluginNotFound
@@ -27,12 +29,14 @@ from berth.runtimes.base import RUNTIME_DRIVERS, RuntimeDriver
 from berth.volumes.base import VOLUME_DRIVERS
 
 __all__ = [
+    "agent_in_memory",
     "agent_main",
     "agent_password",
     "agent_runtime",
     "api_main",
     "control_client",
     "embedded_agent",
+    "while_running",
     "worker_main",
 ]
 
@@ -69,33 +73,53 @@ def embedded_agent(settings: Settings) -> Extension:
 
     @asynccontextmanager
     async def run(app: FastAPI, state: AppState) -> AsyncIterator[None]:
-        password = state.env.agents.api_key
-        state.env.agents.local[settings.agent_host] = httpx.ASGITransport(
-            app=create_agent_app(runtime, password)
-        )
+        agent_in_memory(settings, state, runtime)
         # In memory both ways: no HTTP client, middleware or JSON between the two.
-        agent = Agent(settings, LocalControl(state, password), runtime)
-        task = asyncio.create_task(agent.run())
-        try:
+        agent = Agent(settings, LocalControl(state, state.env.agents.api_key), runtime)
+        async with while_running(agent.run()):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     return run
 
 
+def agent_in_memory(settings: Settings, state: AppState, runtime: RuntimeDriver) -> None:
+    """Let the API reach this host's agent (logs, exec, attach, top, archives) in memory."""
+    app = create_agent_app(runtime, state.env.agents.api_key)
+    state.env.agents.local[settings.agent_host] = httpx.ASGITransport(app=app)
+
+
+@asynccontextmanager
+async def while_running(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run ``work`` as a task for as long as the body runs; cancel and await it on leaving."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def api_main() -> None:
-    """Run berth-api; with BERTH_ALL_IN_ONE (default) it also runs one agent for this host."""
+    """Run berth-api; with BERTH_ALL_IN_ONE (default) it also runs one agent for this host.
+
+    With ``api_workers`` > 1, several processes serve the port (``serve_workers``).
+    """
     _logging()
     settings = load_settings()
+    if settings.api_workers > 1:
+        # Imported here: that module builds on this one's helpers.
+        from berth.cli.serve_workers import serve_workers
+
+        serve_workers(settings)
+        return
     extensions = [embedded_agent(settings)] if settings.all_in_one else []
     app = create_app(settings, extensions=extensions)
     _tune_gc()
     # uvicorn closes an idle connection after 5 s by default, the very interval at
     # which the openstack CLI's --wait polls: a poll sent as the server closed its
     # connection failed with "Connection reset by peer".
+    configure(settings)
     uvicorn.run(
         app,
         host=settings.bind_host,
@@ -103,6 +127,7 @@ def api_main() -> None:
         log_level="info",
         access_log=False,
         timeout_keep_alive=settings.keep_alive_seconds,
+        http=GuardedHttp,
     )
 
 
@@ -138,12 +163,14 @@ async def _agent(settings: Settings) -> None:
     if not settings.control_url:
         raise SystemExit("berth-agent needs BERTH_CONTROL_URL (the berth-api base URL).")
     runtime = agent_runtime(settings)
+    configure(settings)
     server = uvicorn.Server(
         uvicorn.Config(
             create_agent_app(runtime, password),
             host=settings.agent_bind_host,
             port=settings.agent_port,
             log_level="warning",
+            http=GuardedHttp,
         )
     )
     async with httpx.AsyncClient(base_url=settings.control_url, timeout=90.0) as http:

@@ -109,6 +109,8 @@ class NodeSpec:
     # The node group the node belongs to (a label on the node container, so the
     # API can tell which group a node named in ``nodes_to_remove`` is in).
     group: str | None = None
+    # Where the scheduler must place the node (Magnum's label ``availability_zone``).
+    availability_zone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +119,13 @@ class NodeInfo:
 
     name: str
     status: str
+    # The node's own address on its project network (what the nodes use between them).
     address: str | None = None
-    published: Mapping[int, str] = field(default_factory=dict)
+    # The host ports its ``NodeSpec.publish`` ports are published on, by container port,
+    # and the address its host is reached at (the host's agent address): together,
+    # where the control plane and users reach a port of the node from outside its host.
+    published: Mapping[int, int] = field(default_factory=dict)
+    host_address: str | None = None
     image: str | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     status_reason: str | None = None

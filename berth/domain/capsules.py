@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from berth import errors
+from berth.domain.injected_files import in_kernel_fs
 from berth.domain.text import CONTROL, CONTROL_BUT_LINES
 
 __all__ = [
@@ -257,6 +258,8 @@ def _mount(raw: Any, where: str, n: int, volume_names: set[str]) -> MountSpec:
     if not isinstance(vol, str) or not isinstance(path, str) or not path.startswith("/"):
         raise _bad(at, "needs a volume name and an absolute mountPath")
     _line(path, f"{at}.mountPath")
+    if in_kernel_fs(path):
+        raise _bad(f"{at}.mountPath", "may not lie under /proc, /sys or /dev")
     if vol not in volume_names:
         raise _bad(at, f"names volume {vol!r}, not in spec.volumes")
     return MountSpec(vol, path, _bool(m.get("readOnly"), f"{where} readOnly"))

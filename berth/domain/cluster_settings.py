@@ -186,6 +186,9 @@ class ClusterSettings(_Stored):
     # Hints of the pending update for the driver (each update replaces them).
     nodes_to_remove: Mapping[str, Any] | None = None
     upgrade: Mapping[str, Any] | None = None
+    # The Glance images the nodes run, resolved with the caller's token at create,
+    # upgrade or node group create: a template's ``image_id`` -> ``<id>:<checksum>``.
+    glance_images: Mapping[str, Any] = field(default_factory=dict)
     # The running operation (counted at each start, cleared at its end).
     job: Job | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -215,6 +218,7 @@ class ClusterSettings(_Stored):
         "container_version": _is_str,
         "nodes_to_remove": _is_hint,
         "upgrade": _is_hint,
+        "glance_images": _is_dict,
         "job": lambda v: _job_exact(v) is not None,
     }
 

@@ -20,6 +20,9 @@ class RequestContext:
     domain_id: str = "default"
     audit_id: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # The caller's own token, for calls made on their behalf (the cloud's Glance
+    # decides what they may see). Never shown, never compared.
+    auth_token: str = field(default="", repr=False, compare=False)
 
     @property
     def is_admin(self) -> bool:

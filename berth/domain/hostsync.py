@@ -218,6 +218,9 @@ class DesiredContainer:
     # runtime container yet (a pull may be ahead), from the project's registry
     # or for the image store.
     registry_auth: RegistryAuth | None = field(default=None, repr=False)
+    # ``image`` is a Glance image's local name (berth-glance/<id>:<checksum>): when the
+    # host lacks it, the agent fetches its data from the control plane and loads it.
+    from_glance: bool = False
     # Networking (berth.networks): the networks to join, the first one at create;
     # the security groups (ids) it is a member of; the ingress its groups allow
     # (None: no firewall at all); the ports to publish on the host.
@@ -238,12 +241,27 @@ class DesiredContainer:
 
 @dataclass(slots=True)
 class DesiredHost:
+    """A host's desired state: everything, or (``base`` set) what changed since ``base``.
+
+    The incremental protocol (an agent that sends ``since=<epoch>:<revision>``):
+    ``epoch`` and ``revision`` say which state the answer brings the agent to.
+    With ``base`` None the answer is the whole state (a resync); otherwise it
+    holds only the containers changed after revision ``base`` (replace them
+    whole) and ``removed``, those no longer on the host, and applies only to
+    an agent at exactly ``epoch``:``base``. ``epoch`` empty: the control plane
+    answered the full-state protocol (by ``generation``) and the agent stays on it.
+    """
+
     hostname: str
     generation: int
     containers: list[DesiredContainer] = field(default_factory=list)
     # Overlay driver: per network id with a member on this host, its members on
     # other hosts (absent: no overlay, or nobody elsewhere).
     remote_members: dict[str, list[RemoteMember]] = field(default_factory=dict)
+    epoch: str = ""
+    revision: int = 0
+    base: int | None = None
+    removed: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

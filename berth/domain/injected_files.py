@@ -22,11 +22,17 @@ import tarfile
 
 from berth import errors
 
-__all__ = ["MAX_PATH", "check_destination", "decode_content", "tar_files"]
+__all__ = ["MAX_PATH", "check_destination", "decode_content", "in_kernel_fs", "tar_files"]
 
 MAX_PATH = 4096  # PATH_MAX on Linux
 _KERNEL_ROOTS = ("/proc", "/sys", "/dev")
 _SPACE = re.compile(r"\s+")
+
+
+def in_kernel_fs(path: str) -> bool:
+    """Whether the absolute ``path`` lies in /proc, /sys or /dev (however many slashes lead)."""
+    clean = posixpath.normpath("/" + path.lstrip("/"))
+    return any(clean == root or clean.startswith(root + "/") for root in _KERNEL_ROOTS)
 
 
 def check_destination(dest: str) -> str:
@@ -44,7 +50,7 @@ def check_destination(dest: str) -> str:
         problem = f"write it normalised, as {posixpath.normpath(dest)!r}"
     elif dest == "/":
         problem = "'/' is a directory; name the file to write"
-    elif any(dest == root or dest.startswith(root + "/") for root in _KERNEL_ROOTS):
+    elif in_kernel_fs(dest):
         problem = "files under /proc, /sys and /dev cannot be injected"
     if problem is not None:
         raise errors.Invalid(f"Invalid file injection destination {dest!r}: {problem}.")

@@ -4,6 +4,11 @@ A ``docker save`` archive lists its images in ``manifest.json``: a config
 file and the layer tars of each. Pushing one means: gzip each layer
 (deterministically, so a layer already stored is recognised), upload the
 blobs, then the image config, then a schema 2 manifest that names them.
+
+The archive comes from a tenant, so reading it is bounded: a plain tar only
+(``docker save`` writes one; a compressed one could expand without end), at
+most ``MAX_MEMBERS`` entries, metadata headers and the JSON files it names of
+bounded size, read in a thread.
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from berth import errors
+from berth.domain.archives import MAX_MEMBERS, BoundedTarInfo
 from berth.images.registry import MANIFEST_V2, RegistryClient
 
 __all__ = ["PushedImage", "SavedImage", "push_saved", "read_saved"]
 
 _CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 _LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+# manifest.json and an image config: a few kilobytes each in practice.
+MAX_JSON_BYTES = 16 * 1024 * 1024
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"(\xb5/\xfd": "zstd"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +56,11 @@ class PushedImage:
 def read_saved(archive: Path) -> list[SavedImage]:
     """The images listed in the archive's ``manifest.json`` (Invalid when it is not one)."""
     try:
-        with tarfile.open(archive) as tar:
-            member = tar.extractfile("manifest.json")
-            if member is None:
+        with _open(archive) as tar:
+            members = _index(tar)
+            if "manifest.json" not in members:
                 raise KeyError("manifest.json")
-            entries = json.loads(member.read())
+            entries = json.loads(_read(tar, members, "manifest.json"))
     except (tarfile.TarError, KeyError, ValueError, OSError) as exc:
         raise errors.Invalid(
             f"not a 'docker save' archive ({exc.__class__.__name__}: {exc}): create one with "
@@ -59,6 +68,8 @@ def read_saved(archive: Path) -> list[SavedImage]:
         ) from exc
     if not isinstance(entries, list) or not entries:
         raise errors.Invalid("the archive's manifest.json lists no image")
+    if not all(isinstance(e, dict) and isinstance(e.get("Config"), str) for e in entries):
+        raise errors.Invalid("the archive's manifest.json lists an image without its Config")
     return [
         SavedImage(
             repo_tags=tuple(e.get("RepoTags") or ()),
@@ -99,10 +110,11 @@ def _prepare(
 ) -> tuple[bytes, list[tuple[str, int, Path]]]:
     """The config bytes, and each layer gzipped into ``workdir`` with its digest and size."""
     layers: list[tuple[str, int, Path]] = []
-    with tarfile.open(archive) as tar:
-        config = _read(tar, image.config)
+    with _open(archive) as tar:
+        members = _index(tar)
+        config = _read(tar, members, image.config)
         for index, name in enumerate(image.layers):
-            source = tar.extractfile(name)
+            source = tar.extractfile(members[name]) if name in members else None
             if source is None:
                 raise errors.Invalid(f"the archive lacks the layer {name}")
             target = workdir / f"layer-{index}.tar.gz"
@@ -116,11 +128,38 @@ def _prepare(
     return config, layers
 
 
-def _read(tar: tarfile.TarFile, name: str) -> bytes:
-    member = tar.extractfile(name)
-    if member is None:
+def _open(archive: Path) -> tarfile.TarFile:
+    """The archive as a plain tar whose metadata headers are bounded (Invalid if compressed)."""
+    with archive.open("rb") as raw:
+        head = raw.read(6)
+    for magic, kind in _COMPRESSED.items():
+        if head.startswith(magic):
+            raise errors.Invalid(
+                f"the archive is {kind}-compressed: upload the plain tar that "
+                "'docker save -o image.tar NAME:TAG' writes"
+            )
+    return tarfile.open(archive, mode="r:", tarinfo=BoundedTarInfo)
+
+
+def _index(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    """The archive's members by name, at most MAX_MEMBERS of them (Invalid beyond)."""
+    members: dict[str, tarfile.TarInfo] = {}
+    while (member := tar.next()) is not None:
+        if len(members) >= MAX_MEMBERS:
+            raise errors.Invalid(f"the archive holds more than {MAX_MEMBERS} entries")
+        members[member.name] = member
+    return members
+
+
+def _read(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str) -> bytes:
+    """The content of the JSON file ``name`` (Invalid if missing or over MAX_JSON_BYTES)."""
+    member = members.get(name)
+    source = tar.extractfile(member) if member is not None else None
+    if member is None or source is None:
         raise errors.Invalid(f"the archive lacks {name}")
-    return member.read()
+    if member.size > MAX_JSON_BYTES:
+        raise errors.Invalid(f"{name} in the archive is over {MAX_JSON_BYTES} bytes")
+    return source.read()
 
 
 class _HashingWriter:

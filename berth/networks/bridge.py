@@ -1,27 +1,25 @@
 """The built-in network driver: Docker bridge networks and iptables, on one host.
 
-Each Berth network is a Docker bridge network ``berth-net-<id>`` (labelled with
-its project and this agent's owner), created when the first container needs
-it and pruned once none uses it. Docker already isolates bridge networks from
-one another, so containers of different networks (and so of different
-projects) cannot reach each other; on a Podman service (the same driver over
-its Docker-compatible API) a network is created with ``isolate=true`` for the
-same effect, as netavark isolates only the networks that ask for it. Security
-groups are enforced per container by the chains of ``berth.networks.firewall``,
+Each Berth network is a bridge network ``berth-net-<id>`` of the engine (Docker,
+or Podman's service through its Docker-compatible API), labelled with its
+project and this agent's owner, created when the first container needs it and
+pruned once none uses it. Berth keeps networks apart and enforces security
+groups itself, in its own chain at the top of forwarded traffic
+(``berth.networks.forward``), the same on both engines: Docker isolates its
+bridge networks too, but netavark 1.4 (Podman on Debian 12) does not do so
+reliably and accepts every Podman subnet's traffic before Docker's hook. A
+security group is one chain per container (``berth.networks.firewall``),
 written with ``iptables-restore --noflush`` so a chain is replaced in one atomic
 step. The host's own services are kept out of reach by
 ``berth.networks.hostguard``: every bridge of this owner (named
-``brt-<11 hex>``) is guarded in ``INPUT`` before a container can join it, and
-the guard is re-checked whenever unused networks are pruned.
+``brt-<11 hex>``) is guarded in ``INPUT`` and isolated before a container can
+join it, and both are re-checked whenever unused networks are pruned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import shlex
-import shutil
-import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -34,17 +32,8 @@ from berth import errors
 from berth.config import Settings
 from berth.domain.hostsync import NetworkRef, RemoteMember
 from berth.networks.base import FirewallSpec, NetworkFactory, network_id_of, network_name
-from berth.networks.firewall import JUMP_CHAIN, chain_name, chain_rules, jump_comment
-from berth.networks.hostguard import (
-    HostPort,
-    allowed_host_ports,
-    bridge_name,
-    chain_listing,
-    guard_chain,
-    guard_lines,
-    guard_rules,
-    guarded_bridges,
-)
+from berth.networks.hostguard import HostPort, allowed_host_ports, bridge_name
+from berth.networks.hostrules import HostRules
 
 __all__ = ["BridgeNetworks", "driver"]
 
@@ -55,7 +44,6 @@ LABEL_NETWORK = "berth.network"
 LABEL_PROJECT = "berth.project"
 LABEL_OWNER = "berth.owner"
 OPTION_BRIDGE = "com.docker.network.bridge.name"
-OPTION_ISOLATE = "isolate"  # Podman (netavark): drop traffic to the other isolated networks
 
 
 class BridgeNetworks:
@@ -77,13 +65,9 @@ class BridgeNetworks:
     ) -> None:
         self._base_url = base_url
         self._owner = owner
-        self._binary = iptables
-        self._host_ports = tuple(sorted(set(host_ports)))
-        # IPv6 too: a container with NET_ADMIN (a cluster node) can turn IPv6 back on
-        # in its namespace and reach the host's [::] listeners by the bridge's fe80:: address.
-        ip6 = iptables.replace("iptables", "ip6tables")
-        self._families = [(iptables, False)] + ([(ip6, True)] if shutil.which(ip6) else [])
-        self._guarded: dict[str, str] | None = None  # bridge -> network id, as last written
+        self._rules = HostRules(
+            owner=owner, iptables=iptables, host_ports=host_ports, podman=self._is_podman
+        )
         self._api: Any = None
         self._lock = threading.Lock()
         self._create_lock = asyncio.Lock()
@@ -91,8 +75,7 @@ class BridgeNetworks:
         # others (one engine call less per create). A network removed behind
         # its back makes the container create fail; forget() then re-checks.
         self._known: set[str] = set()
-        self._jump_cache: dict[str, dict[str, str]] | None = None
-        self._isolation: dict[str, str] | None = None  # the engine's options, asked once
+        self._podman: bool | None = None  # the engine's kind, asked once
 
     # -- the engine
 
@@ -130,8 +113,9 @@ class BridgeNetworks:
             found = await self._find(name)
             if found is not None:
                 if (found.get("Labels") or {}).get(LABEL_OWNER) == self._owner:
-                    await self._guard({_bridge_of(found): net.id})
-                    await self._created(net, _bridge_of(found))
+                    bridge = await self._bridge_of(found)
+                    await self._guard({bridge: net.id})
+                    await self._created(net, bridge)
                 self._known.add(name)
                 return
             labels = {
@@ -139,12 +123,11 @@ class BridgeNetworks:
                 LABEL_PROJECT: net.project_id,
                 LABEL_OWNER: self._owner,
             }
-            # Guarded before it exists: no container is ever on it unguarded.
+            # Guarded and isolated before it exists: no container is ever on it unguarded.
             bridge = bridge_name(self._owner, net.id)
             await self._guard({bridge: net.id})
             extra = self._network_params(net)
-            isolation = await self._isolation_options()
-            options = {OPTION_BRIDGE: bridge, **isolation, **extra.pop("options", {})}
+            options = {OPTION_BRIDGE: bridge, **extra.pop("options", {})}
             try:
                 await self._run(
                     lambda api: api.create_network(
@@ -163,15 +146,27 @@ class BridgeNetworks:
             self._known.add(name)
             log.info("created network %s for project %s", name, net.project_id)
 
-    async def _isolation_options(self) -> dict[str, str]:
-        """The options that keep a new network apart from the others on this engine:
-        none on Docker (its bridges are isolated), ``isolate=true`` on Podman."""
-        if self._isolation is None:
+    async def _is_podman(self) -> bool:
+        """Whether the engine is a Podman service (its version names Podman's components)."""
+        if self._podman is None:
             version: dict[str, Any] = await self._run(lambda api: api.version())
             names = [str(c.get("Name", "")) for c in version.get("Components") or []]
-            podman = any(name.startswith("Podman") for name in names)
-            self._isolation = {OPTION_ISOLATE: "true"} if podman else {}
-        return self._isolation
+            self._podman = any(name.startswith("Podman") for name in names)
+        return self._podman
+
+    async def _bridge_of(self, network: Mapping[str, Any]) -> str:
+        """The Linux bridge of one of this owner's networks, as the engine lists it.
+
+        Docker lists the bridge name Berth gave (networks of an older Berth have
+        Docker's ``br-<12 of id>``). Podman's Docker-compatible listing leaves the
+        options out: there it is the name Berth gives, which Podman honours."""
+        named = (network.get("Options") or {}).get(OPTION_BRIDGE)
+        if named:
+            return str(named)
+        net_id = network_id_of(str(network.get("Name")))
+        if net_id is not None and await self._is_podman():
+            return bridge_name(self._owner, net_id)
+        return f"br-{str(network.get('Id'))[:12]}"
 
     def _network_params(self, net: NetworkRef) -> dict[str, Any]:
         """Extra ``create_network`` arguments (``options`` merged): none, the engine's IPAM."""
@@ -230,7 +225,8 @@ class BridgeNetworks:
             net_id = network_id_of(str(entry.get("Name")))
             if net_id is None:
                 continue
-            bridges[_bridge_of(entry)] = net_id
+            bridge = await self._bridge_of(entry)
+            bridges[bridge] = net_id
             if net_id in keep:
                 continue
             try:
@@ -240,7 +236,7 @@ class BridgeNetworks:
                 log.debug("network %s not pruned: %s", entry.get("Name"), exc.message)
                 continue
             removed.append(net_id)
-            del bridges[_bridge_of(entry)]
+            del bridges[bridge]
             log.info("removed unused network %s", entry.get("Name"))
         await self._sync_guard(bridges)
         await self._pruned(set(bridges.values()))
@@ -264,76 +260,7 @@ class BridgeNetworks:
         await self._run(lambda api: api.remove_network(ident))
         return True
 
-    # -- iptables
-
-    async def _iptables(
-        self, *args: str, stdin: str | None = None, check: bool = True, binary: str = ""
-    ) -> str:
-        binary = (binary or self._binary) + ("-restore" if stdin is not None else "")
-        # In a worker thread: forking the agent takes milliseconds, and asyncio's
-        # subprocess support forks on the event loop, in the middle of creates.
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [binary, "-w", *args],
-            input=stdin.encode() if stdin is not None else None,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
-            capture_output=True,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise errors.BerthError(
-                f"{binary} {' '.join(args)} failed: {done.stderr.decode(errors='replace').strip()}"
-            )
-        return done.stdout.decode(errors="replace")
-
-    async def _jumps(self) -> list[tuple[str, str, str]]:
-        """This owner's jump rules as (uuid, address, rule text without the -A)."""
-        try:
-            listing = await self._iptables("-S", JUMP_CHAIN)
-        except errors.BerthError as exc:
-            raise errors.BerthError(
-                f"cannot filter traffic: the {JUMP_CHAIN} chain is missing (the Docker engine "
-                f"must manage iptables): {exc.message}"
-            ) from exc
-        jumps = []
-        for line in listing.splitlines():
-            words = shlex.split(line)
-            if "--comment" not in words or "-d" not in words:
-                continue
-            comment = words[words.index("--comment") + 1].split()
-            if len(comment) != 3 or comment[0] != "berth" or comment[1] != self._owner:
-                continue
-            address = words[words.index("-d") + 1]
-            jumps.append((comment[2], address, self._jump(comment[2], address)))
-        return jumps
-
-    def _jump(self, uuid: str, address: str) -> str:
-        if "/" not in address:
-            address = f"{address}/32"
-        comment = jump_comment(self._owner, uuid)
-        return f'{JUMP_CHAIN} -d {address} -m comment --comment "{comment}" -j {chain_name(uuid)}'
-
-    async def _present(self) -> dict[str, dict[str, str]]:
-        """This owner's jumps by container: ``{uuid: {address: rule}}``.
-
-        Listed from the kernel once, then kept up to date by what this driver
-        writes: every ``iptables`` run costs a fork of the agent (several ms on
-        its event loop). A write that fails drops the copy, so the next one
-        starts from what the kernel really has.
-        """
-        if self._jump_cache is None:
-            cache: dict[str, dict[str, str]] = {}
-            for uuid, address, text in await self._jumps():
-                cache.setdefault(uuid, {})[address] = text
-            self._jump_cache = cache
-        return self._jump_cache
-
-    async def _restore(self, lines: list[str]) -> None:
-        try:
-            await self._iptables("--noflush", stdin="\n".join(["*filter", *lines, "COMMIT"]) + "\n")
-        except errors.BerthError:
-            self._jump_cache = None
-            raise
+    # -- iptables (berth.networks.hostrules)
 
     async def write_firewalls(self, changes: Mapping[str, FirewallSpec | None]) -> None:
         """Replace or remove the chains and jumps of ``changes``: one ``iptables-restore`` run.
@@ -341,97 +268,25 @@ class BridgeNetworks:
         One run for every container that changed since the last sync (each run
         forks the agent and has the kernel swap the whole filter table; 20
         containers started together used to cost 20 of them). The chains are
-        replaced and the jumps changed in one atomic step.
+        replaced and the jumps changed in one atomic step; on Podman, Berth's entry
+        is put back first in ``FORWARD`` in the same step when something got above
+        it (``berth.networks.forward``).
         """
-        if not changes:
-            return
-        present = await self._present()
-        lines: list[str] = []
-        jumps: dict[str, dict[str, str] | None] = {}
-        for uuid, spec in changes.items():
-            chain = chain_name(uuid)
-            have = present.get(uuid, {})
-            # Declaring a chain creates it when missing and empties it otherwise.
-            lines.append(f":{chain} - [0:0]")
-            if spec is None:
-                lines += [f"-D {text}" for text in have.values()]
-                lines.append(f"-X {chain}")
-                jumps[uuid] = None
-                continue
-            addresses, rules = spec
-            wanted = {f"{a}/32" if "/" not in a else a for a in addresses}
-            lines += [_quote(args) for args in chain_rules(chain, rules)]
-            lines += [f"-D {text}" for addr, text in have.items() if addr not in wanted]
-            lines += [f"-I {self._jump(uuid, addr)}" for addr in sorted(wanted - have.keys())]
-            jumps[uuid] = {addr: self._jump(uuid, addr) for addr in wanted}
-        await self._restore(lines)
-        if self._jump_cache is not None:
-            for uuid, written in jumps.items():
-                if written is None:
-                    self._jump_cache.pop(uuid, None)
-                else:
-                    self._jump_cache[uuid] = written
-
-    # -- the host guard (berth.networks.hostguard)
-
-    async def _guard(self, add: dict[str, str]) -> None:
-        """Guard the bridges of ``add`` (``{bridge: network id}``) besides those already."""
-        if self._guarded is None:
-            self._guarded = guarded_bridges(self._owner, await self._iptables("-S", "INPUT"))
-        if all(self._guarded.get(b) == n for b, n in add.items()):
-            return
-        present = {binary: self._guarded for binary, _ in self._families}
-        await self._write_guard({**self._guarded, **add}, present)
-
-    async def _sync_guard(self, bridges: dict[str, str]) -> None:
-        """Make the guard exactly ``bridges`` (this owner's networks on the engine), as the
-        kernel has it now: a flushed ``INPUT``, a tampered chain or a changed allowlist is
-        repaired, jumps of networks removed behind the driver's back go."""
-        present: dict[str, dict[str, str]] = {}
-        chain, stale = guard_chain(self._owner), False
-        for binary, ipv6 in self._families:
-            listing = await self._iptables("-S", binary=binary)
-            present[binary] = guarded_bridges(self._owner, listing)
-            rules = chain_listing(chain, listing)
-            wanted = guard_rules(chain, self._host_ports, ipv6=ipv6) if bridges else []
-            stale = stale or present[binary] != bridges or rules != wanted
-        if stale:
-            await self._write_guard(bridges, present)
-        else:
-            self._guarded = dict(bridges)
-
-    async def _write_guard(
-        self, bridges: dict[str, str], present: Mapping[str, Mapping[str, str]]
-    ) -> None:
-        self._guarded = None  # re-read after a failure
-        for binary, ipv6 in self._families:
-            lines = guard_lines(
-                self._owner, bridges, present.get(binary, {}), self._host_ports, ipv6=ipv6
-            )
-            body = "\n".join(["*filter", *lines, "COMMIT"]) + "\n"
-            try:
-                await self._iptables("--noflush", stdin=body, binary=binary)
-            except errors.BerthError as exc:
-                if not ipv6:
-                    raise errors.BerthError(
-                        f"cannot guard the host from containers: {exc.message}"
-                    ) from exc
-                log.warning("the IPv6 host guard is not written: %s", exc.message)
-        self._guarded = dict(bridges)
+        await self._rules.write_firewalls(changes)
 
     async def firewalled(self) -> set[str]:
         """The uuids of the containers this owner filters."""
-        return {u for u, jumps in (await self._present()).items() if jumps}
+        return await self._rules.firewalled()
 
+    async def _guard(self, add: dict[str, str]) -> None:
+        """Guard and isolate the bridges of ``add`` (``{bridge: network id}``) besides those
+        already."""
+        await self._rules.guard(add)
 
-def _bridge_of(network: Mapping[str, Any]) -> str:
-    """The Linux bridge of a network listing: named by Berth, else Docker's ``br-<12 of id>``."""
-    named = (network.get("Options") or {}).get(OPTION_BRIDGE)
-    return str(named) if named else f"br-{str(network.get('Id'))[:12]}"
-
-
-def _quote(args: list[str]) -> str:
-    return " ".join(f'"{a}"' if " " in a else a for a in args)
+    async def _sync_guard(self, bridges: dict[str, str]) -> None:
+        """Make the guard and the isolation exactly ``bridges`` (this owner's networks on the
+        engine), repairing what changed behind the driver's back."""
+        await self._rules.sync_bridges(bridges)
 
 
 def driver(settings: Settings) -> BridgeNetworks:

@@ -1,9 +1,10 @@
 """Security groups as iptables rules: pure translations, no I/O.
 
 A filtered container has a chain of its own, ``BRT-<24 hex of its uuid>``,
-reached from Docker's ``DOCKER-USER`` chain by one jump per address of the
-container (``-d <ip>/32``). The chain lets replies and the allowed traffic
-return to Docker's own rules and drops everything else. Forwarded traffic
+reached from Berth's ``BERTH-FORWARD`` chain (``berth.networks.forward``: the
+first thing forwarded traffic meets, on Docker and Podman hosts alike) by one
+jump per address of the container (``-d <ip>/32``). The chain lets replies and
+the allowed traffic return to the engine's own rules and drops everything else. Forwarded traffic
 only: packets between containers (the bridges call iptables) and traffic to
 published ports from other machines pass it; the host itself is trusted.
 """
@@ -17,7 +18,7 @@ from berth.networks.base import FirewallRule
 
 __all__ = ["JUMP_CHAIN", "chain_name", "chain_rules", "jump_comment", "resolve_ingress"]
 
-JUMP_CHAIN = "DOCKER-USER"
+JUMP_CHAIN = "BERTH-FORWARD"
 
 
 def chain_name(uuid: str) -> str:

@@ -2,7 +2,7 @@
 
 Traffic from a container to an address of the host itself (the bridge's
 gateway, the host's other addresses) goes through the host's ``INPUT`` chain,
-which the per-container chains in ``DOCKER-USER`` never see. Each owner (agent)
+which the per-container chains in ``BERTH-FORWARD`` never see. Each owner (agent)
 keeps one chain, ``BRT-HOST-<16 hex of the owner>``, and one jump to it at the
 top of ``INPUT`` per bridge of its own networks (``-i <bridge>``, commented
 ``berth-guard <owner> <network id>``). The chain lets replies to the host's own
@@ -31,6 +31,7 @@ __all__ = [
     "allowed_host_ports",
     "bridge_name",
     "chain_listing",
+    "commented_bridges",
     "guard_chain",
     "guard_comment",
     "guard_lines",
@@ -129,13 +130,21 @@ def _jump(owner: str, network_id: str, bridge: str) -> str:
 
 def guarded_bridges(owner: str, listing: str) -> dict[str, str]:
     """This owner's jumps in an ``iptables -S`` listing: ``{bridge: network id}``."""
+    return commented_bridges(INPUT, _GUARD_WORD, owner, listing)
+
+
+def commented_bridges(chain: str, word: str, owner: str, listing: str) -> dict[str, str]:
+    """The rules of ``chain`` commented ``<word> <owner> <network id>`` in an ``iptables -S``
+    listing, by the bridge they match (``-i``): ``{bridge: network id}``."""
     found = {}
     for line in listing.splitlines():
+        if not line.startswith(f"-A {chain} "):
+            continue
         words = shlex.split(line)
-        if words[:2] != ["-A", INPUT] or "--comment" not in words or "-i" not in words:
+        if "--comment" not in words or "-i" not in words:
             continue
         comment = words[words.index("--comment") + 1].split()
-        if len(comment) == 3 and comment[0] == _GUARD_WORD and comment[1] == owner:
+        if len(comment) == 3 and comment[0] == word and comment[1] == owner:
             found[words[words.index("-i") + 1]] = comment[2]
     return found
 

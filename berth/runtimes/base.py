@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 # typing_extensions: pydantic (FastAPI responses) accepts only its TypedDict on 3.11.
 from typing_extensions import TypedDict
 
+from berth import errors
 from berth.config import Settings
 from berth.domain.hostsync import DesiredContainer, ObservedStateName, RegistryAuth
 from berth.networks.base import NetworkDriver
@@ -24,6 +25,7 @@ from berth.runtimes.streams import StreamingRuntime
 from berth.volumes.base import VolumeDriver
 
 __all__ = [
+    "EXECUTE_MAX_OUTPUT",
     "HOST_LABEL_ENGINE",
     "HOST_LABEL_ENGINE_VERSION",
     "LABEL_OWNER",
@@ -42,6 +44,7 @@ __all__ = [
     "container_name",
     "effective_pull_policy",
     "engine_labels",
+    "output_too_large",
     "parse_instant",
 ]
 
@@ -56,6 +59,32 @@ LABEL_OWNER = "berth.owner"
 LABEL_REBUILD = "berth.rebuild"
 
 PULL_POLICIES = ("always", "ifnotpresent", "never")
+# What a non-interactive exec may write before it is cut off: its output is held in
+# memory, and then again as JSON, by the agent and the API.
+EXECUTE_MAX_OUTPUT = 1024 * 1024
+
+
+def bad_ps_args(ps_args: str | None, exc: errors.BerthError) -> errors.BerthError:
+    """What ``top`` raises for the engine's ``exc``: a 400 when ``ps`` refused ``ps_args``.
+
+    The engine answers a generic server error (500) when ``ps`` exits with an error or
+    prints no PID column, which would reach the user as an unavailable host (503).
+    Narrower errors (a missing container, a stopped one) and errors without
+    ``ps_args`` pass through unchanged.
+    """
+    if ps_args is None or type(exc) is not errors.BerthError:
+        return exc
+    return errors.Invalid(f"Invalid ps_args {ps_args!r}: {exc.message}")
+
+
+def output_too_large(command: list[str], limit: int) -> errors.Invalid:
+    """The error of an exec that wrote more than ``limit`` bytes."""
+    return errors.Invalid(
+        f"The command {' '.join(command)!r} wrote more than {limit} bytes of output "
+        "(execute_max_output_bytes): redirect it to a file and copy that with cp, or run "
+        "it in an interactive session."
+    )
+
 
 ZunStats = TypedDict(
     "ZunStats",
@@ -262,9 +291,11 @@ class RuntimeDriver(StreamingRuntime, Protocol):
         uuid: str,
         command: list[str],
         timeout: float,
+        max_output: int = EXECUTE_MAX_OUTPUT,
     ) -> tuple[str, int]:
         """Run ``command`` inside; return (output, exit code) or raise ``errors.Conflict``
-        if it runs longer than ``timeout`` seconds."""
+        if it runs longer than ``timeout`` seconds, ``errors.Invalid`` (reading no
+        further) once it has written more than ``max_output`` bytes."""
         ...
 
     async def top(self, uuid: str, ps_args: str | None = None) -> TopResult:

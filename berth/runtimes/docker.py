@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import select
 import shutil
+import signal
 import socket
 import struct
 import threading
@@ -32,6 +34,7 @@ from berth.domain.hostsync import DesiredContainer
 from berth.networks.base import NetworkDriver
 from berth.runtimes import dockermap
 from berth.runtimes.base import (
+    EXECUTE_MAX_OUTPUT,
     LABEL_OWNER,
     LABEL_UUID,
     HostFacts,
@@ -39,7 +42,9 @@ from berth.runtimes.base import (
     RuntimeFactory,
     TopResult,
     ZunStats,
+    bad_ps_args,
     container_name,
+    output_too_large,
 )
 from berth.runtimes.docker_images import DockerImageOps
 from berth.runtimes.docker_streams import DockerStreams
@@ -329,14 +334,21 @@ class DockerDriver(DockerImageOps, DockerStreams):
         uuid: str,
         command: list[str],
         timeout: float,
+        max_output: int = EXECUTE_MAX_OUTPUT,
     ) -> tuple[str, int]:
-        """Run ``command`` in the container; Conflict if it outlives ``timeout`` seconds."""
+        """Run ``command`` in the container; Conflict if it outlives ``timeout`` seconds,
+        Invalid once it writes more than ``max_output`` bytes."""
         name = container_name(uuid)
         exec_id: str = (
             await self._engine.run(lambda api: api.exec_create(name, command, stdout=True))
         )["Id"]
         try:
-            output = await self._engine.run(functools.partial(_exec_output, exec_id, timeout))
+            output = await self._engine.run(
+                functools.partial(_exec_output, exec_id, timeout, max_output)
+            )
+        except OverflowError as exc:
+            await self._end_exec(exec_id)
+            raise output_too_large(command, max_output) from exc
         except TimeoutError as exc:
             raise errors.Conflict(
                 f"the command {' '.join(command)!r} did not finish within {timeout:g} seconds"
@@ -344,12 +356,32 @@ class DockerDriver(DockerImageOps, DockerStreams):
         info: dict[str, Any] = await self._engine.run(lambda api: api.exec_inspect(exec_id))
         return output.decode("utf-8", errors="replace"), int(info.get("ExitCode") or 0)
 
+    async def _end_exec(self, exec_id: str) -> None:
+        """Kill a command whose output was refused: left alone it blocks on its full pipe
+        for ever (``yes``), and the engine then takes 20 s to remove its container.
+
+        The engine has no call for it; its process id is the host's (the agent runs
+        in the host's process namespace). Best effort: where the agent cannot signal it,
+        the command stays, as before.
+        """
+        info: dict[str, Any] = await self._engine.run(lambda api: api.exec_inspect(exec_id))
+        pid, container = int(info.get("Pid") or 0), str(info.get("ContainerID") or "")
+        if not (info.get("Running") and pid > 1 and len(container) >= 12):
+            return
+        try:
+            await asyncio.to_thread(_kill_in, container, pid)
+        except OSError as exc:  # gone meanwhile, or not ours to signal
+            log.info("cannot end exec %s (pid %d): %s", exec_id[:12], pid, exc)
+
     async def top(self, uuid: str, ps_args: str | None = None) -> TopResult:
         """The container's processes, as ``ps`` (with ``ps_args``) shows them."""
         args = None if ps_args in (None, "", "None") else ps_args
-        raw: dict[str, Any] = await self._engine.run(
-            lambda api: api.top(container_name(uuid), ps_args=args)
-        )
+        try:
+            raw: dict[str, Any] = await self._engine.run(
+                lambda api: api.top(container_name(uuid), ps_args=args)
+            )
+        except errors.BerthError as exc:
+            raise bad_ps_args(args, exc) from exc
         return {"Titles": raw.get("Titles") or [], "Processes": raw.get("Processes") or []}
 
     async def stats(self, uuid: str) -> ZunStats:
@@ -366,16 +398,25 @@ def _tags(images: list[dict[str, Any]]) -> list[str]:
     return sorted(dict.fromkeys(tags[:_MAX_TAGS]))
 
 
+def _kill_in(container: str, pid: int) -> None:
+    """SIGKILL ``pid`` if it runs in ``container``'s cgroup: a pid of another process
+    namespace (an agent in a container) names some other process here, or none."""
+    if container in Path(f"/proc/{pid}/cgroup").read_text():
+        os.kill(pid, signal.SIGKILL)
+
+
 def _disk_total(root: Path) -> int:
     """GiB of the file system holding the engine's data (the agent runs on that host)."""
     return shutil.disk_usage(root if root.exists() else Path("/")).total // _GIB
 
 
-def _exec_output(exec_id: str, timeout: float, api: Any) -> bytes:
+def _exec_output(exec_id: str, timeout: float, max_output: int, api: Any) -> bytes:
     """Start an exec and read its multiplexed output until EOF, or raise TimeoutError.
 
     The SDK's own reader waits forever; this one gives up at the deadline and
-    closes the connection (the process inside keeps running, as with Zun).
+    closes the connection (the process inside keeps running, as with Zun). It
+    raises OverflowError as soon as the output is surely past ``max_output`` bytes
+    (a frame's 8-byte header carries at least one byte, so 9 raw bytes per byte).
     """
     deadline = time.monotonic() + timeout
     sock = api.exec_start(exec_id, socket=True)
@@ -389,12 +430,17 @@ def _exec_output(exec_id: str, timeout: float, api: Any) -> bytes:
             if not chunk:
                 break
             raw += chunk
+            if len(raw) > 9 * max_output + 8:
+                raise OverflowError(exec_id)
     finally:
         sock.close()
         inner = getattr(sock, "_sock", None)
         if inner is not None:
             inner.close()
-    return _demultiplex(bytes(raw))
+    output = _demultiplex(bytes(raw))
+    if len(output) > max_output:
+        raise OverflowError(exec_id)
+    return output
 
 
 def _demultiplex(raw: bytes) -> bytes:

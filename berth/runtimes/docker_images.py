@@ -57,14 +57,68 @@ class DockerImageOps(PullPolicyOps):
     ) -> ImageInfo:
         """``docker commit`` (pausing the container meanwhile), then push ``reference``."""
         repository, tag = split_reference(reference)
-        name = container_name(uuid)
-        await self._engine.run(
-            lambda api: api.commit(name, repository=repository, tag=tag, pause=True)
-        )
+        await self.commit_local(uuid, reference)
         digest = await self._push(repository, tag, auth)
         info = await self._describe(reference)
         info.digest = digest
         return info
+
+    async def load_archive(self, path: str, reference: str) -> None:
+        """``docker load`` the archive at ``path`` (streamed from the file) as ``reference``."""
+        repository, tag = split_reference(reference)
+
+        def load(api: Any) -> str:
+            loaded = ""
+            with open(path, "rb") as data:
+                for line in api.load_image(data):
+                    if isinstance(line, dict) and line.get("error"):
+                        raise docker.errors.APIError(str(line["error"]))
+                    text = str(line.get("stream", "")) if isinstance(line, dict) else ""
+                    for prefix in ("Loaded image ID: ", "Loaded image: "):
+                        if text.startswith(prefix) and not loaded:
+                            loaded = text.removeprefix(prefix).strip()
+            if not loaded:
+                raise docker.errors.APIError("the archive holds no image")
+            api.tag(loaded, repository, tag)
+            return loaded
+
+        try:
+            await self._engine.raw(load)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise errors.Invalid(
+                f"the Glance image's data is not a loadable docker save archive: {_reason(exc)}"
+            ) from exc
+
+    async def commit_local(self, uuid: str, reference: str) -> ImageInfo:
+        """``docker commit`` (pausing the container meanwhile) as ``reference``, not pushed."""
+        repository, tag = split_reference(reference)
+        name = container_name(uuid)
+        await self._engine.run(
+            lambda api: api.commit(name, repository=repository, tag=tag, pause=True)
+        )
+        return await self._describe(reference)
+
+    async def save_archive(self, reference: str, path: str, limit: int) -> int:
+        """``docker save`` ``reference`` into the file ``path``, refusing more than ``limit``."""
+
+        def save(api: Any) -> int:
+            size = 0
+            with open(path, "wb") as out:
+                for chunk in api.get_image(reference):
+                    size += len(chunk)
+                    if size > limit:
+                        raise errors.Invalid(
+                            f"image {reference} is larger than {limit} bytes "
+                            "(the setting glance_image_max_bytes)"
+                        )
+                    out.write(chunk)
+            return size
+
+        try:
+            written: int = await self._engine.raw(save)
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            raise errors.BerthError(f"docker save of {reference} failed: {_reason(exc)}") from exc
+        return written
 
     async def _image_present(self, image: str) -> bool:
         try:

@@ -21,6 +21,7 @@ from typing import Any
 from berth import errors
 from berth.domain.hostsync import DesiredContainer, ObservedStateName, RegistryAuth
 from berth.runtimes.base import (
+    EXECUTE_MAX_OUTPUT,
     LABEL_REBUILD,
     HostFacts,
     RuntimeContainer,
@@ -28,6 +29,7 @@ from berth.runtimes.base import (
     ZunStats,
     container_name,
     effective_pull_policy,
+    output_too_large,
 )
 from berth.runtimes.fake_streams import FakeStreams
 from berth.runtimes.images import ImageInfo
@@ -307,13 +309,18 @@ class FakeDriver(FakeStreams):
         uuid: str,
         command: list[str],
         timeout: float,
+        max_output: int = EXECUTE_MAX_OUTPUT,
     ) -> tuple[str, int]:
-        """Echo the command; ``sleep N`` longer than ``timeout`` is a Conflict."""
+        """Echo the command; ``sleep N`` longer than ``timeout`` is a Conflict, an echo
+        longer than ``max_output`` Invalid."""
         await self._enter("execute", uuid)
         self._expect(self._get(uuid), "running")
         if command[:1] == ["sleep"] and float(command[1]) > timeout:
             raise errors.Conflict(f"the command did not finish within {timeout:g} seconds")
-        return " ".join(command) + "\n", 0
+        output = " ".join(command) + "\n"
+        if len(output.encode()) > max_output:
+            raise output_too_large(command, max_output)
+        return output, 0
 
     async def top(self, uuid: str, ps_args: str | None = None) -> TopResult:
         """One fake process."""

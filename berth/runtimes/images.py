@@ -6,7 +6,9 @@ Kept beside (not inside) ``RuntimeDriver``: the image API (``/v1/images``),
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -14,7 +16,27 @@ from berth import errors
 from berth.domain.hostsync import RegistryAuth
 from berth.runtimes.base import effective_pull_policy
 
-__all__ = ["ImageEngine", "ImageInfo", "PullPolicyOps", "refused_access"]
+__all__ = [
+    "ArchiveLoader",
+    "ImageEngine",
+    "ImageInfo",
+    "PullPolicyOps",
+    "file_chunks",
+    "refused_access",
+]
+
+
+_CHUNK = 1 << 20
+
+
+async def file_chunks(path: str, chunk: int = _CHUNK) -> AsyncIterator[bytes]:
+    """The file at ``path`` in pieces of ``chunk`` bytes, each read off the event loop."""
+    data = await asyncio.to_thread(open, path, "rb")
+    try:
+        while piece := await asyncio.to_thread(data.read, chunk):
+            yield piece
+    finally:
+        data.close()
 
 
 @dataclass(slots=True)
@@ -88,3 +110,20 @@ def refused_access(reason: str) -> bool:
     """Whether a registry's error text means "who are you?" rather than "no such image"."""
     text = reason.lower()
     return any(word in text for word in _REFUSED)
+
+
+@runtime_checkable
+class ArchiveLoader(Protocol):
+    """An engine that loads and writes ``docker save`` archives (Glance's docker images)."""
+
+    async def load_archive(self, path: str, reference: str) -> None:
+        """Load the archive at ``path`` and tag its image ``reference``; ``Invalid`` if unusable."""
+        ...
+
+    async def commit_local(self, uuid: str, reference: str) -> ImageInfo:
+        """Snapshot the container (paused meanwhile) as ``reference`` on this host only."""
+        ...
+
+    async def save_archive(self, reference: str, path: str, limit: int) -> int:
+        """Write ``reference``'s docker save archive to ``path``; its size (at most ``limit``)."""
+        ...

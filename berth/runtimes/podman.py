@@ -22,6 +22,7 @@ import json
 import shutil
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from berth.domain.hostsync import DesiredContainer
 from berth.networks.base import NetworkDriver
 from berth.runtimes import podmanmap
 from berth.runtimes.base import (
+    EXECUTE_MAX_OUTPUT,
     LABEL_OWNER,
     LABEL_UUID,
     HostFacts,
@@ -40,7 +42,9 @@ from berth.runtimes.base import (
     RuntimeFactory,
     TopResult,
     ZunStats,
+    bad_ps_args,
     container_name,
+    output_too_large,
 )
 from berth.runtimes.dockermap import TenantLimits, signal_name
 from berth.runtimes.podman_images import PodmanImageOps
@@ -51,6 +55,7 @@ from berth.volumes.base import VolumeDriver
 __all__ = ["API_VERSION", "DEFAULT_URL", "PodmanDriver", "driver"]
 
 API_VERSION = "v4.0.0"
+COMPAT_VERSION = "v1.40"  # the Docker API version of Podman's compatible endpoints
 DEFAULT_URL = "unix:///run/podman/podman.sock"
 _MIB = 1024 * 1024
 _GIB = 1024 * _MIB
@@ -86,11 +91,15 @@ class _Libpod:
         body: Any = None,
         timeout: float | None = None,
         headers: dict[str, str] | None = None,
+        content: Any = None,
     ) -> httpx.Response:
-        """One request; a 4xx/5xx answer raises the matching Berth error."""
+        """One request (a JSON ``body``, or raw ``content``: bytes or an async iterator of them);
+        a 4xx/5xx answer raises the matching Berth error."""
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = httpx.Timeout(timeout, connect=10.0)
+        if content is not None:
+            extra["content"] = content
         try:
             response = await self.client.request(
                 method, path, params=params, json=body, headers=headers, **extra
@@ -179,12 +188,24 @@ class PodmanDriver(PodmanImageOps, PodmanStreams):
     # -- observing
 
     async def list_managed(self) -> list[RuntimeContainer]:
-        """Every Berth container of this owner (pod infra ones included), one listing call."""
+        """Every Berth container of this owner (pod infra ones included), with the addresses
+        of those on networks: one listing call, two when any container runs on a network."""
         filters = json.dumps({"label": [LABEL_UUID, f"{LABEL_OWNER}={self._owner}"]})
+        params = {"all": "true", "filters": filters}
         entries: list[dict[str, Any]] = await self._api.json(
-            "GET", "/containers/json", params={"all": "true", "filters": filters}
+            "GET", "/containers/json", params=params
         )
-        return [podmanmap.from_listing(entry) for entry in entries or []]
+        listed = [podmanmap.from_listing(entry) for entry in entries or []]
+        if not any(c.networks and c.state in ("running", "paused") for c in listed):
+            return listed
+        # libpod's listing names the networks but not the addresses, and the agent takes
+        # a listing's (none) as the truth: it would drop the security-group chains of
+        # every container at each pass. The Docker-compatible listing has them.
+        compat: list[dict[str, Any]] = await self._api.json(
+            "GET", f"http://d/{COMPAT_VERSION}/containers/json", params=params
+        )
+        found = {str(e.get("Id")): podmanmap.listed_addresses(e) for e in compat or []}
+        return [replace(c, addresses=found.get(c.runtime_id, c.addresses)) for c in listed]
 
     async def inspect(self, uuid: str) -> RuntimeContainer | None:
         """The detailed view of ``berth-<uuid>``, or None when it does not exist."""
@@ -364,8 +385,10 @@ class PodmanDriver(PodmanImageOps, PodmanStreams):
         uuid: str,
         command: list[str],
         timeout: float,
+        max_output: int = EXECUTE_MAX_OUTPUT,
     ) -> tuple[str, int]:
-        """Run ``command`` in the container; Conflict if it outlives ``timeout`` seconds."""
+        """Run ``command`` in the container; Conflict if it outlives ``timeout`` seconds,
+        Invalid once it writes more than ``max_output`` bytes."""
         created = await self._api.json(
             "POST",
             f"/containers/{container_name(uuid)}/exec",
@@ -387,6 +410,8 @@ class PodmanDriver(PodmanImageOps, PodmanStreams):
                         raise podmanmap.error_for(response.status_code, await response.aread())
                     async for chunk in response.aiter_raw():
                         output += demux.feed(chunk)
+                        if len(output) > max_output:
+                            raise output_too_large(command, max_output)
                 finally:
                     await response.aclose()
         except TimeoutError as exc:
@@ -402,11 +427,19 @@ class PodmanDriver(PodmanImageOps, PodmanStreams):
     async def top(self, uuid: str, ps_args: str | None = None) -> TopResult:
         """The container's processes, as ``ps`` (with ``ps_args``) shows them."""
         args = None if ps_args in (None, "", "None") else ps_args
-        raw = await self._api.json(
-            "GET",
-            f"/containers/{container_name(uuid)}/top",
-            params={"ps_args": args} if args else None,
-        )
+        try:
+            response = await self._api.call(
+                "GET",
+                f"/containers/{container_name(uuid)}/top",
+                params={"ps_args": args} if args else None,
+            )
+            # A descriptor libpod does not know is a 200 whose body is no JSON.
+            raw = response.json()
+        except errors.BerthError as exc:
+            raise bad_ps_args(args, exc) from exc
+        except ValueError as exc:
+            text = response.text.strip()[:200] or "no answer"
+            raise bad_ps_args(args, errors.BerthError(f"podman error: {text}")) from exc
         return {"Titles": raw.get("Titles") or [], "Processes": raw.get("Processes") or []}
 
     async def stats(self, uuid: str) -> ZunStats:

@@ -1,4 +1,5 @@
-"""The Podman driver's image verbs: ensure/pull (with registry credentials), remove, commit.
+"""The Podman driver's image verbs: ensure/pull (with registry credentials), remove, commit,
+and the ``docker save`` archives of Glance images (load, commit locally, save).
 
 A mixin of ``PodmanDriver``: it uses the driver's ``_api`` (libpod calls).
 Credentials go to the service per call (``X-Registry-Auth``), never into an
@@ -9,6 +10,7 @@ auth file on the host. A short name is pulled from Docker Hub, as Docker does
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -20,11 +22,12 @@ from berth.domain.hostsync import RegistryAuth
 from berth.images.refs import split_reference
 from berth.runtimes import podmanmap
 from berth.runtimes.base import container_name
-from berth.runtimes.images import ImageInfo, PullPolicyOps, refused_access
+from berth.runtimes.images import ImageInfo, PullPolicyOps, file_chunks, refused_access
 
 __all__ = ["PodmanImageOps", "auth_header", "insecure_registry"]
 
 _PULL_TIMEOUT = 1800.0  # a big image over a slow link
+_CHUNK = 1 << 20
 
 
 def auth_header(auth: RegistryAuth | None) -> dict[str, str]:
@@ -91,6 +94,41 @@ class PodmanImageOps(PullPolicyOps):
     ) -> ImageInfo:
         """``podman commit`` (pausing the container meanwhile), then push ``reference``."""
         repository, tag = split_reference(reference)
+        await self.commit_local(uuid, reference)
+        digest = await self._push(f"{repository}:{tag}", auth)
+        info = await self._describe(reference)
+        info.digest = digest
+        return info
+
+    async def load_archive(self, path: str, reference: str) -> None:
+        """``podman load`` the archive at ``path`` (streamed from the file) as ``reference``."""
+        repository, tag = split_reference(reference)
+        try:
+            response = await self._api.call(
+                "POST",
+                "/images/load",
+                content=file_chunks(path),
+                headers={"Content-Type": "application/x-tar"},
+                timeout=_PULL_TIMEOUT,
+            )
+            names = response.json().get("Names") or []
+        except (errors.BerthError, ValueError, AttributeError) as exc:
+            reason = exc.message if isinstance(exc, errors.BerthError) else str(exc)
+            raise errors.Invalid(
+                f"the Glance image's data is not a loadable docker save archive: {reason}"
+            ) from exc
+        if not names:
+            raise errors.Invalid(
+                "the Glance image's data is not a loadable docker save archive: "
+                "the archive holds no image"
+            )
+        await self._api.call(
+            "POST", f"/images/{names[0]}/tag", params={"repo": repository, "tag": tag}
+        )
+
+    async def commit_local(self, uuid: str, reference: str) -> ImageInfo:
+        """``podman commit`` (pausing the container meanwhile) as ``reference``, not pushed."""
+        repository, tag = split_reference(reference)
         await self._api.call(
             "POST",
             "/commit",
@@ -103,10 +141,42 @@ class PodmanImageOps(PullPolicyOps):
             },
             timeout=_PULL_TIMEOUT,
         )
-        digest = await self._push(f"{repository}:{tag}", auth)
-        info = await self._describe(reference)
-        info.digest = digest
-        return info
+        return await self._describe(reference)
+
+    async def save_archive(self, reference: str, path: str, limit: int) -> int:
+        """``podman save`` (docker-archive) ``reference`` into ``path``, refusing more than
+        ``limit`` bytes."""
+        size = 0
+        request = self._api.client.build_request(
+            "GET",
+            f"/images/{reference}/get",
+            params={"format": "docker-archive"},
+            timeout=httpx.Timeout(_PULL_TIMEOUT, connect=10.0),
+        )
+        try:
+            response = await self._api.client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise self._api.unavailable(exc) from exc
+        try:
+            if response.status_code >= 400:
+                raise podmanmap.error_for(response.status_code, await response.aread())
+            out = await asyncio.to_thread(open, path, "wb")
+            try:
+                async for chunk in response.aiter_bytes(_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise errors.Invalid(
+                            f"image {reference} is larger than {limit} bytes "
+                            "(the setting glance_image_max_bytes)"
+                        )
+                    await asyncio.to_thread(out.write, chunk)
+            finally:
+                out.close()
+        except httpx.HTTPError as exc:
+            raise errors.BerthError(f"podman save of {reference} failed: {exc}") from exc
+        finally:
+            await response.aclose()
+        return size
 
     async def _image_present(self, image: str) -> bool:
         try:
@@ -172,3 +242,4 @@ class PodmanImageOps(PullPolicyOps):
         if reason is not None:
             raise errors.HostUnavailable(f"pushing {reference} failed: {reason}")
         return _digest(response.content)
+

@@ -55,6 +55,7 @@ __all__ = [
     "image_tags",
     "is_sandbox",
     "labels",
+    "listed_addresses",
     "listing_status",
     "log_params",
     "pod_name",
@@ -355,6 +356,11 @@ def from_listing(entry: dict[str, Any], now: datetime | None = None) -> RuntimeC
     )
 
 
+def listed_addresses(entry: dict[str, Any]) -> dict[str, Any]:
+    """A container's addresses in one entry of Podman's Docker-compatible listing."""
+    return _addresses((entry.get("NetworkSettings") or {}).get("Networks"))
+
+
 def listing_status(entry: dict[str, Any], now: datetime | None = None) -> str:
     """The ``docker ps`` STATUS text for a libpod listing entry (which leaves it empty)."""
     now = now or datetime.now(UTC)
@@ -378,7 +384,6 @@ def _since_epoch(value: Any, now: datetime) -> float:
     return max(0.0, now.timestamp() - seconds) if seconds > 0 else 0.0
 
 
-
 def _published_listing(ports: list[dict[str, Any]] | None) -> dict[str, int]:
     """The same from a libpod listing entry's ``Ports`` (snake_case, with ranges)."""
     result: dict[str, int] = {}
@@ -387,8 +392,6 @@ def _published_listing(ports: list[dict[str, Any]] | None) -> dict[str, int]:
             key = f"{port['container_port']}/{port.get('protocol') or 'tcp'}"
             result.setdefault(key, int(port["host_port"]))
     return result
-
-
 
 
 _COUNTERS = ("BlockInput", "BlockOutput", "NetInput", "NetOutput")

@@ -46,8 +46,10 @@ async def _class_limits(env: Env, session: Session, name: str) -> dict[str, int]
 
 async def limits_of(env: Env, session: Session, project_id: str) -> dict[str, int]:
     """A project's limits in ``session``: its class defaults, then its own values."""
-    limits = await _class_limits(env, session, DEFAULT_CLASS)
-    limits.update(await quota_repo.project_limits(session, project_id))
+    limits = defaults(env)
+    by_class, own = await quota_repo.stored_limits(session, DEFAULT_CLASS, project_id)
+    limits.update(by_class)
+    limits.update(own)
     return limits
 
 
@@ -79,14 +81,18 @@ async def check_container(
     disk: int,
     count: int = 1,
     limits: dict[str, int] | None = None,
+    locked: bool = False,
 ) -> None:
     """Raise OverQuota if adding this much would exceed a project limit (-1 = unlimited).
 
     ``limits`` read beforehand (``limits_of``) keep the reads out of a
     write transaction; the usage is always read here, in the caller's
     transaction, after ``lock_usage`` (so it must be a write transaction).
+    ``locked``: the caller took ``lock_usage`` for ``containers`` already in
+    this transaction (one statement less).
     """
-    await lock_usage(session, project_id, "containers")
+    if not locked:
+        await lock_usage(session, project_id, "containers")
     if limits is None:
         limits = await limits_of(env, session, project_id)
     usage = await quota_repo.usage(session, project_id)

@@ -18,6 +18,7 @@ from typing import Any
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import VolumeMount
+from berth.domain.injected_files import in_kernel_fs
 from berth.domain.paging import Paging
 from berth.services.containers import files as injected_files
 from berth.services.env import Env
@@ -237,6 +238,12 @@ async def resolve_mounts(
         if m.source and m.source.startswith("/"):
             stored.append(_host_path(env, ctx, m))
             continue
+        if in_kernel_fs(m.destination):
+            # The runtime refuses it at start anyway (with the host's paths in its message).
+            raise errors.Invalid(
+                f"Invalid mount destination {m.destination!r}: a volume cannot be mounted "
+                "under /proc, /sys or /dev."
+            )
         volume = await _mounted_volume(ctx, session, m, f"{owner_name}-{n}", owner)
         if volume.host:
             hosts_needed.add(volume.host)

@@ -16,6 +16,7 @@ from berth.services.clusters.health import ClusterHealth
 from berth.services.clusters.lifecycle import ClusterWorker
 from berth.services.clusters.nodes import provisioner_for
 from berth.services.env import Env
+from berth.services.hosts.hosts import trim_feed
 from berth.services.hosts.watch import mark_lost_hosts
 
 __all__ = ["run"]
@@ -40,6 +41,7 @@ def _jobs(env: Env) -> list[tuple[str, float, Callable[[Env], Awaitable[int]]]]:
     jobs: list[tuple[str, float, Callable[[Env], Awaitable[int]]]] = [
         ("lost hosts", watch, mark_lost_hosts),
         ("expired tokens", 600.0, _purge_tokens),
+        ("desired-state feed", 600.0, trim_feed),
         ("cluster operations", 2.0, clusters.tick),
         ("cluster health", env.settings.cluster_health_interval, health.tick),
         ("cluster conductor heartbeat", env.settings.heartbeat_interval, cluster_quotas.heartbeat),

@@ -19,6 +19,7 @@ __all__ = [
     "get",
     "get_action",
     "host_of",
+    "image_ref_of",
     "list_actions",
     "list_page",
     "members",
@@ -101,6 +102,13 @@ async def host_of(session: AsyncSession, uuid: str) -> str | None:
     stmt = select(ContainerRow.host).where(ContainerRow.uuid == uuid)
     host: str | None = (await session.execute(stmt)).scalar_one_or_none()
     return host
+
+
+async def image_ref_of(session: AsyncSession, uuid: str) -> tuple[str | None, str | None]:
+    """(host, Glance image_ref) of container ``uuid`` (None, None if absent)."""
+    stmt = select(ContainerRow.host, ContainerRow.image_ref).where(ContainerRow.uuid == uuid)
+    row = (await session.execute(stmt)).one_or_none()
+    return (row[0], row[1]) if row is not None else (None, None)
 
 
 _MEMBER_ORDER = {"sandbox": 0, "init": 1, "app": 2}

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Float, Integer, Row, Table, bindparam, func, or_, select, update
+from sqlalchemy import Float, Integer, Row, Table, bindparam, case, func, or_, select, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,12 +26,15 @@ __all__ = [
     "agent_service",
     "agent_urls",
     "availability_zones",
+    "beat",
+    "beat_many",
     "by_hostname",
     "by_uuid_or_hostname",
     "check_rows",
     "claim",
     "container_on",
     "containers_on",
+    "containers_on_of",
     "delete_service",
     "find",
     "first_down",
@@ -140,6 +143,55 @@ async def get_service(session: AsyncSession, host: str, binary: str) -> ServiceR
 async def agent_service(session: AsyncSession, hostname: str) -> ServiceRow | None:
     """The agent's service row of ``hostname`` (None before its first registration)."""
     return await get_service(session, hostname, AGENT_BINARY)
+
+
+async def beat(session: AsyncSession, hostname: str, now: dt.datetime, cutoff: dt.datetime) -> bool:
+    """A heartbeat in one UPDATE, if the agent's last one is not older than ``cutoff``.
+
+    False (nothing written) for an agent unknown, or coming back from an
+    outage: its heartbeat has more to do (``services.hosts.heartbeat``).
+    """
+    result = await session.execute(
+        update(ServiceRow)
+        .where(
+            ServiceRow.host == hostname,
+            ServiceRow.binary == AGENT_BINARY,
+            ServiceRow.last_seen_up >= cutoff,
+        )
+        .values(last_seen_up=_latest(now), report_count=ServiceRow.report_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(result, "rowcount", 0) == 1
+
+
+def _latest(at: dt.datetime) -> Any:
+    """``last_seen_up`` moved to ``at``, never back (another API process may have written later)."""
+    return case((ServiceRow.last_seen_up < at, at), else_=ServiceRow.last_seen_up)
+
+
+async def beat_many(
+    session: AsyncSession, hostnames: Sequence[str], at: dt.datetime, cutoff: dt.datetime
+) -> set[str]:
+    """Many agents heard from in one UPDATE: those of ``hostnames`` whose last heartbeat is
+    not older than ``cutoff`` are seen at ``at`` (never earlier than they were); which ones.
+
+    The agents left out are unknown, or coming back from an outage (as ``beat``).
+    """
+    result = await session.execute(
+        update(ServiceRow)
+        .where(
+            ServiceRow.host.in_(hostnames),
+            ServiceRow.binary == AGENT_BINARY,
+            ServiceRow.last_seen_up >= cutoff,
+        )
+        .values(
+            last_seen_up=_latest(at),
+            report_count=ServiceRow.report_count + 1,
+        )
+        .returning(ServiceRow.host)
+        .execution_options(synchronize_session=False)
+    )
+    return set(result.scalars().all())
 
 
 async def list_services(session: AsyncSession) -> Sequence[ServiceRow]:
@@ -349,6 +401,17 @@ async def containers_on(session: AsyncSession, hostname: str) -> Sequence[Contai
         .scalars()
         .all()
     )
+
+
+async def containers_on_of(
+    session: AsyncSession, hostname: str, uuids: Iterable[str]
+) -> Sequence[ContainerRow]:
+    """Those of the containers ``uuids`` assigned to ``hostname``."""
+    wanted = sorted(set(uuids))
+    if not wanted:
+        return []
+    stmt = select(ContainerRow).where(ContainerRow.host == hostname, ContainerRow.uuid.in_(wanted))
+    return (await session.execute(stmt)).scalars().all()
 
 
 async def container_on(session: AsyncSession, uuid: str, hostname: str) -> ContainerRow | None:

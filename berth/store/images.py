@@ -95,21 +95,22 @@ async def store_image(
 
 async def image_sources_on(
     session: AsyncSession, hostname: str, store_driver: str
-) -> dict[str, tuple[str, str | None, str | None]]:
-    """The containers on ``hostname`` whose image comes from the store or a registry:
-    uuid -> (image driver, registry UUID, observed state)."""
+) -> dict[str, tuple[str, str | None, str | None, str | None]]:
+    """The containers on ``hostname`` whose image comes from the store (or Glance) or a
+    registry: uuid -> (image driver, registry UUID, observed state, Glance image_ref)."""
     stmt = select(
         ContainerRow.uuid,
         ContainerRow.image_driver,
         ContainerRow.registry_id,
         ContainerRow.observed_state,
+        ContainerRow.image_ref,
     ).where(
         ContainerRow.host == hostname,
         or_(ContainerRow.image_driver == store_driver, ContainerRow.registry_id.is_not(None)),
     )
     return {
-        uuid: (driver, reg, observed)
-        for uuid, driver, reg, observed in (await session.execute(stmt))
+        uuid: (driver, reg, observed, ref)
+        for uuid, driver, reg, observed, ref in (await session.execute(stmt))
     }
 
 

@@ -11,7 +11,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from berth.store.db import Database
+from berth.store.db import Database, overloaded
 
 __all__ = ["CHANNEL", "PgListener", "pg_notify"]
 
@@ -20,10 +20,15 @@ log = logging.getLogger(__name__)
 
 
 async def pg_notify(db: Database, payload: str) -> None:
-    """Publish ``payload`` on the Berth channel (delivered to every listening process)."""
-    async with db.engine.connect() as conn:
-        await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
-        await conn.commit()
+    """Publish ``payload`` on the Berth channel (delivered to every listening process).
+
+    No connection free within the pool's timeout is ``errors.Overloaded`` (a 503), as for
+    every other use of the pool (it was an unhandled 500 under overload).
+    """
+    with overloaded():
+        async with db.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
+            await conn.commit()
 
 
 class PgListener:

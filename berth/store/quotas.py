@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, literal, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.store import containers as container_repo
@@ -19,6 +19,7 @@ __all__ = [
     "project_limits",
     "set_class_limits",
     "set_project_limits",
+    "stored_limits",
     "usage",
 ]
 
@@ -35,6 +36,25 @@ async def project_limits(session: AsyncSession, project_id: str) -> dict[str, in
     stmt = select(QuotaRow).where(QuotaRow.project_id == project_id)
     rows = (await session.execute(stmt)).scalars().all()
     return {r.resource: r.hard_limit for r in rows}
+
+
+async def stored_limits(
+    session: AsyncSession, class_name: str, project_id: str
+) -> tuple[dict[str, int], dict[str, int]]:
+    """``class_limits(class_name)`` and ``project_limits(project_id)`` in one round trip.
+
+    Every create reads both: one statement, and plain rows instead of ORM objects.
+    """
+    classes = select(literal(False).label("own"), QuotaClassRow.resource, QuotaClassRow.hard_limit)
+    own = select(literal(True).label("own"), QuotaRow.resource, QuotaRow.hard_limit)
+    stmt = union_all(
+        classes.where(QuotaClassRow.class_name == class_name),
+        own.where(QuotaRow.project_id == project_id),
+    )
+    found: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    for is_own, resource, hard_limit in (await session.execute(stmt)).all():
+        found[1 if is_own else 0][resource] = hard_limit
+    return found
 
 
 async def usage(session: AsyncSession, project_id: str) -> dict[str, float]:

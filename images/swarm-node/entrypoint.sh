@@ -14,6 +14,11 @@
 #   BERTH_NODE_BIP        the node's own docker0 (default 10.199.0.1/24) and
 #   BERTH_NODE_ADDRESS_POOL  its pool for bridge networks (default 10.200.0.0/16):
 #                         away from 172.17-31/16, so the host stays reachable
+#
+# dockerd gets the MTU of the node's own eth0 (--mtu), so docker0 and the
+# networks made inside fit in the link under them (1450 on Berth's overlay
+# network). The cluster driver reads it back from the `bridge` network for the
+# swarm's docker_gwbridge and ingress.
 set -eu
 
 TLS=/etc/docker/tls
@@ -29,8 +34,11 @@ if [ ! -s "$TLS/cert.pem" ]; then
 fi
 umask 022
 
+mtu="$(cat /sys/class/net/eth0/mtu 2>/dev/null || true)"
+case "$mtu" in '' | *[!0-9]*) mtu=1500 ;; esac
+
 set -- --tlsverify --tlscacert "$TLS/ca.pem" --tlscert "$TLS/cert.pem" --tlskey "$TLS/key.pem" \
-    -H tcp://0.0.0.0:2376 -H unix:///var/run/docker.sock \
+    -H tcp://0.0.0.0:2376 -H unix:///var/run/docker.sock --mtu "$mtu" \
     --storage-driver "${BERTH_NODE_STORAGE_DRIVER:-overlay2}" \
     --bip "${BERTH_NODE_BIP:-10.199.0.1/24}" \
     --default-address-pool "base=${BERTH_NODE_ADDRESS_POOL:-10.200.0.0/16},size=24"

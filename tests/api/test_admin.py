@@ -136,6 +136,10 @@ async def test_quota_defaults_classes_and_delete(
     assert (await client.get(f"/container/v1/quotas/{pid}", headers=h(admin_token))).json()[
         "cpu"
     ] == 10
+    # The class's value and the project's own, each where it is set.
+    await client.put(f"/container/v1/quotas/{pid}", json={"memory": 100}, headers=h(admin_token))
+    both = (await client.get(f"/container/v1/quotas/{pid}", headers=h(admin_token))).json()
+    assert both == {"containers": 40, "memory": 100, "cpu": 10, "disk": 100}
     await client.put(f"/container/v1/quotas/{pid}", json={"cpu": "-1"}, headers=h(admin_token))
     assert (await client.get(f"/container/v1/quotas/{pid}", headers=h(admin_token))).json()[
         "cpu"

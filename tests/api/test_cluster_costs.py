@@ -27,6 +27,7 @@ from berth.clusters import (
 from berth.config import Settings
 from berth.services.clusters.lifecycle import ClusterWorker
 from berth.services.clusters.nodes import provisioner_for
+from tests.fakes.node_drivers import ConvergingNodes
 from tests.helpers import ZUN, ScriptedAgent, make_member
 
 V = "/container-infra/v1"
@@ -55,7 +56,7 @@ def settings(settings: Settings, tmp_path: Path) -> Settings:
     )
 
 
-class GroupNodes:
+class GroupNodes(ConvergingNodes):
     """One node container per node of every group (masters too), labelled with its group."""
 
     info = DriverInfo("group-nodes", "vm", "debian", "swarm-mode", "0.1")
@@ -65,20 +66,11 @@ class GroupNodes:
             f"{spec.name}-{g.name}-{i}": g for g in spec.nodegroups for i in range(g.node_count)
         }
         for name, g in wanted.items():
-            await nodes.create_node(
-                NodeSpec(name, g.image, g.cpu, g.memory_mb, group=g.name)
-            )
+            await nodes.create_node(NodeSpec(name, g.image, g.cpu, g.memory_mb, group=g.name))
         for node in await nodes.list_nodes():
             if node.name not in wanted:
                 await nodes.delete_node(node.name)
         return Outcome(api_address="tcp://10.0.0.1:2376")
-
-    async def update(self, spec: ClusterSpec, nodes: NodeProvisioner, report: Report) -> Outcome:
-        return await self.create(spec, nodes, report)
-
-    async def delete(self, spec: ClusterSpec, nodes: NodeProvisioner, report: Report) -> None:
-        for node in await nodes.list_nodes():
-            await nodes.delete_node(node.name)
 
 
 class World:

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import tarfile
+from typing import Any
 
 import httpx
 import pytest
@@ -14,7 +15,9 @@ from berth.runtimes.base import LABEL_REBUILD
 from berth.runtimes.fake import FakeDriver
 from tests.api.conftest import IMAGE
 from tests.api.test_system_inmemory import run, wait_status
+from tests.helpers import make_member
 from tests.helpers import zun_headers as h
+from tests.unit.test_archive_checks import xz_pax_bomb
 
 
 def a_tar(name: str, data: bytes, kind: bytes = tarfile.REGTYPE, link: str = "") -> bytes:
@@ -78,6 +81,8 @@ async def test_copy_both_ways_and_refusals(
         (a_tar("out", b"", tarfile.SYMTYPE, "/etc"), "symbolic link"),
         (a_tar("null", b"", tarfile.CHRTYPE), "device node"),
         (b"not a tar" * 100, "not a readable tar"),
+        # 10 KB of xz whose pax header claims 64 MiB: refused before it is read.
+        (xz_pax_bomb(64 * 1024 * 1024), "metadata header of 67108864 bytes"),
     ]:
         body = {"data": base64.b64encode(payload).decode()}
         r = await client.post(f"{base}/put_archive?path=/tmp", json=body, headers=h(admin_token))
@@ -183,3 +188,55 @@ async def test_resize_container_is_the_live_resize_from_1_19(
         )
     ).json()["containerActions"]
     assert "resize_container" in {a["action"] for a in actions}
+
+
+async def _run_with(client: httpx.AsyncClient, token: str, **settings: int) -> dict[str, Any]:
+    """A running container, on an API whose settings ``settings`` override."""
+    state = client._transport.app.state.berth  # type: ignore[attr-defined]
+    state.env.settings = state.settings.model_copy(update=settings)
+    return await run(client, token)
+
+
+async def test_a_project_runs_a_bounded_number_of_copies_at_once(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    # One copy of 90 MiB took 560 MiB of the API process; twenty at once took it all.
+    c = await _run_with(client, admin_token, max_copies_per_project=1)
+    base = f"/container/v1/containers/{c['uuid']}"
+    tar = {"data": base64.b64encode(a_tar("note.txt", b"hi")).decode()}
+    gate = runtime.gates["get_archive"] = asyncio.Event()
+    held = asyncio.create_task(client.get(f"{base}/get_archive?path=/", headers=h(admin_token)))
+    for _ in range(100):  # the held copy has its slot once the runtime is called
+        if ("get_archive", c["uuid"]) in runtime.calls:
+            break
+        await asyncio.sleep(0.02)
+    # Refused at once (without the bound it would wait on the gate with the first).
+    r = await asyncio.wait_for(client.get(f"{base}/get_archive?path=/", headers=h(admin_token)), 5)
+    assert r.status_code == 403 and "max_copies_per_project" in r.json()["errors"][0]["detail"]
+    r = await client.post(f"{base}/put_archive?path=/tmp", json=tar, headers=h(admin_token))
+    assert r.status_code == 403 and "max_copies_per_project" in r.json()["errors"][0]["detail"]
+
+    # Another project copies meanwhile; the end of the held copy frees its slot.
+    other = await make_member(client, admin_token, "copies-other", "copies-other-user")
+    theirs = await run(client, other)
+    url = f"/container/v1/containers/{theirs['uuid']}/put_archive?path=/tmp"
+    assert (await client.post(url, json=tar, headers=h(other))).status_code == 200
+    gate.set()
+    assert (await asyncio.wait_for(held, 5)).status_code == 200
+    r = await client.post(f"{base}/put_archive?path=/tmp", json=tar, headers=h(admin_token))
+    assert r.status_code == 200, r.text
+
+
+async def test_execute_output_past_the_bound_is_a_400(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    c = await _run_with(client, admin_token, execute_max_output_bytes=64)
+    url = f"/container/v1/containers/{c['uuid']}/execute"
+    r = await client.post(
+        url, params={"command": "echo short", "run": "true"}, headers=h(admin_token)
+    )
+    assert r.status_code == 200 and r.json()["output"] == "echo short\n"
+    long = "echo " + "x" * 100  # the fake runtime echoes its command
+    r = await client.post(url, params={"command": long, "run": "true"}, headers=h(admin_token))
+    assert r.status_code == 400, r.text
+    assert "execute_max_output_bytes" in r.json()["errors"][0]["detail"]

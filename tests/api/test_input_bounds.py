@@ -180,3 +180,22 @@ async def test_nul_is_refused_by_magnum_and_identity(
         headers={"X-Auth-Token": admin_token},
     )
     assert r.status_code == 400 and "project.name" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("key", ["berth.cluster", "berth.rebuild", "berth.owner", "Berth.Capsule"])
+async def test_labels_in_berths_own_namespace_are_refused(
+    client: httpx.AsyncClient, admin_token: str, key: str
+) -> None:
+    # The agents and the cluster engine act on these (a berth.cluster label made a
+    # container one of that cluster's nodes; berth.rebuild reached the engine as given).
+    detail = _detail(await _create(client, admin_token, labels={"team": "a", key: "x"}))
+    assert f"'{key}'" in detail and "berth.*" in detail
+
+
+async def test_labels_that_only_mention_berth_are_kept(
+    client: httpx.AsyncClient, admin_token: str, agent: ScriptedAgent
+) -> None:
+    labels = {"berthing": "a", "app.berth.io/tier": "web"}
+    r = await _create(client, admin_token, labels=labels)
+    assert r.status_code == 202, r.text
+    assert r.json()["labels"] == labels

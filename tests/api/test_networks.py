@@ -63,6 +63,29 @@ async def action(
     )
 
 
+async def test_later_containers_join_the_same_defaults_as_the_first(
+    client: httpx.AsyncClient, members: tuple[str, str], agent: ScriptedAgent
+) -> None:
+    # The first create makes the defaults; the process then knows them and later
+    # creates resolve them without reading them again: they must be the same rows.
+    alice, bob = members
+    first = (await create(client, alice)).json()
+    await net(client, alice, "other")  # a network create ensures the defaults too
+    second = (await create(client, alice)).json()
+    named = (await create(client, alice, security_groups=["default"])).json()
+    theirs = (await create(client, bob)).json()
+    desired = await agent.desired()
+    nets = (await client.get("/container/v1/networks", headers=h(alice))).json()["networks"]
+    (default_net,) = [n["uuid"] for n in nets if n["is_default"]]
+    groups = (await client.get("/container/v1/security_groups", headers=h(alice))).json()
+    (default_group,) = [g["id"] for g in groups["security_groups"] if g["is_default"]]
+    for c in (first, second, named):
+        assert [n["id"] for n in desired[c["uuid"]]["networks"]] == [default_net]
+        assert c["security_groups"] == [default_group]
+    assert [n["id"] for n in desired[theirs["uuid"]]["networks"]] != [default_net]
+    assert theirs["security_groups"] != [default_group]
+
+
 async def test_a_container_joins_its_projects_default_network_and_group(
     client: httpx.AsyncClient, members: tuple[str, str], agent: ScriptedAgent
 ) -> None:

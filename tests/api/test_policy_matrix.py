@@ -217,6 +217,7 @@ ACCESS: dict[tuple[str, str], Who] = {
     ("GET", "/internal/v1/hosts/{hostname}/desired"): Who.SERVICE,
     ("POST", "/internal/v1/hosts/{hostname}/observations"): Who.SERVICE,
     ("GET", "/internal/v1/hosts/{hostname}/containers/{uuid}/files"): Who.SERVICE,
+    ("GET", "/internal/v1/hosts/{hostname}/containers/{uuid}/glance-data"): Who.SERVICE,
 }  # fmt: skip
 
 # Routes outside the JSON APIs (see the module docstring).

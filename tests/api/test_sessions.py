@@ -175,3 +175,52 @@ async def test_another_project_gets_404_and_cannot_use_its_own_tokens_here(
     ws = await open_ws(app, url)
     assert ws.close_code is None
     await ws.close()
+
+
+async def test_a_project_holds_a_bounded_number_of_sessions_and_followed_logs(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    state = app.state.berth
+    state.env.settings = state.settings.model_copy(update={"max_streams_per_project": 2})
+    c = await run(client, admin_token)
+    first = await open_ws(app, (await exec_session(client, admin_token, c["uuid"]))["proxy_url"])
+    url = f"/container/v1/containers/{c['uuid']}/logs?follow=True&stdout=True"
+    follow = asyncio.create_task(client.get(url, headers=h(admin_token)))
+    for _ in range(100):  # the followed log holds the second slot once it is open
+        await asyncio.sleep(0.02)
+        third = await open_ws(
+            app, (await exec_session(client, admin_token, c["uuid"]))["proxy_url"]
+        )
+        if third.close_code is not None:
+            break
+        await third.close()
+    assert third.close_code == 1008  # refused before any session was opened
+    r = await client.get(url, headers=h(admin_token))
+    assert r.status_code == 403
+    assert "max_streams_per_project" in r.json()["errors"][0]["detail"]
+    opened = len(runtime.sessions)
+
+    # Another project is not affected by this one's sessions.
+    other = await make_member(client, admin_token, "streams-other", "streams-other-user")
+    theirs = await run(client, other)
+    ws = await open_ws(app, (await exec_session(client, other, theirs["uuid"]))["proxy_url"])
+    assert ws.close_code is None
+    await ws.close()
+
+    # Ending a session frees its slot; so does the end of a followed log.
+    await first.close()
+    runtime.exit(c["uuid"])
+    assert (await asyncio.wait_for(follow, 5)).status_code == 200
+    d = await run(client, admin_token)
+    held: list[MemoryWebSocket] = []
+    for _ in range(100):  # the slots free as the server side of each ends
+        ws = await open_ws(app, (await exec_session(client, admin_token, d["uuid"]))["proxy_url"])
+        if ws.close_code is None:
+            held.append(ws)
+        if len(held) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert len(held) == 2
+    assert len(runtime.sessions) == opened + 3
+    for ws in held:
+        await ws.close()

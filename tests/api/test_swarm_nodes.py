@@ -113,3 +113,37 @@ async def test_owners_cannot_shell_into_or_change_their_nodes(
     # Seeing it stays allowed: it is the owner's container.
     h = {"X-Auth-Token": alice, **ZUN}
     assert (await client.get(base, headers=h)).status_code == 200
+
+
+async def test_a_node_lands_in_its_zone_and_shows_where_its_host_publishes_it(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    near, far = ScriptedAgent(client, "host-a"), ScriptedAgent(client, "host-b")
+    await near.register(availability_zone="zone-a", agent_url="http://192.0.2.1:9518")
+    await far.register(availability_zone="zone-b", agent_url="http://192.0.2.2:9518")
+    alice = await make_member(client, admin_token, "team-a", "alice")
+    nodes = ContainerNodes(app.state.berth.env, _ctx(*await _whoami(client, alice)), "c" * 36)
+    spec = NodeSpec("n-0", "berth/swarm-node:1", 0.5, 512, publish=(2376,), profile="dind",
+                    availability_zone="zone-b")  # fmt: skip
+    await nodes.create_node(spec)
+    assert await near.desired() == {}
+    uuid = next(iter(await far.desired()))
+    shown = await nodes.inspect_node("n-0")
+    assert shown is not None and shown.published == {} and shown.host_address == "192.0.2.2"
+
+    net = {"n1": [{"addr": "10.96.0.5", "version": 4}]}
+    await far.observe(uuid, "running", addresses=net, published={"2376/tcp": 32770})
+    shown = await nodes.inspect_node("n-0")
+    assert shown is not None and (shown.address, shown.published) == ("10.96.0.5", {2376: 32770})
+    assert [(n.name, n.host_address) for n in await nodes.list_nodes()] == [("n-0", "192.0.2.2")]
+
+
+async def test_an_unknown_zone_leaves_the_node_in_error(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    await ScriptedAgent(client, "host-a").register(availability_zone="zone-a")
+    alice = await make_member(client, admin_token, "team-a", "alice")
+    nodes = ContainerNodes(app.state.berth.env, _ctx(*await _whoami(client, alice)), "c" * 36)
+    spec = NodeSpec("n-0", "berth/swarm-node:1", 0.5, 512, availability_zone="zone-x")
+    info = await nodes.create_node(spec)
+    assert info.status == "Error" and "zone-x" in (info.status_reason or ""), info

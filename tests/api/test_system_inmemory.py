@@ -98,6 +98,26 @@ async def test_exited_container_is_stopped_and_stays_stopped(
     assert runtime.count("start", c["uuid"]) == 1
 
 
+async def test_an_auto_remove_container_that_exited_runs_once_and_is_deleted(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    """The engine removes an ``auto_remove`` container as it exits: the agent must report
+    it gone, never make it again (its view of the desired state may not hold the runtime id
+    its own report recorded: an incremental poll does not carry it back)."""
+    c = await run(client, admin_token, auto_remove=True, command=["sh", "-c", "true"])
+    runtime.exit(c["uuid"], code=0)
+    runtime.vanish(c["uuid"])  # what the engine does with an auto_remove container
+    for _ in range(200):
+        r = await client.get(f"/container/v1/containers/{c['uuid']}", headers=h(admin_token))
+        if r.status_code == 404:
+            break
+        await asyncio.sleep(0.05)
+    assert r.status_code == 404, r.text
+    await asyncio.sleep(1.2)  # two more reconcile passes: nothing makes it again
+    assert runtime.count("create", c["uuid"]) == 1
+    assert c["uuid"] not in runtime.containers
+
+
 @pytest.mark.allows_5xx("a host that is really down is a 503, not bad input")
 async def test_logs_of_unreachable_agent_is_503_not_500(
     app: FastAPI,

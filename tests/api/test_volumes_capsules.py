@@ -188,6 +188,10 @@ async def test_mounts_outside_policy_and_bad_mounts_are_4xx(
         ([{"size": 1, "source": "x1", "destination": "/d"}], 400, "not both"),
         ([{"destination": "/d"}], 400, "required"),
         ([{"size": 1, "destination": "/d", "mode": "rw"}], 400, "mode"),
+        # runc refused these only at start, an Error whose reason showed the host's paths.
+        ([{"size": 1, "destination": "/proc/x"}], 400, "under /proc, /sys or /dev"),
+        ([{"size": 1, "destination": "//sys/fs/cgroup"}], 400, "under /proc, /sys or /dev"),
+        ([{"size": 1, "destination": "/dev"}], 400, "under /proc, /sys or /dev"),
     ]
     for mounts, status, words in cases:
         if status == 400 and words == "not both":
@@ -415,6 +419,19 @@ async def test_capsule_quota_counts_its_containers(
                 "spec": {"containers": [{"image": "ab"}], "restartPolicy": "Sometimes"},
             },
             "restartPolicy",
+        ),
+        (
+            {
+                "kind": "capsule",
+                "metadata": {},
+                "spec": {
+                    "containers": [
+                        {"image": "ab", "volumeMounts": [{"name": "vv", "mountPath": "/proc/sys"}]}
+                    ],
+                    "volumes": [{"name": "vv", "cinder": {"size": 1}}],
+                },
+            },
+            "mountPath may not lie under /proc, /sys or /dev",
         ),
     ],
 )

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 __all__ = ["ADMIN_PASSWORD", "OPENSTACK", "Cli"]
 
 ADMIN_PASSWORD = "compat-admin-pw"
@@ -23,6 +25,7 @@ class Cli:
         self.home = home
         # Berth's own identity, or an external Keystone's v3 URL (identity_backend=keystone).
         self.auth_url = auth_url or f"{base_url}/identity/v3"
+        self._tokens: dict[tuple[str, str], str] = {}
 
     def env(self, user: str, password: str, project: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "BERTH_"))}
@@ -61,11 +64,100 @@ class Cli:
             assert proc.returncode == 0, f"openstack {' '.join(args)}:\n{proc.stderr}"
         return proc
 
+    def rest(
+        self,
+        method: str,
+        path: str,
+        *,
+        user: str,
+        password: str,
+        project: str,
+        version: str = "container 1.40",
+        **kw: Any,
+    ) -> httpx.Response:
+        """``method path`` on the live Berth's API as ``user`` (a token kept per user).
+
+        For waiting: each ``openstack`` run costs a second or more of CPU, so the
+        CLI is kept for the calls under test and the polls in between go direct.
+        """
+        headers = {
+            "X-Auth-Token": self._token(user, password, project),
+            "OpenStack-API-Version": version,
+        }
+        return httpx.request(method, f"{self.base_url}{path}", headers=headers, timeout=30, **kw)
+
+    def token(self, user: str, password: str, project: str) -> str:
+        """A token of ``user`` scoped to ``project``, issued by the identity API (kept per
+        user; what ``openstack token issue`` prints, without a second of CLI start-up)."""
+        return self._token(user, password, project)
+
+    def _token(self, user: str, password: str, project: str) -> str:
+        key = (user, project)
+        if key not in self._tokens:
+            r = httpx.post(
+                f"{self.auth_url}/auth/tokens",
+                json={"auth": {
+                    "identity": {"methods": ["password"], "password": {"user": {
+                        "name": user, "password": password, "domain": {"name": "Default"}}}},
+                    "scope": {"project": {"name": project, "domain": {"name": "Default"}}},
+                }},
+                timeout=30,
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+            self._tokens[key] = r.headers["x-subject-token"]
+        return self._tokens[key]
+
     def add_member(self, project: str, user: str, password: str) -> None:
-        """Create ``project`` and ``user`` in it with the member role, as the admin would."""
-        self.run("project", "create", project)
-        self.run("user", "create", "--project", project, "--password", password, user)
-        self.run("role", "add", "--user", user, "--project", project, "member")
+        """Create ``project`` and ``user`` in it with the member role, as the admin would.
+
+        Through the identity API the ``openstack`` CLI calls (three CLI runs cost
+        ~5 s a world); the CLI's own ``project create``/``user create``/``role add``
+        are under test in test_openstack_keystone.py and test_openstack_coe.py.
+        """
+
+        def admin(method: str, path: str, **kw: Any) -> Any:
+            r = self.identity(method, path, **kw)
+            assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
+            return r.json() if r.content else None
+
+        pid = admin("POST", "/projects", json={"project": {"name": project,
+                                                           "domain_id": "default"}})  # fmt: skip
+        uid = admin("POST", "/users", json={"user": {
+            "name": user, "password": password, "domain_id": "default",
+            "default_project_id": pid["project"]["id"]}})  # fmt: skip
+        roles = admin("GET", "/roles", params={"name": "member"})["roles"]
+        assert len(roles) == 1, roles
+        admin("PUT", f"/projects/{pid['project']['id']}/users/{uid['user']['id']}"
+              f"/roles/{roles[0]['id']}")  # fmt: skip
+
+    def grant(self, user: str, project: str, role: str) -> None:
+        """``role`` on ``project`` for ``user`` (all existing, by name), through the
+        identity API as the admin: what ``openstack role add`` does, without a CLI run."""
+
+        def one(kind: str, name: str) -> str:
+            r = self.identity("GET", f"/{kind}", params={"name": name})
+            assert r.status_code == 200, r.text
+            found = r.json()[kind]
+            assert len(found) == 1, (kind, name, found)
+            return str(found[0]["id"])
+
+        path = (f"/projects/{one('projects', project)}/users/{one('users', user)}"
+                f"/roles/{one('roles', role)}")  # fmt: skip
+        r = self.identity("PUT", path)
+        assert r.status_code < 300, r.text
+
+    def project_id(self, name: str) -> str:
+        """The id of project ``name`` (what ``openstack project show`` prints), by the API."""
+        r = self.identity("GET", "/projects", params={"name": name})
+        assert r.status_code == 200, r.text
+        (project,) = r.json()["projects"]
+        return str(project["id"])
+
+    def identity(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """``method path`` on the identity v3 API as the admin."""
+        token = self._token("admin", ADMIN_PASSWORD, "admin")
+        headers = {"X-Auth-Token": token}
+        return httpx.request(method, f"{self.auth_url}{path}", headers=headers, timeout=30, **kw)
 
     def zun_library(self, expression: str, *, user: str, password: str, project: str) -> Any:
         """Evaluate ``expression`` (JSON-able) with ``zun``, an unmodified zunclient

@@ -132,9 +132,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with live_server(env) as base_url:
         c = Cli(base_url, work)
         for who in (ALICE, BOB):
-            c.run("project", "create", who["project"])
-            c.run("user", "create", "--project", who["project"], "--password", PW, who["user"])
-            c.run("role", "add", "--user", who["user"], "--project", who["project"], "member")
+            c.add_member(who["project"], who["user"], PW)
         w = World(c, spec_log)
         yield w
         w.http.close()

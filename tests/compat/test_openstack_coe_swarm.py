@@ -46,6 +46,7 @@ class World:
     def __init__(self, cli: Cli, engine: Any, registry: str, work: Path) -> None:
         self.cli, self.engine, self.registry, self.work = cli, engine, registry, work
         self.cluster: dict[str, Any] = {}
+        self._certs: Path | None = None
 
     def alice(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.cli.run(*args, check=check, **ALICE)
@@ -57,19 +58,45 @@ class World:
         return self.cli.run(*args, check=False, **BOB)
 
     def show(self, name: str = "swarm1") -> dict[str, Any]:
+        """``openstack coe cluster show`` (the CLI's view, for the checks of what it prints)."""
         shown: dict[str, Any] = self.alice_json("coe", "cluster", "show", name)
         return shown
+
+    def rest(self, method: str, path: str) -> Any:
+        """``method path`` on the cluster API as alice, direct: for the waits in between
+        the CLI's steps (each ``openstack`` run costs a second or more of CPU)."""
+        r = self.cli.rest(
+            method, f"/container-infra/v1{path}", version="container-infra 1.14", **ALICE
+        )
+        assert r.status_code == 200, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    def poll(self, name: str = "swarm1") -> dict[str, Any]:
+        """The cluster as the API shows it (the body ``coe cluster show`` prints)."""
+        shown: dict[str, Any] = self.rest("GET", f"/clusters/{name}")
+        return shown
+
+    def containers_api(self, path: str) -> Any:
+        """``GET path`` on the container API as alice, direct (a lookup, not under test)."""
+        r = self.cli.rest("GET", f"/container/v1{path}", **ALICE)
+        assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    def containers(self) -> list[dict[str, Any]]:
+        """alice's containers as the API lists them (``appcontainer list`` without the CLI)."""
+        found: list[dict[str, Any]] = self.containers_api("/containers")["containers"]
+        return found
 
     def wait(self, want: str, name: str = "swarm1", timeout: float = 300) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         shown: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            shown = self.show(name)
+            shown = self.poll(name)
             if shown["status"] == want:
                 return shown
             if shown["status"].endswith("_FAILED"):
                 break
-            time.sleep(2)
+            time.sleep(0.5)
         raise AssertionError(f"cluster {name} never reached {want}: {shown}")
 
     def node_containers(self) -> list[dict[str, Any]]:
@@ -77,6 +104,21 @@ class World:
         found: list[dict[str, Any]] = self.engine.containers(
             all=True, filters={"label": f"{CLUSTER_LABEL}={uid}"}
         )
+        return found
+
+    def nodes_left(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        """The node containers once ``count`` are left in the engine.
+
+        A removed node's container is deleted asynchronously (the agent removes it
+        after the driver asked): the cluster can be UPDATE_COMPLETE, or gone from the
+        list, a moment before the engine has removed the last of them.
+        """
+        deadline = time.monotonic() + timeout
+        found = self.node_containers()
+        while len(found) != count and time.monotonic() < deadline:
+            time.sleep(0.2)
+            found = self.node_containers()
+        assert len(found) == count, found
         return found
 
     def config(self, name: str) -> Path:
@@ -87,7 +129,13 @@ class World:
             "coe", "cluster", "config", "swarm1", "--dir", str(target), "--output-certs"
         ).stdout
         assert "DOCKER_HOST" in out
+        self._certs = target
         return target
+
+    def certs(self) -> Path:
+        """The client certificates ``config`` wrote last (until a CA rotation they all
+        work alike: one ``coe cluster config`` run less per test), else new ones."""
+        return self._certs or self.config("config")
 
     def docker(
         self, certs: Path, *args: str, check: bool = True, host: str | None = None
@@ -95,7 +143,7 @@ class World:
         """The docker CLI as a user of the cluster (DOCKER_HOST from api_address)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         env.update(
-            DOCKER_HOST=host or self.show()["api_address"],
+            DOCKER_HOST=host or self.poll()["api_address"],
             DOCKER_CERT_PATH=str(certs),
             DOCKER_TLS_VERIFY="1",
             HOME=str(self.work),
@@ -175,8 +223,10 @@ def test_create_three_node_cluster(world: World) -> None:
         "--master-count", "1", "--node-count", "2", "--timeout", "10",
         "--labels", "auto_healing_enabled=true",
     )  # fmt: skip
-    shown = world.wait("CREATE_COMPLETE")
+    world.wait("CREATE_COMPLETE")
     print(f"swarm1: CREATE_COMPLETE after {time.monotonic() - started:.1f} s")
+    shown = world.show()  # what the CLI prints, once complete
+    assert shown["status"] == "CREATE_COMPLETE"
     world.cluster = shown
     assert shown["api_address"].startswith("tcp://") and shown["api_address"].endswith(":2376")
     assert len(shown["master_addresses"]) == 1 and len(shown["node_addresses"]) == 2
@@ -199,10 +249,8 @@ def test_cluster_config_lists_every_node(world: World) -> None:
     assert all(n["Status"] == "Ready" for n in nodes)
     assert sum(1 for n in nodes if n["ManagerStatus"] == "Leader") == 1
     # The master's 2376 is also published on the host; its certificate names 127.0.0.1.
-    master = next(
-        c for c in world.alice_json("appcontainer", "list") if "-default-master-" in c["name"]
-    )
-    ports = world.alice_json("appcontainer", "show", master["name"])["ports"]
+    master = next(c for c in world.containers() if "-default-master-" in c["name"])
+    ports = world.containers_api(f"/containers/{master['uuid']}")["ports"]
     assert ports, master
     published = world.docker(
         certs, "node", "ls", "-q", host=f"tcp://127.0.0.1:{ports[0]}"
@@ -225,13 +273,13 @@ def _wait_running(world: World, certs: Path, service: str, replicas: int) -> lis
         tasks = _service_tasks(world, certs, service)
         if len(tasks) == replicas and all(t["CurrentState"].startswith("Running") for t in tasks):
             return tasks
-        time.sleep(1)
+        time.sleep(0.5)
     every = world.docker(certs, "service", "ps", "--no-trunc", service, check=False)
     raise AssertionError(f"{service} never had {replicas} running tasks:\n{every.stdout}")
 
 
 def test_replicated_service_spreads_across_nodes(world: World) -> None:
-    certs = world.config("config-service")
+    certs = world.certs()
     image = f"{world.registry}/busybox:latest"
     world.docker(
         certs, "service", "create", "--detach", "--name", "web", "--replicas", "3",
@@ -259,21 +307,21 @@ def test_another_project_sees_and_touches_nothing(world: World) -> None:
     nodes = [c["Names"][0] for c in world.node_containers()]
     assert nodes
     assert world.cli.json("appcontainer", "list", **BOB) == []
-    node_name = world.alice_json("appcontainer", "list")[0]["name"]
+    node_name = world.containers()[0]["name"]
     proc = world.bob("appcontainer", "delete", "--force", node_name)
     assert "could not be found" in proc.stdout + proc.stderr  # (the stock command exits 0)
     assert len(world.node_containers()) == 3
-    assert world.show()["status"] == "CREATE_COMPLETE"
+    assert world.poll()["status"] == "CREATE_COMPLETE"
 
 
 def _wait_health(world: World, want: str, timeout: float = 90) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     shown: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        shown = world.show()
+        shown = world.poll()
         if shown["health_status"] == want and shown["status"].endswith("_COMPLETE"):
             return shown
-        time.sleep(2)
+        time.sleep(0.5)
     raise AssertionError(f"health never became {want}: {shown}")
 
 
@@ -286,7 +334,7 @@ def test_health_is_polled_per_node(world: World) -> None:
 
 
 def test_resize_up_then_down_drains_removed_nodes(world: World) -> None:
-    certs = world.config("config-resize")
+    certs = world.certs()
     world.alice("coe", "cluster", "resize", "swarm1", "3")
     shown = world.wait("UPDATE_COMPLETE")
     assert len(shown["node_addresses"]) == 3
@@ -309,14 +357,14 @@ def test_resize_up_then_down_drains_removed_nodes(world: World) -> None:
     assert [n["Hostname"] for n in nodes if "-default-worker-" in n["Hostname"]] == [
         w for w in workers if w not in gone
     ]
-    assert len(world.node_containers()) == 2
+    world.nodes_left(2)
     # The removed nodes were drained: their replicas run on the nodes that remain.
     tasks = _wait_running(world, certs, "web", 3)
     assert {t["Node"] for t in tasks} <= {n["Hostname"] for n in nodes}
 
 
 def test_node_group_add_and_delete(world: World) -> None:
-    certs = world.config("config-nodegroup")
+    certs = world.certs()
     world.alice(
         "coe", "nodegroup", "create", "swarm1", "extra", "--node-count", "1",
         "--node-labels", "disk=ssd",
@@ -341,7 +389,7 @@ def test_node_group_add_and_delete(world: World) -> None:
     world.wait("UPDATE_COMPLETE")
     names = sorted(n["Hostname"] for n in world.swarm_nodes(certs))
     assert len(names) == 2 and not any("-extra-" in n for n in names)
-    assert len(world.node_containers()) == 2
+    world.nodes_left(2)
     _wait_running(world, certs, "web", 3)
 
 
@@ -351,7 +399,7 @@ def _node_labels(world: World, certs: Path, node: str) -> dict[str, str]:
 
 
 def test_a_dead_node_is_healed(world: World) -> None:
-    certs = world.config("config-heal")
+    certs = world.certs()
     worker = next(
         c
         for c in world.node_containers()
@@ -363,11 +411,11 @@ def test_a_dead_node_is_healed(world: World) -> None:
     while time.monotonic() < deadline:
         ids = {c["Id"] for c in world.node_containers()}
         healed = worker["Id"] not in ids and len(ids) == 2
-        if healed and world.show()["status"] == "UPDATE_COMPLETE":
+        if healed and world.poll()["status"] == "UPDATE_COMPLETE":
             break
-        time.sleep(2)
+        time.sleep(0.5)
     else:
-        raise AssertionError(f"the dead node was not replaced: {world.show()}")
+        raise AssertionError(f"the dead node was not replaced: {world.poll()}")
     _wait_health(world, "HEALTHY")
     nodes = world.swarm_nodes(certs)
     assert len(nodes) == 2 and all(n["Status"] == "Ready" for n in nodes)
@@ -375,7 +423,7 @@ def test_a_dead_node_is_healed(world: World) -> None:
 
 
 def test_ca_rotate_refuses_old_client_certificates(world: World) -> None:
-    old = world.config("config-before-rotate")
+    old = world.certs()
     old_ca = world.alice("coe", "ca", "show", "swarm1").stdout
     world.alice("coe", "ca", "rotate", "swarm1")
     world.wait("UPDATE_COMPLETE")
@@ -402,7 +450,7 @@ def test_upgrade_to_a_newer_node_image(world: World) -> None:
     out = world.alice("coe", "cluster", "upgrade", "swarm1", "swarm-tpl-2").stdout
     assert "accepted" in out
     world.wait("UPDATE_COMPLETE")
-    after = world.node_containers()
+    after = world.nodes_left(2)
     assert len(after) == 2 and not before & {c["Id"] for c in after}
     assert all(c["Image"] == NODE_IMAGE_NEXT for c in after)
     certs = world.config("config-after-upgrade")
@@ -415,12 +463,13 @@ def test_delete_leaves_nothing_behind(world: World) -> None:
     world.alice("coe", "cluster", "delete", "swarm1")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if world.alice_json("coe", "cluster", "list") == []:
+        if world.rest("GET", "/clusters")["clusters"] == []:
             break
-        time.sleep(2)
+        time.sleep(0.5)
     else:
         raise AssertionError("the cluster was never deleted")
-    assert world.node_containers() == []
+    assert world.alice_json("coe", "cluster", "list") == []
+    assert world.nodes_left(0) == []
     assert world.alice_json("appcontainer", "list") == []
     proc = world.alice("coe", "ca", "show", uid, check=False)
     assert proc.returncode != 0 and "could not be found" in proc.stderr

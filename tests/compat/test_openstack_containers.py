@@ -19,7 +19,7 @@ from tests.compat.oscli import ADMIN_PASSWORD, Cli
 from tests.compat.runtimes import EngineView
 from tests.live import all_in_one_env, live_server
 
-pytestmark = [pytest.mark.compat, pytest.mark.docker]
+pytestmark = [pytest.mark.compat, pytest.mark.docker, pytest.mark.slow]
 
 PW = "member-pw-123"
 
@@ -61,13 +61,18 @@ def zun_library(m: Members, call: str) -> Any:
 
 
 def wait_status(m: Members, name: str, want: str, timeout: float = 60) -> dict[str, Any]:
+    """Poll alice's container ``name`` until its status is ``want``: the same body the
+    CLI's ``show`` prints, read directly (the CLI drives each step, not the waits)."""
     deadline = time.monotonic() + timeout
     shown: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        shown = m.alice_json("appcontainer", "show", name)
+        r = m.cli.rest("GET", f"/container/v1/containers/{name}", user="alice", password=PW,
+                       project="team-a")  # fmt: skip
+        assert r.status_code == 200, r.text
+        shown = r.json()
         if shown["status"] == want:
             return shown
-        time.sleep(0.3)
+        time.sleep(0.2)
     raise AssertionError(f"{name} never became {want}: {shown}")
 
 
@@ -109,8 +114,9 @@ def test_member_drives_a_container_through_its_life(
         ).stdout
     )
     uid = created["uuid"]
-    shown = wait_status(m, "web", "Running")
-    assert shown["memory"] == "64" and shown["cpu"] == 0.5
+    wait_status(m, "web", "Running")
+    shown = m.alice_json("appcontainer", "show", "web")
+    assert shown["status"] == "Running" and shown["memory"] == "64" and shown["cpu"] == 0.5
     info = engine.container(uid)
     assert info["HostConfig"]["Memory"] == 64 * 1024 * 1024
     assert info["HostConfig"]["NanoCpus"] == 500_000_000
@@ -128,7 +134,7 @@ def test_member_drives_a_container_through_its_life(
     assert top["Titles"] and any("sleep" in " ".join(p) for p in top["Processes"])
     assert "MEM" in m.alice("appcontainer", "stats", "web").stdout
 
-    m.alice("appcontainer", "stop", "web")
+    m.alice("appcontainer", "stop", "--timeout", "1", "web")  # PID 1 ignores TERM
     wait_status(m, "web", "Stopped")
     assert not engine.container(uid)["State"]["Running"]
     m.alice("appcontainer", "start", "web")
@@ -139,7 +145,7 @@ def test_member_drives_a_container_through_its_life(
     m.alice("appcontainer", "unpause", "web")
     wait_status(m, "web", "Running")
     started = engine.container(uid)["State"]["StartedAt"]
-    m.alice("appcontainer", "restart", "web")
+    m.alice("appcontainer", "restart", "--timeout", "1", "web")
     wait_runtime(
         engine, uid, lambda i: i["State"]["StartedAt"] != started and i["State"]["Running"]
     )
@@ -170,9 +176,12 @@ def test_member_drives_a_container_through_its_life(
     m.alice("appcontainer", "delete", "--stop", "web2")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if m.alice("appcontainer", "show", uid, check=False).returncode != 0:
+        r = m.cli.rest("GET", f"/container/v1/containers/{uid}", user="alice", password=PW,
+                       project="team-a")  # fmt: skip
+        if r.status_code == 404:
             break
-        time.sleep(0.3)
+        time.sleep(0.2)
+    assert "could not be found" in m.alice("appcontainer", "show", uid, check=False).stderr
     assert m.alice_json("appcontainer", "list") == []
     assert engine.containers(f"berth.uuid={uid}") == []
 

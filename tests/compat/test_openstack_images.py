@@ -19,7 +19,7 @@ from tests.compat.runtimes import EngineView
 from tests.functional.registry import local_registry
 from tests.live import free_port, live_server
 
-pytestmark = [pytest.mark.compat, pytest.mark.docker]
+pytestmark = [pytest.mark.compat, pytest.mark.docker, pytest.mark.slow]
 
 PW = "member-pw-123"
 
@@ -56,6 +56,10 @@ def alice_json(cli: Cli, *args: str) -> Any:
     return cli.json(*args, user="alice", password=PW, project="team-a")
 
 
+# Registry records are rows in Berth's database: no engine is asked (the engine reads
+# them only when it pulls, which test_image_commands does on both runtimes), so the
+# commands run against the Docker world only.
+@pytest.mark.parametrize("runtime", ["docker"], indirect=True)
 def test_registry_commands(world: tuple[Cli, str, str, EngineView]) -> None:
     cli, _, _, _ = world
     created = alice_json(

@@ -44,8 +44,9 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
             berth_agent(api.base_url, host=host, password=AGENT_PASSWORD, workdir=work / "agent"),
         ):
             cli = Cli(api.base_url, work)
-            for _ in range(100):  # until the agent registered its host
-                if host in cli.run("appcontainer", "host", "list", "-f", "value").stdout:
+            for _ in range(300):  # until the agent registered its host (polled via the API)
+                hosts = admin(cli, "GET", "/container/v1/hosts").json()["hosts"]
+                if host in [h["hostname"] for h in hosts]:
                     break
                 time.sleep(0.2)
             yield cli
@@ -53,14 +54,28 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
         remove_owned(engine, host)
 
 
+def admin(cli: Cli, method: str, path: str, **kw: Any) -> httpx.Response:
+    """``method path`` on the API as the admin: for waiting, where no CLI step is under
+    test (each ``openstack`` run costs a second or more)."""
+    return cli.rest(method, path, user="admin", password=ADMIN_PASSWORD, project="admin", **kw)
+
+
+def shown(cli: Cli, name: str) -> dict[str, Any]:
+    """The admin's container ``name`` as the API shows it (what the CLI's show prints)."""
+    r = admin(cli, "GET", f"/container/v1/containers/{name}")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
 def wait_running(cli: Cli, name: str) -> dict[str, Any]:
-    shown: dict[str, Any] = {}
-    for _ in range(200):
-        shown = cli.json("appcontainer", "show", name)
-        if shown["status"] == "Running":
-            return shown
+    found: dict[str, Any] = {}
+    for _ in range(300):
+        found = shown(cli, name)
+        if found["status"] == "Running":
+            return found
         time.sleep(0.2)
-    raise AssertionError(f"{name} never ran: {shown}")
+    raise AssertionError(f"{name} never ran: {found}")
 
 
 def test_exec_and_attach_through_a_remote_agent(cli: Cli) -> None:
@@ -99,7 +114,7 @@ def test_exec_and_attach_through_a_remote_agent(cli: Cli) -> None:
         time.sleep(0.2)
     child.expect(pexpect.EOF)
     child.close()
-    assert cli.json("appcontainer", "show", "far")["status"] == "Running"
+    assert shown(cli, "far")["status"] == "Running"
 
 
 def test_cp_and_logs_follow_through_a_remote_agent(cli: Cli, tmp_path: Path) -> None:
@@ -110,7 +125,7 @@ def test_cp_and_logs_follow_through_a_remote_agent(cli: Cli, tmp_path: Path) -> 
     cli.run("appcontainer", "cp", "files:/tmp/up.txt", str(tmp_path / "down"))
     assert (tmp_path / "down" / "up.txt").read_text() == "from afar\n"
 
-    token = cli.run("token", "issue", "-c", "id", "-f", "value").stdout.strip()
+    token = cli.token("admin", ADMIN_PASSWORD, "admin")
     with httpx.Client(
         base_url=f"{cli.base_url}/container/v1",
         headers={"X-Auth-Token": token, "OpenStack-API-Version": "container 1.40"},

@@ -13,6 +13,15 @@
   role / availability / state / labels, node updates and removal;
 - tasks: a service's replicas placed on active nodes; a drain moves a node's tasks
   to other active nodes, deleting a container that still runs tasks interrupts them;
+- hosts (``FakeCloud(hosts=...)``): each node runs on the host of its
+  availability zone and publishes 2376 there; the control plane then reaches a
+  node only at ``<host address>:<host port>`` (its private address is not
+  routable from the control plane, as on hosts apart); without hosts, only at
+  ``<address>:2376`` (one host, no published ports reported);
+- the nodes' networks: the MTU each dockerd was started with (``mtu``), each
+  node's ``docker_gwbridge`` (made by dockerd with 1500 when the node enters a
+  swarm without one) and the MTU the swarm's ``ingress`` overlay is made for
+  (the option's value: 1500 at init);
 - faults: a node container that never runs (or fails), a dockerd that does not
   answer, keeps its old certificate, is cut off from the swarm, or drops the
   connection of the next few calls of one kind.
@@ -58,10 +67,25 @@ class FakeEngine:
     answering: bool = True
     # Calls (by NodeApi method name) whose connection drops, how many more times.
     drops: dict[str, int] = field(default_factory=dict)
+    # Calls answered "the swarm does not have a leader" (an election), by call like drops.
+    leaderless: dict[str, int] = field(default_factory=dict)
     server_cert_pem: str = ""
     client_ca_pem: str = ""
     tls_drops: list[dict[str, str]] = field(default_factory=list)
     node_id: str | None = None  # its swarm node ID while it is in the swarm
+    # Where its host publishes its port 2376 (with ``FakeCloud(hosts=...)``).
+    host_address: str | None = None
+    host_port: int | None = None
+    zone: str | None = None
+    mtu: int = 1500  # its dockerd's --mtu (what the `bridge` network says)
+    bridges: dict[str, int] = field(default_factory=dict)  # its own networks' MTUs
+
+    def endpoints(self, private_reachable: bool) -> set[str]:
+        """Where a client of the control plane reaches this dockerd."""
+        found = {f"{self.address}:2376"} if private_reachable else set()
+        if self.host_address and self.host_port:
+            found.add(f"{self.host_address}:{self.host_port}")
+        return found
 
     def serves(self, bundle_pem: str, name: str) -> bool:
         """Would a TLS client trusting ``bundle_pem`` accept this dockerd as ``name``?"""
@@ -90,9 +114,19 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 
 
 class FakeCloud:
-    """Node containers (a ``NodeProvisioner``), their dockerds and the swarm they form."""
+    """Node containers (a ``NodeProvisioner``), their dockerds and the swarm they form.
 
-    def __init__(self) -> None:
+    ``hosts`` maps availability zones to host addresses (the first: no zone asked);
+    ``mtu`` is every node's (its eth0's, which its dockerd takes).
+    """
+
+    def __init__(self, hosts: Mapping[str, str] | None = None, mtu: int = 1500) -> None:
+        self.hosts = dict(hosts or {})
+        self.mtu = mtu
+        # The MTU the swarm's ingress network is made for (its option), once it exists.
+        self.ingress_mtu: int | None = None
+        self.mesh_in_use = False  # a service publishes a port through the ingress network
+        self._ports = itertools.count(32768)
         self.lock = threading.RLock()
         self.engines: dict[str, FakeEngine] = {}
         # The swarm's node list, as ``GET /nodes`` returns it, by ID.
@@ -114,11 +148,16 @@ class FakeCloud:
         with self.lock:
             if spec.name not in self.engines:
                 env = dict(spec.environment)
-                self.engines[spec.name] = FakeEngine(
+                engine = FakeEngine(
                     spec.name, next(self._addresses), spec.image, env,
                     server_cert_pem=env["BERTH_NODE_TLS_CERT"],
-                    client_ca_pem=env["BERTH_NODE_TLS_CA"],
+                    client_ca_pem=env["BERTH_NODE_TLS_CA"], mtu=self.mtu,
                 )  # fmt: skip
+                if self.hosts:
+                    engine.zone = spec.availability_zone or next(iter(self.hosts))
+                    engine.host_address = self.hosts[engine.zone]
+                    engine.host_port = next(self._ports) if 2376 in spec.publish else None
+                self.engines[spec.name] = engine
                 self.history.append(f"create {spec.name}")
             return self._info(self.engines[spec.name])
 
@@ -162,8 +201,9 @@ class FakeCloud:
         running = engine.status == "Running"
         return NodeInfo(
             engine.name, engine.status, engine.address if running else None,
-            image=engine.image, environment=dict(engine.environment),
-            status_reason=engine.status_reason,
+            published={2376: engine.host_port} if running and engine.host_port else {},
+            host_address=engine.host_address, image=engine.image,
+            environment=dict(engine.environment), status_reason=engine.status_reason,
         )  # fmt: skip
 
     # -- ConnectNodes
@@ -235,8 +275,11 @@ class FakeClients:
         self.cloud, self.control_ca_pem = cloud, control_ca_pem
         self.closed = False
 
-    def connect(self, address: str, ca_bundle_pem: str, server_name: str) -> FakeNodeApi:
-        return FakeNodeApi(self.cloud, self.control_ca_pem, address, ca_bundle_pem, server_name)
+    def connect(
+        self, address: str, ca_bundle_pem: str, server_name: str, endpoint: str | None = None
+    ) -> FakeNodeApi:
+        return FakeNodeApi(self.cloud, self.control_ca_pem, address, ca_bundle_pem, server_name,
+                           endpoint or f"{address}:2376")  # fmt: skip
 
     def close(self) -> None:
         self.closed = True
@@ -246,10 +289,12 @@ class FakeNodeApi:
     """The ``NodeApi`` of one fake node (blocking, like the real one)."""
 
     def __init__(
-        self, cloud: FakeCloud, control_ca_pem: str, address: str, bundle: str, server_name: str
-    ) -> None:
+        self, cloud: FakeCloud, control_ca_pem: str, address: str, bundle: str, server_name: str,
+        endpoint: str,
+    ) -> None:  # fmt: skip
         self.cloud, self.control_ca_pem = cloud, control_ca_pem
         self.address, self.bundle, self.server_name = address, bundle, server_name
+        self.endpoint = endpoint
 
     def close(self) -> None:
         return None
@@ -259,16 +304,23 @@ class FakeNodeApi:
     def _connect(
         self, call: str = "", server_name: str | None = None, bundle: str | None = None
     ) -> FakeEngine:
-        """The engine at our address, after a TLS handshake both ways; raises like requests."""
+        """The engine at our endpoint, after a TLS handshake both ways; raises like requests."""
+        private = not self.cloud.hosts
         engine = next(
             (e for e in self.cloud.engines.values()
-             if e.address == self.address and e.status == "Running"), None,
+             if self.endpoint in e.endpoints(private) and e.status == "Running"), None,
         )  # fmt: skip
         if engine is None or not engine.answering:
-            raise requests.exceptions.ConnectionError(f"{self.address}:2376: connection refused")
+            raise requests.exceptions.ConnectionError(f"{self.endpoint}: connection refused")
         if engine.drops.get(call):
             engine.drops[call] -= 1
-            raise requests.exceptions.ConnectionError(f"{self.address}:2376: connection reset")
+            raise requests.exceptions.ConnectionError(f"{self.endpoint}: connection reset")
+        if engine.leaderless.get(call):
+            engine.leaderless[call] -= 1
+            raise requests.exceptions.HTTPError(
+                f"500 Server Error for {self.endpoint}/nodes: "
+                "The swarm does not have a leader. It's possible that too few managers are online."
+            )
         if not engine.serves(bundle or self.bundle, server_name or self.server_name):
             raise requests.exceptions.SSLError(f"{self.address}: certificate verify failed")
         if self.control_ca_pem.strip() not in engine.client_ca_pem:
@@ -337,6 +389,7 @@ class FakeNodeApi:
         if engine.node_id in self.cloud.swarm:
             raise _refused(f"{engine.name}: this node is already part of a swarm")
         engine.node_id = next(self.cloud._ids)
+        engine.bridges.setdefault("docker_gwbridge", 1500)  # dockerd's own, unless one exists
         self.cloud.swarm[engine.node_id] = {
             "ID": engine.node_id,
             "Description": {"Hostname": engine.name},
@@ -352,6 +405,7 @@ class FakeNodeApi:
                 raise _refused("a second swarm would split the cluster")
             self.cloud.tokens = {"Manager": "SWMTKN-1-manager", "Worker": "SWMTKN-1-worker"}
             self._enter(engine, "manager")
+            self.cloud.ingress_mtu = 1500  # made without the option: for 1500-byte links
 
     def join_tokens(self) -> dict[str, str]:
         with self.cloud.lock:
@@ -418,3 +472,26 @@ class FakeNodeApi:
         with self.cloud.lock:
             self._manager("running_tasks_on")
             return self.cloud.tasks.get(node_id, 0)
+
+    # -- the node's own networks
+
+    def inner_mtu(self) -> int | None:
+        with self.cloud.lock:
+            return self._connect("inner_mtu").mtu
+
+    def ensure_gateway_bridge(self, mtu: int) -> None:
+        with self.cloud.lock:
+            engine = self._connect("ensure_gateway_bridge")
+            if engine.bridges.get("docker_gwbridge", mtu) != mtu and engine.node_id:
+                return  # in use by the swarm: dockerd refuses to remove it
+            engine.bridges["docker_gwbridge"] = mtu
+
+    def ensure_ingress(self, mtu: int) -> bool:
+        with self.cloud.lock:
+            self._manager("ensure_ingress")
+            current = self.cloud.ingress_mtu
+            if current is not None and (current <= mtu or self.cloud.mesh_in_use):
+                return False
+            self.cloud.ingress_mtu = mtu
+            self.cloud.history.append(f"ingress {mtu}")
+            return True

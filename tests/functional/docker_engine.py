@@ -95,9 +95,12 @@ def remove_owned_networking(api: Any, owner: str) -> None:
     if shutil.which("iptables") is None:
         return
     listing = subprocess.run(
-        ["iptables", "-w", "-S", "DOCKER-USER"], capture_output=True, text=True, check=False
+        ["iptables", "-w", "-S", "BERTH-FORWARD"], capture_output=True, text=True, check=False
     ).stdout
     for line in listing.splitlines():
+        if f'--comment "berth-isolate {owner} ' in line:  # isolation: the rule only
+            words = shlex.split(line)
+            subprocess.run(["iptables", "-w", "-D", *words[1:]], capture_output=True, check=False)
         if f'--comment "berth {owner} ' not in line:
             continue
         words = shlex.split(line)

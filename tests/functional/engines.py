@@ -9,9 +9,9 @@ so the daemon changes no iptables rule and no sysctl. (Not ``--bridge=none``:
 a daemon started with it deletes the host's ``docker0``, the main engine's
 bridge, as moby's ``removeDefaultBridgeInterface`` does; the fixture checks
 that ``docker0`` survives.) The containers get addresses on that bridge and
-no route out, which the tests do not need. The test image is copied in from
-the main engine (``docker save`` | ``docker load``). On exit every container
-is removed, each daemon stopped (SIGTERM, then SIGKILL, its containerd too),
+no route out, which the tests do not need. The test image (and any others
+asked for) is copied in from the main engine (``docker save`` | ``docker load``).
+On exit every container is removed, each daemon stopped (SIGTERM, then SIGKILL, its containerd too),
 mounts left under its directory unmounted, the directory deleted and the
 bridge removed.
 
@@ -246,10 +246,13 @@ def _popen(root: Path, argv: list[str]) -> subprocess.Popen[bytes]:
 
 @contextlib.contextmanager
 def docker_hosts(
-    names: list[str], main_engine: Any, netns: dict[str, NetHost] | None = None
+    names: list[str],
+    main_engine: Any,
+    netns: dict[str, NetHost] | None = None,
+    images: tuple[str, ...] = (),
 ) -> Iterator[dict[str, Dockerd]]:
-    """One extra dockerd per name (started at once), each holding the test image;
-    inside ``netns[name]``'s network namespace when given."""
+    """One extra dockerd per name (started at once), each holding the test image and
+    ``images`` (from the main engine); inside ``netns[name]``'s network namespace when given."""
     base = Path(tempfile.mkdtemp(prefix="bmh-", dir="/tmp"))  # short: socket paths
     engines: dict[str, Dockerd] = {}
     had_docker0 = Path("/sys/class/net/docker0").exists()
@@ -269,12 +272,13 @@ def docker_hosts(
             except BaseException:
                 _ip("link", "del", bridge, check=False)
                 raise
-        image = b"".join(main_engine.get_image(TEST_IMAGE))
+        archives = [b"".join(main_engine.get_image(name)) for name in (TEST_IMAGE, *images)]
         for engine in engines.values():
             wait_until(
                 lambda e=engine: e.answers() or _dead(e), 60, f"dockerd {engine.name} to answer"
             )
-            engine.client.load_image(image)
+            for archive in archives:
+                engine.client.load_image(archive)
         yield engines
     finally:
         for engine in engines.values():

@@ -238,12 +238,14 @@ def cloud(
     *,
     separate: bool = False,
     agent_settings: dict[str, str] | None = None,
+    images: tuple[str, ...] = (),
 ) -> Iterator[Cloud]:
     """A berth-api with ``api_settings`` and one agent on its own engine per spec.
 
     With ``separate``, each host (engine and agent) is a network host of its own
     (``tests/functional/underlay.py``) and the API listens on the underlay.
-    ``agent_settings``: ``BERTH_*`` settings every agent gets on top of its own.
+    ``agent_settings``: ``BERTH_*`` settings every agent gets on top of its own;
+    ``images``: images of the main engine every host's engine gets besides the test image.
     """
     base_env = {
         "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -257,7 +259,8 @@ def cloud(
         if separate:
             plugged = stack.enter_context(underlay(len(specs)))
             nets = {s.name: h for s, h in zip(specs, plugged, strict=True)}
-        engines = stack.enter_context(docker_hosts([s.name for s in specs], main_engine, nets))
+        names = [s.name for s in specs]
+        engines = stack.enter_context(docker_hosts(names, main_engine, nets, images))
         api = stack.enter_context(live_api(base_env, workdir=workdir / "api"))
         agents = {
             s.name: stack.enter_context(

@@ -19,16 +19,35 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.functional.docker_engine import TEST_IMAGE
 
-__all__ = ["PODMAN_URL", "load_test_image", "podman_service", "remove_podman_owned"]
+__all__ = [
+    "PODMAN_URL",
+    "isolated_podman_container",
+    "load_test_image",
+    "pod_member_states",
+    "podman_service",
+    "remove_podman_owned",
+]
 
 PODMAN_URL = os.environ.get("BERTH_PODMAN_URL", "unix:///run/berth-podman.sock")
 
 CONTAINERS_CONF = Path(__file__).resolve().parents[2] / "scripts" / "podman" / "containers.conf"
+
+
+_SERVICE = ("system", "service", "--time=0")
+
+
+def pod_member_states(pod: dict[str, Any]) -> dict[str, str]:
+    """Member name -> state of a ``podman pod inspect`` answer, a finished member as
+    ``exited``: libpod says ``stopped`` until the member's cleanup process has run, then
+    ``exited``, and which one a test sees is a race."""
+    states = {c["Name"]: c["State"] for c in pod["Containers"]}
+    return {name: "exited" if state == "stopped" else state for name, state in states.items()}
 
 
 def _answers(path: str) -> bool:
@@ -50,10 +69,12 @@ def _unavailable(reason: str) -> None:
 
 
 @contextlib.contextmanager
-def podman_service(workdir: Path) -> Iterator[str]:
+def podman_service(workdir: Path, runtime: str | None = None) -> Iterator[str]:
     """The service's URL: the one answering at ``BERTH_PODMAN_URL``, or one started here on
-    ``workdir/podman.sock`` (and stopped after)."""
-    if _answers(PODMAN_URL.removeprefix("unix://")):
+    ``workdir/podman.sock`` (and stopped after). ``runtime`` (a name in
+    scripts/podman/containers.conf, e.g. ``runsc``) starts a service of its own that runs
+    every container with that OCI runtime."""
+    if runtime is None and _answers(PODMAN_URL.removeprefix("unix://")):
         yield PODMAN_URL
         return
     path = str(workdir / "podman.sock")
@@ -64,7 +85,7 @@ def podman_service(workdir: Path) -> Iterator[str]:
     env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
     log = (workdir / "service.log").open("wb")
     process = subprocess.Popen(
-        [str(binary), "system", "service", "--time=0", url],
+        [str(binary), *(["--runtime", runtime] if runtime else []), *_SERVICE, url],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -121,3 +142,32 @@ def remove_podman_owned(owner: str) -> None:
             subprocess.run(
                 ["podman", *kind, "rm", "-f", "-t", "0", ident], capture_output=True, check=False
             )
+
+
+@contextlib.contextmanager
+def isolated_podman_container(name: str) -> Iterator[None]:
+    """A container of Podman's own (not Berth's) on an ``isolate=true`` network of its own,
+    both named ``name``, running inside the ``with`` and removed after.
+
+    What other Podman users do beside Berth: Debian 12's netavark 1.4 inserts its
+    isolation jump at the top of ``FORWARD`` when the container starts and deletes it
+    when the last container of any isolated network goes."""
+    env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+    subprocess.run(
+        ["podman", "network", "create", "--opt", "isolate=true", name],
+        capture_output=True,
+        check=True,
+    )
+    try:
+        done = subprocess.run(
+            ["podman", "run", "-d", "--name", name, "--network", name, TEST_IMAGE, "sleep", "300"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        yield
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True, check=False)
+        subprocess.run(["podman", "network", "rm", "-f", name], capture_output=True, check=False)

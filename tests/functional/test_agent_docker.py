@@ -151,7 +151,9 @@ def _filtered(uuid: str, addresses: list[str]) -> bool:
     chain = chain_name(uuid)
     listing = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
     lines = listing.splitlines()
-    jumps = [line for line in lines if line.startswith("-A DOCKER-USER") and f"-j {chain}" in line]
+    jumps = [
+        line for line in lines if line.startswith("-A BERTH-FORWARD") and f"-j {chain}" in line
+    ]
     return f"-A {chain} -j DROP" in lines and all(
         any(f"-d {ip}/32" in line for line in jumps) for ip in addresses
     )

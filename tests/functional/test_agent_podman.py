@@ -27,7 +27,12 @@ from berth.config import Settings
 from berth.domain.hostsync import DesiredContainer
 from berth.runtimes.podman import PodmanDriver
 from tests.functional.docker_engine import TEST_IMAGE
-from tests.functional.podman_engine import load_test_image, podman_service, remove_podman_owned
+from tests.functional.podman_engine import (
+    load_test_image,
+    pod_member_states,
+    podman_service,
+    remove_podman_owned,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -141,7 +146,7 @@ async def test_capsule_runs_as_a_pod(site: Site) -> None:
 
         pod = podman_json("pod", "inspect", f"berth-pod-{capsule}")
         assert "net" in pod["SharedNamespaces"]
-        states = {c["Name"]: c["State"] for c in pod["Containers"]}
+        states = pod_member_states(pod)
         assert states == {
             f"berth-{capsule}": "running",
             f"berth-{init.uuid}": "exited",

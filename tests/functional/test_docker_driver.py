@@ -202,6 +202,26 @@ async def test_execute(box: Box) -> None:
     assert time.monotonic() - started < 5
 
 
+async def test_execute_output_is_bounded(box: Box) -> None:
+    # Before: 100 MB of output took 2 GB of an all-in-one API process (a forever-writing
+    # command, all it could write in execute_timeout).
+    await box.driver.create(box.spec())
+    await box.driver.start(box.uuid)
+    limit = 64 * 1024
+    with pytest.raises(errors.Invalid, match=f"more than {limit} bytes"):
+        await box.driver.execute(box.uuid, ["yes"], 30, limit)
+    # Refused, it is killed: left alone it blocked on its pipe for ever, and removing
+    # the container then took the engine 20 s.
+    top = await box.driver.top(box.uuid)
+    assert not any(p[-1] == "yes" for p in top["Processes"]), top
+    with pytest.raises(errors.Invalid, match="execute_max_output_bytes"):
+        await box.driver.execute(box.uuid, ["head", "-c", str(limit + 1), "/dev/zero"], 30, limit)
+    output, code = await box.driver.execute(
+        box.uuid, ["head", "-c", str(limit), "/dev/zero"], 30, limit
+    )
+    assert (len(output), code) == (limit, 0)
+
+
 async def test_execute_in_a_stopped_container_is_a_state_error(box: Box) -> None:
     await box.driver.create(box.spec())
     with pytest.raises(errors.InvalidStateException):
@@ -216,6 +236,10 @@ async def test_top(box: Box) -> None:
     assert any("sleep 300" in " ".join(p) for p in plain["Processes"])
     custom = await box.driver.top(box.uuid, "-o pid,comm")
     assert custom["Titles"] == ["PID", "COMMAND"]
+    # ps refusing its arguments was the engine's 500, a 503 "host unavailable" to users.
+    for args in ("--bogus", "--version", "-o"):
+        with pytest.raises(errors.Invalid, match="Invalid ps_args"):
+            await box.driver.top(box.uuid, args)
 
 
 async def test_stats(box: Box) -> None:
@@ -310,9 +334,9 @@ async def test_firewalls_of_several_containers_change_in_one_atomic_write(box: B
     mine = (chain_name(a), chain_name(b), "10.250.0.")
     await networks.write_firewalls({a: (("10.250.0.2",), web), b: (("10.250.0.3",), ())})
     rules = _iptables_rules(*mine)
-    assert "-A DOCKER-USER -d 10.250.0.2/32" in rules and f"-j {chain_name(a)}" in rules
+    assert "-A BERTH-FORWARD -d 10.250.0.2/32" in rules and f"-j {chain_name(a)}" in rules
     assert f"-A {chain_name(a)} -p tcp -m tcp --dport 80 -j RETURN" in rules
-    assert "-A DOCKER-USER -d 10.250.0.3/32" in rules and f"-A {chain_name(b)} -j DROP" in rules
+    assert "-A BERTH-FORWARD -d 10.250.0.3/32" in rules and f"-A {chain_name(b)} -j DROP" in rules
     assert await networks.firewalled() == {a, b}
 
     # A bad rule fails the whole write: neither container's filtering changes.
@@ -325,8 +349,36 @@ async def test_firewalls_of_several_containers_change_in_one_atomic_write(box: B
     await networks.write_firewalls({a: None, b: (("10.250.0.4",), web)})
     rules = _iptables_rules(*mine)
     assert chain_name(a) not in rules and "10.250.0.2" not in rules and "10.250.0.3" not in rules
-    assert "-A DOCKER-USER -d 10.250.0.4/32" in rules
+    assert "-A BERTH-FORWARD -d 10.250.0.4/32" in rules
     assert f"-A {chain_name(b)} -p tcp -m tcp --dport 80 -j RETURN" in rules
     assert await networks.firewalled() == {b}
     await networks.write_firewalls({b: None})
     assert _iptables_rules(*mine) == ""
+
+
+async def test_a_jump_an_older_berth_wrote_in_docker_user_moves_to_berths_chain(box: Box) -> None:
+    """An upgraded agent finds its chains jumped to from DOCKER-USER: the first write moves
+    the jump to BERTH-FORWARD, and a leftover there is swept like any other."""
+    import subprocess
+
+    from berth.networks import FirewallRule, chain_name
+
+    a, b = f"{box.uuid}-a", f"{box.uuid}-b"
+    web = (FirewallRule("tcp", 80, 80, None),)
+    lines = []
+    for uuid, address in ((a, "10.250.1.2/32"), (b, "10.250.1.3/32")):
+        chain, comment = chain_name(uuid), f"berth test-{box.uuid} {uuid}"  # owned_box's owner
+        lines += [f":{chain} - [0:0]", f"-A {chain} -j DROP"]
+        lines.append(f'-I DOCKER-USER -d {address} -m comment --comment "{comment}" -j {chain}')
+    body = "\n".join(["*filter", *lines, "COMMIT", ""])
+    await asyncio.to_thread(
+        subprocess.run, ["iptables-restore", "-w", "--noflush"], input=body.encode(), check=True
+    )
+    networks = box.driver.networks
+    assert await networks.firewalled() == {a, b}  # found where the older Berth put them
+    await networks.write_firewalls({a: (("10.250.1.2",), web), b: None})
+    rules = _iptables_rules(chain_name(a), chain_name(b), "10.250.1.")
+    assert "-A BERTH-FORWARD -d 10.250.1.2/32" in rules and "DOCKER-USER" not in rules
+    assert chain_name(b) not in rules
+    await networks.write_firewalls({a: None})
+    assert _iptables_rules(chain_name(a), "10.250.1.") == ""

@@ -1,7 +1,7 @@
 """Project networks across hosts: the overlay driver on three hosts apart at the network level.
 
 Each test host is a network namespace with its own dockerd and berth-agent
-(``tests/functional/underlay.py``); berth-api and every agent run with
+(``tests/functional/overlay_cloud.py``); berth-api and every agent run with
 ``network_driver = overlay``. The traffic checks run from inside the
 containers' network namespaces (``nsenter --net``) with this machine's Python,
 so they test what a container's own packets meet: its MTU, its host's bridge,
@@ -11,7 +11,6 @@ the VXLAN tunnel, the other host's security-group chains.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -22,18 +21,14 @@ from typing import Any
 
 import pytest
 
-from berth.networks.base import NETWORK_DRIVERS
-from tests.functional.docker_engine import engine_or_skip, ensure_test_image
-from tests.functional.hosts import Cloud, HostSpec, cloud, wait_until
+from tests.functional.hosts import Cloud, HostSpec, wait_until
+from tests.functional.overlay_cloud import overlay_cloud
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 
 SPECS = [HostSpec("ovl-1"), HostSpec("ovl-2"), HostSpec("ovl-3")]
-OVERLAY = {"BERTH_NETWORK_DRIVER": "overlay"}
-# Networks no container wants leave a host at once (a tunnel endpoint goes with its network).
-AGENTS = {**OVERLAY, "BERTH_NETWORK_IDLE_SECONDS": "0"}
 STALE_MAC = "02:42:0a:60:ff:fe"
 
 # An echo server: TCP echoes the bytes back, UDP answers each datagram with its length.
@@ -43,22 +38,23 @@ def echo(conn):
     with conn:
         while data := conn.recv(65536):
             conn.sendall(data)
-def tcp(port):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
-    s.listen(64)
+def tcp(s):
     while True:
         threading.Thread(target=echo, args=(s.accept()[0],), daemon=True).start()
-def udp(port):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.bind(("0.0.0.0", port))
+def udp(u):
     while True:
         data, peer = u.recvfrom(65535)
         u.sendto(len(data).to_bytes(4, "big"), peer)
 for port in map(int, sys.argv[1:]):
-    threading.Thread(target=udp, args=(port,), daemon=True).start()
-    threading.Thread(target=tcp, args=(port,), daemon=True).start()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(64)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("0.0.0.0", port))
+    threading.Thread(target=udp, args=(u,), daemon=True).start()
+    threading.Thread(target=tcp, args=(s,), daemon=True).start()
+print("listening", flush=True)  # every socket is bound: the test may connect
 threading.Event().wait()
 """
 
@@ -96,43 +92,10 @@ except OSError as exc:
 """
 
 
-def _declared(site: Path) -> dict[str, str]:
-    """The environment that lets an agent load the ``overlay`` driver by name.
-
-    Berth declares it in pyproject.toml; an install made before that does not list
-    it yet, so the test then registers it itself (as a third-party plug-in would).
-    """
-    if "overlay" in NETWORK_DRIVERS.names():
-        return {}
-    info = site / "berth_overlay_test-1.0.dist-info"
-    info.mkdir(parents=True, exist_ok=True)
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: berth-overlay-test\nVersion: 1.0\n"
-    )
-    (info / "entry_points.txt").write_text(
-        "[berth.networks]\noverlay = berth.networks.overlay:driver\n"
-    )
-    paths = [str(site), os.environ.get("PYTHONPATH", ""), str(REPO)]
-    return {"PYTHONPATH": ":".join(p for p in paths if p)}
-
-
 @pytest.fixture(scope="module")
 def ovl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    engine = engine_or_skip()
-    ensure_test_image(engine)
-    work = tmp_path_factory.mktemp("overlay")
-    try:
-        with cloud(
-            work,
-            SPECS,
-            engine,
-            {"BERTH_SERVICE_DOWN_TIME": "30", **OVERLAY},
-            separate=True,
-            agent_settings={**AGENTS, **_declared(work / "site-packages")},
-        ) as c:
-            yield c
-    finally:
-        engine.close()
+    with overlay_cloud(tmp_path_factory.mktemp("overlay"), SPECS) as c:
+        yield c
 
 
 class Box:
@@ -172,10 +135,11 @@ class Box:
     def serving(self, *ports: int) -> Iterator[None]:
         proc = subprocess.Popen(
             self.enter(sys.executable, "-c", SERVER, *map(str, ports)),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
         try:
-            time.sleep(0.5)
+            # Listening once it says so (a fixed pause was too short on a loaded machine).
+            assert proc.stdout is not None and proc.stdout.readline() == "listening\n"
             yield
         finally:
             proc.kill()

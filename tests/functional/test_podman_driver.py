@@ -7,15 +7,18 @@ to the test) and removes them and their pods, whatever happens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 import time
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -29,11 +32,18 @@ from berth.runtimes.base import RuntimeDriver, container_name
 from berth.runtimes.podman import PodmanDriver
 from berth.volumes.local import LocalVolumeDriver
 from tests.functional.docker_engine import TEST_IMAGE
-from tests.functional.podman_engine import load_test_image, podman_service, remove_podman_owned
+from tests.functional.podman_engine import (
+    isolated_podman_container,
+    load_test_image,
+    pod_member_states,
+    podman_service,
+    remove_podman_owned,
+)
 
 pytestmark = pytest.mark.docker
 
 MIB = 1024 * 1024
+RUNSC_WRAPPER = "/usr/local/lib/berth/runsc-podman"
 T = TypeVar("T")
 
 
@@ -268,9 +278,18 @@ async def test_execute_and_top(box: Box) -> None:
     with pytest.raises(errors.Conflict):
         await box.driver.execute(box.uuid, ["sleep", "30"], 0.5)
     assert time.monotonic() - started < 5
+    limit = 64 * 1024  # more output is refused at once, not read on
+    with pytest.raises(errors.Invalid, match=f"more than {limit} bytes"):
+        await box.driver.execute(box.uuid, ["yes"], 30, limit)
+    output, _ = await box.driver.execute(
+        box.uuid, ["head", "-c", str(limit), "/dev/zero"], 30, limit
+    )
+    assert len(output) == limit
     top = await box.driver.top(box.uuid)
     assert "PID" in top["Titles"]
     assert any("sleep 300" in " ".join(p) for p in top["Processes"])
+    with pytest.raises(errors.Invalid, match="Invalid ps_args"):
+        await box.driver.top(box.uuid, "-o nosuchdescriptor")
 
 
 async def test_image_pull_policies(box: Box) -> None:
@@ -347,7 +366,7 @@ async def test_capsule_is_a_pod(box: Box) -> None:
     assert await d.logs(app) == "pod-web\npod-web\n"  # shared UTS and IPC (/dev/shm)
 
     pod = podman_json("pod", "inspect", f"berth-pod-{capsule}")
-    members = {c["Name"]: c["State"] for c in pod["Containers"]}
+    members = pod_member_states(pod)
     assert members == {
         f"berth-{capsule}": "running",
         f"berth-{init}": "exited",
@@ -487,6 +506,36 @@ async def test_runtime_is_the_services(box: Box) -> None:
         await box.driver.create(box.spec(uuid=f"{box.uuid}x", runtime=other))
 
 
+async def test_gvisor_service_runs_containers_sandboxed(podman_url: str, tmp_path: Path) -> None:
+    """A Podman host for gVisor: a service started with ``--runtime runsc`` (the wrapper
+    scripts/podman/containers.conf names) offers runsc, runs a ``runtime=runsc`` container
+    under gVisor's kernel with loopback only (as Docker's runsc entry does), and refuses
+    runc, which it would silently replace."""
+    if shutil.which("runsc") is None or not os.access(RUNSC_WRAPPER, os.X_OK):
+        pytest.skip("runsc or its Podman wrapper is missing (scripts/lib.sh ensure_runsc)")
+    uuid = f"t{uuidlib.uuid4().hex[:16]}"
+    owner = f"test-{uuid}"
+    with podman_service(tmp_path, runtime="runsc") as url:
+        driver = PodmanDriver(url, owner=owner)
+        box = Box(driver, uuid, owner)
+        try:
+            facts = await driver.host_facts()
+            assert facts.runtimes == ["runsc"]
+            script = "dmesg | head -1; ip addr | grep -c inet; sleep 300"
+            await driver.create(box.spec(runtime="runsc", command=["sh", "-c", script]))
+            await driver.start(uuid)
+            assert box.inspect()["OCIRuntime"] == "runsc"
+            logs = await until(lambda: driver.logs(uuid), lambda text: "\n2" in text, 30)
+            assert "gVisor" in logs, logs
+            # loopback only: one IPv4 and one IPv6 address, both lo's
+            assert logs.rstrip().endswith("2"), logs
+            with pytest.raises(errors.Invalid, match="not available"):
+                await driver.create(box.spec(uuid=f"{uuid}x", runtime="runc"))
+        finally:
+            await driver.close()
+            await asyncio.to_thread(remove_podman_owned, owner)
+
+
 # -- volumes
 
 
@@ -533,7 +582,8 @@ async def test_volumes_through_the_local_volume_driver(box: Box) -> None:
 
 async def test_project_networks_through_the_bridge_driver(box: Box) -> None:
     """Berth's bridge network driver on Podman's socket: a project network is a Podman
-    network on its own bridge; its containers reach each other, others' do not."""
+    network on its own bridge; its containers reach each other, others' do not, and a
+    security group filters what reaches a container from its own network."""
     owner = box.owner
     nets = BridgeNetworks(box.driver._api.base_url, owner=owner)
     driver = PodmanDriver(box.driver._api.base_url, owner=owner, networks=nets)
@@ -550,16 +600,18 @@ async def test_project_networks_through_the_bridge_driver(box: Box) -> None:
         seen_c = await driver.inspect(c)
         assert seen_b is not None and seen_c is not None
         assert list(seen_b.addresses) == [f"berth-net-{mine.id}"]
+        # The listing the agent reads each pass has them too (its security-group chains
+        # follow the listed addresses: none listed would remove them).
+        listed = {c.uuid: c for c in await driver.list_managed()}
+        assert listed[b].addresses == seen_b.addresses and listed[c].addresses == seen_c.addresses
         ip_b = seen_b.addresses[f"berth-net-{mine.id}"][0]["addr"]
         ip_c = seen_c.addresses[f"berth-net-{theirs.id}"][0]["addr"]
         _, reached = await driver.execute(a, ["ping", "-c", "1", "-W", "2", ip_b], 10)
         _, isolated = await driver.execute(a, ["ping", "-c", "1", "-W", "1", ip_c], 10)
         assert reached == 0 and isolated != 0
-        # Berth names the bridge (the host guard keys on it); Podman honours the option.
+        # Berth names the bridge (the host guard and isolation key on it); Podman honours it.
         (inspected,) = podman_json("network", "inspect", f"berth-net-{mine.id}")
         assert inspected["network_interface"] == bridge_name(owner, mine.id)
-        # netavark keeps apart only the networks created with isolate=true.
-        assert inspected["options"]["isolate"] == "true"
         # Security groups: b's chain first lets nothing in, then ICMP.
         await nets.write_firewalls({b: ((ip_b,), ())})
         _, blocked = await driver.execute(a, ["ping", "-c", "1", "-W", "1", ip_b], 10)
@@ -575,6 +627,80 @@ async def test_project_networks_through_the_bridge_driver(box: Box) -> None:
         seen_a = await driver.inspect(a)
         assert seen_a is not None and seen_a.networks == [f"berth-net-{mine.id}"]
     finally:
+        await nets.write_firewalls(dict.fromkeys(await nets.firewalled()))
+        for uuid in (a, b, c):
+            await driver.remove(uuid)
+        await nets.prune(set())
+        await driver.close()
+
+
+@contextlib.contextmanager
+def _accepted_first(address: str) -> Iterator[None]:
+    """An ACCEPT of everything to ``address`` at the top of ``FORWARD``, inside the ``with``."""
+    rule = ["FORWARD", "-d", f"{address}/32", "-m", "comment", "--comment", "berth-test-probe"]
+    subprocess.run(["iptables", "-w", "-I", *rule[:1], "1", *rule[1:], "-j", "ACCEPT"], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["iptables", "-w", "-D", *rule, "-j", "ACCEPT"], check=False)
+
+
+async def test_projects_stay_apart_while_other_podman_containers_come_and_go(box: Box) -> None:
+    """Berth isolates its networks itself: a container of another isolated network exiting
+    (which makes netavark 1.4 drop its own isolation) leaves two projects apart, and a
+    security group still filters."""
+    nets = BridgeNetworks(box.driver._api.base_url, owner=box.owner)
+    driver = PodmanDriver(box.driver._api.base_url, owner=box.owner, networks=nets)
+    mine, theirs = NetworkRef(f"n{box.uuid}", "n", "p1"), NetworkRef(f"o{box.uuid}", "x", "p2")
+    a, b, c = box.uuid, f"{box.uuid}b", f"{box.uuid}c"
+    serve = ["sh", "-c", "echo hi > /tmp/index.html; exec httpd -f -p 8000 -h /tmp"]
+    try:
+        for uuid, net in ((a, mine), (b, mine), (c, theirs)):
+            await driver.create(box.spec(uuid=uuid, networks=[net], command=serve))
+            await driver.start(uuid)
+        ips = {}
+        for uuid in (a, b, c):
+            seen = await driver.inspect(uuid)
+            assert seen is not None
+            ips[uuid] = next(iter(seen.addresses.values()))[0]["addr"]
+
+        async def reaches(src: str, dst: str) -> bool:
+            # TCP, not ping: a new source port each time, so no earlier flow's
+            # conntrack entry (a test before reusing the addresses) lets it in.
+            ask = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ips[dst]} 8000"
+            out, _ = await driver.execute(src, ["sh", "-c", ask], 10)
+            return "hi" in out
+
+        # One project network (once b's httpd listens).
+        assert await until(lambda: reaches(a, b), bool)
+        # The agent's look for unused networks re-checks the isolation from the engine's
+        # listing (where Podman leaves out the bridge's name): it keeps it.
+        await nets.prune({mine.id, theirs.id})
+        assert not await reaches(a, c)
+        # netavark puts its isolation jump first in FORWARD while the probe runs, and
+        # (1.4) deletes it when the probe exits.
+        with isolated_podman_container(f"berth-probe-{box.uuid}"):
+            await nets.write_firewalls({b: ((ips[b],), ())})  # Berth's entry goes first again
+            assert not await reaches(a, b)  # the group lets nothing in
+        assert not await reaches(a, c) and not await reaches(c, a)
+        assert not await reaches(a, b)
+        # Another agent on this kernel sweeping its own (it has none) leaves these be.
+        other = BridgeNetworks(box.driver._api.base_url, owner=f"{box.owner}-other")
+        await other.write_firewalls(dict.fromkeys(await other.firewalled()))
+        await other.prune(set())
+        await other.close()
+        assert not await reaches(a, c) and not await reaches(a, b)
+        await nets.write_firewalls({b: ((ips[b],), (FirewallRule("tcp", 8000, 8000, None),))})
+        assert await reaches(a, b)
+        # Something puts an ACCEPT above Berth's entry (netavark re-adding its jump, a
+        # firewall reload): the agent's next look at its networks puts Berth's first again.
+        await nets.write_firewalls({b: ((ips[b],), ())})
+        with _accepted_first(ips[b]):
+            await nets.prune({mine.id, theirs.id})
+            assert not await reaches(a, b)
+        await nets.write_firewalls({b: None})
+    finally:
+        await nets.write_firewalls(dict.fromkeys(await nets.firewalled()))
         for uuid in (a, b, c):
             await driver.remove(uuid)
         await nets.prune(set())

@@ -110,6 +110,8 @@ def control_plane(tmp_path: Path) -> Iterator[tuple[LiveApi, str]]:
             "BERTH_ALL_IN_ONE": "false",
             "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "BERTH_AGENT_PASSWORD": AGENT_PASSWORD,
+            # Every simulated host connects from this one address (a long poll each).
+            "BERTH_MAX_CONNECTIONS_PER_CLIENT": "0",
             "BERTH_QUOTA_CONTAINERS": str(CONTAINERS),
             "BERTH_QUOTA_CPU": "-1",
             "BERTH_QUOTA_MEMORY": "-1",

@@ -85,9 +85,25 @@ def container(uuid: str = "c1", state: str = "running", **kw: Any) -> DesiredCon
     return replace(base, **kw)
 
 
-async def test_registers_and_heartbeats(rig: Rig) -> None:
+async def test_registers_and_heartbeats_only_when_its_other_calls_stop(rig: Rig) -> None:
+    """Every call the control plane answers says the agent is alive: while its polls come
+    back it sends no heartbeat of its own; while the control plane holds a poll, it does."""
+    rig.settings = rig.settings.model_copy(
+        update={"heartbeat_interval": 0.5, "reconcile_interval": 0.3}
+    )
+    beats = lambda: rig.control.heartbeats.get("host-1", 0)  # noqa: E731
     async with running(rig):
-        await rig.control.wait_for(lambda: rig.control.heartbeats.get("host-1", 0) >= 2)
+        # Polls that each wait 0.3 s (the full-state protocol's), each followed by a
+        # pass: 10 of them take three seconds at least, six heartbeat intervals. The
+        # poll in flight counts from its start: when one is answered, the last
+        # answered one began up to 0.6 s before. (One beat is allowed: a loaded
+        # machine may stall the agent's loop for a fraction of a second.)
+        await passes(rig, 10)
+        assert beats() <= 1
+        rig.control.hold_polls = asyncio.Event()
+        held = beats()
+        await rig.control.wait_for(lambda: beats() >= held + 2)
+        rig.control.hold_polls.set()
     report = rig.control.hosts["host-1"]
     assert (report.cpus, report.runtimes) == (4, ["runc"])
     assert report.agent_url == rig.settings.effective_agent_url
@@ -452,3 +468,37 @@ async def test_a_change_to_a_container_it_has_lists_the_engine_afresh(rig: Rig) 
         await rig.control.wait_for(lambda: rig.control.state_of("c2") == "running")
     assert rig.runtime.count("list_managed") > listed
     assert rig.runtime.snapshot() == {"c1": "stopped", "c2": "running"}
+
+
+async def test_a_create_after_a_confirmed_delete_needs_no_listing(rig: Rig) -> None:
+    # The control plane drops a deleted container's row on the removal report
+    # without waking the agent: the next create's pass is the first to see it
+    # gone. The agent removed it itself, so that pass, too, only adds: no engine
+    # listing on the way to the new container's start (#19).
+    rig.settings = rig.settings.model_copy(update={"reconcile_interval": 30.0})
+    async with running(rig):
+        await rig.control.put(container("c1"))
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+        await rig.control.change("c1", desired_state="deleted")
+        await rig.control.wait_for(lambda: "c1" not in rig.control.containers)
+        listed = rig.runtime.count("list_managed")
+        await rig.control.put(container("c2"))
+        await rig.control.wait_for(lambda: rig.control.state_of("c2") == "running")
+        assert rig.runtime.count("list_managed") == listed
+    assert rig.runtime.snapshot() == {"c2": "running"}
+
+
+async def test_a_container_gone_from_the_engine_behind_its_back_is_still_listed(rig: Rig) -> None:
+    # Only the agent's own confirmed removals are skipped: a container that left
+    # the desired state while the agent had not removed it needs a fresh look.
+    rig.settings = rig.settings.model_copy(update={"reconcile_interval": 30.0})
+    async with running(rig):
+        await rig.control.put(container("c1"))
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+        listed = rig.runtime.count("list_managed")
+        rig.control.containers.pop("c1")  # dropped (say, by an admin) without a delete
+        await rig.control.put(container("c2"))
+        await rig.control.wait_for(lambda: rig.control.state_of("c2") == "running")
+        await rig.runtime.wait_for(lambda: "c1" not in rig.runtime.containers)
+    assert rig.runtime.count("list_managed") > listed
+    assert rig.runtime.snapshot() == {"c2": "running"}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import lzma
 import tarfile
+import tracemalloc
 
 import pytest
 
 from berth import errors
-from berth.domain.archives import check_upload, resolve_inside
+from berth.domain.archives import MAX_MEMBERS, check_upload, resolve_inside
 
 LIMIT = 1024 * 1024
 
@@ -131,3 +133,56 @@ def test_resolve_follows_the_archives_links() -> None:
     assert resolve_inside("a/../..", links) == []  # b/c/../.. is the target itself
     assert resolve_inside("a/../../..", links) is None
     assert resolve_inside("e", {"e": "/abs"}) is None
+
+
+def _header(name: str, size: int, kind: bytes) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.type = size, kind
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def xz_pax_bomb(claimed: int) -> bytes:
+    """An xz tar whose first member is a valid pax header of ``claimed`` bytes (a long path)
+    before an empty file: a few kilobytes that tarfile would read whole into memory."""
+    record_head = f"{claimed} path=".encode()
+    filler = claimed - len(record_head) - 1
+    xz = lzma.LZMACompressor()
+    out = [xz.compress(_header("././@PaxHeader", claimed, tarfile.XHDTYPE) + record_head)]
+    chunk = b"a" * (1024 * 1024)
+    for start in range(0, filler, len(chunk)):
+        out.append(xz.compress(chunk[: min(len(chunk), filler - start)]))
+    out.append(xz.compress(b"\n" + b"\0" * (-claimed % 512) + _header("x", 0, tarfile.REGTYPE)))
+    out.append(xz.compress(b"\0" * 1024) + xz.flush())
+    return b"".join(out)
+
+
+def test_a_huge_metadata_header_is_refused_before_it_is_read() -> None:
+    # Before: this 10 KB upload was accepted (it extracts to nothing) after reading a
+    # 64 MiB path into memory; with the default limit one request could claim 8 GiB.
+    bomb = xz_pax_bomb(64 * 1024 * 1024)
+    assert len(bomb) < 64 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.Invalid, match="metadata header of 67108864 bytes"):
+            check_upload(bomb, LIMIT)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024  # xz's own dictionary is 8 MiB
+
+
+def test_headers_alone_cannot_decompress_without_end() -> None:
+    # Empty files extract to 0 bytes, so the extracted total never stopped this: any
+    # number of headers (300,000 = 150 MiB from a 1 MiB upload took 15 s and 260 MiB).
+    entry = _header("empty", 0, tarfile.REGTYPE)
+    bomb = lzma.compress(entry * 8192)
+    with pytest.raises(errors.Invalid, match="decompresses to more than 2097152 bytes"):
+        check_upload(bomb, LIMIT)
+
+
+def test_an_archive_of_too_many_entries_is_refused() -> None:
+    entry = _header("empty", 0, tarfile.REGTYPE)
+    archive = gzip.compress(entry * (MAX_MEMBERS + 1) + b"\0" * 1024, 1, mtime=0)
+    with pytest.raises(errors.Invalid, match=f"more than {MAX_MEMBERS} entries"):
+        check_upload(archive, 64 * 1024 * 1024)
+    assert check_upload(gzip.compress(entry * 10 + b"\0" * 1024, mtime=0), LIMIT) == 0

@@ -51,3 +51,26 @@ def test_catalog_takes_extra_services_and_is_stable() -> None:
     assert [e["type"] for e in entries] == ["identity", "container", "container-infra"]
     assert _urls(entries)["container-infra"] == {"http://h:1/container-infra/v1"}
     assert entries == catalog.build_catalog("http://h:1", "R", [catalog.CONTAINER_INFRA])
+
+
+def test_password_auth_bodies_are_keystones_shapes() -> None:
+    """The one builder of /v3/auth/tokens password bodies: scoped by name or id, unscoped."""
+    from berth.identity.auth_request import by_name, password_auth, project_ref
+
+    scoped = password_auth("u", "pw", by_name("Default"), project_ref(None, "p", "Dom"))
+    assert scoped == {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {"name": "u", "domain": {"name": "Default"}, "password": "pw"}
+                },
+            },
+            "scope": {"project": {"name": "p", "domain": {"name": "Dom"}}},
+        }
+    }
+    by_id = password_auth("u", "pw", by_name("Default"), project_ref("abc", "p", "Dom"))
+    assert by_id["auth"]["scope"] == {"project": {"id": "abc"}}
+    unscoped = password_auth("u", "pw", {"id": "default"})
+    assert "scope" not in unscoped["auth"]
+    assert unscoped["auth"]["identity"]["password"]["user"]["domain"] == {"id": "default"}

@@ -8,6 +8,7 @@ import io
 import json
 import stat
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import bcrypt
@@ -116,3 +117,40 @@ def test_saved_archive_is_read_and_layers_compress_deterministically(tmp_path: P
     (tmp_path / "junk.tar").write_bytes(b"not a tar")
     with pytest.raises(errors.Invalid, match="docker save"):
         dockersave.read_saved(tmp_path / "junk.tar")
+
+
+def _tar_of(path: Path, members: list[tuple[str, bytes]]) -> None:
+    with tarfile.open(path, "w") as t:
+        for name, blob in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            t.addfile(info, io.BytesIO(blob))
+
+
+def test_a_saved_archive_is_read_within_bounds(tmp_path: Path) -> None:
+    raw = tmp_path / "a.tar"
+    _archive(raw, ["app:1"])
+    (tmp_path / "a.tar.gz").write_bytes(gzip.compress(raw.read_bytes(), mtime=0))
+    with pytest.raises(errors.Invalid, match="gzip-compressed: upload the plain tar"):
+        dockersave.read_saved(tmp_path / "a.tar.gz")
+    # Entries that are not images were a 500 (AttributeError, KeyError).
+    for manifest in (b"[1]", b'[{"Layers": []}]'):
+        _tar_of(tmp_path / "odd.tar", [("manifest.json", manifest)])
+        with pytest.raises(errors.Invalid, match="without its Config"):
+            dockersave.read_saved(tmp_path / "odd.tar")
+    # A pax header claiming 64 MiB (sparse on disk) is refused before tarfile reads it whole.
+    claimed = 64 * 1024 * 1024
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.size, info.type = claimed, tarfile.XHDTYPE
+    with (tmp_path / "pax.tar").open("wb") as out:
+        out.write(info.tobuf(format=tarfile.USTAR_FORMAT) + f"{claimed} path=".encode())
+        out.seek(512 + claimed - 1)
+        out.write(b"\n" + b"\0" * 2048)
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.Invalid, match="metadata header of 67108864 bytes"):
+            dockersave.read_saved(tmp_path / "pax.tar")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024

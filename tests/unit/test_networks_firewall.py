@@ -320,6 +320,64 @@ def test_the_host_guard_is_written_whole_and_only_what_differs_moves() -> None:
     assert guard_lines("h1", {}, {"brt-a": "n1"}, [])[-1] == f"-X {chain}"
 
 
+# What `iptables -S` lists on a host that runs dockerd and a Podman service (Debian 12).
+_LISTING = """-P FORWARD DROP
+-N BERTH-FORWARD
+-N DOCKER-USER
+-N NETAVARK_FORWARD
+-A FORWARD -j NETAVARK_ISOLATION_1
+-A FORWARD -m comment --comment "netavark firewall plugin rules" -j NETAVARK_FORWARD
+-A FORWARD -m comment --comment "berth-forward entry" -j BERTH-FORWARD
+-A FORWARD -j DOCKER-USER
+-A BERTH-FORWARD -i brt-a ! -o brt-a -m comment --comment "berth-isolate h1 n1" -j BERTH-ISOLATION
+-A BERTH-FORWARD -i brt-b ! -o brt-b -m comment --comment "berth-isolate h2 n1" -j BERTH-ISOLATION
+-A DOCKER-USER -m comment --comment "berth-forward entry" -j BERTH-FORWARD
+-A DOCKER-USER -j RETURN
+"""
+
+
+def test_berths_chain_is_entered_first_where_the_engine_lets_others_accept_before() -> None:
+    from berth.networks.forward import entry_lines, entry_parents
+
+    # Podman: netavark accepts its subnets in FORWARD before DOCKER-USER; dockerd keeps
+    # DOCKER-USER first among its own rules, so both enter Berth's chain.
+    assert entry_parents(_LISTING, podman=True) == ["FORWARD", "DOCKER-USER"]
+    assert entry_parents(_LISTING, podman=False) == ["DOCKER-USER"]
+    assert entry_parents("-P FORWARD DROP\n", podman=False) == ["FORWARD"]  # no dockerd hook
+    spec = '-m comment --comment "berth-forward entry" -j BERTH-FORWARD'
+    # netavark put its isolation jump on top: Berth's entry moves back first, in one step.
+    assert entry_lines(["FORWARD", "DOCKER-USER"], _LISTING) == [
+        f"-D FORWARD {spec}",
+        f"-I FORWARD 1 {spec}",
+    ]
+    assert entry_lines(["FORWARD"], "-P FORWARD DROP\n") == [f"-I FORWARD 1 {spec}"]
+    right = f"-A FORWARD {spec}\n-A FORWARD -j DOCKER-USER\n"
+    assert entry_lines(["FORWARD"], right) == []  # already first: nothing to write
+    twice = f"-A FORWARD {spec}\n-A FORWARD -j X\n-A FORWARD {spec}\n"
+    assert entry_lines(["FORWARD"], twice) == [f"-D FORWARD {spec}"] * 2 + [f"-I FORWARD 1 {spec}"]
+
+
+def test_each_owner_isolates_its_own_bridges_from_every_berth_bridge() -> None:
+    from berth.networks.forward import isolated_bridges, isolation_chain_lines, isolation_lines
+
+    assert isolated_bridges("h1", _LISTING) == {"brt-a": "n1"}  # h2's rule is not h1's
+    assert isolated_bridges("h2", _LISTING) == {"brt-b": "n1"}
+    rule = (
+        'BERTH-FORWARD -i {b} ! -o {b} -m comment --comment "berth-isolate h1 {n}" '
+        "-j BERTH-ISOLATION"
+    )
+    lines = isolation_lines("h1", {"brt-c": "n3"}, isolated_bridges("h1", _LISTING))
+    assert lines == [
+        "-D " + rule.format(b="brt-a", n="n1"),
+        "-A " + rule.format(b="brt-c", n="n3"),
+    ]
+    assert isolation_lines("h1", {"brt-a": "n1"}, {"brt-a": "n1"}) == []
+    # The second stage drops what leaves a Berth bridge for any other Berth bridge.
+    filled = isolation_chain_lines(_LISTING)
+    assert filled == [":BERTH-ISOLATION - [0:0]", "-A BERTH-ISOLATION -o brt-+ -j DROP"]
+    assert isolation_chain_lines("\n".join(filled[1:])) == []
+
+
 def test_the_host_ports_setting_is_checked() -> None:
     from pydantic import ValidationError
 
@@ -329,3 +387,43 @@ def test_the_host_ports_setting_is_checked() -> None:
     assert given.container_host_ports_allowlist == ["5000/tcp", "53/udp"]
     with pytest.raises(ValidationError, match="not a host port"):
         Settings(container_host_ports_allowlist=["22/sctp"])
+
+
+class _SlowRecorder(_Recorder):
+    """A driver whose writes take until ``release`` is set (iptables-restore in a thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def write_firewalls(self, changes: dict[str, object]) -> None:
+        self.started.set()
+        await self.release.wait()
+        await super().write_firewalls(changes)
+
+
+async def test_a_restart_on_the_same_address_is_filtered_before_it_is_reported() -> None:
+    """Stopped, the background pass starts removing the chain; started again on the same
+    address meanwhile, the worker must not take the chain as written (CI caught a
+    container reported Running while that pass removed its chain)."""
+    driver = _SlowRecorder()
+    driver.filtered.clear()
+    sync = FirewallSync(driver)  # type: ignore[arg-type]
+    sync.desired({"a": _desired("a", ["default"], [])})
+    address = {"n1": [{"addr": "172.20.0.3", "version": 4}]}
+    driver.release.set()
+    await sync.settle("a", address, running=True)
+    assert driver.filtered == {"a"}
+    driver.release.clear()
+    driver.started.clear()
+    sync.addresses("a", None, running=False)  # stopped: the background pass removes the chain
+    removing = asyncio.create_task(sync.sync())
+    await driver.started.wait()
+    settling = asyncio.create_task(sync.settle("a", address, running=True))
+    await asyncio.sleep(0.01)
+    driver.release.set()
+    await asyncio.wait_for(asyncio.gather(removing, settling), 5)
+    # When settle returns (and the worker reports Running), the chain is in place.
+    assert driver.filtered == {"a"}
+    assert driver.writes[-2:] == [{"a": None}, {"a": (("172.20.0.3",), ())}]

@@ -145,3 +145,26 @@ def test_env_checks_the_roles_a_role_implies() -> None:
     assert env.allowed(owner, "container:get_one", "p-a")
     assert env.allowed(owner, "container:execute", "p-a")
     assert not env.allowed(owner, "container:get_one", "p-b")
+
+
+def test_env_verdicts_are_per_caller_and_target() -> None:
+    # Env.allowed remembers verdicts: one caller's must never answer for another
+    # (other roles, user, project) or for another target project.
+    from typing import Any
+
+    from berth.domain.context import RequestContext
+    from berth.services.env import Env
+
+    unused: Any = None
+    env = Env(unused, unused, unused, Policy(), unused, unused, unused)
+    admin = RequestContext("u-a", "", "p-a", None, ("admin",))
+    member = RequestContext("u-m", "", "p-a", None, ("member",))
+    other = RequestContext("u-o", "", "p-b", None, ("member",))
+    for _ in range(2):  # the second pass answers from what the first remembered
+        assert env.allowed(admin, "container:get_one:host", "p-a")
+        assert not env.allowed(member, "container:get_one:host", "p-a")
+        assert env.allowed(member, "container:get_one", "p-a")
+        assert not env.allowed(member, "container:get_one", "p-b")
+        assert env.allowed(other, "container:get_one", "p-b")
+        assert not env.allowed(other, "container:get_one", "p-a")
+        assert env.allowed(member, "container:get_one")  # no target: the caller's project

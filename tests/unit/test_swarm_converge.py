@@ -327,6 +327,18 @@ async def test_a_dropped_connection_retries_the_converge_from_the_top(
     assert result.status == "UPDATE_FAILED" and "a node stopped answering" in result.reason
 
 
+async def test_a_swarm_electing_a_leader_is_waited_for_beyond_the_retry_count(
+    swarm: SwarmModeDriver, cloud: FakeCloud
+) -> None:
+    """Managers restarted (a CA rotation, an upgrade): an election answers "no leader"
+    for seconds; the converge waits for it instead of failing after three tries."""
+    await swarm.create(_spec(workers=1), cloud, Steps())
+    cloud.engines[_master(0)].leaderless["nodes"] = 5
+    steps = await _converge(swarm, cloud, _spec(workers=2))
+    assert sum("does not have a leader" in s for s in steps.seen) == 5
+    assert set(_ready(cloud)) == {_master(0), _worker(0), _worker(1)}
+
+
 async def test_a_dead_worker_is_replaced_under_its_name_and_its_swarm_entry_pruned(
     swarm: SwarmModeDriver, cloud: FakeCloud
 ) -> None:

@@ -22,19 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from berth import errors
-from berth.agent.client import ControlPlaneError, TokenSlot
+from berth.agent.client import ControlPlaneError, Since, TokenSlot
 from berth.api.errors import status_of
 from berth.api.state import AppState
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import DesiredHost, HostReport, InjectedFile, Observation
 from berth.identity.models import AuthRequest, PasswordCredentials, ScopeRequest
 from berth.services.containers import files as injected_files
-from berth.services.hosts import hosts
+from berth.services.hosts import heartbeats, hosts
 from berth.services.identity import auth
+from berth.services.images import glance
 from berth.services.images import refs as image_refs
 
 __all__ = ["LocalControl"]
@@ -67,12 +68,21 @@ class LocalControl:
         await self._call("register", lambda ctx: hosts.register(self._state.env, ctx, report))
 
     async def heartbeat(self, hostname: str) -> None:
-        await self._call("heartbeat", lambda ctx: hosts.heartbeat(self._state.env, ctx, hostname))
+        await self._call(
+            "heartbeat", lambda ctx: heartbeats.heartbeat(self._state.env, ctx, hostname)
+        )
 
-    async def desired(self, hostname: str, generation: int, wait: float) -> DesiredHost:
+    async def desired(
+        self, hostname: str, generation: int, wait: float, since: Since = None
+    ) -> DesiredHost:
         async def fetch(ctx: RequestContext) -> DesiredHost:
-            found = await hosts.desired_for(self._state.env, ctx, hostname, generation, wait)
-            return await image_refs.for_agent(self._state.env, found)
+            env = self._state.env
+            found = await (
+                hosts.desired_for(env, ctx, hostname, generation, wait)
+                if since is None
+                else hosts.desired_changes(env, ctx, hostname, since or None, generation, wait)
+            )
+            return await image_refs.for_agent(env, found)
 
         return await self._call("desired state", fetch)
 
@@ -87,6 +97,14 @@ class LocalControl:
             "injected files",
             lambda ctx: injected_files.for_agent(self._state.env, ctx, hostname, uuid),
         )
+
+    async def glance_data(self, hostname: str, uuid: str) -> AsyncIterator[bytes]:
+        try:
+            ctx = await self._caller()
+            async for chunk in glance.stream_for_agent(self._state.env, ctx, hostname, uuid):
+                yield chunk
+        except errors.BerthError as exc:
+            raise ControlPlaneError(f"Glance image: {exc.message}", status_of(exc)) from exc
 
     async def _call(self, what: str, call: Callable[[RequestContext], Awaitable[T]]) -> T:
         try:

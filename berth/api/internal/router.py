@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 
 from berth import errors
@@ -15,11 +16,13 @@ from berth.api.deps import Caller, State
 from berth.api.openapi import body, model_schema, wrapped
 from berth.api.zun.params import json_body
 from berth.domain.hostsync import DesiredHost, HostReport, InjectedFile, Observation
+from berth.events.notify import CLIENT_GONE, CLIENT_GONE_SCOPE_KEY
 from berth.services.containers import files as injected_files
-from berth.services.hosts import hosts
+from berth.services.hosts import heartbeats, hosts
+from berth.services.images import glance
 from berth.services.images import refs as image_refs
 
-__all__ = ["MAX_WAIT", "desired_query", "router"]
+__all__ = ["MAX_WAIT", "desired_query", "router", "since_query"]
 
 router = APIRouter()
 T = TypeVar("T")
@@ -46,7 +49,7 @@ async def register(request: Request, caller: Caller, state: State) -> dict[str, 
 
 @router.post("/v1/hosts/{hostname}/heartbeat")
 async def heartbeat(hostname: str, caller: Caller, state: State) -> dict[str, Any]:
-    await hosts.heartbeat(state.env, caller, hostname)
+    await heartbeats.heartbeat(state.env, caller, hostname)
     return {"ok": True}
 
 
@@ -74,12 +77,53 @@ def desired_query(query: Mapping[str, str]) -> tuple[int | None, float]:
     return generation, wait
 
 
+_SINCE = re.compile(r"([0-9a-zA-Z_-]{1,32}):([0-9]{1,18})")
+
+
+def since_query(query: Mapping[str, str]) -> tuple[bool, tuple[str, int] | None]:
+    """Whether the agent speaks the incremental protocol, and the ``since`` it holds.
+
+    ``since=<epoch>:<revision>``; empty: it holds nothing yet. No ``since`` at
+    all: an agent of the full-state protocol (``generation``), answered as before.
+    """
+    if "since" not in query:
+        return False, None
+    text = query["since"]
+    if not text:
+        return True, None
+    found = _SINCE.fullmatch(text)
+    if found is None:
+        raise errors.Invalid(
+            f"Invalid input for field 'since': {text[:60]!r} must be <epoch>:<revision>."
+        )
+    return True, (found.group(1), int(found.group(2)))
+
+
 @router.get("/v1/hosts/{hostname}/desired")
 async def desired(hostname: str, request: Request, caller: Caller, state: State) -> Any:
     generation, wait = desired_query(request.query_params)
-    result = await hosts.desired_for(state.env, caller, hostname, generation, wait)
+    incremental, since = since_query(request.query_params)
+    CLIENT_GONE.set(request.scope.get(CLIENT_GONE_SCOPE_KEY))  # this request's task only
+    if incremental:
+        result = await hosts.desired_changes(state.env, caller, hostname, since, generation, wait)
+    else:
+        result = await hosts.desired_for(state.env, caller, hostname, generation, wait)
     result = await image_refs.for_agent(state.env, result)
     return _DESIRED.dump_python(result, mode="json")
+
+
+@router.get("/v1/hosts/{hostname}/containers/{uuid}/glance-data")
+async def glance_data(hostname: str, uuid: str, caller: Caller, state: State) -> Any:
+    """The container's Glance image data, streamed from Glance (the API holds the token)."""
+    chunks = glance.stream_for_agent(state.env, caller, hostname, uuid)
+    first = await anext(chunks, b"")  # errors before the first byte are proper answers
+    return StreamingResponse(_chained(first, chunks), media_type="application/octet-stream")
+
+
+async def _chained(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 @router.get("/v1/hosts/{hostname}/containers/{uuid}/files")

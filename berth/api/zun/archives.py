@@ -30,14 +30,15 @@ _BASE64_SINCE = APIVersion(1, 25)
 @router.get("/v1/containers/{ident}/get_archive")
 async def get_archive(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
     """``{"data": <tar>, "stat": {...}}`` of ``path`` in the container."""
-    data, stat = await archives.get_archive(
-        state.env, caller, ident, request.query_params.get("path")
-    )
-    if version_of(request) >= _BASE64_SINCE:
-        encoded = base64.b64encode(data).decode()
-    else:
-        encoded = data.decode("utf-8", errors="replace")
-    return {"data": encoded, "stat": stat}
+    with archives.copy_slot(state.env, caller):
+        data, stat = await archives.get_archive(
+            state.env, caller, ident, request.query_params.get("path")
+        )
+        if version_of(request) >= _BASE64_SINCE:
+            encoded = base64.b64encode(data).decode()
+        else:
+            encoded = data.decode("utf-8", errors="replace")
+        return {"data": encoded, "stat": stat}
 
 
 @router.post(
@@ -52,6 +53,11 @@ async def put_archive(ident: str, request: Request, caller: Caller, state: State
         raise errors.Invalid(
             f"The archive is larger than {limit} bytes (archive_max_bytes): copy less at once."
         )
+    with archives.copy_slot(state.env, caller):
+        return await _put(ident, request, caller, state)
+
+
+async def _put(ident: str, request: Request, caller: Caller, state: State) -> JSONResponse:
     params = await action_params(request)
     raw = params.get("data")
     if not isinstance(raw, str) or not raw:

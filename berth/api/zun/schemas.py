@@ -56,6 +56,11 @@ MAX_COUNTS: dict[str, int] = {
 
 
 
+# Labels Berth writes on engine objects itself (berth.uuid, berth.project, berth.owner,
+# berth.rebuild, berth.cluster, berth.capsule, ...): agents and the cluster engine
+# act on them, so a user's container may not carry one of its own.
+RESERVED_LABEL_PREFIX = "berth."
+
 # A name, path or reference: one line, no control characters at all.
 Plain = Annotated[str, AfterValidator(one_line)]
 # A value a program reads (an argument, an environment value): tabs and newlines are
@@ -155,6 +160,17 @@ class ContainerCreate(BaseModel):
     def _image(cls, v: str) -> str:
         if not IMAGE_RE.search(v) or any(c.isspace() for c in v):
             raise ValueError("is not a valid image reference")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        reserved = sorted(k for k in v or {} if k.lower().startswith(RESERVED_LABEL_PREFIX))
+        if reserved:
+            raise ValueError(
+                f"label {reserved[0]!r} is in the {RESERVED_LABEL_PREFIX}* namespace, which "
+                "Berth keeps for its own labels: choose another name"
+            )
         return v
 
     @field_validator("hostname", "host")

@@ -29,6 +29,7 @@ from berth.api.state import AppState
 from berth.config import Settings
 from berth.pipes import LineEscape, Utf8Aligned, splice
 from berth.services.containers import streams
+from berth.services.hosts.agent_streams import AgentSession
 
 __all__ = ["router"]
 
@@ -101,15 +102,23 @@ async def session(ws: WebSocket) -> None:
     """Join the caller to the exec or attach session its token was issued for."""
     state: AppState = ws.app.state.berth
     query = ws.query_params
-    try:
-        _check_origin(ws, state.settings)
-        target = await streams.redeem(
-            state.env, query.get("token", ""), query.get("uuid", ""), query.get("exec_id")
-        )
-        agent = await streams.connect(state.env, target)
-    except errors.BerthError as exc:
-        await _refuse(ws, exc)
-        return
+    with contextlib.ExitStack() as held:
+        try:
+            _check_origin(ws, state.settings)
+            target = await streams.redeem(
+                state.env, query.get("token", ""), query.get("uuid", ""), query.get("exec_id")
+            )
+            held.enter_context(streams.stream_slot(state.env.settings, target.project_id))
+            agent = await streams.connect(state.env, target)
+        except errors.BerthError as exc:
+            await _refuse(ws, exc)
+            return
+        await _join(ws, state, target, agent)
+
+
+async def _join(
+    ws: WebSocket, state: AppState, target: streams.SessionTarget, agent: AgentSession
+) -> None:
     offered = ws.scope.get("subprotocols") or []
     chosen = "binary" if "binary" in offered else "base64" if "base64" in offered else None
     ending = "client left"

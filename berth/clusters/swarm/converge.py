@@ -5,7 +5,8 @@ Read the node containers that exist, plan against the desired node groups
 
 1. bring up the nodes of the current generation (``bring_up_fresh``);
 2. form the swarm: a manager (kept, or being replaced), else ``swarm init`` on the
-   first master; join the others (``form_swarm``);
+   first master, its ingress network made again to fit the nodes' MTU; join the
+   others (``form_swarm``), each node's ``docker_gwbridge`` made first with its MTU;
 3. replace nodes of an older generation, new before old: workers
    ``max_batch_size`` at a time, masters one by one (``rolling_replace``);
 4. retire surplus nodes, drained first (``retire_surplus``);
@@ -18,9 +19,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from berth.clusters.driver import NodeInfo, Outcome
-from berth.clusters.swarm.nodeapi import PORT, NodeApi
+from berth.clusters.swarm.nodeapi import NodeApi
 from berth.clusters.swarm.plan import Plan, Replacement, Slot, batches, plan
-from berth.clusters.swarm.run import Run, SwarmError
+from berth.clusters.swarm.run import Run, SwarmError, api_address
 
 __all__ = ["converge"]
 
@@ -79,8 +80,10 @@ async def form_swarm(run: Run, state: _State) -> None:
             raise SwarmError("no master node is running to form the swarm")
         await run.report(f"Initialising the swarm on {fresh_masters[0].name}.")
         first = run.api(fresh_masters[0])
+        await run.gateway_bridge(first)
         await asyncio.to_thread(first.swarm_init)
         manager = first
+    await run.ingress(manager, [state.infos[s.name] for s in fresh])
     to_join = [s for s in fresh if run.apis[s.name] is not manager]
     if to_join:
         await run.report(f"Joining {len(to_join)} node(s) to the swarm.")
@@ -139,10 +142,11 @@ async def finish(run: Run, state: _State) -> Outcome:
     if relabelled := await run.label(final, slots, node_ids):
         await run.report(f"Set the node labels of {relabelled} node(s).")
     version = await asyncio.to_thread(final.version)
-    master_addrs = tuple(state.infos[s.name].address or "" for s in slots if s.manager)
+    masters = [state.infos[s.name] for s in slots if s.manager]
+    master_addrs = tuple(m.address or "" for m in masters)
     node_addrs = tuple(state.infos[s.name].address or "" for s in slots if not s.manager)
     return Outcome(
-        api_address=f"tcp://{master_addrs[0]}:{PORT}",
+        api_address=api_address(masters[0]),
         master_addresses=master_addrs,
         node_addresses=node_addrs,
         coe_version=str(version.get("Version", "")),

@@ -10,6 +10,7 @@ with the docker SDK, is the default; tests hand in an in-memory swarm.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import requests
 
@@ -30,6 +31,8 @@ __all__ = ["SwarmError", "SwarmModeDriver", "Timeouts", "driver", "node_bundle"]
 
 VERSION = "1.0.0"
 _ATTEMPTS = 3
+_ELECTION = 30.0  # seconds a swarm without a leader is waited for
+_NO_LEADER = "does not have a leader"
 
 
 class SwarmModeDriver:
@@ -75,21 +78,27 @@ class SwarmModeDriver:
 
     async def _converge(self, spec: ClusterSpec, nodes: NodeProvisioner, report: Report) -> Outcome:
         # The converge is idempotent: a dropped connection (a dockerd restarting)
-        # is retried from the top, a few times, before the operation fails.
-        for attempt in range(1, _ATTEMPTS + 1):
+        # is retried from the top, a few times, before the operation fails; a swarm
+        # electing a leader (managers restarted: a CA rotation, an upgrade) for up to
+        # _ELECTION seconds, whatever the count (measured: an upgrade right after a
+        # rotation met "The swarm does not have a leader" three times 2 s apart).
+        electing_until = time.monotonic() + _ELECTION
+        attempt = 0
+        while True:
+            attempt += 1
             run = self._run(spec, nodes, report)
             try:
                 return await converge(run)
             except NodeApiError as exc:
                 raise SwarmError(str(exc)) from exc
             except requests.exceptions.RequestException as exc:
-                if attempt == _ATTEMPTS:
+                electing = _NO_LEADER in str(exc) and time.monotonic() < electing_until
+                if attempt >= _ATTEMPTS and not electing:
                     raise SwarmError(f"a node stopped answering: {exc}") from exc
                 await report(f"A node stopped answering ({exc}); retrying.")
                 await asyncio.sleep(self.timeouts.retry_pause)
             finally:
                 await asyncio.to_thread(run.close)
-        raise AssertionError("unreachable")
 
 
 def driver() -> SwarmModeDriver:

@@ -5,13 +5,23 @@ clients from a ``NodeClients`` (one per converge, made by a ``ConnectNodes``
 factory handed to the driver): ``TlsNodeClients``/``DockerNodeApi`` here are the
 real ones; tests hand in an in-memory swarm.
 
-The control plane authenticates with a client certificate from the cluster's
-*control* CA (which every node trusts besides the cluster CA) and verifies the
-node's server certificate against the CA bundle the node was started with and
-the node's name (a node's first certificate cannot name its address: the address
-is known only once the container runs). ``install_certificates`` then gives the
-node a certificate that also names its address, so users' ``docker --tlsverify
--H tcp://<address>:2376`` verifies it.
+The control plane dials a node where its host publishes the node's port 2376
+(``<host address>:<host port>``: a node's private address is reachable from its
+own host and its network's members only, see docs/networking.md), authenticates
+with a client certificate from the cluster's *control* CA (which every node
+trusts besides the cluster CA) and verifies the node's server certificate
+against the CA bundle the node was started with and the node's name, whatever
+address it dialled (a node's first certificate cannot name its addresses: they
+are known only once the container runs). ``install_certificates`` then gives the
+node a certificate that also names its address and its host's, so users'
+``docker --tlsverify -H tcp://<address>:<port>`` verifies it.
+
+The node's own networks (``inner_mtu``, ``ensure_gateway_bridge``,
+``ensure_ingress``): the swarm's bridge and its ingress overlay are made for the
+MTU the node's dockerd was started with (its ``eth0``'s). For an overlay network
+``com.docker.network.driver.mtu`` is the MTU of the link *under* it: Docker's
+overlay driver gives the network's interfaces 50 bytes less (VXLAN's header;
+1450 without the option, measured with Docker 20.10).
 """
 
 from __future__ import annotations
@@ -47,6 +57,12 @@ __all__ = [
 ]
 
 PORT = 2376
+# What swarm's VXLAN adds to every packet of an overlay network inside the nodes.
+VXLAN_OVERHEAD = 50
+_MTU = "com.docker.network.driver.mtu"
+_DEFAULT_MTU = 1500  # a network made without the option
+GATEWAY_BRIDGE = "docker_gwbridge"
+INGRESS = "ingress"
 MANAGED_LABELS = "berth.managed-labels"  # the swarm node labels Berth set, comma-separated
 _HELPER_IMAGE = "berth/tls-helper:1"
 _HELPER_NAME = "berth-tls-helper"
@@ -65,7 +81,9 @@ class NodeApi(Protocol):
     ``NodeApiError`` (from ``wait_ready``, ``install_certificates``) fails it at once.
     """
 
+    # The node's own address (what swarm advertises) and where the client dials it.
     address: str
+    endpoint: str
 
     def close(self) -> None:
         """Release the connection."""
@@ -131,12 +149,31 @@ class NodeApi(Protocol):
         """How many tasks run on a swarm node."""
         ...
 
+    def inner_mtu(self) -> int | None:
+        """The MTU the node's dockerd gives its bridges (``--mtu``); None if it says none."""
+        ...
+
+    def ensure_gateway_bridge(self, mtu: int) -> None:
+        """``docker_gwbridge`` with ``mtu``, made before the node enters a swarm (which
+        would make it with 1500); a wrong one nothing uses is made again."""
+        ...
+
+    def ensure_ingress(self, mtu: int) -> bool:
+        """The swarm's ``ingress`` overlay made for links of ``mtu`` (a manager only): made
+        again when it was made for more and no service publishes a port. True if it did."""
+        ...
+
 
 class NodeClients(Protocol):
     """Makes node clients for one converge, authenticated as the control plane."""
 
-    def connect(self, address: str, ca_bundle_pem: str, server_name: str) -> NodeApi:
-        """A client of ``https://<address>:2376`` verifying the server as ``server_name``."""
+    def connect(
+        self, address: str, ca_bundle_pem: str, server_name: str, endpoint: str | None = None
+    ) -> NodeApi:
+        """A client of the node at ``address`` verifying the server as ``server_name``.
+
+        It dials ``endpoint`` (``host:port``), by default ``<address>:2376``.
+        """
         ...
 
     def close(self) -> None:
@@ -211,9 +248,11 @@ class TlsNodeClients:
     def __init__(self, control_ca: pki.CertificateAuthority) -> None:
         self.creds = Credentials(control_ca)
 
-    def connect(self, address: str, ca_bundle_pem: str, server_name: str) -> DockerNodeApi:
+    def connect(
+        self, address: str, ca_bundle_pem: str, server_name: str, endpoint: str | None = None
+    ) -> DockerNodeApi:
         """A docker SDK client of the node (see ``NodeClients.connect``)."""
-        return DockerNodeApi(self.creds, address, ca_bundle_pem, server_name)
+        return DockerNodeApi(self.creds, address, ca_bundle_pem, server_name, endpoint)
 
     def close(self) -> None:
         """Remove the credential files."""
@@ -221,19 +260,20 @@ class TlsNodeClients:
 
 
 class DockerNodeApi:
-    """One node's dockerd: ``https://<address>:2376``, server verified as ``server_name``."""
+    """One node's dockerd: ``https://<endpoint>``, server verified as ``server_name``."""
 
     def __init__(
         self, creds: Credentials, address: str, ca_bundle_pem: str, server_name: str,
-        timeout: float = 30.0,
+        endpoint: str | None = None, timeout: float = 30.0,
     ) -> None:  # fmt: skip
         self.address, self.server_name = address, server_name
+        self.endpoint = endpoint or f"{address}:{PORT}"
         self._creds = creds
         tls = TLSConfig(
             client_cert=(creds.cert, creds.key), ca_cert=creds.bundle(ca_bundle_pem), verify=True
         )
         self.client = docker.DockerClient(
-            base_url=f"https://{address}:{PORT}", tls=tls, timeout=int(timeout), version="1.41"
+            base_url=f"https://{self.endpoint}", tls=tls, timeout=int(timeout), version="1.41"
         )
         self.client.api.mount("https://", _NamedServerAdapter(server_name))
         # Not REQUESTS_CA_BUNDLE (it would replace the node's CA) nor proxies.
@@ -255,7 +295,7 @@ class DockerNodeApi:
         while not self.ping():
             if time.monotonic() > deadline:
                 raise NodeApiError(
-                    f"dockerd on {self.server_name} ({self.address}:{PORT}) did not answer "
+                    f"dockerd on {self.server_name} ({self.endpoint}) did not answer "
                     f"within {within:g} s"
                 )
             time.sleep(0.5)
@@ -272,7 +312,9 @@ class DockerNodeApi:
 
     def serves_name(self, ca_bundle_pem: str, name: str) -> bool:
         """Does the node's server certificate verify for ``name`` (e.g. its address)?"""
-        probe = DockerNodeApi(self._creds, self.address, ca_bundle_pem, name, timeout=10)
+        probe = DockerNodeApi(
+            self._creds, self.address, ca_bundle_pem, name, self.endpoint, timeout=10
+        )
         try:
             probe.client.ping()
             return True
@@ -384,3 +426,68 @@ class DockerNodeApi:
             filters={"node": node_id, "desired-state": "running"}
         )
         return sum(1 for t in tasks if t.get("Status", {}).get("State") == "running")
+
+    # -- the node's own networks
+
+    def inner_mtu(self) -> int | None:
+        options = self.client.api.inspect_network("bridge").get("Options") or {}
+        return _mtu_of(options)
+
+    def _network(self, name: str) -> dict[str, Any] | None:
+        found: list[dict[str, Any]] = self.client.api.networks(names=[name])
+        return next((n for n in found if n.get("Name") == name), None)
+
+    def ensure_gateway_bridge(self, mtu: int) -> None:
+        api = self.client.api
+        found = self._network(GATEWAY_BRIDGE)
+        if found is not None:
+            if _mtu_of(found.get("Options") or {}) == mtu:
+                return
+            try:
+                api.remove_network(found["Id"])
+            except docker.errors.APIError:  # in use: the node is in a swarm already
+                return
+        api.create_network(
+            GATEWAY_BRIDGE,
+            driver="bridge",
+            options={
+                "com.docker.network.bridge.name": GATEWAY_BRIDGE,
+                "com.docker.network.bridge.enable_icc": "false",
+                "com.docker.network.bridge.enable_ip_masquerade": "true",
+                _MTU: str(mtu),
+            },
+        )
+
+    def ensure_ingress(self, mtu: int) -> bool:
+        api = self.client.api
+        found = self._network(INGRESS)
+        if found is not None:
+            current = _mtu_of(found.get("Options") or {}) or _DEFAULT_MTU
+            if not found.get("Ingress") or current <= mtu or self._ingress_in_use():
+                return False
+            api.remove_network(found["Id"])
+        # The old one leaves the swarm's store at once, its sandboxes a moment later.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                api.create_network(
+                    INGRESS, driver="overlay", ingress=True, options={_MTU: str(mtu)}
+                )
+                return True
+            except docker.errors.APIError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _ingress_in_use(self) -> bool:
+        """Does a service publish a port through the routing mesh (``ingress`` mode)?"""
+        for service in self.client.api.services():  # type: ignore[no-untyped-call]
+            ports = ((service.get("Endpoint") or {}).get("Spec") or {}).get("Ports") or []
+            if any(p.get("PublishMode", "ingress") == "ingress" for p in ports):
+                return True
+        return False
+
+
+def _mtu_of(options: Mapping[str, Any]) -> int | None:
+    value = str(options.get(_MTU, ""))
+    return int(value) if value.isdigit() else None

@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 
 from berth.clusters import pki
 from berth.clusters.driver import ClusterSpec, NodeInfo, NodeProvisioner, NodeSpec, Report
-from berth.clusters.swarm.nodeapi import PORT, ConnectNodes, NodeApi
+from berth.clusters.swarm.nodeapi import PORT, VXLAN_OVERHEAD, ConnectNodes, NodeApi
 from berth.clusters.swarm.plan import Slot, parse_name
+from berth.domain.addresses import ip_literal
 
-__all__ = ["Run", "SwarmError", "Timeouts", "node_bundle"]
+__all__ = ["Run", "SwarmError", "Timeouts", "api_address", "endpoint", "node_bundle"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +70,34 @@ async def _thread(fn: Callable[[], T]) -> T:
     return await asyncio.to_thread(fn)
 
 
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def endpoint(info: NodeInfo) -> str | None:
+    """Where the node's port 2376 is published: ``<host address>:<host port>``, if known."""
+    port = info.published.get(PORT)
+    if not port or not info.host_address:
+        return None
+    return _hostport(info.host_address, port)
+
+
+def api_address(info: NodeInfo) -> str:
+    """The cluster's ``api_address`` when ``info`` is its first master.
+
+    Where the node's host publishes 2376, when that is an address others reach
+    (not loopback: an all-in-one's agent address); else ``<node address>:2376``,
+    which the node's own host and its network's members reach.
+    """
+    host = info.host_address or ""
+    literal = ip_literal(host)
+    remote = host != "localhost" and not (literal is not None and literal.is_loopback)
+    published = endpoint(info)
+    if published and remote:
+        return f"tcp://{published}"
+    return f"tcp://{_hostport(info.address or '', PORT)}"
+
+
 class Run:
     """One converge or delete: the spec, the provisioner, the reporter and open clients."""
 
@@ -108,6 +137,7 @@ class Run:
             name=slot.name, image=slot.group.image, cpu=slot.group.cpu,
             memory_mb=slot.group.memory_mb, environment=env, publish=(PORT,), profile="dind",
             group=slot.group.name,
+            availability_zone=slot.group.labels.get("availability_zone") or None,
         )  # fmt: skip
 
     async def wait_running(self, name: str) -> NodeInfo:
@@ -126,13 +156,19 @@ class Run:
             await asyncio.sleep(self.timeouts.poll)
 
     def api(self, info: NodeInfo) -> NodeApi:
-        """A client for a running node, verifying it with the CAs it was started with."""
+        """A client for a running node, verifying it with the CAs it was started with.
+
+        It dials the port the node's host publishes (``endpoint``); a provisioner
+        that reports none leaves the node's own address.
+        """
         if not info.address:
             raise SwarmError(f"node {info.name} has no address")
+        via = endpoint(info) or f"{info.address}:{PORT}"
         api = self.apis.get(info.name)
-        if api is None or api.address != info.address:
+        if api is None or api.address != info.address or api.endpoint != via:
             bundle = info.environment.get("BERTH_NODE_TLS_CA") or node_bundle(self.spec)
-            api = self.apis[info.name] = self.clients.connect(info.address, bundle, info.name)
+            api = self.clients.connect(info.address, bundle, info.name, via)
+            self.apis[info.name] = api
         return api
 
     async def _not_deleting(self, name: str) -> NodeInfo | None:
@@ -159,19 +195,22 @@ class Run:
         return info
 
     async def _certify_address(self, slot: Slot, info: NodeInfo, api: NodeApi) -> None:
-        """Give the node a server certificate that also names its address, unless it has one."""
-        address = info.address or ""
+        """Give the node a server certificate that also names its address and its host's
+        (where users reach it), unless it has one."""
+        names = [n for n in (info.address, info.host_address) if n]
         bundle = info.environment.get("BERTH_NODE_TLS_CA") or node_bundle(self.spec)
-        if await _thread(lambda: api.serves_name(bundle, address)):
+
+        def serves_all() -> bool:
+            return all(api.serves_name(bundle, name) for name in names)
+
+        if await _thread(serves_all):
             return
-        cert, key = pki.issue(
-            _ca(self.spec), slot.name, server=True,
-            sans=(address, slot.name, "localhost", "127.0.0.1"),
-        )  # fmt: skip
+        sans = tuple(dict.fromkeys((*names, slot.name, "localhost", "127.0.0.1")))
+        cert, key = pki.issue(_ca(self.spec), slot.name, server=True, sans=sans)
         await _thread(lambda: api.install_certificates(bundle, cert, key))
         # The entrypoint restarts dockerd within a second or two: wait for the new one.
         deadline = time.monotonic() + self.timeouts.node_start
-        while not await _thread(lambda: api.serves_name(bundle, address)):
+        while not await _thread(serves_all):
             if time.monotonic() > deadline:
                 raise SwarmError(f"node {slot.name} did not take its new certificate")
             await asyncio.sleep(self.timeouts.poll)
@@ -192,6 +231,29 @@ class Run:
                 return api
         return None
 
+    async def gateway_bridge(self, api: NodeApi) -> None:
+        """Before a node enters the swarm: its ``docker_gwbridge`` takes the node's MTU.
+
+        (A bridge, NATed out of the node's ``eth0``: no header is added on the way.)
+        """
+        mtu = await _thread(api.inner_mtu)
+        if mtu is not None:
+            await _thread(lambda: api.ensure_gateway_bridge(mtu))
+
+    async def ingress(self, manager: NodeApi, infos: list[NodeInfo]) -> None:
+        """The swarm's ``ingress`` overlay is made for the nodes' MTU (its interfaces get
+        VXLAN's 50 bytes less), not for 1500."""
+        found = [await _thread(self.api(i).inner_mtu) for i in infos if i.address]
+        mtus = [m for m in found if m is not None]
+        if not mtus:
+            return
+        mtu = min(mtus)
+        if await _thread(lambda: manager.ensure_ingress(mtu)):
+            await self.report(
+                f"Made the swarm's ingress network again for MTU {mtu} "
+                f"({mtu - VXLAN_OVERHEAD} inside)."
+            )
+
     async def join(self, api: NodeApi, manager: NodeApi, as_manager: bool) -> None:
         """Join the node to the manager's swarm (as a manager or worker), unless it is in one."""
         state = await _thread(api.swarm_state)
@@ -199,6 +261,7 @@ class Run:
             return
         if state.get("LocalNodeState") not in ("inactive", None, ""):
             await _thread(api.swarm_leave)
+        await self.gateway_bridge(api)
         tokens = await _thread(manager.join_tokens)
         token = tokens["Manager" if as_manager else "Worker"]
         await _thread(lambda: api.swarm_join(manager.address, token))
@@ -232,9 +295,9 @@ class Run:
                 if time.monotonic() > deadline:
                     break
                 await asyncio.sleep(self.timeouts.swarm_poll)
-            spec = next(
-                (n for n in await _thread(manager.nodes) if n["ID"] == node_id), {}
-            ).get("Spec", {})
+            spec = next((n for n in await _thread(manager.nodes) if n["ID"] == node_id), {}).get(
+                "Spec", {}
+            )
             if spec.get("Role") == "manager":
                 await _thread(lambda: manager.update_node(node_id, role="worker"))
         except Exception as exc:  # a dead node cannot be drained: remove it anyway

@@ -26,6 +26,7 @@ from berth.events.clusters import emit_notification, emit_step
 from berth.services.clusters import costs, groups, templates
 from berth.services.clusters.nodes import NODEGROUP_LABEL, node_rows
 from berth.services.env import Env
+from berth.services.images import glance
 from berth.services.names import generate_name
 from berth.store import cluster_templates as template_repo
 from berth.store import clusters as repo
@@ -39,7 +40,9 @@ __all__ = [
     "create",
     "delete",
     "get",
+    "glance_images",
     "list_clusters",
+    "record_glance_images",
     "resize",
     "rotate_ca",
     "stats",
@@ -93,6 +96,9 @@ async def create(
     )
     name = spec.check_name(values.get("name") or generate_name("cluster"))
     settings = _initial_settings(env, ct, values, name, zero_ok=zero_ok)
+    images = await glance_images(env, ctx, ct.image_id)
+    if images:
+        settings = settings.with_(glance_images=images)
     row = ClusterRow(
         uuid=new_uuid(),
         project_id=ctx.project_id,
@@ -125,6 +131,29 @@ async def create(
     return row
 
 
+async def glance_images(env: Env, ctx: RequestContext, image: str | None) -> dict[str, str]:
+    """``{image: <id>:<checksum>}`` when ``image`` names a Glance image for the caller, else {}.
+
+    Resolved at the caller's request, with the caller's token: the worker that
+    creates the nodes later (scale-up, replacement) has none and reuses the record.
+    """
+    ref = await glance.node_image_ref(env, ctx, image) if image else None
+    return {str(image): ref} if ref else {}
+
+
+def record_glance_images(cluster: ClusterRow, images: dict[str, str]) -> None:
+    """Add resolved Glance node images to the cluster's settings (locked row)."""
+    if images:
+        settings = ClusterSettings.from_json(cluster.attrs)
+        cluster.attrs = settings.with_(glance_images={**settings.glance_images, **images}).to_json()
+
+
+# Magnum's ZeroNodeCountNotSupported (create and update below 1.10), with what to do.
+_ZERO_NODES = (
+    "Resizing a nodegroup to zero is not supported in the provided microversion: use 1.10 or later."
+)
+
+
 def _initial_settings(
     env: Env, ct: TemplateSettings, values: dict[str, Any], name: str, *, zero_ok: bool
 ) -> ClusterSettings:
@@ -134,9 +163,7 @@ def _initial_settings(
         raise errors.Invalid(f"master_count must be an odd number >= 1, not {master_count}.")
     if node_count < 0 or (node_count == 0 and not zero_ok):
         raise errors.Invalid(
-            "node_count must be >= 1 (0 is allowed from microversion 1.10)."
-            if node_count == 0
-            else f"node_count must be >= 0, not {node_count}."
+            _ZERO_NODES if node_count == 0 else f"node_count must be >= 0, not {node_count}."
         )
     create_timeout = values.get("create_timeout", DEFAULT_CREATE_TIMEOUT)
     if create_timeout < 0:
@@ -278,10 +305,7 @@ async def resize(
     if node_count < 0:
         raise errors.Invalid(f"node_count must be >= 0, not {node_count}.")
     if node_count == 0 and not zero_ok:
-        raise errors.Invalid(
-            "Resizing a nodegroup to zero is not supported in the provided microversion: "
-            "use 1.10 or later."
-        )
+        raise errors.Invalid(_ZERO_NODES)
     async with env.db.transaction() as session:
         fresh = await _locked(session, row, ident)
         found = await groups.settle(session, fresh)
@@ -352,10 +376,12 @@ async def upgrade(env: Env, ctx: RequestContext, ident: str, body: Any) -> Clust
         raise errors.Forbidden("Cluster template is hidden: only admins may use it.")
     new_ct = templates.settings_of(template)
     await _check_same_coe(env, row, new_ct)
+    resolved = await glance_images(env, ctx, new_ct.image_id)
     async with env.db.transaction() as session:
         fresh = await _locked(session, row, ident)
         found = await groups.settle(session, fresh)
         targets = _upgrade_targets(found, fresh, template, ng)
+        record_glance_images(fresh, resolved)
         for g in targets:
             g.image_id = None  # follow the cluster's template
             g.status, g.updated_at = "UPDATE_IN_PROGRESS", utcnow()

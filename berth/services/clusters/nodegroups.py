@@ -89,10 +89,12 @@ async def create(env: Env, ctx: RequestContext, ident: str, body: Any) -> Cluste
     elif values.get("merge_labels"):
         labels = {**cluster_labels, **labels}
     image = values.get("image_id") or await _template_image(env, cluster)
+    resolved = await clusters.glance_images(env, ctx, values.get("image_id"))
     async with env.db.transaction() as session:
         fresh = await repo.lock(session, cluster.id)
         if fresh is None:
             raise errors.ClusterNotFound(f"Cluster {ident} could not be found.")
+        clusters.record_glance_images(fresh, resolved)
         found = await groups.settle(session, fresh)
         if any(g.name == name for g in found):
             raise errors.Conflict(

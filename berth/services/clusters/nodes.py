@@ -9,18 +9,23 @@ field the Zun API never accepts; see docs/clusters.md).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from berth import errors
 from berth.clusters.driver import NodeInfo, NodeSpec
+from berth.domain.addresses import ip_literal, split_host_port
+from berth.domain.cluster_settings import ClusterSettings
 from berth.domain.context import RequestContext
 from berth.services.clusters.lifecycle import ProvisionerFactory
 from berth.services.containers import containers
 from berth.services.containers.containers import NewContainer
 from berth.services.env import Env
+from berth.services.images import refs
 from berth.services.networks import security_groups
 from berth.store import clusters as repo
+from berth.store import hosts as hosts_repo
 from berth.store.db import Session
 from berth.store.tables import ClusterRow, ContainerRow
 
@@ -37,7 +42,32 @@ async def node_rows(
     return await repo.node_containers(session, project_id, cluster_uuid, CLUSTER_LABEL)
 
 
-def _info(row: ContainerRow) -> NodeInfo:
+def _published(row: ContainerRow) -> dict[int, int]:
+    """The node's host ports by container port (Zun's ``ports`` follow ``exposed_ports``)."""
+    exposed = list(row.exposed_ports or {})
+    ports = list(row.ports or [])
+    if len(exposed) != len(ports):  # not all published yet: none is known for sure
+        return {}
+    return {int(key.split("/")[0]): int(port) for key, port in zip(exposed, ports, strict=True)}
+
+
+def _host_address(agent_url: str | None) -> str | None:
+    """The address a host is reached at: the host part of its agent's URL.
+
+    That is where the control plane reaches the host's agent, so it reaches the
+    ports the host publishes there too. An unspecified address (``0.0.0.0``) says
+    nothing about where the host is: None.
+    """
+    if not agent_url:
+        return None
+    host, _ = split_host_port(agent_url)
+    literal = ip_literal(host)
+    if not host or (literal is not None and literal.is_unspecified):
+        return None
+    return host
+
+
+def _info(row: ContainerRow, host_addresses: Mapping[str, str | None]) -> NodeInfo:
     address = None
     for entries in (row.addresses or {}).values():
         for entry in entries if isinstance(entries, list) else []:
@@ -48,17 +78,36 @@ def _info(row: ContainerRow) -> NodeInfo:
         row.name,
         row.status,
         address,
+        published=_published(row),
+        host_address=host_addresses.get(row.host or ""),
         image=row.image,
         environment=dict(row.environment or {}),
         status_reason=row.status_reason,
     )
 
 
+async def _host_addresses(session: Session, rows: list[ContainerRow]) -> dict[str, str | None]:
+    """The address of each host that runs one of ``rows``, by host name."""
+    found: dict[str, str | None] = {}
+    for name in {r.host for r in rows if r.host}:
+        host = await hosts_repo.by_hostname(session, name)
+        found[name] = _host_address(host.agent_url if host is not None else None)
+    return found
+
+
 class ContainerNodes:
     """A NodeProvisioner over the container service, acting as the cluster owner."""
 
-    def __init__(self, env: Env, owner: RequestContext, cluster_uuid: str) -> None:
+    def __init__(
+        self,
+        env: Env,
+        owner: RequestContext,
+        cluster_uuid: str,
+        glance_images: Mapping[str, str] | None = None,
+    ) -> None:
         self.env, self.owner, self.cluster_uuid = env, owner, cluster_uuid
+        # image_id -> <Glance id>:<checksum>, resolved at the owner's request.
+        self.glance_images = dict(glance_images or {})
 
     async def create_node(self, spec: NodeSpec) -> NodeInfo:
         """Create the node container unless one with that name exists already."""
@@ -69,8 +118,12 @@ class ContainerNodes:
         labels = {CLUSTER_LABEL: self.cluster_uuid}
         if spec.group:
             labels[NODEGROUP_LABEL] = spec.group
+        ref = self.glance_images.get(spec.image)
         req = NewContainer(
             image=spec.image,
+            # A Glance image: fetched through the control plane as any container's.
+            image_driver=refs.STORE_DRIVER if ref else None,
+            image_ref=ref,
             name=spec.name,
             command=list(spec.command),
             cpu=spec.cpu,
@@ -84,12 +137,13 @@ class ContainerNodes:
             security_groups=[security_groups.DEFAULT_GROUP],
             hostname=spec.name[:63],
             node_profile=spec.profile,
+            availability_zone=spec.availability_zone,
             given=frozenset(
                 {"image", "name", "cpu", "memory", "labels", "environment", "hostname"}
             ),
         )
         row = await containers.create(self.env, self.owner, req, run=True)
-        return _info(row)
+        return (await self._observed([row]))[0]
 
     async def inspect_node(self, name: str) -> NodeInfo | None:
         """The node container's state, or None when it does not exist."""
@@ -97,13 +151,19 @@ class ContainerNodes:
             row = await containers.get(self.env, self.owner, name)
         except errors.NotFound:
             return None
-        return _info(row)
+        return (await self._observed([row]))[0]
 
     async def list_nodes(self) -> list[NodeInfo]:
         """Every container of the owner's project labelled with this cluster."""
         async with self.env.db.read() as session:
-            rows = await node_rows(session, self.owner.project_id, self.cluster_uuid)
-        return [_info(r) for r in rows]
+            rows = list(await node_rows(session, self.owner.project_id, self.cluster_uuid))
+            hosts = await _host_addresses(session, rows)
+        return [_info(r, hosts) for r in rows]
+
+    async def _observed(self, rows: list[ContainerRow]) -> list[NodeInfo]:
+        async with self.env.db.read() as session:
+            hosts = await _host_addresses(session, rows)
+        return [_info(r, hosts) for r in rows]
 
     async def delete_node(self, name: str) -> None:
         """Force-remove the node container; a missing one is fine.
@@ -140,6 +200,7 @@ def provisioner_for(env: Env) -> ProvisionerFactory:
             project_name=None,
             roles=("member",),
         )
-        return ContainerNodes(env, owner, row.uuid)
+        images = ClusterSettings.from_json(row.attrs).glance_images
+        return ContainerNodes(env, owner, row.uuid, {str(k): str(v) for k, v in images.items()})
 
     return build

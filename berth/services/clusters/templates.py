@@ -19,6 +19,7 @@ from berth.domain.context import RequestContext
 from berth.domain.jsonpatch import apply_patch, check_patch
 from berth.images.refs import registry_of, split_reference, valid_repository
 from berth.services.env import Env
+from berth.services.images import glance
 from berth.services.names import generate_name
 from berth.store import cluster_templates as repo
 from berth.store import clusters as cluster_repo
@@ -108,6 +109,8 @@ async def _check_image(env: Env, ctx: RequestContext, image: str) -> None:
     Glance-style UUID that is no image Berth knows (the image store's and pulled
     images are the only images with UUIDs).
     """
+    if await glance.check_template_image(env, ctx, image):
+        return  # the cloud's Glance has it, with its os_distro (as Magnum checks)
     if UUID_SHAPE.match(image):
         async with env.db.read() as session:
             row = await repo.node_image(session, ctx.project_id, image)

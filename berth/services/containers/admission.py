@@ -114,12 +114,14 @@ async def admit(
     adm = build(project_id)
     for image in adm.images:
         await address_check.check_image(env, ctx, image)
-    await networks.ensure_defaults(env, project_id, ctx.user_id)
+    for row in adm.sourced:
+        await image_refs.prepare(env, ctx, row)
+    defaults = await networks.ensure_defaults(env, project_id, ctx.user_id)
     # What only needs reading is read before the write transaction: on SQLite
     # every create holds the one write lock, and each statement in it makes the
     # next create wait (20 creates at once queue on it).
     async with env.db.read() as session:
-        await networks.resolve(session, adm.placed, adm.nets, adm.groups)
+        await networks.resolve(session, adm.placed, adm.nets, adm.groups, defaults)
         await check_hints(session, adm.placed)
         limits = await quotas.limits_of(env, session, project_id)
     async with env.db.transaction() as session:
@@ -156,7 +158,7 @@ async def _check(env: Env, session: Session, adm: Admission, project_id: str, li
     cost = adm.cost
     await quotas.check_container(
         env, session, project_id, cost.cpu, cost.memory, cost.disk, count=cost.count,
-        limits=limits,
+        limits=limits, locked=True,  # admit took the lock first thing in the transaction
     )  # fmt: skip
 
 

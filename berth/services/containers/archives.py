@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 from typing import Any
 
 from berth import errors
@@ -10,10 +12,29 @@ from berth.domain.archives import check_upload
 from berth.domain.context import RequestContext
 from berth.services.env import Env
 from berth.services.hosts.calls import call_agent, container_for
+from berth.services.slots import Slots
 
-__all__ = ["get_archive", "put_archive"]
+__all__ = ["copy_slot", "get_archive", "put_archive"]
 
 _COPY_TIMEOUT = 300.0  # seconds: up to archive_max_bytes through the agent
+_copies = Slots()  # copies running in this process
+
+
+def copy_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractContextManager[None]:
+    """Count one copy of the caller's project while the block runs (hold it around the
+    whole request); ``OverQuota`` before the block when the project or process is full."""
+    per_project, total = env.settings.max_copies_per_project, env.settings.max_copies
+    project = ctx.project_id or ""
+    return _copies.hold(
+        project,
+        (per_project, total),
+        (
+            f"Project {project} runs {per_project} file copies at once "
+            "(max_copies_per_project): wait for one to finish and try again.",
+            f"This API process runs {total} file copies at once (max_copies): "
+            "try again in a moment.",
+        ),
+    )
 
 
 def _path(path: str | None) -> str:
@@ -45,7 +66,8 @@ async def put_archive(
     """Extract the tar ``data`` into the directory ``path``, refusing unsafe archives (400)."""
     row = await container_for(env, ctx, ident, "put_archive")
     limit = env.settings.archive_max_bytes
-    check_upload(data, limit)
+    # Off the event loop: decompressing and walking up to the limit takes seconds.
+    await asyncio.to_thread(check_upload, data, limit)
     await call_agent(
         env,
         row,

@@ -70,6 +70,9 @@ class NewContainer:
     privileged: bool = False
     # Internal only: set by the cluster node provisioner, never by the Zun API.
     node_profile: str | None = None
+    # Internal only: a cluster node's Glance image, resolved when its owner asked
+    # for the cluster (``<id>:<checksum>``; the worker creating the node has no token).
+    image_ref: str | None = None
     healthcheck: dict[str, Any] | None = None
     exposed_ports: dict[str, Any] | None = None
     registry: str | None = None
@@ -123,6 +126,7 @@ def _new_row(
         availability_zone=req.availability_zone or s.default_schedule_zone,
         privileged=req.privileged,
         node_profile=req.node_profile,
+        image_ref=req.image_ref,
         healthcheck=req.healthcheck,
         exposed_ports=req.exposed_ports,
         registry_id=req.registry,

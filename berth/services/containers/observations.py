@@ -87,7 +87,9 @@ async def apply_observation(session: Session, row: ContainerRow, obs: Observatio
         return False
     if obs.state == "absent" and row.auto_remove and row.runtime_id:
         await _remove(session, row, "auto_remove")
-        return False
+        # Woken, the agent's next pass finds it gone from both sides and drops the
+        # volumes it owned (``--mount size=N``) now, not at its next long-poll timeout.
+        return True
     changed = _exited_by_itself(row, obs)
     _set_status(row, obs)
     if _reached(row):

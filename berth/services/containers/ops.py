@@ -197,7 +197,15 @@ async def execute(env: Env, ctx: RequestContext, ident: str, command: str) -> di
     row = await container_for(env, ctx, ident, "execute")
     argv = exec_argv(command)
     result = await call_agent(
-        env, row, "POST", "execute", json={"command": argv, "timeout": env.settings.execute_timeout}
+        env,
+        row,
+        "POST",
+        "execute",
+        json={
+            "command": argv,
+            "timeout": env.settings.execute_timeout,
+            "max_output": env.settings.execute_max_output_bytes,
+        },
     )
     return {
         "output": result["output"],

@@ -18,7 +18,7 @@ from berth.domain.context import RequestContext
 from berth.events.actions import emit, start_action
 from berth.services.containers.containers import guard_node
 from berth.services.env import Env
-from berth.services.images import address_check
+from berth.services.images import address_check, glance
 from berth.services.images import refs as image_refs
 from berth.store import containers as repo
 from berth.store.base import utcnow
@@ -33,8 +33,9 @@ async def rebuild(
 ) -> ContainerRow:
     """Ask for the container to be recreated from ``image`` (default: its current one)."""
     scope = Scope(ctx.project_id, all_projects=ctx.is_admin)
-    if image:  # before the transaction: it may wait for DNS
+    if image:  # before the transaction: it may wait for DNS (or Glance)
         await address_check.check_image(env, ctx, image)
+    glance_ref = await _glance_ref(env, ctx, scope, ident, image, image_driver)
     async with env.db.transaction() as session:
         row = await repo.get(session, scope, ident, for_update=True)
         env.enforce(ctx, "container:rebuild", row.project_id)
@@ -52,6 +53,8 @@ async def rebuild(
             row.image = image
         if image_driver:
             row.image_driver = image_driver
+        if image and row.image_driver == "glance":
+            row.image_ref = glance_ref
         await image_refs.check(env, session, row)
         await start_action(session, ctx, row, "rebuild")
         # Running again if it runs and is meant to (not while stopping, say); an
@@ -74,3 +77,30 @@ async def rebuild(
         emit(session, row, "container.rebuild", ctx.request_id, image=row.image)
     await env.notifier.touch(row.host)
     return row
+
+
+async def _glance_ref(
+    env: Env,
+    ctx: RequestContext,
+    scope: Scope,
+    ident: str,
+    image: str | None,
+    image_driver: str | None,
+) -> str | None:
+    """A new image's ``image_ref`` in the cloud's Glance, looked up before the transaction.
+
+    None without Glance, without a new image, for a container that will not use
+    the glance driver (Glance is not asked at all), or when the caller sees no
+    such Glance image (``check`` then refuses it).
+    """
+    if not image or glance.access(env) is None:
+        return None
+    if image_driver is None:
+        async with env.db.read() as session:
+            image_driver = (await repo.get(session, scope, ident)).image_driver
+    if image_driver != "glance":
+        return None
+    try:
+        return glance.image_ref(await glance.resolve(env, ctx, image))
+    except errors.NotFound:
+        return None

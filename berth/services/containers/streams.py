@@ -6,6 +6,11 @@ API with a short-lived, single-use token bound to the container and its owner
 (only the token's digest is stored). The API's websocket route redeems the
 token (``redeem``) and joins the caller to the agent of the container's host
 (``connect``), wherever that host is; no engine port is ever exposed.
+
+Each open session or followed log holds an engine session and a reader thread
+on its host until it ends, so they are counted (``stream_slot``): at most
+``max_streams_per_project`` per project and ``max_streams`` in all per API
+process; one more is refused (403, as a quota is) before anything is opened.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -25,6 +31,7 @@ from berth.services.env import Env
 from berth.services.hosts import hosts
 from berth.services.hosts.agent_streams import AgentSession, AgentStream, open_session, open_stream
 from berth.services.hosts.calls import agent_address, call_agent, container_for
+from berth.services.slots import Slots
 from berth.store import containers as containers_repo
 from berth.store import stream_tokens
 from berth.store.base import utcnow
@@ -41,6 +48,7 @@ __all__ = [
     "open_exec",
     "redeem",
     "resize",
+    "stream_slot",
     "websocket_base",
 ]
 
@@ -48,6 +56,26 @@ WEBSOCKET_PATH = "/container/v1/ws"
 # What the agent may be silent for beyond the API's own idle limit before it
 # gives up on a session on its own (the API normally ends it first).
 _AGENT_IDLE_MARGIN = 30.0
+_streams = Slots()  # sessions and followed logs open in this process
+
+
+@contextlib.contextmanager
+def stream_slot(settings: Settings, project_id: str) -> Iterator[None]:
+    """Count one open session or followed log of ``project_id`` while the block runs;
+    ``OverQuota`` (before anything is opened) when the project or the process is full."""
+    per_project, total = settings.max_streams_per_project, settings.max_streams
+    with _streams.hold(
+        project_id,
+        (per_project, total),
+        (
+            f"Project {project_id} has {per_project} interactive sessions and followed logs "
+            "open at once (max_streams_per_project): end one (exit its shell, detach with "
+            "~., or stop following) and try again.",
+            f"This API process serves {total} sessions and followed logs at once "
+            "(max_streams): try again when one has ended.",
+        ),
+    ):
+        yield
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +208,14 @@ async def follow_logs(
     """Start following the container's output (``GET …/logs/follow`` on its agent)."""
     row = await container_for(env, ctx, ident, "logs")
     hostname, url = await agent_address(env, row)
-    return await open_stream(
-        env.agents, hostname, url, f"/v1/containers/{row.uuid}/logs/follow", params
-    )
+    slot = contextlib.ExitStack()
+    slot.enter_context(stream_slot(env.settings, ctx.project_id or row.project_id))
+    try:
+        stream = await open_stream(
+            env.agents, hostname, url, f"/v1/containers/{row.uuid}/logs/follow", params
+        )
+    except BaseException:
+        slot.close()
+        raise
+    stream.when_ended(slot.close)
+    return stream

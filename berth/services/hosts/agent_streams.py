@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -137,6 +137,16 @@ class AgentStream:
         self._memory: MemoryResponse | None = None
         self._client: httpx.AsyncClient | None = None
         self._response: httpx.Response | None = None
+        self._ended: list[Callable[[], None]] = []
+
+    def when_ended(self, then: Callable[[], None]) -> None:
+        """Call ``then`` once, when the body has ended or the stream is closed."""
+        self._ended.append(then)
+
+    def _end(self) -> None:
+        ended, self._ended = self._ended, []
+        for then in ended:
+            then()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives (ends when the agent ends it or the connection drops)."""
@@ -149,9 +159,12 @@ class AgentStream:
                     yield chunk
         except httpx.HTTPError:
             return  # the agent went away: the stream simply ends
+        finally:
+            self._end()
 
     async def aclose(self) -> None:
         """Stop reading; the agent sees the caller leave and closes the engine stream."""
+        self._end()
         if self._memory is not None:
             await self._memory.close()
         if self._response is not None:

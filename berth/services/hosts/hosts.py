@@ -1,4 +1,4 @@
-"""Hosts and their agents: registration, heartbeats, desired state and observations."""
+"""Hosts and their agents: registration, desired state, observations (heartbeats.py: liveness)."""
 
 from __future__ import annotations
 
@@ -21,21 +21,28 @@ from berth.services.containers import capsules
 from berth.services.containers import files as injected_files
 from berth.services.containers.observations import apply_observation
 from berth.services.env import Env
+from berth.services.hosts.heartbeats import heard_from
 from berth.services.hosts.placement import AGENT_BINARY
-from berth.services.hosts.returning import restore_returned
 from berth.services.networks import networks, overlay, security_groups
+from berth.store import desired_feed
 from berth.store import hosts as repo
 from berth.store import networks as networks_repo
 from berth.store.base import new_uuid, utcnow
+from berth.store.db import Session
 from berth.store.tables import ContainerRow, HostRow, SecurityGroupRow, ServiceRow
 
 __all__ = [
+    "FEED_RETENTION",
     "agent_url",
+    "desired_changes",
     "desired_for",
-    "heartbeat",
     "record_observations",
     "register",
+    "trim_feed",
 ]
+
+# How long the change feed keeps an entry: an agent further behind reads everything.
+FEED_RETENTION = dt.timedelta(hours=1)
 
 
 def _require_service(env: Env, ctx: RequestContext) -> None:
@@ -100,31 +107,9 @@ async def register(env: Env, ctx: RequestContext, report: HostReport) -> HostRow
         svc.last_seen_up = now
         svc.report_count += 1
         svc.updated_at = now
+    env.liveness.confirm(report.hostname, now.timestamp())
     await env.notifier.touch_host(report.hostname)  # every scheduler reads it again
     return host
-
-
-async def heartbeat(env: Env, ctx: RequestContext, hostname: str) -> None:
-    """Record that the agent of ``hostname`` is alive.
-
-    One small update; only the heartbeat that ends an outage does more: the
-    containers the outage made ``Unknown`` get their observed status back, and
-    every scheduler reads the host again (it is up).
-    """
-    _require_service(env, ctx)
-    now = utcnow()
-    cutoff = now - dt.timedelta(seconds=env.settings.service_down_time)
-    async with env.db.transaction() as session:
-        svc = await repo.agent_service(session, hostname)
-        if svc is None:
-            raise errors.HostNotFound(f"Host {hostname} is not registered; restart its agent.")
-        returned = svc.last_seen_up is None or svc.last_seen_up < cutoff
-        svc.last_seen_up = now
-        svc.report_count += 1
-        if returned and not svc.forced_down:
-            await restore_returned(session, hostname)
-    if returned:
-        await env.notifier.touch_host(hostname)
 
 
 async def agent_url(env: Env, hostname: str) -> str | None:
@@ -206,18 +191,39 @@ def _sandbox_of(row: ContainerRow) -> str | None:
     return row.capsule_id
 
 
+async def _groups_of(
+    session: Session, rows: Sequence[ContainerRow]
+) -> dict[str, SecurityGroupRow]:
+    """The security groups ``rows`` are members of, by uuid (for their ingress)."""
+    wanted = {g for r in rows for g in r.security_groups or []}
+    return await networks_repo.groups_by_uuid(session, wanted)
+
+
+def _poll_wait(env: Env, wait: float) -> float:
+    """How long a long poll may wait: at most 60 s, and a third of ``service_down_time``.
+
+    A poll's start is what tells that its agent is alive (a poll still open
+    proves nothing: its host may have lost power), so an agent that only
+    polls must start one well within the down time, whatever it asked.
+    """
+    return min(wait, 60.0, env.settings.service_down_time / 3)
+
+
 async def desired_for(
     env: Env, ctx: RequestContext, hostname: str, generation: int | None, wait: float
 ) -> DesiredHost:
-    """Everything assigned to ``hostname``; long-polls while nothing changed."""
+    """Everything assigned to ``hostname``; long-polls while nothing changed.
+
+    The call says the host's agent is alive (``heartbeats.heard_from``).
+    """
     _require_service(env, ctx)
+    await heard_from(env, hostname)
     seen = env.notifier.generation(hostname)
     if generation is not None and generation == seen and wait > 0:
-        seen = await env.notifier.wait(hostname, seen, min(wait, 60.0))
+        seen = await env.notifier.wait(hostname, seen, _poll_wait(env, wait))
     async with env.db.read() as session:
         rows: Sequence[ContainerRow] = await repo.containers_on(session, hostname)
-        wanted = {g for r in rows for g in r.security_groups or []}
-        groups = await networks_repo.groups_by_uuid(session, wanted)
+        groups = await _groups_of(session, rows)
     if not overlay.enabled(env):
         return DesiredHost(
             hostname=hostname, generation=seen, containers=[_desired(r, groups) for r in rows]
@@ -231,11 +237,97 @@ async def desired_for(
     )
 
 
+async def desired_changes(
+    env: Env,
+    ctx: RequestContext,
+    hostname: str,
+    since: desired_feed.Head | None,
+    generation: int | None,
+    wait: float,
+) -> DesiredHost:
+    """What changed on ``hostname`` since the agent's ``since`` (epoch, revision).
+
+    Long-polls while the agent is current. Everything (``base`` None) when the
+    agent has nothing yet, another epoch, a revision the feed cannot account
+    for (trimmed, ahead of it) or a host-wide change is in between. With the
+    overlay driver every answer is the full-state protocol's (``generation``):
+    a host's remote members change with other hosts' containers, which its
+    feed does not record.
+    """
+    _require_service(env, ctx)
+    if overlay.enabled(env):
+        return await desired_for(env, ctx, hostname, generation, wait)
+    await heard_from(env, hostname)
+    seen = env.notifier.generation(hostname)  # before the read: a change after it wakes us
+    async with env.db.read() as session:
+        now = await desired_feed.head(session, hostname)
+    if now is None:
+        raise errors.HostNotFound(f"Host {hostname} is not registered; restart its agent.")
+    if since == now and wait > 0:
+        woken = await env.notifier.wait(hostname, seen, _poll_wait(env, wait))
+        if woken == seen:
+            # Nothing touched the host since the read, and a change touches it once
+            # committed: the read still holds (an idle agent's poll ends here). Were
+            # a change left untold (a notification between processes lost), the
+            # agent's next poll, sent at once, reads it.
+            return DesiredHost(hostname, seen, epoch=now[0], revision=now[1], base=now[1])
+        seen = woken
+        async with env.db.read() as session:
+            now = await desired_feed.head(session, hostname) or now
+    epoch, revision = now
+    if since is None or since[0] != epoch or since[1] > revision:
+        return await _everything(env, hostname, seen, now)
+    if since[1] == revision:
+        return DesiredHost(hostname, seen, epoch=epoch, revision=revision, base=revision)
+    async with env.db.read() as session:
+        changed = await desired_feed.changes(session, hostname, since[1], revision)
+        if changed is None:
+            rows = None
+        else:
+            rows = await repo.containers_on_of(session, hostname, changed)
+            groups = await _groups_of(session, rows)
+    if changed is None or rows is None:
+        return await _everything(env, hostname, seen, now)
+    return DesiredHost(
+        hostname,
+        seen,
+        containers=[_desired(r, groups) for r in rows],
+        epoch=epoch,
+        revision=revision,
+        base=since[1],
+        removed=sorted(changed - {r.uuid for r in rows}),
+    )
+
+
+async def _everything(env: Env, hostname: str, seen: int, now: desired_feed.Head) -> DesiredHost:
+    """The whole desired state, as of revision ``now`` or later (read after it)."""
+    async with env.db.read() as session:
+        rows = await repo.containers_on(session, hostname)
+        groups = await _groups_of(session, rows)
+    return DesiredHost(
+        hostname,
+        seen,
+        containers=[_desired(r, groups) for r in rows],
+        epoch=now[0],
+        revision=now[1],
+    )
+
+
+async def trim_feed(env: Env) -> int:
+    """Drop change-feed entries older than ``FEED_RETENTION`` (a worker job)."""
+    async with env.db.transaction() as session:
+        return await desired_feed.trim(session, utcnow() - FEED_RETENTION)
+
+
 async def record_observations(
     env: Env, ctx: RequestContext, hostname: str, observations: list[Observation]
 ) -> None:
-    """Fold what the agent saw into each container's status, finishing actions."""
+    """Fold what the agent saw into each container's status, finishing actions.
+
+    The call says the host's agent is alive (``heartbeats.heard_from``).
+    """
     _require_service(env, ctx)
+    await heard_from(env, hostname)
     touched = released = False
     moved: set[str] = set()
     async with env.db.transaction() as session:

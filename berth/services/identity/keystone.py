@@ -40,6 +40,7 @@ from berth import errors
 from berth.config import Settings
 from berth.domain.context import RequestContext
 from berth.identity import roles as rules
+from berth.identity.auth_request import by_name, password_auth, project_ref
 from berth.services.identity._common import AUTH_REQUIRED
 
 __all__ = ["KeystoneTokens", "ValidationCache", "caller_from_token", "login_body"]
@@ -287,18 +288,6 @@ def login_body(
     username: str, password: str, project: str, user_domain: str, project_domain: str
 ) -> dict[str, Any]:
     """Keystone's password authentication body for a project-scoped token (domains by name)."""
-    return {
-        "auth": {
-            "identity": {
-                "methods": ["password"],
-                "password": {
-                    "user": {
-                        "name": username,
-                        "domain": {"name": user_domain},
-                        "password": password,
-                    }
-                },
-            },
-            "scope": {"project": {"name": project, "domain": {"name": project_domain}}},
-        }
-    }
+    return password_auth(
+        username, password, by_name(user_domain), project_ref(None, project, project_domain)
+    )

@@ -20,7 +20,7 @@ from berth.domain.paging import Paging
 from berth.images.refs import split_reference, valid_repository
 from berth.services.containers.containers import get as get_container
 from berth.services.env import Env
-from berth.services.images import address_check
+from berth.services.images import address_check, glance
 from berth.services.images import store as image_store
 from berth.services.scopes import lookup_scope
 from berth.store import hosts as hosts_repo
@@ -153,7 +153,8 @@ async def commit(
         )
     if container.host is None or not ctx.project_id:
         raise errors.InvalidStateException(f"Container {container.uuid} has no host.")
-    address = image_store.address(env)
+    in_glance = glance.access(env) is not None
+    address = "" if in_glance else image_store.address(env)
     name, parsed = split_reference(repository)
     tag = tag or parsed
     if not valid_repository(name) or "/" in tag or not 1 <= len(tag) <= 128:
@@ -162,8 +163,11 @@ async def commit(
             "separated by /, with an optional :tag"
         )
     host = await _host(env, container.host)
+    # With the cloud's Glance the image is made there first, as the caller (Zun's
+    # response names it by its Glance id), and the host streams its docker save into it.
+    glance_id = await glance.create_for_commit(env, ctx, name, tag) if in_glance else None
     row = ImageRow(
-        uuid=new_uuid(),
+        uuid=glance_id or new_uuid(),
         project_id=ctx.project_id,
         user_id=ctx.user_id,
         repo=name,
@@ -175,16 +179,20 @@ async def commit(
     )
     async with env.db.transaction() as session:
         session.add(row)
-    body = {
+    body: dict[str, Any] = {
         "reference": f"{address}/{ctx.project_id}/{name}:{tag}",
         "auth": _auth_body(env),
     }
+    if glance_id is not None:
+        body = {"reference": f"{name}:{tag}", "glance": glance.upload_grant(env, ctx, glance_id)}
     started = utcnow()
     try:
         result = await _agent(env, host, f"/v1/containers/{container.uuid}/commit", body)
         row = await _finish(env, row, result, None)
     except errors.BerthError as exc:
         row = await _finish(env, row, None, exc.message)
+        if glance_id is not None:  # a queued image with no data helps nobody
+            await glance.discard(env, ctx, glance_id)
     await _record_action(env, ctx, container.uuid, container.project_id, started, row)
     return row
 

@@ -12,18 +12,31 @@ has no runtime container yet, i.e. while a pull may be ahead, and never after.
 from __future__ import annotations
 
 from berth import errors
+from berth.domain.context import RequestContext
 from berth.domain.hostsync import DesiredContainer, DesiredHost, RegistryAuth
+from berth.images.glance import glance_not_found
 from berth.images.refs import registry_of, split_reference, store_reference
 from berth.services.env import Env
-from berth.services.images import registries
+from berth.services.images import glance, registries
 from berth.services.images import store as image_store
 from berth.store import images as repo
 from berth.store.db import Session
 from berth.store.tables import ContainerRow, RegistryRow
 
-__all__ = ["check", "for_agent"]
+__all__ = ["check", "for_agent", "prepare"]
 
 STORE_DRIVER = "glance"
+
+
+async def prepare(env: Env, ctx: RequestContext, row: ContainerRow) -> None:
+    """Before the transaction: a Glance image resolved with the caller's token (``image_ref``).
+
+    Only with the cloud's Glance (``glance_url``); it may wait on Glance, so
+    never inside a transaction. A cluster node arrives with its ``image_ref``
+    already resolved (with the owner's token, at the cluster request).
+    """
+    if row.image_driver == STORE_DRIVER and glance.access(env) is not None and not row.image_ref:
+        row.image_ref = glance.image_ref(await glance.resolve(env, ctx, row.image))
 
 
 async def check(env: Env, session: Session, row: ContainerRow) -> None:
@@ -31,6 +44,16 @@ async def check(env: Env, session: Session, row: ContainerRow) -> None:
     if row.registry_id:
         registry = await registries.resolve_for_project(session, row.project_id, row.registry_id)
         row.registry_id = registry.uuid
+    if row.image_driver == STORE_DRIVER and glance.access(env) is not None:
+        if not row.image_ref:  # prepare() resolves it; without it nothing can run
+            raise glance_not_found(row.image)
+        return
+    if split_reference(row.image)[0].startswith(glance.GLANCE_REPOSITORY + "/"):
+        # A host's copy of someone's Glance image: only Glance may say who runs it.
+        raise errors.Invalid(
+            f"Image {row.image} names a host's copy of a Glance image: use "
+            "image_driver=glance with the Glance image's name or id instead."
+        )
     if row.image_driver == STORE_DRIVER:
         await image_store.resolve(env, session, row.project_id, row.image)
         return
@@ -44,14 +67,21 @@ async def check(env: Env, session: Session, row: ContainerRow) -> None:
 
 async def for_agent(env: Env, host: DesiredHost) -> DesiredHost:
     """``host`` with store and registry images resolved, and credentials where a pull is ahead."""
+    if not host.containers:
+        return host  # an idle agent's poll: nothing to resolve, no query
     async with env.db.read() as session:
         special = await repo.image_sources_on(session, host.hostname, STORE_DRIVER)
         if not special:
             return host
-        regs = await repo.registries_by_uuid(session, {r for _, r, _ in special.values() if r})
+        regs = await repo.registries_by_uuid(session, {r for _, r, _, _ in special.values() if r})
         for desired in host.containers:
             if desired.uuid in special:
-                driver, reg, observed = special[desired.uuid]
+                driver, reg, observed, ref = special[desired.uuid]
+                if ref and driver == STORE_DRIVER and glance.access(env) is not None:
+                    # The host's engine keeps it by checksum; the data comes through us.
+                    desired.image = glance.local_reference(ref)
+                    desired.from_glance = True
+                    continue
                 auth = await _resolve(env, session, desired, driver, regs.get(reg or ""))
                 if _pull_ahead(desired, observed):
                     desired.registry_auth = auth

@@ -10,6 +10,7 @@ with credentials handed to them for that pull only.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from berth import errors
@@ -124,7 +125,7 @@ async def upload(
     own tags are used. ``public`` images are usable by every project.
     """
     authorize_upload(env, ctx, public)
-    saved = dockersave.read_saved(archive)
+    saved = await asyncio.to_thread(dockersave.read_saved, archive)  # up to 100,000 headers
     targets = _targets(saved, name)
     rows: list[ImageRow] = []
     async with client(env) as store:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from berth import errors
@@ -30,6 +31,7 @@ from berth.store.tables import ContainerRow, NetworkRow
 
 __all__ = [
     "DEFAULT_NETWORK",
+    "Defaults",
     "attach",
     "create",
     "default_network",
@@ -47,8 +49,24 @@ __all__ = [
 
 DEFAULT_NETWORK = "default"
 
-# Projects whose default network and group this process has seen made.
-_DEFAULTS_MADE: weakref.WeakKeyDictionary[Database, set[str]] = weakref.WeakKeyDictionary()
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """A project's default network and security group, by uuid.
+
+    Neither is ever deleted (a 409) nor renamed, so once seen they hold for the
+    life of the process: a create that joins them needs no read of either.
+    """
+
+    network: str
+    network_name: str
+    group: str
+
+
+# The default network and group of the projects this process has seen them made in.
+_DEFAULTS_MADE: weakref.WeakKeyDictionary[Database, dict[str, Defaults]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def default_network(session: Session, project_id: str, user_id: str) -> NetworkRow:
@@ -69,27 +87,31 @@ async def default_network(session: Session, project_id: str, user_id: str) -> Ne
     )
 
 
-async def ensure_defaults(env: Env, project_id: str, user_id: str) -> None:
-    """Create the project's default network and security group unless they exist.
+async def ensure_defaults(env: Env, project_id: str, user_id: str) -> Defaults:
+    """Create the project's default network and security group unless they exist; both.
 
     Its own short transaction: two first creates racing in a new project hit
     the unique name, and the loser finds the winner's rows on its second try.
     """
-    known = _DEFAULTS_MADE.setdefault(env.db, set())
-    if project_id in known:
-        # Made before, in this process: skip a write transaction per create. If
-        # they were deleted since, ``wire`` makes them again inside the create.
-        return
-    for attempt in range(2):
-        try:
-            async with env.db.transaction() as session:
-                await default_network(session, project_id, user_id)
-                await security_groups.default_group(session, project_id, user_id)
-            known.add(project_id)
-            return
-        except repo.NameTaken:
-            if attempt:
-                raise
+    known = _DEFAULTS_MADE.setdefault(env.db, {})
+    found = known.get(project_id)
+    if found is not None:
+        # Made before, in this process: skip a write transaction per create (and,
+        # in ``resolve``, the two reads that would find them again).
+        return found
+    try:
+        found = await _make_defaults(env, project_id, user_id)
+    except repo.NameTaken:  # a concurrent first create won: its rows are there now
+        found = await _make_defaults(env, project_id, user_id)
+    known[project_id] = found
+    return found
+
+
+async def _make_defaults(env: Env, project_id: str, user_id: str) -> Defaults:
+    async with env.db.transaction() as session:
+        net = await default_network(session, project_id, user_id)
+        group = await security_groups.default_group(session, project_id, user_id)
+        return Defaults(net.uuid, net.name, group.uuid)
 
 
 async def create(env: Env, ctx: RequestContext, name: str) -> NetworkRow:
@@ -160,10 +182,19 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
 
 
 async def resolve_nets(
-    session: Session, project_id: str, user_id: str, nets: Sequence[dict[str, Any]]
+    session: Session,
+    project_id: str,
+    user_id: str,
+    nets: Sequence[dict[str, Any]],
+    defaults: Defaults | None = None,
 ) -> list[dict[str, str]]:
-    """The networks a new container joins (none given: the default one), resolved and checked."""
+    """The networks a new container joins (none given: the default one), resolved and checked.
+
+    ``defaults``: the project's, as ``ensure_defaults`` answered (no read then).
+    """
     if not nets:
+        if defaults is not None:
+            return [{"network": defaults.network, "name": defaults.network_name}]
         row = await default_network(session, project_id, user_id)
         return [{"network": row.uuid, "name": row.name}]
     result: list[dict[str, str]] = []
@@ -215,9 +246,14 @@ async def resolve(
     row: ContainerRow,
     nets: Sequence[dict[str, Any]] = (),
     groups: Sequence[str] = (),
+    defaults: Defaults | None = None,
 ) -> None:
-    """The reading half of ``wire``: networks and groups by uuid (no writes)."""
-    row.nets = await resolve_nets(session, row.project_id, row.user_id, nets)
+    """The reading half of ``wire``: networks and groups by uuid (no writes).
+
+    ``defaults``: the project's default network and group, as ``ensure_defaults``
+    answered: a create that joins them reads neither.
+    """
+    row.nets = await resolve_nets(session, row.project_id, row.user_id, nets, defaults)
     if not groups and row.exposed_ports:
         # Zun's driver (``_process_exposed_ports``) gives such a container only its
         # exposed-port group: reachable on those ports, by its network's members
@@ -225,7 +261,7 @@ async def resolve(
         row.security_groups = []
         return
     row.security_groups = await security_groups.resolve(
-        session, row.project_id, row.user_id, groups
+        session, row.project_id, row.user_id, groups, defaults.group if defaults else None
     )
 
 

@@ -24,6 +24,7 @@ from berth.events.actions import emit
 from berth.services.env import Env
 from berth.services.scopes import list_scope, lookup_scope
 from berth.store import containers as containers_repo
+from berth.store import desired_feed
 from berth.store import networks as repo
 from berth.store.base import new_uuid, utcnow
 from berth.store.db import Session
@@ -260,6 +261,7 @@ async def add_rule(
         row.rules = [*row.rules, rule]
         row.updated_at = utcnow()
         hosts = await repo.member_hosts(session, row)
+        await desired_feed.mark(session, hosts)  # the members' ingress changed
     for host in hosts:
         await env.notifier.touch(host)
     return row, rule
@@ -278,15 +280,25 @@ async def delete_rule(env: Env, ctx: RequestContext, ident: str, rule_id: str) -
         row.rules = kept
         row.updated_at = utcnow()
         hosts = await repo.member_hosts(session, row)
+        await desired_feed.mark(session, hosts)  # the members' ingress changed
     for host in hosts:
         await env.notifier.touch(host)
 
 
 async def resolve(
-    session: Session, project_id: str, user_id: str, names: Sequence[str]
+    session: Session,
+    project_id: str,
+    user_id: str,
+    names: Sequence[str],
+    default: str | None = None,
 ) -> list[str]:
-    """Group uuids for the names/uuids given (none: the default group); unknown is a 400."""
+    """Group uuids for the names/uuids given (none: the default group); unknown is a 400.
+
+    ``default``: the default group's uuid when the caller knows it (no read then).
+    """
     if not names:
+        if default is not None:
+            return [default]
         return [(await default_group(session, project_id, user_id)).uuid]
     found: list[str] = []
     for name in names:

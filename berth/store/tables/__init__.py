@@ -4,7 +4,7 @@ from berth.store.tables.clusters import ClusterRow, ClusterTemplateRow, OutboxCu
 from berth.store.tables.containers import ActionEventRow, ContainerActionRow, ContainerRow
 from berth.store.tables.events import EventRow
 from berth.store.tables.files import ContainerFileRow
-from berth.store.tables.hosts import HostRow, ServiceRow
+from berth.store.tables.hosts import DesiredChangeRow, HostRow, ServiceRow
 from berth.store.tables.identity import (
     DomainRow,
     ProjectRow,
@@ -32,6 +32,7 @@ __all__ = [
     "ContainerActionRow",
     "ContainerFileRow",
     "ContainerRow",
+    "DesiredChangeRow",
     "DomainRow",
     "EventRow",
     "HostRow",

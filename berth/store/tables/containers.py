@@ -59,6 +59,8 @@ class ContainerRow(Base):
     healthcheck: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     exposed_ports: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     registry_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    # image_driver=glance with the cloud's Glance: "<image id>:<checksum>" as resolved at create
+    image_ref: Mapped[str | None] = mapped_column(String(128), default=None)
     requested_host: Mapped[str | None] = mapped_column(String(255), default=None)
     # -- capsule members: "container" (plain), or a capsule's "sandbox", "init", "app"
     capsule_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
