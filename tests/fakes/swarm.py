@@ -138,6 +138,13 @@ class FakeCloud:
         self.history: list[str] = []
         self.never_running: dict[str, str | None] = {}  # name fragment -> Error reason or None
         self.keeps_old_certificate: set[str] = set()  # nodes whose dockerd ignores new files
+        # How many node lists a demoted manager still shows ``ManagerStatus`` in (swarmkit
+        # takes it out of raft after the demotion, not with it); a manager that leaves
+        # while it is still in raft counts as unreachable, and when the reachable ones
+        # are no majority, every manager answers "no leader" for good (as dockerd does).
+        self.demotion_lag = 0
+        self.demoting: dict[str, int] = {}  # swarm node ID -> node lists left
+        self.unreachable_members = 0
         self._addresses = (f"10.0.0.{i}" for i in itertools.count(2))
         self._ids = (f"node{i:03d}" for i in itertools.count(1))
 
@@ -226,6 +233,11 @@ class FakeCloud:
                 }
                 for n in self.swarm.values()
             }
+
+    def quorum_lost(self) -> bool:
+        """Raft's members that still answer are no majority (nobody can be leader)."""
+        members = sum("ManagerStatus" in n for n in self.swarm.values()) + self.unreachable_members
+        return members > 0 and 2 * (members - self.unreachable_members) <= members
 
     def node_ls(self) -> list[tuple[str, str]]:
         """Every line of ``docker node ls``: (hostname, state), a stale entry included."""
@@ -329,6 +341,11 @@ class FakeNodeApi:
 
     def _manager(self, call: str) -> FakeEngine:
         engine = self._connect(call)
+        if self.cloud.quorum_lost():
+            raise requests.exceptions.HTTPError(
+                f"500 Server Error for {self.endpoint}/nodes: "
+                "The swarm does not have a leader. It's possible that too few managers are online."
+            )
         node = self.cloud.swarm.get(engine.node_id or "")
         if node is None or node["Spec"]["Role"] != "manager":
             raise _refused(f"{engine.name}: this node is not a swarm manager")
@@ -396,6 +413,8 @@ class FakeNodeApi:
             "Spec": {"Role": role, "Availability": "active", "Labels": {}},
             "Status": {"State": "ready", "Addr": engine.address},
         }
+        if role == "manager":
+            self.cloud.swarm[engine.node_id]["ManagerStatus"] = {"Reachability": "reachable"}
         self.cloud.history.append(f"join {engine.name} {role}")
 
     def swarm_init(self) -> None:
@@ -431,6 +450,9 @@ class FakeNodeApi:
             node = self.cloud.swarm.get(engine.node_id or "")
             if node is not None:
                 node["Status"]["State"] = "down"
+                if node.pop("ManagerStatus", None) is not None:  # left raft without removal
+                    self.cloud.unreachable_members += 1
+                    self.cloud.history.append(f"leave {engine.name} still in raft")
                 self.cloud.interrupted += self.cloud.tasks.pop(node["ID"], 0)
                 self.cloud.history.append(f"leave {engine.name}")
             engine.node_id = None
@@ -438,6 +460,12 @@ class FakeNodeApi:
     def nodes(self) -> list[dict[str, Any]]:
         with self.cloud.lock:
             self._manager("nodes")
+            for node_id, left in list(self.cloud.demoting.items()):
+                if left <= 0:  # the role manager has taken it out of raft
+                    del self.cloud.demoting[node_id]
+                    self.cloud.swarm.get(node_id, {}).pop("ManagerStatus", None)
+                else:
+                    self.cloud.demoting[node_id] = left - 1
             return copy.deepcopy(list(self.cloud.swarm.values()))
 
     def update_node(self, node_id: str, **changes: str) -> None:
@@ -446,6 +474,13 @@ class FakeNodeApi:
             node = self.cloud.swarm[node_id]
             for key, value in changes.items():
                 node["Spec"][key.capitalize()] = value
+            if changes.get("role") == "worker" and "ManagerStatus" in node:
+                if self.cloud.demotion_lag:
+                    self.cloud.demoting[node_id] = self.cloud.demotion_lag
+                else:
+                    del node["ManagerStatus"]
+            elif changes.get("role") == "manager":
+                node.setdefault("ManagerStatus", {"Reachability": "reachable"})
             if changes.get("availability") == "drain":
                 self.cloud.history.append(f"drain {node['Description']['Hostname']}")
                 # The swarm reschedules the node's tasks on the other active nodes.

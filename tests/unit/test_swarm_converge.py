@@ -8,6 +8,7 @@ availability, labels, Ready), the status reasons reported, the Outcome.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 
 import pytest
@@ -337,6 +338,51 @@ async def test_a_swarm_electing_a_leader_is_waited_for_beyond_the_retry_count(
     steps = await _converge(swarm, cloud, _spec(workers=2))
     assert sum("does not have a leader" in s for s in steps.seen) == 5
     assert set(_ready(cloud)) == {_master(0), _worker(0), _worker(1)}
+
+
+async def test_an_election_after_a_long_converge_is_still_waited_for(
+    cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The election window starts at the first "no leader", not with the converge
+    (an upgrade took longer than the window before its managers restarted)."""
+    # The module, not the package's ``driver`` entry point of the same name.
+    monkeypatch.setattr(importlib.import_module("berth.clusters.swarm.driver"), "_ELECTION", 1.0)
+    swarm = SwarmModeDriver(connect=cloud.connect, timeouts=replace(FAST, retry_pause=0.6))
+    await swarm.create(_spec(workers=1), cloud, Steps())
+    cloud.engines[_master(0)].drops["nodes"] = 2  # 1.2 s of retries, past the window
+    cloud.engines[_master(0)].leaderless["nodes"] = 2
+    steps = await _converge(swarm, cloud, _spec(workers=2))
+    assert sum("does not have a leader" in s for s in steps.seen) == 2
+    assert set(_ready(cloud)) == {_master(0), _worker(0), _worker(1)}
+
+
+@pytest.mark.parametrize("masters", [1, 3])
+async def test_a_replaced_master_leaves_only_once_it_is_out_of_raft(
+    swarm: SwarmModeDriver, cloud: FakeCloud, masters: int
+) -> None:
+    """A demotion takes the manager out of raft after it returns; leaving before that
+    left one manager of two, no majority, and no leader for good (CI, stop 22)."""
+    await swarm.create(_spec(masters=masters, workers=1), cloud, Steps())
+    cloud.demotion_lag = 3
+    steps = await _converge(swarm, cloud, _spec(masters=masters, workers=1, image="node:25"))
+    assert not cloud.quorum_lost(), steps.text()
+    assert not any("still in raft" in h for h in cloud.history)
+    assert _ready(cloud) == {**{_master(i, "node:25"): "manager" for i in range(masters)},
+                             _worker(0, "node:25"): "worker"}  # fmt: skip
+
+
+async def test_a_master_that_stays_in_raft_fails_the_update_and_is_kept(
+    swarm: SwarmModeDriver, cloud: FakeCloud
+) -> None:
+    await swarm.create(_spec(workers=1), cloud, Steps())
+    cloud.demotion_lag = 10_000  # the role manager never takes it out
+    result = await run_operation(
+        "UPDATE", swarm, _spec(workers=1, image="node:25"), cloud, Steps(), timeout_s=30
+    )
+    assert result.status == "UPDATE_FAILED", result.reason
+    assert "is still a swarm manager" in (result.reason or "")
+    assert not cloud.quorum_lost()
+    assert _master(0) in cloud.engines  # the old master still runs the swarm
 
 
 async def test_a_dead_worker_is_replaced_under_its_name_and_its_swarm_entry_pruned(

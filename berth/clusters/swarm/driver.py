@@ -80,9 +80,10 @@ class SwarmModeDriver:
         # The converge is idempotent: a dropped connection (a dockerd restarting)
         # is retried from the top, a few times, before the operation fails; a swarm
         # electing a leader (managers restarted: a CA rotation, an upgrade) for up to
-        # _ELECTION seconds, whatever the count (measured: an upgrade right after a
-        # rotation met "The swarm does not have a leader" three times 2 s apart).
-        electing_until = time.monotonic() + _ELECTION
+        # _ELECTION seconds from the first "no leader", whatever the count (measured: an
+        # upgrade right after a rotation met "The swarm does not have a leader" three
+        # times 2 s apart; the window once started with the converge and had passed).
+        electing_until: float | None = None  # from the first "no leader" on
         attempt = 0
         while True:
             attempt += 1
@@ -92,8 +93,15 @@ class SwarmModeDriver:
             except NodeApiError as exc:
                 raise SwarmError(str(exc)) from exc
             except requests.exceptions.RequestException as exc:
-                electing = _NO_LEADER in str(exc) and time.monotonic() < electing_until
+                if _NO_LEADER in str(exc) and electing_until is None:
+                    electing_until = time.monotonic() + _ELECTION
+                electing = electing_until is not None and time.monotonic() < electing_until
                 if attempt >= _ATTEMPTS and not electing:
+                    if electing_until is not None and _NO_LEADER in str(exc):
+                        raise SwarmError(
+                            f"the swarm has had no leader for {_ELECTION:.0f} s (too few "
+                            f"managers online: check the master nodes, then update again): {exc}"
+                        ) from exc
                     raise SwarmError(f"a node stopped answering: {exc}") from exc
                 await report(f"A node stopped answering ({exc}); retrying.")
                 await asyncio.sleep(self.timeouts.retry_pause)

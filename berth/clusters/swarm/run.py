@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+import requests
+
 from berth.clusters import pki
 from berth.clusters.driver import ClusterSpec, NodeInfo, NodeProvisioner, NodeSpec, Report
 from berth.clusters.swarm.nodeapi import PORT, VXLAN_OVERHEAD, ConnectNodes, NodeApi
@@ -300,8 +302,32 @@ class Run:
             )
             if spec.get("Role") == "manager":
                 await _thread(lambda: manager.update_node(node_id, role="worker"))
+                await self._demoted(manager, node_id, name)
+        except SwarmError:
+            raise
         except Exception as exc:  # a dead node cannot be drained: remove it anyway
             log.info("draining %s: %s", name, exc)
+
+    async def _demoted(self, manager: NodeApi, node_id: str, name: str) -> None:
+        """Wait until a demoted manager is out of raft (no ``ManagerStatus``).
+
+        A demotion only changes the node's spec; swarmkit's role manager takes the
+        node out of raft afterwards (handing leadership over first when it leads).
+        A manager that leaves before that still counts as a raft member: with two
+        managers, the one left is no majority and the swarm has no leader for good
+        (measured: an upgrade of a one-master cluster, CI of stop 22).
+        """
+        deadline = time.monotonic() + self.timeouts.drain
+        while time.monotonic() < deadline:
+            try:
+                nodes = await _thread(manager.nodes)
+            except requests.exceptions.RequestException as exc:  # an election: ask again
+                log.info("waiting for %s to leave raft: %s", name, exc)
+            else:
+                if not any(n["ID"] == node_id and n.get("ManagerStatus") for n in nodes):
+                    return
+            await asyncio.sleep(self.timeouts.swarm_poll)
+        raise SwarmError(f"node {name} was demoted but is still a swarm manager; try again")
 
     async def _leave(self, info: NodeInfo) -> None:
         """The node leaves the swarm itself, when its dockerd still answers."""
