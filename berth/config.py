@@ -423,6 +423,13 @@ class Settings(BaseSettings):
     cluster_health_interval: float = Field(
         default=30.0, gt=0, description="seconds between two health polls of every cluster"
     )
+    cluster_node_removal_wait: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="seconds a cluster operation waits for a removed node's host to confirm "
+        "the removal before it goes on (a host that does not answer removes it when back)",
+    )
 
     # -- capsules: the sandbox (infra) container that holds a capsule's network namespace
     sandbox_image: str = Field(

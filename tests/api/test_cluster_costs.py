@@ -51,9 +51,12 @@ OPEN_RULES = {
 def settings(settings: Settings, tmp_path: Path) -> Settings:
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps(OPEN_RULES))
+    # The scripted host never removes a container: operations go on at once
+    # (the wait for the host is tests/api/test_magnum_nodes.py's and test_swarm_nodes.py's).
     return settings.model_copy(
-        update={"max_nodes_per_cluster": CAP, "quota_containers": 5, "policy_file": policy}
-    )
+        update={"max_nodes_per_cluster": CAP, "quota_containers": 5, "policy_file": policy,
+                "cluster_node_removal_wait": 0}
+    )  # fmt: skip
 
 
 class GroupNodes(ConvergingNodes):

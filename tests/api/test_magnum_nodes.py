@@ -102,12 +102,27 @@ async def test_nodes_are_containers_of_the_owner(
     assert {c["memory"] for c in mine} == {"512"}
     zun_b = {"X-Auth-Token": bob, **ZUN}
     assert (await client.get("/container/v1/containers", headers=zun_b)).json()["containers"] == []
-    # Delete: the nodes are asked to go (the agent confirms), then the cluster row goes.
+    # Delete: the nodes are asked to go; the cluster row goes once the host removed them.
     assert (await client.delete(f"{V}/clusters/{uuid}", headers=h)).status_code == 204
+    await worker.tick(app.state.berth.env)
+    await asyncio.sleep(0.5)
+    shown = (await client.get(f"{V}/clusters/{uuid}", headers=h)).json()
+    assert shown["status"] == "DELETE_IN_PROGRESS", shown
+    # This driver deletes its nodes one by one: the first waits for its host.
+    left = (await client.get("/container/v1/containers", headers=zun_a)).json()["containers"]
+    assert {c["name"]: c["status"] for c in left}["sw-node-0"] == "Deleting"
+    host = ScriptedAgent(client)
+    await host.register()
+    for c in sorted(mine, key=lambda c: str(c["name"])):
+        for _ in range(100):  # until the driver has asked for this one
+            r = await client.get(f"/container/v1/containers/{c['uuid']}", headers=zun_a)
+            if r.json()["status"] == "Deleting":
+                break
+            await asyncio.sleep(0.05)
+        await host.observe(c["uuid"], "absent")
     await _settle(worker, app)
     assert (await client.get(f"{V}/clusters/{uuid}", headers=h)).status_code == 404
-    left = (await client.get("/container/v1/containers", headers=zun_a)).json()["containers"]
-    assert all(c["status"] == "Deleting" for c in left)
+    assert (await client.get("/container/v1/containers", headers=zun_a)).json()["containers"] == []
 
 
 class GroupedDriver(OneNodeDriver):

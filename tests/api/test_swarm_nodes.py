@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -147,3 +149,31 @@ async def test_an_unknown_zone_leaves_the_node_in_error(
     spec = NodeSpec("n-0", "berth/swarm-node:1", 0.5, 512, availability_zone="zone-x")
     info = await nodes.create_node(spec)
     assert info.status == "Error" and "zone-x" in (info.status_reason or ""), info
+
+
+async def test_a_deleted_node_is_gone_only_once_its_host_removed_it(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    """UPDATE_COMPLETE / DELETE_COMPLETE follow the node containers' removal, as
+    Magnum's Heat waits for its servers (it used to follow the request to remove)."""
+    agent = ScriptedAgent(client)
+    await agent.register()
+    env = app.state.berth.env
+    alice = await make_member(client, admin_token, "team-a", "alice")
+    nodes = ContainerNodes(env, _ctx(*await _whoami(client, alice)), "c1" + "0" * 34)
+    await nodes.create_node(NodeSpec("n-0", "berth/swarm-node:1", 0.5, 512, profile="dind"))
+    uuid = next(iter(await agent.desired()))
+    await agent.observe(uuid, "running")
+    deleting = asyncio.create_task(nodes.delete_node("n-0"))
+    await asyncio.sleep(0.5)
+    assert not deleting.done()  # the host has not removed it yet
+    assert (await agent.desired())[uuid]["desired_state"] == "deleted"
+    await agent.observe(uuid, "absent")
+    await asyncio.wait_for(deleting, 5)
+    assert await nodes.list_nodes() == []
+
+    # A host that never answers: the operation goes on after removal_wait.
+    late = ContainerNodes(env, nodes.owner, nodes.cluster_uuid, removal_wait=0.3)
+    await late.create_node(NodeSpec("n-1", "berth/swarm-node:1", 0.5, 512, profile="dind"))
+    await asyncio.wait_for(late.delete_node("n-1"), 5)
+    assert [n.name for n in await late.list_nodes()] == ["n-1"]  # still being removed

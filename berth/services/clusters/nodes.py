@@ -9,6 +9,9 @@ field the Zun API never accepts; see docs/clusters.md).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -30,6 +33,8 @@ from berth.store.db import Session
 from berth.store.tables import ClusterRow, ContainerRow
 
 __all__ = ["CLUSTER_LABEL", "NODEGROUP_LABEL", "ContainerNodes", "node_rows", "provisioner_for"]
+
+log = logging.getLogger(__name__)
 
 CLUSTER_LABEL = "berth.cluster"
 NODEGROUP_LABEL = "berth.nodegroup"
@@ -104,8 +109,11 @@ class ContainerNodes:
         owner: RequestContext,
         cluster_uuid: str,
         glance_images: Mapping[str, str] | None = None,
+        removal_wait: float = 60.0,
     ) -> None:
         self.env, self.owner, self.cluster_uuid = env, owner, cluster_uuid
+        # How long delete_node waits for the host to confirm the removal.
+        self.removal_wait = removal_wait
         # image_id -> <Glance id>:<checksum>, resolved at the owner's request.
         self.glance_images = dict(glance_images or {})
 
@@ -187,6 +195,25 @@ class ContainerNodes:
             )
         except errors.NotFound:
             return
+        await self._removed(row.uuid, name)
+
+    async def _removed(self, uuid: str, name: str) -> None:
+        """Wait until the node's host has removed its container (its record is gone).
+
+        As Heat waits for a server's deletion before Magnum reports COMPLETE: a
+        cluster is UPDATE_COMPLETE (or gone) once its removed nodes are, not a
+        moment before. A host that does not answer within ``removal_wait`` removes
+        it when it is back (the record stays, desired deleted); the operation goes on.
+        """
+        deadline, pause = time.monotonic() + self.removal_wait, 0.05
+        while time.monotonic() < deadline:
+            try:
+                await containers.get(self.env, self.owner, uuid)
+            except errors.NotFound:
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+        log.warning("node %s: its host has not removed it after %.0f s", name, self.removal_wait)
 
 
 def provisioner_for(env: Env) -> ProvisionerFactory:
@@ -201,6 +228,9 @@ def provisioner_for(env: Env) -> ProvisionerFactory:
             roles=("member",),
         )
         images = ClusterSettings.from_json(row.attrs).glance_images
-        return ContainerNodes(env, owner, row.uuid, {str(k): str(v) for k, v in images.items()})
+        return ContainerNodes(
+            env, owner, row.uuid, {str(k): str(v) for k, v in images.items()},
+            removal_wait=env.settings.cluster_node_removal_wait,
+        )  # fmt: skip
 
     return build
