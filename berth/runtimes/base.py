@@ -8,9 +8,12 @@ Drivers do no bookkeeping of their own and never talk to the control plane.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 # typing_extensions: pydantic (FastAPI responses) accepts only its TypedDict on 3.11.
@@ -44,6 +47,7 @@ __all__ = [
     "container_name",
     "effective_pull_policy",
     "engine_labels",
+    "kill_exec_process",
     "output_too_large",
     "parse_instant",
 ]
@@ -84,6 +88,20 @@ def output_too_large(command: list[str], limit: int) -> errors.Invalid:
         "(execute_max_output_bytes): redirect it to a file and copy that with cp, or run "
         "it in an interactive session."
     )
+
+
+def kill_exec_process(container: str, pid: int) -> None:
+    """SIGKILL an exec's process ``pid`` (the host's pid) if it runs in ``container``'s
+    cgroup (the engine's container id): a pid of another process namespace (an agent
+    in a container) names some other process here, or none. Raises OSError when it
+    is gone or not the agent's to signal.
+
+    An exec whose output was refused blocks on its full pipe for ever (``yes``), and
+    the engine then takes seconds to remove its container; no engine has a call to
+    end an exec, so the agent signals it (it runs in the host's pid namespace).
+    """
+    if container in Path(f"/proc/{pid}/cgroup").read_text():
+        os.kill(pid, signal.SIGKILL)
 
 
 ZunStats = TypedDict(

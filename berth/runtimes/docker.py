@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import select
 import shutil
-import signal
 import socket
 import struct
 import threading
@@ -44,6 +42,7 @@ from berth.runtimes.base import (
     ZunStats,
     bad_ps_args,
     container_name,
+    kill_exec_process,
     output_too_large,
 )
 from berth.runtimes.docker_images import DockerImageOps
@@ -369,7 +368,7 @@ class DockerDriver(DockerImageOps, DockerStreams):
         if not (info.get("Running") and pid > 1 and len(container) >= 12):
             return
         try:
-            await asyncio.to_thread(_kill_in, container, pid)
+            await asyncio.to_thread(kill_exec_process, container, pid)
         except OSError as exc:  # gone meanwhile, or not ours to signal
             log.info("cannot end exec %s (pid %d): %s", exec_id[:12], pid, exc)
 
@@ -396,13 +395,6 @@ def _tags(images: list[dict[str, Any]]) -> list[str]:
     newest = sorted(images, key=lambda i: int(i.get("Created") or 0), reverse=True)
     tags = [t for i in newest for t in i.get("RepoTags") or () if t and t != "<none>:<none>"]
     return sorted(dict.fromkeys(tags[:_MAX_TAGS]))
-
-
-def _kill_in(container: str, pid: int) -> None:
-    """SIGKILL ``pid`` if it runs in ``container``'s cgroup: a pid of another process
-    namespace (an agent in a container) names some other process here, or none."""
-    if container in Path(f"/proc/{pid}/cgroup").read_text():
-        os.kill(pid, signal.SIGKILL)
 
 
 def _disk_total(root: Path) -> int:

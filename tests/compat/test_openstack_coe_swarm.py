@@ -106,12 +106,13 @@ class World:
         )
         return found
 
-    def nodes_left(self, count: int, timeout: float = 30) -> list[dict[str, Any]]:
-        """The node containers once ``count`` are left in the engine.
+    def nodes_left(self, count: int, timeout: float = 1) -> list[dict[str, Any]]:
+        """The node containers, asserted to be ``count`` in the engine.
 
-        A removed node's container is deleted asynchronously (the agent removes it
-        after the driver asked): the cluster can be UPDATE_COMPLETE, or gone from the
-        list, a moment before the engine has removed the last of them.
+        A removed node counts as removed once its host removed the container: when
+        the cluster is UPDATE_COMPLETE (or gone from the list) the engine has none
+        of them left (1 s for the engine's own list to catch up; it took up to 30 s
+        when COMPLETE followed the request to remove).
         """
         deadline = time.monotonic() + timeout
         found = self.node_containers()

@@ -281,6 +281,9 @@ async def test_execute_and_top(box: Box) -> None:
     limit = 64 * 1024  # more output is refused at once, not read on
     with pytest.raises(errors.Invalid, match=f"more than {limit} bytes"):
         await box.driver.execute(box.uuid, ["yes"], 30, limit)
+    # Refused, it is killed (conmon kept it writing for ever), as on Docker.
+    running = await box.driver.top(box.uuid)
+    assert not any(p[-1] == "yes" for p in running["Processes"]), running
     output, _ = await box.driver.execute(
         box.uuid, ["head", "-c", str(limit), "/dev/zero"], 30, limit
     )
