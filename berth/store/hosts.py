@@ -42,6 +42,7 @@ __all__ = [
     "hosts_of_containers",
     "list_hosts",
     "list_services",
+    "lost_service",
     "lost_services",
     "mark_unknown",
     "projects_by_host",
@@ -140,9 +141,22 @@ async def get_service(session: AsyncSession, host: str, binary: str) -> ServiceR
     ).scalar_one_or_none()
 
 
-async def agent_service(session: AsyncSession, hostname: str) -> ServiceRow | None:
-    """The agent's service row of ``hostname`` (None before its first registration)."""
-    return await get_service(session, hostname, AGENT_BINARY)
+async def agent_service(
+    session: AsyncSession, hostname: str, *, lock: bool = False
+) -> ServiceRow | None:
+    """The agent's service row of ``hostname`` (None before its first registration).
+
+    ``lock``: held (``FOR UPDATE``) until the transaction ends, so that the call
+    ending an outage and the lost-hosts job (``lost_service``) take turns.
+    """
+    if not lock:
+        return await get_service(session, hostname, AGENT_BINARY)
+    stmt = (
+        select(ServiceRow)
+        .where(ServiceRow.host == hostname, ServiceRow.binary == AGENT_BINARY)
+        .with_for_update()
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def beat(session: AsyncSession, hostname: str, now: dt.datetime, cutoff: dt.datetime) -> bool:
@@ -212,17 +226,38 @@ async def availability_zones(session: AsyncSession) -> Sequence[str | None]:
     return (await session.execute(select(ServiceRow.availability_zone).distinct())).scalars().all()
 
 
+def _lost(cutoff: dt.datetime) -> Any:
+    return or_(
+        ServiceRow.forced_down.is_(True),
+        ServiceRow.last_seen_up.is_(None),
+        ServiceRow.last_seen_up < cutoff,
+    )
+
+
 async def lost_services(session: AsyncSession, cutoff: dt.datetime) -> Sequence[ServiceRow]:
     """The agents forced down, never heard from, or silent since before ``cutoff``."""
-    stmt = select(ServiceRow).where(
-        ServiceRow.binary == AGENT_BINARY,
-        or_(
-            ServiceRow.forced_down.is_(True),
-            ServiceRow.last_seen_up.is_(None),
-            ServiceRow.last_seen_up < cutoff,
-        ),
-    )
+    stmt = select(ServiceRow).where(ServiceRow.binary == AGENT_BINARY, _lost(cutoff))
     return (await session.execute(stmt)).scalars().all()
+
+
+async def lost_service(
+    session: AsyncSession, hostname: str, cutoff: dt.datetime
+) -> ServiceRow | None:
+    """The agent service of ``hostname`` if it is still lost, locked (``FOR UPDATE``) until
+    the transaction ends; None when it was heard from meanwhile.
+
+    On PostgreSQL a call that ends the outage (it locks the same row first, see
+    ``agent_service``) either commits before this reads the row (then it is not
+    lost any more), or waits until the containers marked here are committed (then
+    it gives them their status back). Without the lock, the job could mark them
+    ``Unknown`` after that call had restored them: they stayed so for good.
+    """
+    stmt = (
+        select(ServiceRow)
+        .where(ServiceRow.host == hostname, ServiceRow.binary == AGENT_BINARY, _lost(cutoff))
+        .with_for_update()
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 # -- the scheduler's reads -----------------------------------------------------

@@ -68,7 +68,8 @@ async def _beat(env: Env, hostname: str, at: dt.datetime) -> bool:
         if await repo.beat(session, hostname, at, cutoff):
             return True
     async with env.db.transaction() as session:
-        svc = await repo.agent_service(session, hostname)
+        # Locked first: the lost-hosts job and this call take turns (``repo.lost_service``).
+        svc = await repo.agent_service(session, hostname, lock=True)
         if svc is None:
             return False
         returned = svc.last_seen_up is None or svc.last_seen_up < cutoff

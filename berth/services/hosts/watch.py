@@ -25,7 +25,7 @@ from berth.services.networks import overlay
 from berth.store import hosts as repo
 from berth.store.base import utcnow
 from berth.store.db import Session
-from berth.store.tables import ContainerRow
+from berth.store.tables import ContainerRow, ServiceRow
 
 __all__ = ["EvacuationReport", "evacuate", "lost_hosts", "mark_lost_hosts"]
 
@@ -33,30 +33,42 @@ __all__ = ["EvacuationReport", "evacuate", "lost_hosts", "mark_lost_hosts"]
 _KEEP = (Status.UNKNOWN, Status.ERROR, Status.DELETING)
 
 
+def _reason(svc: ServiceRow) -> str:
+    if svc.forced_down:
+        return lost_reason(svc.host, "was forced down by an admin")
+    seen = svc.last_seen_up.strftime("%Y-%m-%d %H:%M:%S") if svc.last_seen_up else "never"
+    return lost_reason(svc.host, f"is down: no heartbeat since {seen} UTC")
+
+
 async def lost_hosts(session: Session, service_down_time: float) -> dict[str, str]:
     """Hosts whose agent is forced down or silent too long, with the reason why."""
     cutoff = utcnow() - dt.timedelta(seconds=service_down_time)
-    rows = await repo.lost_services(session, cutoff)
-    reasons = {}
-    for svc in rows:
-        if svc.forced_down:
-            reasons[svc.host] = lost_reason(svc.host, "was forced down by an admin")
-        else:
-            seen = svc.last_seen_up.strftime("%Y-%m-%d %H:%M:%S") if svc.last_seen_up else "never"
-            reasons[svc.host] = lost_reason(svc.host, f"is down: no heartbeat since {seen} UTC")
-    return reasons
+    return {svc.host: _reason(svc) for svc in await repo.lost_services(session, cutoff)}
 
 
 async def mark_lost_hosts(env: Env) -> int:
-    """Show ``Unknown`` for containers on lost hosts; returns how many changed."""
+    """Show ``Unknown`` for containers on lost hosts; returns how many changed.
+
+    One transaction per lost host, which holds its agent's service row while it
+    marks (``repo.lost_service``): a call from that agent ending the outage meanwhile
+    then either makes it not lost (nothing marked) or restores what was marked.
+    One host at a time, so the job never holds two hosts' rows a batch of
+    heartbeats is waiting for (no deadlock).
+    """
+    async with env.db.read() as session:
+        candidates = sorted(await lost_hosts(session, env.settings.service_down_time))
     changed = 0
-    async with env.db.transaction() as session:
-        for host, reason in (await lost_hosts(session, env.settings.service_down_time)).items():
+    for host in candidates:
+        cutoff = utcnow() - dt.timedelta(seconds=env.settings.service_down_time)
+        async with env.db.transaction() as session:
+            svc = await repo.lost_service(session, host, cutoff)
+            if svc is None:  # heard from since the read above
+                continue
             changed += await repo.mark_unknown(
                 session,
                 host,
                 _KEEP,
-                f"{reason}; its containers are not being watched. "
+                f"{_reason(svc)}; its containers are not being watched. "
                 "Restart its agent, or evacuate the host to move auto_heal containers.",
                 utcnow(),
             )
