@@ -36,6 +36,7 @@ __all__ = [
     "api_main",
     "control_client",
     "embedded_agent",
+    "uvicorn_options",
     "while_running",
     "worker_main",
 ]
@@ -120,15 +121,19 @@ def api_main() -> None:
     # which the openstack CLI's --wait polls: a poll sent as the server closed its
     # connection failed with "Connection reset by peer".
     configure(settings)
-    uvicorn.run(
-        app,
-        host=settings.bind_host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
-        timeout_keep_alive=settings.keep_alive_seconds,
-        http=GuardedHttp,
-    )
+    uvicorn.run(app, **uvicorn_options(settings))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What every berth-api process serves with: address, keep-alive, the connection guard."""
+    return {
+        "host": settings.bind_host,
+        "port": settings.port,
+        "log_level": "info",
+        "access_log": False,
+        "timeout_keep_alive": settings.keep_alive_seconds,
+        "http": GuardedHttp,
+    }
 
 
 def _tune_gc() -> None:

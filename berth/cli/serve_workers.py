@@ -50,8 +50,15 @@ from berth.agent.loop import Agent
 from berth.api.app import Extension, create_app
 from berth.api.internal.local import LocalControl
 from berth.api.state import AppState
-from berth.cli.connguard import GuardedHttp, configure
-from berth.cli.serve import _logging, _tune_gc, agent_in_memory, agent_runtime, while_running
+from berth.cli.connguard import configure
+from berth.cli.serve import (
+    _logging,
+    _tune_gc,
+    agent_in_memory,
+    agent_runtime,
+    uvicorn_options,
+    while_running,
+)
 from berth.config import Settings, load_settings
 from berth.runtimes.base import RuntimeDriver
 from berth.services import worker
@@ -79,12 +86,7 @@ def serve_workers(settings: Settings) -> None:
         f"{__name__}:worker_app",
         factory=True,
         workers=settings.api_workers,
-        host=settings.bind_host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
-        timeout_keep_alive=settings.keep_alive_seconds,
-        http=GuardedHttp,
+        **uvicorn_options(settings),
         # How long a new worker may take to serve (SIGHUP keeps the old one past
         # that) and a worker may leave a health check unanswered before it is
         # replaced. uvicorn's 5 s is less than a start takes on a busy machine

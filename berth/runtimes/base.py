@@ -8,9 +8,11 @@ Drivers do no bookkeeping of their own and never talk to the control plane.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,10 +49,12 @@ __all__ = [
     "container_name",
     "effective_pull_policy",
     "engine_labels",
-    "kill_exec_process",
+    "kill_refused_exec",
     "output_too_large",
     "parse_instant",
 ]
+
+log = logging.getLogger(__name__)
 
 LABEL_UUID = "berth.uuid"
 LABEL_PROJECT = "berth.project"
@@ -90,18 +94,25 @@ def output_too_large(command: list[str], limit: int) -> errors.Invalid:
     )
 
 
-def kill_exec_process(container: str, pid: int) -> None:
-    """SIGKILL an exec's process ``pid`` (the host's pid) if it runs in ``container``'s
-    cgroup (the engine's container id): a pid of another process namespace (an agent
-    in a container) names some other process here, or none. Raises OSError when it
-    is gone or not the agent's to signal.
+def kill_refused_exec(exec_id: str, info: Mapping[str, Any]) -> None:
+    """SIGKILL the process of an exec whose output was refused; ``info`` is the engine's
+    exec inspect (Docker's and libpod's have ``Running``, ``Pid``, ``ContainerID``).
 
-    An exec whose output was refused blocks on its full pipe for ever (``yes``), and
-    the engine then takes seconds to remove its container; no engine has a call to
-    end an exec, so the agent signals it (it runs in the host's pid namespace).
+    Left alone it blocks on its full pipe for ever (``yes``; on Podman conmon keeps
+    it writing), and the engine then takes seconds to remove its container. No
+    engine has a call to end an exec; its ``Pid`` is the host's (the agent runs in
+    the host's pid namespace), and it is signalled only if it runs in the
+    container's cgroup: a pid of another namespace (an agent in a container) names
+    some other process here, or none. Best effort: logged when it cannot.
     """
-    if container in Path(f"/proc/{pid}/cgroup").read_text():
-        os.kill(pid, signal.SIGKILL)
+    pid, container = int(info.get("Pid") or 0), str(info.get("ContainerID") or "")
+    if not (info.get("Running") and pid > 1 and len(container) >= 12):
+        return
+    try:
+        if container in Path(f"/proc/{pid}/cgroup").read_text():
+            os.kill(pid, signal.SIGKILL)
+    except OSError as exc:  # gone meanwhile, or not ours to signal
+        log.info("cannot end exec %s (pid %d): %s", exec_id[:12], pid, exc)
 
 
 ZunStats = TypedDict(

@@ -42,7 +42,7 @@ from berth.runtimes.base import (
     ZunStats,
     bad_ps_args,
     container_name,
-    kill_exec_process,
+    kill_refused_exec,
     output_too_large,
 )
 from berth.runtimes.docker_images import DockerImageOps
@@ -356,21 +356,9 @@ class DockerDriver(DockerImageOps, DockerStreams):
         return output.decode("utf-8", errors="replace"), int(info.get("ExitCode") or 0)
 
     async def _end_exec(self, exec_id: str) -> None:
-        """Kill a command whose output was refused: left alone it blocks on its full pipe
-        for ever (``yes``), and the engine then takes 20 s to remove its container.
-
-        The engine has no call for it; its process id is the host's (the agent runs
-        in the host's process namespace). Best effort: where the agent cannot signal it,
-        the command stays, as before.
-        """
+        """Kill a command whose output was refused (``kill_refused_exec``)."""
         info: dict[str, Any] = await self._engine.run(lambda api: api.exec_inspect(exec_id))
-        pid, container = int(info.get("Pid") or 0), str(info.get("ContainerID") or "")
-        if not (info.get("Running") and pid > 1 and len(container) >= 12):
-            return
-        try:
-            await asyncio.to_thread(kill_exec_process, container, pid)
-        except OSError as exc:  # gone meanwhile, or not ours to signal
-            log.info("cannot end exec %s (pid %d): %s", exec_id[:12], pid, exc)
+        await asyncio.to_thread(kill_refused_exec, exec_id, info)
 
     async def top(self, uuid: str, ps_args: str | None = None) -> TopResult:
         """The container's processes, as ``ps`` (with ``ps_args``) shows them."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import shutil
 import socket
 import time
@@ -45,7 +44,7 @@ from berth.runtimes.base import (
     ZunStats,
     bad_ps_args,
     container_name,
-    kill_exec_process,
+    kill_refused_exec,
     output_too_large,
 )
 from berth.runtimes.dockermap import TenantLimits, signal_name
@@ -55,8 +54,6 @@ from berth.runtimes.streams import FrameDemuxer
 from berth.volumes.base import VolumeDriver
 
 __all__ = ["API_VERSION", "DEFAULT_URL", "PodmanDriver", "driver"]
-
-log = logging.getLogger(__name__)
 
 API_VERSION = "v4.0.0"
 COMPAT_VERSION = "v1.40"  # the Docker API version of Podman's compatible endpoints
@@ -428,20 +425,10 @@ class PodmanDriver(PodmanImageOps, PodmanStreams):
             raise self._api.unavailable(exc) from exc
         info = await self._api.json("GET", f"/exec/{exec_id}/json")
         if overflowed:
-            await self._kill_refused(exec_id, info)
+            # Killed (``kill_refused_exec``): conmon kept it writing for ever.
+            await asyncio.to_thread(kill_refused_exec, exec_id, info)
             raise output_too_large(command, max_output)
         return output.decode("utf-8", errors="replace"), int(info.get("ExitCode") or 0)
-
-    async def _kill_refused(self, exec_id: str, info: dict[str, Any]) -> None:
-        """Kill a command whose output was refused (see ``kill_exec_process``): left
-        alone, conmon keeps it running (``yes`` for ever). Best effort."""
-        pid, container = int(info.get("Pid") or 0), str(info.get("ContainerID") or "")
-        if not (info.get("Running") and pid > 1 and len(container) >= 12):
-            return
-        try:
-            await asyncio.to_thread(kill_exec_process, container, pid)
-        except OSError as exc:  # gone meanwhile, or not ours to signal
-            log.info("cannot end exec %s (pid %d): %s", exec_id[:12], pid, exc)
 
     async def top(self, uuid: str, ps_args: str | None = None) -> TopResult:
         """The container's processes, as ``ps`` (with ``ps_args``) shows them."""

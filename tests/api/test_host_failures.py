@@ -30,6 +30,22 @@ async def show(client: httpx.AsyncClient, token: str, uuid: str) -> dict[str, An
     return dict((await client.get(f"/container/v1/containers/{uuid}", headers=h(token))).json())
 
 
+async def _running_on(
+    client: httpx.AsyncClient, admin_token: str, hostname: str
+) -> tuple[ScriptedAgent, str]:
+    """A scripted host ``hostname`` and a container it reports running."""
+    agent = ScriptedAgent(client, hostname)
+    await agent.register()
+    r = await client.post(
+        "/container/v1/containers?run=true",
+        json={"image": "busybox", "memory": 64},
+        headers=h(admin_token),
+    )
+    uuid = r.json()["uuid"]
+    await agent.observe(uuid, "running", started_at="2099-01-01T00:00:00+00:00")
+    return agent, uuid
+
+
 async def test_lost_host_shows_unknown_and_evacuates_auto_heal(
     app: FastAPI, client: httpx.AsyncClient, admin_token: str
 ) -> None:
@@ -98,15 +114,7 @@ async def test_evacuate_is_admin_only(client: httpx.AsyncClient, admin_token: st
 async def test_a_host_that_answers_again_shows_its_containers_as_last_seen(
     app: FastAPI, client: httpx.AsyncClient, admin_token: str
 ) -> None:
-    agent = ScriptedAgent(client, "blip-host")
-    await agent.register()
-    r = await client.post(
-        "/container/v1/containers?run=true",
-        json={"image": "busybox", "memory": 64},
-        headers=h(admin_token),
-    )
-    uuid = r.json()["uuid"]
-    await agent.observe(uuid, "running", started_at="2099-01-01T00:00:00+00:00")
+    agent, uuid = await _running_on(client, admin_token, "blip-host")
     await asyncio.sleep(DOWN + 0.2)
     env = app.state.berth.env
     assert await mark_lost_hosts(env) == 1
@@ -198,15 +206,7 @@ async def test_a_host_heard_from_while_the_lost_hosts_job_runs_is_not_left_unkno
     used to mark the containers Unknown after that call had made the host up again,
     and with nothing new to report the agent never changed them back (600 of 50,000
     in the pool bench, docs/benchmarks.md)."""
-    agent = ScriptedAgent(client, "race-host")
-    await agent.register()
-    r = await client.post(
-        "/container/v1/containers?run=true",
-        json={"image": "busybox", "memory": 64},
-        headers=h(admin_token),
-    )
-    uuid = r.json()["uuid"]
-    await agent.observe(uuid, "running", started_at="2099-01-01T00:00:00+00:00")
+    _, uuid = await _running_on(client, admin_token, "race-host")
     await asyncio.sleep(DOWN + 0.2)  # silent for longer than the down time: lost
     env = app.state.berth.env
     # The agent's call is in flight: its transaction has written "heard now", not committed.
