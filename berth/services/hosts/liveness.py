@@ -21,6 +21,10 @@ What this keeps exact:
   ``service_down_time``): a host's first call to this process, and its first
   after an outage, are written at once (``heartbeats.heard_from``), so a host
   coming back is restored without waiting for a batch.
+- A host this process heard from within ``service_down_time`` is not lost,
+  whatever the database holds (``heard_within``): under overload its calls
+  arrive but their writes wait for a connection, and the lost-hosts job must
+  not take the API's own backlog for the host's silence.
 - What a process noted but did not write when it dies is at most one
   ``flush_period`` of calls; its agents' long polls break with it, and they
   call another process at once, whose first call from each is written at once.
@@ -48,14 +52,22 @@ class Liveness:
         self._clock = clock
         self._heard: dict[str, float] = {}  # host -> its latest call since the last take()
         self._confirmed: dict[str, float] = {}  # host -> a time the database holds for it
+        self._last_call: dict[str, float] = {}  # host -> its latest call, written or not
 
     def note(self, host: str) -> bool:
         """Note a call from ``host`` now if it can wait for the batch; else False: write it now."""
         now = self._clock()
+        self._last_call[host] = now
         if self._confirmed.get(host, -math.inf) < now - self._room:
             return False
         self._heard[host] = now
         return True
+
+    def heard_within(self, host: str, seconds: float) -> bool:
+        """Whether ``host`` called this process in the last ``seconds``, whether or not
+        the database has it yet (its batch or its own write may be waiting for a
+        connection when the process is overloaded)."""
+        return self._last_call.get(host, -math.inf) >= self._clock() - seconds
 
     def confirm(self, host: str, at: float) -> None:
         """The database holds ``host`` as heard from at ``at`` (epoch seconds) or later."""
@@ -71,6 +83,7 @@ class Liveness:
         heard, self._heard = self._heard, {}
         stale = self._clock() - 2 * self._room  # hosts gone quiet here: keep memory bounded
         self._confirmed = {h: at for h, at in self._confirmed.items() if at >= stale}
+        self._last_call = {h: at for h, at in self._last_call.items() if at >= stale}
         return heard
 
     def put_back(self, heard: dict[str, float]) -> None:
