@@ -617,6 +617,7 @@ class Agent:
                 return
             if desired is None:
                 log.info("removing container %s: the control plane no longer has it", uuid)
+            await self._filter_before_start(uuid, desired, actions)
             obs = await apply_plan(
                 self._runtime,
                 uuid,
@@ -632,6 +633,30 @@ class Agent:
             if obs.error or not any(isinstance(a, Kill | Restart | Acknowledge) for a in actions):
                 return
             observed = await self._runtime.inspect(uuid)  # ops ran alone: plan the rest
+
+    async def _filter_before_start(
+        self, uuid: str, desired: DesiredContainer | None, actions: list[Action]
+    ) -> None:
+        """On the overlay, write the container's chain before the engine starts it.
+
+        The control plane leases its addresses in advance (``NetworkRef.address``)
+        and the engine gives it exactly those, so there is no moment at which it
+        runs unfiltered. (With the bridge driver the engine picks the address at
+        start: the chain follows the start, before the report, see ``_send``.) A
+        start that fails leaves the chain to the next report, which removes it.
+        """
+        if self._firewall is None or desired is None:
+            return
+        if not any(isinstance(a, Start | Restart) for a in actions):
+            return
+        leased = {r.id: [{"addr": r.address, "version": 4}] for r in desired.networks if r.address}
+        if not leased:
+            return
+        try:
+            await self._firewall.settle(uuid, leased, True)
+        except errors.BerthError as exc:  # the report's settle tries again
+            log.warning("container %s: cannot write its firewall chain before its start: %s",
+                        uuid, exc.message)  # fmt: skip
 
     def _glance_data(self, uuid: str) -> AsyncIterator[bytes]:
         return self._control.glance_data(self.hostname, uuid)

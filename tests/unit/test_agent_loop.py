@@ -18,7 +18,7 @@ from berth.agent.diff import Create, EnsureImage, Remove, Start
 from berth.agent.fake_control import FakeControlPlane, now_iso
 from berth.agent.loop import Agent
 from berth.config import Settings
-from berth.domain.hostsync import DesiredContainer, PendingOp
+from berth.domain.hostsync import DesiredContainer, NetworkRef, PendingOp
 from berth.runtimes.fake import FakeDriver
 
 PASSWORD = "agent-secret"
@@ -502,3 +502,61 @@ async def test_a_container_gone_from_the_engine_behind_its_back_is_still_listed(
         await rig.runtime.wait_for(lambda: "c1" not in rig.runtime.containers)
     assert rig.runtime.count("list_managed") > listed
     assert rig.runtime.snapshot() == {"c2": "running"}
+
+
+class _ChainRecorder:
+    """A network driver that records, for each chain written, what the engine had then."""
+
+    def __init__(self, runtime: FakeDriver) -> None:
+        self.runtime = runtime
+        self.seen: list[tuple[str, str | None]] = []  # (uuid, engine state at the write)
+
+    async def write_firewalls(self, changes: dict[str, object]) -> None:
+        for uuid, spec in changes.items():
+            if spec is not None:
+                self.seen.append((uuid, self.runtime.snapshot().get(uuid)))
+
+    async def firewalled(self) -> set[str]:
+        return set()
+
+    async def prune(self, keep: set[str]) -> list[str]:
+        return []
+
+    async def program(self, remote: object) -> None:
+        return None
+
+
+class _OverlayFake(FakeDriver):
+    """FakeDriver whose containers get the addresses their desired state leased."""
+
+    def _view(self, record: Any, detailed: bool) -> Any:
+        view = super()._view(record, detailed)
+        if record.state == "running":
+            view.addresses = {
+                r.id: [{"addr": r.address, "version": 4}] for r in record.spec.networks
+            }
+        return view
+
+
+@pytest.mark.parametrize("overlay", [True, False])
+async def test_on_the_overlay_a_container_is_filtered_before_the_engine_starts_it(
+    rig: Rig, overlay: bool
+) -> None:
+    """The overlay leases the address in advance: the chain goes in before the start, so
+    the container never runs unfiltered. With the bridge driver (no lease) it can only
+    follow the start, still before the report."""
+    runtime = _OverlayFake(images={IMAGE})
+    runtime.networks = _ChainRecorder(runtime)  # type: ignore[attr-defined]
+    rig.runtime = runtime
+    net = NetworkRef(id="n1", name="net", project_id="p1",
+                     address="10.9.0.5" if overlay else None)  # fmt: skip
+    async with running(rig):
+        await rig.control.put(container(networks=[net], security_groups=["sg"], ingress=[]))
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+    seen = runtime.networks.seen  # type: ignore[attr-defined]
+    if overlay:
+        # Written before the engine created it (the plan's create and start run together).
+        assert seen and seen[0] == ("c1", None), seen
+        assert len(seen) == 1  # the start gave it the leased address: nothing to rewrite
+    else:
+        assert all(state == "running" for _, state in seen), seen
