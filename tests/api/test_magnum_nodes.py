@@ -105,20 +105,20 @@ async def test_nodes_are_containers_of_the_owner(
     # Delete: the nodes are asked to go; the cluster row goes once the host removed them.
     assert (await client.delete(f"{V}/clusters/{uuid}", headers=h)).status_code == 204
     await worker.tick(app.state.berth.env)
-    await asyncio.sleep(0.5)
-    shown = (await client.get(f"{V}/clusters/{uuid}", headers=h)).json()
-    assert shown["status"] == "DELETE_IN_PROGRESS", shown
-    # This driver deletes its nodes one by one: the first waits for its host.
-    left = (await client.get("/container/v1/containers", headers=zun_a)).json()["containers"]
-    assert {c["name"]: c["status"] for c in left}["sw-node-0"] == "Deleting"
     host = ScriptedAgent(client)
     await host.register()
+    # This driver deletes its nodes one by one, each waiting for its host.
     for c in sorted(mine, key=lambda c: str(c["name"])):
-        for _ in range(100):  # until the driver has asked for this one
+        for _ in range(200):  # until the driver has asked for this one
             r = await client.get(f"/container/v1/containers/{c['uuid']}", headers=zun_a)
             if r.json()["status"] == "Deleting":
                 break
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"{c['name']} was never asked to go")
+        # Asked, not yet removed by its host: the cluster is still there.
+        shown = (await client.get(f"{V}/clusters/{uuid}", headers=h)).json()
+        assert shown["status"] == "DELETE_IN_PROGRESS", shown
         await host.observe(c["uuid"], "absent")
     await _settle(worker, app)
     assert (await client.get(f"{V}/clusters/{uuid}", headers=h)).status_code == 404

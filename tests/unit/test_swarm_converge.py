@@ -346,10 +346,10 @@ async def test_an_election_after_a_long_converge_is_still_waited_for(
     """The election window starts at the first "no leader", not with the converge
     (an upgrade took longer than the window before its managers restarted)."""
     # The module, not the package's ``driver`` entry point of the same name.
-    monkeypatch.setattr(importlib.import_module("berth.clusters.swarm.driver"), "_ELECTION", 1.0)
-    swarm = SwarmModeDriver(connect=cloud.connect, timeouts=replace(FAST, retry_pause=0.6))
+    monkeypatch.setattr(importlib.import_module("berth.clusters.swarm.driver"), "_ELECTION", 2.0)
+    swarm = SwarmModeDriver(connect=cloud.connect, timeouts=replace(FAST, retry_pause=1.1))
     await swarm.create(_spec(workers=1), cloud, Steps())
-    cloud.engines[_master(0)].drops["nodes"] = 2  # 1.2 s of retries, past the window
+    cloud.engines[_master(0)].drops["nodes"] = 2  # 2.2 s of retries, past the window
     cloud.engines[_master(0)].leaderless["nodes"] = 2
     steps = await _converge(swarm, cloud, _spec(workers=2))
     assert sum("does not have a leader" in s for s in steps.seen) == 2
