@@ -57,7 +57,8 @@ async def mark_lost_hosts(env: Env) -> int:
     """
     down_time = env.settings.service_down_time
     async with env.db.read() as session:
-        candidates = sorted(await lost_hosts(session, down_time))
+        cutoff = utcnow() - dt.timedelta(seconds=down_time)
+        candidates = sorted(svc.host for svc in await repo.lost_services(session, cutoff))
     changed = 0
     for host in candidates:
         cutoff = utcnow() - dt.timedelta(seconds=down_time)
