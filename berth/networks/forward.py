@@ -29,7 +29,11 @@ Podman's own isolation is not relied on: its Docker-compatible API makes every
 network ``isolate=true``, but netavark 1.4 (Debian 12) deletes ``FORWARD``'s jump
 to that isolation when the last container of any isolated network goes, and
 inserts it again, at the top (above Berth's entry, harmless: it only drops),
-with the next one.
+with the next one. So Berth's entry counts as first when only such jumps
+(``-j NETAVARK_ISOLATION_<n>``, nothing else in the rule) are above it: moving
+it back above them would delete a rule at every such start, and a batch that
+deletes waits for the kernel's RCU grace periods (8-24 ms on this kernel,
+measured: it was most of a Podman container's firewall write).
 
 The two chains are shared by the agents of one kernel and never removed (empty,
 they cost one jump); everything in ``BERTH-FORWARD`` is commented with its
@@ -39,6 +43,7 @@ driver (``bridge.py``) runs ``iptables``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from berth.networks.firewall import JUMP_CHAIN
@@ -63,6 +68,9 @@ FORWARD = "FORWARD"
 _ENTRY_SPEC = f'-m comment --comment "berth-forward entry" -j {FORWARD_CHAIN}'
 _ISOLATE_WORD = "berth-isolate"
 _ISOLATION_RULES = [f"-A {ISOLATION_CHAIN} -o {BRIDGE_PREFIX}+ -j DROP"]
+# netavark's isolation stages only jump to the next stage or drop: a bare jump into them
+# may stay above Berth's entry (see the module's docstring).
+_DROPS_ONLY = re.compile(r"-A \S+ -j NETAVARK_ISOLATION_[0-9]+")
 
 
 def _chains(listing: str) -> set[str]:
@@ -78,13 +86,15 @@ def entry_parents(listing: str, *, podman: bool) -> list[str]:
 
 def entry_lines(parents: list[str], listing: str) -> list[str]:
     """``iptables-restore --noflush`` lines that make the jump to ``BERTH-FORWARD`` the first
-    rule of each of ``parents``, once, given ``listing`` (an ``iptables -S``, of the
-    parents at least): nothing for a parent already right, each stray copy deleted."""
+    rule of each of ``parents`` (netavark's drop-only isolation jumps aside), once, given
+    ``listing`` (an ``iptables -S``, of the parents at least): nothing for a parent
+    already right, each stray copy deleted."""
     lines = []
     for parent in parents:
         want = f"-A {parent} {_ENTRY_SPEC}"
         rules = chain_listing(parent, listing)
-        if rules[:1] == [want] and rules.count(want) == 1:
+        above = next((i for i, rule in enumerate(rules) if not _DROPS_ONLY.fullmatch(rule)), 0)
+        if rules[above : above + 1] == [want] and rules.count(want) == 1:
             continue
         lines += [f"-D {parent} {_ENTRY_SPEC}"] * rules.count(want)
         lines.append(f"-I {parent} 1 {_ENTRY_SPEC}")

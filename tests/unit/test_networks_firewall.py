@@ -357,6 +357,30 @@ def test_berths_chain_is_entered_first_where_the_engine_lets_others_accept_befor
     assert entry_lines(["FORWARD"], twice) == [f"-D FORWARD {spec}"] * 2 + [f"-I FORWARD 1 {spec}"]
 
 
+def test_netavarks_isolation_jump_may_stay_above_berths_entry() -> None:
+    """netavark 1.4 inserts a bare jump to its isolation at the top of FORWARD whenever a
+    container of an isolated network starts: that chain only drops, so Berth's entry stays
+    where it is (moving it deletes a rule: 8-24 ms of a Podman container's start). Anything
+    else above it, even with netavark's chain name in it, still moves it back first."""
+    from berth.networks.forward import entry_lines
+
+    spec = '-m comment --comment "berth-forward entry" -j BERTH-FORWARD'
+    accepts = '-A FORWARD -m comment --comment "netavark firewall plugin rules" -j NETAVARK_FORWARD'
+    iso = "-A FORWARD -j NETAVARK_ISOLATION_1\n-A FORWARD -j NETAVARK_ISOLATION_3\n"
+    assert entry_lines(["FORWARD"], f"{iso}-A FORWARD {spec}\n{accepts}\n") == []
+    moved = [f"-D FORWARD {spec}", f"-I FORWARD 1 {spec}"]
+    assert entry_lines(["FORWARD"], f"{iso}{accepts}\n-A FORWARD {spec}\n") == moved
+    for other in (
+        "-A FORWARD -j NETAVARK_ISOLATION_1 -m comment --comment x",  # not bare
+        "-A FORWARD -s 10.0.0.0/8 -j NETAVARK_ISOLATION_1",
+        "-A FORWARD -j NETAVARK_FORWARD",
+        "-A FORWARD -j ACCEPT",
+    ):
+        assert entry_lines(["FORWARD"], f"{other}\n-A FORWARD {spec}\n") == moved, other
+    # Only netavark's jumps and no entry at all: Berth's goes on top.
+    assert entry_lines(["FORWARD"], iso) == [f"-I FORWARD 1 {spec}"]
+
+
 def test_each_owner_isolates_its_own_bridges_from_every_berth_bridge() -> None:
     from berth.networks.forward import isolated_bridges, isolation_chain_lines, isolation_lines
 
