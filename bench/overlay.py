@@ -20,6 +20,13 @@ What it measures
             10.252.0.1 and .2), the programs between those addresses: the
             kernel's encapsulation alone, no bridge, no container veth, no
             security-group chains (``--no-vxlan`` leaves it out).
+    routed  a reference, the floor of any container network here: a namespace
+            made by hand inside each host (``bt-h<n>f``, 10.253.<n>.2/24), a
+            veth pair to its host, the hosts routing each other's /24 over the
+            underlay (two ``FORWARD`` accept rules at the top): the hops a
+            container's packet takes at least when it has a namespace of its
+            own, with no tunnel, no bridge and no security-group chains
+            (``--no-routed`` leaves it out).
 
     The programs run in those namespaces with ``nsenter --net`` (the host's
     own binaries, so no image needs iperf3; the packets take the same path as
@@ -105,6 +112,7 @@ OVERLAY = {"BERTH_NETWORK_DRIVER": "overlay"}
 AGENTS = {**OVERLAY, "BERTH_NETWORK_IDLE_SECONDS": "0", "BERTH_RECONCILE_INTERVAL": "5"}
 IPERF_PORT, LATENCY_PORT = 5201, 7001
 REF_VNI, REF_PORT, REF_NET = "4242", "4790", "10.252.0"
+FLOOR_NET = "10.253"
 PY = [sys.executable, "-I", "-c"]
 
 # Accepts, answers one byte with one byte, closes.
@@ -314,6 +322,43 @@ def _reference_vxlan(c: Cloud) -> Iterator[str]:
             host.sh("ip", "link", "del", "vxref", check=False)
 
 
+@contextlib.contextmanager
+def _reference_routed(c: Cloud) -> Iterator[tuple[list[str], list[str], str]]:
+    """A namespace inside each host, routed over the underlay: (client, server, address)."""
+    hosts = [c.engines[s.name].host for s in SPECS]
+    made: list[tuple[Any, str]] = []
+    accept = [["-s", f"{FLOOR_NET}.0.0/16"], ["-d", f"{FLOOR_NET}.0.0/16"]]
+    try:
+        for i, (me, other) in enumerate([(hosts[0], hosts[1]), (hosts[1], hosts[0])], 1):
+            assert me is not None and other is not None
+            ns, j = f"{me.name}f", 3 - i
+            _run(["ip", "netns", "add", ns], 10)
+            made.append((me, ns))
+            _run(["ip", "link", "add", f"fl{i}-h", "type", "veth", "peer", "name", f"fl{i}-c"], 10)
+            _run(["ip", "link", "set", f"fl{i}-h", "netns", me.name], 10)
+            _run(["ip", "link", "set", f"fl{i}-c", "netns", ns], 10)
+            inner = ["nsenter", f"--net=/var/run/netns/{ns}"]
+            for cmd in (
+                ["ip", "addr", "add", f"{FLOOR_NET}.{i}.2/24", "dev", f"fl{i}-c"],
+                ["ip", "link", "set", f"fl{i}-c", "up"],
+                ["ip", "link", "set", "lo", "up"],
+                ["ip", "route", "add", "default", "via", f"{FLOOR_NET}.{i}.1"],
+            ):
+                _run([*inner, *cmd], 10)
+            me.sh("ip", "addr", "add", f"{FLOOR_NET}.{i}.1/24", "dev", f"fl{i}-h")
+            me.sh("ip", "link", "set", f"fl{i}-h", "up")
+            me.sh("ip", "route", "add", f"{FLOOR_NET}.{j}.0/24", "via", other.address)
+            for match in accept:
+                me.sh("iptables", "-I", "FORWARD", "1", *match, "-j", "ACCEPT")
+        floors = [["nsenter", f"--net=/var/run/netns/{ns}"] for _, ns in made]
+        yield floors[0], floors[1], f"{FLOOR_NET}.2.2"
+    finally:
+        for me, ns in made:
+            for match in accept:
+                me.sh("iptables", "-D", "FORWARD", *match, "-j", "ACCEPT", check=False)
+            _run(["ip", "netns", "del", ns], 10)  # its veth goes with it, both ends
+
+
 def _pair(c: Cloud) -> tuple[Member, Member]:
     """A container on each host, on one network, each host knowing the other's member."""
     uuids = [_create(c, s.name) for s in SPECS]
@@ -336,6 +381,10 @@ def measure_paths(c: Cloud, args: argparse.Namespace) -> dict[str, Any]:
         if args.vxlan:
             far = stack.enter_context(_reference_vxlan(c))
             sides.append(Side("vxlan", host1.prefix, far))
+        if args.routed:
+            floor1, floor2, address = stack.enter_context(_reference_routed(c))
+            sides.append(Side("routed", floor1, address))
+            stack.enter_context(_serving(floor2))
         # host 2's servers listen on every address: the raw and the vxlan side's
         stack.enter_context(_serving(b.netns))
         stack.enter_context(_serving(host2.prefix))
@@ -537,7 +586,7 @@ def _result(
 def report(r: dict[str, Any]) -> str:
     s = r["summary"]
     load = " ".join(f"{x:.2f}" for x in r["loadavg_start"])
-    names = list(s)  # berth, raw[, vxlan]
+    names = list(s)  # berth, raw[, vxlan][, routed]
     lines = [
         f"{r['date']}  load average at start {load}  {r['rounds']} rounds: iperf3 -t "
         f"{r['seconds']}, {r['connects']} TCP connects a side; container MTU {r['container_mtu']}",
@@ -558,6 +607,10 @@ def report(r: dict[str, Any]) -> str:
         values = "".join(f"{s[n][kind][stat] * scale:10.2f}" for n in names)
         ratio = s["berth"][kind][stat] / s["raw"][kind][stat]
         lines.append(f"{label:28}{values}{ratio:10.2f}x  {goal}")
+    for ref in names[2:]:
+        tp, cp = (s[ref][k]["p50"] / s["raw"][k]["p50"] for k in ("throughput_bps", "connect"))
+        label = f"reference {ref} / raw"
+        lines.append(f"{label:28}throughput p50 {tp:.2f}x, connect p50 {cp:.2f}x")
     lines.append(
         f"{'throughput, per-round ratio':28}{'':{10 * len(names)}}"
         f"{r['ratios']['throughput_per_round_p50']:10.2f}x  (median of each round's berth/raw)"
@@ -595,6 +648,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         dest="vxlan",
         action="store_false",
         help="leave out the hand-made VXLAN reference side",
+    )
+    ap.add_argument(
+        "--no-routed",
+        dest="routed",
+        action="store_false",
+        help="leave out the routed (no tunnel) reference side",
     )
     ap.add_argument("--json", metavar="FILE", help="also write the results (with samples) here")
     ap.add_argument("--progress", action="store_true", help="say each finished round on stderr")
