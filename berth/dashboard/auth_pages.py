@@ -33,11 +33,6 @@ _BAD_LOGIN = (
     "Wrong user name, password or project. Check them and try again; the project must be one "
     "you hold a role in (leave it empty for your default project)."
 )
-# The dashboard's pages list and switch projects through Berth's built-in identity.
-_KEYSTONE_LOGIN = (
-    "This Berth uses the cloud's Keystone, and the dashboard cannot log in to it yet: "
-    "use the openstack CLI (docs/operators.md)."
-)
 
 
 async def home(request: Request) -> Response:
@@ -71,7 +66,10 @@ async def _login_page(
 
 
 def _max_age(issued: IssuedToken) -> int:
-    expires = issued.info.expires_at
+    return _seconds_left(issued.info.expires_at)
+
+
+def _seconds_left(expires: dt.datetime) -> int:
     if expires.tzinfo is None:
         expires = expires.replace(tzinfo=dt.UTC)
     return max(60, int((expires - dt.datetime.now(dt.UTC)).total_seconds()))
@@ -96,10 +94,14 @@ async def login_submit(request: Request) -> Response:
     }
     if not username or not form.get("password"):
         return await _login_page(request, shown, "Enter your user name and password.", 400)
-    if request.app.state.berth.keystone is not None:
-        return await _login_page(request, shown, _KEYSTONE_LOGIN, 501)
+    keystone = request.app.state.berth.keystone
     try:
-        issued = await _password_login(request, username, form["password"], project, domain)
+        if keystone is not None:  # the cloud's Keystone issues the user's token
+            user = await keystone.user_login(username, form["password"], project, domain)
+            token, max_age = user.token, _seconds_left(user.expires_at)
+        else:
+            issued = await _password_login(request, username, form["password"], project, domain)
+            token, max_age = issued.token, _max_age(issued)
     except errors.Unauthorized:
         return await _login_page(request, shown, _BAD_LOGIN, 401)
     except errors.TooManyAttempts as exc:
@@ -108,8 +110,10 @@ async def login_submit(request: Request) -> Response:
         return throttled
     except errors.Forbidden as exc:
         return await _login_page(request, shown, exc.message, 403)
+    except errors.IdentityUnavailable as exc:
+        return await _login_page(request, shown, exc.message, 503)
     response = redirect(shown["next"])
-    set_session(request, response, issued.token, _max_age(issued))
+    set_session(request, response, token, max_age)
     return response
 
 
@@ -157,7 +161,7 @@ async def _rescope(request: Request, token: str, project_id: str) -> IssuedToken
 
 
 async def _logout(request: Request, session: Session, form: dict[str, str]) -> Response:
-    await identity.revoke_token(request.app.state.berth.db, session.ctx, session.token)
+    await _revoke(request, session)
     response = redirect("/login", ("ok", "You are logged out."))
     clear_session(response)
     return response
@@ -167,15 +171,30 @@ async def _switch(request: Request, session: Session, form: dict[str, str]) -> R
     project_id = form.get("project_id", "")
     if project_id == session.ctx.project_id:
         return redirect(HOME)
+    state = request.app.state.berth
     try:
-        issued = await _rescope(request, session.token, project_id)
+        if state.keystone is not None:
+            user = await state.keystone.rescope(session.token, project_id)
+            token, max_age = user.token, _seconds_left(user.expires_at)
+            name = (await state.caller_of(token)).project_name or project_id
+        else:
+            issued = await _rescope(request, session.token, project_id)
+            token, max_age = issued.token, _max_age(issued)
+            name = issued.info.project.name if issued.info.project else project_id
     except errors.Unauthorized:
         return redirect(HOME, ("error", "You hold no role in that project any more: pick another."))
-    await identity.revoke_token(request.app.state.berth.db, session.ctx, session.token)
-    name = issued.info.project.name if issued.info.project else project_id
+    await _revoke(request, session)
     response = redirect(HOME, ("ok", f"Now working in project {name}."))
-    set_session(request, response, issued.token, _max_age(issued))
+    set_session(request, response, token, max_age)
     return response
+
+
+async def _revoke(request: Request, session: Session) -> None:
+    state = request.app.state.berth
+    if state.keystone is not None:
+        await state.keystone.revoke(session.token)
+    else:
+        await identity.revoke_token(state.db, session.ctx, session.token)
 
 
 logout = form_route(_logout, lambda request: HOME)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from berth import errors
 from berth.dashboard.session import Flash, Session, clear_flash, read_flash
 from berth.services import identity
 from berth.services.env import Env
@@ -148,9 +149,9 @@ async def page(
 ) -> Response:
     """A whole page: the layout with navigation, project switcher and the pending flash."""
     pending = flash or read_flash(request)
-    projects = []
+    projects: Sequence[Any] = []
     if session is not None:
-        projects = await identity.list_auth_projects(request.app.state.berth.db, session.ctx)
+        projects = await _projects(request, session)
     layout = {
         "session": session,
         "csrf": session.csrf if session else "",
@@ -166,6 +167,19 @@ async def page(
     if flash is None and pending is not None:
         clear_flash(response)
     return _headers(response)
+
+
+async def _projects(request: Request, session: Session) -> Sequence[Any]:
+    """The switcher's projects (``id``, ``name``): the user's, from Berth's identity or the
+    cloud's Keystone (which answers for the session's own token)."""
+    state = request.app.state.berth
+    if state.keystone is None:
+        return await identity.list_auth_projects(state.db, session.ctx)
+    try:
+        mine: Sequence[Any] = await state.keystone.user_projects(session.token)
+    except (errors.Unauthorized, errors.IdentityUnavailable):
+        return []  # the page still shows; the next request's validation says what is wrong
+    return mine
 
 
 def fragment(

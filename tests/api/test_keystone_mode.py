@@ -4,6 +4,7 @@ served, Keystone's failures in each API's error format. Keystone is the small in
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -109,3 +110,25 @@ async def test_a_magnum_quota_may_name_a_keystone_project(client: httpx.AsyncCli
         headers={"X-Auth-Token": "admin", "OpenStack-API-Version": "container-infra latest"},
     )
     assert r.status_code == 201, r.text
+
+
+async def _dashboard_login(client: httpx.AsyncClient, password: str) -> httpx.Response:
+    page = await client.get("/login")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text[:300]
+    form = {"csrf": found.group(1), "username": "alice", "password": password,
+            "project": "", "domain": "Default", "next": "/containers"}  # fmt: skip
+    return await client.post("/login", data=form)
+
+
+@pytest.mark.allows_5xx("Keystone is down: the dashboard's login page says so with a 503")
+async def test_the_dashboard_login_asks_keystone_and_says_when_it_cannot(
+    client: httpx.AsyncClient, keystone: FakeKeystone
+) -> None:
+    # The real Keystone's logins, projects and logout: tests/compat/test_openstack_keystone.py.
+    wrong = await _dashboard_login(client, "not-it")
+    assert wrong.status_code == 401 and "Wrong user name" in wrong.text
+    keystone.down = True
+    down = await _dashboard_login(client, "not-it")
+    assert down.status_code == 503
+    assert "Keystone" in down.text and "try again later" in down.text

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -241,6 +242,69 @@ def test_a_token_revoked_in_keystone_is_refused_within_the_cache_interval(world:
         timeout=CACHE_SECONDS + 10,
     )
     assert time.monotonic() - revoked_at <= CACHE_SECONDS + 2
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def _dashboard_login(
+    web: httpx.Client, user: str, password: str, project: str = ""
+) -> httpx.Response:
+    form = {"csrf": _csrf(web.get("/login").text), "username": user, "password": password,
+            "project": project, "domain": "Default", "next": "/containers"}  # fmt: skip
+    return web.post("/login", data=form)
+
+
+def _working_in(web: httpx.Client) -> str:
+    page = web.get("/containers")
+    assert page.status_code == 200, page.headers
+    found = re.search(r'<span class="muted">in ([^<]+)</span>', page.text)
+    assert found, page.text[:800]
+    return found.group(1)
+
+
+def test_the_dashboard_logs_in_through_keystone(world: World) -> None:
+    """The dashboard's login asks the cloud's Keystone for the user's own token: by
+    project, or the default project, or (none) the first the user holds a role in;
+    the project switcher lists and re-scopes through Keystone; logout revokes it."""
+    world.cli.add_member("ks-dash", "ks-dasher", PW)
+    world.cli.grant("ks-alice", "ks-dash", "member")
+    uid = world.cli.identity("POST", "/users", json={"user": {
+        "name": "ks-roamer", "password": PW, "domain_id": "default"}})  # fmt: skip
+    assert uid.status_code == 201, uid.text
+    world.cli.grant("ks-roamer", "ks-dash", "member")  # no default project
+    world.cli.identity("POST", "/users", json={"user": {
+        "name": "ks-nobody", "password": PW, "domain_id": "default"}})  # fmt: skip
+    with httpx.Client(base_url=world.base_url, timeout=30) as web:
+        wrong = _dashboard_login(web, "ks-alice", "not-the-password")
+        assert wrong.status_code == 401 and "Wrong user name" in wrong.text
+        assert _dashboard_login(web, "ks-nobody", PW).status_code == 403
+        r = _dashboard_login(web, "ks-alice", PW)  # her default project
+        assert r.status_code == 303 and r.headers["location"] == "/containers", r.text[:300]
+        assert _working_in(web) == "ks-a"
+        page = web.get("/containers").text
+        assert ">ks-a</option>" in page and ">ks-dash</option>" in page  # the switcher
+        token = web.cookies.get("berth_session") or next(iter(web.cookies.values()))
+        assert world.get("/container/v1/containers", token).status_code == 200
+        dash = world.cli.identity("GET", "/projects", params={"name": "ks-dash"}).json()
+        switched = web.post("/project", data={"csrf": _csrf(page),
+                                              "project_id": dash["projects"][0]["id"]})  # fmt: skip
+        assert switched.status_code == 303
+        assert _working_in(web) == "ks-dash"
+        # The token the switch replaced is revoked (in Keystone, and at once here).
+        assert world.get("/container/v1/containers", token).status_code == 401
+        out = web.post("/logout", data={"csrf": _csrf(web.get("/containers").text)})
+        assert out.status_code == 303 and out.headers["location"].startswith("/login")
+        assert web.get("/containers").headers.get("location", "").startswith("/login")
+    with httpx.Client(base_url=world.base_url, timeout=30) as web:
+        assert _dashboard_login(web, "ks-alice", PW, project="ks-dash").status_code == 303
+        assert _working_in(web) == "ks-dash"
+    with httpx.Client(base_url=world.base_url, timeout=30) as web:
+        assert _dashboard_login(web, "ks-roamer", PW).status_code == 303
+        assert _working_in(web) == "ks-dash"  # the one project it holds a role in
 
 
 @pytest.mark.timeout(900)  # create (up to 300 s on a loaded machine) and delete

@@ -25,6 +25,7 @@ and ``keystone_agent_username`` in ``keystone_service_user_domain``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -43,7 +44,14 @@ from berth.identity import roles as rules
 from berth.identity.auth_request import by_name, password_auth, project_ref
 from berth.services.identity._common import AUTH_REQUIRED
 
-__all__ = ["KeystoneTokens", "ValidationCache", "caller_from_token", "login_body"]
+__all__ = [
+    "KeystoneTokens",
+    "UserProject",
+    "UserToken",
+    "ValidationCache",
+    "caller_from_token",
+    "login_body",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,29 @@ log = logging.getLogger(__name__)
 _MAX_TOKEN_CHARS = 8192
 # The service token is fetched again this long before Keystone says it expires.
 _RENEW_MARGIN = dt.timedelta(seconds=120)
+
+
+@dataclass(frozen=True, slots=True)
+class UserToken:
+    """A user's own token from Keystone (a dashboard login): its text, expiry and project."""
+
+    token: str
+    expires_at: dt.datetime
+    project_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserProject:
+    """A project the user holds a role in, as ``GET /v3/auth/projects`` lists it."""
+
+    id: str
+    name: str
+
+
+_NO_PROJECT = (
+    "You hold no role in any project, so there is nothing to show yet: ask an admin to add "
+    "you to one (openstack role add --user NAME --project PROJECT member)."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +305,73 @@ class KeystoneTokens:
         expires = _parse_time(_named(response.json().get("token")).get("expires_at"))
         return token, expires or dt.datetime.now(dt.UTC) + _RENEW_MARGIN * 2
 
+    # -- a user's own tokens (the dashboard logs in to Keystone as the user)
+
+    async def user_login(
+        self, username: str, password: str, project: str, domain: str
+    ) -> UserToken:
+        """The user's token, scoped to ``project`` (a name in ``domain``), or without one to
+        the user's default project, else to the first project the user holds a role in.
+
+        ``Unauthorized`` for credentials (or a project) Keystone refuses, ``Forbidden`` for a
+        user with no project at all, ``IdentityUnavailable`` when Keystone cannot be asked.
+        """
+        scope = project_ref(None, project, domain) if project else None
+        body = password_auth(username, password, by_name(domain), scope)
+        issued = _issued(await self._send("POST", self._tokens, params=_NOCATALOG, json=body))
+        if issued.project_id is not None:
+            return issued
+        try:  # unscoped: no default project
+            projects = await self.user_projects(issued.token)
+        finally:
+            await self.revoke(issued.token)
+        if not projects:
+            raise errors.Forbidden(_NO_PROJECT)
+        # A password login of its own, not a rescope: the token stays valid whatever
+        # becomes of the unscoped one.
+        body = password_auth(username, password, by_name(domain), {"id": projects[0].id})
+        return _issued(await self._send("POST", self._tokens, params=_NOCATALOG, json=body))
+
+    async def user_projects(self, token: str) -> list[UserProject]:
+        """The enabled projects the holder of ``token`` holds a role in, by name."""
+        response = await self._send(
+            "GET", f"{self._url}/auth/projects", headers={"X-Auth-Token": token}
+        )
+        if response.status_code == 401:
+            raise errors.Unauthorized(AUTH_REQUIRED)
+        listed = _json(response).get("projects") if response.status_code == 200 else None
+        if not isinstance(listed, list):
+            raise _unavailable("list the user's projects", response)
+        found = [
+            UserProject(str(p["id"]), str(p.get("name") or p["id"]))
+            for p in listed
+            if isinstance(p, dict) and p.get("id") and p.get("enabled", True)
+        ]
+        return sorted(found, key=lambda p: (p.name, p.id))
+
+    async def rescope(self, token: str, project_id: str) -> UserToken:
+        """A token of the same user scoped to ``project_id`` (``Unauthorized``: no role there)."""
+        body = {
+            "auth": {
+                "identity": {"methods": ["token"], "token": {"id": token}},
+                "scope": {"project": {"id": project_id}},
+            }
+        }
+        return _issued(await self._send("POST", self._tokens, params=_NOCATALOG, json=body))
+
+    async def revoke(self, token: str) -> None:
+        """Revoke the user's ``token`` in Keystone (the user's own right); this process
+        refuses it from now on whatever Keystone answers."""
+        self.cache.put(_digest(token), None, self.cache.ttl)
+        with contextlib.suppress(errors.IdentityUnavailable):
+            await self._send(
+                "DELETE", self._tokens, headers={"X-Auth-Token": token, "X-Subject-Token": token}
+            )
+
+    @property
+    def _tokens(self) -> str:
+        return f"{self._url}/auth/tokens"
+
     async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
             return await self._http.request(method, url, **kwargs)
@@ -282,6 +380,38 @@ class KeystoneTokens:
             raise errors.IdentityUnavailable(
                 "The identity service (Keystone) is unavailable; try again later."
             ) from exc
+
+
+_NOCATALOG = {"nocatalog": "1"}
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _unavailable(what: str, response: httpx.Response) -> errors.IdentityUnavailable:
+    log.error("Keystone answered %s when asked to %s: %s", response.status_code, what,
+              response.text[:300])  # fmt: skip
+    return errors.IdentityUnavailable(
+        f"The identity service could not {what} (Keystone answered {response.status_code})."
+    )
+
+
+def _issued(response: httpx.Response) -> UserToken:
+    """A user's token from Keystone's answer to ``POST /v3/auth/tokens``."""
+    if response.status_code == 401:
+        raise errors.Unauthorized("Keystone refused the user name, password or project.")
+    token = response.headers.get("X-Subject-Token")
+    if response.status_code != 201 or not token:
+        raise _unavailable("issue a token", response)
+    body = _named(_json(response).get("token"))
+    expires = _parse_time(body.get("expires_at")) or dt.datetime.now(dt.UTC) + _RENEW_MARGIN
+    project = _named(body.get("project")).get("id")
+    return UserToken(token, expires, str(project) if project else None)
 
 
 def login_body(
