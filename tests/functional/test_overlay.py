@@ -186,6 +186,15 @@ def _devices(c: Cloud, host: str) -> str:
     return net.sh("ip", "-o", "link", "show", "type", "vxlan")
 
 
+def _untracked(c: Cloud, host: str) -> list[str]:
+    """The host's rules that keep its own tunnel packets out of conntrack."""
+    net = c.engines[host].host
+    assert net is not None
+    return [
+        r for r in net.sh("iptables", "-w", "-t", "raw", "-S").splitlines() if "berth-tunnel" in r
+    ]
+
+
 @pytest.fixture
 def boxes(ovl: Cloud) -> Iterator[list[Box]]:
     """One container per host on the admin project's default network."""
@@ -210,8 +219,13 @@ def test_members_on_three_hosts_reach_each_other_and_the_mtu_is_right(
                 assert a.client("udp", b, 7000) == "ok 100", (a.host, b.host)
         a, b = boxes[0], boxes[1]
         # VXLAN's port inside a container (a swarm node's own overlay) is the container's:
-        # the host's tunnel endpoint holds it only in the host's own namespace.
+        # the host's tunnel endpoint holds it only in the host's own namespace, and only
+        # the host's own tunnel packets skip conntrack (the container's are tracked).
         assert a.client("udp", b, 4789) == "ok 100"
+        for box in boxes:
+            address = ovl.engines[box.host].host.address  # type: ignore[union-attr]
+            assert [f"-d {address}/32" in r or f"-s {address}/32" in r
+                    for r in _untracked(ovl, box.host)] == [True, True]  # fmt: skip
         # The containers' MTU leaves room for VXLAN's 50 bytes on a 1500-byte underlay.
         assert a.mtu() == 1450
         assert a.client("tcp", b, 7000, 65536) == "ok"  # 64 KiB, segments of 1410 bytes
@@ -318,6 +332,7 @@ def test_a_deleted_container_and_a_removed_host_leave_no_entries(
     wait_until(lambda: third.mac not in _entries(ovl, first.host), 20, "the entries to go")
     # It was the network's last member on its host: the host's tunnel endpoint went too.
     wait_until(lambda: not _devices(ovl, third.host), 20, "the VXLAN device to go")
+    assert _untracked(ovl, third.host) == []  # with its last tunnel
     # A host removed from the cloud: its agent gone and its service deleted.
     (again,) = _run(ovl, hosts=["ovl-3"])
     wait_until(lambda: again.mac in _entries(ovl, first.host), 20, "the new member's entries")
