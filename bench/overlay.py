@@ -19,7 +19,8 @@ What it measures
             type vxlan id 4242 remote <other host> dstport 4790``, MTU 1450,
             10.252.0.1 and .2), the programs between those addresses: the
             kernel's encapsulation alone, no bridge, no container veth, no
-            security-group chains (``--no-vxlan`` leaves it out).
+            security-group chains; its outer packets skip conntrack as Berth's
+            do (``--no-vxlan`` leaves it out).
     routed  a reference, the floor of any container network here: a namespace
             made by hand inside each host (``bt-h<n>f``, 10.253.<n>.2/24), a
             veth pair to its host, the hosts routing each other's /24 over the
@@ -316,10 +317,19 @@ def _reference_vxlan(c: Cloud) -> Iterator[str]:
             me.sh("ip", "link", "set", "vxref", "mtu", "1450")
             me.sh("ip", "addr", "add", f"{REF_NET}.{i + 1}/24", "dev", "vxref")
             me.sh("ip", "link", "set", "vxref", "up")
+            for rule in _ref_untracked(me.address):  # as Berth's own tunnel packets
+                me.sh("iptables", "-w", "-t", "raw", "-A", *rule)
         yield f"{REF_NET}.2"
     finally:
         for host in made:
             host.sh("ip", "link", "del", "vxref", check=False)
+            for rule in _ref_untracked(host.address):
+                host.sh("iptables", "-w", "-t", "raw", "-D", *rule, check=False)
+
+
+def _ref_untracked(address: str) -> list[list[str]]:
+    match = ["-p", "udp", "--dport", REF_PORT, "-j", "CT", "--notrack"]
+    return [["PREROUTING", "-d", address, *match], ["OUTPUT", "-s", address, *match]]
 
 
 @contextlib.contextmanager
