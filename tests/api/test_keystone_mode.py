@@ -132,3 +132,22 @@ async def test_the_dashboard_login_asks_keystone_and_says_when_it_cannot(
     down = await _dashboard_login(client, "not-it")
     assert down.status_code == 503
     assert "Keystone" in down.text and "try again later" in down.text
+
+
+async def test_a_login_keystone_calls_malformed_is_a_wrong_login_not_an_outage(
+    settings: Settings,
+) -> None:
+    """The real Keystone answers 401 to NUL bytes, 60,000-character names or unknown
+    domains (measured); one that answers 400 to input it will not take must give the
+    login page's 401 too, not the 503 of Keystone being down."""
+    from berth import errors
+
+    def strict(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"code": 400, "message": "Invalid input"}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(strict)) as http:
+        tokens = KeystoneTokens(settings, http)
+        with pytest.raises(errors.Unauthorized):
+            await tokens.user_login("a\x00" * 30000, "pw", "", "Default")
+        with pytest.raises(errors.Unauthorized):
+            await tokens.rescope("some-token", "x\x00y")

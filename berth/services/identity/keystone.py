@@ -403,7 +403,7 @@ def _unavailable(what: str, response: httpx.Response) -> errors.IdentityUnavaila
 
 def _issued(response: httpx.Response) -> UserToken:
     """A user's token from Keystone's answer to ``POST /v3/auth/tokens``."""
-    if response.status_code == 401:
+    if response.status_code in (400, 401):  # 400: input Keystone will not take as typed
         raise errors.Unauthorized("Keystone refused the user name, password or project.")
     token = response.headers.get("X-Subject-Token")
     if response.status_code != 201 or not token:
