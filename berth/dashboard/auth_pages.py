@@ -143,10 +143,7 @@ async def _password_login(
     projects = await identity.list_auth_projects(state.db, ctx)
     try:
         if not projects:
-            raise errors.Forbidden(
-                "You hold no role in any project, so there is nothing to show yet: ask an admin "
-                "to add you to one (openstack role add --user NAME --project PROJECT member)."
-            )
+            raise errors.Forbidden(identity.NO_PROJECT)
         return await _rescope(request, issued.token, projects[0].id)
     finally:
         await identity.revoke_token(state.db, ctx, issued.token)

@@ -10,7 +10,12 @@ grants, assignments). Callers import from
 here: ``from berth.services import identity; await identity.validate_token(db, t)``.
 """
 
-from berth.services.identity._common import AUTH_REQUIRED, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME
+from berth.services.identity._common import (
+    AUTH_REQUIRED,
+    DEFAULT_DOMAIN_ID,
+    DEFAULT_DOMAIN_NAME,
+    NO_PROJECT,
+)
 from berth.services.identity.auth import (
     EXTRA_CATALOG_SERVICES,
     authenticate,
@@ -61,6 +66,7 @@ __all__ = [
     "DEFAULT_DOMAIN_ID",
     "DEFAULT_DOMAIN_NAME",
     "EXTRA_CATALOG_SERVICES",
+    "NO_PROJECT",
     "SERVICE_PROJECT",
     "LoginThrottle",
     "agent_secret",

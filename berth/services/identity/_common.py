@@ -20,6 +20,7 @@ __all__ = [
     "AUTH_REQUIRED",
     "DEFAULT_DOMAIN_ID",
     "DEFAULT_DOMAIN_NAME",
+    "NO_PROJECT",
     "all_domains",
     "deny",
     "effective_role_rows",
@@ -38,6 +39,11 @@ __all__ = [
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
 AUTH_REQUIRED = "The request you have made requires authentication."
+# A login whose user holds a role in no project: said by the dashboard, for either backend.
+NO_PROJECT = (
+    "You hold no role in any project, so there is nothing to show yet: ask an admin to add "
+    "you to one (openstack role add --user NAME --project PROJECT member)."
+)
 
 
 # -- conversions -------------------------------------------------------------

@@ -42,7 +42,7 @@ from berth.config import Settings
 from berth.domain.context import RequestContext
 from berth.identity import roles as rules
 from berth.identity.auth_request import by_name, password_auth, project_ref
-from berth.services.identity._common import AUTH_REQUIRED
+from berth.services.identity._common import AUTH_REQUIRED, NO_PROJECT
 
 __all__ = [
     "KeystoneTokens",
@@ -76,12 +76,6 @@ class UserProject:
 
     id: str
     name: str
-
-
-_NO_PROJECT = (
-    "You hold no role in any project, so there is nothing to show yet: ask an admin to add "
-    "you to one (openstack role add --user NAME --project PROJECT member)."
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +320,7 @@ class KeystoneTokens:
         finally:
             await self.revoke(issued.token)
         if not projects:
-            raise errors.Forbidden(_NO_PROJECT)
+            raise errors.Forbidden(NO_PROJECT)
         # A password login of its own, not a rescope: the token stays valid whatever
         # becomes of the unscoped one.
         body = password_auth(username, password, by_name(domain), {"id": projects[0].id})
