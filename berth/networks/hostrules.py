@@ -190,6 +190,17 @@ class HostRules:
         """The uuids of the containers this owner filters."""
         return {u for u, jumps in (await self._present())[0].items() if jumps}
 
+    # -- the raw table: rules of this owner's that skip connection tracking
+
+    async def set_untracked(self, label: str, rules: list[str]) -> None:
+        """Make the ``raw`` table's rules whose comment is ``label`` exactly ``rules`` (as
+        ``iptables -S`` lists them): one listing, and one restore only when they differ."""
+        listing = await self._iptables("-t", "raw", "-S")
+        mine = [r for r in listing.splitlines() if r.startswith("-A ") and label in r]
+        if mine != rules:
+            body = ["*raw", *(f"-D {r[3:]}" for r in mine), *rules, "COMMIT", ""]
+            await self._iptables("--noflush", stdin="\n".join(body))
+
     # -- bridges: the host guard (INPUT) and isolation (BERTH-FORWARD), written together
 
     async def guard(self, add: dict[str, str]) -> None:

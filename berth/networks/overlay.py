@@ -154,7 +154,6 @@ class OverlayNetworks(BridgeNetworks):
     ) -> None:
         super().__init__(base_url, owner=owner, iptables=iptables, host_ports=host_ports)
         self._local_ip = local_ip
-        self._iptables_binary = iptables
         self._untracked: bool | None = None  # the raw rules, as last written (None: unknown)
         self._devices: dict[str, str] | None = None  # network id -> its VXLAN device
         self._remote: dict[str, frozenset[Entry]] = {}  # as last asked for
@@ -242,14 +241,8 @@ class OverlayNetworks(BridgeNetworks):
         """Write ``untracked_rules`` (``on``) or remove them. Best effort: without them the
         tunnel works, its connections only start slower, so a failure is logged."""
         want = untracked_rules(self._owner, self._local_ip) if on else []
-        label = f'"{_UNTRACKED} {self._owner}"'
-        binary = self._iptables_binary
         try:
-            listing = await self._tool(binary, "-w", "-t", "raw", "-S")
-            mine = [r for r in listing.splitlines() if r.startswith("-A ") and label in r]
-            if mine != want:
-                lines = ["*raw", *(f"-D {r[3:]}" for r in mine), *want, "COMMIT", ""]
-                await self._tool(f"{binary}-restore", "-w", "--noflush", stdin="\n".join(lines))
+            await self._rules.set_untracked(f'"{_UNTRACKED} {self._owner}"', want)
         except errors.BerthError as exc:
             log.warning("the tunnel's packets stay tracked (connections start slower): %s",
                         exc.message)  # fmt: skip

@@ -202,6 +202,22 @@ class _Kernel(OverlayNetworks):
         self.engine: set[str] = set()  # the ids of the networks the engine holds
         self.raw: list[str] = []  # the raw table's rules, as iptables -S lists them
         self.iptables_fails = False
+        self._rules._iptables = self._iptables  # type: ignore[method-assign]
+
+    async def _iptables(
+        self, *args: str, stdin: str | None = None, check: bool = True, binary: str = ""
+    ) -> str:
+        self.runs.append(" ".join(["iptables", *args]))
+        if self.iptables_fails:
+            raise errors.BerthError("iptables-restore: line 2 failed")
+        if stdin is None:  # -t raw -S
+            return "-P PREROUTING ACCEPT\n-P OUTPUT ACCEPT\n" + "".join(f"{r}\n" for r in self.raw)
+        for line in stdin.splitlines():
+            if line.startswith("-D "):
+                self.raw.remove(f"-A {line[3:]}")
+            elif line.startswith("-A "):
+                self.raw.append(line)
+        return ""
 
     async def _owned(self) -> list[dict[str, object]]:
         return [{"Name": network_name(n)} for n in sorted(self.engine)]
@@ -210,19 +226,6 @@ class _Kernel(OverlayNetworks):
         import json
 
         self.runs.append(" ".join(args))
-        if args[0].startswith("iptables"):
-            if self.iptables_fails:
-                raise errors.BerthError("iptables-restore: line 2 failed")
-            if args[0] == "iptables":
-                return "-P PREROUTING ACCEPT\n-P OUTPUT ACCEPT\n" + "".join(
-                    f"{r}\n" for r in self.raw
-                )
-            for line in (stdin or "").splitlines():
-                if line.startswith("-D "):
-                    self.raw.remove(f"-A {line[3:]}")
-                elif line.startswith("-A "):
-                    self.raw.append(line)
-            return ""
         if args[:3] == ("ip", "-d", "-j"):
             link = self.links.get(args[-1])
             if link is None:
