@@ -31,7 +31,9 @@ __all__ = ["FirewallSync", "ipv4_addresses"]
 log = logging.getLogger(__name__)
 
 _RETRY = 5.0  # seconds before a failed sync is tried again
-_SETTLE_TRIES, _SETTLE_PAUSE = 3, 0.1  # a worker's own chain: tries, first pause (s)
+# A worker's own chain: tries and first pause (s). Patient: a container whose chain
+# cannot be written is stopped (berth.agent.loop), not left running unfiltered.
+_SETTLE_TRIES, _SETTLE_PAUSE = 5, 0.1
 
 
 def ipv4_addresses(addresses: dict[str, Any] | None) -> list[str]:

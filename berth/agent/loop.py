@@ -129,6 +129,17 @@ def _report_key(obs: Observation, desired: DesiredContainer | None) -> tuple[Any
 
 
 _ADDRESSED = ("running", "paused", "restarting")
+# The error of a container whose security-group chain could not be written (the
+# agent's log says why: iptables' own words stay off the tenant's status_reason).
+UNFILTERED = (
+    "Its security groups could not be applied on its host, so it was stopped rather than "
+    "run unfiltered. Start it again; if this recurs, the operator should check the host's "
+    "firewall (iptables) and the agent's log."
+)
+
+
+def _starts(actions: list[Action]) -> bool:
+    return any(isinstance(a, Start | Restart) for a in actions)
 
 
 def _networked(desired: DesiredContainer, supported: bool) -> DesiredContainer:
@@ -617,16 +628,21 @@ class Agent:
                 return
             if desired is None:
                 log.info("removing container %s: the control plane no longer has it", uuid)
-            await self._filter_before_start(uuid, desired, actions)
-            obs = await apply_plan(
-                self._runtime,
-                uuid,
-                actions,
-                desired,
-                done_ops=self._done_ops(memory, desired),
-                files=self._files,
-                glance=self._glance_data,
-            )
+            unfiltered = await self._filter_before_start(uuid, desired, actions)
+            if unfiltered is not None:  # not started: it would have run unfiltered
+                obs = observe(uuid, desired, observed, error=unfiltered,
+                              done_ops=self._done_ops(memory, desired))  # fmt: skip
+            else:
+                obs = await apply_plan(
+                    self._runtime,
+                    uuid,
+                    actions,
+                    desired,
+                    done_ops=self._done_ops(memory, desired),
+                    files=self._files,
+                    glance=self._glance_data,
+                )
+                obs = await self._filter_after_start(uuid, desired, actions, obs)
             self._remember(memory, desired, actions, obs)
             if desired is not None:
                 await self._send(obs, desired, memory)
@@ -636,27 +652,59 @@ class Agent:
 
     async def _filter_before_start(
         self, uuid: str, desired: DesiredContainer | None, actions: list[Action]
-    ) -> None:
+    ) -> str | None:
         """On the overlay, write the container's chain before the engine starts it.
 
         The control plane leases its addresses in advance (``NetworkRef.address``)
         and the engine gives it exactly those, so there is no moment at which it
         runs unfiltered. (With the bridge driver the engine picks the address at
-        start: the chain follows the start, before the report, see ``_send``.) A
-        start that fails leaves the chain to the next report, which removes it.
+        start: the chain follows the start, see ``_filter_after_start``.) A start
+        that fails leaves the chain to the next report, which removes it.
+
+        The error to report instead of starting it when the chain cannot be
+        written (fail closed, see ``_filter_after_start``).
         """
-        if self._firewall is None or desired is None:
-            return
-        if not any(isinstance(a, Start | Restart) for a in actions):
-            return
+        if self._firewall is None or desired is None or not _starts(actions):
+            return None
         leased = {r.id: [{"addr": r.address, "version": 4}] for r in desired.networks if r.address}
         if not leased:
-            return
+            return None
         try:
             await self._firewall.settle(uuid, leased, True)
-        except errors.BerthError as exc:  # the report's settle tries again
-            log.warning("container %s: cannot write its firewall chain before its start: %s",
+        except errors.BerthError as exc:
+            log.warning("container %s: not started, its firewall chain cannot be written: %s",
                         uuid, exc.message)  # fmt: skip
+            return UNFILTERED
+        return None
+
+    async def _filter_after_start(
+        self, uuid: str, desired: DesiredContainer | None, actions: list[Action], obs: Observation
+    ) -> Observation:
+        """Write the chain of a container this plan started; stop it if that cannot be done.
+
+        Fail closed: a container whose security groups cannot be applied is not
+        left running unfiltered (reachable by anything on its network). It is
+        stopped and reported in error (held, as any failed plan: the user's next
+        start tries again), as Neutron keeps a port down until it is filtered.
+        """
+        if self._firewall is None or desired is None or not _starts(actions):
+            return obs
+        if obs.error is not None or obs.state not in _ADDRESSED:
+            return obs
+        try:
+            await self._firewall.settle(uuid, obs.addresses, True)
+        except errors.BerthError as exc:
+            log.warning("container %s: stopped, its firewall chain cannot be written: %s",
+                        uuid, exc.message)  # fmt: skip
+            try:
+                await self._runtime.stop(uuid, 0)
+                container = await self._runtime.inspect(uuid)
+            except errors.BerthError as stop_exc:
+                log.error("container %s runs UNFILTERED: it cannot be stopped either: %s",
+                          uuid, stop_exc.message)  # fmt: skip
+                return replace(obs, error=UNFILTERED)
+            return observe(uuid, desired, container, error=UNFILTERED, done_ops=obs.done_ops)
+        return obs
 
     def _glance_data(self, uuid: str) -> AsyncIterator[bytes]:
         return self._control.glance_data(self.hostname, uuid)
@@ -689,8 +737,10 @@ class Agent:
             try:
                 await self._firewall.settle(obs.uuid, obs.addresses, obs.state in _ADDRESSED)
             except errors.BerthError as exc:
-                # Reported all the same (the engine runs it whatever we say); the
-                # background sync retries the chain.
+                # A container found running (an agent restart, a new address): its old
+                # chain is still in the kernel; reported all the same, the background
+                # sync retries. One this agent starts is stopped instead
+                # (``_filter_after_start``).
                 log.warning("container %s: cannot write its firewall chain: %s",
                             obs.uuid, exc.message)  # fmt: skip
         key = _report_key(obs, desired)

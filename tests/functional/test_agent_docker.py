@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import subprocess
 import time
 import uuid as uuidlib
@@ -21,10 +22,13 @@ from berth.agent.loop import Agent
 from berth.config import Settings
 from berth.domain.hostsync import DesiredContainer, NetworkRef, Observation
 from berth.networks import chain_name
+from berth.networks.bridge import BridgeNetworks
 from berth.runtimes.base import container_name
 from berth.runtimes.docker import DockerDriver
 from berth.runtimes.dockermap import TenantLimits
+from berth.volumes.local import LocalVolumeDriver
 from tests.functional.docker_engine import (
+    DOCKER_URL,
     docker_driver,
     ensure_test_image,
     remove_owned,
@@ -194,6 +198,72 @@ async def test_a_filtered_container_is_filtered_before_it_is_reported_running(
         await site.control.wait_for(lambda: sum(u == first for u, _, _ in seen) >= 2, 20)
     assert len(seen) >= 5
     assert [(u, ips) for u, ips, filtered in seen if not filtered] == []
+
+
+_REFUSING_RESTORE = """#!/bin/sh
+# iptables-restore as the host has it, except that while {flag} exists it refuses a
+# write of any security-group chain of {chain} (as a broken or busy table would).
+input=$(cat)
+if [ -e {flag} ] && printf '%s\\n' "$input" | grep -q -- '{chain}'; then
+    echo "iptables-restore: line 2 failed" >&2
+    exit 1
+fi
+printf '%s\\n' "$input" | exec iptables-restore "$@"
+"""
+
+
+async def test_a_container_whose_chain_the_host_refuses_is_stopped_not_run_unfiltered(
+    api: Any, tmp_path: Path
+) -> None:
+    """Fail closed on the real engine: the host's iptables-restore refusing the
+    container's chain leaves it stopped on the engine and in error, never running
+    unfiltered; once the host takes chains again, the user's start runs it, filtered."""
+    owner = f"agent-test-{uuidlib.uuid4().hex[:12]}"
+    spec_uuid = f"t{uuidlib.uuid4().hex[:16]}"
+    flag = tmp_path / "refuse"
+    flag.touch()
+    (tmp_path / "iptables").symlink_to(shutil.which("iptables") or "/usr/sbin/iptables")
+    restore = tmp_path / "iptables-restore"
+    restore.write_text(_REFUSING_RESTORE.format(flag=flag, chain=chain_name(spec_uuid)))
+    restore.chmod(0o755)
+    driver = DockerDriver(
+        DOCKER_URL,
+        owner=owner,
+        limits=TenantLimits(),
+        networks=BridgeNetworks(DOCKER_URL, owner=owner, iptables=str(tmp_path / "iptables")),
+        volumes=LocalVolumeDriver(DOCKER_URL, owner=owner),
+    )
+    settings = Settings(
+        agent_host=owner, reconcile_interval=0.5, heartbeat_interval=1.0, agent_password=PASSWORD
+    )
+    site = Site(api, FakeControlPlane(PASSWORD), driver, settings, ensure_test_image(api))
+    net = NetworkRef(f"n{uuidlib.uuid4().hex[:12]}", "default", "proj-1")
+    spec = site.container(uuid=spec_uuid, networks=[net], security_groups=["g"], ingress=[])
+    try:
+        async with agent(site):
+            await site.control.put(spec)
+
+            def reported_error() -> str | None:
+                obs = site.control.latest.get(spec.uuid)
+                return obs.error if obs else None
+
+            await site.control.wait_for(lambda: reported_error() is not None, 30)
+            error = reported_error()
+            assert error is not None and "security groups could not be applied" in error
+            assert "iptables-restore" not in error  # the host's words stay in the agent's log
+            assert site.engine_state(spec.uuid) == "exited"
+            assert all(obs.state != "running" for obs in site.control.observations)
+            assert not _filtered(spec.uuid, [])
+
+            flag.unlink()
+            await site.control.change(spec.uuid, desired_state="running")  # the user's start
+            await site.control.wait_for(lambda: site.control.state_of(spec.uuid) == "running", 30)
+            ips = ipv4_addresses(site.control.latest[spec.uuid].addresses)
+            assert ips and _filtered(spec.uuid, ips)
+            assert site.engine_state(spec.uuid) == "running"
+    finally:
+        await driver.close()
+        remove_owned(api, owner)
 
 
 async def test_a_fork_bomb_and_a_chatty_container_stay_inside_their_limits(api: Any) -> None:

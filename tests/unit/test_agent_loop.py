@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from berth import errors
+from berth.agent import firewall as agent_firewall
 from berth.agent.apply import apply_plan
 from berth.agent.client import ControlClient
 from berth.agent.diff import Create, EnsureImage, Remove, Start
@@ -560,3 +562,71 @@ async def test_on_the_overlay_a_container_is_filtered_before_the_engine_starts_i
         assert len(seen) == 1  # the start gave it the leased address: nothing to rewrite
     else:
         assert all(state == "running" for _, state in seen), seen
+
+
+class _BridgeFake(FakeDriver):
+    """FakeDriver whose engine picks a running container's address at its start."""
+
+    def _view(self, record: Any, detailed: bool) -> Any:
+        view = super()._view(record, detailed)
+        if record.state == "running":
+            view.addresses = {
+                r.id: [{"addr": "10.9.0.7", "version": 4}] for r in record.spec.networks
+            }
+        return view
+
+
+class _RefusedChains(_ChainRecorder):
+    """A network driver whose chain writes fail (the host's iptables refusing) until mended."""
+
+    def __init__(self, runtime: FakeDriver) -> None:
+        super().__init__(runtime)
+        self.refusing = True
+
+    async def write_firewalls(self, changes: dict[str, object]) -> None:
+        if self.refusing and any(spec is not None for spec in changes.values()):
+            raise errors.BerthError("iptables-restore: line 3 failed")
+        await super().write_firewalls(changes)
+
+    async def connect(self, uuid: str, net: NetworkRef) -> None:
+        return None  # the fake engine keeps no attachments of a stopped container
+
+
+@pytest.mark.parametrize("overlay", [True, False])
+async def test_a_container_whose_chain_cannot_be_written_does_not_run_unfiltered(
+    rig: Rig, overlay: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail closed: security groups that cannot be applied leave the container stopped
+    (bridge: the chain follows the start, so it is stopped again) or never started
+    (overlay: the chain comes first), reported in error with what to do; iptables'
+    own words stay in the agent's log. Once the host takes chains, a start runs it,
+    filtered."""
+    monkeypatch.setattr(agent_firewall, "_SETTLE_PAUSE", 0.001)
+    runtime = _OverlayFake(images={IMAGE}) if overlay else _BridgeFake(images={IMAGE})
+    chains = _RefusedChains(runtime)
+    runtime.networks = chains  # type: ignore[attr-defined]
+    rig.runtime = runtime
+    net = NetworkRef(id="n1", name="net", project_id="p1",
+                     address="10.9.0.5" if overlay else None)  # fmt: skip
+    async with running(rig):
+        await rig.control.put(container(networks=[net], security_groups=["sg"], ingress=[]))
+        await rig.control.wait_for(lambda: _error_of(rig, "c1") is not None)
+        error = _error_of(rig, "c1")
+        assert error is not None and "security groups could not be applied" in error
+        assert "Start it again" in error and "iptables-restore" not in error
+        assert runtime.snapshot().get("c1") != "running"
+        assert rig.control.state_of("c1") != "running"
+        if overlay:
+            assert runtime.count("start", "c1") == 0  # never ran, not even for a moment
+        else:
+            assert runtime.count("stop", "c1") == 1
+        chains.refusing = False
+        await rig.control.change("c1", desired_state="running")  # the user's start
+        await rig.control.wait_for(lambda: rig.control.state_of("c1") == "running")
+    assert chains.seen and chains.seen[-1][0] == "c1"
+    assert runtime.snapshot()["c1"] == "running"
+
+
+def _error_of(rig: Rig, uuid: str) -> str | None:
+    obs = rig.control.latest.get(uuid)
+    return obs.error if obs else None
