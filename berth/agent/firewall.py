@@ -31,6 +31,7 @@ __all__ = ["FirewallSync", "ipv4_addresses"]
 log = logging.getLogger(__name__)
 
 _RETRY = 5.0  # seconds before a failed sync is tried again
+_ADDRESSED = ("running", "paused", "restarting")  # engine states in which it has addresses
 # A worker's own chain: tries and first pause (s). Patient: a container whose chain
 # cannot be written is stopped (berth.agent.loop), not left running unfiltered.
 _SETTLE_TRIES, _SETTLE_PAUSE = 5, 0.1
@@ -89,14 +90,23 @@ class FirewallSync:
             self._remote = members
             self._wake.set()
 
-    def addresses(self, uuid: str, addresses: dict[str, Any] | None, running: bool) -> None:
-        """Record where ``uuid`` is reachable now (nothing when it does not run)."""
-        ips = ipv4_addresses(addresses) if running else []
+    def addresses(self, uuid: str, addresses: dict[str, Any] | None, state: str | None) -> None:
+        """Record where ``uuid`` is reachable now (nothing when it does not run).
+
+        ``state``: the engine's (None: absent). Between the restarts of a restart
+        policy the engine lists a container ``restarting`` without an address and
+        gives it the same one back: its chain stays, or the restarted container
+        would run unfiltered until the next pass saw it (up to a reconcile
+        interval at every restart).
+        """
+        ips = ipv4_addresses(addresses) if state in _ADDRESSED else []
+        if not ips and state == "restarting":
+            return
         if self._ips.get(uuid, []) != ips:
             self._ips[uuid] = ips
             self._wake.set()
 
-    async def settle(self, uuid: str, addresses: dict[str, Any] | None, running: bool) -> None:
+    async def settle(self, uuid: str, addresses: dict[str, Any] | None, state: str | None) -> None:
         """Record ``uuid``'s addresses and write its own chain now, if it needs one.
 
         A worker awaits this between the engine's start and the report that says
@@ -106,7 +116,7 @@ class FirewallSync:
         written here; what its address changes for the others (a group gaining a
         member: an admission) follows in the background.
         """
-        self.addresses(uuid, addresses, running)
+        self.addresses(uuid, addresses, state)
         if self._wanted_one(uuid) is None:
             return  # no chain for it (not filtered, or not running): nothing to wait for
         for attempt in range(_SETTLE_TRIES):

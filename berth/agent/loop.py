@@ -492,8 +492,10 @@ class Agent:
             self._firewall.remote(host.remote_members)
             for uuid in self._desired.keys() | self._observed.keys():
                 seen = self._observed.get(uuid)
-                running = seen is not None and seen.state in _ADDRESSED
-                self._firewall.addresses(uuid, seen.addresses if seen else None, running)
+                if seen is None:
+                    self._firewall.addresses(uuid, None, None)
+                else:
+                    self._firewall.addresses(uuid, seen.addresses, seen.state)
         for uuid in self._desired.keys() | self._observed.keys():
             memory = self._memory.setdefault(uuid, _Memory())
             if uuid in self._desired:
@@ -670,7 +672,7 @@ class Agent:
         if not leased:
             return None
         try:
-            await self._firewall.settle(uuid, leased, True)
+            await self._firewall.settle(uuid, leased, "running")
         except errors.BerthError as exc:
             log.warning("container %s: not started, its firewall chain cannot be written: %s",
                         uuid, exc.message)  # fmt: skip
@@ -692,7 +694,7 @@ class Agent:
         if obs.error is not None or obs.state not in _ADDRESSED:
             return obs
         try:
-            await self._firewall.settle(uuid, obs.addresses, True)
+            await self._firewall.settle(uuid, obs.addresses, obs.state)
         except errors.BerthError as exc:
             log.warning("container %s: stopped, its firewall chain cannot be written: %s",
                         uuid, exc.message)  # fmt: skip
@@ -735,7 +737,7 @@ class Agent:
         """Queue ``obs`` for the reporter, once its security-group chain is in place."""
         if self._firewall is not None:
             try:
-                await self._firewall.settle(obs.uuid, obs.addresses, obs.state in _ADDRESSED)
+                await self._firewall.settle(obs.uuid, obs.addresses, obs.state)
             except errors.BerthError as exc:
                 # A container found running (an agent restart, a new address): its old
                 # chain is still in the kernel; reported all the same, the background

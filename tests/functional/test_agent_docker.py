@@ -200,6 +200,37 @@ async def test_a_filtered_container_is_filtered_before_it_is_reported_running(
     assert [(u, ips) for u, ips, filtered in seen if not filtered] == []
 
 
+async def test_a_container_its_engine_restarts_is_never_running_unfiltered(site: Site) -> None:
+    """A restart policy's container crashes and the engine restarts it (listed
+    ``restarting``, without an address, in between): sampled every 20 ms for several
+    restarts, whenever the engine says it runs, its address goes through its chain."""
+    net = NetworkRef(f"n{uuidlib.uuid4().hex[:12]}", "default", "proj-1")
+    spec = site.container(
+        networks=[net],
+        security_groups=["g"],
+        ingress=[],
+        command=["sh", "-c", "sleep 0.3; exit 1"],
+        restart_policy={"Name": "always", "MaximumRetryCount": "0"},
+    )
+    site.settings = site.settings.model_copy(update={"reconcile_interval": 0.1})
+    unfiltered: list[tuple[int, str]] = []
+    async with agent(site):
+        await site.control.put(spec)
+        await site.control.wait_for(lambda: site.control.state_of(spec.uuid) == "running", 30)
+        restarts, deadline = 0, time.monotonic() + 20
+        while restarts < 5 and time.monotonic() < deadline:
+            state = await asyncio.to_thread(site.api.inspect_container, container_name(spec.uuid))
+            restarts = state["RestartCount"]
+            ips = [n["IPAddress"] for n in state["NetworkSettings"]["Networks"].values()]
+            ips = [ip for ip in ips if ip]
+            running = state["State"]["Status"] == "running" and ips
+            if running and not await asyncio.to_thread(_filtered, spec.uuid, ips):
+                unfiltered.append((restarts, ips[0]))
+            await asyncio.sleep(0.02)
+    assert restarts >= 5, "the engine did not restart it often enough to tell"
+    assert unfiltered == []
+
+
 _REFUSING_RESTORE = """#!/bin/sh
 # iptables-restore as the host has it, except that while {flag} exists it refuses a
 # write of any security-group chain of {chain} (as a broken or busy table would).

@@ -76,10 +76,10 @@ def test_the_agent_filters_running_members_and_resolves_groups_from_what_runs() 
             "d": _desired("d", ["default"], []),  # does not run: nothing to filter
         }
     )
-    sync.addresses("a", {"n1": [{"addr": "172.20.0.2", "version": 4}]}, running=True)
-    sync.addresses("b", {"n1": [{"addr": "172.20.0.3", "version": 4}]}, running=True)
-    sync.addresses("c", {"n1": [{"addr": "172.20.0.4", "version": 4}]}, running=True)
-    sync.addresses("d", {"n1": [{"addr": "172.20.0.5", "version": 4}]}, running=False)
+    sync.addresses("a", {"n1": [{"addr": "172.20.0.2", "version": 4}]}, state="running")
+    sync.addresses("b", {"n1": [{"addr": "172.20.0.3", "version": 4}]}, state="running")
+    sync.addresses("c", {"n1": [{"addr": "172.20.0.4", "version": 4}]}, state="running")
+    sync.addresses("d", {"n1": [{"addr": "172.20.0.5", "version": 4}]}, state=None)
     wanted = sync.wanted()
     assert set(wanted) == {"a", "b"}
     assert wanted["a"] == (
@@ -221,7 +221,7 @@ class _Recorder:
 
 def _running(sync: FirewallSync, *uuids: str) -> None:
     for i, uuid in enumerate(uuids):
-        sync.addresses(uuid, {"n1": [{"addr": f"172.20.0.{i + 2}", "version": 4}]}, running=True)
+        sync.addresses(uuid, {"n1": [{"addr": f"172.20.0.{i + 2}", "version": 4}]}, state="running")
 
 
 async def test_containers_that_started_together_are_filtered_in_one_write() -> None:
@@ -235,9 +235,35 @@ async def test_containers_that_started_together_are_filtered_in_one_write() -> N
     assert driver.writes[0]["gone"] is None
     await sync.sync()
     assert len(driver.writes) == 1  # nothing changed: nothing written
-    sync.addresses("b", None, running=False)
+    sync.addresses("b", None, state=None)
     await sync.sync()
     assert driver.writes[-1] == {"b": None}
+
+
+async def test_a_container_between_its_engine_restarts_keeps_its_chain() -> None:
+    """A restart policy's container is listed ``restarting`` without an address between
+    two runs, and the engine gives it the same address back: its chain stays through
+    the gap (removed, the restarted container ran unfiltered until the next pass).
+    Stopped for good (exited), it goes."""
+    driver = _Recorder()
+    sync = FirewallSync(driver)  # type: ignore[arg-type]
+    sync.desired({u: _desired(u, ["default"], []) for u in ("a", "b")})
+    _running(sync, "a", "b")
+    await sync.sync()
+    written = len(driver.writes)
+    sync.addresses("a", None, state="restarting")
+    sync.addresses("a", {}, state="restarting")
+    await sync.sync()
+    assert len(driver.writes) == written  # nothing removed
+    sync.addresses("a", {"n1": [{"addr": "172.20.0.2", "version": 4}]}, state="running")
+    await sync.sync()
+    assert len(driver.writes) == written  # back on the same address: nothing to do
+    sync.addresses("a", {"n1": [{"addr": "172.20.0.7", "version": 4}]}, state="restarting")
+    await sync.sync()
+    assert driver.writes[-1] == {"a": (("172.20.0.7",), ())}  # listed with a new one
+    sync.addresses("a", {}, state="exited")
+    await sync.sync()
+    assert driver.writes[-1] == {"a": None}
 
 
 async def test_one_bad_chain_does_not_hold_up_the_others() -> None:
@@ -258,25 +284,25 @@ async def test_a_worker_settles_its_own_chain_at_once_and_only_once() -> None:
     sync = FirewallSync(driver)  # type: ignore[arg-type]
     sync.desired({u: _desired(u, ["default"], []) for u in ("a", "b", "c")})
     address = {"n1": [{"addr": "172.20.0.9", "version": 4}]}
-    await sync.settle("a", address, running=True)
+    await sync.settle("a", address, state="running")
     # Only a's chain, without waiting for the background sync (nor its sweep).
     assert driver.writes == [{"a": (("172.20.0.9",), ())}]
-    await sync.settle("a", address, running=True)
-    await sync.settle("c", None, running=False)  # not running: nothing to write
-    await sync.settle("z", address, running=True)  # not desired here: nothing to write
+    await sync.settle("a", address, state="running")
+    await sync.settle("c", None, state=None)  # not running: nothing to write
+    await sync.settle("z", address, state="running")  # not desired here: nothing to write
     assert len(driver.writes) == 1
     await sync.sync()  # the background sync does not write it again
     assert [set(w) for w in driver.writes] == [{"a"}, {"gone"}]
     driver.bad.add("b")  # fails every time: tried a few times, then the error
     with pytest.raises(errors.BerthError, match="iptables-restore"):
-        await sync.settle("b", {"n1": [{"addr": "172.20.0.10", "version": 4}]}, running=True)
+        await sync.settle("b", {"n1": [{"addr": "172.20.0.10", "version": 4}]}, state="running")
 
     async def heal() -> None:
         await asyncio.sleep(0.05)
         driver.bad.clear()
 
     healing = asyncio.create_task(heal())  # fails once, then passes: written all the same
-    await sync.settle("b", {"n1": [{"addr": "172.20.0.11", "version": 4}]}, running=True)
+    await sync.settle("b", {"n1": [{"addr": "172.20.0.11", "version": 4}]}, state="running")
     await healing
     assert driver.writes[-1] == {"b": (("172.20.0.11",), ())}
 
@@ -437,14 +463,14 @@ async def test_a_restart_on_the_same_address_is_filtered_before_it_is_reported()
     sync.desired({"a": _desired("a", ["default"], [])})
     address = {"n1": [{"addr": "172.20.0.3", "version": 4}]}
     driver.release.set()
-    await sync.settle("a", address, running=True)
+    await sync.settle("a", address, state="running")
     assert driver.filtered == {"a"}
     driver.release.clear()
     driver.started.clear()
-    sync.addresses("a", None, running=False)  # stopped: the background pass removes the chain
+    sync.addresses("a", None, state=None)  # stopped: the background pass removes the chain
     removing = asyncio.create_task(sync.sync())
     await driver.started.wait()
-    settling = asyncio.create_task(sync.settle("a", address, running=True))
+    settling = asyncio.create_task(sync.settle("a", address, state="running"))
     await asyncio.sleep(0.01)
     driver.release.set()
     await asyncio.wait_for(asyncio.gather(removing, settling), 5)

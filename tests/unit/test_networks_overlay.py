@@ -163,7 +163,7 @@ def test_a_remote_groups_members_on_other_hosts_are_admitted_like_local_ones() -
         ingress=[IngressRule("tcp", 80, 80, remote_group="g-web")],
     )
     sync.desired({"db": db})
-    sync.addresses("db", {"n1": [{"addr": "10.96.0.3", "version": 4}]}, running=True)
+    sync.addresses("db", {"n1": [{"addr": "10.96.0.3", "version": 4}]}, state="running")
     sync.remote(
         {
             "n1": [
