@@ -8,6 +8,7 @@ not a way to learn where that row sorts.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ from berth import errors
 from berth.domain.paging import Paging
 from berth.store.scope import Scope
 
-__all__ = ["PageQuery", "page", "page_size", "scoped_page"]
+__all__ = ["TURN_ROWS", "PageQuery", "page", "page_size", "scoped_page"]
 
 R = TypeVar("R")  # a mapped row class with ``id`` and ``uuid`` columns
 
@@ -111,8 +112,40 @@ async def page(
         if mark is None:
             raise errors.Invalid(f"Marker {marker} could not be found.")
         stmt = stmt.where(_after(column, ident, getattr(mark, sort_key), mark.id, sort_dir))
-    rows: Sequence[R] = (await session.execute(stmt.limit(limit))).scalars().all()
-    return rows
+    return await _in_turns(session, stmt, model, limit)
+
+
+# Rows made per turn of the event loop. One statement for a page of 1,000 rows
+# made every row object in one go (~30 ms of CPU on a slow core), and every other
+# request of the process (a show, an agent's poll) waited behind it: a page
+# larger than this is read as its ids first, then its rows in slices of this
+# many, letting the loop run in between.
+TURN_ROWS = 200
+
+
+async def _in_turns(
+    session: AsyncSession, stmt: Select[Any], model: type[R], limit: int
+) -> Sequence[R]:
+    """The first ``limit`` rows of ``stmt`` in its order, made ``TURN_ROWS`` at a time.
+
+    A slice reads its rows by id: one changed or deleted since the ids were read
+    shows as it is now, or not at all (a page is not a snapshot on PostgreSQL's
+    autocommit reads either).
+    """
+    table: Any = model
+    stmt = stmt.limit(limit)
+    if limit <= TURN_ROWS:
+        rows: Sequence[R] = (await session.execute(stmt)).scalars().all()
+        return rows
+    ids: Sequence[int] = (await session.execute(stmt.with_only_columns(table.id))).scalars().all()
+    found: dict[int, R] = {}
+    for start in range(0, len(ids), TURN_ROWS):
+        if start:
+            await asyncio.sleep(0)
+        part = ids[start : start + TURN_ROWS]
+        for row in (await session.execute(select(table).where(table.id.in_(part)))).scalars():
+            found[row.id] = row
+    return [found[i] for i in ids if i in found]
 
 
 def _after(column: Any, ident: Any, value: Any, mark_id: int, sort_dir: str) -> ColumnElement[bool]:

@@ -34,7 +34,13 @@ from berth.api.zun.schemas import (
     number_in,
     parse_model,
 )
-from berth.api.zun.views import action_view, container_view, endpoint_url, event_view
+from berth.api.zun.views import (
+    action_view,
+    container_view,
+    endpoint_url,
+    event_view,
+    views_in_turns,
+)
 from berth.services.containers import containers as svc
 from berth.services.containers import ops, streams
 from berth.services.containers.containers import NewContainer
@@ -153,7 +159,7 @@ async def list_containers(request: Request, caller: Caller, state: State) -> dic
         state.env, caller, all_projects=q.all_projects, filters=filters, paging=q.paging
     )
     base = endpoint_url(request)
-    items = [container_view(state.env, caller, r, base) for r in rows]
+    items = await views_in_turns(rows, lambda r: container_view(state.env, caller, r, base))
     nxt = q.next_link(base, "containers", [r.uuid for r in rows], page)
     return {"containers": items, "next": nxt}
 

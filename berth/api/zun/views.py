@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from fastapi import Request
 
@@ -22,14 +24,33 @@ __all__ = [
     "links",
     "service_view",
     "stored_binary",
+    "views_in_turns",
     "zun_time",
 ]
 
 # Zun's name for the per-host service; clients and tempest look for it. Berth stores
 # its own process name (berth-agent) and accepts either name on input.
 ZUN_AGENT_BINARY = "zun-compute"
+R = TypeVar("R")
+V = TypeVar("V")
 
 _ADMIN_FIELDS = ("host", "image_pull_policy", "privileged", "runtime")
+
+
+# Views made per turn of the event loop: a list of 1,000 containers took ~35 ms
+# of CPU to render in one go (on a slow core), and every other request of the
+# process waited behind it.
+VIEWS_PER_TURN = 100
+
+
+async def views_in_turns(rows: Sequence[R], render: Callable[[R], V]) -> list[V]:
+    """``render(row)`` of every row, in order, letting the loop run between slices."""
+    views: list[V] = []
+    for start in range(0, len(rows), VIEWS_PER_TURN):
+        if start:
+            await asyncio.sleep(0)
+        views.extend(render(r) for r in rows[start : start + VIEWS_PER_TURN])
+    return views
 
 
 def zun_time(value: dt.datetime | None) -> str | None:
