@@ -7,6 +7,10 @@ What it measures
     HTTP with a keep-alive client: authentication (token lookup), policy,
     the query, and the Zun view of each container.
 
+    ``get_one_beside_lists``: the same GET of one container while a second
+    client (its own connection, a thread) lists 1,000 back to back: what a show
+    waits for when it arrives behind a big list on the same event loop.
+
     Beside the latencies, the server process's own CPU time per request
     (``cpu ms/req``, from /proc: user + system of all its threads; the
     database server's share on PostgreSQL is not in it). Latencies move with
@@ -33,6 +37,7 @@ import json
 import random
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -41,6 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
 from sqlalchemy import insert, select
 
 from bench._common import BerthServer, cpu_seconds, fresh_pg_database, machine, summary
@@ -123,14 +129,39 @@ def measure(server: BerthServer, uuids: list[str], gets: int, lists: int) -> dic
     one = phase(gets, lambda: (f"/containers/{rng.choice(uuids)}", {}))
     first = phase(lists, lambda: ("/containers", {"limit": 1000}))
     paged = phase(lists, lambda: ("/containers", {"limit": 1000, "marker": rng.choice(markers)}))
+    beside = _beside_lists(
+        server, lambda: phase(gets, lambda: (f"/containers/{rng.choice(uuids)}", {}))
+    )
     body = http.get("/containers", params={"limit": 1000}).json()
     assert len(body["containers"]) == 1000, len(body["containers"])
     return {
         "get_one": one,
         "list_1000_first_page": first,
         "list_1000_after_marker": paged,
+        "get_one_beside_lists": beside,
         "list_body_bytes": len(json.dumps(body)),
     }
+
+
+def _beside_lists(server: BerthServer, measure: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``measure()`` while another client lists 1,000 containers back to back."""
+    stop = threading.Event()
+    listed = [0]
+
+    def lister() -> None:
+        with httpx.Client(base_url=server.http.base_url, headers=server.http.headers) as http:
+            while not stop.is_set():
+                assert http.get("/containers", params={"limit": 1000}).status_code == 200
+                listed[0] += 1
+
+    thread = threading.Thread(target=lister, daemon=True)
+    thread.start()
+    try:
+        result = measure()
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    return {**result, "lists_beside": listed[0]}
 
 
 def _ms(s: dict[str, float]) -> dict[str, float]:
@@ -158,7 +189,12 @@ def report(result: dict[str, Any]) -> str:
         f"{'cpu ms/req':>12}"
     ]
     for r in result["runs"]:
-        for key in ("get_one", "list_1000_first_page", "list_1000_after_marker"):
+        for key in (
+            "get_one",
+            "list_1000_first_page",
+            "list_1000_after_marker",
+            "get_one_beside_lists",
+        ):
             v = r[key]
             lines.append(
                 f"{r['db']:9}{key:28}{v['p50_ms']:9.2f}{v['p90_ms']:9.2f}"

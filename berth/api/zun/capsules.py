@@ -20,7 +20,7 @@ from berth.api.zun.params import (
     list_query,
     parse_bool,
 )
-from berth.api.zun.views import container_view, endpoint_url, links, zun_time
+from berth.api.zun.views import container_view, endpoint_url, links, views_in_turns, zun_time
 from berth.domain.context import RequestContext
 from berth.services.containers import capsules as svc
 from berth.services.env import Env
@@ -117,7 +117,9 @@ async def list_capsules(request: Request, caller: Caller, state: State) -> dict[
     base, version = endpoint_url(request), version_of(request)
     uuids = [c.uuid for c, _ in found]
     return {
-        "capsules": [capsule_view(state.env, caller, c, r, base, version) for c, r in found],
+        "capsules": await views_in_turns(
+            found, lambda pair: capsule_view(state.env, caller, pair[0], pair[1], base, version)
+        ),
         "next": q.next_link(base, "capsules", uuids, page),
     }
 
