@@ -7,6 +7,7 @@ without it gets the 403 page, whatever link it followed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -19,6 +20,7 @@ from berth.dashboard.session import Session
 from berth.identity.models import Project
 from berth.services import identity, quotas
 from berth.services.hosts import admin as hosts_admin
+from berth.services.identity.keystone import UserProject
 from berth.store.tables import HostRow, ServiceRow
 
 __all__ = ["hosts_page", "quota_update", "quotas_page", "service_update", "services_page"]
@@ -119,14 +121,20 @@ async def service_update(request: Request, session: Session, form: dict[str, str
 
 @dataclass(frozen=True, slots=True)
 class QuotaView:
-    project: Project
+    project: Project | UserProject
     usage: dict[str, dict[str, float]]
 
 
 async def quotas_page(request: Request, session: Session) -> Response:
-    """Every project's limits and usage, each editable."""
+    """Every project's limits and usage, each editable: Berth's own projects, or with
+    an external Keystone the projects it lists to the admin's own token."""
     env = env_of(request)
-    projects = await identity.list_projects(env.db, session.ctx)
+    keystone = request.app.state.berth.keystone
+    projects: Sequence[Project | UserProject]
+    if keystone is not None:
+        projects = await keystone.all_projects(session.token)
+    else:
+        projects = await identity.list_projects(env.db, session.ctx)
     views = [QuotaView(p, await quotas.project_usage(env, session.ctx, p.id)) for p in projects]
     return await page(request, "quotas.html", session, quotas=views, resources=quotas.RESOURCES)
 

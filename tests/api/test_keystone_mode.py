@@ -151,3 +151,35 @@ async def test_a_login_keystone_calls_malformed_is_a_wrong_login_not_an_outage(
             await tokens.user_login("a\x00" * 30000, "pw", "", "Default")
         with pytest.raises(errors.Unauthorized):
             await tokens.rescope("some-token", "x\x00y")
+
+
+async def test_the_quotas_page_lists_keystones_projects_as_it_lists_them_to_the_admin(
+    settings: Settings,
+) -> None:
+    """With an external Keystone the quotas page lists the projects Keystone lists to
+    the admin's own token (enabled ones, by name, at most MAX_LISTED_PROJECTS); a user
+    Keystone does not let list them gets a 403 that says what to do instead. The real
+    Keystone's page: tests/compat/test_openstack_keystone.py."""
+    from berth import errors
+    from berth.services.identity.keystone import MAX_LISTED_PROJECTS
+
+    seen: list[httpx.Request] = []
+
+    def listing(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.headers.get("x-auth-token") == "member-token":
+            return httpx.Response(403, json={"error": {"code": 403}})
+        projects = [{"id": f"p{i:04d}", "name": f"proj-{i:04d}", "enabled": True}
+                    for i in range(MAX_LISTED_PROJECTS + 20)]  # fmt: skip
+        projects += [{"id": "off", "name": "aaa-off", "enabled": False}, {"name": "no id"}, 7]
+        return httpx.Response(200, json={"projects": projects[::-1]})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(listing)) as http:
+        tokens = KeystoneTokens(settings, http)
+        found = await tokens.all_projects("admin-token")
+        assert len(found) == MAX_LISTED_PROJECTS
+        assert [p.name for p in found[:2]] == ["proj-0000", "proj-0001"]  # by name, not "off"
+        assert seen[-1].url.path.endswith("/v3/projects")
+        assert seen[-1].headers["x-auth-token"] == "admin-token"  # the user's own token
+        with pytest.raises(errors.Forbidden, match="quota update"):
+            await tokens.all_projects("member-token")

@@ -307,6 +307,29 @@ def test_the_dashboard_logs_in_through_keystone(world: World) -> None:
         assert _working_in(web) == "ks-dash"  # the one project it holds a role in
 
 
+def test_the_dashboards_quotas_page_lists_keystones_projects(world: World) -> None:
+    """The admin's quotas page lists the cloud's Keystone projects (as Keystone lists
+    them to the admin's own token) and sets their limits; a member is refused."""
+    world.cli.add_member("ks-quota", "ks-quotaer", PW)
+    listed = world.cli.identity("GET", "/projects", params={"name": "ks-quota"}).json()
+    project_id = listed["projects"][0]["id"]
+    with httpx.Client(base_url=world.base_url, timeout=30) as web:
+        assert _dashboard_login(web, "admin", ADMIN_PASSWORD, project="admin").status_code == 303
+        page = web.get("/admin/quotas")
+        assert page.status_code == 200, page.text[:500]
+        assert "<td>ks-quota</td>" in page.text and f"/admin/quotas/{project_id}" in page.text
+        assert "<td>admin</td>" in page.text
+        set_limit = {"csrf": _csrf(page.text), "containers": "7", "project_name": "ks-quota"}
+        r = web.post(f"/admin/quotas/{project_id}", data=set_limit)
+        assert r.status_code == 303 and r.headers["location"] == "/admin/quotas", r.text[:300]
+    shown = world.cli.rest("GET", f"/container/v1/quotas/{project_id}", user="admin",
+                           password=ADMIN_PASSWORD, project="admin")  # fmt: skip
+    assert shown.status_code == 200 and shown.json()["containers"] == 7, shown.text
+    with httpx.Client(base_url=world.base_url, timeout=30) as web:
+        assert _dashboard_login(web, "ks-quotaer", PW).status_code == 303
+        assert web.get("/admin/quotas").status_code == 403
+
+
 @pytest.mark.timeout(900)  # create (up to 300 s on a loaded machine) and delete
 def test_swarm_cluster_create_through_keystone(world: World, docker_api: Any) -> None:
     try:

@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 # Fernet tokens are ~200 characters; anything this long is not a token.
 _MAX_TOKEN_CHARS = 8192
+# The projects a page lists at most (the quotas page reads each one's usage).
+MAX_LISTED_PROJECTS = 500
 # The service token is fetched again this long before Keystone says it expires.
 _RENEW_MARGIN = dt.timedelta(seconds=120)
 
@@ -331,17 +333,27 @@ class KeystoneTokens:
         response = await self._send(
             "GET", f"{self._url}/auth/projects", headers={"X-Auth-Token": token}
         )
-        if response.status_code == 401:
-            raise errors.Unauthorized(AUTH_REQUIRED)
-        listed = _json(response).get("projects") if response.status_code == 200 else None
-        if not isinstance(listed, list):
-            raise _unavailable("list the user's projects", response)
-        found = [
-            UserProject(str(p["id"]), str(p.get("name") or p["id"]))
-            for p in listed
-            if isinstance(p, dict) and p.get("id") and p.get("enabled", True)
-        ]
-        return sorted(found, key=lambda p: (p.name, p.id))
+        return _projects(response, "list the user's projects")
+
+    async def all_projects(self, token: str) -> list[UserProject]:
+        """Every enabled project Keystone lists to the holder of ``token`` (by name; the
+        first ``MAX_LISTED_PROJECTS``): whom Keystone lets list them is its own policy.
+
+        ``Forbidden`` when Keystone refuses (its ``identity:list_projects`` rule).
+        """
+        response = await self._send(
+            "GET",
+            f"{self._url}/projects",
+            params={"enabled": "true"},
+            headers={"X-Auth-Token": token},
+        )
+        if response.status_code == 403:
+            raise errors.Forbidden(
+                "Keystone does not let this user list its projects (its identity:list_projects "
+                "rule): log in as a cloud admin, or set quotas with `openstack appcontainer "
+                "quota update <project id>`."
+            )
+        return _projects(response, "list the projects")[:MAX_LISTED_PROJECTS]
 
     async def rescope(self, token: str, project_id: str) -> UserToken:
         """A token of the same user scoped to ``project_id`` (``Unauthorized``: no role there)."""
@@ -393,6 +405,21 @@ def _unavailable(what: str, response: httpx.Response) -> errors.IdentityUnavaila
     return errors.IdentityUnavailable(
         f"The identity service could not {what} (Keystone answered {response.status_code})."
     )
+
+
+def _projects(response: httpx.Response, what: str) -> list[UserProject]:
+    """The enabled projects of a Keystone project listing, by name."""
+    if response.status_code == 401:
+        raise errors.Unauthorized(AUTH_REQUIRED)
+    listed = _json(response).get("projects") if response.status_code == 200 else None
+    if not isinstance(listed, list):
+        raise _unavailable(what, response)
+    found = [
+        UserProject(str(p["id"]), str(p.get("name") or p["id"]))
+        for p in listed
+        if isinstance(p, dict) and p.get("id") and p.get("enabled", True)
+    ]
+    return sorted(found, key=lambda p: (p.name, p.id))
 
 
 def _issued(response: httpx.Response) -> UserToken:
