@@ -20,7 +20,7 @@ from berth import errors
 from berth.domain.paging import Paging
 from berth.store.scope import Scope
 
-__all__ = ["TURN_ROWS", "PageQuery", "page", "page_size", "scoped_page"]
+__all__ = ["TURN_ROWS", "TURN_ROWS_ELSEWHERE", "PageQuery", "page", "page_size", "scoped_page"]
 
 R = TypeVar("R")  # a mapped row class with ``id`` and ``uuid`` columns
 
@@ -119,14 +119,25 @@ async def page(
 # made every row object in one go (~30 ms of CPU on a slow core), and every other
 # request of the process (a show, an agent's poll) waited behind it: a page
 # larger than this is read as its ids first, then its rows in slices of this
-# many, letting the loop run in between.
-TURN_ROWS = 200
+# many, letting the loop run in between. A slice is a statement: a function call
+# on SQLite (slices of 50, ~2 ms each), a round trip on PostgreSQL, where each
+# cost ~2 ms of the API's CPU, so slices of 250 there. Measured with
+# bench/api_reads.py, a show while another client lists 1,000 back to back: p99
+# 95-117 -> 33-39 ms on SQLite (slices of 200 left 70 ms); see docs/benchmarks.md.
+TURN_ROWS = {"sqlite": 50}
+TURN_ROWS_ELSEWHERE = 250
+
+
+def _turn_rows(session: AsyncSession) -> int:
+    bind = session.bind
+    name = bind.dialect.name if bind is not None else ""
+    return TURN_ROWS.get(name, TURN_ROWS_ELSEWHERE)
 
 
 async def _in_turns(
     session: AsyncSession, stmt: Select[Any], model: type[R], limit: int
 ) -> Sequence[R]:
-    """The first ``limit`` rows of ``stmt`` in its order, made ``TURN_ROWS`` at a time.
+    """The first ``limit`` rows of ``stmt`` in its order, made a slice at a time.
 
     A slice reads its rows by id: one changed or deleted since the ids were read
     shows as it is now, or not at all (a page is not a snapshot on PostgreSQL's
@@ -134,15 +145,16 @@ async def _in_turns(
     """
     table: Any = model
     stmt = stmt.limit(limit)
-    if limit <= TURN_ROWS:
+    per_turn = _turn_rows(session)
+    if limit <= per_turn:
         rows: Sequence[R] = (await session.execute(stmt)).scalars().all()
         return rows
     ids: Sequence[int] = (await session.execute(stmt.with_only_columns(table.id))).scalars().all()
     found: dict[int, R] = {}
-    for start in range(0, len(ids), TURN_ROWS):
+    for start in range(0, len(ids), per_turn):
         if start:
             await asyncio.sleep(0)
-        part = ids[start : start + TURN_ROWS]
+        part = ids[start : start + per_turn]
         for row in (await session.execute(select(table).where(table.id.in_(part)))).scalars():
             found[row.id] = row
     return [found[i] for i in ids if i in found]

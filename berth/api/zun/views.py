@@ -39,8 +39,8 @@ _ADMIN_FIELDS = ("host", "image_pull_policy", "privileged", "runtime")
 
 # Views made per turn of the event loop: a list of 1,000 containers took ~35 ms
 # of CPU to render in one go (on a slow core), and every other request of the
-# process waited behind it.
-VIEWS_PER_TURN = 100
+# process waited behind it (see ``berth.store.paging.TURN_ROWS``).
+VIEWS_PER_TURN = 50
 
 
 async def views_in_turns(rows: Sequence[R], render: Callable[[R], V]) -> list[V]:
