@@ -26,12 +26,12 @@ from berth.domain.hostsync import DesiredContainer, RemoteMember
 from berth.networks.base import FirewallSpec, NetworkDriver
 from berth.networks.firewall import resolve_ingress
 
-__all__ = ["FirewallSync", "ipv4_addresses"]
+__all__ = ["ADDRESSED_STATES", "FirewallSync", "ipv4_addresses"]
 
 log = logging.getLogger(__name__)
 
 _RETRY = 5.0  # seconds before a failed sync is tried again
-_ADDRESSED = ("running", "paused", "restarting")  # engine states in which it has addresses
+ADDRESSED_STATES = ("running", "paused", "restarting")  # engine states with addresses
 # A worker's own chain: tries and first pause (s). Patient: a container whose chain
 # cannot be written is stopped (berth.agent.loop), not left running unfiltered.
 _SETTLE_TRIES, _SETTLE_PAUSE = 5, 0.1
@@ -99,7 +99,7 @@ class FirewallSync:
         would run unfiltered until the next pass saw it (up to a reconcile
         interval at every restart).
         """
-        ips = ipv4_addresses(addresses) if state in _ADDRESSED else []
+        ips = ipv4_addresses(addresses) if state in ADDRESSED_STATES else []
         if not ips and state == "restarting":
             return
         if self._ips.get(uuid, []) != ips:

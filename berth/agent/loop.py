@@ -41,7 +41,7 @@ from berth.agent.diff import (
     needs_detail,
     plan,
 )
-from berth.agent.firewall import FirewallSync
+from berth.agent.firewall import ADDRESSED_STATES, FirewallSync
 from berth.config import Settings
 from berth.domain.hostsync import (
     DesiredContainer,
@@ -128,7 +128,6 @@ def _report_key(obs: Observation, desired: DesiredContainer | None) -> tuple[Any
     )  # fmt: skip
 
 
-_ADDRESSED = ("running", "paused", "restarting")
 # The error of a container whose security-group chain could not be written (the
 # agent's log says why: iptables' own words stay off the tenant's status_reason).
 UNFILTERED = (
@@ -691,7 +690,7 @@ class Agent:
         """
         if self._firewall is None or desired is None or not _starts(actions):
             return obs
-        if obs.error is not None or obs.state not in _ADDRESSED:
+        if obs.error is not None or obs.state not in ADDRESSED_STATES:
             return obs
         try:
             await self._firewall.settle(uuid, obs.addresses, obs.state)
