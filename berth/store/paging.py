@@ -9,7 +9,7 @@ not a way to learn where that row sorts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -112,16 +112,21 @@ async def page(
         if mark is None:
             raise errors.Invalid(f"Marker {marker} could not be found.")
         stmt = stmt.where(_after(column, ident, getattr(mark, sort_key), mark.id, sort_dir))
-    return await _in_turns(session, stmt, model, limit)
+
+    def after(row: Any) -> ColumnElement[bool]:
+        return _after(column, ident, getattr(row, sort_key), row.id, sort_dir)
+
+    return await _in_turns(session, stmt, model, limit, after)
 
 
 # Rows made per turn of the event loop. One statement for a page of 1,000 rows
 # made every row object in one go (~30 ms of CPU on a slow core), and every other
 # request of the process (a show, an agent's poll) waited behind it: a page
-# larger than this is read as its ids first, then its rows in slices of this
-# many, letting the loop run in between. A slice is a statement: a function call
-# on SQLite (slices of 50, ~2 ms each), a round trip on PostgreSQL, where each
-# cost ~2 ms of the API's CPU, so slices of 250 there. Measured with
+# larger than this is read a slice of this many rows at a time (the first by
+# its own statement, the rest by id), letting the loop run in between. A slice
+# is a statement: a function call on SQLite (slices of 50, ~2 ms each), a round
+# trip on PostgreSQL, where each cost ~2 ms of the API's CPU, so slices of 250
+# there. Measured with
 # bench/api_reads.py, a show while another client lists 1,000 back to back: p99
 # 95-117 -> 33-39 ms on SQLite (slices of 200 left 70 ms); see docs/benchmarks.md.
 TURN_ROWS = {"sqlite": 50}
@@ -135,29 +140,34 @@ def _turn_rows(session: AsyncSession) -> int:
 
 
 async def _in_turns(
-    session: AsyncSession, stmt: Select[Any], model: type[R], limit: int
+    session: AsyncSession,
+    stmt: Select[Any],
+    model: type[R],
+    limit: int,
+    after: Callable[[Any], ColumnElement[bool]],
 ) -> Sequence[R]:
     """The first ``limit`` rows of ``stmt`` in its order, made a slice at a time.
 
-    A slice reads its rows by id: one changed or deleted since the ids were read
-    shows as it is now, or not at all (a page is not a snapshot on PostgreSQL's
-    autocommit reads either).
+    The first slice is one statement, so a page that fits in it costs what it
+    always did. The rest are the ids ``after`` its last row (as a marker would
+    continue), then their rows by id a slice at a time: one changed or deleted
+    meanwhile shows as it is now, or not at all (a page is not a snapshot on
+    PostgreSQL's autocommit reads either).
     """
     table: Any = model
-    stmt = stmt.limit(limit)
     per_turn = _turn_rows(session)
-    if limit <= per_turn:
-        rows: Sequence[R] = (await session.execute(stmt)).scalars().all()
-        return rows
-    ids: Sequence[int] = (await session.execute(stmt.with_only_columns(table.id))).scalars().all()
+    first: Sequence[R] = (await session.execute(stmt.limit(min(limit, per_turn)))).scalars().all()
+    if limit <= per_turn or len(first) < per_turn:
+        return first
+    rest = stmt.where(after(first[-1])).limit(limit - len(first))
+    ids: Sequence[int] = (await session.execute(rest.with_only_columns(table.id))).scalars().all()
     found: dict[int, R] = {}
     for start in range(0, len(ids), per_turn):
-        if start:
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)
         part = ids[start : start + per_turn]
         for row in (await session.execute(select(table).where(table.id.in_(part)))).scalars():
             found[row.id] = row
-    return [found[i] for i in ids if i in found]
+    return [*first, *(found[i] for i in ids if i in found)]
 
 
 def _after(column: Any, ident: Any, value: Any, mark_id: int, sort_dir: str) -> ColumnElement[bool]:
