@@ -1,6 +1,7 @@
 """Large pages: the same rows as small ones, and the event loop runs while they are made.
 
-A page of more than ``TURN_ROWS`` rows is read as its ids, then its rows in slices,
+A page of more than ``TURN_ROWS`` rows is read a slice at a time (the first by its own
+statement, the rest by id after it),
 and its views are rendered ``VIEWS_PER_TURN`` at a time, with the loop let run in
 between: a list of 1,000 containers used to hold every other request of the process
 (a show, an agent's poll) for its whole CPU time.
