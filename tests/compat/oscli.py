@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import locale
 import os
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,69 @@ __all__ = ["ADMIN_PASSWORD", "OPENSTACK", "Cli"]
 
 ADMIN_PASSWORD = "compat-admin-pw"
 OPENSTACK = Path(sys.executable).parent / "openstack"
+_FORKSERVER = Path(__file__).with_name("osc_forkserver.py")
+_TIMEOUT = 120
+
+
+class _ForkServer:
+    """This test process's osc_forkserver.py (started on first use, stopped at exit)."""
+
+    _lock = threading.Lock()
+    _proc: subprocess.Popen[str] | None = None
+    _socket = ""
+
+    @classmethod
+    def enabled(cls) -> bool:
+        return os.environ.get("BERTH_TEST_OSC_FORK", "1") != "0"
+
+    @classmethod
+    def address(cls) -> str:
+        with cls._lock:
+            if cls._proc is None or cls._proc.poll() is not None:
+                home = tempfile.mkdtemp(prefix="berth-osc-")
+                cls._socket = os.path.join(home, "fork.sock")
+                env = {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "BERTH_"))}
+                cls._proc = subprocess.Popen(
+                    [sys.executable, str(_FORKSERVER), str(OPENSTACK), cls._socket],
+                    stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env,
+                    cwd=home,
+                )  # fmt: skip
+                assert cls._proc.stdout is not None
+                ready = cls._proc.stdout.readline()
+                assert ready == "ready\n", f"osc_forkserver.py did not start: {ready!r}"
+                atexit.register(cls._proc.kill)
+            return cls._socket
+
+    @classmethod
+    def run(
+        cls, argv: list[str], env: dict[str, str], cwd: Path
+    ) -> subprocess.CompletedProcess[str]:
+        """``argv`` as the ``openstack`` script would run it: what subprocess.run(...,
+        capture_output=True, text=True, timeout=120) returns, or raises on a timeout."""
+        with tempfile.TemporaryDirectory(prefix="berth-osc-run-") as tmp:
+            out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+            out.touch()
+            err.touch()
+            request = {"argv": argv, "env": env, "cwd": str(cwd), "stdout": str(out),
+                       "stderr": str(err)}  # fmt: skip
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(_TIMEOUT)
+                conn.connect(cls.address())
+                conn.sendall(json.dumps(request).encode() + b"\n")
+                answers = conn.makefile("rb")
+                pid = json.loads(answers.readline())["pid"]
+                try:
+                    line = answers.readline()
+                except TimeoutError:
+                    os.kill(pid, signal.SIGKILL)
+                    raise subprocess.TimeoutExpired(argv, _TIMEOUT) from None
+            assert line, f"openstack {argv[1:]}: the fork server's child died without an answer"
+            rc = json.loads(line)["rc"]
+            # As subprocess's text mode decodes: the locale's encoding, universal newlines.
+            encoding = locale.getpreferredencoding(False)
+            stdout = out.read_text(encoding=encoding)
+            stderr = err.read_text(encoding=encoding)
+        return subprocess.CompletedProcess(argv, rc, stdout, stderr)
 
 
 class Cli:
@@ -52,14 +121,14 @@ class Cli:
         project: str = "admin",
         check: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(OPENSTACK), *args],
-            env=self.env(user, password, project),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=self.home,
-        )
+        argv = [str(OPENSTACK), *args]
+        env = self.env(user, password, project)
+        if _ForkServer.enabled():
+            proc = _ForkServer.run(argv, env, self.home)
+        else:
+            proc = subprocess.run(
+                argv, env=env, capture_output=True, text=True, timeout=_TIMEOUT, cwd=self.home
+            )
         if check:
             assert proc.returncode == 0, f"openstack {' '.join(args)}:\n{proc.stderr}"
         return proc

@@ -1,0 +1,82 @@
+"""The compat suite's ``openstack`` fork server answers as the ``openstack`` script does.
+
+tests/compat/osc_forkserver.py runs the CLI's own ``main`` in a child forked from a
+process that imported it once (a second of start-up saved per run). Here the same
+commands run both ways against a live berth-api: a fresh ``openstack`` process and
+the fork server give the same exit status, stdout and stderr, byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from tests.compat.oscli import ADMIN_PASSWORD, OPENSTACK, Cli
+from tests.live import live_server
+
+pytestmark = pytest.mark.compat
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    if not OPENSTACK.exists():
+        pytest.fail(f"{OPENSTACK} is missing: install the test extras")
+    work = tmp_path_factory.mktemp("compat-forkserver")
+    env = {
+        "BERTH_DATA_DIR": str(work / "data"),
+        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
+        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
+    with live_server(env) as base_url:
+        cli = Cli(base_url, work)
+        # A project with a non-ASCII description: the output's encoding is compared too.
+        cli.run("project", "create", "fork-proj", "--description", "für die Prüfung ✓")
+        yield cli
+
+
+COMMANDS = [
+    ("--version",),
+    ("project", "show", "fork-proj"),
+    ("project", "show", "fork-proj", "-f", "json"),
+    ("project", "show", "no-such-project"),  # exit 1, the API's message on stderr
+    ("appcontainer", "list"),
+    ("appcontainer", "show", "no-such-container"),
+    ("no-such-command",),  # exit 2, the CLI's suggestions
+    ("appcontainer", "run"),  # argparse's usage error
+    ("role", "list", "--help"),
+]
+
+
+def _ids(text: str) -> str:
+    """``text`` with the request ids the API gives each request made the same."""
+    return re.sub(r"req-[0-9a-f-]{36}", "req-…", text)
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a))
+def test_the_fork_server_answers_as_a_fresh_openstack_process(
+    cli: Cli, args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BERTH_TEST_OSC_FORK", "0")
+    fresh = cli.run(*args, check=False)
+    monkeypatch.setenv("BERTH_TEST_OSC_FORK", "1")
+    forked = cli.run(*args, check=False)
+    assert (forked.returncode, forked.stdout, _ids(forked.stderr)) == (
+        fresh.returncode,
+        fresh.stdout,
+        _ids(fresh.stderr),
+    )
+    assert fresh.stdout or fresh.stderr  # each command says something
+
+
+def test_a_run_leaves_nothing_behind_for_the_next(cli: Cli) -> None:
+    """Each run is a fresh copy of the warmed-up server: a wrong password, then the
+    right one, then another user's environment, as three separate processes would."""
+    wrong = cli.run("token", "issue", password="not-the-password", check=False)
+    assert wrong.returncode == 1 and "401" in wrong.stderr
+    assert cli.json("token", "issue")["project_id"] == cli.project_id("admin")
+    cli.add_member("fork-other", "fork-user", "fork-pw")
+    mine = cli.json("token", "issue", user="fork-user", password="fork-pw", project="fork-other")
+    assert mine["project_id"] == cli.project_id("fork-other")
+    assert cli.json("token", "issue")["project_id"] == cli.project_id("admin")
