@@ -116,13 +116,14 @@ _find_python() {
 }
 
 _pyproject_sha() {
-    sha256sum "$BERTH_REPO/pyproject.toml" | cut -d' ' -f1
+    cat "$BERTH_REPO/pyproject.toml" "$BERTH_REPO/constraints.txt" | sha256sum | cut -d' ' -f1
 }
 
-# ensure_venv [extras]: .venv exists with python >= 3.11 and `pip install -e ".[extras]"`
-# has run since pyproject.toml last changed. The stamp file holds one line per
-# installed extras set ("<sha256 of pyproject.toml> <extras>"); an install with
-# extras also satisfies a later call without extras.
+# ensure_venv [extras]: .venv exists with python >= 3.11 and `pip install -c constraints.txt
+# -e ".[extras]"` has run since pyproject.toml or constraints.txt last changed (the pinned
+# versions every install gets; scripts/update-constraints moves them). The stamp file
+# holds one line per installed extras set ("<sha256 of both files> <extras>"); an install
+# with extras also satisfies a later call without extras.
 ensure_venv() {
     local extras="${1:-}"
     local stamp="$BERTH_VENV/.berth-install-stamp"
@@ -157,11 +158,12 @@ ensure_venv() {
 
     spec="."
     [[ -n $extras ]] && spec=".[$extras]"
-    say "installing Berth into .venv: pip install -e \"$spec\" (pyproject.toml changed or first run)"
+    say "installing Berth into .venv: pip install -c constraints.txt -e \"$spec\" (pyproject.toml or constraints.txt changed, or first run)"
     # pip's (and setuptools') chatter goes to a log, shown only when the install fails.
     local log="$BERTH_VENV/berth-pip-install.log"
     if ! (cd "$BERTH_REPO" \
-        && "$BERTH_VENV/bin/python" -m pip install --disable-pip-version-check -e "$spec") \
+        && "$BERTH_VENV/bin/python" -m pip install --disable-pip-version-check \
+            -c constraints.txt -e "$spec") \
         >"$log" 2>&1; then
         tail -n 40 "$log" >&2
         die "pip install -e \"$spec\" failed: see the last lines of $log above (network to PyPI? a broken pyproject.toml?)."
