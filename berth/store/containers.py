@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
+from berth.store import shapes
 from berth.store.lookup import one_by_ident
 from berth.store.paging import PageQuery, page
 from berth.store.scope import Scope
@@ -48,10 +49,12 @@ SORT_KEYS = frozenset(
 )
 
 
-def _scoped(stmt: Select[ContainerRow], scope: Scope) -> Select[ContainerRow]:
-    if scope.all_projects:
-        return stmt
-    return stmt.where(ContainerRow.project_id == scope.project_id)
+def _visible(scope: Scope) -> Select[ContainerRow]:
+    """Every container ``scope`` sees (its project bound as shapes.SCOPE_PROJECT)."""
+    return shapes.cached(
+        ("containers", scope.all_projects),
+        lambda: shapes.scoped(select(ContainerRow), ContainerRow, scope.all_projects),
+    )
 
 
 async def get(
@@ -64,12 +67,14 @@ async def get(
     """
     return await one_by_ident(
         session,
-        _scoped(select(ContainerRow), scope),
+        _visible(scope),
         ContainerRow,
         ident,
         missing=errors.ContainerNotFound,
         noun="container",
         for_update=for_update,
+        params=shapes.scope_params(scope),
+        shape=("containers", scope.all_projects),
     )
 
 
@@ -80,20 +85,30 @@ async def list_page(
 
     Capsule members are not listed (Zun lists them under their capsule only),
     but the marker is looked up among every visible container, members included.
+    ``filters`` are column names (the API's list of filters) and values.
     """
-    visible = _scoped(select(ContainerRow), scope)
-    stmt = visible.where(ContainerRow.capsule_id.is_(None))
-    for key, value in filters.items():
-        stmt = stmt.where(getattr(ContainerRow, key) == value)
+    visible = _visible(scope)
+    keys = tuple(sorted(filters))
+
+    def listed() -> Select[ContainerRow]:
+        stmt = visible.where(ContainerRow.capsule_id.is_(None))
+        for key in keys:
+            stmt = stmt.where(getattr(ContainerRow, key) == bindparam(f"filter_{key}"))
+        return stmt
+
+    shape = ("containers.list", scope.all_projects, keys)
+    params = shapes.scope_params(scope) | {f"filter_{k}": v for k, v in filters.items()}
     return await page(
         session,
-        stmt,
+        shapes.cached(shape, listed),
         ContainerRow,
         visible=visible,
         limit=query.limit,
         marker=query.marker,
         sort_key=query.sort_key,
         sort_dir=query.sort_dir,
+        params=params,
+        shape=shape,
     )
 
 

@@ -8,13 +8,14 @@ a Conflict that tells the caller to use the UUID, as Zun answers.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, bindparam
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
+from berth.store import shapes
 
 __all__ = ["UUID_SHAPE", "one_by_ident"]
 
@@ -22,6 +23,7 @@ UUID_SHAPE = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 )
 R = TypeVar("R")
+_IDENT = "lookup_ident"
 
 
 async def one_by_ident(
@@ -34,17 +36,29 @@ async def one_by_ident(
     noun: str,
     plural: str | None = None,
     for_update: bool = False,
+    params: Mapping[str, Any] | None = None,
+    shape: Hashable | None = None,
 ) -> R:
     """The one row of ``stmt`` (already scoped) that ``ident`` names.
 
     ``missing`` is raised with "<Noun> <ident> could not be found."; ``noun`` is
-    the resource's name in messages ("container", "security group").
+    the resource's name in messages ("container", "security group"). ``params``
+    are the values of ``stmt``'s bind parameters; with a ``shape`` (``stmt`` is the
+    one berth.store.shapes keeps for it) the lookup's statement is kept as well.
     """
-    column = model.uuid if UUID_SHAPE.match(ident) else model.name  # type: ignore[attr-defined]
-    stmt = stmt.where(column == (ident.lower() if UUID_SHAPE.match(ident) else ident))
-    if for_update:
-        stmt = stmt.with_for_update()
-    rows: Sequence[R] = (await session.execute(stmt.limit(2))).scalars().all()
+    by_uuid = bool(UUID_SHAPE.match(ident))
+    column = model.uuid if by_uuid else model.name  # type: ignore[attr-defined]
+
+    def lookup() -> Select[Any]:
+        found = stmt.where(column == bindparam(_IDENT))
+        if for_update:
+            found = found.with_for_update()
+        return found.limit(2)
+
+    key = None if shape is None else (shape, "by", column.key, for_update)
+    find = lookup() if key is None else shapes.cached(key, lookup)
+    values = {**(params or {}), _IDENT: ident.lower() if by_uuid else ident}
+    rows: Sequence[R] = (await session.execute(find, values)).scalars().all()
     if not rows:
         raise missing(f"{noun[0].upper()}{noun[1:]} {ident} could not be found.")
     if len(rows) > 1:

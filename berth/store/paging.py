@@ -9,15 +9,16 @@ not a way to learn where that row sorts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
 from berth.domain.paging import Paging
+from berth.store import shapes
 from berth.store.scope import Scope
 
 __all__ = ["TURN_ROWS", "TURN_ROWS_ELSEWHERE", "PageQuery", "page", "page_size", "scoped_page"]
@@ -65,11 +66,17 @@ async def scoped_page(
     the same visible rows.
     """
     table: Any = model
-    stmt = select(table)
-    if not scope.all_projects:
-        stmt = stmt.where(table.project_id == scope.project_id)
-    for clause in where:
-        stmt = stmt.where(clause)
+    clauses = tuple(where)
+
+    def visible() -> Select[Any]:
+        stmt = shapes.scoped(select(table), table, scope.all_projects)
+        for clause in clauses:
+            stmt = stmt.where(clause)
+        return stmt
+
+    # Clauses may hold values, so a filtered list builds its statement each time.
+    shape = None if clauses else ("scoped_page", table, scope.all_projects)
+    stmt = visible() if shape is None else shapes.cached(shape, visible)
     return await page(
         session,
         stmt,
@@ -79,6 +86,8 @@ async def scoped_page(
         marker=query.marker,
         sort_key=query.sort_key,
         sort_dir=query.sort_dir,
+        params=shapes.scope_params(scope),
+        shape=shape,
     )
 
 
@@ -92,31 +101,45 @@ async def page(
     marker: str | None,
     sort_key: str,
     sort_dir: str,
+    params: Mapping[str, Any] | None = None,
+    shape: Hashable | None = None,
 ) -> Sequence[R]:
-    """One page of ``stmt`` (rows of ``model``); ``visible`` is where the marker is looked up."""
+    """One page of ``stmt`` (rows of ``model``); ``visible`` is where the marker is looked up.
+
+    ``params`` are the values of ``stmt``'s and ``visible``'s bind parameters. With a
+    ``shape`` (``stmt`` is the one berth.store.shapes keeps for it) the page's own
+    statements are kept too, so a first page is not rebuilt per request.
+    """
     table: Any = model
     column, ident = getattr(table, sort_key), table.id
-    # NULL sorts as the smallest value on every store (SQLite puts NULLs first
-    # ascending, PostgreSQL last), and a marker whose key is NULL still has a
-    # place to continue from: ``column > NULL`` alone would end the listing there.
-    # Only nullable keys get the NULLS clause: PostgreSQL cannot walk a plain
-    # index for ``ORDER BY id ASC NULLS FIRST``.
-    if sort_dir == "desc":
-        order = column.desc().nulls_last() if column.nullable else column.desc()
-        stmt = stmt.order_by(order, ident.desc())
-    else:
+    values = dict(params or {})
+
+    def ordered() -> Select[Any]:
+        # NULL sorts as the smallest value on every store (SQLite puts NULLs first
+        # ascending, PostgreSQL last), and a marker whose key is NULL still has a
+        # place to continue from: ``column > NULL`` alone would end the listing there.
+        # Only nullable keys get the NULLS clause: PostgreSQL cannot walk a plain
+        # index for ``ORDER BY id ASC NULLS FIRST``.
+        if sort_dir == "desc":
+            order = column.desc().nulls_last() if column.nullable else column.desc()
+            return stmt.order_by(order, ident.desc())
         order = column.asc().nulls_first() if column.nullable else column.asc()
-        stmt = stmt.order_by(order, ident.asc())
+        return stmt.order_by(order, ident.asc())
+
+    key = None if shape is None else (shape, "ordered", sort_key, sort_dir)
+    listed = ordered() if key is None else shapes.cached(key, ordered)
     if marker:
-        mark = (await session.execute(visible.where(table.uuid == marker))).scalar_one_or_none()
+        found = await session.execute(visible.where(table.uuid == marker), values)
+        mark = found.scalar_one_or_none()
         if mark is None:
             raise errors.Invalid(f"Marker {marker} could not be found.")
-        stmt = stmt.where(_after(column, ident, getattr(mark, sort_key), mark.id, sort_dir))
+        listed = listed.where(_after(column, ident, getattr(mark, sort_key), mark.id, sort_dir))
+        key = None  # built for this marker
 
     def after(row: Any) -> ColumnElement[bool]:
         return _after(column, ident, getattr(row, sort_key), row.id, sort_dir)
 
-    return await _in_turns(session, stmt, model, limit, after)
+    return await _in_turns(session, listed, model, limit, after, values, key)
 
 
 # Rows made per turn of the event loop. One statement for a page of 1,000 rows
@@ -131,6 +154,7 @@ async def page(
 # 95-117 -> 33-39 ms on SQLite (slices of 200 left 70 ms); see docs/benchmarks.md.
 TURN_ROWS = {"sqlite": 50}
 TURN_ROWS_ELSEWHERE = 250
+_SLICE = "page_slice"
 
 
 def _turn_rows(session: AsyncSession) -> int:
@@ -145,22 +169,31 @@ async def _in_turns(
     model: type[R],
     limit: int,
     after: Callable[[Any], ColumnElement[bool]],
+    values: Mapping[str, Any],
+    key: Hashable | None,
 ) -> Sequence[R]:
     """The first ``limit`` rows of ``stmt`` in its order, made a slice at a time.
 
-    The first slice is one statement, so a page that fits in it costs what it
-    always did. The rest are the ids ``after`` its last row (as a marker would
-    continue), then their rows by id a slice at a time: one changed or deleted
-    meanwhile shows as it is now, or not at all (a page is not a snapshot on
-    PostgreSQL's autocommit reads either).
+    The first slice is one statement (kept under ``key``, its size a bind
+    parameter), so a page that fits in it costs what it always did. The rest are
+    the ids ``after`` its last row (as a marker would continue), then their rows by
+    id a slice at a time: one changed or deleted meanwhile shows as it is now, or
+    not at all (a page is not a snapshot on PostgreSQL's autocommit reads either).
     """
     table: Any = model
     per_turn = _turn_rows(session)
-    first: Sequence[R] = (await session.execute(stmt.limit(min(limit, per_turn)))).scalars().all()
+
+    def first_slice() -> Select[Any]:
+        return stmt.limit(bindparam(_SLICE, type_=Integer))
+
+    sliced = first_slice() if key is None else shapes.cached((key, "slice"), first_slice)
+    found_first = await session.execute(sliced, {**values, _SLICE: min(limit, per_turn)})
+    first: Sequence[R] = found_first.scalars().all()
     if limit <= per_turn or len(first) < per_turn:
         return first
     rest = stmt.where(after(first[-1])).limit(limit - len(first))
-    ids: Sequence[int] = (await session.execute(rest.with_only_columns(table.id))).scalars().all()
+    found_ids = await session.execute(rest.with_only_columns(table.id), values)
+    ids: Sequence[int] = found_ids.scalars().all()
     found: dict[int, R] = {}
     for start in range(0, len(ids), per_turn):
         await asyncio.sleep(0)
