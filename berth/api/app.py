@@ -17,7 +17,12 @@ from berth.api.identity import router as identity_router
 from berth.api.internal import router as internal_router
 from berth.api.magnum import router as magnum_router
 from berth.api.magnum.microversions import MagnumPathMiddleware
-from berth.api.middleware import BodyLimitMiddleware, BodyLimits, RequestIdMiddleware
+from berth.api.middleware import (
+    BodyLimitMiddleware,
+    BodyLimits,
+    NulRefusingMiddleware,
+    RequestIdMiddleware,
+)
 from berth.api.state import AppState
 from berth.api.zun import router as zun_router
 from berth.api.zun.microversions import ZunPathMiddleware
@@ -107,8 +112,9 @@ def create_app(
     app.state.berth = state
     app.state.cluster_drivers = load_drivers()
     install_error_handlers(app)
-    # Innermost of the three: it sees the canonical paths the path middlewares make.
+    # Innermost: these two see the canonical paths the path middlewares make.
     app.add_middleware(BodyLimitMiddleware, limits=_body_limits(settings))
+    app.add_middleware(NulRefusingMiddleware)
     app.add_middleware(ZunPathMiddleware)
     app.add_middleware(MagnumPathMiddleware)
     app.add_middleware(RequestIdMiddleware)

@@ -11,7 +11,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from berth.api.errors import error_response
 
-__all__ = ["BodyLimitMiddleware", "BodyLimits", "JsonDepthScanner", "RequestIdMiddleware"]
+__all__ = [
+    "BodyLimitMiddleware",
+    "BodyLimits",
+    "JsonDepthScanner",
+    "NulRefusingMiddleware",
+    "RequestIdMiddleware",
+]
 
 
 class RequestIdMiddleware:
@@ -37,6 +43,33 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class NulRefusingMiddleware:
+    """Refuses a NUL character in a request's path or query string (400), in the format
+    of the API the request was addressed to.
+
+    No identifier, name, marker or filter of any API holds one, and PostgreSQL
+    cannot take one in a text parameter at all: a ``GET /containers/a%00b`` or
+    ``?name=a%00b`` reached the query and failed there, a 500 on every lookup and
+    list (SQLite answered 404 / an empty list). Refused here once, for every route.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            response = error_response(
+                Request(scope),
+                400,
+                "The request's path or query string contains a NUL character (%00), "
+                "which no identifier, name or filter can hold: remove it.",
+                "invalid",
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class JsonDepthScanner:
