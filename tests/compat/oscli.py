@@ -12,12 +12,17 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-__all__ = ["ADMIN_PASSWORD", "OPENSTACK", "Cli"]
+from tests.live import live_server
+
+__all__ = ["ADMIN_PASSWORD", "OPENSTACK", "Cli", "live_cli"]
 
 ADMIN_PASSWORD = "compat-admin-pw"
 OPENSTACK = Path(sys.executable).parent / "openstack"
@@ -84,6 +89,22 @@ class _ForkServer:
             stdout = out.read_text(encoding=encoding)
             stderr = err.read_text(encoding=encoding)
         return subprocess.CompletedProcess(argv, rc, stdout, stderr)
+
+
+@contextmanager
+def live_cli(work: Path, **env: str) -> Iterator[Cli]:
+    """A live berth-api on SQLite in ``work`` (``env``: more of its settings), and a
+    ``Cli`` against it as its admin."""
+    if not OPENSTACK.exists():
+        pytest.fail(f"{OPENSTACK} is missing: install the test extras")
+    settings = {
+        "BERTH_DATA_DIR": str(work / "data"),
+        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
+        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        **env,
+    }
+    with live_server(settings) as base_url:
+        yield Cli(base_url, work)
 
 
 class Cli:

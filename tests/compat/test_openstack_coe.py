@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.compat.oscli import ADMIN_PASSWORD, OPENSTACK, Cli
+from tests.compat.oscli import Cli, live_cli
 from tests.helpers import open_clusters_file
-from tests.live import live_server
 
 pytestmark = pytest.mark.compat
 
@@ -19,18 +18,9 @@ PW = "member-pw-123"
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    if not OPENSTACK.exists():
-        pytest.fail(f"{OPENSTACK} is missing: install the test extras")
     work = tmp_path_factory.mktemp("compat-coe")
-    env = {
-        "BERTH_DATA_DIR": str(work / "data"),
-        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
-        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        # Members run clusters here, as an operator's policy file allows (admin-only by default).
-        "BERTH_POLICY_FILE": str(open_clusters_file(work)),
-    }
-    with live_server(env) as base_url:
-        c = Cli(base_url, work)
+    # Members run clusters here, as an operator's policy file allows (admin-only by default).
+    with live_cli(work, BERTH_POLICY_FILE=str(open_clusters_file(work))) as c:
         # The stock CLI's own project create / user create / role add, for one member;
         # the other is made the same way through the identity API (Cli.add_member):
         # three more CLI runs would only repeat them.

@@ -6,24 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.compat.oscli import ADMIN_PASSWORD, OPENSTACK, Cli
-from tests.live import live_server
+from tests.compat.oscli import Cli, live_cli
 
 pytestmark = pytest.mark.compat
 
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    if not OPENSTACK.exists():
-        pytest.fail(f"{OPENSTACK} is missing: install the test extras")
-    work = tmp_path_factory.mktemp("compat-identity")
-    env = {
-        "BERTH_DATA_DIR": str(work / "data"),
-        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
-        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-    }
-    with live_server(env) as base_url:
-        yield Cli(base_url, work)
+    with live_cli(tmp_path_factory.mktemp("compat-identity")) as cli:
+        yield cli
 
 
 def test_token_issue_and_catalog(cli: Cli) -> None:

@@ -13,24 +13,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.compat.oscli import ADMIN_PASSWORD, OPENSTACK, Cli
-from tests.live import live_server
+from tests.compat.oscli import Cli, live_cli
 
 pytestmark = pytest.mark.compat
 
 
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    if not OPENSTACK.exists():
-        pytest.fail(f"{OPENSTACK} is missing: install the test extras")
-    work = tmp_path_factory.mktemp("compat-forkserver")
-    env = {
-        "BERTH_DATA_DIR": str(work / "data"),
-        "BERTH_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'berth.db'}",
-        "BERTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-    }
-    with live_server(env) as base_url:
-        cli = Cli(base_url, work)
+    with live_cli(tmp_path_factory.mktemp("compat-forkserver")) as cli:
         # A project with a non-ASCII description: the output's encoding is compared too.
         cli.run("project", "create", "fork-proj", "--description", "für die Prüfung ✓")
         yield cli
