@@ -115,6 +115,28 @@ def kill_refused_exec(exec_id: str, info: Mapping[str, Any]) -> None:
         log.info("cannot end exec %s (pid %d): %s", exec_id[:12], pid, exc)
 
 
+def exec_process_gone(info: Mapping[str, Any], init_pid: int) -> bool:
+    """True when the engine says an exec runs (``info``: its exec inspect) but its
+    process has ended: the engine lost its exit.
+
+    Docker 20.10 with containerd 1.6 (Debian 12) does this under load: the shim reaps
+    a quick exec and never reports it, and the exec's stream stays open for ever.
+    Judged only where the agent sees the host's pids: the container's init process
+    (``init_pid``) is in the container's cgroup here. Elsewhere it says False.
+    """
+    pid, container = int(info.get("Pid") or 0), str(info.get("ContainerID") or "")
+    if not (info.get("Running") and pid > 1 and len(container) >= 12):
+        return False
+    return _in_cgroup(init_pid, container) and not _in_cgroup(pid, container)
+
+
+def _in_cgroup(pid: int, container: str) -> bool:
+    try:
+        return pid > 1 and container in Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+
+
 ZunStats = TypedDict(
     "ZunStats",
     {
@@ -321,10 +343,11 @@ class RuntimeDriver(StreamingRuntime, Protocol):
         command: list[str],
         timeout: float,
         max_output: int = EXECUTE_MAX_OUTPUT,
-    ) -> tuple[str, int]:
+    ) -> tuple[str, int | None]:
         """Run ``command`` inside; return (output, exit code) or raise ``errors.Conflict``
         if it runs longer than ``timeout`` seconds, ``errors.Invalid`` (reading no
-        further) once it has written more than ``max_output`` bytes."""
+        further) once it has written more than ``max_output`` bytes. The exit code is
+        None only when the engine lost it (``exec_process_gone``)."""
         ...
 
     async def top(self, uuid: str, ps_args: str | None = None) -> TopResult:

@@ -42,6 +42,7 @@ from berth.runtimes.base import (
     ZunStats,
     bad_ps_args,
     container_name,
+    exec_process_gone,
     kill_refused_exec,
     output_too_large,
 )
@@ -334,15 +335,16 @@ class DockerDriver(DockerImageOps, DockerStreams):
         command: list[str],
         timeout: float,
         max_output: int = EXECUTE_MAX_OUTPUT,
-    ) -> tuple[str, int]:
+    ) -> tuple[str, int | None]:
         """Run ``command`` in the container; Conflict if it outlives ``timeout`` seconds,
-        Invalid once it writes more than ``max_output`` bytes."""
+        Invalid once it writes more than ``max_output`` bytes. The exit code is None
+        when the engine lost it (``exec_process_gone``)."""
         name = container_name(uuid)
         exec_id: str = (
             await self._engine.run(lambda api: api.exec_create(name, command, stdout=True))
         )["Id"]
         try:
-            output = await self._engine.run(
+            output, exit_lost = await self._engine.run(
                 functools.partial(_exec_output, exec_id, timeout, max_output)
             )
         except OverflowError as exc:
@@ -352,8 +354,12 @@ class DockerDriver(DockerImageOps, DockerStreams):
             raise errors.Conflict(
                 f"the command {' '.join(command)!r} did not finish within {timeout:g} seconds"
             ) from exc
+        text = output.decode("utf-8", errors="replace")
+        if exit_lost:
+            log.warning("the engine lost the exit of exec %s; its exit code is unknown", exec_id)
+            return text, None
         info: dict[str, Any] = await self._engine.run(lambda api: api.exec_inspect(exec_id))
-        return output.decode("utf-8", errors="replace"), int(info.get("ExitCode") or 0)
+        return text, int(info.get("ExitCode") or 0)
 
     async def _end_exec(self, exec_id: str) -> None:
         """Kill a command whose output was refused (``kill_refused_exec``)."""
@@ -390,33 +396,56 @@ def _disk_total(root: Path) -> int:
     return shutil.disk_usage(root if root.exists() else Path("/")).total // _GIB
 
 
-def _exec_output(exec_id: str, timeout: float, max_output: int, api: Any) -> bytes:
+_EXIT_CHECK = 1.0
+"""Seconds an exec's stream may stay quiet before the engine is asked whether its
+process still runs (``exec_process_gone``), and again before the stream is given up."""
+
+
+def _exec_output(exec_id: str, timeout: float, max_output: int, api: Any) -> tuple[bytes, bool]:
     """Start an exec and read its multiplexed output until EOF, or raise TimeoutError.
 
     The SDK's own reader waits forever; this one gives up at the deadline and
     closes the connection (the process inside keeps running, as with Zun). It
     raises OverflowError as soon as the output is surely past ``max_output`` bytes
     (a frame's 8-byte header carries at least one byte, so 9 raw bytes per byte).
+    The flag says the engine lost the process's exit (``exec_process_gone``): its
+    stream would have stayed open until the deadline though all was written.
     """
     deadline = time.monotonic() + timeout
     sock = api.exec_start(exec_id, socket=True)
     raw = bytearray()
+    gone_at: float | None = None
     try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
-                raise TimeoutError(exec_id)
+        while (now := time.monotonic()) < deadline:
+            if not select.select([sock], [], [], min(deadline - now, _EXIT_CHECK))[0]:
+                if gone_at is None:
+                    gone_at = now if _exit_lost(api, exec_id) else None
+                elif now - gone_at >= _EXIT_CHECK:
+                    return _demultiplexed(exec_id, raw, max_output), True
+                continue
             chunk = sock.read(65536) if hasattr(sock, "read") else sock.recv(65536)
             if not chunk:
-                break
+                return _demultiplexed(exec_id, raw, max_output), False
             raw += chunk
             if len(raw) > 9 * max_output + 8:
                 raise OverflowError(exec_id)
+        raise TimeoutError(exec_id)
     finally:
         sock.close()
         inner = getattr(sock, "_sock", None)
         if inner is not None:
             inner.close()
+
+
+def _exit_lost(api: Any, exec_id: str) -> bool:
+    info: dict[str, Any] = api.exec_inspect(exec_id)
+    if not info.get("Running"):
+        return False
+    state = api.inspect_container(str(info.get("ContainerID") or "")).get("State") or {}
+    return exec_process_gone(info, int(state.get("Pid") or 0))
+
+
+def _demultiplexed(exec_id: str, raw: bytearray, max_output: int) -> bytes:
     output = _demultiplex(bytes(raw))
     if len(output) > max_output:
         raise OverflowError(exec_id)
