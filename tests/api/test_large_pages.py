@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from sqlalchemy import insert, select
 
-from berth.api.zun.views import VIEWS_PER_TURN
+from berth.api.zun.views import VIEWS_PER_TURN, listing_in_turns
 from berth.store.paging import TURN_ROWS, TURN_ROWS_ELSEWHERE
 from berth.store.tables import ContainerRow, ProjectRow, UserRow
 from tests.helpers import zun_headers as h
@@ -130,3 +130,46 @@ async def test_a_list_of_1000_lets_other_requests_run_while_it_is_made(
     assert len(stretches) >= (ROWS // per_turn - 1) + (ROWS // VIEWS_PER_TURN - 1)
     longest = max(stretches)
     assert longest < 0.25 * took, f"the loop was held {longest * 1000:.1f} ms of {took * 1000:.1f}"
+
+
+@pytest.mark.parametrize("count", [0, 1, VIEWS_PER_TURN, VIEWS_PER_TURN + 1, 3 * VIEWS_PER_TURN])
+async def test_a_listing_made_in_turns_is_the_body_fastapi_makes_of_the_dict(count: int) -> None:
+    """The same bytes, and the same content type, as the handler returning the dict
+    (what it did before the JSON came in turns too): every client sees the same body."""
+    rows = list(range(count))
+
+    def render(i: int) -> dict[str, Any]:
+        return {
+            "uuid": f"c-{i}",
+            "name": f'wëb-{i} ✓ "q" \\ \n',
+            "cpu": i / 3,
+            "memory": str(i) if i % 2 else None,
+            "big": 2**53 + i,
+            "ok": bool(i % 2),
+            "nested": {"labels": {"k": [i, None, 1e-7, 1e16]}, "empty": {}},
+        }
+
+    tail = {"next": "http://h/container/v1/containers?limit=3&marker=c-é"}
+    app = FastAPI()
+
+    @app.get("/dict")
+    async def as_dict() -> dict[str, Any]:
+        return {"containers": [render(i) for i in rows], **tail}
+
+    @app.get("/turns", response_model=dict[str, Any])
+    async def in_turns() -> Response:
+        return await listing_in_turns("containers", rows, render, tail)
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        old, new = await client.get("/dict"), await client.get("/turns")
+    assert new.content == old.content
+    assert new.headers["content-type"] == old.headers["content-type"]
+    assert new.json()["containers"][:1] == [render(i) for i in rows[:1]]
+    schemas = [
+        app.openapi()["paths"][p]["get"]["responses"]["200"]["content"]["application/json"]
+        for p in ("/dict", "/turns")
+    ]
+    for schema in schemas:
+        schema["schema"].pop("title")  # named after the function
+    assert schemas[0] == schemas[1]

@@ -20,7 +20,7 @@ from berth.api.zun.params import (
     list_query,
     parse_bool,
 )
-from berth.api.zun.views import container_view, endpoint_url, links, views_in_turns, zun_time
+from berth.api.zun.views import container_view, endpoint_url, links, listing_in_turns, zun_time
 from berth.domain.context import RequestContext
 from berth.services.containers import capsules as svc
 from berth.services.env import Env
@@ -109,19 +109,19 @@ async def create_capsule(request: Request, caller: Caller, state: State) -> JSON
     )
 
 
-@router.get("/v1/capsules")
-@router.get("/v1/capsules/", include_in_schema=False)
-async def list_capsules(request: Request, caller: Caller, state: State) -> dict[str, Any]:
+@router.get("/v1/capsules", response_model=dict[str, Any])
+@router.get("/v1/capsules/", include_in_schema=False, response_model=dict[str, Any])
+async def list_capsules(request: Request, caller: Caller, state: State) -> Response:
     q = list_query(request)
     found, page = await svc.list_capsules(state.env, caller, q.all_projects, paging=q.paging)
     base, version = endpoint_url(request), version_of(request)
     uuids = [c.uuid for c, _ in found]
-    return {
-        "capsules": await views_in_turns(
-            found, lambda pair: capsule_view(state.env, caller, pair[0], pair[1], base, version)
-        ),
-        "next": q.next_link(base, "capsules", uuids, page),
-    }
+    return await listing_in_turns(
+        "capsules",
+        found,
+        lambda pair: capsule_view(state.env, caller, pair[0], pair[1], base, version),
+        {"next": q.next_link(base, "capsules", uuids, page)},
+    )
 
 
 @router.get("/v1/capsules/{ident}")

@@ -39,7 +39,7 @@ from berth.api.zun.views import (
     container_view,
     endpoint_url,
     event_view,
-    views_in_turns,
+    listing_in_turns,
 )
 from berth.services.containers import containers as svc
 from berth.services.containers import ops, streams
@@ -147,8 +147,8 @@ async def create_container(request: Request, caller: Caller, state: State) -> JS
     )
 
 
-@router.get("/v1/containers")
-async def list_containers(request: Request, caller: Caller, state: State) -> dict[str, Any]:
+@router.get("/v1/containers", response_model=dict[str, Any])
+async def list_containers(request: Request, caller: Caller, state: State) -> Response:
     q = list_query(request, _FILTERS)
     filters: dict[str, Any] = dict(q.filters)
     if "memory" in filters:
@@ -159,9 +159,10 @@ async def list_containers(request: Request, caller: Caller, state: State) -> dic
         state.env, caller, all_projects=q.all_projects, filters=filters, paging=q.paging
     )
     base = endpoint_url(request)
-    items = await views_in_turns(rows, lambda r: container_view(state.env, caller, r, base))
     nxt = q.next_link(base, "containers", [r.uuid for r in rows], page)
-    return {"containers": items, "next": nxt}
+    return await listing_in_turns(
+        "containers", rows, lambda r: container_view(state.env, caller, r, base), {"next": nxt}
+    )
 
 
 @router.get("/v1/containers/{ident}")
