@@ -53,8 +53,20 @@ async def test_poison_rows_end_failed_while_the_api_keeps_answering(settings: Se
         await db.close()
 
     app = create_app(settings, run_workers=True)
+    longest, done = 0.0, False
+
+    async def ticker() -> None:
+        # The loop's own CPU time between two turns: a job that held it shows; the
+        # machine giving the CPU to other processes (a busy CI) does not.
+        nonlocal longest
+        last = time.thread_time()
+        while not done:
+            await asyncio.sleep(0.01)
+            now = time.thread_time()
+            longest, last = max(longest, now - last), now
+
     async with app.router.lifespan_context(app):
-        last = time.monotonic()  # the worker's first pass starts now
+        ticking = asyncio.create_task(ticker())  # the worker's first pass starts now
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             token = await issue_token(c, "admin", ADMIN_PASSWORD, "admin")
@@ -63,16 +75,16 @@ async def test_poison_rows_end_failed_while_the_api_keeps_answering(settings: Se
             while True:
                 r = await asyncio.wait_for(c.get(f"{V}/clusters", headers=h), timeout=10)
                 assert r.status_code == 200, r.text
-                stalled = time.monotonic() - last
-                assert stalled < 2, f"the event loop stalled {stalled:.1f} s behind a cluster job"
+                assert longest < 1, f"the event loop was held {longest:.1f} s by a cluster job"
                 statuses = {x["name"]: x["status"] for x in r.json()["clusters"]}
                 if set(statuses.values()) == {"CREATE_FAILED"}:
                     break
                 assert time.monotonic() < give_up, f"clusters still not failed: {statuses}"
-                last = time.monotonic()
                 await asyncio.sleep(0.2)
             huge = (await c.get(f"{V}/clusters/huge", headers=h)).json()
             crasher = (await c.get(f"{V}/clusters/crasher", headers=h)).json()
+        done = True
+        await ticking
     assert "1000000000001 nodes" in huge["status_reason"], huge["status_reason"]
     assert "max_nodes_per_cluster" in huge["status_reason"]
     assert f"started {settings.cluster_job_attempts} times" in crasher["status_reason"]
