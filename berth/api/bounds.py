@@ -1,7 +1,8 @@
-"""Bounds every API shares: the largest integer a field takes, and no NUL in any string.
+"""Bounds every API shares: the largest integer a field takes, and only text in strings.
 
 A tenant's number or string ends in a database column, an engine call or a
-log line: a NUL truncates or breaks each of them, an integer past 32 bits
+log line: a NUL truncates or breaks each of them, a lone surrogate cannot be
+encoded for any of them, an integer past 32 bits
 overflows the columns (and Docker's own fields). So request bodies of all
 three APIs are checked here once, and each field adds its own, tighter bound.
 """
@@ -19,8 +20,8 @@ __all__ = [
     "MAX_EPOCH_SECONDS",
     "check_int_field",
     "check_no_control",
-    "check_no_nul",
-    "first_nul",
+    "check_text",
+    "first_bad_text",
 ]
 
 # The largest value an INTEGER column (and most engine fields) holds.
@@ -29,37 +30,61 @@ INT32_MAX = 2**31 - 1
 MAX_EPOCH_SECONDS = 253_402_300_799
 
 
-def first_nul(data: Any) -> str | None:
-    """The dotted path of the first key or string value holding a NUL, else None.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
-    Iterative (the body's depth is bounded, but recursion is not needed).
+
+def first_bad_text(data: Any) -> tuple[str, str] | None:
+    """The dotted path of the first key or string value no column, engine or response
+    can carry, and why (``"nul"`` or ``"surrogate"``); else None.
+
+    JSON's ``\\u0000`` is a NUL; a ``\\ud800``-``\\udfff`` escape that is not half of
+    a pair decodes to a lone surrogate, which no UTF-8 encoder takes: PostgreSQL's
+    driver refused the row (a 500), SQLite stored it and every later rendering of
+    the row failed (a 500 for each list that held it). Iterative (the body's depth
+    is bounded, but recursion is not needed).
     """
     stack: list[tuple[str, Any]] = [("", data)]
     while stack:
         path, value = stack.pop()
         if isinstance(value, str):
-            if "\x00" in value:
-                return path or "body"
+            if (why := _bad(value)) is not None:
+                return path or "body", why
         elif isinstance(value, dict):
             for key, item in value.items():
                 sub = f"{path}.{key}" if path else str(key)
-                if isinstance(key, str) and "\x00" in key:
-                    return sub
+                if isinstance(key, str) and (why := _bad(key)) is not None:
+                    return sub, why
                 stack.append((sub, item))
         elif isinstance(value, list):
             stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
     return None
 
 
-def check_no_nul(data: Any) -> None:
-    """Raise Invalid naming the first field whose key or value holds a NUL character."""
-    path = first_nul(data)
-    if path is not None:
-        shown = path.replace("\x00", "\\u0000")  # a NUL in a key must not reach the message
+def _bad(text: str) -> str | None:
+    if "\x00" in text:
+        return "nul"
+    return "surrogate" if _SURROGATE.search(text) else None
+
+
+def check_text(data: Any) -> None:
+    """Raise Invalid naming the first field whose key or value holds a NUL character or
+    a lone UTF-16 surrogate (``first_bad_text``)."""
+    found = first_bad_text(data)
+    if found is None:
+        return
+    path, why = found
+    # Neither may reach the message: it is JSON-encoded and logged.
+    shown = _SURROGATE.sub("\ufffd", path.replace("\x00", "\\u0000"))
+    if why == "nul":
         raise errors.Invalid(
             f"Invalid input for field '{shown}': "
             "NUL characters (\\u0000) are not allowed; remove them."
         )
+    raise errors.Invalid(
+        f"Invalid input for field '{shown}': it holds a lone UTF-16 surrogate "
+        "(a \\ud800-\\udfff escape that is not half of a pair), which is not a character; "
+        "send valid Unicode."
+    )
 
 
 def check_int_field(body: Any, name: str, low: int, high: int) -> None:

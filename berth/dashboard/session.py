@@ -186,7 +186,8 @@ def read_flash(request: Request) -> Flash | None:
         return None
     try:
         level, text = json.loads(unquote(raw))
-    except (ValueError, TypeError):
+        str(text).encode("utf-8")  # a lone surrogate (\ud800) could not be rendered: a 500
+    except (ValueError, TypeError):  # UnicodeEncodeError is a ValueError
         return None
     if level not in ("ok", "info", "error"):
         level = "info"

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from berth import errors
-from berth.api.bounds import check_no_nul
+from berth.api.bounds import check_text
 from berth.domain.text import one_line, prose
 from berth.identity.models import (
     AuthRequest,
@@ -50,9 +50,6 @@ __all__ = [
 _M = TypeVar("_M", bound=BaseModel)
 
 
-
-
-
 _Line = AfterValidator(one_line)
 Name64 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64), _Line]
 Name255 = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=255), _Line]
@@ -79,7 +76,7 @@ async def read_body(request: Request) -> dict[str, Any]:
         raise errors.Invalid("The request body is not valid JSON.") from exc
     if not isinstance(data, dict):
         raise errors.Invalid("The request body must be a JSON object.")
-    check_no_nul(data)  # names, passwords, descriptions: none takes a NUL
+    check_text(data)  # names, passwords, descriptions: no NUL, no lone surrogate
     return data
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from berth import errors
-from berth.api.bounds import INT32_MAX, check_int_field, check_no_nul
+from berth.api.bounds import INT32_MAX, check_int_field, check_text
 from berth.api.deps import Caller, State
 from berth.api.magnum.views import TEMPLATE_SORT_KEYS, app_url, page, template_view
 from berth.api.openapi import JSON_PATCH, TEMPLATE_BODY, body
@@ -39,7 +39,7 @@ async def read_json(request: Request) -> Any:
         data = json.loads(raw)
     except ValueError as exc:
         raise errors.Invalid(f"Malformed JSON in request body: {exc}.") from None
-    check_no_nul(data)  # names, labels, images: none takes a NUL
+    check_text(data)  # names, labels, images: no NUL, no lone surrogate
     for name, (low, high) in INT_BOUNDS.items():
         check_int_field(data, name, low, high)
     return data

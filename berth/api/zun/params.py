@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 
 from berth import errors
-from berth.api.bounds import INT32_MAX
+from berth.api.bounds import INT32_MAX, check_text
 from berth.api.zun.microversions import PREFIX
 from berth.domain.paging import Paging
 
@@ -103,6 +103,7 @@ async def json_body(request: Request, *, required: bool) -> dict[str, Any]:
         raise errors.Invalid(f"Malformed JSON in request body: {exc}.") from None
     if not isinstance(data, dict):
         raise errors.Invalid("The request body must be a JSON object.")
+    check_text(data)  # every body of the API: no NUL, no lone surrogate
     return data
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from berth import errors
-from berth.api.bounds import INT32_MAX, MAX_EPOCH_SECONDS, check_no_nul
+from berth.api.bounds import INT32_MAX, MAX_EPOCH_SECONDS, check_text
 from berth.api.zun.microversions import APIVersion
 from berth.config import Settings
 from berth.domain.text import CONTROL, one_line, prose
@@ -52,8 +52,6 @@ MAX_COUNTS: dict[str, int] = {
     "hints": 32,
     "exposed_ports": 256,
 }
-
-
 
 
 # Labels Berth writes on engine objects itself (berth.uuid, berth.project, berth.owner,
@@ -205,7 +203,7 @@ class ContainerPatch(BaseModel):
 
 def parse_model(model: type[M], data: dict[str, Any]) -> M:
     """Validate ``data`` into ``model``; a clear 400 naming the bad field otherwise."""
-    check_no_nul(data)  # anywhere, also inside the free-form hints, nets and mounts
+    check_text(data)  # anywhere, also inside the free-form hints, nets and mounts
     try:
         return model.model_validate(data)
     except ValidationError as exc:
