@@ -196,7 +196,13 @@ async def _cross_process_notifications(state: AppState) -> AsyncIterator[None]:
         else:
             await state.notifier.received(payload)
 
-    listener = PgListener(state.db.url, received)
+    async def gap() -> None:
+        # What the others notified while the connection was down is lost.
+        tokens.invalidate()
+        state.env.host_cache.forget_all()
+        state.notifier.resync()
+
+    listener = PgListener(state.db.url, received, gap)
     await listener.start()
     state.notifier.bridge(lambda host: pg_notify(state.db, host))
     tokens.bridge(lambda message: pg_notify(state.db, message))

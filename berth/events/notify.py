@@ -90,6 +90,16 @@ class Notifier:
             for waiter in list(waiters):
                 _wake(waiter)
 
+    def resync(self) -> None:
+        """Notifications may have been lost (the LISTEN connection was down): count a
+        change for every host and wake every long poll, so each agent reads its
+        desired state again instead of waiting out its timeout."""
+        for host in list(self._generation):
+            self._generation[host] += 1
+        for waiters in list(self._waiters.values()):
+            for waiter in list(waiters):
+                _wake(waiter)
+
     def bridge(self, publish: Callable[[str], Awaitable[None]] | None) -> None:
         """Send changes through ``publish`` (which must end in ``received``) instead."""
         self._publish = publish
