@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from berth import errors
-from berth.domain.text import CONTROL
+from berth.domain.text import CONTROL, SURROGATE
 
 __all__ = [
     "INT32_MAX",
@@ -28,9 +28,6 @@ __all__ = [
 INT32_MAX = 2**31 - 1
 # 9999-12-31T23:59:59Z: the last second a timestamp field may name.
 MAX_EPOCH_SECONDS = 253_402_300_799
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def first_bad_text(data: Any) -> tuple[str, str] | None:
@@ -63,7 +60,7 @@ def first_bad_text(data: Any) -> tuple[str, str] | None:
 def _bad(text: str) -> str | None:
     if "\x00" in text:
         return "nul"
-    return "surrogate" if _SURROGATE.search(text) else None
+    return "surrogate" if SURROGATE.search(text) else None
 
 
 def check_text(data: Any) -> None:
@@ -74,7 +71,7 @@ def check_text(data: Any) -> None:
         return
     path, why = found
     # Neither may reach the message: it is JSON-encoded and logged.
-    shown = _SURROGATE.sub("\ufffd", path.replace("\x00", "\\u0000"))
+    shown = SURROGATE.sub("\ufffd", path.replace("\x00", "\\u0000"))
     if why == "nul":
         raise errors.Invalid(
             f"Invalid input for field '{shown}': "

@@ -12,6 +12,8 @@ from sqlalchemy import JSON, DateTime, MetaData, String, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 
+from berth.domain.text import mend_surrogates
+
 __all__ = ["JSON", "Base", "UtcDateTime", "load_json", "new_uuid", "utcnow"]
 
 _NAMING = {
@@ -63,13 +65,20 @@ def load_json(text: str) -> Any:
     C scanner in two Python calls and two regular-expression matches for the
     whitespace around the document; what Berth stores has none, so the scanner
     is called directly, and any text it does not consume whole (whitespace,
-    garbage) goes the standard way.
+    garbage) goes the standard way. A lone surrogate comes back as U+FFFD
+    (``mend_surrogates``).
     """
     try:
         value, end = _scan(text, 0)
+        if end != len(text):
+            value = json.loads(text)
     except StopIteration:
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
+        value = json.loads(text)
+    if "\\ud" in text or "\\uD" in text:
+        # Versions before 7 December stored lone surrogates ("\ud800") that no
+        # response can carry: every list holding such a row was a 500.
+        return mend_surrogates(value)
+    return value
 
 
 def utcnow() -> dt.datetime:

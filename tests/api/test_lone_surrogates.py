@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
 
 from tests.helpers import zun_headers as h
 
@@ -101,3 +103,25 @@ async def test_a_flash_cookie_holding_a_lone_surrogate_is_ignored(
     fine = quote(json.dumps(["info", "hello there"]), safe="")
     r = await client.get("/login", headers={"Cookie": f"berth_flash={fine}"})
     assert r.status_code == 200 and "hello there" in r.text
+
+
+async def test_a_row_an_older_version_stored_with_one_is_shown_mended(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    """Before the check, such a row was stored (JSON columns keep the escape): every list
+    holding it, the admin's ``all_projects`` list too, was a 500 from then on."""
+    r = await client.post(
+        "/container/v1/containers", json={"image": "busybox", "name": "old"}, headers=h(admin_token)
+    )
+    assert r.status_code == 202, r.text
+    async with app.state.berth.db.transaction() as s:
+        await s.execute(
+            text("UPDATE containers SET environment = :env, labels = :labels"),
+            {"env": '{"A": "x\\ud800y"}', "labels": '{"k\\udc00": "\\ud83d\\ude00"}'},
+        )
+    for path in ("/container/v1/containers?all_projects=1", "/container/v1/containers/old"):
+        r = await client.get(path, headers=h(admin_token))
+        assert r.status_code == 200, r.text
+        shown = r.json()["containers"][0] if "containers" in r.json() else r.json()
+        assert shown["environment"] == {"A": "x\ufffdy"}
+        assert shown["labels"] == {"k\ufffd": "😀"}
