@@ -18,6 +18,7 @@
     ├── TooManyAttempts              throttled after failed logins (429, Retry-After)
     ├── HostUnavailable              the host of a resource does not answer (503)
     ├── Overloaded                   no database connection came free in time (503, Retry-After)
+    ├── DatabaseUnavailable          the database cannot be reached (503, Retry-After)
     └── IdentityUnavailable          the external Keystone does not answer (503)
 
 Each class's kebab-cased name is its Zun error code (``container.container-not-found``).
@@ -36,6 +37,7 @@ __all__ = [
     "ClusterTemplateReferenced",
     "Conflict",
     "ContainerNotFound",
+    "DatabaseUnavailable",
     "Forbidden",
     "HostNotFound",
     "HostUnavailable",
@@ -204,6 +206,11 @@ class HostUnavailable(BerthError):
 
 class Overloaded(BerthError):
     """The control plane is too busy to serve the request now; the caller may retry."""
+
+
+class DatabaseUnavailable(BerthError):
+    """The control plane's database cannot be reached right now (down, restarting,
+    refusing connections); the caller may retry."""
 
 
 class IdentityUnavailable(BerthError):

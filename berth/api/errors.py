@@ -36,6 +36,7 @@ _STATUS: list[tuple[type[e.BerthError], int]] = [
     (e.TooManyAttempts, 429),
     (e.HostUnavailable, 503),
     (e.Overloaded, 503),
+    (e.DatabaseUnavailable, 503),
     (e.IdentityUnavailable, 503),
 ]
 
@@ -118,7 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         if isinstance(exc, e.TooManyAttempts):
             headers = {"Retry-After": str(exc.retry_after)}
-        elif isinstance(exc, e.Overloaded):
+        elif isinstance(exc, e.Overloaded | e.DatabaseUnavailable):
             headers = {"Retry-After": "1"}
         return error_response(request, status, exc.message, e.error_code(exc), headers)
 

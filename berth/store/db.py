@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -28,6 +30,8 @@ from berth.store.base import load_json
 from berth.store.sqlite_inline import InlineConnection
 
 __all__ = ["UNWATCHED", "Database", "Session", "Writes", "overloaded"]
+
+log = logging.getLogger(__name__)
 
 # The session a service holds between ``Database.read()``/``transaction()`` and
 # the repository calls it makes: services name this type, never SQLAlchemy's.
@@ -82,11 +86,14 @@ def _ping_in_one_round_trip(dialect: Dialect) -> None:
 
 @contextmanager
 def overloaded() -> Iterator[None]:
-    """The pool's wait for a free connection timed out: the process is overloaded.
+    """The database could not serve this use of it: a 503 the caller can act on (retry
+    in a moment) instead of an unexpected error.
 
-    Every connection is busy for longer than the pool waits (30 s): the process
-    has more requests in flight than it and the database serve. An answer the
-    caller can act on (retry later) instead of an unexpected error.
+    ``Overloaded``: the pool's wait for a free connection timed out (every one busy
+    longer than the pool waits, 30 s: more requests in flight than the process and
+    the database serve). ``DatabaseUnavailable``: a connection broke under a
+    statement (PostgreSQL restarted meanwhile); a connection that cannot be made
+    at all is one already (``_connect_or_unavailable``).
     """
     try:
         yield
@@ -95,6 +102,30 @@ def overloaded() -> Iterator[None]:
             "The service is too busy to answer now (no database connection came free in time); "
             "retry in a moment."
         ) from exc
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        raise _unavailable(exc) from exc
+
+
+def _unavailable(exc: BaseException) -> errors.DatabaseUnavailable:
+    log.warning("the database is unreachable: %s", exc)
+    return errors.DatabaseUnavailable(
+        "The service cannot reach its database right now (it may be restarting); "
+        "retry in a moment. If it lasts, the operator should check the database."
+    )
+
+
+def _connect_or_unavailable(
+    dialect: Dialect, _record: Any, cargs: tuple[Any, ...], cparams: dict[str, Any]
+) -> Any:
+    """The pool's ``do_connect``: connect as SQLAlchemy would, but a database that
+    cannot be reached (refused, down, starting up) is ``DatabaseUnavailable`` (a 503)
+    instead of the driver's own error, which every request answered with a 500."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except (OSError, dialect.loaded_dbapi.Error) as exc:
+        raise _unavailable(exc) from exc
 
 
 class Database:
@@ -116,6 +147,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if not self.is_sqlite:
             _ping_in_one_round_trip(self.engine.sync_engine.dialect)
+            event.listen(self.engine.sync_engine, "do_connect", _connect_or_unavailable)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             # One writer at a time in this process: SQLite would otherwise make
