@@ -9,6 +9,8 @@ three APIs are checked here once, and each field adds its own, tighter bound.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
@@ -22,12 +24,34 @@ __all__ = [
     "check_no_control",
     "check_text",
     "first_bad_text",
+    "parse_json",
 ]
 
 # The largest value an INTEGER column (and most engine fields) holds.
 INT32_MAX = 2**31 - 1
 # 9999-12-31T23:59:59Z: the last second a timestamp field may name.
 MAX_EPOCH_SECONDS = 253_402_300_799
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """``json.loads(raw)``, but ``NaN``, ``Infinity`` and numbers too large for a float
+    are a ValueError: JSON has none of them (RFC 8259), Python's parser takes them.
+
+    Stored in a free-form field (a container's hints) one was a 500 on PostgreSQL,
+    whose json type refuses it; elsewhere it became null or "nan" on the way out.
+    """
+    return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
 
 
 def first_bad_text(data: Any) -> tuple[str, str] | None:

@@ -6,7 +6,6 @@ Bodies are read by hand (``read_body``) so that malformed JSON is a Keystone
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
@@ -21,7 +20,7 @@ from pydantic import (
 )
 
 from berth import errors
-from berth.api.bounds import check_text
+from berth.api.bounds import check_text, parse_json
 from berth.domain.text import one_line, prose
 from berth.identity.models import (
     AuthRequest,
@@ -71,7 +70,7 @@ async def read_body(request: Request) -> dict[str, Any]:
     """The request body as a JSON object; ``Invalid`` (400) for anything else."""
     raw = await request.body()
     try:
-        data = json.loads(raw)
+        data = parse_json(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.Invalid("The request body is not valid JSON.") from exc
     if not isinstance(data, dict):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from berth import errors
-from berth.api.bounds import INT32_MAX, check_int_field, check_text
+from berth.api.bounds import INT32_MAX, check_int_field, check_text, parse_json
 from berth.api.deps import Caller, State
 from berth.api.magnum.views import TEMPLATE_SORT_KEYS, app_url, page, template_view
 from berth.api.openapi import JSON_PATCH, TEMPLATE_BODY, body
@@ -36,7 +35,7 @@ async def read_json(request: Request) -> Any:
     if not raw.strip():
         raise errors.Invalid("The request body is empty: send a JSON document.")
     try:
-        data = json.loads(raw)
+        data = parse_json(raw)
     except ValueError as exc:
         raise errors.Invalid(f"Malformed JSON in request body: {exc}.") from None
     check_text(data)  # names, labels, images: no NUL, no lone surrogate

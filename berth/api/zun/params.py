@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 
 from berth import errors
-from berth.api.bounds import INT32_MAX, check_text
+from berth.api.bounds import INT32_MAX, check_text, parse_json
 from berth.api.zun.microversions import PREFIX
 from berth.domain.paging import Paging
 
@@ -98,7 +97,7 @@ async def json_body(request: Request, *, required: bool) -> dict[str, Any]:
     if "application/json" not in ctype and not required:
         return {}
     try:
-        data = json.loads(raw)
+        data = parse_json(raw)
     except ValueError as exc:
         raise errors.Invalid(f"Malformed JSON in request body: {exc}.") from None
     if not isinstance(data, dict):
