@@ -147,6 +147,8 @@ async def test_a_listing_made_in_turns_is_the_body_fastapi_makes_of_the_dict(cou
             "big": 2**53 + i,
             "ok": bool(i % 2),
             "nested": {"labels": {"k": [i, None, 1e-7, 1e16]}, "empty": {}},
+            # Stored before the API refused them: FastAPI renders them null.
+            "odd": [float("nan"), float("inf"), -float("inf")],
         }
 
     tail = {"next": "http://h/container/v1/containers?limit=3&marker=c-é"}
@@ -165,7 +167,8 @@ async def test_a_listing_made_in_turns_is_the_body_fastapi_makes_of_the_dict(cou
         old, new = await client.get("/dict"), await client.get("/turns")
     assert new.content == old.content
     assert new.headers["content-type"] == old.headers["content-type"]
-    assert new.json()["containers"][:1] == [render(i) for i in rows[:1]]
+    views = [render(i) | {"odd": [None, None, None]} for i in rows]
+    assert new.json()["containers"] == views
     schemas = [
         app.openapi()["paths"][p]["get"]["responses"]["200"]["content"]["application/json"]
         for p in ("/dict", "/turns")

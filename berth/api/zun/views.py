@@ -58,12 +58,18 @@ async def listing_in_turns(
     for start in range(0, len(rows), VIEWS_PER_TURN):
         if start:
             await asyncio.sleep(0)
-        parts.append(to_json([render(r) for r in rows[start : start + VIEWS_PER_TURN]])[1:-1])
-    body = [b"{", to_json(key), b":[", b",".join(parts), b"]"]
+        parts.append(_json([render(r) for r in rows[start : start + VIEWS_PER_TURN]])[1:-1])
+    body = [b"{", _json(key), b":[", b",".join(parts), b"]"]
     for name, value in tail.items():
-        body += [b",", to_json(name), b":", to_json(value)]
+        body += [b",", _json(name), b":", _json(value)]
     body.append(b"}")
     return Response(b"".join(body), media_type="application/json")
+
+
+def _json(value: Any) -> bytes:
+    # As FastAPI's TypeAdapter renders: NaN and infinities (in rows stored before the
+    # API refused them) as null; to_json's own default writes NaN, which is not JSON.
+    return to_json(value, inf_nan_mode="null")
 
 
 def zun_time(value: dt.datetime | None) -> str | None:
