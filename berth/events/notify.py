@@ -86,9 +86,7 @@ class Notifier:
         if self._closing:
             return
         self._closing = True
-        for waiters in list(self._waiters.values()):
-            for waiter in list(waiters):
-                _wake(waiter)
+        self._wake_all()
 
     def resync(self) -> None:
         """Notifications may have been lost (the LISTEN connection was down): count a
@@ -96,6 +94,9 @@ class Notifier:
         desired state again instead of waiting out its timeout."""
         for host in list(self._generation):
             self._generation[host] += 1
+        self._wake_all()
+
+    def _wake_all(self) -> None:
         for waiters in list(self._waiters.values()):
             for waiter in list(waiters):
                 _wake(waiter)

@@ -59,11 +59,6 @@ class PgListener:
         self._closing = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def listening(self) -> bool:
-        """Whether the LISTEN connection is up now."""
-        return self._conn is not None and not self._conn.is_closed()
-
     async def start(self) -> None:
         await self._listen()
 
