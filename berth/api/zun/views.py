@@ -33,7 +33,6 @@ __all__ = [
 # its own process name (berth-agent) and accepts either name on input.
 ZUN_AGENT_BINARY = "zun-compute"
 R = TypeVar("R")
-V = TypeVar("V")
 
 _ADMIN_FIELDS = ("host", "image_pull_policy", "privileged", "runtime")
 
