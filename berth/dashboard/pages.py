@@ -43,6 +43,10 @@ _STATUS: list[tuple[type[errors.BerthError], int]] = [
     (errors.Conflict, 409),
     (errors.UnsupportedMediaType, 415),
     (errors.HostUnavailable, 503),
+    # The service's own conditions, not the form's: retry, do not edit.
+    (errors.Overloaded, 503),
+    (errors.DatabaseUnavailable, 503),
+    (errors.IdentityUnavailable, 503),
 ]
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from berth import errors
 from berth.api.errors import status_of
+from berth.dashboard.pages import status_of as dashboard_status_of
 from berth.store.db import Database
 
 
@@ -32,3 +33,15 @@ async def test_no_free_connection_in_time_is_overloaded(tmp_path: Path) -> None:
 
 def test_overloaded_is_a_503() -> None:
     assert status_of(errors.Overloaded("busy")) == 503
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [errors.Overloaded("busy"), errors.DatabaseUnavailable("down"), errors.IdentityUnavailable("")],
+)
+def test_the_services_own_conditions_are_503s_in_the_api_and_the_dashboard(
+    exc: errors.BerthError,
+) -> None:
+    # The dashboard answered them 400, as if the form were wrong.
+    assert status_of(exc) == 503
+    assert dashboard_status_of(exc) == 503
