@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from berth import errors
 from berth.clusters.registry import load_drivers
 from berth.events.amqp import AmqpRelay
 from berth.services import identity
@@ -72,6 +73,10 @@ async def run(state: _HasEnv) -> None:
             due[name] = now + period
             try:
                 count = await job(env)
+            except (errors.DatabaseUnavailable, errors.Overloaded) as exc:
+                # The database's condition, not the job's fault: one line, no traceback.
+                log.warning("worker job %r: %s (again in %.0f s)", name, exc.message, period)
+                continue
             except Exception:
                 log.exception("worker job %r failed; it runs again in %.0f s", name, period)
                 continue

@@ -10,6 +10,7 @@ changes no longer woke its agents' long polls.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pwd
 import shutil
@@ -89,9 +90,9 @@ def private_pg() -> Iterator[PrivatePostgres]:
 
 
 async def test_while_the_database_is_down_requests_are_503s_and_it_recovers(
-    private_pg: PrivatePostgres, tmp_path: Path
+    private_pg: PrivatePostgres, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = create_app(make_settings(tmp_path, private_pg.url), run_workers=False)
+    app = create_app(make_settings(tmp_path, private_pg.url), run_workers=True)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
@@ -113,6 +114,17 @@ async def test_while_the_database_is_down_requests_are_503s_and_it_recovers(
                 assert "retry in a moment" in error["detail"]
             r = await c.get("/container-infra/v1/clusters", headers=h(token) | MAGNUM)
             assert r.status_code == 503 and r.json()["errors"][0]["status"] == 503, r.text
+            # The background jobs say so in one line each, not a traceback a second.
+            caplog.clear()
+            worker: list[logging.LogRecord] = []
+            with caplog.at_level(logging.WARNING, logger="berth.services.worker"):
+                for _ in range(50):  # the cluster job runs every 2 s
+                    await asyncio.sleep(0.1)
+                    worker = [r for r in caplog.records if r.name == "berth.services.worker"]
+                    if worker:
+                        break
+            assert any("cannot reach its database" in r.getMessage() for r in worker), worker
+            assert not any(r.exc_info for r in worker), [r.getMessage() for r in worker]
 
             # The agents' long polls wait on this process's LISTEN connection.
             notifier = app.state.berth.notifier
