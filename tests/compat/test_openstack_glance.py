@@ -363,7 +363,8 @@ def test_glance_down_is_503_not_500(world: World) -> None:
         )  # fmt: skip
         assert proc.returncode != 0
         assert "503" in proc.stderr or "Glance" in proc.stderr, proc.stderr
-        assert "500" not in proc.stderr, proc.stderr
+        # Not "500" anywhere: a request id (req-<hex>) holds it now and then.
+        assert "HTTP 500" not in proc.stderr and "(500)" not in proc.stderr, proc.stderr
     finally:
         world.glance.start()
     # Nothing was stored for the refused create.
