@@ -142,7 +142,14 @@ async def test_capsule_runs_as_a_pod(site: Site) -> None:
         assert site.control.latest[init.uuid].exit_code == 0
         await site.control.put(app)
         await site.control.wait_for(lambda: site.control.state_of(app.uuid) == "running")
-        assert await site.driver.logs(app.uuid) == "ready\n"  # the pod's IPC namespace
+        # Running is reported as the command starts: its first line may reach the
+        # log a moment later (seen in CI: an empty log read at once).
+        logs = ""
+        for _ in range(100):
+            if logs := await site.driver.logs(app.uuid):
+                break
+            await asyncio.sleep(0.1)
+        assert logs == "ready\n"  # the pod's IPC namespace
 
         pod = podman_json("pod", "inspect", f"berth-pod-{capsule}")
         assert "net" in pod["SharedNamespaces"]
