@@ -141,11 +141,11 @@ async def default_group(session: AsyncSession, project_id: str) -> SecurityGroup
     return row
 
 
-async def network_users(session: AsyncSession, network: NetworkRow) -> list[str]:
-    """The UUIDs of the containers of the network's project that are on it."""
+async def network_users(session: AsyncSession, network: NetworkRow) -> list[ContainerRow]:
+    """The containers of the network's project that are on it (being deleted ones too)."""
     stmt = select(ContainerRow).where(ContainerRow.project_id == network.project_id)
     return [
-        c.uuid
+        c
         for c in (await session.execute(stmt)).scalars()
         if any(n.get("network") == network.uuid for n in c.nets or [])
     ]

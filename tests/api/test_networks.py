@@ -185,6 +185,28 @@ async def test_networks_crud_validation_and_tenancy(
     assert r.status_code == 404
 
 
+async def test_a_network_held_by_a_container_being_deleted_says_to_retry(
+    client: httpx.AsyncClient, members: tuple[str, str], agent: ScriptedAgent
+) -> None:
+    """Deleting the last member and then its network at once: the member is on the
+    host until its agent reports it gone, so the answer is 409 naming it as being
+    deleted (not "detach or delete them"), and the network goes once it is gone."""
+    alice, _ = members
+    backend = await net(client, alice, "backend")
+    c = (await create(client, alice, nets=[{"network": "backend"}])).json()
+    await agent.observe(c["uuid"], "stopped")
+    r = await client.delete(f"/container/v1/containers/{c['uuid']}", headers=h(alice))
+    assert r.status_code == 204, r.text
+    r = await client.delete(f"/container/v1/networks/{backend['uuid']}", headers=h(alice))
+    detail = zun_error(r)["detail"]
+    assert r.status_code == 409 and c["uuid"] in detail, r.text
+    assert "being deleted; retry once they are gone" in detail
+    assert "detach or delete" not in detail
+    await agent.observe(c["uuid"], "absent", removed=True)
+    r = await client.delete(f"/container/v1/networks/{backend['uuid']}", headers=h(alice))
+    assert r.status_code == 204, r.text
+
+
 async def test_attach_detach_and_network_list(
     client: httpx.AsyncClient, members: tuple[str, str], agent: ScriptedAgent
 ) -> None:

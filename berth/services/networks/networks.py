@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from berth import errors
+from berth.domain.containers import Status
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import NetworkRef
 from berth.events.actions import emit
@@ -173,12 +174,24 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
             raise errors.Conflict("The default network of a project cannot be deleted.")
         users = await repo.network_users(session, row)
         if users:
-            raise errors.Conflict(
-                f"Network {row.name} is in use by container(s) {', '.join(users)}; "
-                "detach or delete them first."
-            )
+            raise errors.Conflict(_in_use(row, users))
         await overlay_repo.forget_network(session, row.uuid)  # its leases, if overlaid
         await session.delete(row)
+
+
+def _in_use(row: NetworkRow, users: Sequence[ContainerRow]) -> str:
+    """Why the network cannot go yet, and what to do: containers being deleted need time."""
+    going = [c.uuid for c in users if c.status == Status.DELETING]
+    staying = [c.uuid for c in users if c.status != Status.DELETING]
+    parts = []
+    if staying:
+        parts.append(f"in use by container(s) {', '.join(staying)}; detach or delete them")
+    if going:
+        parts.append(
+            f"still held by container(s) {', '.join(going)}, being deleted; "
+            "retry once they are gone"
+        )
+    return f"Network {row.name} is {' and '.join(parts)}."
 
 
 async def resolve_nets(
