@@ -738,3 +738,26 @@ def _agent_auth(password: str) -> AuthRequest:
         PasswordCredentials(password, user_name="berth-agent", domain_name="Default"),
         scope=ScopeRequest("project", name="service", domain_id="default"),
     )
+
+
+async def test_a_reader_reads_itself_and_changes_its_own_password(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    """Keystone's ``identity:get_user`` lets a user read itself whatever its roles, and a
+    password change needs only the original password: a reader does both, and nothing
+    of another user's."""
+    pid = await make_project(client, admin_token, "read-self")
+    uid = await make_user(client, admin_token, "rita", grants={pid: "reader"})
+    other = await make_user(client, admin_token, "otto", grants={pid: "member"})
+    token = await issue_token(client, "rita", "user-pw-123", "read-self")
+    r = await client.get(f"{V3}/users/{uid}", headers=h(token))
+    assert r.status_code == 200 and r.json()["user"]["name"] == "rita", r.text
+    r = await client.get(f"{V3}/users/{uid}/projects", headers=h(token))
+    assert [p["id"] for p in r.json()["projects"]] == [pid], r.text
+    keystone_error(await client.get(f"{V3}/users/{other}", headers=h(token)), 403)
+    change = {"user": {"password": "rita-pw-456", "original_password": "user-pw-123"}}
+    r = await client.post(f"{V3}/users/{other}/password", headers=h(token), json=change)
+    keystone_error(r, 403)
+    r = await client.post(f"{V3}/users/{uid}/password", headers=h(token), json=change)
+    assert r.status_code == 204, r.text
+    await issue_token(client, "rita", "rita-pw-456", "read-self")
