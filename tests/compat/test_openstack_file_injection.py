@@ -51,6 +51,14 @@ def alice(cli: Cli, *args: str, check: bool = True) -> Any:
     return cli.run(*args, user="alice", password=PW, project="team-a", check=check)
 
 
+def shown_status(cli: Cli, name: str) -> str:
+    """Alice's container ``name``'s status, read from the API (quicker than the CLI)."""
+    r = cli.rest("GET", f"/container/v1/containers/{name}", user="alice", password=PW,
+                 project="team-a")  # fmt: skip
+    assert r.status_code == 200, r.text
+    return str(r.json()["status"])
+
+
 def wait_logs(cli: Cli, name: str, want: str, timeout: float = 60) -> str:
     """Wait for ``want`` in the logs of ``name`` through the API, then read them with
     the stock CLI (each ``openstack`` run costs a second or more: not for polling)."""
@@ -116,7 +124,13 @@ def test_stock_client_injects_a_file_the_command_reads(
     else:
         shown = json.loads(alice(cli, "appcontainer", "show", "-f", "json", "inject").stdout)
         raise AssertionError(f"the rebuild never replaced the container: {shown}")
-    alice(cli, "appcontainer", "start", "inject")
+    # Zun refuses a start while Rebuilding (409, and zunclient exits 0): wait for the
+    # rebuild's report first, and check the start was accepted.
+    deadline = time.monotonic() + 60
+    while (status := shown_status(cli, "inject")) not in ("Created", "Stopped"):
+        assert time.monotonic() < deadline, f"the rebuild never ended: {status}"
+        time.sleep(0.2)
+    assert "accepted" in alice(cli, "appcontainer", "start", "inject").stdout
     deadline = time.monotonic() + 60
     while CONTENT not in engine.logs(now[0]):
         assert time.monotonic() < deadline, engine.inspect(now[0])["State"]

@@ -116,7 +116,10 @@ def test_exec_interactive_in_a_terminal(world: tuple[Members, str], engine: Engi
 def test_attach_to_an_interactive_container(world: tuple[Members, str], engine: EngineView) -> None:
     m, _ = world
     m.alice("appcontainer", "create", "--interactive", "--name", "att", "berth-test/busybox", "sh")
-    m.alice("appcontainer", "start", "att")
+    # Zun refuses a start while the container is Creating (409); zunclient prints
+    # "Start ... failed" and exits 0, so wait for Created and check it was accepted.
+    wait_status(m, "att", "Created")
+    assert "accepted" in m.alice("appcontainer", "start", "att").stdout
     wait_status(m, "att", "Running")
     child = terminal(m, "appcontainer", "attach", "att")
     child.expect("connected to att")

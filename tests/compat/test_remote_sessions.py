@@ -68,20 +68,21 @@ def shown(cli: Cli, name: str) -> dict[str, Any]:
     return body
 
 
-def wait_running(cli: Cli, name: str) -> dict[str, Any]:
+def wait_status(cli: Cli, name: str, want: str = "Running") -> dict[str, Any]:
     found: dict[str, Any] = {}
     for _ in range(300):
         found = shown(cli, name)
-        if found["status"] == "Running":
+        if found["status"] == want:
             return found
         time.sleep(0.2)
-    raise AssertionError(f"{name} never ran: {found}")
+    raise AssertionError(f"{name} never became {want}: {found}")
 
 
 def test_exec_and_attach_through_a_remote_agent(cli: Cli) -> None:
     cli.run("appcontainer", "create", "--interactive", "--name", "far", "berth-test/busybox", "sh")
-    cli.run("appcontainer", "start", "far")
-    wait_running(cli, "far")
+    wait_status(cli, "far", "Created")  # a start while Creating is refused (409)
+    assert "accepted" in cli.run("appcontainer", "start", "far").stdout
+    wait_status(cli, "far", "Running")
     env = cli.env("admin", ADMIN_PASSWORD, "admin")
     child = pexpect.spawn(
         str(OPENSTACK),
@@ -120,7 +121,7 @@ def test_exec_and_attach_through_a_remote_agent(cli: Cli) -> None:
 def test_cp_and_logs_follow_through_a_remote_agent(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "up.txt").write_text("from afar\n")
     cli.run("appcontainer", "run", "--name", "files", "berth-test/busybox", "sleep", "300")
-    wait_running(cli, "files")
+    wait_status(cli, "files")
     cli.run("appcontainer", "cp", str(tmp_path / "up.txt"), "files:/tmp")
     cli.run("appcontainer", "cp", "files:/tmp/up.txt", str(tmp_path / "down"))
     assert (tmp_path / "down" / "up.txt").read_text() == "from afar\n"
