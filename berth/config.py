@@ -341,6 +341,17 @@ class Settings(BaseSettings):
         ge=0,
         description="sessions and followed logs open at once in one API process (0: no limit)",
     )
+    # uvicorn's default lets a session's websocket hold a message of 16 MiB in the API
+    # process (1 GiB for a project's 64 sessions); a terminal sends keystrokes and
+    # pastes, so a far smaller message does.
+    stream_max_message_bytes: int = Field(
+        default=1024 * 1024,
+        ge=4096,
+        description=(
+            "largest websocket message (a session's input, a paste) the API accepts; a "
+            "larger one closes the session with 1009 (message too big)"
+        ),
+    )
     stream_allowed_origins: list[str] = Field(
         default_factory=list,
         description="extra Origin host names a websocket may come from (besides Host's)",

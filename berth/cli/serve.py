@@ -133,6 +133,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "timeout_keep_alive": settings.keep_alive_seconds,
         "http": GuardedHttp,
+        # The largest message a session's websocket takes (uvicorn's default: 16 MiB).
+        # uvicorn's websocket protocol stops reading after each message until the app
+        # has taken it, so this bounds what a session holds in the API process.
+        "ws_max_size": settings.stream_max_message_bytes,
     }
 
 

@@ -9,6 +9,7 @@ websocket-client library the stock client uses; logs follow with httpx.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -207,6 +208,53 @@ def test_session_tokens_are_single_use_and_expire(world: tuple[Members, str]) ->
     with pytest.raises(websocket.WebSocketBadStatusException) as foreign:
         websocket.create_connection(url, origin="http://evil.example", subprotocols=["binary"])
     assert foreign.value.status_code == 403
+
+
+def _shell_session(m: Members) -> Any:
+    result = zun_library(
+        m, "containers.execute('shell', command='sh', interactive=True, run=False)"
+    )
+    url = result["proxy_url"]
+    ws = websocket.create_connection(
+        url, origin="http://" + url.split("/")[2], subprotocols=["binary"]
+    )
+    ws.settimeout(10)
+    return ws
+
+
+def _until(ws: Any, text: bytes) -> None:
+    seen = b""
+    while text not in seen:
+        data = ws.recv()
+        seen += data if isinstance(data, bytes) else data.encode()
+
+
+def test_a_message_over_the_limit_ends_only_its_own_session(world: tuple[Members, str]) -> None:
+    """A session's input is bounded per message (1 MiB by default, not uvicorn's 16 MiB
+    that a project's 64 sessions could each hold in the API process): a larger one ends
+    that session with 1009; a big paste under it passes, and other sessions go on."""
+    m, _ = world
+    other = _shell_session(m)
+    ws = _shell_session(m)
+    ws.send_binary(b"#" + b"y" * (512 * 1024) + b"\r")  # a long paste: taken
+    ws.send_binary(b"echo still-here\r")
+    _until(ws, b"\nstill-here")
+    ws.send_binary(b"z" * (1024 * 1024 + 1))
+    # The server answers 1009 and closes; with the rest of the message unread on its
+    # side the kernel may reset the connection before the client reads the close frame.
+    code = None
+    with contextlib.suppress(ConnectionResetError, websocket.WebSocketConnectionClosedException):
+        while code is None:
+            opcode, frame = ws.recv_data_frame(True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(frame.data[:2], "big")
+    assert code in (None, 1009), code  # message too big
+    with pytest.raises((ConnectionResetError, BrokenPipeError, websocket.WebSocketException)):
+        ws.send_binary(b"echo gone\r")
+        ws.recv()
+    other.send_binary(b"echo other-fine\r")
+    _until(other, b"\nother-fine")
+    other.close()
 
 
 def test_logs_follow_streams_as_the_container_writes(world: tuple[Members, str]) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import signal
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -94,3 +96,56 @@ def test_hangup_signals_only_the_session_inside_the_container(tmp_path: Path) ->
     assert session_members(100, "abc123", tmp_path) == [100, 101]
     assert session_members(100, "zzz", tmp_path) == []  # a reused PID: nothing
     assert signal_session(999_999, "abc123", signal.SIGHUP, tmp_path) == 0
+
+
+async def test_input_waits_while_the_app_is_behind_and_never_piles_up() -> None:
+    """A session whose process reads no input (the agent blocked writing to it) makes
+    the API's ``send`` wait after a few frames, instead of queueing every frame the
+    tenant sends in the API process; it still closes, and a send ends with the app."""
+    release = asyncio.Event()
+    taken: list[Any] = []
+
+    async def stalled(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await release.wait()  # the process's stdin is full: nothing is read meanwhile
+        while (message := await receive())["type"] == "websocket.receive":
+            taken.append(message)
+
+    ws = MemoryWebSocket(stalled, "/x", "", {})
+    assert await ws.connect()
+    frame = b"x" * 65536
+    accepted = 0
+    with pytest.raises(TimeoutError):
+        for _ in range(1000):
+            await asyncio.wait_for(ws.send(frame), 0.2)
+            accepted += 1
+    assert 0 < accepted <= 32, accepted  # a bounded backlog, not 1000 frames
+    release.set()
+    await asyncio.wait_for(ws.send(frame), 5)  # the app reads again: sends go through
+    await asyncio.wait_for(ws.close(), 10)
+    assert len(taken) >= accepted
+
+    release.clear()
+    ws = MemoryWebSocket(stalled, "/x", "", {})
+    assert await ws.connect()
+    for _ in range(accepted):
+        await ws.send(frame)
+    # A full backlog does not stop the goodbye (the app gets it once it reads again).
+    closing = asyncio.create_task(ws.close())
+    await asyncio.sleep(0.1)
+    release.set()
+    await asyncio.wait_for(closing, 10)
+
+
+async def test_a_send_waiting_on_an_app_that_ends_returns() -> None:
+    async def quits(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await asyncio.sleep(0.3)  # ends without reading what was sent
+
+    ws = MemoryWebSocket(quits, "/x", "", {})
+    assert await ws.connect()
+    for _ in range(100):
+        await asyncio.wait_for(ws.send(b"late"), 5)  # dropped once the app is gone
+    await ws.close()

@@ -3,8 +3,10 @@
 httpx's ASGITransport answers only once the app has finished (a log that
 follows a container never does) and has no websockets. The all-in-one API
 reaches its embedded agent's app with these instead: the same routes and code
-paths as over the network, without a socket. Both apply backpressure: the app
-waits while the reader is behind.
+paths as over the network, without a socket. Both apply backpressure both
+ways: the app waits while the reader is behind, and a websocket's ``send``
+waits while the app is behind on its input (a process that does not read its
+stdin must not let a tenant's input pile up in the API process).
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class MemoryWebSocket:
         self._scope["subprotocols"] = list(subprotocols or [])
         self.subprotocol: str | None = None
         self._app = app
-        self._in: asyncio.Queue[Message] = asyncio.Queue()
+        self._in: asyncio.Queue[Message] = asyncio.Queue(_DEPTH)
         self._out = _Channel()
         self._task: asyncio.Task[None] | None = None
         self.close_code: int | None = None
@@ -131,15 +133,35 @@ class MemoryWebSocket:
         return None
 
     async def send(self, data: bytes) -> None:
-        """Send a binary frame to the app (dropped once closed)."""
-        if self.close_code is None:
-            self._in.put_nowait({"type": "websocket.receive", "bytes": data})
+        """Send a binary frame to the app (dropped once closed).
+
+        Waits while the app has ``_DEPTH`` frames it has not taken yet; returns
+        (the frame dropped) if the app finishes meanwhile.
+        """
+        if self.close_code is not None:
+            return
+        message: Message = {"type": "websocket.receive", "bytes": data}
+        with contextlib.suppress(asyncio.QueueFull):
+            self._in.put_nowait(message)
+            return
+        put = asyncio.ensure_future(self._in.put(message))
+        ended = asyncio.ensure_future(self._out.finished.wait())
+        try:
+            await asyncio.wait({put, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            put.cancel()
 
     async def close(self) -> None:
         """Disconnect and wait (briefly) for the app to finish its cleanup."""
         if self.close_code is None:
             self.close_code = 1000
-        self._in.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        while True:  # input the app has not taken is moot now: make room for the goodbye
+            try:
+                self._in.put_nowait({"type": "websocket.disconnect", "code": 1000})
+                break
+            except asyncio.QueueFull:
+                self._in.get_nowait()
         await _finish(self._task, self._out)
 
 
