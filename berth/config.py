@@ -359,6 +359,22 @@ class Settings(BaseSettings):
     archive_max_bytes: int = Field(
         default=100 * 1024 * 1024, gt=0, description="largest tar that cp copies either way"
     )
+    # A log read (not followed) holds the whole log several times over while it passes
+    # through (engine bytes, text, the agent's JSON, the API's): one of 17 MB took
+    # about 100 MB of the API process, so reads wait their turn past these counts.
+    max_log_reads_per_project: int = Field(
+        default=4,
+        ge=0,
+        description=(
+            "container log reads (not followed) one project may have running at once in one "
+            "API process (0: no limit); more wait up to 30 s for a turn, then get a 503"
+        ),
+    )
+    max_log_reads: int = Field(
+        default=32,
+        ge=0,
+        description="log reads (not followed) running at once in one API process (0: no limit)",
+    )
     # A copy holds its tar several times over while it passes through (bytes, base64,
     # JSON): one of 90 MiB took 560 MiB of the API process, so copies are counted.
     max_copies_per_project: int = Field(

@@ -15,7 +15,9 @@ from fastapi import FastAPI
 
 from berth.config import Settings
 from berth.runtimes.fake import FakeDriver
+from berth.services.containers import ops
 from tests.api.conftest import IMAGE
+from tests.helpers import make_member
 from tests.helpers import zun_headers as h
 
 
@@ -131,3 +133,49 @@ async def test_logs_of_unreachable_agent_is_503_not_500(
     r = await client.get(f"/container/v1/containers/{c['uuid']}/logs", headers=h(admin_token))
     assert r.status_code == 503
     assert "agent" in r.json()["errors"][0]["detail"]
+
+
+@pytest.mark.allows_5xx("the 503 of a log read that found no turn in time is the point")
+async def test_log_reads_of_a_project_take_turns_past_the_bound(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin_token: str,
+    runtime: FakeDriver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A log read holds the whole log several times over in the API process, so a
+    project's reads past ``max_log_reads_per_project`` wait for a turn (answered once
+    one ends), and a 503 to retry if none ends in time; other projects go on."""
+    state = app.state.berth
+    state.env.settings = state.settings.model_copy(update={"max_log_reads_per_project": 1})
+    c = await run(client, admin_token)
+    runtime.containers[c["uuid"]].logs.append("slow\n")
+    url = f"/container/v1/containers/{c['uuid']}/logs"
+    gate = runtime.gates[f"logs:{c['uuid']}"] = asyncio.Event()
+    first = asyncio.create_task(client.get(url, headers=h(admin_token)))
+    await runtime.wait_for(lambda: ("logs", c["uuid"]) in runtime.calls)
+    # The second read waits its turn, and is answered once the first ends.
+    second = asyncio.create_task(client.get(url, headers=h(admin_token)))
+    await asyncio.sleep(0.3)
+    assert not second.done() and runtime.calls.count(("logs", c["uuid"])) == 1
+    # Another project's read is not held up by this one's.
+    other = await make_member(client, admin_token, "logs-other", "logs-other-user")
+    theirs = await run(client, other)
+    r = await client.get(f"/container/v1/containers/{theirs['uuid']}/logs", headers=h(other))
+    assert r.status_code == 200, r.text
+    gate.set()
+    assert (await asyncio.wait_for(first, 5)).json() == "slow\n"
+    assert (await asyncio.wait_for(second, 5)).json() == "slow\n"
+
+    # No turn within the wait: 503 to retry, naming the setting; nothing was read.
+    monkeypatch.setattr(ops, "LOG_READ_WAIT", 0.3)
+    gate.clear()
+    first = asyncio.create_task(client.get(url, headers=h(admin_token)))
+    await runtime.wait_for(lambda: runtime.calls.count(("logs", c["uuid"])) == 3)
+    r = await client.get(url, headers=h(admin_token))
+    assert r.status_code == 503 and r.headers.get("retry-after"), r.text
+    assert "max_log_reads_per_project" in r.json()["errors"][0]["detail"]
+    assert runtime.calls.count(("logs", c["uuid"])) == 3
+    gate.set()
+    assert (await asyncio.wait_for(first, 5)).status_code == 200
+    assert (await client.get(url, headers=h(admin_token))).status_code == 200

@@ -315,17 +315,19 @@ async def logs(ident: str, request: Request, caller: Caller, state: State) -> Re
         if since not in (None, "None", ""):
             params["since"] = since
         return await follow_logs(state, caller, ident, params)
-    text = await ops.logs(
-        state.env,
-        caller,
-        ident,
-        stdout=stdout,
-        stderr=stderr,
-        timestamps=parse_bool(q.get("timestamps"), "timestamps", extended=True),
-        tail=tail,
-        since=None if since in (None, "None", "") else since,
-    )
-    return JSONResponse(text)
+    timestamps = parse_bool(q.get("timestamps"), "timestamps", extended=True)
+    async with ops.log_read_slot(state.env, caller):
+        text = await ops.logs(
+            state.env,
+            caller,
+            ident,
+            stdout=stdout,
+            stderr=stderr,
+            timestamps=timestamps,
+            tail=tail,
+            since=None if since in (None, "None", "") else since,
+        )
+        return JSONResponse(text)
 
 
 @router.post(

@@ -7,6 +7,7 @@ agent applies each exactly once even across restarts.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from berth import errors
@@ -15,6 +16,7 @@ from berth.domain.context import RequestContext
 from berth.events.actions import emit, start_action
 from berth.services.env import Env
 from berth.services.hosts.calls import call_agent, container_for
+from berth.services.slots import Slots
 from berth.store import containers as repo
 from berth.store.base import utcnow
 from berth.store.scope import Scope
@@ -23,6 +25,7 @@ from berth.store.tables import ContainerRow
 __all__ = [
     "execute",
     "kill",
+    "log_read_slot",
     "logs",
     "pause",
     "reboot",
@@ -32,6 +35,32 @@ __all__ = [
     "top",
     "unpause",
 ]
+
+# Seconds a log read waits for a turn when its project (or the process) has
+# ``max_log_reads_per_project`` (``max_log_reads``) running.
+LOG_READ_WAIT = 30.0
+_log_reads = Slots()
+
+
+def log_read_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractAsyncContextManager[None]:
+    """Count one log read of the caller's project while the block runs (around the read
+    and the answer's rendering), waiting for a turn; ``Overloaded`` after
+    ``LOG_READ_WAIT`` seconds."""
+    per_project, total = env.settings.max_log_reads_per_project, env.settings.max_log_reads
+    project = ctx.project_id or ""
+    return _log_reads.wait_hold(
+        project,
+        (per_project, total),
+        (
+            f"Project {project} has had {per_project} container log reads running for "
+            f"{LOG_READ_WAIT:g} s (max_log_reads_per_project): retry in a moment, or read "
+            "less at once (tail=N, since=...).",
+            f"This API process has had {total} container log reads running for "
+            f"{LOG_READ_WAIT:g} s (max_log_reads): retry in a moment.",
+        ),
+        LOG_READ_WAIT,
+    )
+
 
 _DESIRED = {
     "start": ("running", TaskState.STARTING),
