@@ -371,7 +371,7 @@ class Settings(BaseSettings):
         ),
     )
     max_log_reads: int = Field(
-        default=32,
+        default=16,
         ge=0,
         description="log reads (not followed) running at once in one API process (0: no limit)",
     )
