@@ -159,6 +159,21 @@ class Settings(BaseSettings):
         gt=0,
         description="largest 'docker save' archive POST /v1/images/upload accepts",
     )
+    # An upload is written to the API's data directory whole before it is pushed: the
+    # number running at once bounds that disk (and the image store's pushes).
+    max_uploads_per_project: int = Field(
+        default=1,
+        ge=0,
+        description=(
+            "image uploads one project may run at once in one API process (0: no limit); "
+            "one more is a 403 before its archive is read"
+        ),
+    )
+    max_uploads: int = Field(
+        default=4,
+        ge=0,
+        description="image uploads running at once in one API process (0: no limit)",
+    )
     policy_file: Path | None = None
 
     # -- identity

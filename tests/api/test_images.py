@@ -218,6 +218,35 @@ async def test_commit_pushes_into_the_callers_project(
     assert r.status_code == 404
 
 
+async def test_a_project_runs_one_upload_at_once(
+    client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """An upload is written whole to the API's disk before it is pushed: a project's
+    second one while the first is still arriving is a 403 naming the setting, before
+    its archive is read; another project's goes on; the slot frees when the first ends."""
+    arriving = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def slow_body() -> Any:
+        yield b"x" * 65536
+        arriving.set()
+        await finish.wait()
+        yield b"not a tar"
+
+    url = "/container/v1/images/upload?name=app:1"
+    first = asyncio.create_task(client.post(url, content=slow_body(), headers=h(tokens["alice"])))
+    await asyncio.wait_for(arriving.wait(), 5)
+    r = await client.post(url, content=b"not a tar", headers=h(tokens["alice"]))
+    assert r.status_code == 403 and "max_uploads_per_project" in r.text, r.text
+    r = await client.post(url, content=b"not a tar", headers=h(tokens["bob"]))
+    assert r.status_code == 400 and "docker save" in r.text, r.text  # not held up
+    finish.set()
+    r = await asyncio.wait_for(first, 10)
+    assert r.status_code == 400 and "docker save" in r.text, r.text
+    r = await client.post(url, content=b"not a tar", headers=h(tokens["alice"]))
+    assert r.status_code == 400, r.text  # the slot is free again
+
+
 async def test_upload_is_refused_before_the_archive_is_read(
     client: httpx.AsyncClient, tokens: dict[str, str]
 ) -> None:

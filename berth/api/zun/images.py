@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -30,6 +31,8 @@ from berth.services.images import store as image_store
 from berth.store.tables import ImageRow
 
 __all__ = ["image_view", "router"]
+
+_WRITE_BYTES = 1024 * 1024  # an upload's body is written to its file in pieces this big
 
 router = APIRouter()
 
@@ -95,17 +98,30 @@ async def upload_image(request: Request, caller: Caller, state: State) -> JSONRe
     image_store.authorize_upload(state.env, caller, public)
     tmp_dir = state.settings.data_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="upload-", suffix=".tar") as tmp:
-        size = 0
-        async for chunk in request.stream():
-            tmp.write(chunk)
-            size += len(chunk)
-        tmp.flush()
-        if size == 0:
+    with (
+        image_store.upload_slot(state.env, caller),
+        tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="upload-", suffix=".tar") as tmp,
+    ):
+        if await _receive(request, tmp) == 0:
             raise errors.Invalid("The body is empty: send a 'docker save' archive.")
         rows = await image_store.upload(state.env, caller, Path(tmp.name), name=name, public=public)
     base = endpoint_url(request)
     return JSONResponse({"images": [image_view(r, base) for r in rows]}, status_code=201)
+
+
+async def _receive(request: Request, tmp: IO[bytes]) -> int:
+    """Write the body to ``tmp`` a MiB at a time in a thread: a write of gigabytes
+    meets the kernel's dirty-page throttling, which would stall the event loop."""
+    size, pending = 0, bytearray()
+    async for chunk in request.stream():
+        pending += chunk
+        size += len(chunk)
+        if len(pending) >= _WRITE_BYTES:
+            await asyncio.to_thread(tmp.write, bytes(pending))
+            pending.clear()
+    await asyncio.to_thread(tmp.write, bytes(pending))
+    await asyncio.to_thread(tmp.flush)
+    return size
 
 
 @router.get("/v1/images/{ident}")

@@ -11,6 +11,7 @@ with credentials handed to them for that pull only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from berth import errors
@@ -26,6 +27,7 @@ from berth.images.refs import (
 )
 from berth.images.registry import RegistryClient
 from berth.services.env import Env
+from berth.services.slots import Slots
 from berth.store import images as repo
 from berth.store.base import new_uuid, utcnow
 from berth.store.db import Session
@@ -41,7 +43,28 @@ __all__ = [
     "reference",
     "resolve",
     "upload",
+    "upload_slot",
 ]
+
+_uploads = Slots()  # uploads running in this process
+
+
+def upload_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractContextManager[None]:
+    """Count one upload of the caller's project while the block runs (around receiving
+    and pushing the archive); ``OverQuota`` before the block when the project or the
+    process is full."""
+    per_project, total = env.settings.max_uploads_per_project, env.settings.max_uploads
+    project = ctx.project_id or ""
+    return _uploads.hold(
+        project,
+        (per_project, total),
+        (
+            f"Project {project} runs {per_project} image uploads at once "
+            "(max_uploads_per_project): wait for one to finish and try again.",
+            f"This API process runs {total} image uploads at once (max_uploads): "
+            "try again in a few minutes.",
+        ),
+    )
 
 
 def address(env: Env) -> str:
