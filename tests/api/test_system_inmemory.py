@@ -168,7 +168,7 @@ async def test_log_reads_of_a_project_take_turns_past_the_bound(
     assert (await asyncio.wait_for(second, 5)).json() == "slow\n"
 
     # No turn within the wait: 503 to retry, naming the setting; nothing was read.
-    monkeypatch.setattr(ops, "LOG_READ_WAIT", 0.3)
+    monkeypatch.setattr(ops, "TURN_WAIT", 0.3)
     gate.clear()
     first = asyncio.create_task(client.get(url, headers=h(admin_token)))
     await runtime.wait_for(lambda: runtime.calls.count(("logs", c["uuid"])) == 3)
@@ -179,3 +179,52 @@ async def test_log_reads_of_a_project_take_turns_past_the_bound(
     gate.set()
     assert (await asyncio.wait_for(first, 5)).status_code == 200
     assert (await client.get(url, headers=h(admin_token))).status_code == 200
+
+
+@pytest.mark.allows_5xx("the 503 of a command that found no turn in time is the point")
+async def test_commands_of_a_project_take_turns_past_the_bound(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin_token: str,
+    runtime: FakeDriver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each command holds an engine thread of its host while it runs: a project's past
+    ``max_execs_per_project`` wait for a turn, then a 503; other projects go on."""
+    state = app.state.berth
+    state.env.settings = state.settings.model_copy(update={"max_execs_per_project": 2})
+    c = await run(client, admin_token)
+    url = f"/container/v1/containers/{c['uuid']}/execute"
+    gate = runtime.gates[f"execute:{c['uuid']}"] = asyncio.Event()
+
+    def post() -> Any:
+        return asyncio.create_task(
+            client.post(url, json={"command": "echo hi", "run": True}, headers=h(admin_token))
+        )
+
+    held = [post(), post()]
+    await runtime.wait_for(lambda: runtime.calls.count(("execute", c["uuid"])) == 2)
+    waiting = post()
+    await asyncio.sleep(0.3)
+    assert not waiting.done() and runtime.calls.count(("execute", c["uuid"])) == 2
+    other = await make_member(client, admin_token, "exec-other", "exec-other-user")
+    theirs = await run(client, other)
+    r = await client.post(
+        f"/container/v1/containers/{theirs['uuid']}/execute",
+        json={"command": "echo hi", "run": True},
+        headers=h(other),
+    )
+    assert r.status_code == 200, r.text
+    gate.set()
+    for task in (*held, waiting):
+        assert (await asyncio.wait_for(task, 5)).status_code == 200
+
+    monkeypatch.setattr(ops, "TURN_WAIT", 0.3)
+    gate.clear()
+    held = [post(), post()]
+    await runtime.wait_for(lambda: runtime.calls.count(("execute", c["uuid"])) == 5)
+    r = await client.post(url, json={"command": "echo hi", "run": True}, headers=h(admin_token))
+    assert r.status_code == 503 and "max_execs_per_project" in r.text, r.text
+    gate.set()
+    for task in held:
+        assert (await asyncio.wait_for(task, 5)).status_code == 200

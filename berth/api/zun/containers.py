@@ -343,7 +343,8 @@ async def execute(ident: str, request: Request, caller: Caller, state: State) ->
     interactive = parse_bool(p.get("interactive"), "interactive")
     if not run:  # a session to open on the returned proxy_url (see api.zun.wsproxy)
         return await streams.open_exec(state.env, caller, ident, command, tty=interactive)
-    return await ops.execute(state.env, caller, ident, command)
+    async with ops.exec_slot(state.env, caller):
+        return await ops.execute(state.env, caller, ident, command)
 
 
 @router.get("/v1/containers/{ident}/top")

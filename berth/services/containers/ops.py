@@ -23,6 +23,7 @@ from berth.store.scope import Scope
 from berth.store.tables import ContainerRow
 
 __all__ = [
+    "exec_slot",
     "execute",
     "kill",
     "log_read_slot",
@@ -36,29 +37,45 @@ __all__ = [
     "unpause",
 ]
 
-# Seconds a log read waits for a turn when its project (or the process) has
-# ``max_log_reads_per_project`` (``max_log_reads``) running.
-LOG_READ_WAIT = 30.0
+# Seconds a log read or a command waits for a turn when its project (or the process)
+# has as many running as the settings allow.
+TURN_WAIT = 30.0
 _log_reads = Slots()
+_execs = Slots()
 
 
 def log_read_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractAsyncContextManager[None]:
     """Count one log read of the caller's project while the block runs (around the read
     and the answer's rendering), waiting for a turn; ``Overloaded`` after
-    ``LOG_READ_WAIT`` seconds."""
+    ``TURN_WAIT`` seconds. A read holds the whole log several times over."""
     per_project, total = env.settings.max_log_reads_per_project, env.settings.max_log_reads
+    return _turn(_log_reads, ctx, (per_project, total), "container log reads", "max_log_reads",
+                 "or read less at once (tail=N, since=...)")  # fmt: skip
+
+
+def exec_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractAsyncContextManager[None]:
+    """Count one command (``execute`` with run=true) of the caller's project while it
+    runs, waiting for a turn: each holds one of its host's engine threads for up to
+    ``execute_timeout``, which a project's many at once would take from every other."""
+    per_project, total = env.settings.max_execs_per_project, env.settings.max_execs
+    return _turn(_execs, ctx, (per_project, total), "commands", "max_execs",
+                 "or run fewer at once")  # fmt: skip
+
+
+def _turn(
+    slots: Slots, ctx: RequestContext, bounds: tuple[int, int], what: str, setting: str, hint: str
+) -> contextlib.AbstractAsyncContextManager[None]:
     project = ctx.project_id or ""
-    return _log_reads.wait_hold(
+    return slots.wait_hold(
         project,
-        (per_project, total),
+        bounds,
         (
-            f"Project {project} has had {per_project} container log reads running for "
-            f"{LOG_READ_WAIT:g} s (max_log_reads_per_project): retry in a moment, or read "
-            "less at once (tail=N, since=...).",
-            f"This API process has had {total} container log reads running for "
-            f"{LOG_READ_WAIT:g} s (max_log_reads): retry in a moment.",
+            f"Project {project} has had {bounds[0]} {what} running for {TURN_WAIT:g} s "
+            f"({setting}_per_project): retry in a moment, {hint}.",
+            f"This API process has had {bounds[1]} {what} running for {TURN_WAIT:g} s "
+            f"({setting}): retry in a moment.",
         ),
-        LOG_READ_WAIT,
+        TURN_WAIT,
     )
 
 
