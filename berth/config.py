@@ -391,19 +391,24 @@ class Settings(BaseSettings):
         description="log reads (not followed) running at once in one API process (0: no limit)",
     )
     # A command (execute with run=true) holds one of its host's engine threads for up to
-    # execute_timeout: a project's many at once would take them from everyone else's.
+    # execute_timeout, a stats sample about a second: a project's many at once would
+    # take them from everyone else's.
     max_execs_per_project: int = Field(
         default=8,
         ge=0,
         description=(
-            "commands (execute, run=true) one project may have running at once in one API "
-            "process (0: no limit); more wait up to 30 s for a turn, then get a 503"
+            "commands (execute, run=true), top and stats calls one project may have running "
+            "at once in one API process (0: no limit); more wait up to 30 s for a turn, "
+            "then get a 503"
         ),
     )
     max_execs: int = Field(
         default=32,
         ge=0,
-        description="commands (execute, run=true) running at once in one API process (0: no limit)",
+        description=(
+            "commands (execute, run=true), top and stats calls running at once in one API "
+            "process (0: no limit)"
+        ),
     )
     # A copy holds its tar several times over while it passes through (bytes, base64,
     # JSON): one of 90 MiB took 560 MiB of the API process, so copies are counted.

@@ -189,8 +189,9 @@ async def test_commands_of_a_project_take_turns_past_the_bound(
     runtime: FakeDriver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Each command holds an engine thread of its host while it runs: a project's past
-    ``max_execs_per_project`` wait for a turn, then a 503; other projects go on."""
+    """Each command (and top, and stats) holds an engine thread of its host while it
+    runs: a project's past ``max_execs_per_project`` wait for a turn, then a 503; other
+    projects go on."""
     state = app.state.berth
     state.env.settings = state.settings.model_copy(update={"max_execs_per_project": 2})
     c = await run(client, admin_token)
@@ -205,8 +206,13 @@ async def test_commands_of_a_project_take_turns_past_the_bound(
     held = [post(), post()]
     await runtime.wait_for(lambda: runtime.calls.count(("execute", c["uuid"])) == 2)
     waiting = post()
+    # top and stats hold an engine thread too: they wait their turn with the commands
+    sample = asyncio.create_task(
+        client.get(f"/container/v1/containers/{c['uuid']}/stats", headers=h(admin_token))
+    )
     await asyncio.sleep(0.3)
     assert not waiting.done() and runtime.calls.count(("execute", c["uuid"])) == 2
+    assert not sample.done()
     other = await make_member(client, admin_token, "exec-other", "exec-other-user")
     theirs = await run(client, other)
     r = await client.post(
@@ -216,7 +222,7 @@ async def test_commands_of_a_project_take_turns_past_the_bound(
     )
     assert r.status_code == 200, r.text
     gate.set()
-    for task in (*held, waiting):
+    for task in (*held, waiting, sample):
         assert (await asyncio.wait_for(task, 5)).status_code == 200
 
     monkeypatch.setattr(ops, "TURN_WAIT", 0.3)

@@ -349,12 +349,14 @@ async def execute(ident: str, request: Request, caller: Caller, state: State) ->
 
 @router.get("/v1/containers/{ident}/top")
 async def top(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
-    return await ops.top(state.env, caller, ident, request.query_params.get("ps_args"))
+    async with ops.exec_slot(state.env, caller):  # a ps in the container, on an engine thread
+        return await ops.top(state.env, caller, ident, request.query_params.get("ps_args"))
 
 
 @router.get("/v1/containers/{ident}/stats")
 async def stats(ident: str, caller: Caller, state: State) -> dict[str, Any]:
-    return await ops.stats(state.env, caller, ident)
+    async with ops.exec_slot(state.env, caller):  # about a second of an engine thread
+        return await ops.stats(state.env, caller, ident)
 
 
 @router.get("/v1/containers/{ident}/container_actions")

@@ -54,12 +54,13 @@ def log_read_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractAsyncCont
 
 
 def exec_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractAsyncContextManager[None]:
-    """Count one command (``execute`` with run=true) of the caller's project while it
-    runs, waiting for a turn: each holds one of its host's engine threads for up to
-    ``execute_timeout``, which a project's many at once would take from every other."""
+    """Count one command (``execute`` with run=true), ``top`` or ``stats`` of the caller's
+    project while it runs, waiting for a turn: each holds one of its host's engine
+    threads (a command for up to ``execute_timeout``, a stats sample about a second),
+    which a project's many at once would take from every other."""
     per_project, total = env.settings.max_execs_per_project, env.settings.max_execs
-    return _turn(_execs, ctx, (per_project, total), "commands", "max_execs",
-                 "or run fewer at once")  # fmt: skip
+    return _turn(_execs, ctx, (per_project, total), "commands, top and stats calls",
+                 "max_execs", "or run fewer at once")  # fmt: skip
 
 
 def _turn(
