@@ -69,6 +69,22 @@ class Slots:
         finally:
             self._release(project_id)
 
+    def count(
+        self, project_id: str, bounds: tuple[int, int], what: str, setting: str
+    ) -> contextlib.AbstractContextManager[None]:
+        """``hold`` with the usual refusals: so many ``what`` at once, naming the
+        settings ``<setting>_per_project`` and ``<setting>``."""
+        return self.hold(
+            project_id,
+            bounds,
+            (
+                f"Project {project_id} runs {bounds[0]} {what} at once "
+                f"({setting}_per_project): wait for one to finish and try again.",
+                f"This API process runs {bounds[1]} {what} at once ({setting}): "
+                "try again in a moment.",
+            ),
+        )
+
     @contextlib.asynccontextmanager
     async def wait_hold(
         self,

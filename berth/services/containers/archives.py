@@ -23,18 +23,8 @@ _copies = Slots()  # copies running in this process
 def copy_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractContextManager[None]:
     """Count one copy of the caller's project while the block runs (hold it around the
     whole request); ``OverQuota`` before the block when the project or process is full."""
-    per_project, total = env.settings.max_copies_per_project, env.settings.max_copies
-    project = ctx.project_id or ""
-    return _copies.hold(
-        project,
-        (per_project, total),
-        (
-            f"Project {project} runs {per_project} file copies at once "
-            "(max_copies_per_project): wait for one to finish and try again.",
-            f"This API process runs {total} file copies at once (max_copies): "
-            "try again in a moment.",
-        ),
-    )
+    bounds = env.settings.max_copies_per_project, env.settings.max_copies
+    return _copies.count(ctx.project_id or "", bounds, "file copies", "max_copies")
 
 
 def _path(path: str | None) -> str:

@@ -53,18 +53,8 @@ def upload_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractContextMana
     """Count one upload of the caller's project while the block runs (around receiving
     and pushing the archive); ``OverQuota`` before the block when the project or the
     process is full."""
-    per_project, total = env.settings.max_uploads_per_project, env.settings.max_uploads
-    project = ctx.project_id or ""
-    return _uploads.hold(
-        project,
-        (per_project, total),
-        (
-            f"Project {project} runs {per_project} image uploads at once "
-            "(max_uploads_per_project): wait for one to finish and try again.",
-            f"This API process runs {total} image uploads at once (max_uploads): "
-            "try again in a few minutes.",
-        ),
-    )
+    bounds = env.settings.max_uploads_per_project, env.settings.max_uploads
+    return _uploads.count(ctx.project_id or "", bounds, "image uploads", "max_uploads")
 
 
 def address(env: Env) -> str:
