@@ -220,17 +220,16 @@ async def container_logs(request: Request, session: Session) -> Response:
     ident = request.path_params["ident"]
     env = env_of(request)
     try:
-        async with ops.log_read_slot(env, session.ctx):  # a line may be the whole log
-            text = await ops.logs(
-                env,
-                session.ctx,
-                ident,
-                stdout=True,
-                stderr=True,
-                timestamps=False,
-                tail=_LOG_TAIL,
-                since=None,
-            )
+        text = await ops.logs(  # takes a log-read turn: a line may be the whole log
+            env,
+            session.ctx,
+            ident,
+            stdout=True,
+            stderr=True,
+            timestamps=False,
+            tail=_LOG_TAIL,
+            since=None,
+        )
     except (errors.InvalidStateException, errors.HostUnavailable, errors.Overloaded) as exc:
         return fragment("logs.html", logs=None, message=explain(exc, session), tail=_LOG_TAIL)
     return fragment("logs.html", logs=text, message=None, tail=_LOG_TAIL)

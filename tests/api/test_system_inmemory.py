@@ -158,6 +158,11 @@ async def test_log_reads_of_a_project_take_turns_past_the_bound(
     second = asyncio.create_task(client.get(url, headers=h(admin_token)))
     await asyncio.sleep(0.3)
     assert not second.done() and runtime.calls.count(("logs", c["uuid"])) == 1
+    # A turn is taken once the caller may read the container: a wrong one is its 404 now.
+    r = await asyncio.wait_for(
+        client.get(url.replace(c["uuid"], "nope"), headers=h(admin_token)), 5
+    )
+    assert r.status_code == 404, r.text
     # Another project's read is not held up by this one's.
     other = await make_member(client, admin_token, "logs-other", "logs-other-user")
     theirs = await run(client, other)
@@ -213,6 +218,15 @@ async def test_commands_of_a_project_take_turns_past_the_bound(
     await asyncio.sleep(0.3)
     assert not waiting.done() and runtime.calls.count(("execute", c["uuid"])) == 2
     assert not sample.done()
+    # A turn is taken once the caller may act on the container: a wrong one is its 404 now.
+    for path in ("execute", "stats", "top"):
+        wrong = f"/container/v1/containers/nope/{path}"
+        call = (
+            client.post(wrong, json={"command": "echo hi", "run": True}, headers=h(admin_token))
+            if path == "execute"
+            else client.get(wrong, headers=h(admin_token))
+        )
+        assert (await asyncio.wait_for(call, 5)).status_code == 404, path
     other = await make_member(client, admin_token, "exec-other", "exec-other-user")
     theirs = await run(client, other)
     r = await client.post(

@@ -316,18 +316,17 @@ async def logs(ident: str, request: Request, caller: Caller, state: State) -> Re
             params["since"] = since
         return await follow_logs(state, caller, ident, params)
     timestamps = parse_bool(q.get("timestamps"), "timestamps", extended=True)
-    async with ops.log_read_slot(state.env, caller):
-        text = await ops.logs(
-            state.env,
-            caller,
-            ident,
-            stdout=stdout,
-            stderr=stderr,
-            timestamps=timestamps,
-            tail=tail,
-            since=None if since in (None, "None", "") else since,
-        )
-        return JSONResponse(text)
+    text = await ops.logs(
+        state.env,
+        caller,
+        ident,
+        stdout=stdout,
+        stderr=stderr,
+        timestamps=timestamps,
+        tail=tail,
+        since=None if since in (None, "None", "") else since,
+    )
+    return JSONResponse(text)
 
 
 @router.post(
@@ -343,20 +342,17 @@ async def execute(ident: str, request: Request, caller: Caller, state: State) ->
     interactive = parse_bool(p.get("interactive"), "interactive")
     if not run:  # a session to open on the returned proxy_url (see api.zun.wsproxy)
         return await streams.open_exec(state.env, caller, ident, command, tty=interactive)
-    async with ops.exec_slot(state.env, caller):
-        return await ops.execute(state.env, caller, ident, command)
+    return await ops.execute(state.env, caller, ident, command)
 
 
 @router.get("/v1/containers/{ident}/top")
 async def top(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
-    async with ops.exec_slot(state.env, caller):  # a ps in the container, on an engine thread
-        return await ops.top(state.env, caller, ident, request.query_params.get("ps_args"))
+    return await ops.top(state.env, caller, ident, request.query_params.get("ps_args"))
 
 
 @router.get("/v1/containers/{ident}/stats")
 async def stats(ident: str, caller: Caller, state: State) -> dict[str, Any]:
-    async with ops.exec_slot(state.env, caller):  # about a second of an engine thread
-        return await ops.stats(state.env, caller, ident)
+    return await ops.stats(state.env, caller, ident)
 
 
 @router.get("/v1/containers/{ident}/container_actions")

@@ -23,10 +23,8 @@ from berth.store.scope import Scope
 from berth.store.tables import ContainerRow
 
 __all__ = [
-    "exec_slot",
     "execute",
     "kill",
-    "log_read_slot",
     "logs",
     "pause",
     "reboot",
@@ -44,16 +42,16 @@ _log_reads = Slots()
 _execs = Slots()
 
 
-def log_read_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractAsyncContextManager[None]:
-    """Count one log read of the caller's project while the block runs (around the read
-    and the answer's rendering), waiting for a turn; ``Overloaded`` after
-    ``TURN_WAIT`` seconds. A read holds the whole log several times over."""
+def _log_read_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractAsyncContextManager[None]:
+    """Count one log read of the caller's project while the block runs, waiting for a
+    turn; ``Overloaded`` after ``TURN_WAIT`` seconds. A read holds the whole log
+    several times over."""
     per_project, total = env.settings.max_log_reads_per_project, env.settings.max_log_reads
     return _turn(_log_reads, ctx, (per_project, total), "container log reads", "max_log_reads",
                  "or read less at once (tail=N, since=...)")  # fmt: skip
 
 
-def exec_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractAsyncContextManager[None]:
+def _exec_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractAsyncContextManager[None]:
     """Count one command (``execute`` with run=true), ``top`` or ``stats`` of the caller's
     project while it runs, waiting for a turn: each holds one of its host's engine
     threads (a command for up to ``execute_timeout``, a stats sample about a second),
@@ -235,16 +233,18 @@ async def logs(
     }
     if since:
         params["since"] = since
-    result = await call_agent(env, row, "GET", "logs", params=params)
-    return str(result["logs"])
+    async with _log_read_slot(env, ctx):  # once the caller may read it: else its 403/404
+        result = await call_agent(env, row, "GET", "logs", params=params)
+        return str(result["logs"])
 
 
 async def execute(env: Env, ctx: RequestContext, ident: str, command: str) -> dict[str, Any]:
     """Run ``command`` (a shell-like string) in the container and return output and exit code."""
     row = await container_for(env, ctx, ident, "execute")
     argv = exec_argv(command)
-    result = await call_agent(
+    result = await _engine_call(
         env,
+        ctx,
         row,
         "POST",
         "execute",
@@ -262,15 +262,24 @@ async def execute(env: Env, ctx: RequestContext, ident: str, command: str) -> di
     }
 
 
+async def _engine_call(
+    env: Env, ctx: RequestContext, row: ContainerRow, method: str, path: str, **kw: Any
+) -> dict[str, Any]:
+    """``call_agent`` in one of the caller's project's turns (``exec_slot``), taken once
+    the caller may act on ``row`` (so a refusal is its 403/404, never a wait)."""
+    async with _exec_slot(env, ctx):
+        result: dict[str, Any] = await call_agent(env, row, method, path, **kw)
+        return result
+
+
 async def top(env: Env, ctx: RequestContext, ident: str, ps_args: str | None) -> dict[str, Any]:
     row = await container_for(env, ctx, ident, "top")
     params = {"ps_args": ps_args} if ps_args and ps_args != "None" else None
-    result: dict[str, Any] = await call_agent(env, row, "GET", "top", params=params)
-    return result
+    return await _engine_call(env, ctx, row, "GET", "top", params=params)
 
 
 async def stats(env: Env, ctx: RequestContext, ident: str) -> dict[str, Any]:
     row = await container_for(env, ctx, ident, "stats")
-    result: dict[str, Any] = await call_agent(env, row, "GET", "stats")
+    result = await _engine_call(env, ctx, row, "GET", "stats")
     result["CONTAINER"] = row.name  # the agent only knows the runtime name
     return result
