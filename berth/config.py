@@ -410,6 +410,34 @@ class Settings(BaseSettings):
             "process (0: no limit)"
         ),
     )
+    # A commit holds one of its host's engine threads, pauses the container and pushes
+    # the image while the request waits: a project's many at once would take the host's
+    # threads and the store's bandwidth from everyone else.
+    max_commits_per_project: int = Field(
+        default=1,
+        ge=0,
+        description="container commits one project may run at once in one API process "
+        "(0: no limit); one more is a 403",
+    )
+    max_commits: int = Field(
+        default=4, ge=0, description="commits running at once in one API process (0: no limit)"
+    )
+    # A signal that does not stop the container (kill -s USR1) waits in the container's
+    # row until its host has delivered it, and each one rewrites that list: without a
+    # bound a flood grows the row while the host is slow or away.
+    max_waiting_signals: int = Field(
+        default=16,
+        ge=1,
+        description="signals one container may have waiting for its host; one more is a 409",
+    )
+    # Zun keeps and lists every action of a container; a tenant's loop of signals or
+    # resizes would grow that list (and its answer) without end.
+    max_actions_per_container: int = Field(
+        default=1000,
+        ge=10,
+        description="actions kept (and listed) per container, the newest; older ones are "
+        "dropped as new ones are recorded",
+    )
     # A copy holds its tar several times over while it passes through (bytes, base64,
     # JSON): one of 90 MiB took 560 MiB of the API process, so copies are counted.
     max_copies_per_project: int = Field(
@@ -430,6 +458,16 @@ class Settings(BaseSettings):
     )
     inject_max_files: int = Field(
         default=10, ge=0, description="most files one container may inject (0: refuse them)"
+    )
+
+    # Every change writes an event (the timeline, the notification relay's outbox) and
+    # every request an action; a deleted container's actions can no longer be read.
+    event_retention_hours: float = Field(
+        default=168.0,
+        gt=0,
+        le=24 * 3650,
+        description="how long events, and the actions of deleted containers, are kept "
+        "(events the notification relay has not sent yet are kept until it has)",
     )
 
     # -- quotas

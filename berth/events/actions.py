@@ -6,7 +6,7 @@ from typing import Any
 
 from berth.domain.context import RequestContext
 from berth.store.db import Session
-from berth.store.events import close_actions
+from berth.store.events import close_actions, prune_actions
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow, EventRow
 
 __all__ = ["emit", "finish_open_actions", "start_action"]
@@ -45,9 +45,15 @@ def emit(
 
 
 async def start_action(
-    session: Session, ctx: RequestContext, row: ContainerRow, action: str
+    session: Session, ctx: RequestContext, row: ContainerRow, action: str, *, keep: int = 0
 ) -> None:
-    """Record that ``ctx`` started ``action`` on ``row``; the agent's report finishes it."""
+    """Record that ``ctx`` started ``action`` on ``row``; the agent's report finishes it.
+
+    With ``keep``, the container's actions older than its newest ``keep`` are dropped
+    (a create, its first, passes none).
+    """
+    if keep:
+        await prune_actions(session, row.uuid, keep - 1)
     act = ContainerActionRow(
         request_id=ctx.request_id,
         container_uuid=row.uuid,

@@ -36,11 +36,11 @@ from berth.store.db import Database
 from berth.store.events import locked_cursor, since
 from berth.store.tables import EventRow
 
-__all__ = ["AmqpRelay", "envelope"]
+__all__ = ["RELAY_CURSOR", "AmqpRelay", "envelope"]
 
 log = logging.getLogger(__name__)
 
-_CURSOR = "amqp-notifications"
+RELAY_CURSOR = "amqp-notifications"  # the outbox cursor of the relay
 _BATCH = 100
 
 
@@ -147,7 +147,7 @@ class AmqpRelay:
     async def tick(self, db: Database) -> int:
         """Relay one batch; returns how many notifications were published."""
         async with db.transaction() as session:
-            cursor = await locked_cursor(session, _CURSOR)
+            cursor = await locked_cursor(session, RELAY_CURSOR)
             rows = await since(session, cursor.last_event_id, limit=_BATCH)
             if not rows:
                 return 0

@@ -36,6 +36,8 @@ from berth.runtimes.images import ImageInfo
 
 __all__ = ["FakeContainer", "FakeDriver", "InstantDriver"]
 
+_ENDING = frozenset({"KILL", "TERM", "INT", "QUIT", "9", "15", "2", "3"})
+
 
 @dataclass(slots=True)
 class FakeContainer:
@@ -259,11 +261,13 @@ class FakeDriver(FakeStreams):
         record.state = "running"
 
     async def kill(self, uuid: str, signal: str | int | None = None) -> None:
-        """running → stopped with 128 + 9."""
+        """running → stopped with 128 + 9; another signal than KILL, TERM, INT or QUIT is
+        delivered and it runs on (as a PID 1 without a handler does)."""
         await self._enter("kill", uuid)
         record = self._get(uuid)
         self._expect(record, "running")
-        record.state, record.exit_code = "stopped", 137
+        if str(signal or "KILL").upper().removeprefix("SIG") in _ENDING:
+            record.state, record.exit_code = "stopped", 137
 
     async def restart(self, uuid: str, timeout: int) -> None:
         """Anything but paused → running, with a fresh start time."""

@@ -185,12 +185,15 @@ async def project_usage(session: AsyncSession, project_id: str) -> dict[str, flo
     }
 
 
-async def list_actions(session: AsyncSession, container_uuid: str) -> Sequence[ContainerActionRow]:
-    """Every action recorded for a container, newest first."""
+async def list_actions(
+    session: AsyncSession, container_uuid: str, limit: int
+) -> Sequence[ContainerActionRow]:
+    """The newest ``limit`` actions recorded for a container, newest first."""
     stmt = (
         select(ContainerActionRow)
         .where(ContainerActionRow.container_uuid == container_uuid)
         .order_by(ContainerActionRow.id.desc())
+        .limit(limit)
     )
     return (await session.execute(stmt)).scalars().all()
 

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.store.base import utcnow
 from berth.store.scope import Scope
-from berth.store.tables import ActionEventRow, ContainerActionRow, EventRow, OutboxCursorRow
+from berth.store.tables import (
+    ActionEventRow,
+    ContainerActionRow,
+    ContainerRow,
+    EventRow,
+    OutboxCursorRow,
+)
 
-__all__ = ["close_actions", "locked_cursor", "recent", "since"]
+__all__ = [
+    "close_actions",
+    "locked_cursor",
+    "prune_actions",
+    "recent",
+    "relayed_upto",
+    "since",
+    "trim_events",
+    "trim_orphan_actions",
+]
 
 
 async def recent(
@@ -24,6 +41,35 @@ async def recent(
     if resource_uuid is not None:
         stmt = stmt.where(EventRow.resource_uuid == resource_uuid)
     return (await session.execute(stmt)).scalars().all()
+
+
+async def prune_actions(session: AsyncSession, container_uuid: str, keep: int) -> None:
+    """Drop a container's actions older than its newest ``keep`` (their events with them).
+
+    Two indexed statements, the second only when there is something to drop. The cut is
+    read first rather than in a subquery of the DELETE, which MariaDB refuses.
+    """
+    cut = (
+        await session.execute(
+            select(ContainerActionRow.id)
+            .where(ContainerActionRow.container_uuid == container_uuid)
+            .order_by(ContainerActionRow.id.desc())
+            .offset(keep)
+            .limit(1)
+        )
+    ).scalar()
+    if cut is None:
+        return
+    old = ContainerActionRow.container_uuid == container_uuid, ContainerActionRow.id <= cut
+    await session.execute(
+        delete(ActionEventRow).where(
+            ActionEventRow.action_id.in_(select(ContainerActionRow.id).where(*old))
+        ),
+        execution_options={"synchronize_session": False},
+    )
+    await session.execute(
+        delete(ContainerActionRow).where(*old), execution_options={"synchronize_session": False}
+    )
 
 
 async def close_actions(session: AsyncSession, container_uuid: str, *, error: str | None) -> None:
@@ -72,3 +118,59 @@ async def since(session: AsyncSession, last_id: int, *, limit: int) -> Sequence[
     """Up to ``limit`` events after ``last_id``, oldest first."""
     stmt = select(EventRow).where(EventRow.id > last_id).order_by(EventRow.id).limit(limit)
     return (await session.scalars(stmt)).all()
+
+
+async def relayed_upto(session: AsyncSession, name: str) -> int:
+    """The last event id the relay ``name`` has sent (0 before its first batch)."""
+    cursor = await session.get(OutboxCursorRow, name)
+    return cursor.last_event_id if cursor is not None else 0
+
+
+async def _cut(
+    session: AsyncSession, column: Any, where: list[ColumnElement[bool]], batch: int
+) -> Any:
+    """The ``batch``-th smallest ``column`` of the rows ``where`` holds (None: fewer rows)."""
+    stmt = select(column).where(*where).order_by(column).offset(batch - 1).limit(1)
+    return (await session.execute(stmt)).scalar()
+
+
+async def trim_events(
+    session: AsyncSession, before: dt.datetime, *, upto_id: int | None, batch: int
+) -> int:
+    """Drop up to ``batch`` of the oldest events written before ``before`` (and, with
+    ``upto_id``, relayed: at most that id); how many. Oldest first by id, so the scan
+    stops at the batch (no index on the time is needed)."""
+    where = [EventRow.created_at < before]
+    if upto_id is not None:
+        where.append(EventRow.id <= upto_id)
+    cut = await _cut(session, EventRow.id, where, batch)
+    if cut is not None:
+        where.append(EventRow.id <= cut)
+    result = await session.execute(
+        delete(EventRow).where(*where), execution_options={"synchronize_session": False}
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def trim_orphan_actions(session: AsyncSession, before: dt.datetime, *, batch: int) -> int:
+    """Drop up to ``batch`` actions (with their events) started before ``before`` whose
+    container is gone (no API call can read them any more); how many."""
+    where = [
+        ContainerActionRow.start_time < before,
+        ~exists().where(ContainerRow.uuid == ContainerActionRow.container_uuid),
+    ]
+    cut = await _cut(session, ContainerActionRow.id, where, batch)
+    if cut is not None:
+        where.append(ContainerActionRow.id <= cut)
+    ids = (await session.execute(select(ContainerActionRow.id).where(*where))).scalars().all()
+    if not ids:
+        return 0
+    await session.execute(
+        delete(ActionEventRow).where(ActionEventRow.action_id.in_(ids)),
+        execution_options={"synchronize_session": False},
+    )
+    await session.execute(
+        delete(ContainerActionRow).where(ContainerActionRow.id.in_(ids)),
+        execution_options={"synchronize_session": False},
+    )
+    return len(ids)

@@ -450,10 +450,19 @@ async def containers_on_of(
 
 
 async def container_on(session: AsyncSession, uuid: str, hostname: str) -> ContainerRow | None:
-    """The container ``uuid`` if it is assigned to ``hostname`` (an agent reports only its own)."""
+    """The container ``uuid`` if it is assigned to ``hostname`` (an agent reports only its own),
+    locked for the report's transaction.
+
+    The report writes what it reads back (the ops still pending, the status for the
+    desired state): without the lock a user's kill committed in between was dropped
+    from ``pending_ops`` on PostgreSQL. The report updates the row anyway, so the lock
+    is taken earlier, not in addition.
+    """
     return (
         await session.execute(
-            select(ContainerRow).where(ContainerRow.uuid == uuid, ContainerRow.host == hostname)
+            select(ContainerRow)
+            .where(ContainerRow.uuid == uuid, ContainerRow.host == hostname)
+            .with_for_update()
         )
     ).scalar_one_or_none()
 

@@ -247,6 +247,38 @@ async def test_a_project_runs_one_upload_at_once(
     assert r.status_code == 400, r.text  # the slot is free again
 
 
+async def test_a_project_commits_one_container_at_once(
+    app: FastAPI, client: httpx.AsyncClient, tokens: dict[str, str], runtime: FakeDriver
+) -> None:
+    """A commit holds an engine thread of its host and pushes the image while the
+    request waits: a project's second at once is a 403 naming the setting, before
+    anything is made for it; another project's goes on; the slot frees when it ends."""
+    a = h(tokens["alice"])
+    r = await client.post("/container/v1/containers?run=true", json={"image": IMAGE}, headers=a)
+    c = await wait_status(client, tokens["alice"], r.json()["uuid"], "Running")
+    url = f"/container/v1/containers/{c['uuid']}/commit"
+    gate = runtime.gates[f"commit:{c['uuid']}"] = asyncio.Event()
+    first = asyncio.create_task(client.post(f"{url}?repository=snap&tag=v1", headers=a))
+    await runtime.wait_for(lambda: ("commit", c["uuid"]) in runtime.calls)
+    r = await client.post(f"{url}?repository=snap&tag=v2", headers=a)
+    assert r.status_code == 403 and "max_commits_per_project" in r.text, r.text
+    assert (await client.post(f"{url}?repository=Bad Name", headers=a)).status_code == 400
+    async with app.state.berth.db.read() as session:
+        tags = (await session.execute(select(ImageRow.tag).where(ImageRow.repo == "snap"))).all()
+    assert [t for (t,) in tags] == ["v1"]  # nothing was made for the refused one
+    b = h(tokens["bob"])
+    r = await client.post("/container/v1/containers?run=true", json={"image": IMAGE}, headers=b)
+    theirs = await wait_status(client, tokens["bob"], r.json()["uuid"], "Running")
+    r = await client.post(
+        f"/container/v1/containers/{theirs['uuid']}/commit?repository=snap&tag=v1", headers=b
+    )
+    assert r.status_code == 202, r.text  # not held up by alice's
+    gate.set()
+    assert (await asyncio.wait_for(first, 10)).status_code == 202
+    r = await client.post(f"{url}?repository=snap&tag=v2", headers=a)
+    assert r.status_code == 202, r.text  # the slot is free again
+
+
 async def test_upload_is_refused_before_the_archive_is_read(
     client: httpx.AsyncClient, tokens: dict[str, str]
 ) -> None:

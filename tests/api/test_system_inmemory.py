@@ -12,10 +12,21 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
 from berth.config import Settings
+from berth.events.amqp import RELAY_CURSOR
 from berth.runtimes.fake import FakeDriver
 from berth.services.containers import ops
+from berth.services.hosts import hosts as host_service
+from berth.services.worker import trim_history
+from berth.store.tables import (
+    ActionEventRow,
+    ContainerActionRow,
+    ContainerRow,
+    EventRow,
+    OutboxCursorRow,
+)
 from tests.api.conftest import IMAGE
 from tests.helpers import make_member
 from tests.helpers import zun_headers as h
@@ -248,3 +259,165 @@ async def test_commands_of_a_project_take_turns_past_the_bound(
     gate.set()
     for task in held:
         assert (await asyncio.wait_for(task, 5)).status_code == 200
+
+
+async def test_signals_waiting_for_their_host_are_bounded(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    """A signal that does not stop the container waits in its row until its host has
+    delivered it: past ``max_waiting_signals`` one more is a 409 that says to retry,
+    and once they are delivered signals are taken again."""
+    state = app.state.berth
+    state.env.settings = state.settings.model_copy(update={"max_waiting_signals": 3})
+    c = await run(client, admin_token)
+    gate = runtime.gates[f"kill:{c['uuid']}"] = asyncio.Event()
+    url = f"/container/v1/containers/{c['uuid']}/kill?signal=SIGUSR1"
+    for _ in range(3):
+        r = await client.post(url, headers=h(admin_token))
+        assert r.status_code == 202, r.text
+    r = await client.post(url, headers=h(admin_token))
+    assert r.status_code == 409 and "max_waiting_signals" in r.text, r.text
+    assert "retry once they are delivered" in r.json()["errors"][0]["detail"]
+    gate.set()
+    await runtime.wait_for(lambda: runtime.calls.count(("kill", c["uuid"])) == 3)
+    for _ in range(100):  # once the host has reported them delivered
+        r = await client.post(url, headers=h(admin_token))
+        if r.status_code == 202:
+            break
+        assert r.status_code == 409, r.text
+        await asyncio.sleep(0.05)
+    assert r.status_code == 202, r.text
+    await runtime.wait_for(lambda: runtime.calls.count(("kill", c["uuid"])) >= 4)
+    assert runtime.calls.count(("kill", c["uuid"])) == 4, runtime.calls
+    shown = await client.get(f"/container/v1/containers/{c['uuid']}", headers=h(admin_token))
+    assert shown.json()["status"] == "Running"
+
+
+async def test_a_container_keeps_its_newest_actions(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    """Zun lists every action of a container; a loop of signals would grow that list
+    (and its answer) without end, so the newest ``max_actions_per_container`` are kept
+    and older ones dropped with their events."""
+    state = app.state.berth
+    state.env.settings = state.settings.model_copy(update={"max_actions_per_container": 10})
+    c = await run(client, admin_token)
+    url = f"/container/v1/containers/{c['uuid']}/container_actions"
+    (created,) = (await client.get(url, headers=h(admin_token))).json()["containerActions"]
+    assert created["action"] == "create"
+    for _ in range(12):
+        r = await client.post(
+            f"/container/v1/containers/{c['uuid']}/kill?signal=SIGUSR1", headers=h(admin_token)
+        )
+        assert r.status_code == 202, r.text
+    listed = (await client.get(url, headers=h(admin_token))).json()["containerActions"]
+    assert [a["action"] for a in listed] == ["kill"] * 10
+    r = await client.get(f"{url}/{created['request_id']}", headers=h(admin_token))
+    assert r.status_code == 404, r.text
+    newest = listed[0]["request_id"]
+    r = await client.get(f"{url}/{newest}", headers=h(admin_token))
+    assert r.status_code == 200 and r.json()["events"], r.text
+    async with state.env.db.read() as session:
+        events = (await session.execute(select(func.count()).select_from(ActionEventRow))).scalar()
+    assert events == 10  # the dropped actions' events went with them
+
+
+async def test_old_events_and_a_deleted_containers_actions_are_trimmed(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    """Every change writes an event and every request an action; the worker drops
+    events past ``event_retention_hours`` (not before the notification relay has sent
+    them) and the actions of containers that are gone, and keeps a live one's."""
+    state = app.state.berth
+    env = state.env
+    gone = await run(client, admin_token)
+    kept = await run(client, admin_token)
+    r = await client.delete(
+        f"/container/v1/containers/{gone['uuid']}?force=True", headers=h(admin_token)
+    )
+    assert r.status_code == 204, r.text
+    await wait_status(client, admin_token, gone["uuid"], "gone")
+
+    async def counts() -> tuple[int, int, int]:
+        async with env.db.read() as session:
+            events = (await session.execute(select(func.count()).select_from(EventRow))).scalar()
+            actions = (
+                await session.execute(
+                    select(ContainerActionRow.container_uuid, func.count()).group_by(
+                        ContainerActionRow.container_uuid
+                    )
+                )
+            ).all()
+        by = dict(actions)
+        return int(events or 0), by.get(gone["uuid"], 0), by.get(kept["uuid"], 0)
+
+    events, of_gone, of_kept = await counts()
+    assert events > 0 and of_gone == 2 and of_kept == 1  # create (+ delete), create
+    assert await trim_history(env) == 0  # nothing is a week old
+    async with env.db.read() as session:
+        newest = (await session.execute(select(func.max(EventRow.id)))).scalar()
+    env.settings = state.settings.model_copy(
+        update={"event_retention_hours": 1e-9, "notification_url": "amqp://127.0.0.1:1/"}
+    )
+    # The relay has sent nothing yet: its events stay; the gone container's actions go.
+    assert await trim_history(env) == 2
+    assert await counts() == (events, 0, 1)
+    async with env.db.transaction() as session:
+        session.add(OutboxCursorRow(name=RELAY_CURSOR, last_event_id=newest - 1))
+    assert await trim_history(env) == events - 1  # all but the one not yet relayed
+    env.settings = state.settings.model_copy(update={"event_retention_hours": 1e-9})
+    assert await trim_history(env) == 1
+    assert await counts() == (0, 0, 1)
+    r = await client.get(
+        f"/container/v1/containers/{kept['uuid']}/container_actions", headers=h(admin_token)
+    )
+    assert [a["action"] for a in r.json()["containerActions"]] == ["create"]
+
+
+async def test_a_signal_sent_while_its_host_reports_is_not_lost(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin_token: str,
+    runtime: FakeDriver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A report writes back the ops still pending once it has taken out the ones its
+    host did: a kill committed between the report's read and its write was dropped on
+    PostgreSQL, and never delivered. The report holds the row; the kill waits its turn."""
+    c = await run(client, admin_token)
+    url = f"/container/v1/containers/{c['uuid']}/kill?signal=SIGUSR1"
+    gate = runtime.gates[f"kill:{c['uuid']}"] = asyncio.Event()
+    assert (await client.post(url, headers=h(admin_token))).status_code == 202
+    await runtime.wait_for(lambda: ("kill", c["uuid"]) in runtime.calls)
+    reporting = asyncio.Event()
+    fold = host_service.apply_observation
+
+    async def slow_fold(session: Any, row: Any, obs: Any) -> Any:
+        if obs.done_ops:  # the report that the first signal was delivered
+            reporting.set()
+            await asyncio.sleep(0.3)
+        return await fold(session, row, obs)
+
+    async def pending() -> list[str]:
+        async with app.state.berth.env.db.read() as session:
+            ops = (
+                await session.execute(
+                    select(ContainerRow.pending_ops).where(ContainerRow.uuid == c["uuid"])
+                )
+            ).scalar_one()
+        return [op["id"] for op in ops]
+
+    (first,) = await pending()
+    monkeypatch.setattr(host_service, "apply_observation", slow_fold)
+    gate.set()
+    await asyncio.wait_for(reporting.wait(), 5)
+    gate.clear()  # the host delivers the second one only when the test says
+    r = await client.post(url, headers=h(admin_token))
+    assert r.status_code == 202, r.text
+    for _ in range(100):  # the report has been written
+        if first not in await pending():
+            break
+        await asyncio.sleep(0.05)
+    assert await pending() == [r.headers["x-openstack-request-id"]]
+    gate.set()
+    await runtime.wait_for(lambda: runtime.calls.count(("kill", c["uuid"])) == 2)

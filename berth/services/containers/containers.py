@@ -280,7 +280,9 @@ async def update(
         }
         if resized:
             await _resize(env, session, row, resized)
-            await start_action(session, ctx, row, action)
+            await start_action(
+                session, ctx, row, action, keep=env.settings.max_actions_per_container
+            )
         row.updated_at = utcnow()
         emit(
             session,
@@ -356,10 +358,11 @@ async def delete(
 
 
 async def list_actions(env: Env, ctx: RequestContext, ident: str) -> Sequence[ContainerActionRow]:
-    """The container's recorded actions, newest first."""
+    """The container's recorded actions, newest first (the newest
+    ``max_actions_per_container``: older ones are dropped as new ones are recorded)."""
     row = await get(env, ctx, ident, rule="container:actions")
     async with env.db.read() as session:
-        return await repo.list_actions(session, row.uuid)
+        return await repo.list_actions(session, row.uuid, env.settings.max_actions_per_container)
 
 
 async def get_action(

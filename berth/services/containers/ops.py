@@ -103,7 +103,7 @@ async def _act(
                 f"Cannot {action} container {row.uuid}: it has no host. Delete it and create "
                 "it again."
             )
-        await start_action(session, ctx, row, action)
+        await start_action(session, ctx, row, action, keep=env.settings.max_actions_per_container)
         _apply(row, action, ctx.request_id)
         if timeout is not None:
             row.stop_timeout = timeout
@@ -200,7 +200,14 @@ async def kill(env: Env, ctx: RequestContext, ident: str, signal: str | None) ->
             raise errors.InvalidStateException(
                 f"Cannot kill container {row.uuid} in {row.status} state."
             )
-        await start_action(session, ctx, row, "kill")
+        waiting = sum(1 for op in row.pending_ops or [] if op.get("op") == "kill")
+        bound = env.settings.max_waiting_signals
+        if waiting >= bound:
+            raise errors.InvalidStateException(
+                f"Container {row.uuid} has {waiting} signals waiting for its host to deliver "
+                f"them (max_waiting_signals {bound}): retry once they are delivered."
+            )
+        await start_action(session, ctx, row, "kill", keep=env.settings.max_actions_per_container)
         row.pending_ops = [
             *row.pending_ops,
             {"id": ctx.request_id, "op": "kill", "args": {"signal": sig}},

@@ -56,7 +56,9 @@ async def rebuild(
         if image and row.image_driver == "glance":
             row.image_ref = glance_ref
         await image_refs.check(env, session, row)
-        await start_action(session, ctx, row, "rebuild")
+        await start_action(
+            session, ctx, row, "rebuild", keep=env.settings.max_actions_per_container
+        )
         # Running again if it runs and is meant to (not while stopping, say); an
         # Error from a failed rebuild left the old container running: it counts.
         running = row.desired_state == "running" and (

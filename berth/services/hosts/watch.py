@@ -134,7 +134,7 @@ async def _move(
     row.held = False
     row.requested_host = None  # a pin to the dead host cannot be honoured any more
     row.desired_since = utcnow()
-    await start_action(session, ctx, row, "evacuate")
+    await start_action(session, ctx, row, "evacuate", keep=env.settings.max_actions_per_container)
     decision = await place(
         session, env.pipeline, row, env.settings.service_down_time, env.host_cache
     )

@@ -23,16 +23,19 @@ from berth.services.env import Env
 from berth.services.images import address_check, glance
 from berth.services.images import store as image_store
 from berth.services.scopes import lookup_scope
+from berth.services.slots import Slots
 from berth.store import hosts as hosts_repo
 from berth.store import images as repo
 from berth.store.base import new_uuid, utcnow
+from berth.store.events import prune_actions
 from berth.store.paging import PageQuery
 from berth.store.scope import Scope
-from berth.store.tables import ActionEventRow, ContainerActionRow, HostRow, ImageRow
+from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow, HostRow, ImageRow
 
 __all__ = ["commit", "delete", "get", "list_images", "pull"]
 
 log = logging.getLogger(__name__)
+_commits = Slots()  # commits running in this process
 
 
 async def _host(env: Env, ident: str) -> HostRow:
@@ -153,8 +156,6 @@ async def commit(
         )
     if container.host is None or not ctx.project_id:
         raise errors.InvalidStateException(f"Container {container.uuid} has no host.")
-    in_glance = glance.access(env) is not None
-    address = "" if in_glance else image_store.address(env)
     name, parsed = split_reference(repository)
     tag = tag or parsed
     if not valid_repository(name) or "/" in tag or not 1 <= len(tag) <= 128:
@@ -162,7 +163,18 @@ async def commit(
             f"Invalid repository {repository!r}: lower-case letters, digits and . _ - "
             "separated by /, with an optional :tag"
         )
-    host = await _host(env, container.host)
+    bounds = env.settings.max_commits_per_project, env.settings.max_commits
+    # Counted before anything is made (Glance's image, the row, the host's work).
+    with _commits.count(ctx.project_id, bounds, "container commits", "max_commits"):
+        return await _commit(env, ctx, container, container.host, name, tag)
+
+
+async def _commit(
+    env: Env, ctx: RequestContext, container: ContainerRow, host_name: str, name: str, tag: str
+) -> ImageRow:
+    in_glance = glance.access(env) is not None
+    address = "" if in_glance else image_store.address(env)
+    host = await _host(env, host_name)
     # With the cloud's Glance the image is made there first, as the caller (Zun's
     # response names it by its Glance id), and the host streams its docker save into it.
     glance_id = await glance.create_for_commit(env, ctx, name, tag) if in_glance else None
@@ -214,6 +226,7 @@ async def _record_action(
 ) -> None:
     failed = image.status != "active"
     async with env.db.transaction() as session:
+        await prune_actions(session, container_uuid, env.settings.max_actions_per_container - 1)
         act = ContainerActionRow(
             request_id=ctx.request_id,
             container_uuid=container_uuid,
