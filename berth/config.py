@@ -356,6 +356,17 @@ class Settings(BaseSettings):
         ge=0,
         description="sessions and followed logs open at once in one API process (0: no limit)",
     )
+    # An interactive exec is made on its host's engine when it is asked for, before its
+    # URL is opened (Docker keeps an exec that never started until its container goes),
+    # and its token is a row: without a bound a loop of them grows both.
+    max_unopened_sessions_per_project: int = Field(
+        default=64,
+        ge=0,
+        description=(
+            "interactive exec and attach URLs one project may hold not yet opened and not "
+            "expired (0: no limit); one more is a 403"
+        ),
+    )
     # uvicorn's default lets a session's websocket hold a message of 16 MiB in the API
     # process (1 GiB for a project's 64 sessions); a terminal sends keystrokes and
     # pastes, so a far smaller message does.

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.store.tables import StreamTokenRow
 
-__all__ = ["digest_of", "issue", "purge_expired", "redeem"]
+__all__ = ["digest_of", "issue", "purge_expired", "redeem", "unopened"]
 
 
 def digest_of(token: str) -> str:
@@ -55,3 +55,13 @@ async def purge_expired(session: AsyncSession, before: dt.datetime) -> None:
         .where(StreamTokenRow.expires_at < before)
         .execution_options(synchronize_session=False)
     )
+
+
+async def unopened(session: AsyncSession, project_id: str, now: dt.datetime) -> int:
+    """How many tokens of ``project_id`` are neither used nor expired."""
+    stmt = select(func.count()).where(
+        StreamTokenRow.expires_at > now,
+        StreamTokenRow.project_id == project_id,
+        StreamTokenRow.used_at.is_(None),
+    )
+    return int((await session.execute(stmt)).scalar() or 0)

@@ -224,3 +224,50 @@ async def test_a_project_holds_a_bounded_number_of_sessions_and_followed_logs(
     assert len(runtime.sessions) == opened + 3
     for ws in held:
         await ws.close()
+
+
+async def test_a_project_holds_a_bounded_number_of_unopened_urls(
+    app: FastAPI, client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver
+) -> None:
+    """An interactive exec is made on its host's engine when it is asked for, before its
+    URL is opened: past ``max_unopened_sessions_per_project`` URLs neither opened nor
+    expired, one more is a 403 before the host makes anything; opening one, or its
+    expiry, makes room; another project is not affected."""
+    state = app.state.berth
+    state.env.settings = state.settings.model_copy(update={"max_unopened_sessions_per_project": 2})
+    c = await run(client, admin_token, interactive=True)
+    first = await exec_session(client, admin_token, c["uuid"])
+    attach = await client.get(
+        f"/container/v1/containers/{c['uuid']}/attach", headers=h(admin_token)
+    )
+    assert attach.status_code == 200, attach.text
+    made = len(runtime.execs)
+    for r in (
+        await client.post(
+            f"/container/v1/containers/{c['uuid']}/execute?command=sh&interactive=True&run=False",
+            headers=h(admin_token),
+        ),
+        await client.get(f"/container/v1/containers/{c['uuid']}/attach", headers=h(admin_token)),
+    ):
+        assert r.status_code == 403, r.text
+        assert "max_unopened_sessions_per_project" in r.json()["errors"][0]["detail"]
+    assert len(runtime.execs) == made  # refused before the host made an exec
+
+    other = await make_member(client, admin_token, "unopened-other", "unopened-other-user")
+    theirs = await run(client, other)
+    await exec_session(client, other, theirs["uuid"])
+
+    ws = await open_ws(app, first["proxy_url"])  # opening one makes room
+    assert ws.close_code is None
+    second = await exec_session(client, admin_token, c["uuid"])
+    await ws.close()
+    ws = await open_ws(app, second["proxy_url"])
+    await ws.close()
+    # Expired ones make room too (the attach URL of the start is still unopened).
+    state.env.settings = state.env.settings.model_copy(update={"stream_token_ttl": 0.2})
+    await client.get(f"/container/v1/containers/{c['uuid']}/attach", headers=h(admin_token))
+    r = await client.get(f"/container/v1/containers/{c['uuid']}/attach", headers=h(admin_token))
+    assert r.status_code == 403, r.text
+    await asyncio.sleep(0.3)
+    r = await client.get(f"/container/v1/containers/{c['uuid']}/attach", headers=h(admin_token))
+    assert r.status_code == 200, r.text

@@ -99,6 +99,22 @@ def websocket_base(settings: Settings) -> str:
     return public + WEBSOCKET_PATH
 
 
+async def _room_for_one_more(env: Env, project_id: str) -> None:
+    """``OverQuota`` when the project holds ``max_unopened_sessions_per_project`` URLs
+    neither opened nor expired (each interactive exec is an exec on its host's engine)."""
+    bound = env.settings.max_unopened_sessions_per_project
+    if not bound:
+        return
+    async with env.db.read() as session:
+        waiting = await stream_tokens.unopened(session, project_id, utcnow())
+    if waiting >= bound:
+        raise errors.OverQuota(
+            f"Project {project_id} holds {waiting} exec/attach URLs not yet opened "
+            f"(max_unopened_sessions_per_project): open them, or wait up to "
+            f"{env.settings.stream_token_ttl:g} s for them to expire, and try again."
+        )
+
+
 async def _issue(env: Env, ctx: RequestContext, row: ContainerRow, exec_id: str | None) -> str:
     """A fresh token for a session on ``row``; its URL."""
     token = secrets.token_urlsafe(32)
@@ -130,6 +146,7 @@ async def open_exec(
     """Prepare ``command`` as an exec session; Zun's execute body with ``proxy_url``."""
     row = await container_for(env, ctx, ident, "execute")
     argv = exec_argv(command)
+    await _room_for_one_more(env, row.project_id)  # before the host makes the exec
     created = await call_agent(env, row, "POST", "exec", json={"command": argv, "tty": tty})
     exec_id = str(created["exec_id"])
     return {
@@ -147,6 +164,7 @@ async def attach_url(env: Env, ctx: RequestContext, ident: str) -> str:
         raise errors.NoInteractiveFlag(
             f"Container {row.uuid} was not created with interactive (-i): nothing to attach to."
         )
+    await _room_for_one_more(env, row.project_id)
     return await _issue(env, ctx, row, None)
 
 
