@@ -471,6 +471,26 @@ class Settings(BaseSettings):
         default=10, ge=0, description="most files one container may inject (0: refuse them)"
     )
 
+    # Records Zun and Magnum keep under no quota: without a cap a loop of creates grows
+    # the database, and Magnum's template list is built whole on every request.
+    max_registries_per_project: int = Field(
+        default=100, ge=0, description="registries one project may keep (0: no limit)"
+    )
+    max_cluster_templates_per_project: int = Field(
+        default=100, ge=0, description="cluster templates one project may keep (0: no limit)"
+    )
+    max_images_per_project: int = Field(
+        default=1000,
+        ge=0,
+        description="images (commits and uploads) one project may keep in the image store "
+        "(0: no limit)",
+    )
+    max_nodegroups_per_cluster: int = Field(
+        default=50,
+        ge=1,
+        le=10000,
+        description="node groups one cluster may have, its default two included",
+    )
     # Every change writes an event (the timeline, the notification relay's outbox) and
     # every request an action; a deleted container's actions can no longer be read.
     event_retention_hours: float = Field(

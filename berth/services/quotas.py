@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.services.env import Env
@@ -10,6 +12,7 @@ from berth.store.db import Session
 
 __all__ = [
     "RESOURCES",
+    "cap_records",
     "check_container",
     "class_limits",
     "default_limits",
@@ -42,6 +45,33 @@ async def _class_limits(env: Env, session: Session, name: str) -> dict[str, int]
     limits = defaults(env)
     limits.update(await quota_repo.class_limits(session, name))
     return limits
+
+
+async def cap_records(
+    env: Env,
+    session: Session,
+    project_id: str,
+    table: Any,
+    setting: str,
+    what: str,
+    *,
+    locked: bool = True,
+) -> None:
+    """``OverQuota`` when the project already keeps the most rows of ``table`` that the
+    setting ``setting`` allows (records Zun and Magnum put under no quota: registries,
+    cluster templates, images). ``locked``: in the creating transaction, exact under
+    concurrency; else a quick look before costly work, the locked check still to come."""
+    bound = int(getattr(env.settings, setting))
+    if not bound:
+        return
+    if locked:
+        await lock_usage(session, project_id, table.__tablename__)
+    present = await quota_repo.count_rows(session, table, project_id)
+    if present >= bound:
+        raise errors.OverQuota(
+            f"Project {project_id} keeps {present} {what}, the most it may ({setting}): "
+            "delete one it no longer needs and try again."
+        )
 
 
 async def limits_of(env: Env, session: Session, project_id: str) -> dict[str, int]:

@@ -137,15 +137,18 @@ async def _cut(
 async def trim_events(
     session: AsyncSession, before: dt.datetime, *, upto_id: int | None, batch: int
 ) -> int:
-    """Drop up to ``batch`` of the oldest events written before ``before`` (and, with
-    ``upto_id``, relayed: at most that id); how many. Oldest first by id, so the scan
-    stops at the batch (no index on the time is needed)."""
+    """Drop those of the ``batch`` oldest events (by id, which follows time) written before
+    ``before`` and, with ``upto_id``, relayed (at most that id); how many. Only the
+    primary key is walked: a run finds the window at once however many events are newer.
+    """
+    window = (
+        await session.execute(select(EventRow.id).order_by(EventRow.id).offset(batch - 1).limit(1))
+    ).scalar()
     where = [EventRow.created_at < before]
     if upto_id is not None:
         where.append(EventRow.id <= upto_id)
-    cut = await _cut(session, EventRow.id, where, batch)
-    if cut is not None:
-        where.append(EventRow.id <= cut)
+    if window is not None:
+        where.append(EventRow.id <= window)
     result = await session.execute(
         delete(EventRow).where(*where), execution_options={"synchronize_session": False}
     )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import delete, literal, select, text, union_all
+from sqlalchemy import delete, func, literal, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.store import containers as container_repo
@@ -14,6 +14,7 @@ from berth.store.tables import QuotaClassRow, QuotaRow
 
 __all__ = [
     "class_limits",
+    "count_rows",
     "delete_project_limits",
     "lock_usage",
     "project_limits",
@@ -84,6 +85,12 @@ async def lock_usage(session: AsyncSession, project_id: str, resource: str) -> N
             text("UPDATE quotas SET hard_limit = hard_limit WHERE 1 = 0"),
             execution_options={UNWATCHED: True},
         )
+
+
+async def count_rows(session: AsyncSession, table: Any, project_id: str) -> int:
+    """How many rows of ``table`` (a mapped class with ``project_id``) the project has."""
+    stmt = select(func.count()).select_from(table).where(table.project_id == project_id)
+    return int((await session.execute(stmt)).scalar() or 0)
 
 
 async def set_project_limits(

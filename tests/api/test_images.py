@@ -279,6 +279,30 @@ async def test_a_project_commits_one_container_at_once(
     assert r.status_code == 202, r.text  # the slot is free again
 
 
+async def test_a_project_keeps_a_bounded_number_of_images(
+    app: FastAPI, client: httpx.AsyncClient, tokens: dict[str, str], runtime: FakeDriver
+) -> None:
+    """Commits and uploads fill the image store under no quota of Zun's: past
+    ``max_images_per_project`` a commit is a 403 before its host does anything, an
+    upload before its archive is read; another project is not affected."""
+    env = app.state.berth.env
+    env.settings = env.settings.model_copy(update={"max_images_per_project": 1})
+    a = h(tokens["alice"])
+    r = await client.post("/container/v1/containers?run=true", json={"image": IMAGE}, headers=a)
+    c = await wait_status(client, tokens["alice"], r.json()["uuid"], "Running")
+    url = f"/container/v1/containers/{c['uuid']}/commit"
+    assert (await client.post(f"{url}?repository=snap&tag=v1", headers=a)).status_code == 202
+    commits = runtime.calls.count(("commit", c["uuid"]))
+    r = await client.post(f"{url}?repository=snap&tag=v2", headers=a)
+    assert r.status_code == 403 and "max_images_per_project" in r.text, r.text
+    assert runtime.calls.count(("commit", c["uuid"])) == commits
+    r = await client.post("/container/v1/images/upload?name=app:1", content=b"not a tar", headers=a)
+    assert r.status_code == 403 and "max_images_per_project" in r.text, r.text
+    b = h(tokens["bob"])
+    r = await client.post("/container/v1/images/upload?name=app:1", content=b"not a tar", headers=b)
+    assert r.status_code == 400 and "docker save" in r.text, r.text  # read, not refused
+
+
 async def test_upload_is_refused_before_the_archive_is_read(
     client: httpx.AsyncClient, tokens: dict[str, str]
 ) -> None:

@@ -618,3 +618,24 @@ async def test_migration_gives_existing_clusters_their_default_groups(blank_db_u
     # The UUIDs the read-only nodegroup API showed before the table existed.
     assert rows[1].uuid == default_group_uuid(old, "default-worker")
     assert (rows[0].status, rows[0].cluster_uuid) == ("CREATE_COMPLETE", old)
+
+
+async def test_a_cluster_has_a_bounded_number_of_node_groups(
+    world: World, admin_token: str
+) -> None:
+    """A node group may have no node, so node counts do not bound how many a member
+    makes: past ``max_nodegroups_per_cluster`` one more is a 403 naming the setting."""
+    env = world.app.state.berth.env
+    env.settings = env.settings.model_copy(update={"max_nodegroups_per_cluster": 3})
+    alice = await make_member(world.c, admin_token, "team-a", "alice")
+    await world.template(alice, "tpl")
+    await world.cluster(alice)
+    await world.work()
+    body = {"name": "none", "node_count": 0}
+    r = await world.c.post(f"{V}/clusters/c1/nodegroups", json=body, headers=h(alice))
+    assert r.status_code == 202, r.text
+    await world.work()
+    body = {"name": "more", "node_count": 0}
+    r = await world.c.post(f"{V}/clusters/c1/nodegroups", json=body, headers=h(alice))
+    assert r.status_code == 403 and "max_nodegroups_per_cluster" in _detail(r), r.text
+    assert list(await world.groups(alice, "c1")) == ["default-master", "default-worker", "none"]

@@ -261,3 +261,24 @@ async def test_stats_policy(client: httpx.AsyncClient, admin_token: str) -> None
     assert r.status_code == 400
     r = await client.get("/container-infra/v1/stats?project_id=other", headers=_h(admin_token))
     assert r.status_code == 200
+
+
+async def test_a_project_keeps_a_bounded_number_of_templates(
+    app: Any, client: httpx.AsyncClient, admin_token: str
+) -> None:
+    """Magnum puts templates under no quota and lists them whole: past
+    ``max_cluster_templates_per_project`` one more is a 403 naming the setting; another
+    project is not affected, and deleting one makes room."""
+    env = app.state.berth.env
+    env.settings = env.settings.model_copy(update={"max_cluster_templates_per_project": 2})
+    alice = await make_member(client, admin_token, "tpl-a", "tpl-alice")
+    bob = await make_member(client, admin_token, "tpl-b", "tpl-bob")
+    first = await _create(client, alice, name="one")
+    await _create(client, alice, name="two")
+    body = {"coe": "swarm-mode", "image_id": "berth-node", "name": "three"}
+    r = await client.post(CT, json=body, headers=_h(alice))
+    assert r.status_code == 403, r.text
+    assert "max_cluster_templates_per_project" in r.json()["errors"][0]["detail"]
+    await _create(client, bob, name="three")
+    assert (await client.delete(f"{CT}/{first['uuid']}", headers=_h(alice))).status_code == 204
+    await _create(client, alice, name="three")

@@ -154,3 +154,22 @@ async def test_glance_without_an_image_store_is_a_clear_400(
     assert r.status_code == 400 and "no image store" in r.text
     r = await client.post("/container/v1/images/upload", content=b"x", headers=h(tokens["alice"]))
     assert r.status_code == 400 and "no image store" in r.text
+
+
+async def test_a_project_keeps_a_bounded_number_of_registries(
+    app: FastAPI, client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """Zun puts registries under no quota: past ``max_registries_per_project`` one more
+    is a 403 naming the setting; another project is not affected; deleting makes room."""
+    env = app.state.berth.env
+    env.settings = env.settings.model_copy(update={"max_registries_per_project": 2})
+    first = await create(client, tokens["alice"], name="one")
+    await create(client, tokens["alice"], name="two")
+    body = {"registry": {"domain": "registry.example.com:5000", "name": "three"}}
+    r = await client.post("/container/v1/registries", json=body, headers=h(tokens["alice"]))
+    assert r.status_code == 403, r.text
+    assert "max_registries_per_project" in r.json()["errors"][0]["detail"]
+    await create(client, tokens["bob"], name="three")
+    url = f"/container/v1/registries/{first['uuid']}"
+    assert (await client.delete(url, headers=h(tokens["alice"]))).status_code == 204
+    await create(client, tokens["alice"], name="three")

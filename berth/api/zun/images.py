@@ -96,6 +96,7 @@ async def upload_image(request: Request, caller: Caller, state: State) -> JSONRe
     public = parse_bool(q.get("public"), "public", extended=True)
     name = q.get("name") or None
     image_store.authorize_upload(state.env, caller, public)
+    await image_store.room_for_an_image(state.env, caller.project_id or "")  # before the body
     tmp_dir = state.settings.data_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     with (

@@ -100,6 +100,11 @@ async def create(env: Env, ctx: RequestContext, ident: str, body: Any) -> Cluste
             raise errors.Conflict(
                 f"A node group with name {name} already exists in the cluster {fresh.name}."
             )
+        if len(found) >= env.settings.max_nodegroups_per_cluster:  # 0-node groups cost nothing
+            raise errors.OverQuota(
+                f"Cluster {fresh.name} has {len(found)} node groups, the most one may "
+                "(max_nodegroups_per_cluster): delete one it no longer needs and try again."
+            )
         row = NodeGroupRow(
             uuid=new_uuid(),
             cluster_uuid=fresh.uuid,

@@ -18,6 +18,7 @@ from berth.domain.cluster_settings import TemplateSettings
 from berth.domain.context import RequestContext
 from berth.domain.jsonpatch import apply_patch, check_patch
 from berth.images.refs import registry_of, split_reference, valid_repository
+from berth.services import quotas
 from berth.services.env import Env
 from berth.services.images import glance
 from berth.services.names import generate_name
@@ -95,9 +96,7 @@ def _valid_reference(image: str) -> bool:
     name, tag = split_reference(image)
     host = registry_of(name)
     path = name.removeprefix(host + "/") if host else name
-    return valid_repository(path) and bool(
-        _DIGEST.match(tag) if "@" in image else _TAG.match(tag)
-    )
+    return valid_repository(path) and bool(_DIGEST.match(tag) if "@" in image else _TAG.match(tag))
 
 
 async def _check_image(env: Env, ctx: RequestContext, image: str) -> None:
@@ -170,6 +169,14 @@ async def create(
         created_at=now,
     )
     async with env.db.transaction() as session:
+        await quotas.cap_records(
+            env,
+            session,
+            ctx.project_id,
+            ClusterTemplateRow,
+            "max_cluster_templates_per_project",
+            "cluster templates",
+        )
         session.add(row)
     return row
 

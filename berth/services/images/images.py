@@ -22,6 +22,7 @@ from berth.services.containers.containers import get as get_container
 from berth.services.env import Env
 from berth.services.images import address_check, glance
 from berth.services.images import store as image_store
+from berth.services.images.store import room_for_an_image
 from berth.services.scopes import lookup_scope
 from berth.services.slots import Slots
 from berth.store import hosts as hosts_repo
@@ -163,6 +164,7 @@ async def commit(
             f"Invalid repository {repository!r}: lower-case letters, digits and . _ - "
             "separated by /, with an optional :tag"
         )
+    await room_for_an_image(env, ctx.project_id)  # a quick look before the host's work
     bounds = env.settings.max_commits_per_project, env.settings.max_commits
     # Counted before anything is made (Glance's image, the row, the host's work).
     with _commits.count(ctx.project_id, bounds, "container commits", "max_commits"):
@@ -190,6 +192,7 @@ async def _commit(
         created_at=utcnow(),
     )
     async with env.db.transaction() as session:
+        await room_for_an_image(env, row.project_id, session=session)
         session.add(row)
     body: dict[str, Any] = {
         "reference": f"{address}/{ctx.project_id}/{name}:{tag}",

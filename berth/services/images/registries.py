@@ -17,6 +17,7 @@ from berth.domain.context import RequestContext
 from berth.domain.hostsync import RegistryAuth
 from berth.domain.paging import Paging
 from berth.images.refs import with_registry
+from berth.services import quotas
 from berth.services.env import Env
 from berth.services.images import address_check
 from berth.services.scopes import list_scope, lookup_scope
@@ -69,6 +70,9 @@ async def create(env: Env, ctx: RequestContext, fields: RegistryFields) -> Regis
         created_at=utcnow(),
     )
     async with env.db.transaction() as session:
+        await quotas.cap_records(
+            env, session, ctx.project_id, RegistryRow, "max_registries_per_project", "registries"
+        )
         session.add(row)
     return row
 

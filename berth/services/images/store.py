@@ -26,6 +26,7 @@ from berth.images.refs import (
     valid_repository,
 )
 from berth.images.registry import RegistryClient
+from berth.services import quotas
 from berth.services.env import Env
 from berth.services.slots import Slots
 from berth.store import images as repo
@@ -42,11 +43,26 @@ __all__ = [
     "namespace",
     "reference",
     "resolve",
+    "room_for_an_image",
     "upload",
     "upload_slot",
 ]
 
 _uploads = Slots()  # uploads running in this process
+
+
+async def room_for_an_image(env: Env, project_id: str, *, session: Session | None = None) -> None:
+    """``OverQuota`` when the project keeps ``max_images_per_project`` images: in the
+    transaction that adds one (``session``, exact), or as a quick look before costly work."""
+    if session is not None:
+        await quotas.cap_records(
+            env, session, project_id, ImageRow, "max_images_per_project", "images"
+        )
+        return
+    async with env.db.read() as fresh:
+        await quotas.cap_records(
+            env, fresh, project_id, ImageRow, "max_images_per_project", "images", locked=False
+        )
 
 
 def upload_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractContextManager[None]:
@@ -144,6 +160,7 @@ async def upload(
     async with client(env) as store:
         for image, (repo_name, tag) in targets:
             ns = PUBLIC_NAMESPACE if public else ctx.project_id
+            await room_for_an_image(env, ctx.project_id or "")  # before the push
             pushed = await dockersave.push_saved(store, archive, image, f"{ns}/{repo_name}", tag)
             rows.append(await _record(env, ctx, repo_name, tag, public, pushed))
     return rows
@@ -192,6 +209,7 @@ async def _record(
     async with env.db.transaction() as session:
         row = await repo.store_image(session, ctx.project_id, name, tag, public=public)
         if row is None:
+            await room_for_an_image(env, ctx.project_id or "", session=session)
             row = ImageRow(
                 uuid=new_uuid(),
                 project_id=ctx.project_id or "",
