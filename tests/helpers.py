@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ ZUN = {"OpenStack-API-Version": "container 1.40"}
 def zun_headers(token: str, version: str = "1.40") -> dict[str, str]:
     """The headers of a Zun request by ``token``'s holder at microversion ``version``."""
     return {"X-Auth-Token": token, "OpenStack-API-Version": f"container {version}"}
+
 
 # The policy file docs/clusters.md gives operators who let members run clusters:
 # by default creating nodes or their client certificates is admin-only.
@@ -116,3 +119,40 @@ class ScriptedAgent:
             headers=self._h(),
         )
         assert r.status_code == 200, r.text
+
+
+@dataclass
+class SlowReader:
+    """A GET sent straight to an ASGI app by a client that takes its answer's first
+    piece and then reads no more until ``release`` is set (a client slow to read)."""
+
+    task: asyncio.Task[None]
+    reading: asyncio.Event
+    release: asyncio.Event
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages[1:])
+
+
+def slow_reader(app: Any, path: str, query: str, headers: dict[str, str]) -> SlowReader:
+    reading, release = asyncio.Event(), asyncio.Event()
+    messages: list[dict[str, Any]] = []
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+        "query_string": query.encode(), "server": ("berth", 80), "client": ("127.0.0.1", 1),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+        if message["type"] == "http.response.body":
+            reading.set()
+            await release.wait()
+
+    task = asyncio.create_task(app(scope, receive, send))
+    return SlowReader(task, reading, release, messages)

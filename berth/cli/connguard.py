@@ -13,7 +13,11 @@ protocol with four bounds (settings in ``berth.config``):
   be complete this long after its first byte, or after the connection opened;
   otherwise ``408`` and the connection is closed.
 - ``request_idle_seconds``: while a request's body is being received, the
-  longest silence (reading paused by flow control does not count).
+  longest silence (reading paused by flow control does not count); and while
+  its answer is being sent, the longest the client may read none of it (the
+  transport's buffer full, writing paused). Without the second, a client that
+  never read its answer kept it in the process for ever: a ``get_archive`` of
+  up to ~133 MB of JSON, per connection.
 - ``max_connections_per_client``: connections open at once from one address;
   more are answered ``503`` with ``Retry-After`` and closed (0: no limit). The
   ``trusted_proxies`` are exempt: every client behind one has its address.
@@ -134,6 +138,7 @@ class GuardedHttp(HttpToolsProtocol):
     _in_body = False
     _stopping = False
     _gone: asyncio.Future[None] | None = None  # the request in flight's ``CLIENT_GONE``
+    _unread: asyncio.TimerHandle | None = None  # armed while writing is paused
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         global _total
@@ -158,6 +163,7 @@ class GuardedHttp(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         global _total
         self._disarm()
+        self._reading_again()
         if self._counted:
             self._counted = False
             _total -= 1
@@ -167,6 +173,30 @@ class GuardedHttp(HttpToolsProtocol):
         if self._gone is not None and not self._gone.done():
             self._gone.set_result(None)  # a long poll of a client that went away ends
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: the client reads too little of its answer."""
+        super().pause_writing()
+        if self._unread is None and _limits.idle_seconds > 0:
+            self._unread = self.loop.call_later(_limits.idle_seconds, self._answer_unread)
+
+    def resume_writing(self) -> None:
+        self._reading_again()
+        super().resume_writing()
+
+    def _reading_again(self) -> None:
+        if self._unread is not None:
+            self._unread.cancel()
+            self._unread = None
+
+    def _answer_unread(self) -> None:
+        self._unread = None
+        log.info(
+            "closing a connection from %s: it read none of its answer for %g s",
+            self._peer,
+            _limits.idle_seconds,
+        )
+        self.transport.abort()  # close() would wait for the buffer to drain
 
     def data_received(self, data: bytes) -> None:
         if self._in_body:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
+import json
 import tarfile
 from typing import Any
 
@@ -15,7 +17,7 @@ from berth.runtimes.base import LABEL_REBUILD
 from berth.runtimes.fake import FakeDriver
 from tests.api.conftest import IMAGE
 from tests.api.test_system_inmemory import run, wait_status
-from tests.helpers import make_member
+from tests.helpers import make_member, slow_reader
 from tests.helpers import zun_headers as h
 from tests.unit.test_archive_checks import xz_pax_bomb
 
@@ -224,6 +226,39 @@ async def test_a_project_runs_a_bounded_number_of_copies_at_once(
     gate.set()
     assert (await asyncio.wait_for(held, 5)).status_code == 200
     r = await client.post(f"{base}/put_archive?path=/tmp", json=tar, headers=h(admin_token))
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("cut", [False, True])
+async def test_a_copy_is_counted_until_its_answer_is_handed_over(
+    client: httpx.AsyncClient, admin_token: str, runtime: FakeDriver, cut: bool
+) -> None:
+    """A copy's answer (up to ~133 MB) is in memory until its client has read it: the
+    count was given back when the handler returned, so a project could pile up answers
+    nobody read. It is held until the answer is handed over, or the answer is cut off
+    (the server drops a client that reads nothing: ``berth.cli.connguard``)."""
+    c = await _run_with(client, admin_token, max_copies_per_project=1)
+    app = client._transport.app  # type: ignore[attr-defined]
+    url = f"/container/v1/containers/{c['uuid']}/get_archive"
+    headers = {**h(admin_token), "OpenStack-API-Version": "container 1.25"}
+    reader = slow_reader(app, url, "path=/", headers)
+    await asyncio.wait_for(reader.reading.wait(), 5)
+    r = await client.get(f"{url}?path=/", headers=h(admin_token))
+    assert r.status_code == 403 and "max_copies_per_project" in r.text, r.text
+    answer, messages, release = reader.task, reader.messages, reader.release
+    if cut:
+        answer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await answer
+    else:
+        release.set()
+        await asyncio.wait_for(answer, 5)
+        assert messages[0]["status"] == 200
+        body = json.loads(b"".join(m["body"] for m in messages[1:]))
+        assert set(body) == {"data", "stat"}  # the answer, whole
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(body["data"]))) as tar:
+            assert tar.getmembers() is not None  # a tar, whole
+    r = await client.get(f"{url}?path=/", headers=h(admin_token))
     assert r.status_code == 200, r.text
 
 

@@ -28,7 +28,7 @@ from berth.store.tables import (
     OutboxCursorRow,
 )
 from tests.api.conftest import IMAGE
-from tests.helpers import make_member
+from tests.helpers import make_member, slow_reader
 from tests.helpers import zun_headers as h
 
 
@@ -421,3 +421,31 @@ async def test_a_signal_sent_while_its_host_reports_is_not_lost(
     assert await pending() == [r.headers["x-openstack-request-id"]]
     gate.set()
     await runtime.wait_for(lambda: runtime.calls.count(("kill", c["uuid"])) == 2)
+
+
+@pytest.mark.allows_5xx("the 503 of a read that found no turn in time is the point")
+async def test_a_log_read_keeps_its_turn_until_its_answer_is_handed_over(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin_token: str,
+    runtime: FakeDriver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A log's answer (up to ~30 MB) is in memory until its client has read it: the turn
+    was given back before the answer was sent, so a project could pile up answers
+    nobody read. The turn is held until the answer is handed over."""
+    state = app.state.berth
+    state.env.settings = state.settings.model_copy(update={"max_log_reads_per_project": 1})
+    monkeypatch.setattr(ops, "TURN_WAIT", 0.3)
+    c = await run(client, admin_token)
+    runtime.containers[c["uuid"]].logs.append("held\n")
+    url = f"/container/v1/containers/{c['uuid']}/logs"
+    reader = slow_reader(app, url, "stdout=True", h(admin_token))
+    await asyncio.wait_for(reader.reading.wait(), 5)
+    r = await client.get(url, headers=h(admin_token))
+    assert r.status_code == 503 and "max_log_reads_per_project" in r.text, r.text
+    reader.release.set()
+    await asyncio.wait_for(reader.task, 5)
+    assert reader.messages[0]["status"] == 200 and reader.body() == b'"held\\n"'
+    r = await client.get(url, headers=h(admin_token))
+    assert r.status_code == 200 and r.json() == "held\n", r.text

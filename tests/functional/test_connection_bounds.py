@@ -16,11 +16,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import uvicorn
 
+from berth.cli import connguard
+from berth.config import Settings
 from tests.live import live_api, live_server, live_token
 
 pytestmark = [pytest.mark.e2e]
@@ -217,3 +221,63 @@ def test_sigterm_answers_the_agents_long_polls_and_stops_at_once(
             assert [r.status_code for r in answers] == [200]
         assert stopped < 5, f"berth-api took {stopped:.1f} s to stop"
         assert "did not stop" not in server.log_text()
+
+
+def test_an_answer_its_client_reads_none_of_is_dropped() -> None:
+    """uvicorn writes an answer into the transport's buffer and waits for nothing: a
+    client that read none of it kept the whole of it in the server for as long as it
+    held the connection open (a ``get_archive`` is up to ~133 MB of JSON). After
+    ``request_idle_seconds`` with writing paused the connection is dropped, and its
+    buffer with it; a client that reads gets the whole answer. Real uvicorn and
+    sockets, the guard's protocol."""
+    size = 64 * 1024 * 1024
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        head = [(b"content-length", str(size).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        await send({"type": "http.response.body", "body": b"x" * size})
+
+    connguard.configure(Settings(request_idle_seconds=1))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, http=connguard.GuardedHttp, lifespan="off",
+        log_level="warning",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+
+        reader = socket.create_connection(("127.0.0.1", port), timeout=10)
+        reader.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = 0
+        while got < size and (chunk := reader.recv(1 << 20)):
+            got += len(chunk)
+        assert got >= size  # read, it is not cut
+        reader.close()
+
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.settimeout(5)
+        stalled.connect(("127.0.0.1", port))
+        stalled.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert stalled.recv(64).startswith(b"HTTP/1.1 200")
+        for _ in range(100):  # the server drops it, buffer and all
+            if not server.server_state.connections:
+                break
+            time.sleep(0.05)
+        assert not server.server_state.connections, "the answer nobody reads is kept"
+        got = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := stalled.recv(1 << 20):  # what the kernel had, then the end
+                got += len(chunk)
+        assert got < size // 2
+        stalled.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        connguard.configure(Settings())

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from berth import errors
@@ -18,6 +19,7 @@ from berth.api.deps import Caller, State
 from berth.api.openapi import body, props
 from berth.api.zun.microversions import APIVersion, version_of
 from berth.api.zun.params import action_params
+from berth.api.zun.views import HeldResponse, json_bytes
 from berth.services.containers import archives
 
 __all__ = ["router"]
@@ -27,18 +29,26 @@ router = APIRouter()
 _BASE64_SINCE = APIVersion(1, 25)
 
 
-@router.get("/v1/containers/{ident}/get_archive")
-async def get_archive(ident: str, request: Request, caller: Caller, state: State) -> dict[str, Any]:
+@router.get("/v1/containers/{ident}/get_archive", response_model=dict[str, Any])
+async def get_archive(ident: str, request: Request, caller: Caller, state: State) -> Response:
     """``{"data": <tar>, "stat": {...}}`` of ``path`` in the container."""
-    with archives.copy_slot(state.env, caller):
+    # The copy is counted until its answer has been handed to the client (HeldResponse).
+    held = contextlib.AsyncExitStack()
+    held.enter_context(archives.copy_slot(state.env, caller))
+    try:
         data, stat = await archives.get_archive(
             state.env, caller, ident, request.query_params.get("path")
         )
         if version_of(request) >= _BASE64_SINCE:
-            encoded = base64.b64encode(data).decode()
+            # base64 needs no JSON escape: the string is spliced in, not scanned again.
+            encoded = base64.b64encode(data)
+            body = b'{"data":"' + encoded + b'","stat":' + json_bytes(stat) + b"}"
         else:
-            encoded = data.decode("utf-8", errors="replace")
-        return {"data": encoded, "stat": stat}
+            body = json_bytes({"data": data.decode("utf-8", errors="replace"), "stat": stat})
+    except BaseException:
+        await held.aclose()
+        raise
+    return HeldResponse(body, held)
 
 
 @router.post(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -35,6 +37,7 @@ from berth.api.zun.schemas import (
     parse_model,
 )
 from berth.api.zun.views import (
+    HeldResponse,
     action_view,
     container_view,
     endpoint_url,
@@ -316,17 +319,29 @@ async def logs(ident: str, request: Request, caller: Caller, state: State) -> Re
             params["since"] = since
         return await follow_logs(state, caller, ident, params)
     timestamps = parse_bool(q.get("timestamps"), "timestamps", extended=True)
-    text = await ops.logs(
-        state.env,
-        caller,
-        ident,
-        stdout=stdout,
-        stderr=stderr,
-        timestamps=timestamps,
-        tail=tail,
-        since=None if since in (None, "None", "") else since,
-    )
-    return JSONResponse(text)
+    held = contextlib.AsyncExitStack()  # the read's turn, until the answer is handed over
+    try:
+        text = await held.enter_async_context(
+            ops.held_logs(
+                state.env,
+                caller,
+                ident,
+                stdout=stdout,
+                stderr=stderr,
+                timestamps=timestamps,
+                tail=tail,
+                since=None if since in (None, "None", "") else since,
+            )
+        )
+        # As JSONResponse renders it (Starlette's json.dumps), off the turn's text.
+        body = json.dumps(
+            text, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        ).encode("utf-8")
+        del text
+    except BaseException:
+        await held.aclose()
+        raise
+    return HeldResponse(body, held)
 
 
 @router.post(

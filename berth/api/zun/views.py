@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from pydantic_core import to_json
+from starlette.types import Receive, Scope, Send
 
 from berth.api.zun.microversions import PREFIX
 from berth.domain.context import RequestContext
@@ -18,10 +20,12 @@ from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow,
 
 __all__ = [
     "ZUN_AGENT_BINARY",
+    "HeldResponse",
     "action_view",
     "container_view",
     "endpoint_url",
     "host_view",
+    "json_bytes",
     "links",
     "listing_in_turns",
     "service_view",
@@ -63,6 +67,46 @@ async def listing_in_turns(
         body += [b",", _json(name), b":", _json(value)]
     body.append(b"}")
     return Response(b"".join(body), media_type="application/json")
+
+
+_PIECE = 1024 * 1024  # bytes of a held body handed to the server at a time
+
+
+class HeldResponse(Response):
+    """A JSON answer that keeps what it was made under (a copy's count, a log read's
+    turn: ``held``) until it has been handed to the client, or the client has gone.
+
+    Such a body is large (a copy up to ~133 MB, a log ~30 MB) and stays in memory for
+    as long as its client takes to read it; released when the handler returned, the
+    count let a project pile up any number of answers nobody read. The body goes to
+    the server a MiB at a time: uvicorn waits for its buffer to drain before taking
+    the next piece, and drops a client that reads nothing (``berth.cli.connguard``).
+    """
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, held: contextlib.AsyncExitStack) -> None:
+        super().__init__(body)
+        self._held = held
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            head = {"type": "http.response.start", "status": self.status_code}
+            await send({**head, "headers": self.raw_headers})
+            body = memoryview(self.body)
+            for start in range(0, max(len(body), 1), _PIECE):
+                end = start + _PIECE
+                piece = bytes(body[start:end])
+                await send(
+                    {"type": "http.response.body", "body": piece, "more_body": end < len(body)}
+                )
+        finally:
+            await self._held.aclose()
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` as FastAPI renders a returned dict (pydantic-core's JSON)."""
+    return _json(value)
 
 
 def _json(value: Any) -> bytes:

@@ -8,6 +8,7 @@ agent applies each exactly once even across restarts.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from berth import errors
@@ -24,6 +25,7 @@ from berth.store.tables import ContainerRow
 
 __all__ = [
     "execute",
+    "held_logs",
     "kill",
     "logs",
     "pause",
@@ -231,6 +233,27 @@ async def logs(
     tail: str,
     since: str | None,
 ) -> str:
+    """The container's log (not followed), read in a log-read turn."""
+    async with held_logs(
+        env, ctx, ident, stdout=stdout, stderr=stderr, timestamps=timestamps, tail=tail, since=since
+    ) as text:
+        return text
+
+
+@contextlib.asynccontextmanager
+async def held_logs(
+    env: Env,
+    ctx: RequestContext,
+    ident: str,
+    *,
+    stdout: bool,
+    stderr: bool,
+    timestamps: bool,
+    tail: str,
+    since: str | None,
+) -> AsyncIterator[str]:
+    """The container's log (not followed), its turn held while the block runs (until
+    the answer holding it has been handed over)."""
     row = await container_for(env, ctx, ident, "logs")
     params: dict[str, Any] = {
         "stdout": stdout,
@@ -242,7 +265,7 @@ async def logs(
         params["since"] = since
     async with _log_read_slot(env, ctx):  # once the caller may read it: else its 403/404
         result = await call_agent(env, row, "GET", "logs", params=params)
-        return str(result["logs"])
+        yield str(result["logs"])
 
 
 async def execute(env: Env, ctx: RequestContext, ident: str, command: str) -> dict[str, Any]:
