@@ -485,6 +485,28 @@ class Settings(BaseSettings):
         description="images (commits and uploads) one project may keep in the image store "
         "(0: no limit)",
     )
+    # Neutron's and Cinder's default quotas are of this order (networks 100, security
+    # groups 10, rules 100, volumes 10); every rule is written into each member's host
+    # firewall, and the network and group lists are answered whole.
+    max_networks_per_project: int = Field(
+        default=100,
+        ge=0,
+        description="networks one project may keep, its default one included (0: no limit)",
+    )
+    max_security_groups_per_project: int = Field(
+        default=20,
+        ge=0,
+        description="security groups one project may keep, its default one included (0: no limit)",
+    )
+    max_rules_per_security_group: int = Field(
+        default=100, ge=1, le=10000, description="ingress rules one security group may have"
+    )
+    max_volumes_per_project: int = Field(
+        default=100,
+        ge=0,
+        description="volumes one project may keep (those its containers made included); "
+        "a create past it is a 403 (0: no limit)",
+    )
     max_nodegroups_per_cluster: int = Field(
         default=50,
         ge=1,

@@ -20,6 +20,7 @@ from berth.domain.context import RequestContext
 from berth.domain.hostsync import VolumeMount
 from berth.domain.injected_files import in_kernel_fs
 from berth.domain.paging import Paging
+from berth.services import quotas
 from berth.services.containers import files as injected_files
 from berth.services.env import Env
 from berth.services.scopes import list_scope, lookup_scope
@@ -142,6 +143,9 @@ async def create(env: Env, ctx: RequestContext, name: Any, size: Any) -> VolumeR
     async with env.db.transaction() as session:
         if await volume_repo.exists(session, Scope(ctx.project_id), name):
             raise errors.Conflict(f"A volume with name {name} already exists in this project.")
+        await quotas.cap_records(
+            env, session, ctx.project_id, VolumeRow, "max_volumes_per_project", "volumes"
+        )
         session.add(row)
     return row
 

@@ -440,3 +440,50 @@ async def test_a_network_deleted_while_a_create_reads_is_a_clear_409(
     assert listed.json()["containers"] == []  # nothing half-made
     r = await create(client, alice)  # the default network still serves
     assert r.status_code == 202, r.text
+
+
+async def test_networks_groups_rules_and_volumes_a_project_keeps_are_bounded(
+    app: Any, client: httpx.AsyncClient, members: tuple[str, str]
+) -> None:
+    """Every rule is written into each member's host firewall, and the network and group
+    lists are answered whole: past each setting one more is a 403 naming it (as
+    Neutron's and Cinder's quotas refuse); another project is not affected."""
+    alice, bob = members
+    env = app.state.berth.env
+    env.settings = env.settings.model_copy(
+        update={
+            "max_networks_per_project": 3,  # the default network is one of them
+            "max_security_groups_per_project": 2,  # the default group is one of them
+            "max_rules_per_security_group": 2,
+            "max_volumes_per_project": 1,
+        }
+    )
+    await net(client, alice, "one")
+    await net(client, alice, "two")
+    r = await client.post("/container/v1/networks", json={"name": "three"}, headers=h(alice))
+    assert r.status_code == 403 and "max_networks_per_project" in zun_error(r)["detail"], r.text
+    await net(client, bob, "three")
+
+    web = await group(client, alice, "web")
+    r = await client.post(
+        "/container/v1/security_groups",
+        json={"security_group": {"name": "db", "description": "test"}},
+        headers=h(alice),
+    )
+    assert r.status_code == 403 and "max_security_groups_per_project" in zun_error(r)["detail"], (
+        r.text
+    )
+    for port in (80, 443):
+        r = await rule(client, alice, web["id"], direction="ingress", protocol="tcp",
+                       port_range_min=port, port_range_max=port)  # fmt: skip
+        assert r.status_code == 201, r.text
+    r = await rule(client, alice, web["id"], direction="ingress", protocol="tcp",
+                   port_range_min=22, port_range_max=22)  # fmt: skip
+    assert r.status_code == 403 and "max_rules_per_security_group" in zun_error(r)["detail"], r.text
+
+    body = {"name": "data", "size": 1}
+    assert (await client.post("/container/v1/volumes", json=body, headers=h(alice))).is_success
+    body = {"name": "more", "size": 1}
+    r = await client.post("/container/v1/volumes", json=body, headers=h(alice))
+    assert r.status_code == 403 and "max_volumes_per_project" in zun_error(r)["detail"], r.text
+    assert (await client.post("/container/v1/volumes", json=body, headers=h(bob))).is_success

@@ -19,6 +19,7 @@ from berth.domain.containers import Status
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import NetworkRef
 from berth.events.actions import emit
+from berth.services import quotas
 from berth.services.env import Env
 from berth.services.networks import security_groups
 from berth.services.scopes import list_scope, lookup_scope
@@ -128,6 +129,9 @@ async def create(env: Env, ctx: RequestContext, name: str) -> NetworkRow:
             pass
         else:
             raise errors.Conflict(f"A network named {name} already exists in this project.")
+        await quotas.cap_records(
+            env, session, ctx.project_id, NetworkRow, "max_networks_per_project", "networks"
+        )
         # A concurrent create of the same name may still win: insert says so (409).
         return await repo.insert(
             session,

@@ -21,6 +21,7 @@ from berth.domain.containers import action_allowed
 from berth.domain.context import RequestContext
 from berth.domain.hostsync import IngressRule
 from berth.events.actions import emit
+from berth.services import quotas
 from berth.services.env import Env
 from berth.services.scopes import list_scope, lookup_scope
 from berth.store import containers as containers_repo
@@ -109,6 +110,14 @@ async def create(
     await _ensure_default(env, ctx.project_id, ctx.user_id)
     async with env.db.transaction() as session:
         await _check_free(session, ctx.project_id, name)
+        await quotas.cap_records(
+            env,
+            session,
+            ctx.project_id,
+            SecurityGroupRow,
+            "max_security_groups_per_project",
+            "security groups",
+        )
         # A concurrent create of the same name may still win: insert says so (409).
         return await repo.insert(
             session,
@@ -258,6 +267,12 @@ async def add_rule(
         same = {k: v for k, v in rule.items() if k != "id"}
         if any({k: v for k, v in r.items() if k != "id"} == same for r in row.rules):
             raise errors.Conflict("This security group already has that rule.")
+        bound = env.settings.max_rules_per_security_group
+        if len(row.rules) >= bound:  # each is written into every member's host firewall
+            raise errors.OverQuota(
+                f"Security group {row.name or row.uuid} has {len(row.rules)} rules, the most "
+                "one may (max_rules_per_security_group): delete one, or use another group."
+            )
         row.rules = [*row.rules, rule]
         row.updated_at = utcnow()
         hosts = await repo.member_hosts(session, row)
