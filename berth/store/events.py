@@ -46,8 +46,8 @@ async def recent(
 async def prune_actions(session: AsyncSession, container_uuid: str, keep: int) -> None:
     """Drop a container's actions older than its newest ``keep`` (their events with them).
 
-    Two indexed statements, the second only when there is something to drop. The cut is
-    read first rather than in a subquery of the DELETE, which MariaDB refuses.
+    One indexed lookup of the cut, and the deletes only when there is something to drop
+    (most recordings).
     """
     cut = (
         await session.execute(

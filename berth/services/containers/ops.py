@@ -222,21 +222,9 @@ async def kill(env: Env, ctx: RequestContext, ident: str, signal: str | None) ->
     await env.notifier.touch(row.host)
 
 
-async def logs(
-    env: Env,
-    ctx: RequestContext,
-    ident: str,
-    *,
-    stdout: bool,
-    stderr: bool,
-    timestamps: bool,
-    tail: str,
-    since: str | None,
-) -> str:
-    """The container's log (not followed), read in a log-read turn."""
-    async with held_logs(
-        env, ctx, ident, stdout=stdout, stderr=stderr, timestamps=timestamps, tail=tail, since=since
-    ) as text:
+async def logs(env: Env, ctx: RequestContext, ident: str, **options: Any) -> str:
+    """The container's log (not followed), read in a log-read turn (``held_logs``'s options)."""
+    async with held_logs(env, ctx, ident, **options) as text:
         return text
 
 
