@@ -56,6 +56,7 @@ async def cap_records(
     what: str,
     *,
     locked: bool = True,
+    hint: str = "delete one it no longer needs and try again",
 ) -> None:
     """``OverQuota`` when the project already keeps the most rows of ``table`` that the
     setting ``setting`` allows (records Zun and Magnum put under no quota: registries,
@@ -69,8 +70,7 @@ async def cap_records(
     present = await quota_repo.count_rows(session, table, project_id)
     if present >= bound:
         raise errors.OverQuota(
-            f"Project {project_id} keeps {present} {what}, the most it may ({setting}): "
-            "delete one it no longer needs and try again."
+            f"Project {project_id} keeps {present} {what}, the most it may ({setting}): {hint}."
         )
 
 

@@ -20,6 +20,7 @@ from berth.services.clusters.nodes import provisioner_for
 from berth.services.env import Env
 from berth.services.hosts.hosts import trim_feed
 from berth.services.hosts.watch import mark_lost_hosts
+from berth.services.images import images
 from berth.store import events as events_repo
 from berth.store.base import utcnow
 
@@ -77,6 +78,7 @@ def _jobs(env: Env) -> list[tuple[str, float, Callable[[Env], Awaitable[int]]]]:
         ("expired tokens", 600.0, _purge_tokens),
         ("desired-state feed", 600.0, trim_feed),
         ("old events and actions", 600.0, trim_history),
+        ("interrupted image pulls and commits", 60.0, images.fail_interrupted),
         ("cluster operations", 2.0, clusters.tick),
         ("cluster health", env.settings.cluster_health_interval, health.tick),
         ("cluster conductor heartbeat", env.settings.heartbeat_interval, cluster_quotas.heartbeat),

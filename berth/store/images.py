@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
+from berth.store.base import utcnow
 from berth.store.lookup import UUID_SHAPE, one_by_ident
 from berth.store.paging import PageQuery, page, scoped_page
 from berth.store.scope import Scope
@@ -17,6 +19,7 @@ from berth.store.tables import ContainerRow, ImageRow, RegistryRow
 __all__ = [
     "IMAGE_SORT_KEYS",
     "REGISTRY_SORT_KEYS",
+    "fail_unfinished",
     "find_store_image",
     "fresh_image",
     "get_image",
@@ -35,6 +38,18 @@ REGISTRY_SORT_KEYS = frozenset(
     {"id", "uuid", "name", "domain", "username", "project_id", "user_id", "created_at"}
 )
 Row = TypeVar("Row", ImageRow, RegistryRow)
+
+
+async def fail_unfinished(session: AsyncSession, started_before: dt.datetime, reason: str) -> int:
+    """Mark ``error`` the pulls and commits (``pulling``/``saving``) started before
+    ``started_before``: no call can still be waiting for them; how many."""
+    result = await session.execute(
+        update(ImageRow)
+        .where(ImageRow.status.in_(("pulling", "saving")), ImageRow.created_at < started_before)
+        .values(status="error", status_reason=reason, updated_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _scoped(stmt: Select[Any], model: type[Row], scope: Scope) -> Select[Any]:

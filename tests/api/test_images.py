@@ -4,6 +4,7 @@ in-memory agent (FakeDriver), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import httpx
@@ -13,7 +14,8 @@ from sqlalchemy import select
 
 from berth.config import Settings
 from berth.runtimes.fake import FakeDriver
-from berth.store.base import new_uuid
+from berth.services.images import images as images_service
+from berth.store.base import new_uuid, utcnow
 from berth.store.tables import ImageRow, ProjectRow
 from tests.api.conftest import IMAGE
 from tests.helpers import make_member
@@ -301,6 +303,39 @@ async def test_a_project_keeps_a_bounded_number_of_images(
     b = h(tokens["bob"])
     r = await client.post("/container/v1/images/upload?name=app:1", content=b"not a tar", headers=b)
     assert r.status_code == 400 and "docker save" in r.text, r.text  # read, not refused
+
+
+async def test_a_pull_or_commit_whose_api_stopped_ends_in_error(
+    app: FastAPI, client: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    """A pull or commit is ``pulling``/``saving`` while its API process waits for the
+    host; a process that stopped meanwhile left it so for ever (and counting against
+    ``max_images_per_project``). The worker marks those older than any call could wait
+    ``error``, saying what to do; one still in its time is left alone."""
+    env = app.state.berth.env
+    team_a = await project_id(app, "team-a")
+    old = utcnow() - dt.timedelta(seconds=env.settings.image_pull_timeout + 120)
+    rows = {}
+    async with app.state.berth.db.transaction() as session:
+        for name, status, created in (
+            ("stuck-commit", "saving", old), ("stuck-pull", "pulling", old),
+            ("running", "saving", utcnow()), ("done", "active", old),
+        ):  # fmt: skip
+            row = ImageRow(
+                uuid=new_uuid(), project_id=team_a, user_id="u", repo=name, tag="1",
+                host=None, status=status, created_at=created,
+            )  # fmt: skip
+            session.add(row)
+            rows[name] = row.uuid
+    assert await images_service.fail_interrupted(env) == 2
+    want = {"stuck-commit": "error", "stuck-pull": "error", "running": "saving", "done": "active"}
+    for name in rows:
+        shown = await client.get(f"/container/v1/images/{rows[name]}", headers=h(tokens["admin"]))
+        assert shown.json()["status"] == want[name], (name, shown.text)
+    shown = await client.get(
+        f"/container/v1/images/{rows['stuck-commit']}", headers=h(tokens["admin"])
+    )
+    assert "Delete the image" in shown.json()["status_reason"]
 
 
 async def test_upload_is_refused_before_the_archive_is_read(

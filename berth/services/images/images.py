@@ -9,6 +9,7 @@ status is always what the host last said.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -33,7 +34,7 @@ from berth.store.paging import PageQuery
 from berth.store.scope import Scope
 from berth.store.tables import ActionEventRow, ContainerActionRow, ContainerRow, HostRow, ImageRow
 
-__all__ = ["commit", "delete", "get", "list_images", "pull"]
+__all__ = ["commit", "delete", "fail_interrupted", "get", "list_images", "pull"]
 
 log = logging.getLogger(__name__)
 _commits = Slots()  # commits running in this process
@@ -59,6 +60,19 @@ async def _agent(env: Env, host: HostRow, path: str, body: dict[str, Any]) -> An
             f"The agent on host {host.hostname} did not finish within {timeout:g} s; "
             "it may still complete: check again later."
         ) from None
+
+
+async def fail_interrupted(env: Env) -> int:
+    """Mark ``error`` the pulls and commits whose API process stopped before they ended
+    (a worker job): they would stay ``pulling``/``saving``, and count, for ever."""
+    started_before = utcnow() - dt.timedelta(seconds=env.settings.image_pull_timeout + 60)
+    async with env.db.transaction() as session:
+        return await repo.fail_unfinished(
+            session,
+            started_before,
+            "Interrupted: the API process that ran this stopped before it finished. Delete "
+            "the image and pull or commit it again.",
+        )
 
 
 async def _finish(env: Env, row: ImageRow, result: Any, error: str | None) -> ImageRow:

@@ -54,15 +54,18 @@ _uploads = Slots()  # uploads running in this process
 async def room_for_an_image(env: Env, project_id: str, *, session: Session | None = None) -> None:
     """``OverQuota`` when the project keeps ``max_images_per_project`` images: in the
     transaction that adds one (``session``, exact), or as a quick look before costly work."""
+    # Deleting images is an admin's by default (Zun's image:delete), so the hint says so.
+    hint = "an administrator can delete the ones it no longer needs (appcontainer image delete)"
     if session is not None:
         await quotas.cap_records(
-            env, session, project_id, ImageRow, "max_images_per_project", "images"
+            env, session, project_id, ImageRow, "max_images_per_project", "images", hint=hint
         )
         return
     async with env.db.read() as fresh:
         await quotas.cap_records(
-            env, fresh, project_id, ImageRow, "max_images_per_project", "images", locked=False
-        )
+            env, fresh, project_id, ImageRow, "max_images_per_project", "images",
+            locked=False, hint=hint,
+        )  # fmt: skip
 
 
 def upload_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractContextManager[None]:
