@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 import pytest
 
+from berth.services.hosts import hosts as host_service
 from tests.helpers import ZUN, ScriptedAgent, make_member
 from tests.helpers import zun_headers as h
 
@@ -317,3 +319,39 @@ async def test_trailing_slash_and_unversioned_paths(
         assert r.json()["containers"] == []
     r = await client.get("/container/v1/containers?bogus=1", headers=h(admin_token))
     assert r.status_code == 400 and "Unknown parameters" in zun_error(r)["detail"]
+
+
+async def test_two_reports_of_one_host_in_other_orders_do_not_deadlock(
+    client: httpx.AsyncClient,
+    admin_token: str,
+    agent: ScriptedAgent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A report locks each container as it reads it: two reports of one host naming the
+    same containers in other orders (a retry overtaking its first try) locked them
+    crosswise, and PostgreSQL broke the deadlock with an error (a 500). They are folded
+    in one order."""
+    uuids = []
+    for name in ("first", "second"):
+        r = await client.post(
+            "/container/v1/containers?run=true", json={"image": "busybox", "name": name},
+            headers=h(admin_token),
+        )  # fmt: skip
+        assert r.status_code == 202, r.text
+        uuids.append(r.json()["uuid"])
+    fold = host_service.apply_observation
+
+    async def slow_fold(session: Any, row: Any, obs: Any) -> Any:
+        await asyncio.sleep(0.2)  # the other report takes its first row meanwhile
+        return await fold(session, row, obs)
+
+    monkeypatch.setattr(host_service, "apply_observation", slow_fold)
+
+    async def report(order: list[str]) -> httpx.Response:
+        body = {"observations": [{"uuid": u, "state": "running", "spec_version": 1} for u in order]}
+        return await client.post(
+            f"/internal/v1/hosts/{agent.hostname}/observations", json=body, headers=agent._h()
+        )
+
+    answers = await asyncio.gather(report(uuids), report(uuids[::-1]))
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]

@@ -331,7 +331,9 @@ async def record_observations(
     touched = released = False
     moved: set[str] = set()
     async with env.db.transaction() as session:
-        for obs in observations:
+        # Each row is locked as it is read: in one order, so that two reports of the
+        # same host (a retry overtaking its first try) cannot wait on each other.
+        for obs in sorted(observations, key=lambda o: o.uuid):
             row = await repo.container_on(session, obs.uuid, hostname)
             if row is not None:
                 if overlay.enabled(env) and await overlay.observed(session, row, obs):
