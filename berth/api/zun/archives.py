@@ -36,14 +36,15 @@ async def get_archive(ident: str, request: Request, caller: Caller, state: State
     held = contextlib.AsyncExitStack()
     held.enter_context(archives.copy_slot(state.env, caller))
     try:
-        data, stat = await archives.get_archive(
-            state.env, caller, ident, request.query_params.get("path")
-        )
+        path = request.query_params.get("path")
         if version_of(request) >= _BASE64_SINCE:
-            # base64 needs no JSON escape: the string is spliced in, not scanned again.
-            encoded = base64.b64encode(data)
-            body = b'{"data":"' + encoded + b'","stat":' + json_bytes(stat) + b"}"
+            # The agent's base64, as it came (no JSON escape needed: spliced in, not scanned).
+            encoded, stat = await archives.get_archive_base64(state.env, caller, ident, path)
+            body = b"".join(
+                (b'{"data":"', encoded.encode("ascii"), b'","stat":', json_bytes(stat), b"}")
+            )
         else:
+            data, stat = await archives.get_archive(state.env, caller, ident, path)
             body = json_bytes({"data": data.decode("utf-8", errors="replace"), "stat": stat})
     except BaseException:
         await held.aclose()

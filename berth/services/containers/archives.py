@@ -14,7 +14,7 @@ from berth.services.env import Env
 from berth.services.hosts.calls import call_agent, container_for
 from berth.services.slots import Slots
 
-__all__ = ["copy_slot", "get_archive", "put_archive"]
+__all__ = ["copy_slot", "get_archive", "get_archive_base64", "put_archive"]
 
 _COPY_TIMEOUT = 300.0  # seconds: up to archive_max_bytes through the agent
 _copies = Slots()  # copies running in this process
@@ -37,6 +37,16 @@ async def get_archive(
     env: Env, ctx: RequestContext, ident: str, path: str | None
 ) -> tuple[bytes, dict[str, Any]]:
     """The tar of ``path`` in the container and the engine's stat of it."""
+    encoded, stat = await get_archive_base64(env, ctx, ident, path)
+    return base64.b64decode(encoded), stat
+
+
+async def get_archive_base64(
+    env: Env, ctx: RequestContext, ident: str, path: str | None
+) -> tuple[str, dict[str, Any]]:
+    """``get_archive`` with the tar as its agent sent it, base64: what Zun's API answers
+    from 1.25, passed on without decoding and encoding again (up to ~133 MB, each a
+    pass that held the event loop ~0.2 s for 100 MB)."""
     row = await container_for(env, ctx, ident, "get_archive")
     limit = env.settings.archive_max_bytes
     result = await call_agent(
@@ -47,7 +57,7 @@ async def get_archive(
         params={"path": _path(path), "limit": limit},
         timeout=_COPY_TIMEOUT,
     )
-    return base64.b64decode(result["data"]), dict(result["stat"])
+    return str(result["data"]), dict(result["stat"])
 
 
 async def put_archive(
