@@ -73,6 +73,7 @@ async def _put(ident: str, request: Request, caller: Caller, state: State) -> JS
     raw = params.get("data")
     if not isinstance(raw, str) or not raw:
         raise errors.Invalid("Invalid input for field 'data': the tar archive is required.")
+    encoded = None
     if version_of(request) >= _BASE64_SINCE:
         try:
             data = base64.b64decode(raw, validate=True)
@@ -80,7 +81,8 @@ async def _put(ident: str, request: Request, caller: Caller, state: State) -> JS
             raise errors.Base64Exception(
                 "Invalid input for field 'data': it is not valid base64."
             ) from None
+        encoded = raw  # valid: the agent gets it as it came
     else:
         data = raw.encode("utf-8", errors="surrogateescape")
-    await archives.put_archive(state.env, caller, ident, params.get("path"), data)
+    await archives.put_archive(state.env, caller, ident, params.get("path"), data, encoded)
     return JSONResponse(None)
