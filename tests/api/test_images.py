@@ -300,6 +300,12 @@ async def test_a_project_keeps_a_bounded_number_of_images(
     assert runtime.calls.count(("commit", c["uuid"])) == commits
     r = await client.post("/container/v1/images/upload?name=app:1", content=b"not a tar", headers=a)
     assert r.status_code == 403 and "max_images_per_project" in r.text, r.text
+    assert "administrator" in r.json()["errors"][0]["detail"]  # members cannot delete images
+    # An upload that replaces one of its images adds none: read, not refused.
+    r = await client.post(
+        "/container/v1/images/upload?name=snap:v1", content=b"not a tar", headers=a
+    )
+    assert r.status_code == 400 and "docker save" in r.text, r.text
     b = h(tokens["bob"])
     r = await client.post("/container/v1/images/upload?name=app:1", content=b"not a tar", headers=b)
     assert r.status_code == 400 and "docker save" in r.text, r.text  # read, not refused

@@ -96,7 +96,10 @@ async def upload_image(request: Request, caller: Caller, state: State) -> JSONRe
     public = parse_bool(q.get("public"), "public", extended=True)
     name = q.get("name") or None
     image_store.authorize_upload(state.env, caller, public)
-    await image_store.room_for_an_image(state.env, caller.project_id or "")  # before the body
+    # Before the body is read (an upload that replaces its named image adds none).
+    named = image_store.store_name(name) if name else None
+    replacing = (*named, public) if named else None
+    await image_store.room_for_an_image(state.env, caller.project_id or "", replacing=replacing)
     tmp_dir = state.settings.data_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     with (

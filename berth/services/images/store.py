@@ -44,6 +44,7 @@ __all__ = [
     "reference",
     "resolve",
     "room_for_an_image",
+    "store_name",
     "upload",
     "upload_slot",
 ]
@@ -51,9 +52,17 @@ __all__ = [
 _uploads = Slots()  # uploads running in this process
 
 
-async def room_for_an_image(env: Env, project_id: str, *, session: Session | None = None) -> None:
+async def room_for_an_image(
+    env: Env,
+    project_id: str,
+    *,
+    session: Session | None = None,
+    replacing: tuple[str, str, bool] | None = None,
+) -> None:
     """``OverQuota`` when the project keeps ``max_images_per_project`` images: in the
-    transaction that adds one (``session``, exact), or as a quick look before costly work."""
+    transaction that adds one (``session``, exact), or as a quick look before costly work
+    (none when it would replace the store's ``replacing`` = (repo, tag, public), which
+    adds no image)."""
     # Deleting images is an admin's by default (Zun's image:delete), so the hint says so.
     hint = "an administrator can delete the ones it no longer needs (appcontainer image delete)"
     if session is not None:
@@ -62,6 +71,10 @@ async def room_for_an_image(env: Env, project_id: str, *, session: Session | Non
         )
         return
     async with env.db.read() as fresh:
+        if replacing is not None:
+            repo_name, tag, public = replacing
+            if await repo.store_image(fresh, project_id, repo_name, tag, public=public):
+                return
         await quotas.cap_records(
             env, fresh, project_id, ImageRow, "max_images_per_project", "images",
             locked=False, hint=hint,
@@ -163,7 +176,7 @@ async def upload(
     async with client(env) as store:
         for image, (repo_name, tag) in targets:
             ns = PUBLIC_NAMESPACE if public else ctx.project_id
-            await room_for_an_image(env, ctx.project_id or "")  # before the push
+            await room_for_an_image(env, ctx.project_id or "", replacing=(repo_name, tag, public))
             pushed = await dockersave.push_saved(store, archive, image, f"{ns}/{repo_name}", tag)
             rows.append(await _record(env, ctx, repo_name, tag, public, pushed))
     return rows
@@ -177,14 +190,15 @@ def _targets(
             raise errors.Invalid(
                 f"the archive holds {len(saved)} images: --name can only rename a single one"
             )
-        return [(saved[0], _store_name(name))]
-    targets = [(image, _store_name(tag)) for image in saved for tag in image.repo_tags]
+        return [(saved[0], store_name(name))]
+    targets = [(image, store_name(tag)) for image in saved for tag in image.repo_tags]
     if not targets:
         raise errors.Invalid("the archive's image has no name: give one with --name NAME:TAG")
     return targets
 
 
-def _store_name(image: str) -> tuple[str, str]:
+def store_name(image: str) -> tuple[str, str]:
+    """``(repo, tag)`` the store keeps ``image`` under (no registry, no ``library/``)."""
     name, tag = split_reference(image)
     host = registry_of(name)
     if host is not None:
