@@ -27,7 +27,20 @@ from typing import BinaryIO
 
 from berth import errors
 
-__all__ = ["MAX_HEADER_BYTES", "MAX_MEMBERS", "BoundedTarInfo", "check_upload", "resolve_inside"]
+__all__ = [
+    "MAX_HEADER_BYTES",
+    "MAX_MEMBERS",
+    "STAT_HEADER",
+    "TAR",
+    "BoundedTarInfo",
+    "check_upload",
+    "resolve_inside",
+]
+
+# A copy out of a container between agent and control plane: the tar itself, its
+# stat (the engine's, JSON in ASCII) in a header (berth.agent.archives).
+TAR = "application/x-tar"
+STAT_HEADER = "X-Berth-Stat"
 
 _MAX_HOPS = 40  # like the kernel's symlink limit
 # A pax or GNU long-name header holds a path and a few attributes: PATH_MAX is 4096.

@@ -15,6 +15,7 @@ import pytest
 
 from berth.runtimes.base import LABEL_REBUILD
 from berth.runtimes.fake import FakeDriver
+from berth.services.containers import archives as archives_service
 from tests.api.conftest import IMAGE
 from tests.api.test_system_inmemory import run, wait_status
 from tests.helpers import make_member, slow_reader
@@ -260,6 +261,49 @@ async def test_a_copy_is_counted_until_its_answer_is_handed_over(
             assert tar.getmembers() is not None  # a tar, whole
     r = await client.get(f"{url}?path=/", headers=h(admin_token))
     assert r.status_code == 200, r.text
+
+
+async def test_a_copy_reads_the_same_from_an_agent_answering_base64_in_json(
+    client: httpx.AsyncClient,
+    admin_token: str,
+    runtime: FakeDriver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The control plane asks its agent for the tar itself (base64 in JSON cost one event
+    loop ~1 s per 100 MB to make and read); an agent that answers in JSON still serves:
+    the client gets the same bytes either way, at both microversions, a name that is not
+    ASCII included."""
+    c = await run(client, admin_token)
+    runtime.files[c["uuid"]] = {"/tmp/été.txt": b"hello\n"}
+    url = f"/container/v1/containers/{c['uuid']}/get_archive?path=/tmp/été.txt"
+
+    async def answers() -> list[bytes]:
+        got = []
+        for version in ("1.24", "1.25"):
+            r = await client.get(url, headers=h(admin_token, version))
+            assert r.status_code == 200, r.text
+            got.append(r.content)
+        return got
+
+    fetch = archives_service.call_agent
+    types: list[str] = []
+
+    async def seen(*args: Any, **kw: Any) -> Any:
+        answer = await fetch(*args, **kw)
+        types.append(answer.headers["content-type"])
+        return answer
+
+    monkeypatch.setattr(archives_service, "call_agent", seen)
+    tar_answers = await answers()
+    assert types == ["application/x-tar"] * 2  # the tar itself, not base64 in JSON
+    assert json.loads(tar_answers[1])["stat"]["name"] == "été.txt"
+
+    async def json_agent(*args: Any, **kw: Any) -> Any:
+        kw.pop("accept", None)  # as an agent that knows no tar answer
+        return httpx.Response(200, json=await fetch(*args, **kw))
+
+    monkeypatch.setattr(archives_service, "call_agent", json_agent)
+    assert await answers() == tar_answers
 
 
 async def test_execute_output_past_the_bound_is_a_400(

@@ -38,11 +38,9 @@ async def get_archive(ident: str, request: Request, caller: Caller, state: State
     try:
         path = request.query_params.get("path")
         if version_of(request) >= _BASE64_SINCE:
-            # The agent's base64, as it came (no JSON escape needed: spliced in, not scanned).
+            # base64 needs no JSON escape: spliced in, not scanned again.
             encoded, stat = await archives.get_archive_base64(state.env, caller, ident, path)
-            body = b"".join(
-                (b'{"data":"', encoded.encode("ascii"), b'","stat":', json_bytes(stat), b"}")
-            )
+            body = b"".join((b'{"data":"', encoded, b'","stat":', json_bytes(stat), b"}"))
         else:
             data, stat = await archives.get_archive(state.env, caller, ident, path)
             body = json_bytes({"data": data.decode("utf-8", errors="replace"), "stat": stat})

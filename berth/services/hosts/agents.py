@@ -29,16 +29,21 @@ class AgentCalls:
         params: dict[str, Any] | None = None,
         json: Any = None,
         timeout: float | None = None,
+        accept: str | None = None,
     ) -> Any:
         """Call ``path`` on the host's agent and return its JSON; domain errors on failure.
 
         ``timeout`` (seconds) replaces the default for slow calls such as pulls.
+        ``accept``: the media type asked for; the answer is then the ``httpx.Response``
+        (whatever type the agent chose), not its JSON.
         """
         transport = self.local.get(hostname)
         base = "http://agent" if transport else agent_url
         if base is None:
             raise errors.HostUnavailable(f"Host {hostname} has no agent address registered.")
         headers = {"Authorization": f"Bearer {self.api_key}"}
+        if accept is not None:
+            headers["Accept"] = accept
         try:
             async with httpx.AsyncClient(
                 transport=transport,
@@ -53,7 +58,7 @@ class AgentCalls:
                 "check that berth-agent runs there."
             ) from exc
         if resp.status_code < 400:
-            return resp.json()
+            return resp if accept is not None else resp.json()
         raise error_for(resp.status_code, _message(resp, hostname), hostname)
 
 
