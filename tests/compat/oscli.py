@@ -6,6 +6,7 @@ import atexit
 import json
 import locale
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +57,7 @@ class _ForkServer:
                 assert cls._proc.stdout is not None
                 ready = cls._proc.stdout.readline()
                 assert ready == "ready\n", f"osc_forkserver.py did not start: {ready!r}"
+                atexit.register(shutil.rmtree, home, True)  # after the kill (atexit: LIFO)
                 atexit.register(cls._proc.kill)
             return cls._socket
 
