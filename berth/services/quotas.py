@@ -60,7 +60,8 @@ async def cap_records(
 ) -> None:
     """``OverQuota`` when the project already keeps the most rows of ``table`` that the
     setting ``setting`` allows (records Zun and Magnum put under no quota: registries,
-    cluster templates, images). ``locked``: in the creating transaction, exact under
+    cluster templates, images, networks, security groups, volumes). ``locked``: in the
+    creating transaction, exact under
     concurrency; else a quick look before costly work, the locked check still to come."""
     bound = int(getattr(env.settings, setting))
     if not bound:
