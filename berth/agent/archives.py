@@ -4,7 +4,9 @@ Tars travel base64-encoded in JSON, as in Zun's own API; a caller that accepts
 ``application/x-tar`` (the control plane does) gets the tar itself and
 its stat in the ``X-Berth-Stat`` header: a tar of 100 MB cost ~0.6 s of one
 event loop as base64 in JSON (encoding, then rendering the JSON) and another
-~0.5 s to parse again, each holding the GIL. An upload is checked again here
+~0.5 s to parse again, each holding the GIL. Likewise an upload may come as the
+tar itself (``Content-Type: application/x-tar``, what the control plane sends)
+or, from an older control plane, as ``{"data": <base64>}``. An upload is checked again here
 (``domain.archives.check_upload``) before the engine extracts it: the agent
 never trusts that its caller did. ``limit`` (bytes) is the control plane's
 ``archive_max_bytes``.
@@ -19,7 +21,7 @@ import json
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from berth import errors
 from berth.domain.archives import STAT_HEADER, TAR, check_upload
@@ -50,12 +52,22 @@ def add_archive_routes(app: FastAPI, runtime: RuntimeDriver, guarded: list[Any])
 
     @app.put("/v1/containers/{uuid}/archive", dependencies=guarded)
     async def put_archive(
-        uuid: str, path: str, body: PutArchiveRequest, limit: int = _DEFAULT_LIMIT
+        uuid: str, path: str, request: Request, limit: int = _DEFAULT_LIMIT
     ) -> dict[str, int]:
-        try:
-            data = base64.b64decode(body.data, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise errors.Invalid(f"The archive is not valid base64: {exc}.") from None
+        raw = await request.body()
+        data = raw if request.headers.get("content-type", "").startswith(TAR) else _decoded(raw)
         size = await asyncio.to_thread(check_upload, data, limit)  # seconds of work: off the loop
         await runtime.put_archive(uuid, path, data)
         return {"size": size}
+
+
+def _decoded(raw: bytes) -> bytes:
+    """The tar of an older control plane's ``{"data": <base64>}`` body."""
+    try:
+        body = PutArchiveRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise errors.Invalid(f"The archive request is not {{'data': <base64>}}: {exc}.") from None
+    try:
+        return base64.b64decode(body.data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise errors.Invalid(f"The archive is not valid base64: {exc}.") from None

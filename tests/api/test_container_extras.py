@@ -12,12 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from berth.agent.archives import PutArchiveRequest
+from berth.agent.server import create_agent_app
+from berth.config import Settings
 from berth.runtimes.base import LABEL_REBUILD
 from berth.runtimes.fake import FakeDriver
 from berth.services.containers import archives as archives_service
 from tests.api.conftest import IMAGE
 from tests.api.test_system_inmemory import run, wait_status
+from tests.conftest import AGENT_PASSWORD
 from tests.helpers import make_member, slow_reader
 from tests.helpers import zun_headers as h
 from tests.unit.test_archive_checks import xz_pax_bomb
@@ -304,6 +309,63 @@ async def test_a_copy_reads_the_same_from_an_agent_answering_base64_in_json(
 
     monkeypatch.setattr(archives_service, "call_agent", json_agent)
     assert await answers() == tar_answers
+
+
+async def test_a_put_sends_the_agent_the_tar_and_an_older_agent_its_json(
+    client: httpx.AsyncClient,
+    admin_token: str,
+    runtime: FakeDriver,
+    app: FastAPI,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The agent gets the tar itself (as base64 in JSON, 100 MB cost the API a JSON
+    rendering and the agent a parse and a decoding); an agent that reads only
+    ``{"data": <base64>}`` refuses that and gets the JSON: the file lands either way."""
+    c = await run(client, admin_token)
+    url = f"/container/v1/containers/{c['uuid']}/put_archive?path=/tmp"
+    sent: list[str] = []
+    put = archives_service.call_agent
+
+    async def seen(*args: Any, **kw: Any) -> Any:
+        sent.append(kw["content"][1] if "content" in kw else "json")
+        return await put(*args, **kw)
+
+    monkeypatch.setattr(archives_service, "call_agent", seen)
+    tar = a_tar("été.txt", b"hello")
+    r = await client.post(
+        url, json={"data": base64.b64encode(tar).decode()}, headers=h(admin_token)
+    )
+    assert r.status_code == 200, r.text
+    assert runtime.files[c["uuid"]]["/tmp/été.txt"] == b"hello"
+    assert sent == ["application/x-tar"]
+
+    # An agent of before: its archive upload route read a JSON body only.
+    older = create_agent_app(runtime, AGENT_PASSWORD)
+    older.router.routes[:] = [
+        r
+        for r in older.router.routes
+        if getattr(r, "path", "") != "/v1/containers/{uuid}/archive"
+        or "PUT" not in getattr(r, "methods", ())
+    ]
+
+    @older.put("/v1/containers/{uuid}/archive")
+    async def json_only(uuid: str, path: str, body: PutArchiveRequest) -> dict[str, int]:
+        data = base64.b64decode(body.data, validate=True)
+        await runtime.put_archive(uuid, path, data)
+        return {"size": len(data)}
+
+    app.state.berth.env.agents.local[settings.agent_host] = httpx.ASGITransport(app=older)
+    sent.clear()
+    tar = a_tar("older.txt", b"to an older agent")
+    body = {"data": base64.b64encode(tar).decode()}
+    r = await client.post(url, json=body, headers=h(admin_token, "1.25"))
+    assert r.status_code == 200, r.text
+    assert runtime.files[c["uuid"]]["/tmp/older.txt"] == b"to an older agent"
+    assert sent == ["application/x-tar", "json"]
+    # Its own refusals still reach the client as they are.
+    r = await client.post(url.replace("/tmp", "/nope"), json=body, headers=h(admin_token, "1.25"))
+    assert r.status_code == 400 and "/nope" in r.json()["errors"][0]["detail"], r.text
 
 
 async def test_execute_output_past_the_bound_is_a_400(

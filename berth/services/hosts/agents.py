@@ -30,12 +30,14 @@ class AgentCalls:
         json: Any = None,
         timeout: float | None = None,
         accept: str | None = None,
+        content: tuple[bytes, str] | None = None,
     ) -> Any:
         """Call ``path`` on the host's agent and return its JSON; domain errors on failure.
 
         ``timeout`` (seconds) replaces the default for slow calls such as pulls.
         ``accept``: the media type asked for; the answer is then the ``httpx.Response``
-        (whatever type the agent chose), not its JSON.
+        (whatever type the agent chose), not its JSON. ``content``: a body that is not
+        JSON, with its media type (instead of ``json``).
         """
         transport = self.local.get(hostname)
         base = "http://agent" if transport else agent_url
@@ -44,6 +46,10 @@ class AgentCalls:
         headers = {"Authorization": f"Bearer {self.api_key}"}
         if accept is not None:
             headers["Accept"] = accept
+        body: dict[str, Any] = {"json": json}
+        if content is not None:
+            body = {"content": content[0]}
+            headers["Content-Type"] = content[1]
         try:
             async with httpx.AsyncClient(
                 transport=transport,
@@ -51,7 +57,7 @@ class AgentCalls:
                 timeout=timeout or self.timeout,
                 headers=headers,
             ) as client:
-                resp = await client.request(method, path, params=params, json=json)
+                resp = await client.request(method, path, params=params, **body)
         except httpx.HTTPError as exc:
             raise errors.HostUnavailable(
                 f"The agent on host {hostname} did not answer ({exc.__class__.__name__}); "
