@@ -183,6 +183,16 @@ class Settings(BaseSettings):
         default=None, description="first-start admin password; generated when unset"
     )
     token_ttl_seconds: int = 3600 * 8
+    # Tokens are rows until they expire: a loop of cheap re-scopes would grow the
+    # table at the client's rate. Keystone's fernet tokens are not stored at all.
+    max_tokens_per_user: int = Field(
+        default=10_000,
+        ge=1,
+        description=(
+            "most live tokens one user holds; issuing more ends the oldest tenth "
+            "(keystoneauth clients authenticate again on the 401)"
+        ),
+    )
     token_cache_seconds: float = Field(
         default=10.0,
         ge=0,

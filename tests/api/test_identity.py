@@ -310,6 +310,37 @@ async def test_expired_token_is_401(
     keystone_error(await client.post(f"{V3}/auth/tokens", json=body), 401)
 
 
+async def test_a_user_holds_at_most_max_tokens_per_user(
+    client: httpx.AsyncClient, app: FastAPI, admin_token: str
+) -> None:
+    """A loop of re-scopes ends the user's oldest tokens, not the table's growth."""
+    app.state.berth.settings.max_tokens_per_user = 10
+    pid = await make_project(client, admin_token, "looping")
+    uid = await make_user(client, admin_token, "looper", grants={pid: "member"})
+    issued = [await issue_token(client, "looper", "user-pw-123", "looping")]
+    listing = "/container/v1/containers"
+    r = await client.get(listing, headers={"X-Auth-Token": issued[0]})
+    assert r.status_code == 200, r.text  # validated once: in the token cache now
+    for _ in range(10):
+        identity = {"methods": ["token"], "token": {"id": issued[-1]}}
+        body = {"auth": {"identity": identity, "scope": {"project": {"id": pid}}}}
+        r = await client.post(f"{V3}/auth/tokens", json=body)
+        assert r.status_code == 201, r.text
+        issued.append(r.headers["x-subject-token"])
+    async with db_of(app).read() as s:
+        held = (await s.execute(select(TokenRow.digest).where(TokenRow.user_id == uid))).all()
+    assert len(held) == 9  # eleven issued; over ten, the newest nine tenths stay
+    for gone in issued[:2]:
+        r = await client.get(listing, headers={"X-Auth-Token": gone})
+        assert r.status_code == 401, r.text
+        keystone_error(await client.get(f"{V3}/auth/tokens", headers=h(admin_token, gone)), 404)
+    for kept in issued[2:]:
+        r = await client.get(listing, headers={"X-Auth-Token": kept})
+        assert r.status_code == 200, r.text
+    # Another user's tokens are not this user's bound's business.
+    assert (await client.get(f"{V3}/projects", headers=h(admin_token))).status_code == 200
+
+
 async def test_short_ttl_expires(client: httpx.AsyncClient, app: FastAPI) -> None:
     app.state.berth.settings.token_ttl_seconds = 0
     token = await issue_token(client, "admin", ADMIN_PASSWORD, "admin")

@@ -230,7 +230,7 @@ async def _issue(
         )
         s.add(row)
         info = await _load_info(s, settings, row, with_catalog)
-    await _prune_quietly(db, now)
+    await _prune_quietly(db, now, (user_id, settings.max_tokens_per_user))
     return IssuedToken(secret, info)
 
 
@@ -244,11 +244,14 @@ async def prune_tokens(db: Database, now: dt.datetime | None = None) -> int:
         return await token_repo.prune(s, now or utcnow())
 
 
-async def _prune_quietly(db: Database, now: dt.datetime) -> None:
+async def _prune_quietly(db: Database, now: dt.datetime, holder: tuple[str, int]) -> None:
     # In its own transaction, after the new token is committed: a lock conflict
-    # between two concurrent prunes must never fail an authentication.
-    with tolerate_db_errors(log, "expired-token pruning"):
-        await prune_tokens(db, now)
+    # between two concurrent prunes must never fail an authentication. The
+    # holder's tokens beyond its bound (user id, most) go in the same one.
+    with tolerate_db_errors(log, "token pruning"):
+        async with db.transaction() as s:
+            await token_repo.prune(s, now)
+            await token_repo.trim_of_user(s, *holder)
 
 
 async def _resolve_scope(

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth.store.db import UNWATCHED
 from berth.store.tables.identity import ProjectRow, TokenRow, UserRow
 
-__all__ = ["TokenOwner", "by_digest", "delete_of_user", "owner_of", "prune"]
+__all__ = ["TokenOwner", "by_digest", "delete_of_user", "owner_of", "prune", "trim_of_user"]
 
 
 class TokenOwner(NamedTuple):
@@ -54,4 +54,27 @@ async def prune(s: AsyncSession, before: dt.datetime) -> int:
     # No cache holds an expired token: this delete invalidates nothing.
     stmt = delete(TokenRow).where(TokenRow.expires_at < before)
     result = await s.execute(stmt.execution_options(**{UNWATCHED: True}))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def trim_of_user(s: AsyncSession, user_id: str, most: int) -> int:
+    """Keep ``user_id``'s newest tokens when it holds more than ``most``; how many went.
+
+    Over the bound, the newest nine tenths of ``most`` stay, so that a loop of
+    issues deletes (and empties the token caches) once per tenth, not per token.
+    The newest token always stays. Each call reads at most ``most`` + 1 index
+    entries of ``ix_tokens_user_issued``: a user with few tokens costs a few.
+    """
+    newest = (
+        select(TokenRow.issued_at)
+        .where(TokenRow.user_id == user_id)
+        .order_by(TokenRow.issued_at.desc())
+        .limit(1)
+    )
+    if (await s.execute(newest.offset(most))).scalar_one_or_none() is None:
+        return 0
+    keep = max(1, most - most // 10)
+    oldest_kept = (await s.execute(newest.offset(keep - 1))).scalar_one()
+    stmt = delete(TokenRow).where(TokenRow.user_id == user_id, TokenRow.issued_at < oldest_kept)
+    result = await s.execute(stmt)
     return int(getattr(result, "rowcount", 0) or 0)

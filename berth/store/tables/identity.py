@@ -95,7 +95,11 @@ class TokenRow(Base):
     """An issued token. Only a SHA-256 digest of the secret is stored."""
 
     __tablename__ = "tokens"
-    __table_args__ = (Index("ix_tokens_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("ix_tokens_expires_at", "expires_at"),
+        # A user's tokens newest first: the bound on live tokens per user reads it.
+        Index("ix_tokens_user_issued", "user_id", "issued_at"),
+    )
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     audit_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
