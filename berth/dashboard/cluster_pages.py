@@ -12,6 +12,7 @@ env file, zipped.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -235,8 +236,9 @@ async def client_config(request: Request, session: Session, ident: str) -> Clien
         raise errors.Invalid(
             f"Cluster {row.name} has no certificate authority yet: wait until it is created."
         )
-    key_pem, csr_pem = new_client_key(session.ctx.user_name or "user")
-    cert_pem = pki.sign_csr(cluster_lifecycle.ca_of(env, row), csr_pem)
+    key_pem, csr_pem = await asyncio.to_thread(new_client_key, session.ctx.user_name or "user")
+    ca = cluster_lifecycle.ca_of(env, row)
+    cert_pem = await asyncio.to_thread(pki.sign_csr, ca, csr_pem)
     address = ClusterSettings.from_json(row.attrs).api_address
     return ClientConfig(row.name, address, row.ca_cert, cert_pem, key_pem)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -177,7 +178,9 @@ async def sign_csr(request: Request, state: State, ctx: Caller) -> JSONResponse:
     state.env.enforce(ctx, "certificate:create", row.project_id)
     if not row.ca_cert:
         raise errors.Invalid(f"Cluster {row.uuid} has no certificate authority yet.")
-    pem = pki.sign_csr(cluster_lifecycle.ca_of(state.env, row), str(body["csr"]))
+    # Off the event loop: a CSR's key may be RSA up to OpenSSL's 16,384 bits.
+    ca = cluster_lifecycle.ca_of(state.env, row)
+    pem = await asyncio.to_thread(pki.sign_csr, ca, str(body["csr"]))
     view = {
         "cluster_uuid": row.uuid,
         "csr": body["csr"],
