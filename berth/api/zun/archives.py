@@ -32,22 +32,19 @@ _BASE64_SINCE = APIVersion(1, 25)
 @router.get("/v1/containers/{ident}/get_archive", response_model=dict[str, Any])
 async def get_archive(ident: str, request: Request, caller: Caller, state: State) -> Response:
     """``{"data": <tar>, "stat": {...}}`` of ``path`` in the container."""
-    # The copy is counted until its answer has been handed to the client (HeldResponse).
-    held = contextlib.AsyncExitStack()
-    held.enter_context(archives.copy_slot(state.env, caller))
-    try:
-        path = request.query_params.get("path")
+    path = request.query_params.get("path")
+
+    async def answer(held: contextlib.AsyncExitStack) -> bytes:
+        # The copy is counted until its answer has been handed to the client.
+        held.enter_context(archives.copy_slot(state.env, caller))
         if version_of(request) >= _BASE64_SINCE:
             # base64 needs no JSON escape: spliced in, not scanned again.
             encoded, stat = await archives.get_archive_base64(state.env, caller, ident, path)
-            body = b"".join((b'{"data":"', encoded, b'","stat":', json_bytes(stat), b"}"))
-        else:
-            data, stat = await archives.get_archive(state.env, caller, ident, path)
-            body = json_bytes({"data": data.decode("utf-8", errors="replace"), "stat": stat})
-    except BaseException:
-        await held.aclose()
-        raise
-    return HeldResponse(body, held)
+            return b"".join((b'{"data":"', encoded, b'","stat":', json_bytes(stat), b"}"))
+        data, stat = await archives.get_archive(state.env, caller, ident, path)
+        return json_bytes({"data": data.decode("utf-8", errors="replace"), "stat": stat})
+
+    return await HeldResponse.made(answer)
 
 
 @router.post(

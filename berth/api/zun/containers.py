@@ -319,8 +319,10 @@ async def logs(ident: str, request: Request, caller: Caller, state: State) -> Re
             params["since"] = since
         return await follow_logs(state, caller, ident, params)
     timestamps = parse_bool(q.get("timestamps"), "timestamps", extended=True)
-    held = contextlib.AsyncExitStack()  # the read's turn, until the answer is handed over
-    try:
+    since = None if since in (None, "None", "") else since
+
+    async def answer(held: contextlib.AsyncExitStack) -> bytes:
+        # The read's turn is held until the answer is handed over.
         text = await held.enter_async_context(
             ops.held_logs(
                 state.env,
@@ -330,18 +332,15 @@ async def logs(ident: str, request: Request, caller: Caller, state: State) -> Re
                 stderr=stderr,
                 timestamps=timestamps,
                 tail=tail,
-                since=None if since in (None, "None", "") else since,
+                since=since,
             )
         )
         # As JSONResponse renders it (Starlette's json.dumps), off the turn's text.
-        body = json.dumps(
+        return json.dumps(
             text, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
         ).encode("utf-8")
-        del text
-    except BaseException:
-        await held.aclose()
-        raise
-    return HeldResponse(body, held)
+
+    return await HeldResponse.made(answer)
 
 
 @router.post(

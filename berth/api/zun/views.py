@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
@@ -88,6 +88,20 @@ class HeldResponse(Response):
     def __init__(self, body: bytes, held: contextlib.AsyncExitStack) -> None:
         super().__init__(body)
         self._held = held
+
+    @classmethod
+    async def made(
+        cls, make: Callable[[contextlib.AsyncExitStack], Awaitable[bytes]]
+    ) -> HeldResponse:
+        """The answer ``make`` renders while entering what it holds into its argument;
+        released at once if ``make`` fails (or is cancelled), else once handed over."""
+        held = contextlib.AsyncExitStack()
+        try:
+            body = await make(held)
+        except BaseException:
+            await held.aclose()
+            raise
+        return cls(body, held)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
