@@ -276,6 +276,22 @@ class Settings(BaseSettings):
     login_backoff_max_seconds: float = Field(
         default=900.0, gt=0, description="the longest lock-out"
     )
+    # A password check is scrypt (~50 ms of a core, 16 MiB); checks run on two threads
+    # of their own per API process, two of one client at a time, the others waiting.
+    max_password_checks_per_client: int = Field(
+        default=32,
+        ge=1,
+        description=(
+            "password checks (logins, password changes) of one client address (or of one "
+            "user changing its password) waiting or running at once in an API process; "
+            "one more is a 429 to retry in a second"
+        ),
+    )
+    max_password_checks: int = Field(
+        default=256,
+        ge=1,
+        description="password checks waiting or running at once in an API process (429 above)",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description=(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from berth import errors
 
@@ -54,15 +54,17 @@ class Slots:
         project_id: str,
         bounds: tuple[int, int],
         refusals: tuple[str, str],
+        error: Callable[[str], errors.BerthError] = errors.OverQuota,
     ) -> Iterator[None]:
         """Count one operation of ``project_id`` while the block runs.
 
-        ``bounds`` is (per project, in all); ``refusals`` the OverQuota messages
-        when the project, or the process, is full. Raised before the block runs.
+        ``bounds`` is (per project, in all); ``refusals`` the messages of ``error``
+        (OverQuota) when the project, or the process, is full. Raised before the
+        block runs.
         """
         full = self._full(project_id, bounds)
         if full:
-            raise errors.OverQuota(refusals[full - 1])
+            raise error(refusals[full - 1])
         self._open[project_id] += 1
         try:
             yield

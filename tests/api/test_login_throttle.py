@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy import select
 
 from berth.api.app import create_app
 from berth.config import Settings
+from berth.identity import passwords
 from berth.services.identity import LoginThrottle, login_throttle, source_address
 from berth.services.identity.throttle import ThrottleLimits
 from berth.store.tables import LoginFailureRow
@@ -177,6 +179,49 @@ async def test_parallel_right_passwords_are_never_refused(
 ) -> None:
     found = await asyncio.gather(*(login(client, "admin", ADMIN_PASSWORD) for _ in range(20)))
     assert {r.status_code for r in found} == {201}
+
+
+async def test_a_flood_of_right_passwords_is_bounded_and_never_starves_the_process(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    attacker: httpx.AsyncClient,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Password checks (scrypt, ~50 ms of a core each) run on threads of their own: a
+    flood of them held every thread of the process's shared pool, and every other
+    thread hop (a session's input, a wait for SQLite's lock) queued behind it. One
+    address has at most ``max_password_checks_per_client`` checks waiting or running;
+    one more is a 429 to retry in a second; another address is not refused."""
+    app.state.berth.settings.max_password_checks_per_client = 8
+    gate = threading.Event()
+    check = passwords.verify_password
+
+    def held(password: str, encoded: str) -> bool:
+        gate.wait(20)
+        return check(password, encoded)
+
+    monkeypatch.setattr(passwords, "verify_password", held)
+    flood = [asyncio.create_task(login(attacker, "admin", ADMIN_PASSWORD)) for _ in range(40)]
+    try:
+        refused = []
+        for answer in asyncio.as_completed(flood, timeout=10):  # the refusals, at once
+            refused.append(await answer)
+            if len(refused) == 32:
+                break
+        # Checks are held on their threads: the process's own pool still serves.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 5) == "free"
+        for r in refused:
+            assert r.status_code == 429 and r.headers["retry-after"] == "1", r.text
+            assert "max_password_checks_per_client" in r.json()["error"]["message"]
+        other = asyncio.create_task(login(client, "admin", ADMIN_PASSWORD))
+        await asyncio.sleep(0.1)
+        assert not other.done()  # waiting for a thread, not refused
+    finally:
+        gate.set()
+    assert (await other).status_code == 201
+    assert sorted(r.status_code for r in await asyncio.gather(*flood)) == [201] * 8 + [429] * 32
+    assert (await login(attacker, "admin", ADMIN_PASSWORD)).status_code == 201  # counted down
 
 
 async def test_forwarded_for_counts_only_from_a_trusted_proxy(

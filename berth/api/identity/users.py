@@ -93,6 +93,6 @@ async def change_password(user_id: str, request: Request, state: State, caller: 
     body = await schemas.read_body(request)
     change = schemas.parse(schemas.PasswordChange, body, "user")
     await identity.change_own_password(
-        state.db, caller, user_id, change.original_password, change.password
+        state.db, state.settings, caller, user_id, change.original_password, change.password
     )
     return Response(status_code=204)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from berth import errors
 from berth.domain.context import RequestContext
 from berth.identity import passwords
 from berth.identity import roles as rules
 from berth.identity.models import Domain, Project, Role, User
+from berth.services.slots import Slots
 from berth.store.db import Session
 from berth.store.identity import domains as domain_repo
 from berth.store.identity import roles as role_repo
@@ -26,6 +29,7 @@ __all__ = [
     "effective_role_rows",
     "hash_password",
     "new_id",
+    "password_turn",
     "require_admin",
     "require_admin_or_self",
     "same_domain",
@@ -128,11 +132,75 @@ async def effective_role_rows(s: Session, names: Sequence[str]) -> tuple[Role, .
     return tuple(to_role(found[n]) for n in wanted if n in found)
 
 
+# -- passwords ---------------------------------------------------------------
+
+# A password check is scrypt: ~50 ms of a core and 16 MiB. They run on threads of
+# their own, so that a flood of logins queues behind itself: on the process's shared
+# default executor it queued every other thread hop behind it (a session's input, a
+# wait for SQLite's write lock, a network driver's engine call). One client has at
+# most as many checks on those threads as there are threads; the rest of its checks
+# wait their turn outside, so another client's check is never behind a whole flood.
+_HASHING_THREADS = 2
+_hashing: ThreadPoolExecutor | None = None
+_checks = Slots()  # password checks waiting or running, by client
+
+
+def _hashing_pool() -> ThreadPoolExecutor:
+    global _hashing
+    if _hashing is None:
+        _hashing = ThreadPoolExecutor(_HASHING_THREADS, thread_name_prefix="berth-scrypt")
+    return _hashing
+
+
+class _Turns:
+    """A semaphore per client with checks in flight; dropped when it has none."""
+
+    def __init__(self) -> None:
+        self._turns: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def take(self, client: str) -> AsyncIterator[None]:
+        turn, users = self._turns.setdefault(client, (asyncio.Semaphore(_HASHING_THREADS), [0]))
+        users[0] += 1
+        try:
+            async with turn:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._turns[client]
+
+
+_turns = _Turns()
+
+
+@contextlib.asynccontextmanager
+async def password_turn(bounds: tuple[int, int], client: str) -> AsyncIterator[None]:
+    """Run the block as one password check of ``client`` (an address, or a user).
+
+    ``bounds``: (per client, in all) checks waiting or running in this process; one
+    more is ``TooManyAttempts`` (429, retry in a second) before anything is read or
+    hashed. A client's checks run a few at a time; the others wait here.
+    """
+    refusals = (
+        f"Too many password checks of {client} at once (max_password_checks_per_client): "
+        "retry in a second, or reuse the token you have.",
+        "Too many password checks at once on this API process (max_password_checks): "
+        "retry in a second.",
+    )
+    with _checks.hold(client, bounds, refusals, lambda m: errors.TooManyAttempts(m, 1)):
+        async with _turns.take(client):
+            yield
+
+
 async def hash_password(password: str) -> str:
     """The scrypt hash of ``password``, computed off the event loop."""
-    return await asyncio.to_thread(passwords.hash_password, password)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_hashing_pool(), passwords.hash_password, password)
 
 
 async def verify_password(password: str, encoded: str) -> bool:
     """Whether ``password`` matches ``encoded``, checked off the event loop."""
-    return await asyncio.to_thread(passwords.verify_password, password, encoded)
+    loop = asyncio.get_running_loop()
+    check = passwords.verify_password
+    return await loop.run_in_executor(_hashing_pool(), check, password, encoded)

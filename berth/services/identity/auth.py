@@ -30,6 +30,7 @@ from berth.services.identity._common import (
     DEFAULT_DOMAIN_ID,
     all_domains,
     effective_role_rows,
+    password_turn,
     require_admin_or_self,
     to_project,
     to_user,
@@ -169,7 +170,18 @@ def _dedupe(items: Sequence[str]) -> tuple[str, ...]:
 async def _password_user(
     db: Database, settings: Settings, cred: PasswordCredentials, source: str
 ) -> str:
-    """The id of the enabled user these credentials prove; ``Unauthorized`` otherwise."""
+    """The id of the enabled user these credentials prove; ``Unauthorized`` otherwise.
+
+    Checks of one client wait or run a few at once (``password_turn``).
+    """
+    bounds = settings.max_password_checks_per_client, settings.max_password_checks
+    async with password_turn(bounds, source):
+        return await _checked_user(db, settings, cred, source)
+
+
+async def _checked_user(
+    db: Database, settings: Settings, cred: PasswordCredentials, source: str
+) -> str:
     async with db.read() as s:
         row = await user_repo.find_for_password(
             s,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from berth import errors
+from berth.config import Settings
 from berth.domain.context import RequestContext
 from berth.identity.models import (
     User,
@@ -13,6 +14,7 @@ from berth.services.identity._common import (
     deny,
     hash_password,
     new_id,
+    password_turn,
     require_admin,
     require_admin_or_self,
     same_domain,
@@ -114,16 +116,26 @@ def _apply_user_changes(row: UserRow, changes: UserUpdate, password_hash: str | 
 
 
 async def change_own_password(
-    db: Database, caller: RequestContext, user_id: str, original: str, new: str
+    db: Database,
+    settings: Settings,
+    caller: RequestContext,
+    user_id: str,
+    original: str,
+    new: str,
 ) -> None:
-    """Let a user replace its own password, proving the original; ends its tokens."""
+    """Let a user replace its own password, proving the original; ends its tokens.
+
+    Two password hashes: counted as the user's checks (``password_turn``).
+    """
     if caller.user_id != user_id:  # not even an admin: it proves the original password
         raise deny("change_password")
-    async with db.read() as s:
-        row = await get_or_404(s, UserRow, user_id, "user")
-    if not row.password_hash or not await verify_password(original, row.password_hash):
-        raise errors.Unauthorized("The original password is not correct.")
-    new_hash = await hash_password(new)
+    bounds = settings.max_password_checks_per_client, settings.max_password_checks
+    async with password_turn(bounds, f"user {user_id}"):
+        async with db.read() as s:
+            row = await get_or_404(s, UserRow, user_id, "user")
+        if not row.password_hash or not await verify_password(original, row.password_hash):
+            raise errors.Unauthorized("The original password is not correct.")
+        new_hash = await hash_password(new)
     async with db.transaction() as s:
         fresh = await get_or_404(s, UserRow, user_id, "user")
         fresh.password_hash = new_hash
