@@ -261,6 +261,10 @@ async def test_capsules_page(client: httpx.AsyncClient, admin_token: str) -> Non
     assert "kind: [capsule" in r.text  # the form comes back with what was typed
     r = await client.post("/capsules/new", data={"csrf": csrf, "template": "kind: capsule\n"})
     assert r.status_code == 400 and "Invalid capsule template" in r.text
+    # PyYAML composes recursively: 16,000 nested "[" ended in a RecursionError (a 500).
+    for deep in ("[" * 16000, "a: " + "{a: " * 8000, "- " * 10000 + "x"):
+        r = await client.post("/capsules/new", data={"csrf": csrf, "template": deep})
+        assert r.status_code == 400 and "nests deeper than 32 levels" in r.text, r.text[:300]
     r = await client.post("/capsules/new", data={"csrf": csrf, "template": EXAMPLE})
     assert r.status_code == 303, r.text
     page = await client.get(r.headers["location"])
