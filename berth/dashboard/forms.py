@@ -7,12 +7,12 @@ Settings), so a container the dashboard accepts is one the API would accept.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable
 from typing import Any
 
 from berth import errors
 from berth.config import Settings
+from berth.domain import shellwords
 from berth.services.containers.containers import NewContainer
 
 __all__ = ["RESTART_POLICIES", "blank_form", "container_from_form"]
@@ -182,7 +182,7 @@ def container_from_form(
             "digit."
         )
     try:
-        command = shlex.split(form.get("command", ""))
+        command = shellwords.split(form.get("command", ""))
     except ValueError as exc:
         raise errors.Invalid(f"The command cannot be parsed ({exc}): check its quotes.") from None
     runtime = form.get("runtime", "").strip() or None

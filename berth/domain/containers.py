@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
 from enum import StrEnum
 from typing import Final
 
 from berth import errors
+from berth.domain import shellwords
 
 __all__ = [
     "ACTION_ALLOWED",
@@ -127,7 +127,7 @@ def status_for_observation(observed: str, desired: str, error: str | None) -> St
 def exec_argv(command: str) -> list[str]:
     """Zun's ``execute`` command string as the argv an engine runs (shell-like quoting)."""
     try:
-        argv = shlex.split(command)
+        argv = shellwords.split(command)
     except ValueError as exc:
         raise errors.Invalid(f"Cannot parse command {command!r}: {exc}") from exc
     if not argv:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -12,6 +11,7 @@ from berth import errors
 from berth.api.bounds import INT32_MAX, MAX_EPOCH_SECONDS, check_text
 from berth.api.zun.microversions import APIVersion
 from berth.config import Settings
+from berth.domain import shellwords
 from berth.domain.text import CONTROL, one_line, prose
 
 __all__ = [
@@ -270,7 +270,7 @@ def command_list(value: list[str] | str | None, version: APIVersion) -> list[str
         if version >= APIVersion(1, 20):
             raise errors.Invalid("Invalid input for field 'command': must be a list from 1.20.")
         try:
-            return shlex.split(value)
+            return shellwords.split(value)
         except ValueError as exc:
             raise errors.Invalid(f"Invalid input for field 'command': {exc}.") from None
     return list(value)
