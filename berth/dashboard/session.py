@@ -187,7 +187,8 @@ def read_flash(request: Request) -> Flash | None:
     try:
         level, text = json.loads(unquote(raw))
         str(text).encode("utf-8")  # a lone surrogate (\ud800) could not be rendered: a 500
-    except (ValueError, TypeError):  # UnicodeEncodeError is a ValueError
+    # UnicodeEncodeError is a ValueError; RecursionError: a cookie of nested "[" (a 500).
+    except (ValueError, TypeError, RecursionError):
         return None
     if level not in ("ok", "info", "error"):
         level = "info"

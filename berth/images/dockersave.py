@@ -61,7 +61,8 @@ def read_saved(archive: Path) -> list[SavedImage]:
             if "manifest.json" not in members:
                 raise KeyError("manifest.json")
             entries = json.loads(_read(tar, members, "manifest.json"))
-    except (tarfile.TarError, KeyError, ValueError, OSError) as exc:
+    # RecursionError: json.loads of a manifest nested ~1,000 deep (a 500 before).
+    except (tarfile.TarError, KeyError, ValueError, OSError, RecursionError) as exc:
         raise errors.Invalid(
             f"not a 'docker save' archive ({exc.__class__.__name__}: {exc}): create one with "
             "'docker save -o image.tar NAME:TAG'"

@@ -103,6 +103,9 @@ async def test_a_flash_cookie_holding_a_lone_surrogate_is_ignored(
     fine = quote(json.dumps(["info", "hello there"]), safe="")
     r = await client.get("/login", headers={"Cookie": f"berth_flash={fine}"})
     assert r.status_code == 200 and "hello there" in r.text
+    # Nested past json's recursion limit: a RecursionError (a 500) as well.
+    r = await client.get("/login", headers={"Cookie": "berth_flash=" + "[" * 12_000})
+    assert r.status_code == 200, r.text
 
 
 async def test_a_row_an_older_version_stored_with_one_is_shown_mended(

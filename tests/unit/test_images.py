@@ -138,6 +138,10 @@ def test_a_saved_archive_is_read_within_bounds(tmp_path: Path) -> None:
         _tar_of(tmp_path / "odd.tar", [("manifest.json", manifest)])
         with pytest.raises(errors.Invalid, match="without its Config"):
             dockersave.read_saved(tmp_path / "odd.tar")
+    # JSON nested past the parser's recursion limit was a RecursionError (a 500).
+    _tar_of(tmp_path / "deep.tar", [("manifest.json", b"[" * 100_000)])
+    with pytest.raises(errors.Invalid, match="not a 'docker save' archive"):
+        dockersave.read_saved(tmp_path / "deep.tar")
     # A pax header claiming 64 MiB (sparse on disk) is refused before tarfile reads it whole.
     claimed = 64 * 1024 * 1024
     info = tarfile.TarInfo("././@PaxHeader")
