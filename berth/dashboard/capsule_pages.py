@@ -84,9 +84,10 @@ def parse(text: str, max_depth: int = 32) -> Any:
         raise errors.Invalid("Paste a capsule template (YAML), like the example.")
     if len(text) > _MAX_TEMPLATE:
         raise errors.Invalid("The template is too large (32 KiB at most).")
-    loader = _TemplateLoader(text)
-    loader.max_depth = max_depth
+    loader = None
     try:
+        loader = _TemplateLoader(text)  # refuses a NUL or another unprintable character
+        loader.max_depth = max_depth
         return loader.get_single_data()
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
@@ -96,7 +97,8 @@ def parse(text: str, max_depth: int = 32) -> Any:
             f"The template is not valid YAML{line}{why}: fix it and try again."
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 async def capsule_create(request: Request, session: Session, form: dict[str, str]) -> Response:

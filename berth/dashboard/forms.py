@@ -173,8 +173,10 @@ def container_from_form(
     the network, groups and mount go to the container service as the API passes them.
     """
     image = form.get("image", "").strip()
-    if len(image) < 2 or any(c.isspace() for c in image):
-        raise errors.Invalid("Give an image, e.g. berth-test/busybox:latest (no spaces).")
+    if not 2 <= len(image) <= 255 or any(c.isspace() for c in image):
+        raise errors.Invalid(
+            "Give an image of 2-255 characters, e.g. berth-test/busybox:latest (no spaces)."
+        )
     name = form.get("name", "").strip() or None
     if name is not None and (len(name) > 255 or not _NAME.match(name)):
         raise errors.Invalid(

@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from berth import errors
 from berth.domain.context import RequestContext
+from berth.domain.text import CONTROL_BUT_LINES
 
 __all__ = [
     "FLASH_COOKIE",
@@ -170,7 +171,15 @@ async def read_form(request: Request) -> dict[str, str]:
     body = await request.body()
     if len(body) > _MAX_FORM_BYTES:
         raise errors.Invalid("The form is too large.")
-    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    # No field takes a NUL or another control character (a textarea's lines and tabs
+    # aside): on PostgreSQL a NUL reached the row and was a 500.
+    for key, value in form.items():
+        if CONTROL_BUT_LINES.search(key) or CONTROL_BUT_LINES.search(value):
+            raise errors.Invalid(
+                f"The field {key[:40]!r} holds a NUL or another control character: remove it."
+            )
+    return form
 
 
 def set_flash(response: Response, level: str, text: str) -> None:
