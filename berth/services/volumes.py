@@ -150,9 +150,11 @@ async def create(env: Env, ctx: RequestContext, name: Any, size: Any) -> VolumeR
     return row
 
 
-async def lookup(session: Session, scope: Scope, ident: str) -> VolumeRow:
+async def lookup(
+    session: Session, scope: Scope, ident: str, *, for_update: bool = False
+) -> VolumeRow:
     """The volume ``ident`` (UUID or name) visible in ``scope``; VolumeNotFound otherwise."""
-    return await volume_repo.get(session, scope, ident)
+    return await volume_repo.get(session, scope, ident, for_update=for_update)
 
 
 VOLUME_SORT_KEYS = volume_repo.SORT_KEYS
@@ -187,9 +189,14 @@ async def in_use(session: Session, volume: VolumeRow) -> list[str]:
 
 
 async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
-    """Remove the volume and its data; Conflict while a container mounts it."""
+    """Remove the volume and its data; Conflict while a container mounts it.
+
+    The row is locked while its users are counted, and marked ``deleting`` while its
+    host removes the data: a create that mounts it either went first (and is counted)
+    or is refused, never given a volume whose row and data then go.
+    """
     async with env.db.transaction() as session:
-        row = await lookup(session, lookup_scope(env, ctx), ident)
+        row = await lookup(session, lookup_scope(env, ctx), ident, for_update=True)
         env.enforce(ctx, "volume:delete", row.project_id)
         users = await in_use(session, row)
         if users:
@@ -197,12 +204,18 @@ async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
                 f"Volume {row.uuid} is in use by container(s) {', '.join(users)}; "
                 "delete them first."
             )
+        row.deleting = True
         host, uuid = row.host, row.uuid
     if host is not None:  # its data lives there: the host's agent removes it first
-        async with env.db.read() as session:
-            found = await hosts_repo.by_hostname(session, host)
-        url = found.agent_url if found is not None else None
-        await env.agents.call(host, url, "DELETE", f"/v1/volumes/{uuid}")
+        try:
+            async with env.db.read() as session:
+                found = await hosts_repo.by_hostname(session, host)
+            url = found.agent_url if found is not None else None
+            await env.agents.call(host, url, "DELETE", f"/v1/volumes/{uuid}")
+        except BaseException:
+            async with env.db.transaction() as session:  # as it was: mountable, deletable
+                await volume_repo.set_deleting(session, uuid, False)
+            raise
     async with env.db.transaction() as session:
         await volume_repo.delete_by_uuid(session, uuid)
 
@@ -308,7 +321,13 @@ async def _mounted_volume(
             "(a new volume), not both."
         )
     if m.source:
-        return await lookup(session, Scope(ctx.project_id), m.source)
+        # Locked for share: a delete of the volume waits, then sees this container.
+        found = await volume_repo.get(session, Scope(ctx.project_id), m.source, for_share=True)
+        if found.deleting:
+            raise errors.Conflict(
+                f"Volume {found.name} is being deleted: mount another one, or create it again."
+            )
+        return found
     if m.size is None:
         raise errors.Invalid(f"Mount at {m.destination}: a source volume or a size is required.")
     volume = new_volume(ctx.project_id or "", ctx.user_id, name, m.size, owner=owner)

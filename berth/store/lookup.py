@@ -36,13 +36,16 @@ async def one_by_ident(
     noun: str,
     plural: str | None = None,
     for_update: bool = False,
+    for_share: bool = False,
     params: Mapping[str, Any] | None = None,
     shape: Hashable | None = None,
 ) -> R:
     """The one row of ``stmt`` (already scoped) that ``ident`` names.
 
     ``missing`` is raised with "<Noun> <ident> could not be found."; ``noun`` is
-    the resource's name in messages ("container", "security group"). ``params``
+    the resource's name in messages ("container", "security group"). ``for_share``
+    locks the row against changes and deletion until the transaction ends (``FOR
+    SHARE`` on PostgreSQL; SQLite's one writer needs none). ``params``
     are the values of ``stmt``'s bind parameters; with a ``shape`` (``stmt`` is the
     one berth.store.shapes keeps for it) the lookup's statement is kept as well.
     """
@@ -51,11 +54,11 @@ async def one_by_ident(
 
     def lookup() -> Select[Any]:
         found = stmt.where(column == bindparam(_IDENT))
-        if for_update:
-            found = found.with_for_update()
+        if for_update or for_share:
+            found = found.with_for_update(read=not for_update)
         return found.limit(2)
 
-    key = None if shape is None else (shape, "by", column.key, for_update)
+    key = None if shape is None else (shape, "by", column.key, for_update, for_share)
     find = lookup() if key is None else shapes.cached(key, lookup)
     values = {**(params or {}), _IDENT: ident.lower() if by_uuid else ident}
     rows: Sequence[R] = (await session.execute(find, values)).scalars().all()

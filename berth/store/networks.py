@@ -23,6 +23,7 @@ __all__ = [
     "default_group",
     "default_network",
     "drop_container_groups",
+    "existing_groups",
     "existing_networks",
     "get_group",
     "get_network",
@@ -31,6 +32,7 @@ __all__ = [
     "insert",
     "list_groups",
     "list_networks",
+    "lock_groups",
     "member_hosts",
     "network_placement",
     "network_users",
@@ -66,28 +68,48 @@ async def _get(
     missing: type[errors.NotFound],
     what: str,
     for_update: bool,
+    for_share: bool = False,
 ) -> R:
     stmt = select(table)
     if not scope.all_projects:
         stmt = stmt.where(table.project_id == scope.project_id)
     return await one_by_ident(
-        session, stmt, table, ident, missing=missing, noun=what.lower(), for_update=for_update
+        session,
+        stmt,
+        table,
+        ident,
+        missing=missing,
+        noun=what.lower(),
+        for_update=for_update,
+        for_share=for_share,
     )
 
 
 async def get_network(
-    session: AsyncSession, scope: Scope, ident: str, *, for_update: bool = False
+    session: AsyncSession,
+    scope: Scope,
+    ident: str,
+    *,
+    for_update: bool = False,
+    for_share: bool = False,
 ) -> NetworkRow:
-    """The network named by UUID or name; NetworkNotFound if invisible or absent."""
+    """The network named by UUID or name; NetworkNotFound if invisible or absent.
+    ``for_share``: kept from deletion until the transaction ends (a container joins it)."""
     return await _get(
-        session, NetworkRow, scope, ident, errors.NetworkNotFound, "Network", for_update
+        session, NetworkRow, scope, ident, errors.NetworkNotFound, "Network", for_update, for_share
     )
 
 
 async def get_group(
-    session: AsyncSession, scope: Scope, ident: str, *, for_update: bool = False
+    session: AsyncSession,
+    scope: Scope,
+    ident: str,
+    *,
+    for_update: bool = False,
+    for_share: bool = False,
 ) -> SecurityGroupRow:
-    """The security group named by UUID or name; SecurityGroupNotFound if invisible or absent."""
+    """The security group named by UUID or name; SecurityGroupNotFound if invisible or absent.
+    ``for_share``: kept from deletion until the transaction ends (a container joins it)."""
     return await _get(
         session,
         SecurityGroupRow,
@@ -96,6 +118,7 @@ async def get_group(
         errors.SecurityGroupNotFound,
         "Security group",
         for_update,
+        for_share,
     )
 
 
@@ -180,9 +203,30 @@ async def network_placement(session: AsyncSession, network: NetworkRow) -> list[
 
 
 async def existing_networks(session: AsyncSession, uuids: set[str]) -> set[str]:
-    """Which of these network UUIDs still exist."""
-    stmt = select(NetworkRow.uuid).where(NetworkRow.uuid.in_(uuids))
-    return set((await session.execute(stmt)).scalars().all())
+    """Which of these network UUIDs still exist, locked against deletion (``FOR SHARE``)
+    until the transaction ends; a delete holding one first makes this wait for it."""
+    stmt = select(NetworkRow.uuid).where(NetworkRow.uuid.in_(sorted(uuids)))
+    return set((await session.execute(stmt.with_for_update(read=True))).scalars().all())
+
+
+async def lock_groups(session: AsyncSession, uuids: set[str]) -> dict[str, SecurityGroupRow]:
+    """The groups of these UUIDs that exist, locked for update in UUID order (two
+    transactions locking two groups each never wait on each other crosswise), their
+    rows read again under the lock."""
+    stmt = (
+        select(SecurityGroupRow)
+        .where(SecurityGroupRow.uuid.in_(sorted(uuids)))
+        .order_by(SecurityGroupRow.uuid)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {row.uuid: row for row in (await session.execute(stmt)).scalars()}
+
+
+async def existing_groups(session: AsyncSession, uuids: set[str]) -> set[str]:
+    """Which of these security group UUIDs still exist, locked as ``existing_networks``."""
+    stmt = select(SecurityGroupRow.uuid).where(SecurityGroupRow.uuid.in_(sorted(uuids)))
+    return set((await session.execute(stmt.with_for_update(read=True))).scalars().all())
 
 
 async def group_members(session: AsyncSession, group: SecurityGroupRow) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
@@ -23,6 +23,7 @@ __all__ = [
     "get",
     "list_page",
     "mounted_by",
+    "set_deleting",
 ]
 
 SORT_KEYS = frozenset({"id", "uuid", "name", "size", "host", "project_id", "user_id", "created_at"})
@@ -42,10 +43,18 @@ def _named(scope: Scope, ident: str) -> Select[tuple[VolumeRow]]:
     return stmt.where(VolumeRow.name == ident)
 
 
-async def get(session: AsyncSession, scope: Scope, ident: str) -> VolumeRow:
+async def get(
+    session: AsyncSession,
+    scope: Scope,
+    ident: str,
+    *,
+    for_update: bool = False,
+    for_share: bool = False,
+) -> VolumeRow:
     """The volume ``ident`` (UUID or name) visible in ``scope``; VolumeNotFound otherwise.
 
-    Several visible volumes with that name is a Conflict, as in Zun.
+    Several visible volumes with that name is a Conflict, as in Zun. ``for_share``:
+    kept from deletion until the transaction ends (a container mounts it).
     """
     return await one_by_ident(
         session,
@@ -54,6 +63,8 @@ async def get(session: AsyncSession, scope: Scope, ident: str) -> VolumeRow:
         ident,
         missing=errors.VolumeNotFound,
         noun="volume",
+        for_update=for_update,
+        for_share=for_share,
     )
 
 
@@ -84,6 +95,11 @@ async def delete_by_uuid(session: AsyncSession, uuid: str) -> None:
     stmt = _named(Scope(None, all_projects=True), uuid).limit(2)
     for volume in (await session.execute(stmt)).scalars().all():
         await session.delete(volume)
+
+
+async def set_deleting(session: AsyncSession, uuid: str, deleting: bool) -> None:
+    """Mark the volume ``uuid`` as being deleted (its data going), or not any more."""
+    await session.execute(update(VolumeRow).where(VolumeRow.uuid == uuid).values(deleting=deleting))
 
 
 async def delete_owned(session: AsyncSession, owner_uuid: str) -> None:

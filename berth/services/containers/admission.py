@@ -151,7 +151,7 @@ async def _check(env: Env, session: Session, adm: Admission, project_id: str, li
     """The checks inside the transaction: names, networks, image sources, quota."""
     for name in adm.names:
         await check_name(env, session, name, project_id)
-    await networks.still_there(session, adm.placed, adm.nets)
+    await networks.still_there(session, adm.placed, adm.nets, adm.groups)
     await networks.add_exposed_group(session, adm.placed)
     for row in adm.sourced:
         await image_refs.check(env, session, row)

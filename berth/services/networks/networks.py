@@ -282,22 +282,36 @@ async def resolve(
     )
 
 
-async def still_there(session: Session, row: ContainerRow, given: Sequence[dict[str, Any]]) -> None:
-    """Inside the create's transaction: the networks ``resolve`` found for the
-    ``given`` ones were not deleted meanwhile (one indexed read; a network delete
-    checks for users in its own write transaction, so the two are ordered). None
-    given means the default network, which cannot be deleted: nothing to read."""
-    if not given:
-        return
+async def still_there(
+    session: Session,
+    row: ContainerRow,
+    given: Sequence[dict[str, Any]],
+    groups: Sequence[str] = (),
+) -> None:
+    """Inside the create's transaction: the networks and security groups ``resolve``
+    found for the ``given`` ones and ``groups`` were not deleted meanwhile, and are not
+    until it commits. A delete locks its row and looks for users in its own
+    transaction: with these rows locked for share, either the delete waits and then
+    sees the new container, or this waits and then sees the row gone (on PostgreSQL,
+    whose transactions overlap: there both used to pass, leaving a container on a
+    network or in a group that was gone). None given means the defaults, which cannot
+    be deleted: nothing to read."""
     wanted = {n["network"] for n in row.nets or [] if isinstance(n, dict) and "network" in n}
-    if not wanted:
-        return
-    found = await repo.existing_networks(session, wanted)
-    if wanted - found:
-        raise errors.Conflict(
-            f"Network {', '.join(sorted(wanted - found))} was deleted while the container "
-            "was being created; create it again."
-        )
+    if given and wanted:
+        found = await repo.existing_networks(session, wanted)
+        if wanted - found:
+            raise errors.Conflict(
+                f"Network {', '.join(sorted(wanted - found))} was deleted while the container "
+                "was being created; create it again."
+            )
+    chosen = set(row.security_groups or []) if groups else set()
+    if chosen:
+        found = await repo.existing_groups(session, chosen)
+        if chosen - found:
+            raise errors.Conflict(
+                f"Security group {', '.join(sorted(chosen - found))} was deleted while the "
+                "container was being created; create it again."
+            )
 
 
 async def add_exposed_group(session: Session, row: ContainerRow) -> None:
@@ -344,7 +358,8 @@ async def attach(
         raise errors.Invalid("A network to attach is required: give network=<name or uuid>.")
     async with env.db.transaction() as session:
         row = await _container(env, session, ctx, ident, "network_attach")
-        net = await repo.get_network(session, Scope(row.project_id), network)
+        # Locked for share: a delete of the network waits, then sees this container.
+        net = await repo.get_network(session, Scope(row.project_id), network, for_share=True)
         if _uses(row, net.uuid):
             raise errors.Invalid(f"Container {row.name} is already attached to network {net.name}.")
         row.nets = [*(row.nets or []), {"network": net.uuid, "name": net.name}]

@@ -252,7 +252,7 @@ async def add_rule(
     """Append an ingress rule; the hosts of its members apply it on their next pass."""
     clean = _validate(fields)
     async with env.db.transaction() as session:
-        row = await repo.get_group(session, lookup_scope(env, ctx), ident, for_update=True)
+        row = await repo.get_group(session, lookup_scope(env, ctx), ident)
         env.enforce(ctx, "security_group:update", row.project_id)
         remote = None
         if clean.remote_group_id:
@@ -263,6 +263,14 @@ async def add_rule(
                     f"Invalid remote_group_id: {exc.message} (groups of this project only)."
                 ) from exc
             remote = group.uuid
+        # Both locked, in one order: the rule's group against other changes, the one it
+        # names against deletion (whose check for rules naming it then sees this one).
+        locked = await repo.lock_groups(session, {row.uuid, *([remote] if remote else [])})
+        if row.uuid not in locked:
+            raise errors.SecurityGroupNotFound(f"Security group {ident} could not be found.")
+        if remote is not None and remote not in locked:
+            raise errors.Invalid(f"Invalid remote_group_id: security group {remote} is gone.")
+        row = locked[row.uuid]
         rule = _rule(clean, remote)
         same = {k: v for k, v in rule.items() if k != "id"}
         if any({k: v for k, v in r.items() if k != "id"} == same for r in row.rules):
@@ -404,7 +412,8 @@ async def _change_container(
                 f"Cannot {action} for container {row.uuid} in {row.status} state."
             )
         try:
-            group = await repo.get_group(session, Scope(row.project_id), name)
+            # Locked for share: a delete of the group waits, then sees this container.
+            group = await repo.get_group(session, Scope(row.project_id), name, for_share=True)
         except errors.NotFound as exc:
             raise errors.Invalid(f"Invalid security group: {exc.message}") from exc
         current = list(row.security_groups or [])

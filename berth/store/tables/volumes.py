@@ -34,6 +34,8 @@ class VolumeRow(Base):
     driver: Mapped[str] = mapped_column(String(32), default="local")
     host: Mapped[str | None] = mapped_column(String(255), default=None)
     owner_uuid: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
+    # Set while its host removes its data, before the row goes: no container mounts it.
+    deleting: Mapped[bool] = mapped_column(default=False, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, default=None)
 
