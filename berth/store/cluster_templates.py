@@ -64,10 +64,12 @@ async def by_uuid(session: AsyncSession, uuid: str) -> ClusterTemplateRow | None
 
 
 async def by_id(
-    session: AsyncSession, template_id: int, *, for_update: bool = False
+    session: AsyncSession, template_id: int, *, for_update: bool = False, for_share: bool = False
 ) -> ClusterTemplateRow | None:
-    """The template row by primary key (locked if ``for_update``); None if it is gone."""
-    return await session.get(ClusterTemplateRow, template_id, with_for_update=for_update)
+    """The template row by primary key (locked if ``for_update``; kept from deletion
+    until the transaction ends if ``for_share``); None if it is gone."""
+    lock: bool | dict[str, bool] = for_update or ({"read": True} if for_share else False)
+    return await session.get(ClusterTemplateRow, template_id, with_for_update=lock)
 
 
 async def node_image(session: AsyncSession, project_id: str | None, uuid: str) -> ImageRow | None:

@@ -113,6 +113,7 @@ async def create(
         deadline=_deadline(settings.timeout),
     )
     async with env.db.transaction() as session:
+        await templates.in_use_by(session, template)
         limit = await magnum_quotas.hard_limit(session, ctx.project_id, "Cluster")
         if limit is None:
             limit = env.settings.max_clusters_per_project
@@ -379,6 +380,7 @@ async def upgrade(env: Env, ctx: RequestContext, ident: str, body: Any) -> Clust
     resolved = await glance_images(env, ctx, new_ct.image_id)
     async with env.db.transaction() as session:
         fresh = await _locked(session, row, ident)
+        await templates.in_use_by(session, template)
         found = await groups.settle(session, fresh)
         targets = _upgrade_targets(found, fresh, template, ng)
         record_glance_images(fresh, resolved)

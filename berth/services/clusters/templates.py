@@ -25,6 +25,7 @@ from berth.services.names import generate_name
 from berth.store import cluster_templates as repo
 from berth.store import clusters as cluster_repo
 from berth.store.base import new_uuid, utcnow
+from berth.store.db import Session
 from berth.store.lookup import UUID_SHAPE
 from berth.store.scope import Scope
 from berth.store.tables import ClusterTemplateRow
@@ -34,6 +35,7 @@ __all__ = [
     "create",
     "delete",
     "get",
+    "in_use_by",
     "list_templates",
     "settings_of",
     "update",
@@ -256,14 +258,28 @@ async def _in_use(env: Env, template_uuid: str) -> bool:
 
 
 async def delete(env: Env, ctx: RequestContext, ident: str) -> None:
-    """Remove a template the caller owns (or any, for admins) that no cluster uses."""
+    """Remove a template the caller owns (or any, for admins) that no cluster uses.
+
+    The row is locked while its clusters are counted: a cluster create or upgrade
+    that names it (``in_use_by``) either went first and is counted, or finds it gone.
+    """
     row = await _find(env, ctx, ident, "clustertemplate:delete")
     env.enforce(ctx, "clustertemplate:delete", row.project_id)
-    if await _in_use(env, row.uuid):
-        raise errors.ClusterTemplateReferenced(
-            f"ClusterTemplate {ident} is referenced by one or multiple clusters."
-        )
     async with env.db.transaction() as session:
-        fresh = await repo.by_id(session, row.id)
-        if fresh is not None:
-            await session.delete(fresh)
+        fresh = await repo.by_id(session, row.id, for_update=True)
+        if fresh is None:
+            return
+        if await cluster_repo.uses_template(session, fresh.uuid):
+            raise errors.ClusterTemplateReferenced(
+                f"ClusterTemplate {ident} is referenced by one or multiple clusters."
+            )
+        await session.delete(fresh)
+
+
+async def in_use_by(session: Session, template: ClusterTemplateRow) -> None:
+    """Inside the transaction of a cluster that names ``template``: it is still there,
+    and kept from deletion until that transaction ends."""
+    if await repo.by_id(session, template.id, for_share=True) is None:
+        raise errors.ClusterTemplateNotFound(
+            f"ClusterTemplate {template.uuid} was deleted meanwhile: choose another one."
+        )
