@@ -511,6 +511,15 @@ class Settings(BaseSettings):
         description="images (commits and uploads) one project may keep in the image store "
         "(0: no limit)",
     )
+    # The image store's disk is every project's: without a bound one member's uploads
+    # (16 GiB each) could fill it. Zun has no such quota (nor any image quota).
+    max_image_bytes_per_project: int = Field(
+        default=50 * 1024**3,
+        ge=0,
+        description="bytes of images (their stored size) one project may keep in the image "
+        "store; an upload counts its archive's size, a commit is refused once it is reached "
+        "(0: no limit)",
+    )
     # Neutron's and Cinder's default quotas are of this order (networks 100, security
     # groups 10, rules 100, volumes 10); every rule is written into each member's host
     # firewall, and the network and group lists are answered whole.

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth import errors
@@ -31,6 +31,7 @@ __all__ = [
     "registries_by_uuid",
     "search_store",
     "store_image",
+    "stored_bytes",
 ]
 
 IMAGE_SORT_KEYS = frozenset({"id", "uuid", "repo", "tag", "size", "host", "created_at"})
@@ -211,3 +212,11 @@ async def registries_by_uuid(session: AsyncSession, uuids: set[str]) -> dict[str
         return {}
     stmt = select(RegistryRow).where(RegistryRow.uuid.in_(uuids))
     return {r.uuid: r for r in (await session.execute(stmt)).scalars().all()}
+
+
+async def stored_bytes(session: AsyncSession, project_id: str) -> int:
+    """The sizes of the project's images added up (those whose size is known)."""
+    stmt = select(func.coalesce(func.sum(ImageRow.size), 0)).where(
+        ImageRow.project_id == project_id
+    )
+    return int((await session.execute(stmt)).scalar_one() or 0)

@@ -311,6 +311,40 @@ async def test_a_project_keeps_a_bounded_number_of_images(
     assert r.status_code == 400 and "docker save" in r.text, r.text  # read, not refused
 
 
+async def test_a_project_keeps_a_bounded_number_of_image_bytes(
+    app: FastAPI, client: httpx.AsyncClient, tokens: dict[str, str], runtime: FakeDriver
+) -> None:
+    """The image store's disk is every project's: past ``max_image_bytes_per_project``
+    an upload is a 403 before its archive is read, or once received when its archive
+    would pass the bound, and a commit before its host does anything; another project
+    is not affected."""
+    env = app.state.berth.env
+    env.settings = env.settings.model_copy(update={"max_image_bytes_per_project": 1000})
+    team_a = await project_id(app, "team-a")
+    await store_image(app, team_a, "base", "1")  # 10 bytes stored
+    a = h(tokens["alice"])
+    upload = "/container/v1/images/upload?name=app:1"
+    r = await client.post(upload, content=b"x" * 995, headers=a)  # 10 + 995 > 1000
+    assert r.status_code == 403 and "max_image_bytes_per_project" in r.text, r.text
+    r = await client.post(upload, content=b"x" * 990, headers=a)  # fits: read, not a tar
+    assert r.status_code == 400 and "docker save" in r.text, r.text
+    async with app.state.berth.db.transaction() as session:
+        row = (await session.execute(select(ImageRow).where(ImageRow.repo == "base"))).scalar_one()
+        row.size = 1000
+    r = await client.post(upload, content=b"x", headers=a)
+    assert r.status_code == 403 and "max_image_bytes_per_project" in r.text, r.text
+    r = await client.post("/container/v1/containers?run=true", json={"image": IMAGE}, headers=a)
+    c = await wait_status(client, tokens["alice"], r.json()["uuid"], "Running")
+    r = await client.post(
+        f"/container/v1/containers/{c['uuid']}/commit?repository=snap&tag=v1", headers=a
+    )
+    assert r.status_code == 403 and "max_image_bytes_per_project" in r.text, r.text
+    assert ("commit", c["uuid"]) not in runtime.calls
+    b = h(tokens["bob"])
+    r = await client.post(upload, content=b"x" * 990, headers=b)
+    assert r.status_code == 400 and "docker save" in r.text, r.text  # read, not refused
+
+
 async def test_a_pull_or_commit_whose_api_stopped_ends_in_error(
     app: FastAPI, client: httpx.AsyncClient, tokens: dict[str, str]
 ) -> None:

@@ -100,14 +100,17 @@ async def upload_image(request: Request, caller: Caller, state: State) -> JSONRe
     named = image_store.store_name(name) if name else None
     replacing = (*named, public) if named else None
     await image_store.room_for_an_image(state.env, caller.project_id or "", replacing=replacing)
+    await image_store.room_for_bytes(state.env, caller.project_id or "")
     tmp_dir = state.settings.data_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     with (
         image_store.upload_slot(state.env, caller),
         tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="upload-", suffix=".tar") as tmp,
     ):
-        if await _receive(request, tmp) == 0:
+        received = await _receive(request, tmp)
+        if received == 0:
             raise errors.Invalid("The body is empty: send a 'docker save' archive.")
+        await image_store.room_for_bytes(state.env, caller.project_id or "", received)
         rows = await image_store.upload(state.env, caller, Path(tmp.name), name=name, public=public)
     base = endpoint_url(request)
     return JSONResponse({"images": [image_view(r, base) for r in rows]}, status_code=201)

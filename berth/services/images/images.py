@@ -179,6 +179,7 @@ async def commit(
             "separated by /, with an optional :tag"
         )
     await room_for_an_image(env, ctx.project_id)  # a quick look before the host's work
+    await image_store.room_for_bytes(env, ctx.project_id)
     bounds = env.settings.max_commits_per_project, env.settings.max_commits
     # Counted before anything is made (Glance's image, the row, the host's work).
     with _commits.count(ctx.project_id, bounds, "container commits", "max_commits"):

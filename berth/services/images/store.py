@@ -44,6 +44,7 @@ __all__ = [
     "reference",
     "resolve",
     "room_for_an_image",
+    "room_for_bytes",
     "store_name",
     "upload",
     "upload_slot",
@@ -79,6 +80,23 @@ async def room_for_an_image(
             env, fresh, project_id, ImageRow, "max_images_per_project", "images",
             locked=False, hint=hint,
         )  # fmt: skip
+
+
+async def room_for_bytes(env: Env, project_id: str, adding: int = 0) -> None:
+    """``OverQuota`` when the project's images would hold more than
+    ``max_image_bytes_per_project`` with ``adding`` more bytes (at it already, for 0)."""
+    cap = env.settings.max_image_bytes_per_project
+    if not cap:
+        return
+    async with env.db.read() as session:
+        stored = await repo.stored_bytes(session, project_id)
+    if stored + adding > cap or (not adding and stored >= cap):
+        raise errors.OverQuota(
+            f"Project {project_id} keeps {stored} bytes of images"
+            + (f" and this one is {adding} more" if adding else "")
+            + f"; at most {cap} are allowed (max_image_bytes_per_project): an administrator "
+            "can delete the ones it no longer needs (appcontainer image delete)."
+        )
 
 
 def upload_slot(env: Env, ctx: RequestContext) -> contextlib.AbstractContextManager[None]:
