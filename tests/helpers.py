@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,34 @@ def slow_reader(app: Any, path: str, query: str, headers: dict[str, str]) -> Slo
 
     task = asyncio.create_task(app(scope, receive, send))
     return SlowReader(task, reading, release, messages)
+
+
+class Pause:
+    """Wraps an async function: the first call stops (after it ran, with ``after``)
+    until released."""
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]], after: bool) -> None:
+        self.fn, self.after = fn, after
+        self.reached, self.release = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, *args: Any, **kw: Any) -> Any:
+        if not self.after and not self.reached.is_set():
+            self.reached.set()
+            await self.release.wait()
+        result = await self.fn(*args, **kw)
+        if self.after and not self.reached.is_set():
+            self.reached.set()
+            await self.release.wait()
+        return result
+
+
+async def meet(
+    pause: Pause, first: Awaitable[httpx.Response], second: Awaitable[httpx.Response]
+) -> tuple[httpx.Response, httpx.Response]:
+    """``first`` until it reaches ``pause``, then ``second`` runs into it; both answers."""
+    one = asyncio.ensure_future(first)
+    await asyncio.wait_for(pause.reached.wait(), 10)
+    other = asyncio.ensure_future(second)
+    await asyncio.sleep(0.3)
+    pause.release.set()
+    return await one, await other

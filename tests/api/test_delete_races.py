@@ -11,7 +11,6 @@ its transaction at the point that matters and lets the other one run into it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -23,28 +22,9 @@ from berth.services.containers import admission
 from berth.store import networks as networks_repo
 from berth.store import volumes as volumes_repo
 from berth.store.tables import VolumeRow
-from tests.helpers import ZUN, ScriptedAgent
+from tests.helpers import ZUN, Pause, ScriptedAgent, meet
 
 C = "/container/v1"
-
-
-class Pause:
-    """Wraps an async function: the first call stops (after it ran, with ``after``)
-    until released."""
-
-    def __init__(self, fn: Callable[..., Awaitable[Any]], after: bool) -> None:
-        self.fn, self.after = fn, after
-        self.reached, self.release = asyncio.Event(), asyncio.Event()
-
-    async def __call__(self, *args: Any, **kw: Any) -> Any:
-        if not self.after and not self.reached.is_set():
-            self.reached.set()
-            await self.release.wait()
-        result = await self.fn(*args, **kw)
-        if self.after and not self.reached.is_set():
-            self.reached.set()
-            await self.release.wait()
-        return result
 
 
 async def _made(client: httpx.AsyncClient, kind: str, headers: dict[str, str]) -> str:
@@ -99,14 +79,11 @@ async def test_a_delete_that_meets_a_create_in_flight_finds_it_in_use(
     # The create is held inside its transaction, after its checks, before it commits.
     pause = Pause(admission._place, after=False)
     monkeypatch.setattr(admission, "_place", pause)
-    create = asyncio.create_task(
-        client.post(f"{C}/containers?run=true", json=_create_body(kind, uuid), headers=headers)
+    created, deleted = await meet(
+        pause,
+        client.post(f"{C}/containers?run=true", json=_create_body(kind, uuid), headers=headers),
+        client.delete(f"{C}/{_PATH[kind]}/{uuid}", headers=headers),
     )
-    await asyncio.wait_for(pause.reached.wait(), 10)
-    delete = asyncio.create_task(client.delete(f"{C}/{_PATH[kind]}/{uuid}", headers=headers))
-    await asyncio.sleep(0.3)
-    pause.release.set()
-    created, deleted = await create, await delete
     assert created.status_code == 202, created.text
     assert deleted.status_code == 409 and "in use" in deleted.text, deleted.text
 
@@ -123,14 +100,11 @@ async def test_a_create_that_meets_a_delete_in_flight_is_refused(
     module, name = _USERS[kind]
     pause = Pause(getattr(module, name), after=True)
     monkeypatch.setattr(module, name, pause)
-    delete = asyncio.create_task(client.delete(f"{C}/{_PATH[kind]}/{uuid}", headers=headers))
-    await asyncio.wait_for(pause.reached.wait(), 10)
-    create = asyncio.create_task(
-        client.post(f"{C}/containers?run=true", json=_create_body(kind, uuid), headers=headers)
+    deleted, created = await meet(
+        pause,
+        client.delete(f"{C}/{_PATH[kind]}/{uuid}", headers=headers),
+        client.post(f"{C}/containers?run=true", json=_create_body(kind, uuid), headers=headers),
     )
-    await asyncio.sleep(0.3)
-    pause.release.set()
-    created, deleted = await create, await delete
     assert deleted.status_code == 204, deleted.text
     assert 400 <= created.status_code < 500, created.text
     listed = (await client.get(f"{C}/containers", headers=headers)).json()["containers"]
@@ -221,18 +195,13 @@ async def test_a_network_delete_that_meets_an_attach_in_flight_finds_it_in_use(
     container, uuid = made.json()["uuid"], await _made(client, "network", headers)
     pause = Pause(admission.networks._record, after=False)  # inside the attach's transaction
     monkeypatch.setattr(admission.networks, "_record", pause)
-    attach = asyncio.create_task(
+    attached, deleted = await meet(
+        pause,
         client.post(
-            f"{C}/containers/{container}/network_attach",
-            params={"network": uuid},
-            headers=headers,
-        )
+            f"{C}/containers/{container}/network_attach", params={"network": uuid}, headers=headers
+        ),
+        client.delete(f"{C}/networks/{uuid}", headers=headers),
     )
-    await asyncio.wait_for(pause.reached.wait(), 10)
-    delete = asyncio.create_task(client.delete(f"{C}/networks/{uuid}", headers=headers))
-    await asyncio.sleep(0.3)
-    pause.release.set()
-    attached, deleted = await attach, await delete
     assert attached.status_code == 200, attached.text
     assert deleted.status_code == 409 and "in use" in deleted.text, deleted.text
 

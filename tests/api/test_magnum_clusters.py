@@ -31,7 +31,7 @@ from berth.services.clusters import lifecycle as cluster_lifecycle
 from berth.store import clusters as cluster_repo
 from berth.store.base import utcnow
 from berth.store.tables import ClusterRow, EventRow
-from tests.helpers import make_member, open_clusters
+from tests.helpers import Pause, make_member, meet, open_clusters
 
 MAG = {"OpenStack-API-Version": "container-infra latest"}
 V = "/container-infra/v1"
@@ -429,33 +429,17 @@ async def test_a_template_deleted_while_a_cluster_is_created_with_it(
     that was gone), on SQLite as well."""
     alice = await make_member(world.client, admin_token, "team-a", "alice")
     tpl = (await world.template(alice))["uuid"]
-    reached, release = asyncio.Event(), asyncio.Event()
-
-    def paused(fn: Any, after: bool) -> Any:
-        async def wrapper(*args: Any, **kw: Any) -> Any:
-            result = await fn(*args, **kw) if after else None
-            if not reached.is_set():
-                reached.set()
-                await release.wait()
-            return result if after else await fn(*args, **kw)
-
-        return wrapper
-
     if first == "create":  # held in its transaction, the template already checked
-        hard_limit = cluster_service.magnum_quotas.hard_limit
-        monkeypatch.setattr(cluster_service.magnum_quotas, "hard_limit", paused(hard_limit, False))
+        pause = Pause(cluster_service.magnum_quotas.hard_limit, after=False)
+        monkeypatch.setattr(cluster_service.magnum_quotas, "hard_limit", pause)
     else:  # held in its transaction, having found no cluster on the template
-        uses = cluster_repo.uses_template
-        monkeypatch.setattr(cluster_repo, "uses_template", paused(uses, True))
+        pause = Pause(cluster_repo.uses_template, after=True)
+        monkeypatch.setattr(cluster_repo, "uses_template", pause)
     body = {"cluster_template_id": tpl, "name": "c1", "node_count": 1}
     create = world.client.post(f"{V}/clusters", json=body, headers=h(alice))
     delete = world.client.delete(f"{V}/clustertemplates/{tpl}", headers=h(alice))
-    one = asyncio.create_task(create if first == "create" else delete)
-    await asyncio.wait_for(reached.wait(), 10)
-    other = asyncio.create_task(delete if first == "create" else create)
-    await asyncio.sleep(0.3)
-    release.set()
-    answers = {first: await one, ("delete" if first == "create" else "create"): await other}
+    one, other = await meet(pause, *((create, delete) if first == "create" else (delete, create)))
+    answers = {first: one, ("delete" if first == "create" else "create"): other}
     if first == "create":
         assert answers["create"].status_code == 202, answers["create"].text
         assert answers["delete"].status_code == 400, answers["delete"].text
