@@ -45,6 +45,7 @@ __all__ = [
     "in_use",
     "list_volumes",
     "lookup",
+    "mountable",
     "new_volume",
     "parse_mounts",
     "resolve_mounts",
@@ -321,18 +322,23 @@ async def _mounted_volume(
             "(a new volume), not both."
         )
     if m.source:
-        # Locked for share: a delete of the volume waits, then sees this container.
-        found = await volume_repo.get(session, Scope(ctx.project_id), m.source, for_share=True)
-        if found.deleting:
-            raise errors.Conflict(
-                f"Volume {found.name} is being deleted: mount another one, or create it again."
-            )
-        return found
+        return await mountable(session, Scope(ctx.project_id), m.source)
     if m.size is None:
         raise errors.Invalid(f"Mount at {m.destination}: a source volume or a size is required.")
     volume = new_volume(ctx.project_id or "", ctx.user_id, name, m.size, owner=owner)
     session.add(volume)
     return volume
+
+
+async def mountable(session: Session, scope: Scope, ident: str) -> VolumeRow:
+    """The existing volume ``ident`` a new container or capsule mounts: locked for share
+    (a delete of it waits, then sees the mount), and not being deleted (409)."""
+    found = await volume_repo.get(session, scope, ident, for_share=True)
+    if found.deleting:
+        raise errors.Conflict(
+            f"Volume {found.name} is being deleted: mount another one, or create it again."
+        )
+    return found
 
 
 async def bind_host(session: Session, mounts: list[dict[str, Any]], host: str | None) -> None:

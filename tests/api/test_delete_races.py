@@ -160,6 +160,16 @@ async def test_a_volume_whose_data_its_host_removes_is_not_mounted_meanwhile(
         f"{C}/containers?run=true", json=_create_body("volume", uuid), headers=headers
     )
     assert created.status_code == 409 and "is being deleted" in created.text, created.text
+    capsule = {
+        "kind": "capsule",
+        "metadata": {"name": "pod"},
+        "spec": {
+            "containers": [{"image": "berth-test/busybox", "volumeMounts": []}],
+            "volumes": [{"name": "vv", "cinder": {"volumeID": uuid}}],
+        },
+    }
+    made = await client.post(f"{C}/capsules", json={"template": capsule}, headers=headers)
+    assert made.status_code == 409 and "is being deleted" in made.text, made.text
     pause.release.set()
     assert (await delete).status_code == 204 and answers == ["removed"]
     assert (await client.get(f"{C}/volumes/{uuid}", headers=headers)).status_code == 404

@@ -230,7 +230,7 @@ async def _volumes(
     scope = Scope(ctx.project_id)
     for v in spec.volumes:
         if v.volume_id is not None:
-            row: VolumeRow = await volumes.lookup(session, scope, v.volume_id)
+            row: VolumeRow = await volumes.mountable(session, scope, v.volume_id)
             if row.host:
                 hosts.add(row.host)
         else:
