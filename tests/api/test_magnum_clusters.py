@@ -449,3 +449,24 @@ async def test_a_template_deleted_while_a_cluster_is_created_with_it(
         assert 400 <= answers["create"].status_code < 500, answers["create"].text
         listed = await world.client.get(f"{V}/clusters", headers=h(alice))
         assert listed.json()["clusters"] == []
+
+
+async def test_a_template_changed_while_a_cluster_is_created_with_it(
+    world: World, admin_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A template in use may change only its name, public, hidden and tags; its update
+    looked for clusters before its transaction, so a cluster created meanwhile was
+    built from a template whose other settings then changed under it."""
+    alice = await make_member(world.client, admin_token, "team-a", "alice")
+    tpl = (await world.template(alice))["uuid"]
+    pause = Pause(cluster_service.magnum_quotas.hard_limit, after=False)
+    monkeypatch.setattr(cluster_service.magnum_quotas, "hard_limit", pause)
+    body = {"cluster_template_id": tpl, "name": "c1", "node_count": 1}
+    patch = [{"op": "replace", "path": "/flavor_id", "value": "m1.large"}]
+    created, changed = await meet(
+        pause,
+        world.client.post(f"{V}/clusters", json=body, headers=h(alice)),
+        world.client.patch(f"{V}/clustertemplates/{tpl}", json=patch, headers=h(alice)),
+    )
+    assert created.status_code == 202, created.text
+    assert changed.status_code == 400 and "referenced" in changed.text, changed.text

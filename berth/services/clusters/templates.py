@@ -220,11 +220,9 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
     changed = {k: spec.coerce_field(k, v) for k, v in after.items() if v != before[k]}
     if not changed:
         return row
-    if set(changed) - _WHILE_REFERENCED and await _in_use(env, row.uuid):
-        raise errors.ClusterTemplateReferenced(
-            f"ClusterTemplate {ident} is referenced by one or multiple clusters: "
-            "only name, public, hidden and tags may change."
-        )
+    frozen = bool(set(changed) - _WHILE_REFERENCED)  # only while no cluster uses it
+    if frozen and await _in_use(env, row.uuid):
+        raise _referenced(ident)
     if "public" in changed or "hidden" in changed:
         _check_publish(env, ctx, {"public": True})
     _check_flavors(env, changed)
@@ -239,6 +237,9 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
         fresh = await repo.by_id(session, row.id, for_update=True)
         if fresh is None:
             raise errors.ClusterTemplateNotFound(f"ClusterTemplate {ident} could not be found.")
+        # Again under the lock: a cluster created since the look above holds it for share.
+        if frozen and await cluster_repo.uses_template(session, fresh.uuid):
+            raise _referenced(ident)
         settings = settings_of(fresh)
         for key, value in changed.items():
             if key in ("name", "public", "hidden"):
@@ -250,6 +251,13 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
         fresh.attrs = settings.to_json()
         fresh.updated_at = utcnow()
     return fresh
+
+
+def _referenced(ident: str) -> errors.ClusterTemplateReferenced:
+    return errors.ClusterTemplateReferenced(
+        f"ClusterTemplate {ident} is referenced by one or multiple clusters: "
+        "only name, public, hidden and tags may change."
+    )
 
 
 async def _in_use(env: Env, template_uuid: str) -> bool:
