@@ -223,16 +223,7 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
     frozen = bool(set(changed) - _WHILE_REFERENCED)  # only while no cluster uses it
     if frozen and await _in_use(env, row.uuid):
         raise _referenced(ident)
-    if "public" in changed or "hidden" in changed:
-        _check_publish(env, ctx, {"public": True})
-    _check_flavors(env, changed)
-    if {"coe", "network_driver", "volume_driver"} & set(changed):
-        network = after["network_driver"] or spec.default_network_driver(after["coe"])
-        spec.check_drivers(after["coe"], network, after["volume_driver"] or None)
-    if "image_id" in changed:
-        await _check_image(env, ctx, changed["image_id"])
-    if "name" in changed and not changed["name"]:
-        raise errors.Invalid("Invalid input for field/attribute name: it must not be empty.")
+    await _check_changes(env, ctx, changed, after)
     async with env.db.transaction() as session:
         fresh = await repo.by_id(session, row.id, for_update=True)
         if fresh is None:
@@ -251,6 +242,22 @@ async def update(env: Env, ctx: RequestContext, ident: str, patch: Any) -> Clust
         fresh.attrs = settings.to_json()
         fresh.updated_at = utcnow()
     return fresh
+
+
+async def _check_changes(
+    env: Env, ctx: RequestContext, changed: dict[str, Any], after: dict[str, Any]
+) -> None:
+    """The changed attributes' own checks (publishing, flavors, drivers, image, name)."""
+    if "public" in changed or "hidden" in changed:
+        _check_publish(env, ctx, {"public": True})
+    _check_flavors(env, changed)
+    if {"coe", "network_driver", "volume_driver"} & set(changed):
+        network = after["network_driver"] or spec.default_network_driver(after["coe"])
+        spec.check_drivers(after["coe"], network, after["volume_driver"] or None)
+    if "image_id" in changed:
+        await _check_image(env, ctx, changed["image_id"])
+    if "name" in changed and not changed["name"]:
+        raise errors.Invalid("Invalid input for field/attribute name: it must not be empty.")
 
 
 def _referenced(ident: str) -> errors.ClusterTemplateReferenced:
