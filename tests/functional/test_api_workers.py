@@ -148,22 +148,24 @@ def workers(api: LiveApi) -> list[int]:
     return sorted(c for c in _children(api.pid) if listening in _socket_inodes(c))
 
 
-def one_connection_per_worker(api: LiveApi, tries: int = 64) -> dict[int, Pinned]:
-    """A connection accepted by each worker (opened until every worker has taken one)."""
+def one_connection_per_worker(api: LiveApi, within: float = 60.0) -> dict[int, Pinned]:
+    """A connection accepted by each worker (opened until every worker has taken one).
+
+    A worker holds the listening socket from its fork on, but accepts only once its
+    app has started: on a loaded machine 64 connections in a row once all went to
+    the one that was ready, so this keeps trying for ``within`` seconds.
+    """
     pinned: dict[int, Pinned] = {}
-    spare: list[Pinned] = []
-    for _ in range(tries):
-        conn = Pinned(api)
+    tries, deadline = 0, time.monotonic() + within
+    while len(pinned) < WORKERS and time.monotonic() < deadline:
+        conn, tries = Pinned(api), tries + 1
         assert conn.call("GET", "/container/")[0] == 200
         pid = conn.worker()
         if pid in pinned:
-            spare.append(conn)
+            conn.close()
+            time.sleep(0.05)
         else:
             pinned[pid] = conn
-        if len(pinned) == WORKERS:
-            break
-    for conn in spare:
-        conn.close()
     assert len(pinned) == WORKERS, f"{tries} connections all went to {list(pinned)}"
     return pinned
 
