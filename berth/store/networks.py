@@ -202,11 +202,16 @@ async def network_placement(session: AsyncSession, network: NetworkRow) -> list[
     ]
 
 
-async def existing_networks(session: AsyncSession, uuids: set[str]) -> set[str]:
-    """Which of these network UUIDs still exist, locked against deletion (``FOR SHARE``)
-    until the transaction ends; a delete holding one first makes this wait for it."""
-    stmt = select(NetworkRow.uuid).where(NetworkRow.uuid.in_(sorted(uuids)))
+async def _existing(session: AsyncSession, table: type[R], uuids: set[str]) -> set[str]:
+    """Which of these UUIDs of ``table`` still exist, locked against deletion (``FOR
+    SHARE``) until the transaction ends; a delete holding one first makes this wait."""
+    stmt = select(table.uuid).where(table.uuid.in_(sorted(uuids)))
     return set((await session.execute(stmt.with_for_update(read=True))).scalars().all())
+
+
+async def existing_networks(session: AsyncSession, uuids: set[str]) -> set[str]:
+    """Which of these network UUIDs still exist, locked as ``_existing`` says."""
+    return await _existing(session, NetworkRow, uuids)
 
 
 async def lock_groups(session: AsyncSession, uuids: set[str]) -> dict[str, SecurityGroupRow]:
@@ -224,9 +229,8 @@ async def lock_groups(session: AsyncSession, uuids: set[str]) -> dict[str, Secur
 
 
 async def existing_groups(session: AsyncSession, uuids: set[str]) -> set[str]:
-    """Which of these security group UUIDs still exist, locked as ``existing_networks``."""
-    stmt = select(SecurityGroupRow.uuid).where(SecurityGroupRow.uuid.in_(sorted(uuids)))
-    return set((await session.execute(stmt.with_for_update(read=True))).scalars().all())
+    """Which of these security group UUIDs still exist, locked as ``_existing`` says."""
+    return await _existing(session, SecurityGroupRow, uuids)
 
 
 async def group_members(session: AsyncSession, group: SecurityGroupRow) -> list[str]:

@@ -51,6 +51,9 @@ __all__ = [
 ]
 
 _uploads = Slots()  # uploads running in this process
+# What a project at an image bound can do: deleting images is an admin's by default
+# (Zun's image:delete), so the hint says so.
+_DELETE_HINT = "an administrator can delete the ones it no longer needs (appcontainer image delete)"
 
 
 async def room_for_an_image(
@@ -64,12 +67,11 @@ async def room_for_an_image(
     transaction that adds one (``session``, exact), or as a quick look before costly work
     (none when it would replace the store's ``replacing`` = (repo, tag, public), which
     adds no image)."""
-    # Deleting images is an admin's by default (Zun's image:delete), so the hint says so.
-    hint = "an administrator can delete the ones it no longer needs (appcontainer image delete)"
     if session is not None:
         await quotas.cap_records(
-            env, session, project_id, ImageRow, "max_images_per_project", "images", hint=hint
-        )
+            env, session, project_id, ImageRow, "max_images_per_project", "images",
+            hint=_DELETE_HINT,
+        )  # fmt: skip
         return
     async with env.db.read() as fresh:
         if replacing is not None:
@@ -78,7 +80,7 @@ async def room_for_an_image(
                 return
         await quotas.cap_records(
             env, fresh, project_id, ImageRow, "max_images_per_project", "images",
-            locked=False, hint=hint,
+            locked=False, hint=_DELETE_HINT,
         )  # fmt: skip
 
 
@@ -94,8 +96,7 @@ async def room_for_bytes(env: Env, project_id: str, adding: int = 0) -> None:
         raise errors.OverQuota(
             f"Project {project_id} keeps {stored} bytes of images"
             + (f" and this one is {adding} more" if adding else "")
-            + f"; at most {cap} are allowed (max_image_bytes_per_project): an administrator "
-            "can delete the ones it no longer needs (appcontainer image delete)."
+            + f"; at most {cap} are allowed (max_image_bytes_per_project): {_DELETE_HINT}."
         )
 
 

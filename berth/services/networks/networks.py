@@ -10,7 +10,7 @@ stored resolved in its ``nets`` column as ``[{"network": uuid, "name": name}]``.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -296,22 +296,27 @@ async def still_there(
     whose transactions overlap: there both used to pass, leaving a container on a
     network or in a group that was gone). None given means the defaults, which cannot
     be deleted: nothing to read."""
-    wanted = {n["network"] for n in row.nets or [] if isinstance(n, dict) and "network" in n}
-    if given and wanted:
-        found = await repo.existing_networks(session, wanted)
-        if wanted - found:
-            raise errors.Conflict(
-                f"Network {', '.join(sorted(wanted - found))} was deleted while the container "
-                "was being created; create it again."
-            )
-    chosen = set(row.security_groups or []) if groups else set()
-    if chosen:
-        found = await repo.existing_groups(session, chosen)
-        if chosen - found:
-            raise errors.Conflict(
-                f"Security group {', '.join(sorted(chosen - found))} was deleted while the "
-                "container was being created; create it again."
-            )
+    if given:
+        nets = {n["network"] for n in row.nets or [] if isinstance(n, dict) and "network" in n}
+        await _all_there(session, "Network", nets, repo.existing_networks)
+    if groups:
+        chosen = set(row.security_groups or [])
+        await _all_there(session, "Security group", chosen, repo.existing_groups)
+
+
+async def _all_there(
+    session: Session,
+    noun: str,
+    wanted: set[str],
+    existing: Callable[[Session, set[str]], Awaitable[set[str]]],
+) -> None:
+    """Conflict when one of ``wanted`` is gone (``existing`` locks what it finds)."""
+    gone = wanted - await existing(session, wanted) if wanted else set()
+    if gone:
+        raise errors.Conflict(
+            f"{noun} {', '.join(sorted(gone))} was deleted while the container was being "
+            "created; create it again."
+        )
 
 
 async def add_exposed_group(session: Session, row: ContainerRow) -> None:
