@@ -496,6 +496,19 @@ class Settings(BaseSettings):
     inject_max_files: int = Field(
         default=10, ge=0, description="most files one container may inject (0: refuse them)"
     )
+    # A container's settings are in every view of it (a list of 1,000 holds 1,000 of
+    # them), in its host's desired state and in each agent's memory. The body limit
+    # alone let one be 1 MiB: a project's list of 40 such was 40 MB built in the API
+    # process per request. Zun keeps each of these fields in a MySQL TEXT (64 KiB).
+    max_container_spec_bytes: int = Field(
+        default=256 * 1024,
+        ge=4096,
+        description=(
+            "most bytes a container's stored settings (command, entrypoint, environment, "
+            "labels, hints, healthcheck, ports, networks, groups, as JSON) may take; a "
+            "capsule's labels, annotations and volumes likewise; more is a 400"
+        ),
+    )
 
     # Records Zun and Magnum keep under no quota: without a cap a loop of creates grows
     # the database, and Magnum's template list is built whole on every request.

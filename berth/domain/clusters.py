@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid as uuid_mod
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ __all__ = [
     "IN_PROGRESS",
     "MAX_CLUSTERS_PER_PROJECT",
     "MAX_LABELS",
+    "MAX_LABELS_JSON",
     "MAX_TAINTS",
     "NODEGROUP_FIELDS",
     "NODEGROUP_PATCHABLE",
@@ -43,6 +45,10 @@ MAX_LABELS: Final = 128
 MAX_TAINTS: Final = 64
 MAX_LABEL_KEY: Final = 255
 MAX_LABEL_VALUE: Final = 4096
+# A labels map as Magnum stores it (json.dumps into a MySQL TEXT): 128 values of 4096
+# characters alone were half a megabyte in every view of a template, cluster or
+# nodegroup, and a project's 100 templates are listed whole.
+MAX_LABELS_JSON: Final = 65_535
 _INT_MAX: Final = 2**31 - 1
 _NODE_COUNTS: Final = frozenset({"node_count", "master_count", "min_node_count", "max_node_count"})
 
@@ -152,6 +158,13 @@ def coerce_labels(name: str, value: Any) -> dict[str, str]:
                 f"characters, a value at most {MAX_LABEL_VALUE}."
             )
         out[_no_control(name, str(key))] = _no_control(name, text)
+    stored = len(json.dumps(out))
+    if stored > MAX_LABELS_JSON:
+        raise errors.Invalid(
+            f"Invalid input for field/attribute {name}: the labels take {stored} characters "
+            f"as JSON, at most {MAX_LABELS_JSON} are stored (Magnum's column): keep fewer or "
+            "shorter values."
+        )
     return out
 
 

@@ -113,9 +113,7 @@ async def test_nodegroup_fields_are_bounded(
     cluster = {"cluster_template_id": "tpl", "name": "c1", "node_count": 1}
     r = await client.post(f"{V}/clusters", json=cluster, headers=h)
     assert r.status_code == 202, r.text
-    r = await client.post(
-        f"{V}/clusters/c1/nodegroups", json={"name": "ng1", **fields}, headers=h
-    )
+    r = await client.post(f"{V}/clusters/c1/nodegroups", json={"name": "ng1", **fields}, headers=h)
     assert r.status_code == 400, r.text
     assert words in _detail(r)
 
@@ -170,3 +168,34 @@ async def test_internal_desired_ignores_a_generation_in_other_digits(
         headers={"X-Auth-Token": agent.token},
     )
     assert r.status_code == 200, r.text
+
+
+_WIDE = {f"k{i}": "v" * 4000 for i in range(17)}  # 17 values of 4,000: 68,2xx as JSON
+
+
+async def test_labels_are_bounded_as_magnum_stores_them(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    """Each value within its 4,096 and the count within 128, but together past the 64 KiB
+    TEXT column Magnum keeps them in: a 400 on create and on PATCH, for templates,
+    clusters and nodegroups. Just under it is stored."""
+    h = {"X-Auth-Token": admin_token, **MAG}
+    body = {"name": "tpl", "coe": "swarm-mode", "image_id": "node"}
+    r = await client.post(f"{V}/clustertemplates", json={**body, "labels": _WIDE}, headers=h)
+    assert r.status_code == 400 and "Magnum's column" in _detail(r), r.text
+    under = {f"k{i}": "v" * 4000 for i in range(16)}
+    r = await client.post(f"{V}/clustertemplates", json={**body, "labels": under}, headers=h)
+    assert r.status_code == 201, r.text
+    patch = [{"op": "add", "path": "/labels/k16", "value": "v" * 4000}]
+    r = await client.patch(f"{V}/clustertemplates/tpl", json=patch, headers=h)
+    assert r.status_code == 400 and "Magnum's column" in _detail(r), r.text
+    shown = await client.get(f"{V}/clustertemplates/tpl", headers=h)
+    assert shown.json()["labels"] == under
+    cluster = {"cluster_template_id": "tpl", "name": "c1", "node_count": 1}
+    r = await client.post(f"{V}/clusters", json={**cluster, "labels": _WIDE}, headers=h)
+    assert r.status_code == 400 and "Magnum's column" in _detail(r), r.text
+    r = await client.post(f"{V}/clusters", json=cluster, headers=h)
+    assert r.status_code == 202, r.text
+    ng = {"name": "ng1", "labels": _WIDE}
+    r = await client.post(f"{V}/clusters/c1/nodegroups", json=ng, headers=h)
+    assert r.status_code == 400 and "Magnum's column" in _detail(r), r.text

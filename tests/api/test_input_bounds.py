@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import ScriptedAgent
+from tests.helpers import ScriptedAgent, make_member
 from tests.helpers import zun_headers as h
 
 HUGE = 10**20
@@ -66,10 +66,16 @@ async def test_newlines_stay_legal_in_arguments_and_values(
 @pytest.mark.parametrize(
     ("fields", "named", "limit"),
     [
-        ({"restart_policy": {"Name": "on-failure", "MaximumRetryCount": HUGE}},
-         "MaximumRetryCount", "2147483647"),
-        ({"restart_policy": {"Name": "on-failure", "MaximumRetryCount": str(HUGE)}},
-         "MaximumRetryCount", "2147483647"),
+        (
+            {"restart_policy": {"Name": "on-failure", "MaximumRetryCount": HUGE}},
+            "MaximumRetryCount",
+            "2147483647",
+        ),
+        (
+            {"restart_policy": {"Name": "on-failure", "MaximumRetryCount": str(HUGE)}},
+            "MaximumRetryCount",
+            "2147483647",
+        ),
         ({"healthcheck": {"cmd": "true", "interval": HUGE}}, "healthcheck.interval", "86400"),
         ({"healthcheck": {"cmd": "true", "timeout": HUGE}}, "healthcheck.timeout", "86400"),
         ({"healthcheck": {"cmd": "true", "retries": HUGE}}, "healthcheck.retries", "2147483647"),
@@ -199,3 +205,61 @@ async def test_labels_that_only_mention_berth_are_kept(
     r = await _create(client, admin_token, labels=labels)
     assert r.status_code == 202, r.text
     assert r.json()["labels"] == labels
+
+
+_BOUND = 256 * 1024  # max_container_spec_bytes' default
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"environment": {f"K{i}": "v" * 1000 for i in range(300)}},  # 300 KB
+        {"command": ["sh", "-c", "x" * (_BOUND + 1)]},
+        {"labels": {"a": "é" * 80_000, "b": "é" * 80_000}},  # 320,000 bytes in UTF-8
+    ],
+)
+async def test_a_container_whose_settings_pass_the_bound_is_refused_before_it_is_stored(
+    client: httpx.AsyncClient, admin_token: str, fields: dict[str, Any]
+) -> None:
+    await ScriptedAgent(client).register()
+    member = await make_member(client, admin_token, "roomy", "roomy-user")
+    r = await _create(client, member, name="big", **fields)
+    assert "max_container_spec_bytes" in _detail(r)
+    assert "bytes" in _detail(r) and "volume" in _detail(r)  # how much, and what to do
+    listed = await client.get("/container/v1/containers", headers=h(member))
+    assert listed.json()["containers"] == []
+
+
+async def test_a_container_at_the_bound_is_stored_and_listed_whole(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    await ScriptedAgent(client).register()
+    member = await make_member(client, admin_token, "roomy", "roomy-user")
+    # {"command":["sh","-c","..."],"entrypoint":null,...}: the rest of the columns
+    # take a little over a hundred bytes, so this is just under the bound.
+    script = "x" * (_BOUND - 300)
+    r = await _create(client, member, name="near", command=["sh", "-c", script])
+    assert r.status_code == 202, r.text
+    shown = await client.get(f"/container/v1/containers/{r.json()['uuid']}", headers=h(member))
+    assert shown.json()["command"] == ["sh", "-c", script]
+
+
+async def test_a_capsule_whose_members_pass_the_bound_is_refused(
+    client: httpx.AsyncClient, admin_token: str
+) -> None:
+    await ScriptedAgent(client).register()
+    member = await make_member(client, admin_token, "roomy", "roomy-user")
+    big = {f"K{i}": "v" * 1000 for i in range(300)}
+    template = {
+        "kind": "capsule",
+        "metadata": {"name": "cap"},
+        "spec": {"containers": [{"image": "busybox", "env": big}]},
+    }
+    r = await client.post("/container/v1/capsules", json={"template": template}, headers=h(member))
+    assert "max_container_spec_bytes" in _detail(r)
+    template["metadata"]["annotations"] = {"note": "n" * (_BOUND + 1)}  # type: ignore[index]
+    template["spec"] = {"containers": [{"image": "busybox"}]}
+    r = await client.post("/container/v1/capsules", json={"template": template}, headers=h(member))
+    assert "capsule cap" in _detail(r) and "max_container_spec_bytes" in _detail(r)
+    listed = await client.get("/container/v1/capsules", headers=h(member))
+    assert listed.json()["capsules"] == []

@@ -16,6 +16,7 @@ template volumes shared by its members), is the ``volumes`` callable.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +113,7 @@ async def admit(
         raise errors.Forbidden(f"A project-scoped token is needed to create {noun}.")
     project_id = ctx.project_id
     adm = build(project_id)
+    _check_sizes(adm, env.settings.max_container_spec_bytes)
     for image in adm.images:
         await address_check.check_image(env, ctx, image)
     for row in adm.sourced:
@@ -145,6 +147,40 @@ async def admit(
             await finish_open_actions(session, adm.placed.uuid, error=adm.placed.status_reason)
     await env.notifier.touch(adm.placed.host)
     return adm
+
+
+# What a tenant fills freely; every other column is a name, a number or a flag of
+# bounded length. Mounts are apart: at this point they still carry the content of
+# injected files (inject_file_max_bytes, inject_max_files), which is stored on its
+# own and in no view; what replaces them is at most 64 volume references.
+_SPEC_COLUMNS = (
+    "command", "entrypoint", "environment", "labels", "hints", "healthcheck",
+    "exposed_ports", "nets", "restart_policy", "security_groups",
+)  # fmt: skip
+_CAPSULE_COLUMNS = ("labels", "annotations", "volumes")
+
+
+def _spec_bytes(row: object, columns: Sequence[str]) -> int:
+    """The bytes ``columns`` of ``row`` take as compact JSON (UTF-8), as they are stored."""
+    values = {c: getattr(row, c) for c in columns}
+    return len(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _check_sizes(adm: Admission, limit: int) -> None:
+    """Invalid (400) when a container's, or the capsule's, stored settings pass ``limit``."""
+    sized: list[tuple[str, object, Sequence[str]]] = [
+        (f"container {row.name}", row, _SPEC_COLUMNS) for row in (adm.placed, *adm.members)
+    ]
+    if adm.owner is not None:
+        sized.append((f"capsule {adm.owner.name}", adm.owner, _CAPSULE_COLUMNS))
+    for what, row, columns in sized:
+        size = _spec_bytes(row, columns)
+        if size > limit:
+            raise errors.Invalid(
+                f"The settings of {what} ({', '.join(columns)}) take {size} bytes as JSON; "
+                f"at most {limit} are stored (max_container_spec_bytes): keep large data in "
+                "the image, a volume or an injected file."
+            )
 
 
 async def _check(env: Env, session: Session, adm: Admission, project_id: str, limits: Any) -> None:
