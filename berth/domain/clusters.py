@@ -25,6 +25,7 @@ __all__ = [
     "NODEGROUP_PATCHABLE",
     "PATCHABLE",
     "Flavor",
+    "check_labels_size",
     "check_name",
     "check_node_counts",
     "check_resize_bounds",
@@ -158,14 +159,20 @@ def coerce_labels(name: str, value: Any) -> dict[str, str]:
                 f"characters, a value at most {MAX_LABEL_VALUE}."
             )
         out[_no_control(name, str(key))] = _no_control(name, text)
-    stored = len(json.dumps(out))
+    check_labels_size(name, out)
+    return out
+
+
+def check_labels_size(name: str, labels: Mapping[str, Any]) -> None:
+    """Invalid (400) when ``labels`` take more than MAX_LABELS_JSON characters as JSON (as
+    Magnum stores them): given ones, and those merged with a template's or cluster's."""
+    stored = len(json.dumps(labels))
     if stored > MAX_LABELS_JSON:
         raise errors.Invalid(
             f"Invalid input for field/attribute {name}: the labels take {stored} characters "
             f"as JSON, at most {MAX_LABELS_JSON} are stored (Magnum's column): keep fewer or "
             "shorter values."
         )
-    return out
 
 
 def _coerce(name: str, kind: str, value: Any) -> Any:

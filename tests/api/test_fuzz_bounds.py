@@ -199,3 +199,11 @@ async def test_labels_are_bounded_as_magnum_stores_them(
     ng = {"name": "ng1", "labels": _WIDE}
     r = await client.post(f"{V}/clusters/c1/nodegroups", json=ng, headers=h)
     assert r.status_code == 400 and "Magnum's column" in _detail(r), r.text
+    # Each under the bound, merged past it: refused too (the merge is what is stored;
+    # a nodegroup's merge: tests/api/test_magnum_nodegroups.py).
+    more = {f"m{i}": "v" * 4000 for i in range(2)}
+    merged = {**cluster, "name": "c2", "labels": more, "merge_labels": True}
+    r = await client.post(f"{V}/clusters", json=merged, headers=h)
+    assert r.status_code == 400 and "Magnum's column" in _detail(r), r.text
+    r = await client.post(f"{V}/clusters", json={**merged, "merge_labels": False}, headers=h)
+    assert r.status_code == 202, r.text

@@ -639,3 +639,24 @@ async def test_a_cluster_has_a_bounded_number_of_node_groups(
     r = await world.c.post(f"{V}/clusters/c1/nodegroups", json=body, headers=h(alice))
     assert r.status_code == 403 and "max_nodegroups_per_cluster" in _detail(r), r.text
     assert list(await world.groups(alice, "c1")) == ["default-master", "default-worker", "none"]
+
+
+async def test_a_nodegroups_labels_merged_past_magnums_column_are_refused(
+    world: World, admin_token: str
+) -> None:
+    """Each map within the bound, merged with the cluster's (``merge_labels``) past the
+    65,535 characters Magnum stores: a 400, and the group is not made."""
+    alice = await make_member(world.c, admin_token, "team-a", "alice")
+    wide = {f"k{i}": "v" * 4000 for i in range(15)}
+    await world.template(alice, "tpl", labels=wide)
+    await world.cluster(alice)
+    await world.work()
+    body = {"name": "ng1", "labels": {"m1": "v" * 4000, "m2": "v" * 4000}, "merge_labels": True}
+    r = await world.c.post(f"{V}/clusters/c1/nodegroups", json=body, headers=h(alice))
+    assert r.status_code == 400 and "Magnum's column" in _detail(r), r.text
+    r = await world.c.post(
+        f"{V}/clusters/c1/nodegroups", json={**body, "merge_labels": False}, headers=h(alice)
+    )
+    assert r.status_code == 202, r.text
+    await world.work()
+    assert "ng1" in await world.groups(alice, "c1")

@@ -172,6 +172,7 @@ def _initial_settings(
     labels = dict(values.get("labels") or ct.labels)
     if values.get("merge_labels"):
         labels = {**ct.labels, **(values.get("labels") or {})}
+        spec.check_labels_size("labels", labels)
     bounds = [labels.get(k) for k in ("min_node_count", "max_node_count")]
     # (at most 9 digits: int() of a huge digit string is slow, then refuses)
     if any(b is not None and not (str(b).isdigit() and len(str(b)) <= 9) for b in bounds):

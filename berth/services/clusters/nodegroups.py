@@ -88,6 +88,7 @@ async def create(env: Env, ctx: RequestContext, ident: str, body: Any) -> Cluste
         labels = cluster_labels
     elif values.get("merge_labels"):
         labels = {**cluster_labels, **labels}
+        spec.check_labels_size("labels", labels)
     image = values.get("image_id") or await _template_image(env, cluster)
     resolved = await clusters.glance_images(env, ctx, values.get("image_id"))
     async with env.db.transaction() as session:
