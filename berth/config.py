@@ -510,6 +510,19 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Each exposed port is published on a host port the engine picks, and dockerd's
+    # userland proxy runs a process per port and address family (~3 MB each, measured:
+    # 50 ports were 100 processes and 322 MB): 40 containers of 256 ports each would
+    # be 20,480 processes on the project's hosts, and their ports everyone's.
+    max_published_ports_per_project: int = Field(
+        default=128,
+        ge=0,
+        description=(
+            "ports one project's containers and capsules may publish on their hosts in all "
+            "(exposed_ports; 0: no limit); one more is a 403 before anything is stored"
+        ),
+    )
+
     # Records Zun and Magnum keep under no quota: without a cap a loop of creates grows
     # the database, and Magnum's template list is built whole on every request.
     max_registries_per_project: int = Field(

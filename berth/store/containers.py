@@ -27,6 +27,7 @@ __all__ = [
     "members_of",
     "name_taken",
     "project_usage",
+    "published_ports",
 ]
 
 
@@ -183,6 +184,15 @@ async def project_usage(session: AsyncSession, project_id: str) -> dict[str, flo
         "memory": float(memory or 0),
         "disk": float(disk or 0),
     }
+
+
+async def published_ports(session: AsyncSession, project_id: str) -> int:
+    """How many ports the project's containers publish on their hosts (``exposed_ports``),
+    those being deleted included: their host ports are taken until they are gone."""
+    stmt = select(ContainerRow.exposed_ports).where(
+        ContainerRow.project_id == project_id, ContainerRow.exposed_ports.is_not(None)
+    )
+    return sum(len(ports or {}) for ports in (await session.execute(stmt)).scalars())
 
 
 async def list_actions(

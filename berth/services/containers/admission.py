@@ -196,6 +196,24 @@ async def _check(env: Env, session: Session, adm: Admission, project_id: str, li
         env, session, project_id, cost.cpu, cost.memory, cost.disk, count=cost.count,
         limits=limits, locked=True,  # admit took the lock first thing in the transaction
     )  # fmt: skip
+    await _check_published(env, session, adm, project_id)
+
+
+async def _check_published(env: Env, session: Session, adm: Admission, project_id: str) -> None:
+    """OverQuota (403) when the project would publish more host ports than its bound
+    (counted under the quota lock ``admit`` holds: exact under concurrent creates)."""
+    limit = env.settings.max_published_ports_per_project
+    asked = sum(len(row.exposed_ports or {}) for row in (adm.placed, *adm.members))
+    if not limit or not asked:
+        return
+    used = await repo.published_ports(session, project_id)
+    if used + asked > limit:
+        raise errors.OverQuota(
+            f"Project {project_id} publishes {used} ports on its hosts and this asks for "
+            f"{asked} more; at most {limit} are allowed (max_published_ports_per_project): "
+            "each takes a host port and a proxy process on its host. Expose fewer ports, "
+            "delete a container that publishes some, or ask an admin to raise the limit."
+        )
 
 
 async def _place(env: Env, session: Session, adm: Admission) -> str:
