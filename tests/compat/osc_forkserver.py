@@ -26,9 +26,12 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import threading
+import time
 import traceback
 from importlib.metadata import entry_points
 
@@ -91,8 +94,23 @@ def _run(conn: socket.socket) -> int:
     return int(rc or 0)
 
 
+def _die_with(parent: int, home: str) -> None:
+    """Exit once the test process that started this server is gone, its socket's
+    directory removed: pytest-xdist's workers end without running ``atexit`` (where
+    ``oscli`` stops the server), and a killed run runs nothing at all."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    if os.path.basename(home).startswith("berth-osc-"):
+        shutil.rmtree(home, ignore_errors=True)
+    os._exit(0)
+
+
 def serve(script: str, path: str) -> None:
     sys.argv = [script]
+    # Started before the imports: a parent that dies meanwhile is still noticed. Only
+    # this process has the thread (fork copies the calling thread alone).
+    watch = (os.getppid(), os.path.dirname(os.path.abspath(path)))
+    threading.Thread(target=_die_with, args=watch, daemon=True).start()
     _preload()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)

@@ -9,11 +9,18 @@ the fork server give the same exit status, stdout and stderr, byte for byte.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.compat.oscli import Cli, live_cli
+from tests.compat.oscli import OPENSTACK, Cli, live_cli
+
+_SERVER = Path(__file__).with_name("osc_forkserver.py")
 
 pytestmark = pytest.mark.compat
 
@@ -70,3 +77,27 @@ def test_a_run_leaves_nothing_behind_for_the_next(cli: Cli) -> None:
     mine = cli.json("token", "issue", user="fork-user", password="fork-pw", project="fork-other")
     assert mine["project_id"] == cli.project_id("fork-other")
     assert cli.json("token", "issue")["project_id"] == cli.project_id("admin")
+
+
+def test_the_fork_server_ends_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """A pytest-xdist worker ends without running ``atexit``, where the server is
+    stopped: the server notices its parent is gone, exits and removes its directory
+    (two servers and their directories were left behind by every CI run before)."""
+    home = Path(tempfile.mkdtemp(prefix="berth-osc-", dir=tmp_path))
+    starter = (
+        "import subprocess, sys\n"
+        "p = subprocess.Popen([sys.executable, sys.argv[1], sys.argv[2], sys.argv[3]],"
+        " stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)\n"
+        "assert p.stdout.readline() == 'ready\\n'\n"
+        "print(p.pid, flush=True)\n"
+        "import os; os._exit(0)\n"  # as an xdist worker leaves: no atexit, no kill
+    )
+    args = [sys.executable, "-c", starter, str(_SERVER), str(OPENSTACK), str(home / "fork.sock")]
+    server = int(
+        subprocess.run(args, capture_output=True, text=True, timeout=120, check=True).stdout
+    )
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{server}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{server}").exists(), "the fork server outlived its parent"
+    assert not home.exists()
