@@ -184,7 +184,7 @@ def _check_sizes(adm: Admission, limit: int) -> None:
 
 
 async def _check(env: Env, session: Session, adm: Admission, project_id: str, limits: Any) -> None:
-    """The checks inside the transaction: names, networks, image sources, quota."""
+    """The checks inside the transaction: names, networks, image sources, quota, ports."""
     for name in adm.names:
         await check_name(env, session, name, project_id)
     await networks.still_there(session, adm.placed, adm.nets, adm.groups)
