@@ -18,7 +18,6 @@ from rich.text import Text
 
 from berth.cli.client import BerthClient, CliError
 from berth.cli.containers import client_from, key_value_pairs, reported
-from berth.clusters.client_config import ENV_FILE, env_file, new_client_key
 
 __all__ = ["app", "cluster_style", "follow_cluster"]
 
@@ -289,6 +288,10 @@ def config(
 ) -> None:
     """Write ca.pem, cert.pem, key.pem and env.sh to reach the cluster, like
     `openstack coe cluster config`: a new client key, its certificate signed by the cluster CA."""
+    # Imported here: the key and certificate code (cryptography) is ~75 ms of every
+    # `berth` command's start otherwise.
+    from berth.clusters.client_config import ENV_FILE, env_file, new_client_key
+
     files = ("ca.pem", "cert.pem", "key.pem", ENV_FILE)
     with reported(), client_from(ctx) as client:
         existing = [f for f in files if (directory / f).exists()]

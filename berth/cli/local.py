@@ -17,7 +17,6 @@ from berth.cli.client import BerthClient, CliError, default_http
 from berth.cli.containers import fail
 from berth.cli.credentials import CredentialsError, load_credentials
 from berth.cli.render import styled_status
-from berth.config import load_settings
 
 __all__ = ["down", "find_repo", "status", "up"]
 
@@ -59,6 +58,9 @@ def _base_url() -> str:
     try:
         return load_credentials().base_url
     except CredentialsError:
+        # Imported here: the settings' model is ~160 ms of every `berth` command's start.
+        from berth.config import load_settings
+
         return load_settings().effective_public_url
 
 

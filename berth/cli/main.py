@@ -11,7 +11,6 @@ from __future__ import annotations
 import typer
 
 from berth.cli import clusters, containers, hosts, images, local, openstack, simpool
-from berth.config import load_settings
 
 __all__ = ["app"]
 
@@ -42,6 +41,7 @@ def migrate() -> None:
     """Bring the database schema up to date."""
     import asyncio
 
+    from berth.config import load_settings
     from berth.store.db import Database
 
     async def run() -> None:

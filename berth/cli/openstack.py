@@ -21,15 +21,17 @@ password that no longer works is corrected, and every line printed says which.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import typer
 
 from berth.cli.credentials import Credentials, CredentialsError, load_credentials
-from berth.config import Settings, load_settings
 from berth.identity import catalog
 from berth.identity.auth_request import by_name, password_auth, project_ref
+
+if TYPE_CHECKING:
+    from berth.config import Settings
 
 __all__ = ["Keystone", "RegisterError", "Registrar", "app", "register", "run_register"]
 
@@ -232,6 +234,8 @@ def register(
     settings (BERTH_KEYSTONE_*, BERTH_AGENT_PASSWORD, BERTH_REGION). A second
     run changes nothing and says so.
     """
+    from berth.config import load_settings  # ~160 ms: only this command needs the settings
+
     settings = load_settings()
     try:
         creds = load_credentials()

@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import uvicorn
@@ -18,15 +18,16 @@ from fastapi import FastAPI
 from berth.agent.client import ControlClient
 from berth.agent.loop import Agent
 from berth.agent.server import create_agent_app
-from berth.api.app import Extension, create_app
-from berth.api.internal.local import LocalControl
-from berth.api.state import AppState
 from berth.cli.connguard import GuardedHttp, configure
 from berth.config import Settings, load_settings
 from berth.networks.base import NETWORK_DRIVERS
 from berth.plugins import PluginNotFound
 from berth.runtimes.base import RUNTIME_DRIVERS, RuntimeDriver
 from berth.volumes.base import VOLUME_DRIVERS
+
+if TYPE_CHECKING:
+    from berth.api.app import Extension
+    from berth.api.state import AppState
 
 __all__ = [
     "agent_in_memory",
@@ -67,6 +68,7 @@ def agent_runtime(settings: Settings) -> RuntimeDriver:
 
 def embedded_agent(settings: Settings) -> Extension:
     """The all-in-one agent: reaches the API in memory and is reached in memory."""
+    from berth.api.internal.local import LocalControl
 
     # Built now, not at start-up of the app: a driver that is not installed stops the
     # process before it serves anything.
@@ -108,6 +110,10 @@ def api_main() -> None:
     """
     _logging()
     settings = load_settings()
+    # The control plane is imported by the commands that run it, not by the module:
+    # a standalone agent would import it (~1 s of start-up, and its memory) for nothing.
+    from berth.api.app import create_app
+
     if settings.api_workers > 1:
         # Imported here: that module builds on this one's helpers.
         from berth.cli.serve_workers import serve_workers
@@ -213,6 +219,8 @@ def worker_main() -> None:
     """Run the control plane's background loops without serving the API."""
     _logging()
     settings = load_settings()
+    from berth.api.app import create_app
+
     app = create_app(settings)
 
     async def run() -> None:

@@ -10,11 +10,6 @@ from typing import Annotated
 
 import typer
 
-from berth.agent.simpool import PoolOptions, SimPool, run_until_cancelled
-from berth.cli.serve import agent_password
-from berth.config import load_settings
-from berth.runtimes.fake import InstantDriver
-
 __all__ = ["sim_pool"]
 
 
@@ -57,6 +52,14 @@ def sim_pool(
     distinct --first (or --prefix) to spread a large pool over cores. Ctrl-C stops.
     Logs go to stderr, the counts to stdout.
     """
+    # Imported here, not at the top: the agent and the control plane's modules take
+    # ~1.4 s to import, and every `berth` command (a `--help`, a `container list`)
+    # imports this module to register the command.
+    from berth.agent.simpool import PoolOptions, SimPool, run_until_cancelled
+    from berth.cli.serve import agent_password
+    from berth.config import load_settings
+    from berth.runtimes.fake import InstantDriver
+
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
