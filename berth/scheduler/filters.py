@@ -120,9 +120,17 @@ class DiskFilter:
         if not req.disk:
             return PASS
         free = int(host.disk_total * self.ratio) - host.disk_used
-        if req.disk <= free:
-            return PASS
-        return Verdict(False, f"not enough disk (need {req.disk} GiB, {max(free, 0)} free)")
+        if req.disk > free:
+            return Verdict(False, f"not enough disk (need {req.disk} GiB, {max(free, 0)} free)")
+        if not host.disk_quota_supported:
+            # Zun's compute refuses such a container ("Your host does not support disk
+            # quota feature."): a size the engine cannot cap would be a promise not kept.
+            return Verdict(
+                False,
+                "does not support disk quota: its engine cannot cap a container's disk "
+                f"({req.disk} GiB asked; create it without disk)",
+            )
+        return PASS
 
 
 class CpuPinningFilter:

@@ -30,6 +30,9 @@ class HostState:
     pinned_cpus: frozenset[int] = frozenset()
     projects: frozenset[str] = frozenset()
     images: frozenset[str] = frozenset()
+    # Whether its engine caps a container's writable layer at the container's ``disk``
+    # (Zun's host field of that name). No driver here does (docs/security.md).
+    disk_quota_supported: bool = False
 
     def free_cores(self) -> list[int]:
         """Core ids not pinned to a dedicated container, lowest first."""

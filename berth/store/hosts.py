@@ -75,6 +75,7 @@ _COLUMNS = (
     HostRow.enable_cpu_pinning,
     HostRow.pinned_cpus,
     HostRow.images,
+    HostRow.disk_quota_supported,
     ServiceRow.id,
     ServiceRow.disabled,
     ServiceRow.forced_down,
@@ -270,7 +271,8 @@ async def state_rows(
 
     Each row: hostname, cpus, cpu_used, mem_total, mem_used, disk_total,
     disk_used, runtimes, labels, availability_zone, generation,
-    total_containers, enable_cpu_pinning, pinned_cpus, images, then the
+    total_containers, enable_cpu_pinning, pinned_cpus, images,
+    disk_quota_supported, then the
     service's id, disabled, forced_down and last_seen_up (None without one).
     """
     stmt = select(*_COLUMNS).join(ServiceRow, _SERVICE, isouter=True)

@@ -355,3 +355,43 @@ async def test_two_reports_of_one_host_in_other_orders_do_not_deadlock(
 
     answers = await asyncio.gather(report(uuids), report(uuids[::-1]))
     assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+
+
+V1 = "/container/v1"
+
+
+async def test_a_disk_size_needs_a_host_that_caps_it(
+    client: httpx.AsyncClient, admin_token: str, agent: ScriptedAgent
+) -> None:
+    """Zun's rule: a container's ``disk`` on a host whose engine cannot cap it is refused
+    (Zun: "Your host does not support disk quota feature."), never run uncapped."""
+    member = await make_member(client, admin_token, "disk-p", "disk-u")
+    r = await client.post(
+        f"{V1}/containers?run=true", json={"image": "busybox", "disk": 1}, headers=h(member)
+    )
+    assert r.status_code == 202, r.text
+    shown = (await client.get(f"{V1}/containers/{r.json()['uuid']}", headers=h(member))).json()
+    assert shown["status"] == "Error", shown
+    assert "does not support disk quota" in shown["status_reason"], shown["status_reason"]
+    assert "create it without disk" in shown["status_reason"]
+    as_admin = await client.get(f"{V1}/containers/{shown['uuid']}", headers=h(admin_token))
+    assert as_admin.json()["host"] is None
+    hosts = (await client.get(f"{V1}/hosts", headers=h(admin_token))).json()["hosts"]
+    assert [x["disk_quota_supported"] for x in hosts] == [False]
+
+    # Without disk it runs there; with disk, on a host that says its engine caps it.
+    r = await client.post(f"{V1}/containers?run=true", json={"image": "busybox"}, headers=h(member))
+    assert await _host_of(client, admin_token, r.json()["uuid"]) == "test-host"
+    capped = ScriptedAgent(client, "capped-host")
+    await capped.register(disk_quota_supported=True)
+    r = await client.post(
+        f"{V1}/containers?run=true", json={"image": "busybox", "disk": 1}, headers=h(member)
+    )
+    assert r.json()["disk"] == 1, r.json()
+    assert await _host_of(client, admin_token, r.json()["uuid"]) == "capped-host"
+
+
+async def _host_of(client: httpx.AsyncClient, admin_token: str, uuid: str) -> str | None:
+    r = await client.get(f"{V1}/containers/{uuid}", headers=h(admin_token))
+    host: str | None = r.json()["host"]
+    return host

@@ -52,6 +52,12 @@ def req(**kw: object) -> PlacementRequest:
         ({"mem_used": 4000}, {}, "not enough memory (need 512 MiB, 96 free)"),
         ({"cpu_used": 3.5}, {}, "not enough CPU (need 1, 0.5 free)"),
         ({}, {"disk": 200}, "not enough disk (need 200 GiB, 100 free)"),
+        (
+            {},
+            {"disk": 5},
+            "does not support disk quota: its engine cannot cap a container's disk "
+            "(5 GiB asked; create it without disk)",
+        ),
         ({}, {"hints": (("label:gpu", "yes"),)}, "label gpu=yes not on host"),
     ],
 )
@@ -63,6 +69,15 @@ def test_each_rejection_is_explained(
     assert decision.host is None
     assert decision.rejections == {"h1": reason}
     assert reason in decision.explain()
+
+
+def test_a_disk_size_goes_only_where_its_engine_caps_it() -> None:
+    """As in Zun: a container's ``disk`` needs a host whose engine enforces it."""
+    capped = dataclasses.replace(BASE, hostname="h2", disk_quota_supported=True)
+    decision = pipeline().place(req(disk=5), [BASE, capped])
+    assert decision.host == capped
+    # Without disk, both fit.
+    assert len(pipeline().place(req(), [BASE, capped]).scores) == 2
 
 
 def test_label_hint_matches() -> None:

@@ -70,7 +70,7 @@ async def read_hosts(
     down_at, hosts, grace = _NEVER, [], dt.timedelta(seconds=service_down_time)
     for (
         hostname, cpus, cpu_used, mem_total, mem_used, disk_total, disk_used, runtimes,
-        labels, zone, generation, total, pinning, pinned, images,
+        labels, zone, generation, total, pinning, pinned, images, disk_quota,
         service_id, disabled, forced_down, seen,
     ) in rows:  # fmt: skip
         known = service_id is not None
@@ -97,6 +97,7 @@ async def read_hosts(
                 pinned_cpus=frozenset(pinned) if pinned else frozenset(),  # JSON: ints
                 projects=frozenset(projects.get(hostname, ())),
                 images=frozenset(images) if images else frozenset(),  # JSON: strings
+                disk_quota_supported=bool(disk_quota),
             )
         )
     return HostRead(hosts, down_at)
