@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -29,6 +29,15 @@ def _installed(monkeypatch: pytest.MonkeyPatch, *eps: tuple[str, str, str]) -> N
     monkeypatch.setattr(
         plugins, "entry_points", lambda group: [ep for ep in found if ep.group == group]
     )
+    plugins._scan.cache_clear()  # what was installed before is forgotten
+
+
+@pytest.fixture(autouse=True)
+def _no_kept_scans() -> Iterator[None]:
+    """A process keeps its scans per sys.path: each test here starts and ends without."""
+    plugins._scan.cache_clear()
+    yield
+    plugins._scan.cache_clear()
 
 
 def test_a_kind_loads_the_factory_its_entry_point_names(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +86,34 @@ def test_a_broken_plugin_is_a_clear_error_and_is_skipped_among_all(
 def test_a_name_declared_twice_is_the_first_distributions(monkeypatch: pytest.MonkeyPatch) -> None:
     _installed(monkeypatch, ("x", "builtins:object", GROUP), ("x", "builtins:dict", GROUP))
     assert KIND.load("x") is object
+
+
+def test_installed_drivers_are_read_once_per_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One scan of the installed distributions serves every later lookup; a distribution
+    on a path added since (a plug-in installed there) is found by the next lookup."""
+    scans: list[str] = []
+    real = plugins.entry_points
+
+    def counted(group: str) -> object:
+        scans.append(group)
+        return real(group=group)
+
+    monkeypatch.setattr(plugins, "entry_points", counted)
+    assert "docker" in RUNTIME_DRIVERS.names()
+    RUNTIME_DRIVERS.load("docker")
+    RUNTIME_DRIVERS.load_all()
+    assert scans == [RUNTIME_DRIVERS.group]
+    assert "late" not in KIND.names()
+
+    dist = tmp_path / "late_thing-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: late-thing\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[{GROUP}]\nlate = builtins:dict\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert KIND.load("late") is dict
+    assert scans == [RUNTIME_DRIVERS.group, GROUP, GROUP]
 
 
 def test_berths_own_drivers_are_declared_as_the_default_settings_name_them() -> None:
