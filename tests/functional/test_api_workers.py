@@ -170,8 +170,8 @@ def one_connection_per_worker(api: LiveApi, within: float = 60.0) -> dict[int, P
     return pinned
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[LiveApi]:
+@contextlib.contextmanager
+def _two_workers(workdir: Path) -> Iterator[LiveApi]:
     with pg_database() as url:
         env = _env(
             url,
@@ -180,8 +180,23 @@ def api(tmp_path: Path) -> Iterator[LiveApi]:
             BERTH_TOKEN_CACHE_SECONDS="600",
             BERTH_LOGIN_FAILURES_PER_USER="3",
         )
-        with live_api(env, workdir=tmp_path) as running:
+        with live_api(env, workdir=workdir) as running:
             yield running
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[LiveApi]:
+    """Two workers of the test's own: for tests that kill, replace or stop them."""
+    with _two_workers(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
+    """Two workers the tests that leave them running share, each with its own project
+    and user (a server of two workers took 13-19 s to start on a loaded machine)."""
+    with _two_workers(tmp_path_factory.mktemp("shared-workers")) as running:
+        yield running
 
 
 def _env(database_url: str, **settings: str) -> dict[str, str]:
@@ -207,15 +222,15 @@ def _login(conn: Pinned, user: str, password: str, project: str) -> tuple[int, s
     return status, headers.get("x-subject-token", "")
 
 
-def _member(conn: Pinned, admin: str) -> str:
-    """Project ``workers-p`` with member ``workers-u``; the project's id."""
+def _member(conn: Pinned, admin: str, name: str) -> str:
+    """Project ``<name>-p`` with member ``<name>-u``; the project's id."""
     h = {"X-Auth-Token": admin}
-    project = {"name": "workers-p", "domain_id": "default"}
+    project = {"name": f"{name}-p", "domain_id": "default"}
     status, _, body = conn.call("POST", "/identity/v3/projects", {"project": project}, h)
     assert status == 201, body
     project = body["project"]["id"]
     user = {
-        "name": "workers-u",
+        "name": f"{name}-u",
         "domain_id": "default",
         "password": MEMBER_PASSWORD,
         "default_project_id": project,
@@ -230,7 +245,8 @@ def _member(conn: Pinned, admin: str) -> str:
     return str(project)
 
 
-def test_two_workers_share_one_port_and_both_serve(api: LiveApi) -> None:
+def test_two_workers_share_one_port_and_both_serve(shared: LiveApi) -> None:
+    api = shared
     pids = workers(api)
     assert len(pids) == WORKERS
     pinned = one_connection_per_worker(api)
@@ -242,11 +258,11 @@ def test_two_workers_share_one_port_and_both_serve(api: LiveApi) -> None:
         assert (status, body["containers"]) == (200, [])
 
 
-def test_a_token_revoked_on_one_worker_is_refused_by_every_worker(api: LiveApi) -> None:
-    pinned = list(one_connection_per_worker(api).values())
+def test_a_token_revoked_on_one_worker_is_refused_by_every_worker(shared: LiveApi) -> None:
+    pinned = list(one_connection_per_worker(shared).values())
     _, admin = _login(pinned[0], "admin", ADMIN_PASSWORD, "admin")
-    _member(pinned[0], admin)
-    _, token = _login(pinned[0], "workers-u", MEMBER_PASSWORD, "workers-p")
+    _member(pinned[0], admin, "revoked")
+    _, token = _login(pinned[0], "revoked-u", MEMBER_PASSWORD, "revoked-p")
     h = {"X-Auth-Token": token, **ZUN}
     for conn in pinned:  # every worker has validated it (and cached it for 600 s)
         assert conn.call("GET", "/container/v1/containers", None, h)[0] == 200
@@ -262,24 +278,31 @@ def test_a_token_revoked_on_one_worker_is_refused_by_every_worker(api: LiveApi) 
     assert refused == set(range(len(pinned)))
 
 
-def test_failed_logins_on_both_workers_add_up(api: LiveApi) -> None:
-    one, two = one_connection_per_worker(api).values()
+def test_failed_logins_on_both_workers_add_up(shared: LiveApi) -> None:
+    one, two = one_connection_per_worker(shared).values()
+    _, admin = _login(one, "admin", ADMIN_PASSWORD, "admin")
+    _member(one, admin, "guessed")
     # Three allowed failures in all (BERTH_LOGIN_FAILURES_PER_USER), not three per worker.
-    statuses = [_login((one, two)[i % 2], "admin", f"guess-{i}", "admin")[0] for i in range(4)]
+    statuses = [
+        _login((one, two)[i % 2], "guessed-u", f"guess-{i}", "guessed-p")[0] for i in range(4)
+    ]
     assert statuses == [401, 401, 401, 429]
-    assert _login(one, "admin", ADMIN_PASSWORD, "admin")[0] == 429
-    assert _login(two, "admin", ADMIN_PASSWORD, "admin")[0] == 429
+    assert _login(one, "guessed-u", MEMBER_PASSWORD, "guessed-p")[0] == 429
+    assert _login(two, "guessed-u", MEMBER_PASSWORD, "guessed-p")[0] == 429
+    # Another user is not held back by them.
+    assert _login(two, "admin", ADMIN_PASSWORD, "admin")[0] == 201
 
 
-def test_forty_concurrent_creates_over_both_workers_fill_a_quota_exactly(api: LiveApi) -> None:
+def test_forty_concurrent_creates_over_both_workers_fill_a_quota_exactly(shared: LiveApi) -> None:
+    api = shared
     quota, creates = 5, 40
     conn = Pinned(api)
     _, admin = _login(conn, "admin", ADMIN_PASSWORD, "admin")
-    project = _member(conn, admin)
+    project = _member(conn, admin, "quota")
     path = f"/container/v1/quotas/{project}"
     body = {"containers": quota}
     assert conn.call("PUT", path, body, {"X-Auth-Token": admin, **ZUN})[0] == 200
-    _, token = _login(conn, "workers-u", MEMBER_PASSWORD, "workers-p")
+    _, token = _login(conn, "quota-u", MEMBER_PASSWORD, "quota-p")
     h = {"X-Auth-Token": token, **ZUN}
 
     def create(i: int) -> tuple[int, int]:
