@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar, cast
@@ -30,7 +31,9 @@ F = TypeVar("F")
 
 
 @functools.lru_cache(maxsize=64)
-def _scan(group: str, path: tuple[str, ...]) -> tuple[EntryPoint, ...]:
+def _scan(
+    group: str, path: tuple[str, ...], source: Callable[..., Iterable[EntryPoint]]
+) -> tuple[EntryPoint, ...]:
     """The entry points of ``group`` installed on ``path`` (``sys.path`` when asked).
 
     One scan reads every installed distribution's metadata (~45 ms here, with the
@@ -38,9 +41,11 @@ def _scan(group: str, path: tuple[str, ...]) -> tuple[EntryPoint, ...]:
     several kinds as they start (and a test suite starts many apps). A process's
     installed drivers do not change while it runs: a package installed meanwhile is
     found after a restart, as its modules would be; a new ``sys.path`` scans again.
+    ``source`` is ``importlib.metadata.entry_points`` (part of the key, so that a test
+    which stands another in for it is never answered from an earlier scan).
     """
     del path  # part of the cache key only: entry_points() reads sys.path itself
-    return tuple(entry_points(group=group))
+    return tuple(source(group=group))
 
 
 class PluginNotFound(errors.BerthError):
@@ -62,7 +67,7 @@ class Kind(Generic[F]):
     def _entries(self) -> dict[str, EntryPoint]:
         # A name declared twice (two distributions): the first on sys.path wins, as for imports.
         found: dict[str, EntryPoint] = {}
-        for ep in _scan(self.group, tuple(sys.path)):
+        for ep in _scan(self.group, tuple(sys.path), entry_points):
             found.setdefault(ep.name, ep)
         return found
 
