@@ -374,8 +374,7 @@ async def test_a_disk_size_needs_a_host_that_caps_it(
     assert shown["status"] == "Error", shown
     assert "does not support disk quota" in shown["status_reason"], shown["status_reason"]
     assert "create it without disk" in shown["status_reason"]
-    as_admin = await client.get(f"{V1}/containers/{shown['uuid']}", headers=h(admin_token))
-    assert as_admin.json()["host"] is None
+    assert await _host_of(client, admin_token, shown["uuid"]) is None
     hosts = (await client.get(f"{V1}/hosts", headers=h(admin_token))).json()["hosts"]
     assert [x["disk_quota_supported"] for x in hosts] == [False]
 
