@@ -25,6 +25,10 @@ __all__ = ["DockerStreams"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _HANGUP_GRACE = 2.0  # seconds an exec gets to end after SIGHUP before SIGKILL
+# How long an open waits for the engine to mark its exec running. It takes a few ms on
+# an idle host and more than a second on a loaded one (a dashboard terminal's first
+# resize failed so in CI); it ends as soon as the exec runs or has exited.
+_START_WAIT = 10.0
 
 
 class _EngineCalls(Protocol):
@@ -70,9 +74,9 @@ class DockerStreams:
         info = await self._exec_of(uuid, exec_id)
         tty = bool((info.get("ProcessConfig") or {}).get("tty"))
         conn = await self._engine.run(lambda api: api.exec_start(exec_id, socket=True, tty=tty))
-        # The engine answers the attach before it marks the exec running: wait (a second
-        # at most) so that a resize right after the open finds the session up.
-        until = time.monotonic() + 1.0
+        # The engine answers the attach before it marks the exec running: wait for it
+        # so that a resize right after the open finds the session up.
+        until = time.monotonic() + _START_WAIT
         while time.monotonic() < until:
             state = await self._engine.run(lambda api: api.exec_inspect(exec_id))
             if state.get("Running") or state.get("ExitCode") is not None:

@@ -33,6 +33,8 @@ __all__ = ["PodmanStreams", "StreamDuplex", "hijack"]
 
 log = logging.getLogger(__name__)
 _HANGUP_GRACE = 2.0  # seconds an exec gets to end after SIGHUP before SIGKILL
+# How long an open waits for the engine to mark its exec running (see docker_streams).
+_START_WAIT = 10.0
 _HEAD_LIMIT = 64 * 1024
 
 
@@ -170,9 +172,9 @@ class PodmanStreams:
             f"{self._api.prefix}/exec/{exec_id}/start",
             {"Detach": False, "Tty": tty},
         )
-        # The upgrade answer comes before the exec runs: wait (a second at most)
-        # so that a resize right after the open finds the session up.
-        until = time.monotonic() + 1.0
+        # The upgrade answer comes before the exec runs: wait for it so that a resize
+        # right after the open finds the session up.
+        until = time.monotonic() + _START_WAIT
         while time.monotonic() < until:
             state = await self._api.json("GET", f"/exec/{exec_id}/json")
             if state.get("Running") or state.get("Pid"):

@@ -97,6 +97,48 @@ async def test_exec_session_runs_resizes_and_hangs_up(box: Box) -> None:
     assert not box.api.exec_inspect(exec_id)["Running"]
 
 
+class _SlowToRun:
+    """The engine's client, marking execs running only ``lag`` s after their start.
+
+    A loaded host does that: in CI an engine took over a second, and the dashboard's
+    terminal, which resizes as soon as its session opens, was told to connect first.
+    """
+
+    def __init__(self, api: Any, started: list[float], lag: float) -> None:
+        self._api, self._started, self._lag = api, started, lag
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
+
+    def exec_start(self, *args: Any, **kwargs: Any) -> Any:
+        self._started.append(time.monotonic())
+        return self._api.exec_start(*args, **kwargs)
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        info: dict[str, Any] = self._api.exec_inspect(exec_id)
+        if self._started and time.monotonic() - self._started[0] < self._lag:
+            return {**info, "Running": False, "Pid": 0, "ExitCode": None}
+        return info
+
+
+async def test_a_resize_right_after_the_open_finds_a_slow_engines_session_up(
+    box: Box, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await box.run(["sleep", "300"])
+    exec_id = await box.driver.exec_create(box.uuid, ["sh"], tty=True)
+    engine, started = box.driver._engine, list[float]()
+    run = engine.run
+    slow = lambda call: run(lambda api: call(_SlowToRun(api, started, lag=2.5)))  # noqa: E731
+    monkeypatch.setattr(engine, "run", slow)
+    session = await box.driver.exec_open(box.uuid, exec_id)
+    try:
+        await box.driver.exec_resize(box.uuid, exec_id, 33, 111)
+        await session.write(b"stty size; echo ok-$((2+2))\r")
+        assert b"33 111" in await read_until(session, b"ok-4")
+    finally:
+        await session.close()
+
+
 async def test_exec_without_tty_is_demultiplexed(box: Box) -> None:
     await box.run(["sleep", "300"])
     exec_id = await box.driver.exec_create(
@@ -109,6 +151,20 @@ async def test_exec_without_tty_is_demultiplexed(box: Box) -> None:
             output += chunk
     await session.close()
     assert sorted(output.decode().split()) == ["err", "out"]
+
+
+async def test_an_exec_that_ends_at_once_opens_without_waiting(box: Box) -> None:
+    await box.run(["sleep", "300"])
+    exec_id = await box.driver.exec_create(box.uuid, ["echo", "done"], tty=False)
+    began = time.monotonic()
+    session = await box.driver.exec_open(box.uuid, exec_id)  # waits for running, or the end
+    assert time.monotonic() - began < 3  # not the 10 s it allows a loaded engine
+    output = b""
+    async with asyncio.timeout(10):
+        while chunk := await session.read():
+            output += chunk
+    await session.close()
+    assert output == b"done\n"
 
 
 async def test_an_exec_of_another_container_is_refused(box: Box) -> None:

@@ -429,6 +429,21 @@ async def test_exec_session_and_attach(box: Box) -> None:
     await attached.close()
 
 
+async def test_an_exec_that_ends_at_once_opens_without_waiting(box: Box) -> None:
+    d, u = box.driver, box.uuid
+    await d.create(box.spec())
+    await d.start(u)
+    exec_id = await d.exec_create(u, ["echo", "done"], tty=False)
+    began = time.monotonic()
+    session = await d.exec_open(u, exec_id)  # waits for running, or for the end
+    assert time.monotonic() - began < 3  # not the 10 s it allows a loaded engine
+    out = b""
+    while chunk := await asyncio.wait_for(session.read(), 5):
+        out += chunk
+    await session.close()
+    assert out == b"done\n"
+
+
 async def test_tty_exec_resize(box: Box) -> None:
     d, u = box.driver, box.uuid
     await d.create(box.spec())
