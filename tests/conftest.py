@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import shutil
 import uuid
@@ -32,6 +33,21 @@ from tests.scheduling import (  # noqa: F401  hooks, registered by being here
     pytest_runtest_logreport,
     pytest_sessionfinish,
 )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Tune the garbage collector as ``berth-api`` does (``serve._tune_gc``).
+
+    Every API test builds an app (~100k objects, alive through the test, so they
+    reach the oldest generation), and the defaults then ran a full collection of
+    the whole process every few tests: measured on three API modules, 10.3 s of
+    23.7 s of CPU was full collections. Freezing what the imports and the
+    collection made, and collecting less often, leaves 2.9 s (+25 MB at most).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
 
 PG_ADMIN_DSN = os.environ.get("BERTH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 ADMIN_PASSWORD = "admin-secret-pw"
@@ -131,13 +147,19 @@ def _pg_emptied(name: str) -> str:
     )
     admin = PG_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
     with psycopg.connect(admin, autocommit=True) as conn:
-        tables = [row[0] for row in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            " AND tablename <> 'alembic_version'"
-        )]
-        sequences = [row[0] for row in conn.execute(
-            "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
-        )]
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename <> 'alembic_version'"
+            )
+        ]
+        sequences = [
+            row[0]
+            for row in conn.execute(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
+            )
+        ]
         # replica: no foreign-key triggers, so the order of the deletes does not matter.
         steps = ["SET LOCAL session_replication_role = replica"]
         steps += [f'DELETE FROM "{table}"' for table in tables]
