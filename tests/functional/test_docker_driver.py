@@ -205,7 +205,7 @@ async def test_execute(box: Box) -> None:
     assert time.monotonic() - started < 5
 
 
-async def test_execute_output_is_bounded(box: Box) -> None:
+async def test_execute_output_is_bounded(box: Box, caplog: pytest.LogCaptureFixture) -> None:
     # Before: 100 MB of output took 2 GB of an all-in-one API process (a forever-writing
     # command, all it could write in execute_timeout).
     await box.driver.create(box.spec())
@@ -222,7 +222,10 @@ async def test_execute_output_is_bounded(box: Box) -> None:
     output, code = await box.driver.execute(
         box.uuid, ["head", "-c", str(limit), "/dev/zero"], 30, limit
     )
-    assert (len(output), code) == (limit, 0)
+    assert len(output) == limit
+    # Under load this engine now and then loses an exec's exit (_LostExits below): the
+    # whole output still comes, with no code, and the driver says so (seen in CI).
+    assert code == 0 or (code is None and "lost the exit" in caplog.text), (code, caplog.text)
 
 
 class _LostExits:
