@@ -177,7 +177,9 @@ class PodmanStreams:
         until = time.monotonic() + _START_WAIT
         while time.monotonic() < until:
             state = await self._api.json("GET", f"/exec/{exec_id}/json")
-            if state.get("Running") or state.get("Pid"):
+            # Running, or ended: Podman then clears Pid (and ExitCode is 0 both before
+            # and after a clean run), so an ended session is the one it can remove.
+            if state.get("Running") or state.get("Pid") or state.get("CanRemove"):
                 break
             await asyncio.sleep(0.02)
 

@@ -165,6 +165,12 @@ async def test_an_exec_that_ends_at_once_opens_without_waiting(box: Box) -> None
             output += chunk
     await session.close()
     assert output == b"done\n"
+    # Nor one whose command does not exist (it never runs at all).
+    exec_id = await box.driver.exec_create(box.uuid, ["/no/such/command"], tty=True)
+    began = time.monotonic()
+    session = await box.driver.exec_open(box.uuid, exec_id)
+    await session.close()
+    assert time.monotonic() - began < 3
 
 
 async def test_an_exec_of_another_container_is_refused(box: Box) -> None:

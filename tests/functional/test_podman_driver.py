@@ -442,6 +442,12 @@ async def test_an_exec_that_ends_at_once_opens_without_waiting(box: Box) -> None
         out += chunk
     await session.close()
     assert out == b"done\n"
+    # Nor one whose command does not exist (it never runs at all).
+    exec_id = await d.exec_create(u, ["/no/such/command"], tty=True)
+    began = time.monotonic()
+    session = await d.exec_open(u, exec_id)
+    await session.close()
+    assert time.monotonic() - began < 3
 
 
 async def test_tty_exec_resize(box: Box) -> None:
