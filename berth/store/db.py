@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -196,7 +197,10 @@ class Database:
             cls = self._session_class
             event.listen(cls, "after_flush", _record_flush)
             event.listen(cls, "do_orm_execute", _record_bulk)
-            event.listen(cls, "after_commit", self._after_commit)
+            # SQLAlchemy keeps a class's listeners in a WeakKeyDictionary keyed by the
+            # class; a bound method there would hold this handle, and through it the
+            # class, for ever (every test's database stayed, engine and all).
+            event.listen(cls, "after_commit", _weak_after_commit(weakref.ref(self)))
             event.listen(cls, "after_rollback", _forget_writes)
         self._write_watchers.append(watcher)
 
@@ -243,6 +247,15 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _weak_after_commit(db: weakref.ref[Database]) -> Callable[[OrmSession], None]:
+    def after_commit(session: OrmSession) -> None:
+        handle = db()
+        if handle is not None:
+            handle._after_commit(session)
+
+    return after_commit
 
 
 def _pending(session: OrmSession) -> set[str]:
