@@ -76,12 +76,13 @@ class DockerStreams:
         conn = await self._engine.run(lambda api: api.exec_start(exec_id, socket=True, tty=tty))
         # The engine answers the attach before it marks the exec running: wait for it
         # so that a resize right after the open finds the session up.
-        until = time.monotonic() + _START_WAIT
+        until, pause = time.monotonic() + _START_WAIT, 0.02
         while time.monotonic() < until:
             state = await self._engine.run(lambda api: api.exec_inspect(exec_id))
             if state.get("Running") or state.get("ExitCode") is not None:
                 break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 0.2)  # a slow engine is a loaded one: ask it less
 
         async def hang_up() -> None:
             await self._end_exec(exec_id)

@@ -174,14 +174,15 @@ class PodmanStreams:
         )
         # The upgrade answer comes before the exec runs: wait for it so that a resize
         # right after the open finds the session up.
-        until = time.monotonic() + _START_WAIT
+        until, pause = time.monotonic() + _START_WAIT, 0.02
         while time.monotonic() < until:
             state = await self._api.json("GET", f"/exec/{exec_id}/json")
             # Running, or ended: Podman then clears Pid (and ExitCode is 0 both before
             # and after a clean run), so an ended session is the one it can remove.
             if state.get("Running") or state.get("Pid") or state.get("CanRemove"):
                 break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 0.2)  # a slow engine is a loaded one: ask it less
 
         async def hang_up() -> None:
             await self._end_exec(exec_id)
