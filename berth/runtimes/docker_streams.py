@@ -18,17 +18,19 @@ from typing import Any, Protocol, TypeVar
 from berth import errors
 from berth.runtimes.base import container_name
 from berth.runtimes.hangup import signal_session
-from berth.runtimes.streams import ArchiveStat, Duplex, SocketDuplex, ThreadedReader
+from berth.runtimes.streams import (
+    ArchiveStat,
+    Duplex,
+    SocketDuplex,
+    ThreadedReader,
+    until_started,
+)
 
 __all__ = ["DockerStreams"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _HANGUP_GRACE = 2.0  # seconds an exec gets to end after SIGHUP before SIGKILL
-# How long an open waits for the engine to mark its exec running. It takes a few ms on
-# an idle host and more than a second on a loaded one (a dashboard terminal's first
-# resize failed so in CI); it ends as soon as the exec runs or has exited.
-_START_WAIT = 10.0
 
 
 class _EngineCalls(Protocol):
@@ -74,15 +76,12 @@ class DockerStreams:
         info = await self._exec_of(uuid, exec_id)
         tty = bool((info.get("ProcessConfig") or {}).get("tty"))
         conn = await self._engine.run(lambda api: api.exec_start(exec_id, socket=True, tty=tty))
-        # The engine answers the attach before it marks the exec running: wait for it
-        # so that a resize right after the open finds the session up.
-        until, pause = time.monotonic() + _START_WAIT, 0.02
-        while time.monotonic() < until:
+
+        async def started() -> bool:
             state = await self._engine.run(lambda api: api.exec_inspect(exec_id))
-            if state.get("Running") or state.get("ExitCode") is not None:
-                break
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 0.2)  # a slow engine is a loaded one: ask it less
+            return bool(state.get("Running") or state.get("ExitCode") is not None)
+
+        await until_started(started)
 
         async def hang_up() -> None:
             await self._end_exec(exec_id)

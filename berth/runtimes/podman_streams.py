@@ -27,14 +27,12 @@ from berth import errors
 from berth.runtimes import podmanmap
 from berth.runtimes.base import container_name
 from berth.runtimes.hangup import signal_session
-from berth.runtimes.streams import ArchiveStat, Duplex, FrameDemuxer
+from berth.runtimes.streams import ArchiveStat, Duplex, FrameDemuxer, until_started
 
 __all__ = ["PodmanStreams", "StreamDuplex", "hijack"]
 
 log = logging.getLogger(__name__)
 _HANGUP_GRACE = 2.0  # seconds an exec gets to end after SIGHUP before SIGKILL
-# How long an open waits for the engine to mark its exec running (see docker_streams).
-_START_WAIT = 10.0
 _HEAD_LIMIT = 64 * 1024
 
 
@@ -172,17 +170,14 @@ class PodmanStreams:
             f"{self._api.prefix}/exec/{exec_id}/start",
             {"Detach": False, "Tty": tty},
         )
-        # The upgrade answer comes before the exec runs: wait for it so that a resize
-        # right after the open finds the session up.
-        until, pause = time.monotonic() + _START_WAIT, 0.02
-        while time.monotonic() < until:
+
+        async def started() -> bool:
             state = await self._api.json("GET", f"/exec/{exec_id}/json")
             # Running, or ended: Podman then clears Pid (and ExitCode is 0 both before
             # and after a clean run), so an ended session is the one it can remove.
-            if state.get("Running") or state.get("Pid") or state.get("CanRemove"):
-                break
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 0.2)  # a slow engine is a loaded one: ask it less
+            return bool(state.get("Running") or state.get("Pid") or state.get("CanRemove"))
+
+        await until_started(started)
 
         async def hang_up() -> None:
             await self._end_exec(exec_id)

@@ -18,6 +18,7 @@ import concurrent.futures
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -30,7 +31,26 @@ __all__ = [
     "SocketDuplex",
     "StreamingRuntime",
     "ThreadedReader",
+    "until_started",
 ]
+
+# How long an open waits for the engine to mark its exec running. It takes a few ms on
+# an idle host and more than a second on a loaded one (a dashboard terminal's first
+# resize failed so in CI, when the wait was a second).
+START_WAIT = 10.0
+
+
+async def until_started(started: Callable[[], Awaitable[bool]], wait: float = START_WAIT) -> None:
+    """Return once ``started()`` (the exec runs, or already ended), or after ``wait`` s.
+
+    Engines answer an exec's start before they mark it running; an open waits so
+    that a resize right after it finds the session up. The pause between checks
+    grows to 200 ms: a slow engine is a loaded one, to be asked less.
+    """
+    until, pause = time.monotonic() + wait, 0.02
+    while time.monotonic() < until and not await started():
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, 0.2)
 
 
 class Duplex(Protocol):
