@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import signal
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -107,12 +108,20 @@ def kill_refused_exec(exec_id: str, info: Mapping[str, Any]) -> None:
     """
     pid, container = int(info.get("Pid") or 0), str(info.get("ContainerID") or "")
     if not (info.get("Running") and pid > 1 and len(container) >= 12):
+        log.info("exec %s is not running (pid %d): nothing to end", exec_id[:12], pid)
         return
     try:
-        if container in Path(f"/proc/{pid}/cgroup").read_text():
-            os.kill(pid, signal.SIGKILL)
+        if container not in Path(f"/proc/{pid}/cgroup").read_text():
+            return
+        os.kill(pid, signal.SIGKILL)
     except OSError as exc:  # gone meanwhile, or not ours to signal
         log.info("cannot end exec %s (pid %d): %s", exec_id[:12], pid, exc)
+        return
+    # Until its engine has reaped it (a second at most), so that a `top` right after
+    # the refusal no longer lists it.
+    until = time.monotonic() + 1.0
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < until:
+        time.sleep(0.01)
 
 
 def exec_process_gone(info: Mapping[str, Any], init_pid: int) -> bool:

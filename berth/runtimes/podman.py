@@ -397,6 +397,7 @@ class PodmanDriver(PodmanImageOps, PodmanStreams):
         )
         exec_id = str(created["Id"])
         demux, output, overflowed = FrameDemuxer(), bytearray(), False
+        refused: dict[str, Any] = {}
         try:
             async with asyncio.timeout(timeout):
                 request = self._api.client.build_request(
@@ -414,6 +415,8 @@ class PodmanDriver(PodmanImageOps, PodmanStreams):
                         if len(output) > max_output:
                             overflowed = True
                             break
+                    if overflowed:  # read while its session is attached and running
+                        refused = await self._api.json("GET", f"/exec/{exec_id}/json")
                 finally:
                     await response.aclose()
         except TimeoutError as exc:
@@ -423,11 +426,11 @@ class PodmanDriver(PodmanImageOps, PodmanStreams):
             ) from exc
         except httpx.TransportError as exc:
             raise self._api.unavailable(exc) from exc
-        info = await self._api.json("GET", f"/exec/{exec_id}/json")
         if overflowed:
             # Killed (``kill_refused_exec``): conmon kept it writing for ever.
-            await asyncio.to_thread(kill_refused_exec, exec_id, info)
+            await asyncio.to_thread(kill_refused_exec, exec_id, refused)
             raise output_too_large(command, max_output)
+        info = await self._api.json("GET", f"/exec/{exec_id}/json")
         return output.decode("utf-8", errors="replace"), int(info.get("ExitCode") or 0)
 
     async def top(self, uuid: str, ps_args: str | None = None) -> TopResult:

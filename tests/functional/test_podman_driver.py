@@ -295,6 +295,19 @@ async def test_execute_and_top(box: Box) -> None:
         await box.driver.top(box.uuid, "-o nosuchdescriptor")
 
 
+async def test_every_refused_command_is_ended(box: Box) -> None:
+    # CI once listed a refused `yes` in a `top` right after its refusal. The driver now
+    # kills it while its session is still attached, and waits (a second at most) until
+    # Podman has reaped it.
+    await box.driver.create(box.spec())
+    await box.driver.start(box.uuid)
+    for _ in range(3):
+        with pytest.raises(errors.Invalid, match="more than 4096 bytes"):
+            await box.driver.execute(box.uuid, ["yes"], 30, 4096)
+        running = await box.driver.top(box.uuid)
+        assert not any(p[-1] == "yes" for p in running["Processes"]), running
+
+
 async def test_image_pull_policies(box: Box) -> None:
     await box.driver.ensure_image(TEST_IMAGE, "never")
     await box.driver.ensure_image(TEST_IMAGE, None)
