@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import shutil
 import uuid
@@ -23,6 +22,7 @@ import pytest
 from fastapi import FastAPI
 
 from berth.api.app import create_app
+from berth.cli.serve import tune_gc
 from berth.config import Settings
 from berth.identity.auth_request import by_name, password_auth, project_ref
 
@@ -36,7 +36,7 @@ from tests.scheduling import (  # noqa: F401  hooks, registered by being here
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Tune the garbage collector as ``berth-api`` does (``serve._tune_gc``).
+    """Tune the garbage collector as ``berth-api`` does (``serve.tune_gc``).
 
     Every API test builds an app (~100k objects, alive through the test, so they
     reach the oldest generation), and the defaults then ran a full collection of
@@ -44,9 +44,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     23.7 s of CPU was full collections. Freezing what the imports and the
     collection made, and collecting less often, leaves 2.9 s (+25 MB at most).
     """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    tune_gc()
 
 
 PG_ADMIN_DSN = os.environ.get("BERTH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -37,6 +37,7 @@ __all__ = [
     "api_main",
     "control_client",
     "embedded_agent",
+    "tune_gc",
     "uvicorn_options",
     "while_running",
     "worker_main",
@@ -122,7 +123,7 @@ def api_main() -> None:
         return
     extensions = [embedded_agent(settings)] if settings.all_in_one else []
     app = create_app(settings, extensions=extensions)
-    _tune_gc()
+    tune_gc()
     # uvicorn closes an idle connection after 5 s by default, the very interval at
     # which the openstack CLI's --wait polls: a poll sent as the server closed its
     # connection failed with "Connection reset by peer".
@@ -146,7 +147,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Keep the garbage collector's pauses off the request path.
 
     A full collection walks every tracked object, most of which (modules,

@@ -53,9 +53,9 @@ from berth.api.state import AppState
 from berth.cli.connguard import configure
 from berth.cli.serve import (
     _logging,
-    _tune_gc,
     agent_in_memory,
     agent_runtime,
+    tune_gc,
     uvicorn_options,
     while_running,
 )
@@ -110,7 +110,7 @@ def worker_app() -> FastAPI:
     app = create_app(
         settings, extensions=[once_per_group(settings)], run_workers=False, migrate=False
     )
-    _tune_gc()
+    tune_gc()
     return app
 
 
